@@ -1,0 +1,35 @@
+# Two entry points for a fresh clone: `make demo` (main job) and `make test` (whole suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STUDY ?= studies/partial_vs_dense.yaml
+
+.PHONY: venv data demo test test-quick bench clean
+
+venv: $(VENV)/.installed
+
+# torch/torchvision first, pinned to the releases that install from this machine's disk.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+data:
+	bash scripts/get_data.sh
+
+demo: venv data
+	$(VENV)/bin/connectome run $(STUDY)
+
+test: venv
+	$(PY) -m pytest -q
+
+test-quick: venv
+	$(PY) -m pytest -q -m "not slow"
+
+bench: venv
+	$(PY) benchmarks/executor.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
