@@ -1,0 +1,118 @@
+"""Architecture options, validated once at the edge, and the presets that name them.
+
+`ArchConfig` is the single input of `build_spec` (and so of `build_model`): the same keys
+are used by the CLI (`connectome graph --pattern ...`), by trial configs and by study files.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from connectome.errors import ConfigError, unknown_name
+
+
+class ArchConfig(BaseModel):
+    """Everything that defines one network; frozen, so it can key caches and hashes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Name of a preset (see PRESETS); its values are defaults that explicit keys override.
+    preset: str | None = None
+    # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
+    pattern: str = "dense"
+    # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
+    pattern_options: dict[str, Any] = Field(default_factory=dict)
+    # Total depth L as in the paper (convs + transitions + classifier); ignored with block_layers.
+    depth: int | None = 40
+    # Number of dense blocks when the layers are derived from depth.
+    blocks: int = Field(3, ge=1)
+    # Explicit layers per block (e.g. [6, 12, 24, 16]); overrides depth and blocks.
+    block_layers: list[int] | None = None
+    # Growth rate k: channels each layer adds (the layer width for sum/chain patterns).
+    growth: int = 12
+    # DenseNet-B: a 1x1 bottleneck conv to bn_size*k channels before each 3x3 conv.
+    bottleneck: bool = False
+    bn_size: int = Field(4, ge=1)
+    # DenseNet-C: transitions keep floor(compression * channels).
+    compression: float = Field(1.0, gt=0.0, le=1.0)
+    # Partial pattern: window of most recent input channels per block (one int = all blocks).
+    m: list[int] | int | None = None
+    # Stem: "cifar" (3x3 conv) or "imagenet" (7x7/2 conv, BN, ReLU, 3x3/2 max pool).
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    # Stem output channels; default 16, or 2k with a bottleneck (as in the paper).
+    stem_channels: int | None = None
+    classes: int = Field(10, ge=1)
+    in_channels: int = Field(3, ge=1)
+    # Dropout after each conv; None lets the trainer choose (0.2 without augmentation).
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    # Recompute aggregation + BN + ReLU in backward (Pleiss et al. 2017); execution only.
+    memory_efficient: bool = False
+
+    @field_validator("growth")
+    @classmethod
+    def _positive_growth(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError(f"growth must be a positive number of channels, got {v}")
+        return v
+
+    @field_validator("block_layers")
+    @classmethod
+    def _positive_layers(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(n <= 0 for n in v)):
+            raise ValueError(f"block_layers needs at least one block, each with >= 1 layer, got {v}")
+        return v
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's Table 1 (CIFAR) configurations.
+    "densenet-40-12": dict(depth=40, growth=12),
+    "densenet-100-12": dict(depth=100, growth=12),
+    "densenet-100-24": dict(depth=100, growth=24),
+    "densenet-bc-100-12": dict(depth=100, growth=12, bottleneck=True, compression=0.5),
+    "densenet-bc-250-24": dict(depth=250, growth=24, bottleneck=True, compression=0.5),
+    "densenet-bc-190-40": dict(depth=190, growth=40, bottleneck=True, compression=0.5),
+    # The paper's Section 5 partial DenseNet: m = block input channels (16, 160, 304).
+    "partial-40-12": dict(pattern="partial", depth=40, growth=12),
+    # ImageNet DenseNets as in torchvision.
+    "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
+                        bottleneck=True, compression=0.5, classes=1000),
+    "densenet169": dict(stem="imagenet", block_layers=[6, 12, 32, 32], growth=32,
+                        bottleneck=True, compression=0.5, classes=1000),
+    "densenet201": dict(stem="imagenet", block_layers=[6, 12, 48, 32], growth=32,
+                        bottleneck=True, compression=0.5, classes=1000),
+}
+
+
+def make_arch(**options: Any) -> ArchConfig:
+    """ArchConfig from keyword options; a preset supplies defaults that options override."""
+    preset = options.get("preset")
+    base: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(unknown_name("preset", preset, PRESETS))
+        base = dict(PRESETS[preset])
+    base.update({k: v for k, v in options.items() if v is not None})
+    try:
+        return ArchConfig(**base)
+    except ValueError as err:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(f"invalid architecture: {err}") from err
+
+
+def layers_per_block(arch: ArchConfig) -> list[int]:
+    """Layers in each block: block_layers, or derived from depth as L = b*n*(1 or 2) + b + 1."""
+    if arch.block_layers is not None:
+        return list(arch.block_layers)
+    if arch.depth is None:
+        raise ConfigError("give either depth or block_layers")
+    per_layer = 2 if arch.bottleneck else 1
+    convs = arch.depth - arch.blocks - 1  # stem conv, transitions, classifier
+    step = arch.blocks * per_layer
+    if convs < step or convs % step:
+        fits = [arch.blocks + 1 + step * n for n in range(1, 4)]
+        raise ConfigError(
+            f"depth {arch.depth} does not fit {arch.blocks} blocks"
+            f"{' with bottlenecks' if arch.bottleneck else ''}: need depth = {step}*n + {arch.blocks + 1}"
+            f" (e.g. {', '.join(map(str, fits))}), or give block_layers"
+        )
+    return [convs // step] * arch.blocks

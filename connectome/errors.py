@@ -1,0 +1,22 @@
+"""Exceptions whose message is meant for the user: the CLI prints them without a traceback."""
+
+
+class ConnectomeError(Exception):
+    """Base class for errors caused by user input or environment, not by a bug."""
+
+
+class SpecError(ConnectomeError):
+    """A connectivity graph or network spec is invalid."""
+
+
+class ConfigError(ConnectomeError):
+    """A configuration (study file, CLI flags, trial config) is invalid."""
+
+
+class DatasetError(ConnectomeError):
+    """A dataset is unknown or its files cannot be found."""
+
+
+def unknown_name(kind: str, name: str, known) -> str:
+    """Message for an unknown registry key that lists the known ones."""
+    return f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}"
