@@ -1,0 +1,246 @@
+"""Connectivity patterns: each builds one block's DAG as a networkx graph.
+
+Every pattern returns nodes 0 (input), 1..n (layers), n+1 (output, op `identity`) with
+`op`, `agg` and `width` attributes, and edges u -> v (v reads u), optionally windowed.
+Register a new pattern with `@register_pattern(name)`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import networkx as nx
+
+from connectome.errors import ConfigError, SpecError, unknown_name
+from connectome.spec import INPUT_OP, OUTPUT_OP
+
+
+@dataclass(frozen=True)
+class BlockContext:
+    """What a pattern knows about the block it wires."""
+
+    n_layers: int
+    in_channels: int
+    growth: int
+    op: str
+    index: int  # block number, from 0
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A registered pattern and the constraints it puts on the network around it."""
+
+    name: str
+    build: Callable[..., nx.DiGraph]
+    # Sum-aggregating patterns need the block input to be `growth` channels wide.
+    fixed_width: bool = False
+    # Layer count comes from the pattern (e.g. a file), not from depth.
+    own_depth: bool = False
+
+
+PATTERNS: dict[str, Pattern] = {}
+
+
+def register_pattern(name: str, **flags: bool) -> Callable:
+    """Decorator adding a block-graph builder to PATTERNS."""
+
+    def add(fn: Callable[..., nx.DiGraph]) -> Callable[..., nx.DiGraph]:
+        PATTERNS[name] = Pattern(name, fn, **flags)
+        return fn
+
+    return add
+
+
+def get_pattern(name: str) -> Pattern:
+    """The registered pattern, or a ConfigError listing the known ones."""
+    if name not in PATTERNS:
+        raise ConfigError(unknown_name("pattern", name, PATTERNS))
+    return PATTERNS[name]
+
+
+def block_graph(name: str, ctx: BlockContext, **options: Any) -> nx.DiGraph:
+    """Build one block's graph with the named pattern."""
+    pattern = get_pattern(name)
+    try:
+        return pattern.build(ctx, **options)
+    except TypeError as err:
+        raise ConfigError(f"pattern {name!r}: bad pattern_options {options}: {err}") from err
+
+
+def empty_block(ctx: BlockContext, agg: str = "concat", n_layers: int | None = None) -> nx.DiGraph:
+    """Nodes of a block without edges: input, n layers of width growth, output."""
+    n = ctx.n_layers if n_layers is None else n_layers
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    for v in range(1, n + 1):
+        g.add_node(v, op=ctx.op, agg=agg, width=ctx.growth)
+    g.add_node(n + 1, op=OUTPUT_OP, agg=agg, width=0)
+    return g
+
+
+@register_pattern("plain")
+def plain(ctx: BlockContext) -> nx.DiGraph:
+    """A chain: each layer reads only the previous one; the block outputs the last layer."""
+    g = empty_block(ctx)
+    nx.add_path(g, range(ctx.n_layers + 2))
+    return g
+
+
+@register_pattern("dense")
+def dense(ctx: BlockContext) -> nx.DiGraph:
+    """DenseNet: every node reads the concatenation of all earlier nodes."""
+    g = empty_block(ctx)
+    g.add_edges_from((u, v) for v in range(1, ctx.n_layers + 2) for u in range(v))
+    return g
+
+
+@register_pattern("residual", fixed_width=True)
+def residual(ctx: BlockContext) -> nx.DiGraph:
+    """Pre-activation ResNet: each layer reads the running sum x0 + f1 + ... of earlier nodes."""
+    g = dense(ctx)
+    for v in range(1, ctx.n_layers + 2):
+        g.nodes[v]["agg"] = "sum"
+    return g
+
+
+@register_pattern("partial")
+def partial(ctx: BlockContext, m: int | None = None) -> nx.DiGraph:
+    """The paper's partial DenseNet: each layer reads the m most recent channels.
+
+    Channels are counted over the concatenation [x0, x1, ..., x_{l-1}], so the oldest
+    source read may contribute only its last channels (an edge window). The block output
+    concatenates everything, as in the dense block. m defaults to the block's input width.
+    """
+    m = ctx.in_channels if m is None else m
+    g = empty_block(ctx)
+    widths = {v: g.nodes[v]["width"] for v in g.nodes}
+    largest = ctx.in_channels + (ctx.n_layers - 1) * ctx.growth
+    if not 1 <= m <= largest:
+        raise SpecError(
+            f"partial block {ctx.index + 1}: m={m} is impossible; it must be between 1 and the "
+            f"largest state a layer sees ({ctx.in_channels} + {ctx.n_layers - 1}*{ctx.growth} = {largest}) "
+            "(use pattern 'dense' to read everything)"
+        )
+    for v in range(1, ctx.n_layers + 1):
+        _add_recent_window(g, v, m, widths)
+    g.add_edges_from((u, ctx.n_layers + 1) for u in range(ctx.n_layers + 1))
+    return g
+
+
+def _add_recent_window(g: nx.DiGraph, v: int, m: int, widths: dict[int, int]) -> None:
+    """Edges into v covering the last m channels of [x0, ..., x_{v-1}]."""
+    left = m
+    for u in range(v - 1, -1, -1):
+        take = min(left, widths[u])
+        window = None if take == widths[u] else (widths[u] - take, widths[u])
+        g.add_edge(u, v, **({} if window is None else {"window": window}))
+        left -= take
+        if left == 0:
+            break
+
+
+@register_pattern("sparse")
+def sparse(ctx: BlockContext, base: int = 2) -> nx.DiGraph:
+    """SparseNet: node v reads nodes at exponential offsets v-1, v-base, v-base^2, ..."""
+    if base < 2:
+        raise SpecError(f"sparse pattern needs base >= 2, got {base}")
+    g = empty_block(ctx)
+    for v in range(1, ctx.n_layers + 2):
+        offset = 1
+        while v - offset >= 0:
+            g.add_edge(v - offset, v)
+            offset *= base
+    return g
+
+
+RANDOM_MODELS: dict[str, Callable[..., nx.Graph]] = {
+    "er": lambda n, p=0.2, seed=0, **_: nx.erdos_renyi_graph(n, p, seed=seed),
+    "ws": lambda n, k=4, p=0.25, seed=0, **_: nx.watts_strogatz_graph(n, min(k, n - 1), p, seed=seed),
+    "ba": lambda n, m=2, seed=0, **_: nx.barabasi_albert_graph(n, min(m, n - 1), seed=seed),
+}
+
+
+@register_pattern("random")
+def random_graph(ctx: BlockContext, model: str = "ws", seed: int = 0, **params: Any) -> nx.DiGraph:
+    """RandWire: a random graph on the layers, oriented by node order, seeded per block.
+
+    Layers with no input read the block input; layers no one reads feed the block output.
+    """
+    if model not in RANDOM_MODELS:
+        raise ConfigError(unknown_name("random graph model", model, RANDOM_MODELS))
+    n = ctx.n_layers
+    if n < 3 and model != "er":
+        raise SpecError(f"random model {model!r} needs at least 3 layers per block, got {n}")
+    undirected = RANDOM_MODELS[model](n, seed=seed + 1000 * ctx.index, **params)
+    g = empty_block(ctx)
+    g.add_edges_from((min(u, v) + 1, max(u, v) + 1) for u, v in undirected.edges)
+    _attach_ends(g, n)
+    return g
+
+
+def _attach_ends(g: nx.DiGraph, n: int) -> None:
+    """Connect sourceless layers to the input and sinkless layers to the output."""
+    for v in range(1, n + 1):
+        if g.in_degree(v) == 0:
+            g.add_edge(0, v)
+    for v in range(1, n + 1):
+        if g.out_degree(v) == 0:
+            g.add_edge(v, n + 1)
+    if n == 0:
+        g.add_edge(0, 1)
+
+
+@register_pattern("file", own_depth=True)
+def from_file(ctx: BlockContext, path: str | list[str]) -> nx.DiGraph:
+    """A user's DAG from GraphML or node-link JSON (one file, or one per block).
+
+    Nodes are 0 (input) and 1..n (layers); node attributes `agg`, `op`, `width` and edge
+    attribute `window` ("lo:hi") are optional. The output node n+1 is added, reading every
+    layer that no other layer reads, unless the file already has a node with op identity.
+    """
+    if isinstance(path, list):
+        if ctx.index >= len(path):
+            raise ConfigError(f"pattern 'file' has {len(path)} paths but the network has more blocks")
+        path = path[ctx.index]
+    user = read_graph(Path(path))
+    return _complete_user_graph(user, ctx)
+
+
+def read_graph(path: Path) -> nx.DiGraph:
+    """Read GraphML or node-link JSON into a DiGraph with integer node ids."""
+    if not path.is_file():
+        raise ConfigError(f"graph file {path} does not exist")
+    try:
+        if path.suffix.lower() == ".json":
+            graph = nx.node_link_graph(json.loads(path.read_text()), directed=True, edges="links")
+        else:
+            graph = nx.read_graphml(path)
+        return nx.relabel_nodes(nx.DiGraph(graph), int)
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot read graph file {path}: {err} (need integer node ids)") from err
+    except Exception as err:  # the XML parser raises its own types
+        raise ConfigError(f"cannot read graph file {path}: {err}") from err
+
+
+def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
+    """Fill default attributes, parse windows, and add the output node if missing."""
+    if sorted(user.nodes) != list(range(len(user))):
+        raise SpecError(f"graph file nodes must be the integers 0..N, got {sorted(user.nodes)[:10]}")
+    has_output = any(d.get("op") == OUTPUT_OP for _, d in user.nodes(data=True))
+    n = len(user) - (2 if has_output else 1)
+    g = empty_block(ctx, n_layers=n)
+    for v, data in user.nodes(data=True):
+        g.nodes[v].update({k: data[k] for k in ("op", "agg", "width") if k in data})
+    for u, v, data in user.edges(data=True):
+        window = data.get("window")
+        if isinstance(window, str):
+            window = tuple(int(x) for x in window.split(":"))
+        g.add_edge(u, v, **({} if window is None else {"window": window}))
+    if not has_output:
+        for v in range(n + 1):
+            if g.out_degree(v) == 0:
+                g.add_edge(v, n + 1)
+    g.nodes[0]["width"] = ctx.in_channels
+    return g

@@ -1,0 +1,238 @@
+"""The immutable network spec: block DAGs frozen from networkx graphs, validated, hashable.
+
+A block graph has integer nodes: 0 is the block input, 1..n are layers and n+1 is the
+block output (op `identity`). An edge u -> v means v reads u's output, all of it or the
+channel window `(lo, hi)`. The spec describes an architecture; it executes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import networkx as nx
+
+from connectome.errors import SpecError
+
+AGGREGATIONS = ("concat", "sum")
+INPUT_OP, OUTPUT_OP = "input", "identity"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """v reads channels lo:hi of u (window None: all of u)."""
+
+    src: int
+    dst: int
+    window: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of a block: its operation, how it aggregates inputs, its output width."""
+
+    id: int
+    op: str
+    agg: str
+    width: int
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block's DAG in canonical form (nodes and edges sorted)."""
+
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+
+    @classmethod
+    def from_graph(cls, graph: nx.DiGraph, ops: frozenset[str] | None = None) -> BlockSpec:
+        """Validate a block graph and freeze it; widths of identity nodes are derived."""
+        _check_structure(graph)
+        widths: dict[int, int] = {}
+        nodes, edges = [], []
+        for v in nx.lexicographical_topological_sort(graph):
+            data = graph.nodes[v]
+            in_edges = [_edge(graph, u, v, widths) for u in sorted(graph.predecessors(v))]
+            widths[v] = _node_width(v, data, in_edges, widths)
+            nodes.append(Node(v, data["op"], data.get("agg", "concat"), widths[v]))
+            edges.extend(in_edges)
+        if ops is not None:
+            _check_ops(nodes, ops)
+        return cls(tuple(sorted(nodes, key=lambda n: n.id)), tuple(sorted(edges, key=_edge_key)))
+
+    @property
+    def output(self) -> int:
+        """Id of the block's output node."""
+        return self.nodes[-1].id
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layer nodes (neither input nor output)."""
+        return len(self.nodes) - 2
+
+    @property
+    def in_channels(self) -> int:
+        return self.nodes[0].width
+
+    @property
+    def out_channels(self) -> int:
+        return self.nodes[-1].width
+
+    @cached_property
+    def inputs(self) -> dict[int, tuple[Edge, ...]]:
+        """In-edges of every node, sources in ascending id (concatenation order)."""
+        table: dict[int, list[Edge]] = {n.id: [] for n in self.nodes}
+        for e in self.edges:
+            table[e.dst].append(e)
+        return {v: tuple(es) for v, es in table.items()}
+
+    def read_width(self, edge: Edge) -> int:
+        """Channels an edge carries."""
+        if edge.window is None:
+            return self.nodes[edge.src].width
+        return edge.window[1] - edge.window[0]
+
+    def input_width(self, v: int) -> int:
+        """Channels of node v's aggregated input."""
+        widths = [self.read_width(e) for e in self.inputs[v]]
+        return sum(widths) if self.nodes[v].agg == "concat" else widths[0]
+
+    def to_graph(self) -> nx.DiGraph:
+        """The block as a networkx DiGraph with op/agg/width and window attributes."""
+        g = nx.DiGraph()
+        for n in self.nodes:
+            g.add_node(n.id, op=n.op, agg=n.agg, width=n.width)
+        for e in self.edges:
+            attrs = {} if e.window is None else {"window": e.window}
+            g.add_edge(e.src, e.dst, **attrs)
+        return g
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A whole network: stem, blocks joined by transitions, classifier head."""
+
+    stem: str
+    in_channels: int
+    stem_channels: int
+    blocks: tuple[BlockSpec, ...]
+    transitions: tuple[int, ...]  # output channels of the transition after block i
+    classes: int
+    growth: int
+    bn_size: int = 4
+    dropout: float = 0.0
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if len(self.transitions) != len(self.blocks) - 1:
+            raise SpecError(f"{len(self.blocks)} blocks need {len(self.blocks) - 1} transitions")
+        widths = [self.stem_channels, *self.transitions]
+        for i, (block, width) in enumerate(zip(self.blocks, widths)):
+            if block.in_channels != width:
+                raise SpecError(f"block {i + 1} expects {block.in_channels} input channels, gets {width}")
+
+    def to_dict(self) -> dict:
+        """Plain-data form (JSON-ready); `meta` holds provenance and is not hashed."""
+        d = asdict(self)
+        d["blocks"] = [_block_to_dict(b) for b in self.blocks]
+        return d
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkSpec:
+        blocks = tuple(_block_from_dict(b) for b in d["blocks"])
+        rest = {k: v for k, v in d.items() if k != "blocks"}
+        rest["transitions"] = tuple(rest["transitions"])
+        return cls(blocks=blocks, **rest)
+
+    @classmethod
+    def from_json(cls, text: str) -> NetworkSpec:
+        return cls.from_dict(json.loads(text))
+
+    @cached_property
+    def graph_hash(self) -> str:
+        """Canonical hash of the architecture: equal for specs that build the same network."""
+        d = self.to_dict()
+        d.pop("meta")
+        canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def _edge_key(e: Edge) -> tuple[int, int]:
+    return (e.dst, e.src)
+
+
+def _block_to_dict(b: BlockSpec) -> dict:
+    return {
+        "nodes": [[n.id, n.op, n.agg, n.width] for n in b.nodes],
+        "edges": [[e.src, e.dst, list(e.window) if e.window else None] for e in b.edges],
+    }
+
+
+def _block_from_dict(d: dict) -> BlockSpec:
+    nodes = tuple(Node(*n) for n in d["nodes"])
+    edges = tuple(Edge(s, t, tuple(w) if w else None) for s, t, w in d["edges"])
+    return BlockSpec(nodes, edges)
+
+
+def _check_structure(graph: nx.DiGraph) -> None:
+    """Node ids 0..N, a DAG, input/output at the ends, every layer on an input-output path."""
+    ids = sorted(graph.nodes)
+    if len(ids) < 2 or ids != list(range(len(ids))):
+        raise SpecError(f"block nodes must be the integers 0..N (input 0, output N), got {ids[:10]}")
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = " -> ".join(str(u) for u, _ in nx.find_cycle(graph))
+        raise SpecError(f"block graph has a cycle: {cycle}")
+    first, last = ids[0], ids[-1]
+    if graph.in_degree(first):
+        raise SpecError("node 0 is the block input and cannot read other nodes")
+    if graph.out_degree(last):
+        raise SpecError(f"node {last} is the block output and cannot feed other nodes")
+    unreachable = sorted(set(ids) - nx.descendants(graph, first) - {first})
+    if unreachable:
+        raise SpecError(f"layers {unreachable} are unreachable from the block input (node 0)")
+    dead = sorted(set(ids) - nx.ancestors(graph, last) - {last})
+    if dead:
+        raise SpecError(f"layers {dead} never reach the block output (node {last})")
+
+
+def _edge(graph: nx.DiGraph, u: int, v: int, widths: dict[int, int]) -> Edge:
+    """Edge with a validated window."""
+    window = graph.edges[u, v].get("window")
+    if window is None:
+        return Edge(u, v)
+    lo, hi = (int(x) for x in window)
+    if not 0 <= lo < hi <= widths[u]:
+        raise SpecError(
+            f"edge {u}->{v} reads channels {lo}:{hi} but node {u} has only {widths[u]} channels"
+        )
+    return Edge(u, v, None if (lo, hi) == (0, widths[u]) else (lo, hi))
+
+
+def _node_width(v: int, data: dict, in_edges: list[Edge], widths: dict[int, int]) -> int:
+    """Output width: given for input and layers, derived from inputs for identity nodes."""
+    agg = data.get("agg", "concat")
+    if agg not in AGGREGATIONS:
+        raise SpecError(f"node {v}: unknown aggregation {agg!r}; known: {', '.join(AGGREGATIONS)}")
+    reads = [(e.window[1] - e.window[0]) if e.window else widths[e.src] for e in in_edges]
+    if agg == "sum" and len(set(reads)) > 1:
+        detail = ", ".join(f"{e.src}:{w}" for e, w in zip(in_edges, reads))
+        raise SpecError(f"node {v} sums inputs of unequal widths ({detail}); use concat or equal widths")
+    if data.get("op") == OUTPUT_OP:
+        return sum(reads) if agg == "concat" else reads[0]
+    width = int(data.get("width", 0))
+    if width <= 0:
+        raise SpecError(f"node {v} needs a positive width, got {width}")
+    return width
+
+
+def _check_ops(nodes: list[Node], ops: frozenset[str]) -> None:
+    known = ops | {INPUT_OP, OUTPUT_OP}
+    for n in nodes:
+        if n.op not in known:
+            raise SpecError(f"node {n.id}: unknown op {n.op!r}; known: {', '.join(sorted(known))}")
+    if nodes[0].op != INPUT_OP or max(nodes, key=lambda n: n.id).op != OUTPUT_OP:
+        raise SpecError(f"node 0 must have op {INPUT_OP!r} and the last node op {OUTPUT_OP!r}")
