@@ -1,0 +1,51 @@
+"""Architecture options: presets and clear errors for what cannot be built."""
+import pytest
+
+from connectome import build_spec, make_arch
+from connectome.architecture import layers_per_block
+from connectome.errors import ConfigError, SpecError
+
+
+@pytest.mark.parametrize("depth, bc, n", [(40, False, 12), (100, False, 32), (100, True, 16), (250, True, 41), (190, True, 31)])
+def test_depth_gives_the_papers_layers_per_block(depth, bc, n):
+    assert layers_per_block(make_arch(depth=depth, bottleneck=bc)) == [n, n, n]
+
+
+@pytest.mark.parametrize("depth, bc", [(41, False), (42, True), (3, False)])
+def test_depth_that_does_not_fit_blocks_is_rejected(depth, bc):
+    with pytest.raises(ConfigError, match=f"depth {depth} does not fit 3 blocks"):
+        layers_per_block(make_arch(depth=depth, bottleneck=bc))
+
+
+@pytest.mark.parametrize("growth", [0, -4])
+def test_non_positive_growth_is_rejected(growth):
+    with pytest.raises(ConfigError, match="growth must be a positive"):
+        make_arch(growth=growth)
+
+
+def test_unknown_preset_and_key_are_rejected():
+    with pytest.raises(ConfigError, match="unknown preset 'densenet999'; known: densenet-100-12"):
+        make_arch(preset="densenet999")
+    with pytest.raises(ConfigError, match="groth"):
+        make_arch(groth=12)
+
+
+def test_m_is_checked_against_pattern_and_blocks():
+    with pytest.raises(ConfigError, match="applies to pattern 'partial' only"):
+        build_spec(make_arch(pattern="dense", m=16))
+    with pytest.raises(ConfigError, match="m has 2 values but the network has 3 blocks"):
+        build_spec(make_arch(pattern="partial", m=[16, 32]))
+    with pytest.raises(SpecError, match="m=999 is impossible"):
+        build_spec(make_arch(pattern="partial", m=999))
+
+
+def test_residual_widths_follow_growth():
+    spec = build_spec(make_arch(pattern="residual", depth=16, growth=24))
+    assert spec.stem_channels == 24 and spec.transitions == (24, 24)
+    with pytest.raises(ConfigError, match="stem must have growth=24"):
+        build_spec(make_arch(pattern="residual", depth=16, growth=24, stem_channels=16))
+
+
+def test_explicit_options_override_the_preset():
+    arch = make_arch(preset="densenet121", classes=5)
+    assert arch.classes == 5 and arch.growth == 32

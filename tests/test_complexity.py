@@ -1,0 +1,108 @@
+"""Complexity from the spec: the paper's Table 1, torchvision's counts, FLOPs, budgets."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from connectome import PATTERNS, build_model, build_spec, complexity, make_arch, match_budget
+
+
+def paper_densenet_params(depth, k, bc, classes=10, c_in=3):
+    """Params of the paper's CIFAR DenseNet(-BC), counted from its description by hand."""
+    n = (depth - 4) // (6 if bc else 3)
+    c = 2 * k if bc else 16
+    total = c_in * c * 9  # stem 3x3 conv
+    for b in range(3):
+        for layer in range(n):
+            cin = c + layer * k
+            if bc:  # BN, 1x1 conv to 4k, BN, 3x3 conv to k
+                total += 2 * cin + cin * 4 * k + 2 * 4 * k + 4 * k * k * 9
+            else:  # BN, 3x3 conv to k
+                total += 2 * cin + cin * k * 9
+        c += n * k
+        if b < 2:  # transition: BN, 1x1 conv with compression
+            out = c // 2 if bc else c
+            total += 2 * c + c * out
+            c = out
+    return total + 2 * c + c * classes + classes  # BN, linear
+
+
+TABLE_1 = [  # (depth, k, bc, the paper's "Params" column in millions)
+    (40, 12, False, 1.0), (100, 12, False, 7.0), (100, 24, False, 27.2),
+    (100, 12, True, 0.8), (250, 24, True, 15.3), (190, 40, True, 25.6),
+]
+
+
+@pytest.mark.parametrize("depth, k, bc, millions", TABLE_1)
+def test_table_1_params(depth, k, bc, millions):
+    arch = make_arch(depth=depth, growth=k, bottleneck=bc, compression=0.5 if bc else 1.0)
+    params = complexity(build_spec(arch)).params
+    assert params == paper_densenet_params(depth, k, bc)
+    assert round(params / 1e6, 1) == millions
+
+
+@pytest.mark.parametrize("name", ["densenet121", "densenet169", "densenet201"])
+def test_imagenet_presets_match_torchvision(name):
+    expected = sum(p.numel() for p in getattr(torchvision.models, name)().parameters())
+    assert complexity(build_spec(make_arch(preset=name))).params == expected
+    if name == "densenet121":
+        assert expected == 7_978_856
+
+
+def _small(pattern, **kw):
+    kw.setdefault("block_layers", [3, 4])
+    kw.setdefault("growth", 6 if pattern != "residual" else 8)
+    opts = {"random": {"model": "er", "p": 0.5, "seed": 1}}.get(pattern, {})
+    return make_arch(pattern=pattern, pattern_options=opts, **kw)
+
+
+def _hooked_flops(model, size):
+    """Multiply-adds of convs and linears, counted from a real forward pass."""
+    flops = []
+
+    def conv_hook(m, inp, out):
+        flops.append(out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
+
+    def linear_hook(m, inp, out):
+        flops.append(m.in_features * m.out_features)
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(conv_hook)
+        elif isinstance(m, nn.Linear):
+            m.register_forward_hook(linear_hook)
+    model.eval()(torch.zeros(1, *size))
+    return sum(flops)
+
+
+@pytest.mark.parametrize("pattern", sorted(set(PATTERNS) - {"file"}))
+@pytest.mark.parametrize("bottleneck", [False, True])
+def test_spec_complexity_equals_the_built_model(pattern, bottleneck):
+    arch = _small(pattern, bottleneck=bottleneck)
+    spec, model = build_spec(arch), build_model(arch)
+    cx = complexity(spec, (3, 16, 16))
+    assert cx.params == sum(p.numel() for p in model.parameters())
+    assert cx.flops == _hooked_flops(model, (3, 16, 16))
+
+
+def test_imagenet_flops_match_a_forward_pass():
+    spec = build_spec(make_arch(preset="densenet121", block_layers=[2, 2, 2, 2]))
+    from connectome.executor import ConnectomeNet
+
+    assert complexity(spec, (3, 64, 64)).flops == _hooked_flops(ConnectomeNet(spec), (3, 64, 64))
+
+
+def test_memory_efficient_stores_fewer_activations():
+    spec = build_spec(make_arch(preset="densenet-100-12"))
+    assert complexity(spec, memory_efficient=True).acts < complexity(spec).acts / 2
+
+
+@pytest.mark.parametrize("pattern", ["dense", "partial", "residual", "plain", "sparse"])
+def test_budget_matching_lands_near_the_target(pattern):
+    target = 300_000
+    arch = match_budget(make_arch(pattern=pattern, depth=22), target)
+    params = complexity(build_spec(arch)).params
+    worse = [complexity(build_spec(arch.model_copy(update={"growth": arch.growth + d}))).params
+             for d in (-1, 1)]
+    assert all(abs(params - target) <= abs(w - target) for w in worse)
+    assert abs(params - target) / target < 0.1

@@ -1,0 +1,163 @@
+"""The executor: every pattern runs; equivalence with hand-written and torchvision models."""
+import copy
+
+import networkx as nx
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from connectome import PATTERNS, build_model, build_spec, make_arch
+from connectome.executor import ConnectomeNet
+from connectome.interop import load_torchvision_densenet
+
+
+def _arch(pattern, tmp_path=None, **kw):
+    opts = {"random": {"model": "ws", "k": 2, "p": 0.5, "seed": 2}}.get(pattern, {})
+    if pattern == "file":
+        g = nx.DiGraph([(0, 1), (0, 2), (1, 3), (2, 3)])
+        path = tmp_path / "user.graphml"
+        nx.write_graphml(g, path)
+        opts = {"path": str(path)}
+    kw.setdefault("block_layers", [3, 3])
+    return make_arch(pattern=pattern, pattern_options=opts, growth=6, stem_channels=None, **kw)
+
+
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+@pytest.mark.parametrize("bottleneck", [False, True])
+def test_every_pattern_runs_forward_and_backward(pattern, bottleneck, tmp_path):
+    model = build_model(_arch(pattern, tmp_path, bottleneck=bottleneck, classes=5, dropout=0.1))
+    x = torch.randn(4, 3, 12, 12)
+    out = model(x)
+    assert out.shape == (4, 5)
+    out.square().mean().backward()
+    assert torch.isfinite(out).all()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_grayscale_and_odd_sizes():
+    model = build_model(pattern="dense", block_layers=[2, 2, 2], growth=4, in_channels=1)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+class PreActStack(nn.Module):
+    """A hand-written pre-activation ResNet stage: x <- x + conv(relu(bn(x)))."""
+
+    def __init__(self, width, n):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1, bias=False))
+            for _ in range(n)
+        )
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = x + layer(x)
+        return x
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_residual_equals_hand_written_preact_resnet(train):
+    model = build_model(pattern="residual", block_layers=[4], growth=8)
+    block = model.blocks[0]
+    ref = PreActStack(8, 4)
+    for v, layer in enumerate(ref.layers, start=1):
+        op = block.nodes[str(v)].op
+        nn.init.normal_(layer[0].weight)
+        nn.init.normal_(layer[0].bias)
+        op.norm1.load_state_dict(layer[0].state_dict())
+        op.conv1.load_state_dict(layer[2].state_dict())
+    block.train(train), ref.train(train)
+    x = torch.randn(3, 8, 10, 10, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    out, expected = block(x), ref(x_ref)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    out.sum().backward(), expected.sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+
+
+def _randomise_norms(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+
+
+@torch.no_grad()
+def test_torchvision_densenet121_weights_give_the_same_outputs():
+    tv = torchvision.models.densenet121()
+    _randomise_norms(tv)
+    model = load_torchvision_densenet(build_model(preset="densenet121"), tv.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    diff = (model.eval()(x) - tv.eval()(x)).abs().max().item()
+    assert diff < 1e-4
+
+
+@pytest.mark.parametrize("preset, extra", [
+    ("densenet-40-12", {}), ("densenet-bc-100-12", {}),
+    ("partial-40-12", {}), ("densenet-40-12", {"pattern": "residual", "growth": 8}),
+])
+def test_memory_efficient_mode_gives_identical_outputs_gradients_and_stats(preset, extra):
+    arch = make_arch(preset=preset, blocks=3, depth=16 if "bc" in preset else 10, dropout=0.1, **extra)
+    default = build_model(arch)
+    efficient = copy.deepcopy(default).set_memory_efficient(True)
+    x = torch.randn(4, 3, 16, 16)
+    outs = []
+    for model in (default, efficient):
+        torch.manual_seed(7)  # same dropout masks in both runs
+        out = model.train()(x)
+        out.square().mean().backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+    for (name, a), b in zip(default.named_parameters(), efficient.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)
+    for (name, a), b in zip(default.named_buffers(), efficient.buffers()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
+
+
+def test_channels_last_and_bf16_autocast_run_on_cpu():
+    model = build_model(pattern="dense", block_layers=[2, 2], growth=4)
+    x = torch.randn(2, 3, 16, 16)
+    ref = model.eval()(x)
+    model_cl = model.to(memory_format=torch.channels_last)
+    out = model_cl(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.1
+
+
+def test_forward_does_not_mutate_the_module():
+    model = build_model(pattern="sparse", block_layers=[5], growth=4).eval()
+    before = [(v, n) for v, n, *_ in model.blocks[0].plan]
+    x = torch.randn(1, 3, 8, 8)
+    torch.testing.assert_close(model(x), model(x))
+    assert [(v, n) for v, n, *_ in model.blocks[0].plan] == before
+
+
+def test_source_usage_follows_the_graph_and_the_weights():
+    model = build_model(pattern="partial", block_layers=[4], growth=4, stem_channels=8)
+    usage = model.source_usage()[0]  # rows: layers 1..4, columns: sources 0..3
+    assert usage.shape == (4, 4)
+    reads = [[torch.isnan(torch.tensor(usage[r, c])).item() is False for c in range(4)] for r in range(4)]
+    assert reads == [[True, False, False, False], [True, True, False, False],
+                     [False, True, True, False], [False, False, True, True]]
+    conv = model.blocks[0].nodes["3"].op.conv1
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, 4:8] = 2.0  # layer 3 reads x1 (4 channels) then x2 (4 channels)
+    usage = model.source_usage()[0]
+    assert usage[2, 1] == 0.0
+    assert usage[2, 2] == pytest.approx(2.0 * (4 * 4 * 9) ** 0.5 / 2)
+
+
+def test_spec_round_trip_builds_the_same_network():
+    spec = build_spec(make_arch(pattern="random", block_layers=[5, 5], pattern_options={"model": "er", "p": 0.4}))
+    a, b = ConnectomeNet(spec), ConnectomeNet(type(spec).from_json(spec.to_json()))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(a.eval()(x), b.eval()(x))

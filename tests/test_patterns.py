@@ -1,0 +1,142 @@
+"""Every registered pattern builds a valid block; each pattern's wiring is what it claims."""
+import json
+
+import networkx as nx
+import pytest
+
+from connectome.errors import ConfigError, SpecError
+from connectome.ops import OPS
+from connectome.patterns import PATTERNS, BlockContext, block_graph, get_pattern
+from connectome.spec import BlockSpec
+
+CTX = BlockContext(n_layers=6, in_channels=16, growth=12, op="conv3x3", index=0)
+OPTIONS = {"file": None}  # the file pattern is covered by its own tests
+
+
+@pytest.mark.parametrize("name", sorted(set(PATTERNS) - set(OPTIONS)))
+def test_every_pattern_builds_a_valid_block(name):
+    ctx = CTX if not PATTERNS[name].fixed_width else BlockContext(6, 12, 12, "conv3x3", 0)
+    block = BlockSpec.from_graph(block_graph(name, ctx), frozenset(OPS))
+    assert block.n_layers == 6
+    assert block.nodes[0].width == ctx.in_channels
+    for v in range(1, 8):
+        assert block.inputs[v], f"node {v} reads nothing"
+
+
+def _preds(name, ctx=CTX, **opts):
+    g = block_graph(name, ctx, **opts)
+    return {v: sorted(g.predecessors(v)) for v in g.nodes if v}, g
+
+
+def test_dense_reads_every_earlier_node():
+    preds, g = _preds("dense")
+    assert all(preds[v] == list(range(v)) for v in preds)
+    assert g.number_of_edges() == 7 * 8 // 2
+
+
+def test_plain_is_a_chain():
+    preds, _ = _preds("plain")
+    assert all(preds[v] == [v - 1] for v in preds)
+
+
+def test_residual_sums_all_earlier_nodes():
+    ctx = BlockContext(n_layers=4, in_channels=12, growth=12, op="conv3x3", index=0)
+    preds, g = _preds("residual", ctx)
+    assert preds[3] == [0, 1, 2]
+    assert {g.nodes[v]["agg"] for v in preds} == {"sum"}
+
+
+def test_residual_rejects_unequal_widths():
+    with pytest.raises(SpecError, match="unequal widths"):
+        BlockSpec.from_graph(block_graph("residual", CTX))
+
+
+def test_sparse_uses_exponential_offsets():
+    ctx = BlockContext(n_layers=9, in_channels=16, growth=12, op="conv3x3", index=0)
+    preds, _ = _preds("sparse", ctx)
+    assert preds[9] == [1, 5, 7, 8]  # offsets 1, 2, 4, 8
+    assert preds[10] == [2, 6, 8, 9]
+
+
+@pytest.mark.parametrize("m", [16, 20, 40, 64])
+def test_partial_reads_exactly_the_m_most_recent_channels(m):
+    ctx = BlockContext(n_layers=6, in_channels=16, growth=12, op="conv3x3", index=0)
+    block = BlockSpec.from_graph(block_graph("partial", ctx, m=m))
+    for v in range(1, 7):
+        available = 16 + (v - 1) * 12
+        assert block.input_width(v) == min(m, available)
+        concat = [(0, c) for c in range(16)] + [(u, c) for u in range(1, v) for c in range(12)]
+        expected = concat[-min(m, available):]
+        read = [(e.src, c) for e in block.inputs[v]
+                for c in range(*(e.window or (0, block.nodes[e.src].width)))]
+        assert read == expected
+    assert block.out_channels == 16 + 6 * 12  # the output concatenates everything
+
+
+def test_partial_default_window_is_the_block_input():
+    block = BlockSpec.from_graph(block_graph("partial", CTX))
+    assert {block.input_width(v) for v in range(1, 7)} == {16}
+    assert block.inputs[2][0].window == (12, 16)  # x1 (12 channels) + the last 4 of x0
+    assert [e.src for e in block.inputs[2]] == [0, 1]
+
+
+@pytest.mark.parametrize("m", [0, -3, 16 + 5 * 12 + 1])
+def test_partial_rejects_impossible_m(m):
+    with pytest.raises(SpecError, match=f"m={m} is impossible"):
+        block_graph("partial", CTX, m=m)
+
+
+@pytest.mark.parametrize("model", ["er", "ws", "ba"])
+def test_random_graphs_are_seeded_acyclic_and_connected(model):
+    ctx = BlockContext(n_layers=10, in_channels=16, growth=8, op="conv3x3", index=0)
+    a = block_graph("random", ctx, model=model, seed=3)
+    b = block_graph("random", ctx, model=model, seed=3)
+    c = block_graph("random", ctx, model=model, seed=4)
+    assert sorted(a.edges) == sorted(b.edges)
+    assert sorted(a.edges) != sorted(c.edges)
+    assert all(u < v for u, v in a.edges)
+    BlockSpec.from_graph(a)
+
+
+def test_random_rejects_unknown_model():
+    with pytest.raises(ConfigError, match="known: ba, er, ws"):
+        block_graph("random", CTX, model="smallworld")
+
+
+def test_unknown_pattern_lists_the_known_ones():
+    with pytest.raises(ConfigError) as err:
+        get_pattern("densest")
+    assert "densest" in str(err.value) and "dense, file, partial" in str(err.value)
+
+
+def _user_graph():
+    g = nx.DiGraph()
+    g.add_edges_from([(0, 1), (0, 2), (1, 3), (2, 3)])
+    return g
+
+
+def test_file_pattern_reads_graphml_and_adds_the_output(tmp_path):
+    path = tmp_path / "g.graphml"
+    g = _user_graph()
+    g.edges[0, 2]["window"] = "4:16"
+    nx.write_graphml(g, path)
+    block = BlockSpec.from_graph(block_graph("file", CTX, path=str(path)))
+    assert block.n_layers == 3
+    assert [e.src for e in block.inputs[4]] == [3]
+    assert block.inputs[2][0].window == (4, 16)
+
+
+def test_file_pattern_reads_node_link_json(tmp_path):
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(nx.node_link_data(_user_graph(), edges="links")))
+    block = BlockSpec.from_graph(block_graph("file", CTX, path=str(path)))
+    assert block.input_width(3) == 24
+
+
+def test_file_pattern_rejects_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        block_graph("file", CTX, path=str(tmp_path / "nope.graphml"))
+    bad = tmp_path / "bad.graphml"
+    bad.write_text("<graphml><oops")
+    with pytest.raises(ConfigError, match="cannot read graph file"):
+        block_graph("file", CTX, path=str(bad))
