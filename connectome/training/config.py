@@ -1,0 +1,153 @@
+"""Trial configuration: what to train (arch), on what (data), how (train), with which seed.
+
+Validated once at the edge (CLI, study file, `train_trial`) into frozen objects. Defaults are
+the paper's recipe (Huang et al. 2017, Sec. 4.2); every key can be overridden.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectome.architecture import ArchConfig, make_arch
+from connectome.errors import ConfigError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class SyntheticConfig(BaseModel):
+    """Shape of the generated `synthetic` dataset (class prototypes plus noise)."""
+
+    model_config = _FROZEN
+
+    # Training images generated (before the validation split).
+    train: int = Field(2000, ge=2)
+    # Test images generated.
+    test: int = Field(500, ge=1)
+    # Image side in pixels (square images).
+    size: int = Field(16, ge=4)
+    # Image channels: 1 for grayscale, 3 for colour.
+    channels: int = Field(3, ge=1)
+    # Number of classes.
+    classes: int = Field(10, ge=2)
+    # Noise amplitude relative to the class pattern; higher is harder.
+    noise: float = Field(0.6, ge=0.0)
+    # Seed of the generator: the dataset itself is the same for every trial seed.
+    seed: int = 0
+
+
+class DataConfig(BaseModel):
+    """Which dataset, which split, which images, which augmentation."""
+
+    model_config = _FROZEN
+
+    # Dataset: a key of connectome.training.DATASETS.
+    name: str = "cifar10"
+    # Directory searched first for the dataset's files (then $CONNECTOME_DATA, ./data, system dirs).
+    root: str | None = None
+    # Training images held out for validation; None = the dataset's paper split, 0 = train on all.
+    val_size: int | None = Field(None, ge=0)
+    # Train on this many images drawn from the training split by the trial seed; None = all.
+    train_subset: int | None = Field(None, ge=1)
+    # Seed of the train/val split: fixed across trials so every trial validates on the same images.
+    split_seed: int = 0
+    # Pad-4 random crop + horizontal flip (the paper's "+"); None = the dataset's default.
+    augment: bool | None = None
+    # Let torchvision download missing files (needs network access).
+    download: bool = True
+    # SVHN only: add the 531k "extra" images to training, as the paper does.
+    svhn_extra: bool = False
+    # Shape of the `synthetic` dataset; ignored by the others.
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class TrainConfig(BaseModel):
+    """Optimiser, schedule, precision and execution options of one trial."""
+
+    model_config = _FROZEN
+
+    # Passes over the training set (paper: 300 on CIFAR, 40 on SVHN).
+    epochs: int = Field(300, ge=1)
+    # Mini-batch size (paper: 64).
+    batch_size: int = Field(64, ge=1)
+    # Initial learning rate (paper: 0.1).
+    lr: float = Field(0.1, gt=0.0)
+    # SGD momentum (paper: 0.9, Nesterov).
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    # L2 weight decay on every parameter (paper: 1e-4).
+    weight_decay: float = Field(1e-4, ge=0.0)
+    # "step": lr * gamma at each milestone; "cosine": per-step cosine to 0; "constant".
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    # Step schedule: fractions of the epochs where lr is multiplied by gamma (paper: 50%, 75%).
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = Field(0.1, gt=0.0)
+    # Linear warm-up from 0 over this many epochs (0 = none, as in the paper).
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    # Label smoothing of the training loss (0 = plain cross-entropy, as in the paper).
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    # Autocast precision: fp32 (none), bf16 (CPU with native bf16, or GPU), fp16 (GPU only).
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+    # Channels-last memory format for activations and weights (faster convs on some hardware).
+    channels_last: bool = False
+    # Compile the model with torch.compile (needs a C++ compiler on CPU).
+    compile: bool = False
+    # CPU threads; None = the trial's resources ($OMP_NUM_THREADS as set by Ray, else CPU affinity).
+    threads: int | None = Field(None, ge=1)
+    # Batch size of validation and test passes (no gradients, so larger is fine).
+    eval_batch_size: int = Field(500, ge=1)
+
+    @field_validator("milestones")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 < x < 1.0 for x in v) or list(v) != sorted(v):
+            raise ValueError(f"milestones are increasing fractions of the epochs in (0, 1), got {list(v)}")
+        return v
+
+
+class TrialConfig(BaseModel):
+    """One trial: architecture, data, training recipe and seed."""
+
+    model_config = _FROZEN
+
+    # The network; a mapping may name a preset (see connectome.architecture.PRESETS).
+    arch: ArchConfig = Field(default_factory=ArchConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    # Fixes initialisation, data order, subsampling, augmentation and dropout masks.
+    seed: int = 0
+
+    @field_validator("arch", mode="before")
+    @classmethod
+    def _resolve_preset(cls, v: Any) -> Any:
+        # make_arch applies the preset's values under the explicit keys.
+        if isinstance(v, Mapping):
+            try:
+                return make_arch(**v)
+            except ConfigError as err:
+                raise ValueError(str(err)) from err
+        return v
+
+
+def make_trial_config(config: TrialConfig | Mapping[str, Any], source: str = "trial config") -> TrialConfig:
+    """Validate a mapping (or pass a TrialConfig through); errors become one ConfigError."""
+    if isinstance(config, TrialConfig):
+        return config
+    try:
+        return TrialConfig.model_validate(dict(config))
+    except ValidationError as err:
+        raise ConfigError(f"invalid {source}: {_describe(err)}") from err
+
+
+def _describe(err: ValidationError) -> str:
+    """One line per problem: dotted key and pydantic's message."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; see connectome/training/config.py)"
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)

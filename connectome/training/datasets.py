@@ -1,0 +1,364 @@
+"""Dataset registry and loaders: whole datasets as uint8 tensors, split and subsampled by seed.
+
+Files are looked up in `DataConfig.root`, `$CONNECTOME_DATA`, `./data`, then system
+directories (Debian's `/usr/share/datasets/fashion-mnist`); if missing, torchvision downloads
+them where the network allows. Images stay uint8 (N, C, H, W) on the training device (4x less
+memory than float) and are normalised per batch by `DataSplits.batch`.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from connectome.errors import DatasetError, unknown_name
+from connectome.training.augment import augment_batch
+from connectome.training.config import DataConfig, SyntheticConfig
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A dataset as loaded: uint8 images (N, C, H, W) and int64 labels, train and test."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: int
+    # Only the first `splittable` training images may go to validation (None = all of them).
+    splittable: int | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How to find, read and split one dataset."""
+
+    # Subdirectories tried under each data root, in order ("" = the root itself).
+    dirs: tuple[str, ...]
+    # Files that must exist in a directory for it to hold the dataset.
+    files: tuple[str, ...]
+    # Reads the dataset from the directory that holds it.
+    read: Callable[[Path, DataConfig], RawData]
+    # Training images held out for validation when DataConfig.val_size is None.
+    val_size: int
+    # Default of DataConfig.augment, and whether a horizontal flip preserves the label.
+    augment: bool
+    flip: bool
+    # How a user gets the files (shown when they are missing).
+    how_to_get: str
+    # Directories outside the data roots (system packages).
+    system_dirs: tuple[str, ...] = ()
+    # torchvision dataset class name used to download, and its subdirectory under the root.
+    torchvision: str | None = None
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _idx_array(path: Path) -> np.ndarray:
+    """Parse an idx file (MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _idx_file(directory: Path, stem: str) -> Path:
+    """The idx file `stem`, gzipped or plain."""
+    gz = directory / f"{stem}.gz"
+    return gz if gz.exists() else directory / stem
+
+
+def _read_idx(directory: Path, cfg: DataConfig) -> RawData:
+    """MNIST / Fashion-MNIST: 28x28 grayscale, 60k train, 10k test."""
+    def part(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _idx_array(_idx_file(directory, f"{prefix}-images-idx3-ubyte"))
+        y = _idx_array(_idx_file(directory, f"{prefix}-labels-idx1-ubyte"))
+        return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+    train_x, train_y = part("train")
+    test_x, test_y = part("t10k")
+    return RawData(train_x, train_y, test_x, test_y, classes=10)
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def _cifar_arrays(batches: list[dict], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x = np.concatenate([b["data"] for b in batches]).reshape(-1, 3, 32, 32)
+    y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _read_cifar10(directory: Path, cfg: DataConfig) -> RawData:
+    """CIFAR-10 python batches (as torchvision downloads them)."""
+    train = [_unpickle(directory / f"data_batch_{i}") for i in range(1, 6)]
+    train_x, train_y = _cifar_arrays(train, "labels")
+    test_x, test_y = _cifar_arrays([_unpickle(directory / "test_batch")], "labels")
+    return RawData(train_x, train_y, test_x, test_y, classes=10)
+
+
+def _read_cifar100(directory: Path, cfg: DataConfig) -> RawData:
+    """CIFAR-100 python files, fine labels."""
+    train_x, train_y = _cifar_arrays([_unpickle(directory / "train")], "fine_labels")
+    test_x, test_y = _cifar_arrays([_unpickle(directory / "test")], "fine_labels")
+    return RawData(train_x, train_y, test_x, test_y, classes=100)
+
+
+def _svhn_part(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from scipy.io import loadmat
+
+    mat = loadmat(path)
+    x = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (32, 32, 3, N) -> (N, 3, 32, 32)
+    y = mat["y"].astype(np.int64).ravel() % 10  # the files label digit 0 as 10
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _read_svhn(directory: Path, cfg: DataConfig) -> RawData:
+    """SVHN cropped digits (.mat files); `svhn_extra` adds the extra set to training."""
+    train_x, train_y = _svhn_part(directory / "train_32x32.mat")
+    test_x, test_y = _svhn_part(directory / "test_32x32.mat")
+    splittable = len(train_y)
+    if cfg.svhn_extra:
+        extra = directory / "extra_32x32.mat"
+        if not extra.exists():
+            raise DatasetError(f"svhn_extra is set but {extra} is missing; download extra_32x32.mat "
+                               "from http://ufldl.stanford.edu/housenumbers/ or set data.svhn_extra: false")
+        extra_x, extra_y = _svhn_part(extra)
+        train_x, train_y = torch.cat([train_x, extra_x]), torch.cat([train_y, extra_y])
+    return RawData(train_x, train_y, test_x, test_y, classes=10, splittable=splittable)
+
+
+def make_synthetic(cfg: SyntheticConfig) -> RawData:
+    """Learnable images: a smooth random pattern per class, shifted, plus noise."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    coarse = torch.randn(cfg.classes, cfg.channels, 4, 4, generator=gen)
+    protos = torch.nn.functional.interpolate(coarse, size=(cfg.size, cfg.size), mode="bilinear",
+                                             align_corners=False)  # (K, C, S, S)
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, cfg.classes, (n,), generator=gen)
+        x = protos[y] + cfg.noise * torch.randn(n, cfg.channels, cfg.size, cfg.size, generator=gen)
+        shift = int(torch.randint(-2, 3, (1,), generator=gen))
+        x = torch.roll(x, shifts=shift, dims=-1)
+        return (torch.sigmoid(x) * 255).round().to(torch.uint8), y
+
+    train_x, train_y = sample(cfg.train)
+    test_x, test_y = sample(cfg.test)
+    return RawData(train_x, train_y, test_x, test_y, classes=cfg.classes)
+
+
+_IDX_FILES = tuple(f"{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))
+_PIP_TV = "let torchvision download it (data.download: true, needs network; saved under $CONNECTOME_DATA or ./data)"
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo(
+        dirs=("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
+        files=("data_batch_1", "data_batch_5", "test_batch"), read=_read_cifar10,
+        val_size=5000, augment=True, flip=True, torchvision="CIFAR10",
+        how_to_get="unpack cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) "
+                   "into $CONNECTOME_DATA, or " + _PIP_TV),
+    "cifar100": DatasetInfo(
+        dirs=("cifar-100-python", "cifar100/cifar-100-python"), files=("train", "test"),
+        read=_read_cifar100, val_size=5000, augment=True, flip=True, torchvision="CIFAR100",
+        how_to_get="unpack cifar-100-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) "
+                   "into $CONNECTOME_DATA, or " + _PIP_TV),
+    # The paper trains SVHN without augmentation (and so with dropout 0.2).
+    "svhn": DatasetInfo(
+        dirs=("svhn", ""), files=("train_32x32.mat", "test_32x32.mat"), read=_read_svhn,
+        val_size=6000, augment=False, flip=False, torchvision="SVHN",
+        how_to_get="put train_32x32.mat and test_32x32.mat (http://ufldl.stanford.edu/housenumbers/) "
+                   "in $CONNECTOME_DATA/svhn, or " + _PIP_TV),
+    # No paper split: 5,000 of 60,000 held out, the classic MNIST validation size, like CIFAR's.
+    "fashion-mnist": DatasetInfo(
+        dirs=("fashion-mnist", "FashionMNIST/raw"), files=_IDX_FILES, read=_read_idx,
+        val_size=5000, augment=True, flip=True, torchvision="FashionMNIST",
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+        how_to_get="install the Debian package: sudo apt-get install dataset-fashion-mnist "
+                   "(or `make data`), or put the four idx .gz files in $CONNECTOME_DATA/fashion-mnist"),
+    # Digits: a mirror image is not the same digit, so crops only.
+    "mnist": DatasetInfo(
+        dirs=("mnist", "MNIST/raw"), files=_IDX_FILES, read=_read_idx,
+        val_size=5000, augment=False, flip=False, torchvision="MNIST",
+        how_to_get="put the four idx .gz files (train/t10k images/labels) in $CONNECTOME_DATA/mnist, "
+                   "or " + _PIP_TV),
+    "synthetic": DatasetInfo(
+        dirs=(), files=(), read=lambda d, cfg: make_synthetic(cfg.synthetic),
+        val_size=-1, augment=False, flip=True, how_to_get="generated in code"),
+}
+
+
+# ---------------------------------------------------------------- lookup
+
+
+def data_roots(cfg: DataConfig) -> list[Path]:
+    """Directories searched for dataset files, in order."""
+    roots = [cfg.root, os.environ.get("CONNECTOME_DATA"), "./data"]
+    return [Path(r).expanduser().absolute() for r in roots if r]
+
+
+def candidate_dirs(name: str, cfg: DataConfig) -> list[Path]:
+    """Every directory that may hold the dataset, in search order."""
+    info = dataset_info(name)
+    dirs = [root / sub for root in data_roots(cfg) for sub in info.dirs]
+    return dirs + [Path(d) for d in info.system_dirs]
+
+
+def _holds(directory: Path, files: tuple[str, ...]) -> bool:
+    """True if every file is there (idx files may also be un-gzipped)."""
+    return all((directory / f).exists() or (directory / f.removesuffix(".gz")).exists() for f in files)
+
+
+def find_dataset(name: str, cfg: DataConfig) -> Path | None:
+    """The first directory that holds the dataset's files, or None."""
+    info = dataset_info(name)
+    return next((d for d in candidate_dirs(name, cfg) if _holds(d, info.files)), None)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Registry lookup; unknown names list the known ones."""
+    if name not in DATASETS:
+        raise DatasetError(unknown_name("dataset", name, DATASETS))
+    return DATASETS[name]
+
+
+def _download(name: str, cfg: DataConfig) -> None:
+    """Fetch the files with torchvision into the first data root."""
+    import torchvision.datasets as tvd
+
+    info = dataset_info(name)
+    root = data_roots(cfg)[0]
+    cls = getattr(tvd, info.torchvision)
+    if name == "svhn":
+        root = root / "svhn"
+        for split in ("train", "test"):
+            cls(str(root), split=split, download=True)
+    else:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+
+
+def _missing(name: str, cfg: DataConfig, why: str) -> DatasetError:
+    info = dataset_info(name)
+    looked = ", ".join(str(d) for d in candidate_dirs(name, cfg))
+    return DatasetError(f"dataset {name!r} not found (looked in: {looked}); {why}. "
+                        f"To get it: {info.how_to_get}")
+
+
+def load_raw(cfg: DataConfig) -> RawData:
+    """Read the dataset named by cfg, downloading it if allowed and missing."""
+    info = dataset_info(cfg.name)
+    if not info.files:
+        return info.read(Path("."), cfg)
+    directory = find_dataset(cfg.name, cfg)
+    if directory is None:
+        if not cfg.download or info.torchvision is None:
+            raise _missing(cfg.name, cfg, "download is off (data.download: false)")
+        try:
+            _download(cfg.name, cfg)
+        except Exception as err:  # network errors come in many types (URLError, OSError, ...)
+            reason = " ".join(str(err).split())  # torchvision's message spans lines; the CLI prints one
+            raise _missing(cfg.name, cfg, f"download failed ({type(err).__name__}: {reason})") from err
+        directory = find_dataset(cfg.name, cfg)
+        if directory is None:
+            raise _missing(cfg.name, cfg, "download finished but the files are not where expected")
+    return info.read(directory, cfg)
+
+
+# ---------------------------------------------------------------- splits on the device
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Train/val/test on the device as uint8 images, with normalisation and augmentation."""
+
+    train_x: torch.Tensor  # (N, C, H, W) uint8
+    train_y: torch.Tensor  # (N,) int64
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: torch.Tensor  # (1, C, 1, 1) float, on the device
+    std: torch.Tensor
+    classes: int
+    augment: bool
+    flip: bool
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.train_x.shape[1:])
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images to per-channel standardised float."""
+        return (x.float() / 255.0 - self.mean) / self.std
+
+    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A normalised (and, when enabled, augmented) training batch."""
+        x = self.normalize(self.train_x[idx])
+        if self.augment:
+            x = augment_batch(x, gen, flip=self.flip)
+        return x, self.train_y[idx]
+
+
+def split_indices(n: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed train/val partition of range(n): (train indices, val indices), each sorted."""
+    if val_size >= n:
+        raise DatasetError(f"data.val_size {val_size} leaves no training images (the training set has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def subsample(idx: torch.Tensor, k: int | None, seed: int) -> torch.Tensor:
+    """k of the indices drawn by seed (all if k is None or too large), sorted."""
+    if k is None or k >= len(idx):
+        return idx
+    pick = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))[:k]
+    return idx[pick].sort().values
+
+
+def resolve_val_size(cfg: DataConfig, n_train: int) -> int:
+    """The validation size: explicit, the dataset's paper split, or 10% for synthetic data."""
+    if cfg.val_size is not None:
+        return cfg.val_size
+    size = dataset_info(cfg.name).val_size
+    return n_train // 10 if size < 0 else size
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images scaled to [0, 1], shaped (1, C, 1, 1)."""
+    xf = x.float().div_(255.0)
+    mean = xf.mean(dim=(0, 2, 3), keepdim=True)
+    std = xf.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return mean, std
+
+
+def load_splits(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> DataSplits:
+    """Load, split (fixed by split_seed), subsample (by seed) and move the dataset to device."""
+    info = dataset_info(cfg.name)
+    raw = load_raw(cfg)
+    n_total = raw.train_x.shape[0]
+    n_split = raw.splittable or n_total
+    train_idx, val_idx = split_indices(n_split, resolve_val_size(cfg, n_split), cfg.split_seed)
+    if n_split < n_total:  # SVHN extra images only ever train, as in the paper
+        train_idx = torch.cat([train_idx, torch.arange(n_split, n_total)])
+    # Statistics of the fixed training split (capped for SVHN extra), the same for every seed.
+    mean, std = channel_stats(raw.train_x[train_idx[:80_000]])
+    train_idx = subsample(train_idx, cfg.train_subset, seed)
+    to = lambda t: t.to(device)  # noqa: E731
+    return DataSplits(
+        train_x=to(raw.train_x[train_idx]), train_y=to(raw.train_y[train_idx]),
+        val_x=to(raw.train_x[val_idx]), val_y=to(raw.train_y[val_idx]),
+        test_x=to(raw.test_x), test_y=to(raw.test_y), mean=to(mean), std=to(std),
+        classes=raw.classes, augment=info.augment if cfg.augment is None else cfg.augment,
+        flip=info.flip,
+    )

@@ -1,0 +1,426 @@
+"""Train one trial (one architecture, one dataset, one seed) and return its flat record.
+
+The loop follows the paper's recipe (SGD + Nesterov, step lr, weight decay, batch 64) on
+data held as tensors on the device. Every epoch ends with an atomic checkpoint in
+`trial_dir`; calling `train_trial` again on the same directory resumes from it, and because
+each epoch's randomness is derived from (seed, epoch), the resumed run ends with the same
+record as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import connectome
+from connectome.architecture import ArchConfig
+from connectome.builder import build_spec
+from connectome.complexity import complexity
+from connectome.errors import ConfigError, ConnectomeError
+from connectome.executor import ConnectomeNet
+from connectome.spec import NetworkSpec
+from connectome.training import checkpoint as ckpt
+from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
+from connectome.training.datasets import DataSplits, load_splits
+
+# Dropout after each conv when the data is not augmented (paper, Sec. 4.2).
+NO_AUGMENT_DROPOUT = 0.2
+# Steps between checks for a non-finite loss (each check syncs the device).
+DIVERGENCE_CHECK_EVERY = 20
+# Config keys that say where/how fast a trial runs, not what it computes: may change on resume.
+RESOURCE_KEYS = ("threads", "device", "compile", "eval_batch_size")
+
+EpochCallback = Callable[[dict], Any]
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Trial:
+    """Everything one run needs, built once by `_setup`."""
+
+    cfg: TrialConfig
+    arch: ArchConfig  # with classes, in_channels and dropout resolved from the data
+    spec: NetworkSpec
+    data: DataSplits
+    device: torch.device
+    model: nn.Module  # the module to save (uncompiled)
+    forward: nn.Module  # the module to call (compiled or not)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+@dataclass
+class Progress:
+    """What a checkpoint restores besides weights: finished epochs and elapsed times."""
+
+    epochs: list[dict] = field(default_factory=list)
+    train_time_s: float = 0.0
+    wall_time_s: float = 0.0
+
+
+# ---------------------------------------------------------------- public entry point
+
+
+def train_trial(
+    config: TrialConfig | Mapping[str, Any],
+    *,
+    trial_dir: str | Path | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> dict:
+    """Train one trial and return its record (see docs/design.md, "Trial record").
+
+    `config` is a TrialConfig or a nested mapping of the same keys. With `trial_dir`, the
+    config is written there first, a checkpoint after every epoch (resumed from on the next
+    call), and at the end `record.json`, `spec.json` and `model.pt` (final weights only); the
+    checkpoint is then deleted. A directory whose record is already `completed`/`diverged`
+    returns that record without training. `on_epoch(epoch_dict)` runs after each epoch's
+    checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
+
+    Config and dataset problems raise ConnectomeError before training; anything failing during
+    training gives status `failed` with the error text, a NaN/inf loss status `diverged`.
+    Accuracies and errors are fractions in [0, 1].
+    """
+    cfg = make_trial_config(config)
+    trial_dir = Path(trial_dir) if trial_dir is not None else None
+    if trial_dir is not None:
+        finished = _claim_dir(trial_dir, cfg)
+        if finished is not None:
+            return finished
+    started = time.perf_counter()
+    record = _config_record(cfg, trial_dir)
+    progress = Progress()
+    trial = None
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left as it was
+        try:
+            trial = _setup(cfg)
+            record.update(_model_record(trial))
+            progress = _restore(trial, trial_dir)
+            stopped = _run_epochs(trial, progress, trial_dir, on_epoch, started)
+            record.update(_test_record(trial), status="completed", stopped_early=stopped)
+        except Diverged as err:
+            record.update(status="diverged", error=str(err))
+        except ConnectomeError:
+            if trial is None:
+                raise  # bad config or missing data: the caller's to fix, not a trial outcome
+            record.update(status="failed", error=traceback.format_exc(limit=-3))
+        except Exception:
+            record.update(status="failed", error=traceback.format_exc(limit=-3))
+    record.update(_progress_record(progress, started))
+    if trial_dir is not None:
+        _write_artefacts(trial_dir, record, trial)
+    return record
+
+
+# ---------------------------------------------------------------- setup
+
+
+def _setup(cfg: TrialConfig) -> Trial:
+    """Device, threads, data, model, optimiser: all checks that can fail before training."""
+    train = cfg.train
+    device = resolve_device(train.device)
+    _check_precision(train.precision, device)
+    torch.set_num_threads(resolve_threads(train))
+    data = load_splits(cfg.data, cfg.seed, device)
+    arch = resolve_arch(cfg.arch, data)
+    spec = build_spec(arch)
+    torch.manual_seed(cfg.seed)  # initialisation
+    model = ConnectomeNet(spec, memory_efficient=arch.memory_efficient).to(device)
+    if train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
+                                nesterov=train.nesterov and train.momentum > 0,
+                                weight_decay=train.weight_decay)
+    forward = torch.compile(model) if train.compile else model
+    scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
+    return Trial(cfg, arch, spec, data, device, model, forward, optimizer, scaler)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; explicit names are checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"train.device {name!r} is not a device name (use auto, cpu, cuda, cuda:1)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available; use device: cpu or auto")
+    return device
+
+
+def resolve_threads(train: TrainConfig) -> int:
+    """CPU threads: explicit, else $OMP_NUM_THREADS (Ray sets it to the trial's CPUs), else affinity."""
+    if train.threads is not None:
+        return train.threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    """bf16 needs native CPU support (or a GPU); fp16 autocast is GPU-only here."""
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("train.precision fp16 is for GPUs; on CPU use bf16 (or fp32)")
+    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise ConfigError("train.precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
+
+
+def resolve_arch(arch: ArchConfig, data: DataSplits) -> ArchConfig:
+    """The architecture with the dataset's classes and channels, and dropout decided."""
+    dropout = arch.dropout
+    if dropout is None:
+        dropout = 0.0 if data.augment else NO_AUGMENT_DROPOUT
+    update = dict(classes=data.classes, in_channels=data.input_size[0], dropout=dropout)
+    return ArchConfig.model_validate({**arch.model_dump(), **update})
+
+
+def autocast(trial: Trial) -> contextlib.AbstractContextManager:
+    """The trial's precision as an autocast context (none for fp32)."""
+    precision = trial.cfg.train.precision
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(trial.device.type, dtype=dtype)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of one epoch's shuffling, augmentation and dropout (independent of resumes)."""
+    return (seed * 1_000_003 + epoch * 7_919 + 1) % (2**63)
+
+
+def lr_at(train: TrainConfig, epoch: float) -> float:
+    """Learning rate at a (fractional) epoch: warm-up, then step / cosine / constant."""
+    if epoch < train.warmup_epochs:
+        return train.lr * epoch / train.warmup_epochs
+    if train.schedule == "cosine":
+        return 0.5 * train.lr * (1 + math.cos(math.pi * epoch / train.epochs))
+    if train.schedule == "step":
+        passed = sum(1 for m in train.milestones if int(epoch) >= round(m * train.epochs))
+        return train.lr * train.gamma**passed
+    return train.lr
+
+
+def _run_epochs(trial: Trial, progress: Progress, trial_dir: Path | None,
+                on_epoch: EpochCallback | None, started: float) -> bool:
+    """Epochs from the first unfinished one; True if on_epoch asked to stop early."""
+    for epoch in range(len(progress.epochs), trial.cfg.train.epochs):
+        row = run_epoch(trial, epoch)
+        progress.epochs.append(row)
+        progress.train_time_s += row["seconds"]
+        if trial_dir is not None:
+            wall = progress.wall_time_s + time.perf_counter() - started
+            ckpt.save_torch(_checkpoint_state(trial, progress, wall), trial_dir / ckpt.CHECKPOINT)
+        if on_epoch is not None and on_epoch(dict(row)) is True:
+            return epoch + 1 < trial.cfg.train.epochs
+    return False
+
+
+def run_epoch(trial: Trial, epoch: int) -> dict:
+    """One pass over the training set, then validation; the epoch's row of the record."""
+    t0 = time.perf_counter()
+    train_loss, train_acc = _train_pass(trial, epoch)
+    t_train = time.perf_counter() - t0
+    val_loss, val_acc = evaluate(trial, trial.data.val_x, trial.data.val_y)
+    return dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                val_acc=val_acc, lr=lr_at(trial.cfg.train, epoch),
+                seconds=time.perf_counter() - t0,
+                images_per_s=len(trial.data.train_y) / max(t_train, 1e-9))
+
+
+def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
+    """SGD over one shuffled epoch; mean loss and accuracy; raises Diverged on NaN/inf."""
+    train, data = trial.cfg.train, trial.data
+    gen = torch.Generator().manual_seed(epoch_seed(trial.cfg.seed, epoch))
+    torch.manual_seed(epoch_seed(trial.cfg.seed, epoch) + 1)  # dropout masks
+    order = torch.randperm(len(data.train_y), generator=gen).to(trial.device)
+    batches = order.split(train.batch_size)
+    loss_sum = torch.zeros((), device=trial.device)
+    correct = torch.zeros((), device=trial.device, dtype=torch.long)
+    trial.forward.train()
+    for step, idx in enumerate(batches):
+        _set_lr(trial.optimizer, lr_at(train, epoch + step / len(batches)))
+        x, y = data.batch(idx, gen)  # (B, C, H, W), (B,)
+        loss, logits = _step(trial, x, y)
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        if step % DIVERGENCE_CHECK_EVERY == 0 or step == len(batches) - 1:
+            _check_finite(loss_sum, epoch, step)
+    n = len(data.train_y)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _step(trial: Trial, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, backward and update on one batch."""
+    if trial.cfg.train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(trial):
+        logits = trial.forward(x)  # (B, classes)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=trial.cfg.train.label_smoothing)
+    trial.optimizer.zero_grad(set_to_none=True)
+    trial.scaler.scale(loss).backward()
+    trial.scaler.step(trial.optimizer)
+    trial.scaler.update()
+    return loss, logits
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+    if not torch.isfinite(loss_sum):
+        raise Diverged(f"non-finite training loss in epoch {epoch + 1}, by step {step + 1}")
+
+
+@torch.no_grad()
+def evaluate(trial: Trial, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on uint8 images; NaN for an empty set."""
+    if len(y_all) == 0:
+        return math.nan, math.nan
+    trial.forward.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y_all), trial.cfg.train.eval_batch_size):
+        stop = start + trial.cfg.train.eval_batch_size
+        x, y = trial.data.normalize(x_all[start:stop]), y_all[start:stop]
+        if trial.cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(trial):
+            logits = trial.forward(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return loss_sum / len(y_all), correct / len(y_all)
+
+
+# ---------------------------------------------------------------- checkpoints and the trial dir
+
+
+def _checkpoint_state(trial: Trial, progress: Progress, wall_time_s: float) -> dict:
+    return dict(model=trial.model.state_dict(), optimizer=trial.optimizer.state_dict(),
+                scaler=trial.scaler.state_dict(), epochs=progress.epochs,
+                train_time_s=progress.train_time_s, wall_time_s=wall_time_s)
+
+
+def _restore(trial: Trial, trial_dir: Path | None) -> Progress:
+    """Load the trial_dir's checkpoint into the trial (if any); the progress it holds."""
+    state = ckpt.load_checkpoint(trial_dir / ckpt.CHECKPOINT) if trial_dir is not None else None
+    if state is None:
+        return Progress()
+    trial.model.load_state_dict(state["model"])
+    trial.optimizer.load_state_dict(state["optimizer"])
+    trial.scaler.load_state_dict(state["scaler"])
+    return Progress(epochs=list(state["epochs"]), train_time_s=state["train_time_s"],
+                    wall_time_s=state["wall_time_s"])
+
+
+def _claim_dir(trial_dir: Path, cfg: TrialConfig) -> dict | None:
+    """Check trial_dir belongs to this config and write config.json; a finished record if any."""
+    saved = ckpt.load_json(trial_dir / ckpt.CONFIG)
+    if saved is not None and _semantic(saved) != _semantic(cfg.model_dump(mode="json")):
+        raise ConfigError(f"{trial_dir} holds a trial with a different config ({trial_dir / ckpt.CONFIG}); "
+                          "use a fresh trial_dir or delete that directory")
+    record = ckpt.load_json(trial_dir / ckpt.RECORD)
+    if record is not None and record.get("status") in ("completed", "diverged"):
+        return record
+    ckpt.save_text(cfg.model_dump_json(indent=1), trial_dir / ckpt.CONFIG)
+    return None
+
+
+def _semantic(config: dict) -> dict:
+    """A config without the keys that only choose resources."""
+    train = {k: v for k, v in config.get("train", {}).items() if k not in RESOURCE_KEYS}
+    return {**config, "train": train}
+
+
+def _write_artefacts(trial_dir: Path, record: dict, trial: Trial | None) -> None:
+    """record.json always; spec.json and model.pt when a model exists; drop a finished checkpoint."""
+    if trial is not None:
+        ckpt.save_text(trial.spec.to_json(indent=1), trial_dir / ckpt.SPEC)
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
+        ckpt.save_torch(weights, trial_dir / ckpt.MODEL)
+    ckpt.save_json(record, trial_dir / ckpt.RECORD)
+    if record["status"] != "failed":  # a failed trial keeps its checkpoint, to resume
+        (trial_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- the record
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict:
+    """Nested dicts to dotted keys, lists to comma-joined strings (docs/design.md)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, (list, tuple)):
+            out[f"{prefix}{key}"] = ",".join(map(str, value))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _config_record(cfg: TrialConfig, trial_dir: Path | None) -> dict:
+    """Identity and configuration columns, with every metric present (NaN until known)."""
+    nan = math.nan
+    return {
+        "trial_id": trial_dir.name if trial_dir is not None else None, "study": None,
+        **_flat(cfg.arch.model_dump(mode="json")),
+        **_flat(cfg.data.model_dump(mode="json"), "data."),
+        **_flat(cfg.train.model_dump(mode="json"), "train."),
+        "seed": cfg.seed, "status": None, "error": None, "stopped_early": False,
+        "params": None, "flops": None, "activations": None, "graph_hash": None,
+        "test_acc": nan, "test_error": nan, "test_loss": nan,
+        "best_val_acc": nan, "best_val_epoch": None, "final_val_acc": nan, "final_train_loss": nan,
+        "epochs_completed": 0, "wall_time_s": nan, "train_time_s": nan,
+        "device": None, "threads": None, "torch_version": torch.__version__,
+        "connectome_version": connectome.__version__, "hostname": platform.node(),
+    }
+
+
+def _model_record(trial: Trial) -> dict:
+    """Columns known once data and model exist: resolved arch, complexity, device."""
+    cx = complexity(trial.spec, input_size=trial.data.input_size)
+    return {
+        **_flat(trial.arch.model_dump(mode="json")),
+        "params": cx.params, "flops": cx.flops, "activations": cx.acts,
+        "graph_hash": trial.spec.graph_hash, "device": str(trial.device),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _test_record(trial: Trial) -> dict:
+    """Test metrics of the final model."""
+    loss, acc = evaluate(trial, trial.data.test_x, trial.data.test_y)
+    return {"test_loss": loss, "test_acc": acc, "test_error": 1.0 - acc}
+
+
+def _progress_record(progress: Progress, started: float) -> dict:
+    """Per-epoch rows and the summaries derived from them."""
+    rows = progress.epochs
+    vals = [(r["val_acc"], r["epoch"]) for r in rows if not math.isnan(r["val_acc"])]
+    best = max(vals, key=lambda v: (v[0], -v[1])) if vals else (math.nan, None)
+    return {
+        "best_val_acc": best[0], "best_val_epoch": best[1],
+        "final_val_acc": rows[-1]["val_acc"] if rows else math.nan,
+        "final_train_loss": rows[-1]["train_loss"] if rows else math.nan,
+        "epochs_completed": len(rows), "train_time_s": progress.train_time_s,
+        "wall_time_s": progress.wall_time_s + time.perf_counter() - started,
+        "epochs": [dict(r) for r in rows],
+    }
