@@ -1,0 +1,128 @@
+"""`connectome submit` / `connectome status`: run a study as a Ray job on a cluster and follow it.
+
+The job is `connectome run STUDY` executed on the cluster with this directory shipped as the
+job's working directory (Ray Jobs API). Give `--output` a path every node can reach (shared
+storage) to find the results outside the job's temporary working directory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from connectome.cli.run import add_study_arguments
+from connectome.errors import ConfigError
+
+# Not shipped with the job: environments, data, results, caches.
+EXCLUDES = [".venv", ".git", "results", "data", "**/__pycache__", ".pytest_cache", "*.egg-info"]
+DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def register(subparsers) -> None:
+    """Add the `submit` and `status` subcommands."""
+    parser = subparsers.add_parser(
+        "submit", help="submit a study to a Ray cluster as a job (prints the job id)",
+        description="Submit `connectome run STUDY` to a Ray cluster through the Jobs API, shipping the "
+                    "current directory as the job's working directory.")
+    add_study_arguments(parser)
+    parser.add_argument("--address", default=None,
+                        help=f"dashboard address of the head, e.g. http://HEAD:8265 (default: $RAY_ADDRESS, "
+                             f"else {DEFAULT_DASHBOARD})")
+    parser.add_argument("--output", default=None,
+                        help="results parent directory on the cluster (shared storage), same as --set output=...")
+    parser.add_argument("--resume", action="store_true", help="pass --resume to `connectome run`")
+    parser.add_argument("--python", default=sys.executable,
+                        help="Python interpreter on the cluster with connectome installed (default: this one)")
+    parser.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
+    parser.set_defaults(func=_submit)
+
+    status = subparsers.add_parser("status", help="show (or follow) a submitted study job",
+                                   description="Print the status of a Ray job started by `connectome submit`.")
+    status.add_argument("job_id")
+    status.add_argument("--address", default=None, help=f"dashboard address (default: $RAY_ADDRESS, else {DEFAULT_DASHBOARD})")
+    status.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
+    status.add_argument("--logs", action="store_true", help="print the job's logs so far")
+    status.set_defaults(func=_status)
+
+
+def dashboard_address(address: str | None) -> str:
+    """The Jobs API address: the flag, $RAY_ADDRESS when it is an http address, else localhost."""
+    address = address or os.environ.get("RAY_ADDRESS") or DEFAULT_DASHBOARD
+    if not address.startswith(("http://", "https://")):
+        raise ConfigError(f"--address {address!r}: the Jobs API needs the dashboard address, e.g. http://HEAD:8265")
+    return address
+
+
+def client(address: str | None):
+    """A JobSubmissionClient; an unreachable head is a one-line error."""
+    from ray.job_submission import JobSubmissionClient
+
+    url = dashboard_address(address)
+    try:
+        return JobSubmissionClient(url)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"cannot reach the Ray dashboard at {url}: {str(err).splitlines()[0]}") from None
+
+
+def entrypoint(args: argparse.Namespace) -> str:
+    """The `connectome run` command line the job executes in the shipped directory."""
+    from connectome.study import load_study
+
+    overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
+    load_study(args.study, overrides)  # fail here, not on the cluster
+    study = Path(args.study).resolve()
+    try:
+        relative = study.relative_to(Path.cwd().resolve())
+    except ValueError:
+        raise ConfigError(f"{args.study}: the study file must be inside the current directory, which is shipped "
+                          "with the job") from None
+    words = [args.python, "-m", "connectome", "run", str(relative)]
+    words += [w for o in overrides for w in ("--set", o)] + (["--resume"] if args.resume else [])
+    return shlex.join(words)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    command = entrypoint(args)
+    jobs = client(args.address)
+    job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": ".", "excludes": EXCLUDES})
+    print(job_id)
+    print(f"follow it with: connectome status {job_id} --address {dashboard_address(args.address)} --follow",
+          file=sys.stderr)
+    return follow(jobs, job_id) if args.follow else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    jobs = client(args.address)
+    try:
+        info = jobs.get_job_info(args.job_id)
+    except RuntimeError as err:
+        raise ConfigError(f"job {args.job_id}: {str(err).splitlines()[0]}") from None
+    if args.follow:
+        return follow(jobs, args.job_id)
+    if args.logs:
+        print(jobs.get_job_logs(args.job_id), end="")
+    print(f"{args.job_id}: {_name(info.status)}" + (f" ({info.message})" if info.message else ""))
+    return 0 if _name(info.status) != "FAILED" else 1
+
+
+def follow(jobs, job_id: str, poll_s: float = 2.0) -> int:
+    """Print new log text until the job ends; exit code 0 only if it succeeded."""
+    shown = 0
+    while True:
+        status = _name(jobs.get_job_status(job_id))
+        logs = jobs.get_job_logs(job_id)
+        print(logs[shown:], end="", flush=True)
+        shown = len(logs)
+        if status in TERMINAL:
+            print(f"{job_id}: {status}")
+            return 0 if status == "SUCCEEDED" else 1
+        time.sleep(poll_s)
+
+
+def _name(status) -> str:
+    """A JobStatus as its plain name (SUCCEEDED, RUNNING, ...)."""
+    return str(getattr(status, "value", status))

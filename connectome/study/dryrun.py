@@ -1,0 +1,49 @@
+"""`connectome run --dry-run`: the trials a study would run, with params and FLOPs; no training."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from connectome.study.schema import GridSearch, Study
+from connectome.study.trials import expand_grid
+
+
+def print_plan(study: Study, console: Console | None = None) -> None:
+    """Print a grid's trials, or an Optuna search's space and objectives."""
+    console = console or Console()
+    console.print(f"study [bold]{study.name}[/]: {study.description.strip()}", highlight=False)
+    if isinstance(study.search, GridSearch):
+        console.print(grid_table(study))
+    else:
+        console.print(space_table(study))
+
+
+def grid_table(study: Study) -> Table:
+    """One row per trial: id, searched values, seed, params, FLOPs, and why it is rejected."""
+    trials = expand_grid(study)
+    keys = sorted({k for t in trials for k in t.assignment})
+    table = Table(title=f"{len(trials)} trials ({sum(not t.rejected for t in trials)} to run), "
+                        f"{study.train.epochs} epochs each on {study.data.name}")
+    for col in ("trial", *keys, "seed", "params", "MFLOPs", "status"):
+        table.add_column(col, justify="right" if col in ("params", "MFLOPs", "seed") else "left")
+    for t in trials:
+        values = [str(t.assignment.get(k, "")) for k in keys]
+        table.add_row(t.trial_id, *values, str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
+                      f"rejected: {t.rejected}" if t.rejected else "run")
+    return table
+
+
+def space_table(study: Study) -> Table:
+    """The search space, sampler, objectives and trial count of an Optuna study."""
+    search = study.search
+    goals = ", ".join(f"{o.mode} {o.metric}" for o in search.objectives)
+    table = Table(title=f"optuna {search.sampler}: {search.n_trials} trials, objectives: {goals}")
+    table.add_column("parameter")
+    table.add_column("values")
+    for key, spec in study.space.items():
+        values = spec.choices if spec.choices is not None else f"{spec.low} .. {spec.high}" + (" (log)" if spec.log else "")
+        table.add_row(key, str(values))
+    limits = study.constraints
+    if limits.max_params or limits.max_flops or study.budget:
+        table.caption = f"constraints: {limits.model_dump(exclude_none=True)}; budget: {study.budget}"
+    return table

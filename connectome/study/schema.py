@@ -1,0 +1,305 @@
+"""The study file: a validated, frozen description of many trials, loaded once at the edge.
+
+A study is a base trial (data, train, arch) plus a search (a grid or an Optuna sampler),
+constraints that reject candidates before training, resources and the output directory.
+`load_study(path, overrides)` reads YAML, applies `--set key=value` overrides and validates;
+every error names the file, the key path and what is allowed.
+"""
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from connectome.architecture import ArchConfig
+from connectome.errors import ConfigError
+from connectome.study.space import ParamSpec, find_space_file
+from connectome.training import DataConfig, TrainConfig
+
+# Metrics a study can optimise: keys of the trial record.
+OBJECTIVE_METRICS = (
+    "test_acc", "test_error", "test_loss", "best_val_acc", "final_val_acc",
+    "params", "flops", "wall_time_s", "train_time_s",
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GridSearch(_Frozen):
+    """The full factorial of `factors`, crossed with `variants`, times `seeds` replicates."""
+
+    kind: Literal["grid"]
+    # Factor -> values; arch keys unprefixed (growth), others prefixed (train.lr, data.subset).
+    factors: dict[str, list[Any]] = Field(default_factory=dict)
+    # Settings that only make sense together (e.g. {pattern: partial, m: 8}); each is crossed
+    # with the factors. The default is one empty variant.
+    variants: list[dict[str, Any]] = Field(default_factory=lambda: [{}])
+    # Number of replicates (seeds 0..n-1) or an explicit list of seeds.
+    seeds: int | list[int] = 1
+
+    @field_validator("factors")
+    @classmethod
+    def _non_empty_levels(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, levels in v.items():
+            if not levels:
+                raise ValueError(f"factor {key!r} has no values; list at least one")
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _some_variants(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not v:
+            raise ValueError("variants must list at least one entry (use {} for the base)")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _valid_seeds(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"seeds must be >= 1 replicates, got {v}")
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {v}")
+        return v
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The replicate seeds."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+class Objective(_Frozen):
+    """One objective of an Optuna search: a record metric and a direction."""
+
+    metric: Literal[OBJECTIVE_METRICS]  # type: ignore[valid-type]
+    mode: Literal["max", "min"]
+
+
+class OptunaSearchConfig(_Frozen):
+    """An Optuna sampler over a search space, with one or several objectives."""
+
+    kind: Literal["optuna"]
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    # Name of search_spaces/<name>.yaml, or the space inline (parameter -> ParamSpec).
+    space: str | dict[str, ParamSpec]
+    objectives: list[Objective] = Field(min_length=1)
+    n_trials: int = Field(ge=1)
+    # Seed of every trial (initialisation, data order); replicates are a grid's job.
+    seed: int = 0
+    # Seed of the sampler, so the sequence of candidates is reproducible.
+    sampler_seed: int = 0
+    # NSGA-II population per generation (Optuna's default 50 suits long searches only).
+    population: int | None = Field(None, ge=2)
+
+
+class Constraints(_Frozen):
+    """Limits checked from the spec before training; candidates over them are rejected."""
+
+    max_params: int | None = Field(None, gt=0)
+    max_flops: int | None = Field(None, gt=0)
+
+
+class Budget(_Frozen):
+    """Match every candidate to this parameter count by choosing its growth rate."""
+
+    params: int = Field(gt=0)
+
+
+class Resources(_Frozen):
+    """What each trial gets from Ray, and how many trials run at once."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+    # At most this many trials at once (default: as many as the resources allow).
+    max_concurrent: int | None = Field(None, ge=1)
+
+
+class Study(_Frozen):
+    """One study file, validated."""
+
+    # Directory name under `output`; letters, digits, dot, dash, underscore.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    # Parent directory of the results (results/<name>/); relative to the working directory.
+    output: str = "results"
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    # The base architecture; the search overrides its keys.
+    arch: ArchConfig = Field(default_factory=ArchConfig)
+    search: Annotated[Union[GridSearch, OptunaSearchConfig], Field(discriminator="kind")]
+    constraints: Constraints = Field(default_factory=Constraints)
+    budget: Budget | None = None
+    resources: Resources = Field(default_factory=Resources)
+    # Extra attempts of a failed trial (diverged trials are not retried).
+    retries: int = Field(0, ge=0)
+    # Where the file came from (set by load_study, not by the file).
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _known_search_keys(self) -> "Study":
+        if isinstance(self.search, GridSearch):
+            for key in self.search.factors:
+                check_trial_key(key, f"search.factors.{key}")
+            for i, variant in enumerate(self.search.variants):
+                for key in variant:
+                    check_trial_key(key, f"search.variants[{i}].{key}")
+        elif isinstance(self.search.space, dict):
+            for key in self.search.space:
+                check_trial_key(key, f"search.space.{key}")
+        return self
+
+    @property
+    def space(self) -> dict[str, ParamSpec]:
+        """The Optuna search space, loaded from search_spaces/ when named."""
+        space = self.search.space
+        return load_space(space, self.source) if isinstance(space, str) else space
+
+
+def check_trial_key(key: str, where: str) -> None:
+    """Raise ValueError unless key is an arch field or a `train.`/`data.` field."""
+    section, _, field = key.rpartition(".")
+    models = {"": ArchConfig, "train": TrainConfig, "data": DataConfig}
+    model = models.get(section)
+    if model is None or field not in model.model_fields or field == "preset":
+        allowed = sorted(f for f in ArchConfig.model_fields if f != "preset")
+        raise ValueError(
+            f"{where}: unknown trial key {key!r}; use an arch key ({', '.join(allowed)}),"
+            f" or train.<key> ({', '.join(TrainConfig.model_fields)}),"
+            f" or data.<key> ({', '.join(DataConfig.model_fields)})"
+        )
+
+
+def load_space(name: str, study_path: str | None) -> dict[str, ParamSpec]:
+    """A named search space from search_spaces/<name>.yaml, validated."""
+    path = find_space_file(name, Path(study_path) if study_path else None)
+    raw = read_yaml(path)
+    space = {}
+    for key, spec in raw.items():
+        try:
+            check_trial_key(key, key)
+            space[key] = ParamSpec.model_validate(spec)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, path, prefix=key)) from None
+        except ValueError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    if not space:
+        raise ConfigError(f"{path}: the search space is empty; list parameters as `name: {{choices: [...]}}`")
+    return space
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from a file; every problem becomes a one-line ConfigError."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read study file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"{path}: the file is {kind}; a study must be a YAML mapping of keys (name, data, search, ...)")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Set one `dotted.key=value` (value parsed as YAML) into the raw study mapping."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set train.epochs=2")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.split(".")
+    node = data
+    while len(parts) > 1:
+        rest = ".".join(parts)
+        if rest in node:  # keys that contain dots themselves (grid factors like train.lr)
+            break
+        head = parts.pop(0)
+        child = node.setdefault(head, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {head!r} is a {type(child).__name__}, not a mapping of keys")
+        node = child
+    node[".".join(parts)] = value
+
+
+def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
+    """Read, override and validate a study file."""
+    path = Path(path)
+    data = read_yaml(path)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if "source" in data:
+        raise ConfigError(f"{path}: 'source' is set by connectome, remove it from the file")
+    try:
+        study = Study.model_validate({**data, "source": str(path)})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, path)) from None
+    if isinstance(study.search, OptunaSearchConfig):
+        study.space  # noqa: B018 - load now so a missing or bad space fails at the edge
+    return study
+
+
+def format_validation_error(err: ValidationError, path: Path, prefix: str = "") -> str:
+    """One line per problem: file, key path, what is wrong and what is allowed."""
+    lines = []
+    for item in err.errors():
+        loc = [str(p) for p in item["loc"]]
+        key = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            allowed = allowed_keys(item["loc"][:-1])
+            message = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{key}: {message}")
+    return f"{path}: " + "; ".join(lines)
+
+
+def allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the model found at this location of the study schema."""
+    model: Any = Study
+    for step in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(step) if isinstance(step, str) else None
+        if field is None:
+            # a discriminated union adds the tag (grid/optuna) as a location step
+            model = _union_member(model, step)
+            continue
+        model = _model_in(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [f for f in model.model_fields if f != "source"]
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel (or union of them) inside an annotation like `X | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) == 1:
+        return models[0]
+    for arg in typing.get_args(annotation):
+        inner = _model_in(arg)
+        if inner is not None:
+            return inner
+    return None
+
+
+def _union_member(model: Any, tag: Any) -> Any:
+    """The search config class whose `kind` is tag."""
+    for cls in (GridSearch, OptunaSearchConfig):
+        if tag in typing.get_args(cls.model_fields["kind"].annotation):
+            return cls
+    return None

@@ -1,0 +1,118 @@
+"""Optuna searches through Ray Tune: a persistent storage, and constraints checked before training.
+
+The Optuna study lives in results/<study>/optuna.db (optuna-dashboard opens it). Candidates
+that break the constraints (or do not make a valid network) are told to Optuna as failed with
+a `rejected` note and replaced at once, so they never reach a worker. On resume, trials that
+were running when the driver died are closed as failed and enqueued again with the same
+parameters: they get the same trial id and continue from their checkpoints.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from connectome.errors import ConfigError, ConnectomeError
+from connectome.study.results import StudyDir
+from connectome.study.schema import Study
+from connectome.study.trials import make_trial
+
+# Consecutive rejected candidates after which the search gives up (the constraints are too tight).
+MAX_REJECTIONS = 200
+
+
+class ConstrainedOptunaSearch(OptunaSearch):
+    """OptunaSearch whose suggestions are resolved into trials and checked against constraints."""
+
+    def __init__(self, study: Study, sd: StudyDir, **kwargs: Any):
+        self.study, self.sd = study, sd
+        super().__init__(**kwargs)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        from connectome.study.runner import write_trial_file
+
+        for _ in range(MAX_REJECTIONS):
+            params = super().suggest(trial_id)
+            if params is None:
+                return None
+            assignment = dict(self._ot_trials[trial_id].params)
+            try:
+                trial = make_trial(self.study, assignment, self.study.search.seed)
+                reason = trial.rejected
+            except ConnectomeError as err:
+                reason = str(err)
+            ot_trial = self._ot_trials[trial_id]
+            if reason is None:
+                ot_trial.set_user_attr("trial_id", trial.trial_id)
+                write_trial_file(self.sd, self.study.name, trial)
+                return {"trial_id": trial.trial_id, "trial_config": trial.config.model_dump_json()}
+            ot_trial.set_user_attr("rejected", reason)
+            self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
+        raise ConfigError(f"{self.study.source}: {MAX_REJECTIONS} candidates in a row broke the constraints "
+                          f"({reason}); loosen `constraints` or narrow the search space")
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        values = [(result or {}).get(m) for m in _as_list(self.metric)]
+        if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
+            # failed or diverged: Optuna cannot rank it, so it is a failed Optuna trial
+            if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+def _as_list(metric: str | list[str]) -> list[str]:
+    return metric if isinstance(metric, list) else [metric]
+
+
+def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
+    """The configured Optuna sampler, seeded."""
+    search = study.search
+    if search.sampler == "nsga2":
+        options = {"population_size": search.population} if search.population else {}
+        return optuna.samplers.NSGAIISampler(seed=search.sampler_seed, **options)
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.sampler_seed)
+    return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True)
+
+
+def make_storage(sd: StudyDir) -> optuna.storages.RDBStorage:
+    """SQLite storage in the results directory."""
+    sd.root.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(f"sqlite:///{sd.optuna_db.resolve()}")
+
+
+def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """Close trials left RUNNING by a dead driver and enqueue their parameters again."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return 0
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study.tell(t.number, state=TrialState.FAIL)
+        study.enqueue_trial(t.params)
+    return len(stale)
+
+
+def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:
+    """The Ray Tune searcher of an optuna study, on the persistent storage."""
+    storage = make_storage(sd)
+    requeue_interrupted(storage, study.name)
+    objectives = study.search.objectives
+    metric = [o.metric for o in objectives]
+    mode = [o.mode for o in objectives]
+    return ConstrainedOptunaSearch(
+        study, sd,
+        space={key: spec.distribution() for key, spec in study.space.items()},
+        metric=metric if len(metric) > 1 else metric[0],
+        mode=mode if len(mode) > 1 else mode[0],
+        sampler=make_sampler(study),
+        study_name=study.name,
+        storage=storage,
+    )

@@ -1,0 +1,132 @@
+"""From a study to trials: resolve assignments into TrialConfigs, ids, constraints, grids.
+
+An assignment maps flat trial keys (arch keys unprefixed, `train.*`, `data.*`) to values.
+Resolving it on top of the study's base gives a frozen `TrialConfig`; its id is a hash of
+the resolved config, so the same trial gets the same id in every run (resume matches by it).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectome.architecture import make_arch
+from connectome.errors import ConfigError, ConnectomeError, unknown_name
+from connectome.study.schema import GridSearch, Study
+from connectome.training import DataConfig, TrainConfig, TrialConfig
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One resolved trial: its id, config, the search values that made it, and its size."""
+
+    trial_id: str
+    config: TrialConfig
+    assignment: dict[str, Any] = field(default_factory=dict)
+    params: int | None = None
+    flops: int | None = None
+    # Why the constraints rejected it (None: accepted).
+    rejected: str | None = None
+
+
+def trial_id(config: TrialConfig) -> str:
+    """Deterministic id: the pattern name plus a hash of the resolved config."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return f"{config.arch.pattern}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def split_assignment(assignment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Flat keys -> {"arch": {...}, "train": {...}, "data": {...}}."""
+    parts: dict[str, dict[str, Any]] = {"arch": {}, "train": {}, "data": {}}
+    for key, value in assignment.items():
+        section, _, name = key.rpartition(".")
+        parts[section or "arch"][name] = value
+    return parts
+
+
+def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> TrialConfig:
+    """The study's base with the assignment on top, validated (budget matched if asked)."""
+    parts = split_assignment(assignment)
+    arch = make_arch(**{**study.arch.model_dump(exclude_unset=True), **parts["arch"]})
+    try:
+        config = TrialConfig(
+            arch=arch,
+            data=DataConfig.model_validate({**study.data.model_dump(exclude_unset=True), **parts["data"]}),
+            train=TrainConfig.model_validate({**study.train.model_dump(exclude_unset=True), **parts["train"]}),
+            seed=seed,
+        )
+    except ValueError as err:
+        raise ConfigError(f"invalid trial {assignment}: {err}") from None
+    if study.budget is not None:
+        from connectome.complexity import match_budget
+
+        matched = match_budget(config.arch, study.budget.params, input_size=input_size(config))
+        config = config.model_copy(update={"arch": matched})
+    return config
+
+
+# (C, H, W) of each registered dataset's images, so complexity needs no data on disk.
+IMAGE_SHAPES = {
+    "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32),
+    "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28),
+}
+
+
+def input_size(config: TrialConfig) -> tuple[int, int, int]:
+    """(C, H, W) of the dataset's images, known without loading them."""
+    if config.data.name == "synthetic":
+        s = config.data.synthetic
+        return (s.channels, s.size, s.size)
+    if config.data.name not in IMAGE_SHAPES:
+        raise ConfigError(unknown_name("dataset", config.data.name, [*IMAGE_SHAPES, "synthetic"]))
+    return IMAGE_SHAPES[config.data.name]
+
+
+def measure(config: TrialConfig) -> tuple[int, int]:
+    """Params and FLOPs computed from the spec, without building the model."""
+    from connectome.builder import build_spec
+    from connectome.complexity import complexity
+
+    cx = complexity(build_spec(config.arch), input_size(config))
+    return cx.params, cx.flops
+
+
+def make_trial(study: Study, assignment: dict[str, Any], seed: int) -> Trial:
+    """Resolve, measure from the spec (which also validates the network) and check constraints."""
+    config = resolve_config(study, assignment, seed)
+    params, flops = measure(config)
+    return Trial(trial_id(config), config, dict(assignment), params, flops, rejected_by(study, params, flops))
+
+
+def rejected_by(study: Study, params: int | None, flops: int | None) -> str | None:
+    """Why a candidate breaks the study's constraints, or None."""
+    limits = study.constraints
+    if limits.max_params and params is not None and params > limits.max_params:
+        return f"{params:,} params > max_params {limits.max_params:,}"
+    if limits.max_flops and flops is not None and flops > limits.max_flops:
+        return f"{flops:,} FLOPs > max_flops {limits.max_flops:,}"
+    return None
+
+
+def grid_assignments(search: GridSearch) -> list[dict[str, Any]]:
+    """Every variant crossed with the full factorial of the factors (seeds excluded)."""
+    keys = list(search.factors)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*search.factors.values())]
+    return [{**variant, **combo} for variant in search.variants for combo in combos]
+
+
+def expand_grid(study: Study) -> list[Trial]:
+    """All trials of a grid study, seeds innermost, in a stable order; duplicates merged."""
+    if not isinstance(study.search, GridSearch):
+        raise ConfigError(f"study {study.name!r} is an {study.search.kind} search, not a grid")
+    trials: dict[str, Trial] = {}
+    for i, assignment in enumerate(grid_assignments(study.search)):
+        for seed in study.search.seed_list:
+            try:
+                trial = make_trial(study, assignment, seed)
+            except ConnectomeError as err:
+                raise ConfigError(f"{study.source}: search: combination {assignment}: {err}") from None
+            trials.setdefault(trial.trial_id, trial)
+    return list(trials.values())
