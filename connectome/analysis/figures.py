@@ -1,0 +1,187 @@
+"""The paper's figures from result frames, drawn on matplotlib `Figure` objects (no pyplot state).
+
+Each `plot_*` returns a `Figure`; `save_figure` writes it as PNG and SVG. Figures are built
+with the object API and the Agg canvas, so they work headless and in worker threads.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator
+
+from connectome.analysis.stats import pareto
+
+LABELS = {
+    "params": "parameters",
+    "flops": "FLOPs (multiply-adds)",
+    "test_error": "test error",
+    "test_acc": "test accuracy",
+    "best_val_acc": "best validation accuracy",
+    "train_loss": "training loss",
+    "train_acc": "training accuracy",
+    "val_loss": "validation loss",
+    "val_acc": "validation accuracy",
+    "lr": "learning rate",
+    "epoch": "epoch",
+}
+
+
+def label(column: str) -> str:
+    """Axis label of a result column."""
+    return LABELS.get(column, column)
+
+
+def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
+    """Write `<stem>.png` and `<stem>.svg`; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths
+
+
+def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test_error",
+                         hue: str = "pattern") -> Figure:
+    """Error against model size per wiring pattern (paper Figure 5).
+
+    Dots are trials; the line joins the mean over seeds at each size, with bars of one
+    standard deviation.
+    """
+    data = trials.dropna(subset=[x, y])
+    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
+        color = f"C{i}"
+        ax.scatter(group[x], group[y], s=14, alpha=0.35, color=color, linewidths=0)
+        means = group.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
+        ax.errorbar(means[x], means["mean"], yerr=means["std"].fillna(0), color=color,
+                    marker="o", ms=4, capsize=3, label=f"{level} ({len(group)} trials)")
+    _size_axis(ax, data[x], x)
+    ax.set_ylabel(label(y))
+    ax.set_title(f"{label(y)} vs {label(x)} per {hue}")
+    ax.grid(alpha=0.3)
+    if len(data):
+        ax.legend(title=hue, fontsize=8)
+    return fig
+
+
+def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
+                         metrics: tuple[str, ...] = ("train_loss", "val_acc"),
+                         hue: str | list[str] = "pattern") -> Figure:
+    """Per-epoch curves per group (paper Figure 6): mean over seeds, band of one s.d."""
+    hue = [hue] if isinstance(hue, str) else list(hue)
+    metrics = tuple(m for m in metrics if m in epochs.columns)
+    data = epochs.merge(trials[["trial_id", *hue]], on="trial_id", how="inner")
+    fig = Figure(figsize=(5.2 * max(len(metrics), 1), 4.2), layout="constrained")
+    axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
+    groups = list(data.groupby(hue, sort=True, dropna=False)) if len(data) else []
+    for ax, metric in zip(axes, metrics):
+        for i, (level, group) in enumerate(groups):
+            _curve_with_band(ax, group, metric, _group_name(hue, level), color=f"C{i}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label(metric))
+        ax.set_title(label(metric))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if groups:
+            ax.legend(fontsize=8)
+    fig.suptitle("line: mean over seeds; band: ±1 s.d. over seeds", fontsize=9)
+    return fig
+
+
+def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
+    """Heatmaps of normalised source usage per block (paper Figure 4), for any DAG.
+
+    Input matrices have rows = layers 1..n and columns = sources 0..n-1; they are drawn
+    transposed as in the paper: x = target layer, y = source (0 = block input, at the top).
+    Grey cells are pairs without an edge.
+    """
+    fig = Figure(figsize=(3.4 * len(usage) + 1.0, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(usage), squeeze=False)[0]
+    cmap = _usage_cmap()
+    image = None
+    for b, (ax, matrix) in enumerate(zip(axes, usage)):
+        grid = np.ma.masked_invalid(np.asarray(matrix, dtype=float).T)  # (source, target)
+        n_sources, n_layers = grid.shape
+        image = ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, origin="upper",
+                          extent=(0.5, n_layers + 0.5, n_sources - 0.5, -0.5))
+        ax.set_xlabel("target layer ℓ")
+        ax.set_ylabel("source s (0 = block input)")
+        ax.set_title(f"block {b + 1}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8, min_n_ticks=1))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=8, min_n_ticks=1))
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes), shrink=0.85)
+        bar.set_label("weight norm / layer's largest")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
+                maximize_x: bool = False, maximize_y: bool = False, hue: str | None = "pattern",
+                title: str = "") -> Figure:
+    """All trials and their non-dominated front on two objectives."""
+    data = df.dropna(subset=[x, y])
+    front = pareto(data, x=x, y=y, maximize_x=maximize_x, maximize_y=maximize_y)
+    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    if hue and hue in data:
+        for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
+            ax.scatter(group[x], group[y], s=16, alpha=0.5, color=f"C{i}", label=str(level))
+    else:
+        ax.scatter(data[x], data[y], s=16, alpha=0.5, color="C7", label="trials")
+    if len(front):
+        ax.step(front[x], front[y], where="post", color="k", lw=1.2, zorder=3)
+        ax.scatter(front[x], front[y], s=48, facecolors="none", edgecolors="k", zorder=4,
+                   label=f"Pareto front ({len(front)})")
+    _size_axis(ax, data[x], x)
+    ax.set_ylabel(label(y) + (" (maximised)" if maximize_y else ""))
+    ax.set_title(title or f"Pareto front: {label(y)} vs {label(x)}")
+    ax.grid(alpha=0.3)
+    if len(data):
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _curve_with_band(ax, group: pd.DataFrame, metric: str, name: str, color: str) -> None:
+    """Mean over trials per epoch, with a ±1 s.d. band where several trials reached it."""
+    per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"]).sort_index()
+    seeds = group["trial_id"].nunique()
+    ax.plot(per_epoch.index, per_epoch["mean"], color=color, lw=1.5, label=f"{name} ({seeds} seeds)")
+    std = per_epoch["std"].fillna(0.0)
+    ax.fill_between(per_epoch.index, per_epoch["mean"] - std, per_epoch["mean"] + std,
+                    color=color, alpha=0.2, linewidth=0)
+
+
+def _size_axis(ax, values: pd.Series, column: str) -> None:
+    """Engineering-notation x axis (20k, 1.2M), logarithmic when sizes span > 20x."""
+    ax.set_xlabel(label(column))
+    positive = values[values > 0]
+    if len(positive) and positive.max() / positive.min() > 20:
+        ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+
+
+def _usage_cmap():
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].copy()
+    cmap.set_bad("0.85")  # no edge: light grey, distinct from a weak edge (dark purple)
+    return cmap
+
+
+def _group_name(hue: list[str], level) -> str:
+    """Legend text of a group: `dense`, or `dense, growth=12` for several grouping columns."""
+    values = level if isinstance(level, tuple) else (level,)
+    head, *rest = [format_level(v) for v in values]
+    return ", ".join([head, *(f"{k}={v}" for k, v in zip(hue[1:], rest))])
+
+
+def format_level(value) -> str:
+    """A factor level as text; missing values as `-`."""
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)

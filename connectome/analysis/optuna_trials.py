@@ -1,0 +1,68 @@
+"""Trials of an Optuna study kept in a results directory (SQLite `optuna.db` or a journal file)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
+
+
+@dataclass(frozen=True)
+class OptunaTrials:
+    """Finished trials of one Optuna study: one column per objective, named by metric."""
+
+    study_name: str
+    objectives: tuple[str, ...]  # column names in `frame`, in objective order
+    maximize: tuple[bool, ...]  # per objective
+    frame: pd.DataFrame  # number, state, objectives, params_*, user_attrs_*
+
+
+def find_storage(results_dir: str | Path) -> str | None:
+    """Storage URL or journal path of the Optuna study in a results directory, if any."""
+    path = Path(results_dir)
+    if (path / "optuna.db").exists():
+        return f"sqlite:///{(path / 'optuna.db').resolve()}"
+    journals = sorted(p for p in path.glob("optuna*") if p.suffix in JOURNAL_SUFFIXES)
+    return str(journals[0]) if journals else None
+
+
+def load_optuna(results_dir: str | Path) -> list[OptunaTrials]:
+    """Every Optuna study stored in a results directory (empty list when there is none)."""
+    location = find_storage(results_dir)
+    if location is None:
+        return []
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _open_storage(optuna, location)
+    return [_study_trials(optuna.load_study(study_name=name, storage=storage))
+            for name in optuna.get_all_study_names(storage)]
+
+
+def _open_storage(optuna, location: str):
+    if location.startswith("sqlite:"):
+        return location
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(location))
+
+
+def _study_trials(study) -> OptunaTrials:
+    """Completed trials of one study as a frame with named objective columns."""
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    frame = study.trials_dataframe(multi_index=False)
+    frame = frame[frame["state"] == "COMPLETE"] if "state" in frame else frame
+    value_cols = _value_columns(len(names), study.metric_names)
+    frame = frame.rename(columns=dict(zip(value_cols, names)))
+    maximize = tuple(d.name == "MAXIMIZE" for d in study.directions)
+    return OptunaTrials(study_name=study.study_name, objectives=tuple(names),
+                        maximize=maximize, frame=frame.reset_index(drop=True))
+
+
+def _value_columns(n: int, metric_names: list[str] | None) -> list[str]:
+    """Objective columns as `Study.trials_dataframe` names them (value, values_0, value_<name>)."""
+    if metric_names:
+        return [f"value_{metric_names[0]}"] if n == 1 else [f"values_{m}" for m in metric_names]
+    return ["value"] if n == 1 else [f"values_{i}" for i in range(n)]

@@ -1,0 +1,213 @@
+"""`report.md` and `report.html` for a results directory: counts, summary, comparisons, figures."""
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from connectome.analysis.document import Document
+from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot_source_usage,
+                                         plot_training_curves, save_figure)
+from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
+from connectome.analysis.results import Results, factor_columns, load
+from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
+from connectome.analysis.usage import trial_usage
+from connectome.errors import ConnectomeError
+
+# Columns shown for individual trials in the failure and Pareto tables, when present.
+TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
+MAX_COMPARISONS = 6
+MAX_CURVE_GROUPS = 8
+
+
+def write_report(results_dir: str | Path, metric: str = "test_error",
+                 out_dir: str | Path | None = None) -> Path:
+    """Write report.md, report.html and figures/ into the results dir; returns report.md."""
+    results = load(results_dir)
+    out = Path(out_dir) if out_dir is not None else results.path
+    doc = Document()
+    doc.heading(f"Study `{results.study}`", level=1)
+    _status_section(doc, results)
+    completed = results.completed()
+    if metric in completed and completed[metric].notna().any():
+        _summary_section(doc, completed, metric)
+        _comparison_section(doc, completed, metric)
+        _pareto_section(doc, completed, metric, out)
+    else:
+        doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
+    _figure_section(doc, results, metric, out)
+    _optuna_section(doc, load_optuna(results.path), out)
+    _study_file_section(doc, results.path)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").write_text(doc.to_html(f"connectome report: {results.study}"))
+    report = out / "report.md"
+    report.write_text(doc.to_markdown(out))
+    return report
+
+
+def _status_section(doc: Document, results: Results) -> None:
+    """Generation time, trial counts, and the failed or diverged trials with their errors."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc.text(f"Generated {stamp} from `{results.path}`. {results.describe_counts()}.")
+    if results.missing:
+        doc.text(f"{len(results.missing)} trial(s) have no result yet (queued, running or "
+                 f"interrupted): {', '.join(results.missing[:10])}"
+                 f"{' ...' if len(results.missing) > 10 else ''}.")
+    status = results.trials.get("status")
+    if status is not None and (status != "completed").any():
+        bad = results.trials[status != "completed"]
+        cols = [c for c in (*TRIAL_COLUMNS, "status", "error") if c in bad]
+        table = bad[cols].copy()
+        if "error" in table:
+            table["error"] = table["error"].map(_last_line)
+        doc.heading("Trials that did not complete", level=3)
+        doc.table(table)
+
+
+def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> None:
+    """Mean, spread and 95% interval of the metric per combination of varied factors."""
+    by = factor_columns(completed) or (["pattern"] if "pattern" in completed else [])
+    table = summarize(completed, by=by, metric=metric)
+    for extra in ("params", "flops"):
+        if extra in completed:
+            means = completed.groupby(by, dropna=False, sort=True)[extra].mean().reset_index() if by \
+                else pd.DataFrame({extra: [completed[extra].mean()]})
+            table = table.merge(means, on=by, how="left") if by else table.assign(**{extra: means[extra]})
+    doc.heading("Summary")
+    grouping = ", ".join(f"`{c}`" for c in by) or "all completed trials"
+    doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
+             "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates).")
+    doc.table(table)
+
+
+def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> None:
+    """Paired tests between wiring patterns over shared seeds."""
+    if "pattern" not in trials or "seed" not in trials:
+        return
+    levels = sorted(trials["pattern"].dropna().astype(str).unique())
+    if len(levels) < 2:
+        return
+    anchor = "dense" if "dense" in levels else None
+    pairs = [(anchor, b) for b in levels if b != anchor] if anchor else list(itertools.combinations(levels, 2))
+    comparisons = [compare(trials, factor="pattern", a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
+    doc.heading("Comparisons")
+    doc.text(f"Paired differences of `{metric}` (a - b) between patterns over completed trials "
+             "sharing the seed and every factor crossed with the pattern; 95% t interval and paired "
+             "t-test p-value. A pair is missing when one side failed, diverged or has not run yet.")
+    doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
+    for c in comparisons:
+        if len(c.missing):
+            doc.text(f"Missing pairs for {c.a} vs {c.b} (matched on {', '.join(c.matched_on)}):")
+            doc.table(c.missing)
+
+
+def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
+    """The trials no other trial beats on both size and the metric."""
+    if "params" not in completed:
+        return
+    front = pareto(completed, x="params", y=metric)
+    doc.heading("Pareto front")
+    doc.text(f"Completed trials not dominated on (`params`, `{metric}`), both minimised.")
+    cols = [c for c in (*TRIAL_COLUMNS, "params", "flops", metric) if c in front]
+    doc.table(front[cols])
+    paths = save_figure(plot_pareto(completed, x="params", y=metric), out / "figures" / "pareto_params")
+    doc.figure(*paths, caption=f"Pareto front of {metric} vs parameters over completed trials.")
+
+
+def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> None:
+    doc.heading("Figures")
+    completed = results.completed()
+    figures = out / "figures"
+    if {"params", metric, "pattern"} <= set(completed.columns) and completed[metric].notna().any():
+        paths = save_figure(plot_error_vs_params(completed, y=metric), figures / "error_vs_params")
+        doc.figure(*paths, caption=f"{metric} vs parameters per pattern (paper Fig. 5); "
+                                   "bars: ±1 s.d. over seeds.")
+    _curves_figure(doc, results, figures)
+    _usage_figures(doc, results, metric, figures)
+
+
+def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
+    """Training curves grouped by pattern and, when few enough, the other varied factors."""
+    if results.epochs.empty or "pattern" not in results.trials:
+        doc.text("No per-epoch records: no training curves.")
+        return
+    completed = results.completed()
+    hue = ["pattern", *crossed_factors(completed, "pattern")]
+    if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:
+        hue = ["pattern"]
+    fig = plot_training_curves(results.epochs, completed, hue=hue)
+    paths = save_figure(fig, figures / "training_curves")
+    doc.figure(*paths, caption=f"Training curves of completed trials per {', '.join(hue)} "
+                               "(paper Fig. 6): mean over seeds, band ±1 s.d.")
+
+
+def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) -> None:
+    """Source-usage heatmap (paper Fig. 4) of the best completed trial of each pattern."""
+    completed = results.completed()
+    if "pattern" not in completed or metric not in completed or completed[metric].isna().all():
+        return
+    kept = completed[[_has_model(results.path / "trials" / str(t)) for t in completed["trial_id"]]]
+    if kept.empty:
+        doc.text("No completed trial kept `spec.json` and `model.pt`: no source-usage heatmap.")
+        return
+    best = kept.dropna(subset=[metric]).sort_values(metric, kind="stable").groupby("pattern").head(1)
+    for pattern, trial_id in zip(best["pattern"], best["trial_id"]):
+        try:
+            usage = trial_usage(results.path / "trials" / str(trial_id))
+        except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
+            doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
+            continue
+        fig = plot_source_usage(usage, title=f"{pattern}: trial {trial_id}")
+        paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
+        doc.figure(*paths, caption=f"Source usage of {pattern} (trial {trial_id}, best {metric}; "
+                                   "paper Fig. 4): per-source weight norm of each layer's first conv, "
+                                   "divided by the layer's largest; grey = no edge.")
+
+
+def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:
+    """Pareto front (two objectives or more) or best-value history (one) of each Optuna study."""
+    for study in studies:
+        doc.heading(f"Optuna study `{study.study_name}`")
+        frame = study.frame
+        if len(study.objectives) >= 2:
+            x, y = study.objectives[:2]
+            mx, my = study.maximize[:2]
+        elif "user_attrs_params" in frame:
+            x, y, mx, my = "user_attrs_params", study.objectives[0], False, study.maximize[0]
+        else:
+            doc.text(f"{len(frame)} completed trial(s), one objective `{study.objectives[0]}` and no "
+                     "`params` user attribute: no front to draw.")
+            continue
+        front = pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
+        doc.text(f"{len(frame)} completed trial(s); {len(front)} on the front of `{x}` "
+                 f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}).")
+        cols = ["number", x, y, *[c for c in frame if c.startswith("params_")]]
+        doc.table(front[[c for c in cols if c in front]])
+        fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue=None,
+                          title=f"Optuna study {study.study_name}: Pareto front")
+        paths = save_figure(fig, out / "figures" / f"optuna_pareto_{_slug(study.study_name)}")
+        doc.figure(*paths, caption=f"Optuna study {study.study_name}: trials and Pareto front.")
+
+
+def _study_file_section(doc: Document, path: Path) -> None:
+    study_file = path / "study.yaml"
+    if study_file.exists():
+        doc.heading("Study file")
+        doc.code(study_file.read_text())
+
+
+def _has_model(trial_dir: Path) -> bool:
+    return (trial_dir / "spec.json").exists() and (trial_dir / "model.pt").exists()
+
+
+def _last_line(error: object) -> object:
+    """The exception line of a traceback, shortened for a table cell."""
+    if not isinstance(error, str) or not error.strip():
+        return error
+    return error.strip().splitlines()[-1][:160]
+
+
+def _slug(name: object) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
