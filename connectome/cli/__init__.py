@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConnectomeError as err:
         print(f"connectome {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"connectome {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,62 @@
+"""Architecture flags shared by every command that builds a network (graph, train)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from connectome.errors import ConfigError
+
+
+def int_list(text: str) -> list[int]:
+    """'6,12,24,16' -> [6, 12, 24, 16]."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ArchConfig keys as flags; unset flags keep the preset's or the default value."""
+    g = parser.add_argument_group("architecture")
+    g.add_argument("--preset", help="named configuration, e.g. densenet121, densenet-bc-100-12, partial-40-12")
+    g.add_argument("--pattern", help="block connectivity: dense, partial, residual, plain, sparse, random, file")
+    g.add_argument("--pattern-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="pattern option, repeatable (e.g. model=ws, p=0.25, path=g.graphml)")
+    g.add_argument("--depth", type=int, help="total depth L as in the paper")
+    g.add_argument("--blocks", type=int, help="number of blocks when deriving layers from depth")
+    g.add_argument("--block-layers", type=int_list, help="layers per block, e.g. 6,12,24,16")
+    g.add_argument("--growth", type=int, help="growth rate k (layer width)")
+    g.add_argument("--bottleneck", action=argparse.BooleanOptionalAction, default=None,
+                   help="1x1 bottleneck to bn_size*k before each 3x3 conv (DenseNet-B)")
+    g.add_argument("--bn-size", type=int, help="bottleneck width multiple (default 4)")
+    g.add_argument("--compression", type=float, help="transition compression theta (0.5 for -BC)")
+    g.add_argument("--m", type=int_list, help="partial pattern: channels each layer reads, per block")
+    g.add_argument("--stem", choices=["cifar", "imagenet"])
+    g.add_argument("--stem-channels", type=int)
+    g.add_argument("--classes", type=int)
+    g.add_argument("--in-channels", type=int)
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--memory-efficient", action=argparse.BooleanOptionalAction, default=None)
+
+
+_KEYS = ("preset", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",
+         "compression", "stem", "stem_channels", "classes", "in_channels", "dropout", "memory_efficient")
+
+
+def arch_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that were given, as ArchConfig keyword options."""
+    opts = {k: getattr(args, k) for k in _KEYS if getattr(args, k) is not None}
+    if args.m is not None:
+        opts["m"] = args.m[0] if len(args.m) == 1 else args.m
+    if args.pattern_option:
+        opts["pattern_options"] = dict(_key_value(item) for item in args.pattern_option)
+    return opts
+
+
+def _key_value(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--pattern-option needs KEY=VALUE, got {item!r}")
+    return key.strip(), yaml.safe_load(value)

@@ -1,0 +1,110 @@
+"""`connectome graph`: build a spec and show it (text, json, dot, graphml) with its complexity."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from connectome.cli.arch_args import add_arch_arguments, arch_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("graph", help="show a network's connectivity, params and FLOPs")
+    add_arch_arguments(p)
+    p.add_argument("--input-size", type=int, help="input height = width (default 32 cifar, 224 imagenet)")
+    p.add_argument("--format", choices=sorted(FORMATS), default="text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from connectome import build_spec, complexity, make_arch
+
+    arch = make_arch(**arch_options(args))
+    spec = build_spec(arch)
+    size = None if args.input_size is None else (arch.in_channels, args.input_size, args.input_size)
+    cx = complexity(spec, size, memory_efficient=arch.memory_efficient)
+    print(FORMATS[args.format](arch, spec, cx, size))
+    return 0
+
+
+def as_json(arch, spec, cx, size) -> str:
+    return json.dumps({
+        "params": cx.params, "flops": cx.flops, "activations": cx.acts, "graph_hash": spec.graph_hash,
+        "input_size": list(size) if size else None, "arch": arch.model_dump(), "spec": spec.to_dict(),
+    }, indent=2)
+
+
+def as_text(arch, spec, cx, size) -> str:
+    layers = [b.n_layers for b in spec.blocks]
+    lines = [
+        f"pattern {arch.pattern}{f' (preset {arch.preset})' if arch.preset else ''}: {len(layers)} blocks x "
+        f"{layers} layers, growth {spec.growth}, stem {spec.stem} ({spec.stem_channels} ch), "
+        f"{spec.classes} classes",
+        f"params {cx.params:,} ({cx.params / 1e6:.2f}M)   FLOPs {cx.flops / 1e9:.3f} G multiply-adds"
+        f"{f' at {size[0]}x{size[1]}x{size[2]}' if size else ''}   activations {cx.acts / 1e6:.2f}M/sample"
+        f"   hash {spec.graph_hash}",
+    ]
+    for i, block in enumerate(spec.blocks):
+        lines += _block_lines(i, block)
+        if i < len(spec.transitions):
+            lines.append(f"transition {i + 1}: {block.out_channels} -> {spec.transitions[i]} channels, 2x2 avg pool")
+    return "\n".join(lines)
+
+
+def _block_lines(i: int, block) -> list[str]:
+    degrees = [len(block.inputs[v]) for v in range(1, block.output + 1)]
+    lines = [
+        f"block {i + 1}: {block.in_channels} -> {block.out_channels} channels, {block.n_layers} layers, "
+        f"{len(block.edges)} edges, in-degree min {min(degrees)} / mean {sum(degrees) / len(degrees):.1f} "
+        f"/ max {max(degrees)}"
+    ]
+    for v in range(1, block.output + 1):
+        name = "out" if v == block.output else str(v)
+        node = block.nodes[v]
+        srcs = ", ".join(_source(e) for e in block.inputs[v])
+        lines.append(f"  {name:>4} <- {srcs}   ({node.agg} {block.input_width(v)} ch)")
+    return lines
+
+
+def _source(edge) -> str:
+    return str(edge.src) if edge.window is None else f"{edge.src}[{edge.window[0]}:{edge.window[1]}]"
+
+
+def _combined_graph(spec):
+    import networkx as nx
+
+    g = nx.DiGraph(hash=spec.graph_hash)
+    for i, block in enumerate(spec.blocks):
+        for n in block.nodes:
+            g.add_node(f"b{i + 1}_{n.id}", block=i + 1, node=n.id, op=n.op, agg=n.agg, width=n.width)
+        for e in block.edges:
+            attrs = {"window": f"{e.window[0]}:{e.window[1]}"} if e.window else {}
+            g.add_edge(f"b{i + 1}_{e.src}", f"b{i + 1}_{e.dst}", **attrs)
+        if i < len(spec.transitions):
+            g.add_edge(f"b{i + 1}_{block.output}", f"b{i + 2}_0", transition=spec.transitions[i])
+    return g
+
+
+def as_graphml(arch, spec, cx, size) -> str:
+    import networkx as nx
+
+    return "\n".join(nx.generate_graphml(_combined_graph(spec)))
+
+
+def as_dot(arch, spec, cx, size) -> str:
+    lines = [f'digraph "{arch.pattern}" {{', "  rankdir=LR; node [shape=box, fontsize=10];"]
+    for i, block in enumerate(spec.blocks):
+        lines.append(f'  subgraph cluster_{i + 1} {{ label="block {i + 1}";')
+        for n in block.nodes:
+            label = {"input": "in", "identity": "out"}.get(n.op, f"{n.id}: {n.op}")
+            lines.append(f'    b{i + 1}_{n.id} [label="{label}\\n{n.agg} {n.width}ch"];')
+        for e in block.edges:
+            attr = f' [label="{e.window[0]}:{e.window[1]}"]' if e.window else ""
+            lines.append(f"    b{i + 1}_{e.src} -> b{i + 1}_{e.dst}{attr};")
+        lines.append("  }")
+        if i < len(spec.transitions):
+            lines.append(f'  b{i + 1}_{block.output} -> b{i + 2}_0 [label="transition {spec.transitions[i]}ch"];')
+    return "\n".join(lines + ["}"])
+
+
+FORMATS: dict[str, Callable] = {"text": as_text, "json": as_json, "dot": as_dot, "graphml": as_graphml}

@@ -1,0 +1,63 @@
+"""`connectome graph`: every format, and one-line errors for bad input."""
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from connectome.cli import main
+
+
+def run(capsys, *argv):
+    code = main(["graph", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_has_params_and_flops(capsys):
+    code, out, _ = run(capsys, "--preset", "densenet121", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["params"] == 7_978_856 and data["flops"] > 2e9
+
+
+def test_flags_cover_the_paper_options(capsys):
+    code, out, _ = run(capsys, "--depth", "100", "--growth", "12", "--bottleneck", "--compression", "0.5",
+                       "--format", "json")
+    assert json.loads(out)["params"] == 769_162
+    code, out, _ = run(capsys, "--block-layers", "6,12,24,16", "--growth", "32", "--bottleneck",
+                       "--compression", "0.5", "--stem", "imagenet", "--classes", "1000", "--format", "json")
+    assert json.loads(out)["params"] == 7_978_856
+    code, out, _ = run(capsys, "--pattern", "partial", "--m", "16,160,304", "--in-channels", "1",
+                       "--input-size", "28", "--format", "json")
+    assert json.loads(out)["input_size"] == [1, 28, 28]
+
+
+def test_text_shows_edges_and_in_degree(capsys):
+    code, out, _ = run(capsys, "--pattern", "partial", "--depth", "10", "--growth", "4")
+    assert "params" in out and "in-degree" in out
+    assert "2 <- 0[12:16], 1   (concat 16 ch)" not in out  # growth 4: 1 reads 16, 2 reads 0[4:16] + 1
+    assert "2 <- 0[4:16], 1   (concat 16 ch)" in out
+
+
+def test_dot_and_graphml_parse(capsys):
+    _, dot, _ = run(capsys, "--pattern", "sparse", "--depth", "13", "--format", "dot")
+    assert dot.startswith('digraph "sparse"') and dot.rstrip().endswith("}")
+    _, graphml, _ = run(capsys, "--pattern", "partial", "--depth", "10", "--format", "graphml")
+    root = ET.fromstring(graphml)
+    assert root.tag.endswith("graphml")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pattern", "densest"], "unknown pattern 'densest'; known: dense, file"),
+    (["--depth", "41"], "depth 41 does not fit 3 blocks"),
+    (["--pattern", "partial", "--m", "0"], "m=0 is impossible"),
+    (["--growth", "0"], "growth must be a positive"),
+    (["--preset", "resnet50"], "unknown preset 'resnet50'"),
+    (["--pattern", "file", "--pattern-option", "path=/nonexistent.graphml"], "does not exist"),
+])
+def test_bad_input_is_one_line_without_traceback(argv, message):
+    proc = subprocess.run([sys.executable, "-m", "connectome", "graph", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
