@@ -72,6 +72,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -99,15 +100,15 @@ def flatten_config(config: TrialConfig) -> dict[str, Any]:
         dumped = getattr(config, section).model_dump(mode="json")
         row.update({f"{section}.{k}": flat_value(v) for k, v in dumped.items()})
     row["seed"] = config.seed
-    # One type per column: m is an int for some trials and a list for others.
-    row["m"] = None if row.get("m") is None else str(row["m"])
     return row
 
 
 def make_row(study: str, trial_id: str, config: TrialConfig, record: dict[str, Any]) -> dict[str, Any]:
     """One trials.parquet row: the flat config, then the record's metrics (not its epochs)."""
     metrics = {k: flat_value(v) for k, v in record.items() if k != "epochs" and not isinstance(v, dict)}
-    return {**flatten_config(config), **metrics, "trial_id": trial_id, "study": study}
+    row = {**flatten_config(config), **metrics, "trial_id": trial_id, "study": study}
+    row["m"] = None if row.get("m") is None else str(row["m"])  # int for some trials, list for others
+    return row
 
 
 def write_result(sd: StudyDir, trial_id: str, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
@@ -153,6 +154,7 @@ def _write_parquet(df, path: Path) -> None:
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -104,6 +104,8 @@ def ray_session(address: str | None, dashboard: bool, console: Console) -> Itera
         raise ConfigError(f"--address {address} is a dashboard (Jobs API) address; "
                           "use `connectome submit` for it, or give the GCS address (HOST:6379)")
     options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+    # Tune's own console output would interleave with ours; verbose=0 silences the classic one.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address:
         ray.init(address=address, **options)
     else:
@@ -134,6 +136,8 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
         max_concurrent_trials=study.resources.max_concurrent,
         trial_name_creator=_trial_name,
         trial_dirname_creator=_trial_name,
+        # A worker keeps torch imported between trials instead of starting a new process each.
+        reuse_actors=True,
     )
     run_config = tune.RunConfig(
         name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -211,6 +215,10 @@ class Recorder(tune.Callback):
 
     def __init__(self, sd: StudyDir, study_name: str, view: StudyView):
         self.sd, self.study_name, self.view = sd, study_name, view
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; the live display stays here.
+        return {"sd": self.sd, "study_name": self.study_name, "view": None}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.view.started(_trial_name(trial))

@@ -62,34 +62,43 @@ def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> Trial
     if study.budget is not None:
         from connectome.complexity import match_budget
 
-        matched = match_budget(config.arch, study.budget.params, input_size=input_size(config))
-        config = config.model_copy(update={"arch": matched})
+        size, classes = data_shape(config)
+        arch = config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
+        matched = match_budget(arch, study.budget.params, input_size=size)
+        config = config.model_copy(update={"arch": config.arch.model_copy(update={"growth": matched.growth})})
     return config
 
 
-# (C, H, W) of each registered dataset's images, so complexity needs no data on disk.
+# (C, H, W) and classes of each registered dataset, so complexity needs no data on disk.
 IMAGE_SHAPES = {
-    "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32),
-    "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28),
+    "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10),
+    "fashion-mnist": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10),
 }
 
 
-def input_size(config: TrialConfig) -> tuple[int, int, int]:
-    """(C, H, W) of the dataset's images, known without loading them."""
+def data_shape(config: TrialConfig) -> tuple[tuple[int, int, int], int]:
+    """(C, H, W) of the dataset's images and its number of classes, known without loading them."""
     if config.data.name == "synthetic":
         s = config.data.synthetic
-        return (s.channels, s.size, s.size)
+        return (s.channels, s.size, s.size), s.classes
     if config.data.name not in IMAGE_SHAPES:
         raise ConfigError(unknown_name("dataset", config.data.name, [*IMAGE_SHAPES, "synthetic"]))
     return IMAGE_SHAPES[config.data.name]
 
 
+def input_size(config: TrialConfig) -> tuple[int, int, int]:
+    """(C, H, W) of the dataset's images."""
+    return data_shape(config)[0]
+
+
 def measure(config: TrialConfig) -> tuple[int, int]:
-    """Params and FLOPs computed from the spec, without building the model."""
+    """Params and FLOPs from the spec, with the dataset's channels and classes as the trainer sets them."""
     from connectome.builder import build_spec
     from connectome.complexity import complexity
 
-    cx = complexity(build_spec(config.arch), input_size(config))
+    size, classes = data_shape(config)
+    arch = config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
+    cx = complexity(build_spec(arch), size)
     return cx.params, cx.flops
 
 
