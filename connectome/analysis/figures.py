@@ -170,9 +170,8 @@ def _size_axis(ax, values: pd.Series, column: str) -> None:
 def _usage_cmap():
     from matplotlib import colormaps
 
-    cmap = colormaps["viridis"].copy()
-    cmap.set_bad("0.85")  # no edge: light grey, distinct from a weak edge (dark purple)
-    return cmap
+    # no edge: light grey, distinct from a weak edge (dark purple)
+    return colormaps["viridis"].with_extremes(bad="0.85")
 
 
 def _group_name(hue: list[str], level) -> str:

@@ -28,8 +28,13 @@ def find_storage(results_dir: str | Path) -> str | None:
     return str(journals[0]) if journals else None
 
 
-def load_optuna(results_dir: str | Path) -> list[OptunaTrials]:
-    """Every Optuna study stored in a results directory (empty list when there is none)."""
+def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> list[OptunaTrials]:
+    """Every Optuna study stored in a results directory (empty list when there is none).
+
+    Objectives are named by the study's metric names, else by `search.objectives` in
+    study.yaml; with `trials`, each Optuna trial gets the columns of its connectome trial
+    (matched by the `trial_id` user attribute the study runner sets).
+    """
     location = find_storage(results_dir)
     if location is None:
         return []
@@ -37,7 +42,8 @@ def load_optuna(results_dir: str | Path) -> list[OptunaTrials]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _open_storage(optuna, location)
-    return [_study_trials(optuna.load_study(study_name=name, storage=storage))
+    names = _objectives_from_study_file(Path(results_dir) / "study.yaml")
+    return [_study_trials(optuna.load_study(study_name=name, storage=storage), names, trials)
             for name in optuna.get_all_study_names(storage)]
 
 
@@ -49,13 +55,30 @@ def _open_storage(optuna, location: str):
     return optuna.storages.JournalStorage(JournalFileBackend(location))
 
 
-def _study_trials(study) -> OptunaTrials:
+def _objectives_from_study_file(study_file: Path) -> list[str]:
+    """Metric names of `search.objectives` in a study file ([] when absent or unreadable)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(study_file.read_text()) or {}
+        objectives = data.get("search", {}).get("objectives") or []
+        return [str(o["metric"]) for o in objectives]
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
+        return []
+
+
+def _study_trials(study, file_names: list[str], trials: pd.DataFrame | None) -> OptunaTrials:
     """Completed trials of one study as a frame with named objective columns."""
-    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    n = len(study.directions)
+    value_cols = _value_columns(n, study.metric_names)
+    names = study.metric_names or (file_names if len(file_names) == n else
+                                   ["objective"] if n == 1 else [f"objective_{i}" for i in range(n)])
     frame = study.trials_dataframe(multi_index=False)
     frame = frame[frame["state"] == "COMPLETE"] if "state" in frame else frame
-    value_cols = _value_columns(len(names), study.metric_names)
     frame = frame.rename(columns=dict(zip(value_cols, names)))
+    if trials is not None and "user_attrs_trial_id" in frame and "trial_id" in trials:
+        extra = trials[[c for c in trials.columns if c not in frame.columns or c == "trial_id"]]
+        frame = frame.merge(extra, left_on="user_attrs_trial_id", right_on="trial_id", how="left")
     maximize = tuple(d.name == "MAXIMIZE" for d in study.directions)
     return OptunaTrials(study_name=study.study_name, objectives=tuple(names),
                         maximize=maximize, frame=frame.reset_index(drop=True))

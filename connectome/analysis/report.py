@@ -38,7 +38,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out)
-    _optuna_section(doc, load_optuna(results.path), out)
+    _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text(doc.to_html(f"connectome report: {results.study}"))
@@ -174,18 +174,18 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
         if len(study.objectives) >= 2:
             x, y = study.objectives[:2]
             mx, my = study.maximize[:2]
-        elif "user_attrs_params" in frame:
-            x, y, mx, my = "user_attrs_params", study.objectives[0], False, study.maximize[0]
+        elif "params" in frame and study.objectives[0] != "params":
+            x, y, mx, my = "params", study.objectives[0], False, study.maximize[0]
         else:
-            doc.text(f"{len(frame)} completed trial(s), one objective `{study.objectives[0]}` and no "
-                     "`params` user attribute: no front to draw.")
+            doc.text(f"{len(frame)} completed trial(s), one objective `{study.objectives[0]}` and "
+                     "no parameter counts to trade it against: no front to draw.")
             continue
         front = pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
         doc.text(f"{len(frame)} completed trial(s); {len(front)} on the front of `{x}` "
                  f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}).")
-        cols = ["number", x, y, *[c for c in frame if c.startswith("params_")]]
+        cols = ["number", "trial_id", x, y, *[c for c in frame if c.startswith("params_")]]
         doc.table(front[[c for c in cols if c in front]])
-        fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue=None,
+        fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue="pattern",
                           title=f"Optuna study {study.study_name}: Pareto front")
         paths = save_figure(fig, out / "figures" / f"optuna_pareto_{_slug(study.study_name)}")
         doc.figure(*paths, caption=f"Optuna study {study.study_name}: trials and Pareto front.")

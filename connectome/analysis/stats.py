@@ -1,7 +1,7 @@
 """Statistics on a trials frame: grouped summaries with t intervals, Pareto sets, paired tests."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -106,20 +106,26 @@ def compare(df: pd.DataFrame, factor: str = "pattern", a: str = "dense", b: str 
     keys = [pair_on, *(match if match is not None else crossed_factors(levels, factor, exclude=(pair_on,)))]
     _require(df, keys)
     wide = _paired_table(levels, factor, a, b, metric, keys)
+    repeats = int(wide.pop("repeats").sum())
     pairs = wide.dropna(subset=["a", "b"]).assign(diff=lambda w: w["a"] - w["b"])
     missing = wide[wide["a"].isna() | wide["b"].isna()].assign(
         absent=lambda w: np.where(w["a"].isna(), str(a), str(b)))[[*keys, "absent"]]
-    return _paired_test(pairs, missing, factor, a, b, metric, tuple(keys), confidence)
+    comparison = _paired_test(pairs, missing, factor, a, b, metric, tuple(keys), confidence)
+    if repeats:
+        note = f"{repeats} key(s) had several trials of one level: their mean was used"
+        comparison = replace(comparison, note="; ".join(filter(None, [comparison.note, note])))
+    return comparison
 
 
 def _paired_table(levels: pd.DataFrame, factor: str, a: str, b: str, metric: str,
                   keys: list[str]) -> pd.DataFrame:
     """One row per key with the metric at a and at b (NaN when absent or failed)."""
     data = levels.assign(_level=np.where(levels[factor].astype(str) == str(a), "a", "b"))
-    data[keys] = data[keys].astype(str)  # "16,160,304" and NaN alike become comparable keys
     # groupby rather than pivot_table: dropna=False there fills in every key combination.
-    wide = data.groupby([*keys, "_level"])[metric].mean().unstack("_level")
-    wide = wide.reindex(columns=["a", "b"]).reset_index()
+    grouped = data.groupby([*keys, "_level"], dropna=False)[metric]
+    wide = grouped.mean().unstack("_level")
+    wide["repeats"] = grouped.size().gt(1).groupby(level=list(range(len(keys))), dropna=False).sum()
+    wide = wide.reindex(columns=["a", "b", "repeats"]).reset_index()
     wide.columns.name = None
     return wide
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 PARTIAL_PENALTY = 0.03
@@ -93,7 +92,3 @@ def make_results_dir(root: Path, with_models: bool = True) -> Path:
         path / "epochs.parquet", index=False)
     return path
 
-
-@pytest.fixture
-def results_dir(tmp_path: Path) -> Path:
-    return make_results_dir(tmp_path)

@@ -1,0 +1,71 @@
+"""load() on finished, running and partly failed results directories."""
+import json
+
+import pandas as pd
+import pytest
+from fake_results import DIVERGED, FAILED, RUNNING, make_results_dir
+
+from connectome.analysis import factor_columns, load
+from connectome.errors import ConfigError
+
+
+def test_counts_of_a_partly_failed_running_study(results_dir):
+    results = load(results_dir)
+    assert results.counts == {"completed": 9, "diverged": 1, "failed": 1, "missing": 1, "total": 12}
+    assert results.missing == (RUNNING,)
+    assert results.describe_counts() == "12 trials: 9 completed, 1 diverged, 1 failed, 1 missing"
+    assert results.study == "fake"
+    assert FAILED not in set(results.completed()["trial_id"])
+    assert DIVERGED not in set(results.completed()["trial_id"])
+
+
+def test_rows_missing_from_lagging_parquet_come_from_trial_folders(results_dir):
+    in_parquet = set(pd.read_parquet(results_dir / "trials.parquet")["trial_id"])
+    results = load(results_dir)
+    assert len(in_parquet) == 8 and len(results.trials) == 11
+    assert results.trials["trial_id"].is_unique and results.trials["trial_id"].is_monotonic_increasing
+    late = results.trials[~results.trials["trial_id"].isin(in_parquet)]
+    assert late["test_error"].notna().sum() == 2  # one of the three late ones failed
+    epochs = results.epochs
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert set(epochs["trial_id"]) == set(results.trials["trial_id"]) - {FAILED}
+    assert epochs.groupby("trial_id").size().eq(5).all()
+
+
+def test_study_without_parquet_files_yet(results_dir):
+    (results_dir / "trials.parquet").unlink()
+    (results_dir / "epochs.parquet").unlink()
+    results = load(results_dir)
+    assert results.counts["total"] == 12 and len(results.trials) == 11
+    assert len(results.epochs) == 10 * 5
+
+
+def test_half_written_result_counts_as_missing(results_dir):
+    (results_dir / "trials" / RUNNING / "result.json").write_text('{"row": {"trial_id": ')
+    assert load(results_dir).counts["missing"] == 1
+
+
+def test_trainer_record_when_there_is_no_result(tmp_path):
+    trial = tmp_path / "solo" / "trials" / "t1"
+    trial.mkdir(parents=True)
+    record = {"trial_id": "t1", "status": "completed", "test_error": 12.5,
+              "arch": {"pattern": "dense", "m": [16, 32]}, "train": {"lr": 0.1},
+              "epochs": [{"epoch": 0, "val_acc": 50.0}, {"epoch": 1, "val_acc": 60.0}]}
+    (trial / "record.json").write_text(json.dumps(record))
+    results = load(tmp_path / "solo")
+    row = results.trials.iloc[0]
+    assert (row["pattern"], row["m"], row["train.lr"], row["test_error"]) == ("dense", "16,32", 0.1, 12.5)
+    assert results.epochs["val_acc"].tolist() == [50.0, 60.0]
+
+
+def test_not_a_results_directory(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="no trials.parquet"):
+        load(tmp_path)
+
+
+def test_factor_columns_are_the_varied_design_keys(tmp_path):
+    results = load(make_results_dir(tmp_path, with_models=False))
+    assert factor_columns(results.trials) == ["pattern", "growth", "m"]
+    assert {"train.lr", "data.name", "depth"} <= set(factor_columns(results.trials, varying=False))

@@ -1,0 +1,75 @@
+"""Source-usage heatmap (paper Fig. 4) on models whose weights are set by hand."""
+import numpy as np
+import pytest
+import torch
+
+from connectome import build_model
+from connectome.analysis import model_usage, normalize_usage, plot_source_usage
+
+# Constant weight per (layer, source) in a dense block of 3 layers, growth 4, 16-channel stem.
+HAND = {1: {0: 1.0}, 2: {0: 0.5, 1: 2.0}, 3: {0: 3.0, 1: 0.0, 2: -1.5}}
+
+
+def hand_set_dense():
+    model = build_model(pattern="dense", block_layers=[3], growth=4, classes=3)
+    widths = [16, 4, 4]  # channels of sources 0, 1, 2, concatenated oldest first
+    with torch.no_grad():
+        for layer, sources in HAND.items():
+            weight = model.blocks[0].nodes[str(layer)].op.in_conv.weight  # (4, C_in, 3, 3)
+            start = 0
+            for src, value in sorted(sources.items()):
+                weight[:, start:start + widths[src]] = value
+                start += widths[src]
+            assert start == weight.shape[1]
+    return model
+
+
+def expected_raw() -> np.ndarray:
+    raw = np.full((3, 3), np.nan)
+    for layer, sources in HAND.items():
+        for src, value in sources.items():
+            raw[layer - 1, src] = abs(value) * 6.0  # sqrt(4 outputs * 3 * 3) per channel
+    return raw
+
+
+def test_normalize_usage_divides_each_layer_by_its_largest():
+    m = np.array([[2.0, np.nan], [1.0, 4.0]])
+    np.testing.assert_allclose(normalize_usage(m), [[1.0, np.nan], [0.25, 1.0]])
+    np.testing.assert_array_equal(normalize_usage(np.array([[0.0, 0.0]])), [[0.0, 0.0]])
+    np.testing.assert_array_equal(normalize_usage(np.array([[np.nan]])), [[np.nan]])
+
+
+def test_usage_of_hand_set_weights():
+    model = hand_set_dense()
+    np.testing.assert_allclose(model.source_usage()[0], expected_raw(), rtol=1e-6)
+    [usage] = model_usage(model)
+    np.testing.assert_allclose(usage, [[1.0, np.nan, np.nan],
+                                       [0.25, 1.0, np.nan],
+                                       [1.0, 0.0, 0.5]], rtol=1e-6)
+
+
+def test_heatmap_draws_source_rows_and_target_columns():
+    [usage] = model_usage(hand_set_dense())
+    fig = plot_source_usage([usage], title="hand-set")
+    ax = fig.axes[0]
+    image = ax.images[0].get_array()  # (source, target) as drawn
+    np.testing.assert_allclose(image.filled(np.nan), usage.T, rtol=1e-6)
+    np.testing.assert_array_equal(image.mask, np.isnan(usage.T))
+    assert image[0, 2] == pytest.approx(1.0) and image[1, 2] == pytest.approx(0.0)  # layer 3: input, not layer 1
+    assert ax.get_xlabel() == "target layer ℓ" and ax.get_ylabel().startswith("source s")
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # source 0 at the top
+    assert ax.get_xlim() == pytest.approx((0.5, 3.5))
+    assert fig.axes[-1].get_ylabel() == "weight norm / layer's largest"  # the colour bar
+
+
+@pytest.mark.parametrize("pattern,options", [("partial", {"m": 4}), ("plain", {}),
+                                             ("random", {"pattern_options": {"model": "er", "p": 0.5, "seed": 1}})])
+def test_heatmap_of_other_dags_masks_absent_edges(pattern, options):
+    model = build_model(pattern=pattern, block_layers=[4, 3], growth=4, classes=3, **options)
+    usage = model_usage(model)
+    fig = plot_source_usage(usage)
+    assert len(usage) == 2 and [ax.get_title() for ax in fig.axes[:2]] == ["block 1", "block 2"]
+    for ax, matrix in zip(fig.axes, usage):
+        assert matrix.shape == (len(matrix), len(matrix))
+        np.testing.assert_array_equal(ax.images[0].get_array().mask, np.isnan(matrix.T))
+        assert np.nanmax(matrix, axis=1) == pytest.approx(1.0)  # every layer reads something
