@@ -16,6 +16,7 @@ def print_plan(study: Study, console: Console | None = None) -> None:
         console.print(grid_table(study))
     else:
         console.print(space_table(study))
+        console.print(candidates_table(study))
 
 
 def grid_table(study: Study) -> Table:
@@ -46,4 +47,29 @@ def space_table(study: Study) -> Table:
     limits = study.constraints
     if limits.max_params or limits.max_flops or study.budget:
         table.caption = f"constraints: {limits.model_dump(exclude_none=True)}; budget: {study.budget}"
+    return table
+
+
+def candidates_table(study: Study, n: int = 8) -> Table:
+    """A few candidates drawn at random from the space, with their size and constraint check."""
+    import optuna
+
+    from connectome.errors import ConnectomeError
+    from connectome.study.trials import make_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=study.search.sampler_seed))
+    space = {key: spec.distribution() for key, spec in study.space.items()}
+    table = Table(title=f"{n} random candidates (the sampler chooses the real ones as results arrive)")
+    for col in ("trial", *space, "params", "MFLOPs", "status"):
+        table.add_column(col, justify="right" if col in ("params", "MFLOPs") else "left")
+    for _ in range(n):
+        assignment = draw.ask(space).params
+        try:
+            t = make_trial(study, assignment, study.search.seed)
+        except ConnectomeError as err:
+            table.add_row("-", *map(str, assignment.values()), "-", "-", f"invalid: {err}")
+            continue
+        table.add_row(t.trial_id, *map(str, assignment.values()), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
+                      f"rejected: {t.rejected}" if t.rejected else "run")
     return table

@@ -42,8 +42,10 @@ def run_study(
         pending = [t for t in trials if t.trial_id not in sd.finished_ids()]
         total, to_run = len(trials), len(pending)
     else:
+        from connectome.study.search import count_finished
+
         total = study.search.n_trials
-        to_run = max(total - len(sd.finished_ids()), 0)
+        to_run = max(total - count_finished(sd, study.name), 0)
         pending = []
     console.print(f"study [bold]{study.name}[/]: {total} trials, {total - to_run} finished, "
                   f"{to_run} to run; results in {sd.root}", highlight=False)
@@ -167,8 +169,9 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
         epochs_total = trial_config.train.epochs
 
         def on_epoch(epoch: dict[str, Any]) -> None:
-            tune.report({"epoch": epoch.get("epoch"), "epochs": epochs_total, "val_acc": epoch.get("val_acc"),
-                         "train_loss": epoch.get("train_loss")})
+            # Tune wants the searcher's metrics in every result: NaN until the trial ends.
+            tune.report({**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
+                         "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")})
 
         record = attempt_trial(trial_config, sd.trial(trial_id), retries, on_epoch)
         write_result(sd, trial_id, make_row(study_name, trial_id, trial_config, record), record.get("epochs") or [])
@@ -193,7 +196,7 @@ def attempt_trial(config, trial_dir: Path, retries: int, on_epoch) -> dict[str, 
 
 def final_metrics(row: dict[str, Any]) -> dict[str, Any]:
     """The metrics Tune (and an Optuna searcher) see at the end of a trial; NaN when missing."""
-    out: dict[str, Any] = {"status": row.get("status")}
+    out: dict[str, Any] = {"status": row.get("status")} if row else {}
     for key in OBJECTIVE_METRICS:
         value = row.get(key)
         out[key] = float(value) if isinstance(value, (int, float)) and value is not None else math.nan

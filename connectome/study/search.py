@@ -54,6 +54,9 @@ class ConstrainedOptunaSearch(OptunaSearch):
         raise ConfigError(f"{self.study.source}: {MAX_REJECTIONS} candidates in a row broke the constraints "
                           f"({reason}); loosen `constraints` or narrow the search space")
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Per-epoch results are not the objectives (and no pruner uses them)."""
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         values = [(result or {}).get(m) for m in _as_list(self.metric)]
         if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
@@ -100,8 +103,22 @@ def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
     return len(stale)
 
 
+def count_finished(sd: StudyDir, name: str) -> int:
+    """Optuna trials that ran to an end (rejected and interrupted candidates do not count)."""
+    if not sd.optuna_db.exists():
+        return 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(sd))
+    except KeyError:
+        return 0
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    return sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs for t in ended)
+
+
 def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:
     """The Ray Tune searcher of an optuna study, on the persistent storage."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(sd)
     requeue_interrupted(storage, study.name)
     objectives = study.search.objectives
