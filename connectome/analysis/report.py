@@ -14,10 +14,11 @@ from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
 from connectome.analysis.usage import trial_usage
-from connectome.errors import ConnectomeError
+from connectome.errors import ConfigError, ConnectomeError
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
+SIZE_COLUMNS = ("params", "flops", "activations")
 MAX_COMPARISONS = 6
 MAX_CURVE_GROUPS = 8
 
@@ -26,6 +27,10 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
                  out_dir: str | Path | None = None) -> Path:
     """Write report.md, report.html and figures/ into the results dir; returns report.md."""
     results = load(results_dir)
+    if len(results.trials) and metric not in results.trials.columns:
+        numeric = results.trials.select_dtypes("number").columns
+        raise ConfigError(f"metric {metric!r} is not a trial column of {results.path}; "
+                          f"numeric columns: {', '.join(sorted(numeric))}")
     out = Path(out_dir) if out_dir is not None else results.path
     doc = Document()
     doc.heading(f"Study `{results.study}`", level=1)
@@ -172,8 +177,9 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
         doc.heading(f"Optuna study `{study.study_name}`")
         frame = study.frame
         if len(study.objectives) >= 2:
-            x, y = study.objectives[:2]
-            mx, my = study.maximize[:2]
+            (x, mx), (y, my) = zip(study.objectives[:2], study.maximize[:2])
+            if y in SIZE_COLUMNS and x not in SIZE_COLUMNS:  # size on x, as in the other figures
+                (x, mx), (y, my) = (y, my), (x, mx)
         elif "params" in frame and study.objectives[0] != "params":
             x, y, mx, my = "params", study.objectives[0], False, study.maximize[0]
         else:

@@ -1,6 +1,7 @@
 """Statistics on a trials frame: grouped summaries with t intervals, Pareto sets, paired tests."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -138,10 +139,14 @@ def _paired_test(pairs: pd.DataFrame, missing: pd.DataFrame, factor: str, a: str
     std = float(diffs.std(ddof=1)) if n > 1 else float("nan")
     half = float(_t_half_width(pd.Series([std]), pd.Series([n]), confidence).iloc[0])
     t, p = (float("nan"), float("nan"))
-    if n > 1:
-        test = stats.ttest_rel(pairs["a"].to_numpy(dtype=float), pairs["b"].to_numpy(dtype=float))
-        t, p = float(test.statistic), float(test.pvalue)
     notes = []
+    if n > 1:
+        with warnings.catch_warnings():  # scipy warns on (near-)constant differences, noted below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            test = stats.ttest_rel(pairs["a"].to_numpy(dtype=float), pairs["b"].to_numpy(dtype=float))
+        t, p = float(test.statistic), float(test.pvalue)
+        if std <= 1e-9 * max(abs(mean), 1e-12):
+            notes.append("the differences are all equal: the t-test is degenerate")
     if len(missing):
         notes.append(f"{len(missing)} pair(s) missing ({', '.join(f'{v}: {c}' for v, c in missing['absent'].value_counts().items())} absent or failed)")
     if n < 2:

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import pytest
-from fake_results import make_results_dir
+from analysis.fake_results import make_results_dir
 
 
 @pytest.fixture

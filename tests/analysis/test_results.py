@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 import pytest
-from fake_results import DIVERGED, FAILED, RUNNING, make_results_dir
+from analysis.fake_results import DIVERGED, FAILED, RUNNING, make_results_dir
 
 from connectome.analysis import factor_columns, load
 from connectome.errors import ConfigError

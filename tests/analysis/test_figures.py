@@ -1,0 +1,74 @@
+"""Each figure draws what it claims: the data behind its marks, labels, legends and bands."""
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PolyCollection
+
+from connectome.analysis import (load, pareto, plot_error_vs_params, plot_pareto,
+                                 plot_training_curves, save_figure)
+
+
+@pytest.fixture
+def completed(results_dir):
+    return load(results_dir).completed()
+
+
+def test_error_vs_params_has_a_mean_line_per_pattern(completed):
+    fig = plot_error_vs_params(completed)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("parameters", "test error")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["dense (4 trials)", "partial (5 trials)"]
+    assert len(ax.containers) == 2  # one errorbar (mean line, ±1 s.d. bars) per pattern
+    for bars, (_, group) in zip(ax.containers, completed.groupby("pattern")):
+        line = bars.lines[0]
+        means = group.groupby("params")["test_error"].mean()
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), dtype=float), means.index)
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), dtype=float), means.to_numpy())
+
+
+def test_training_curves_mean_and_band_over_seeds(results_dir):
+    results = load(results_dir)
+    fig = plot_training_curves(results.epochs, results.completed(), hue="pattern")
+    loss_ax, acc_ax = fig.axes
+    assert (loss_ax.get_ylabel(), acc_ax.get_ylabel()) == ("training loss", "validation accuracy")
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["dense (4 seeds)", "partial (5 seeds)"]
+    epochs = results.epochs.merge(results.completed()[["trial_id", "pattern"]], on="trial_id")
+    dense = epochs[epochs["pattern"] == "dense"].groupby("epoch")["val_acc"]
+    np.testing.assert_allclose(acc_ax.lines[0].get_ydata(), dense.mean().to_numpy())
+    bands = [c for c in acc_ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2
+    top = bands[0].get_paths()[0].vertices[:, 1].max()
+    assert top == pytest.approx((dense.mean() + dense.std()).max())
+
+
+def test_training_curves_label_several_grouping_columns(results_dir):
+    results = load(results_dir)
+    fig = plot_training_curves(results.epochs, results.completed(), hue=["pattern", "growth"],
+                               metrics=("val_acc",))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels[0] == "dense, growth=4 (2 seeds)" and len(labels) == 4
+
+
+def test_pareto_figure_marks_exactly_the_front(completed):
+    fig = plot_pareto(completed)
+    ax = fig.axes[0]
+    front = pareto(completed)
+    step = ax.lines[0]
+    np.testing.assert_allclose(step.get_xdata(), front["params"])
+    np.testing.assert_allclose(step.get_ydata(), front["test_error"])
+    circles = ax.collections[-1]
+    assert len(circles.get_offsets()) == len(front)
+    assert f"Pareto front ({len(front)})" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_size_axis_goes_logarithmic_over_wide_ranges():
+    df = pd.DataFrame({"pattern": ["dense"] * 3, "params": [1e3, 1e5, 1e7], "test_error": [0.3, 0.2, 0.1]})
+    assert plot_error_vs_params(df).axes[0].get_xscale() == "log"
+    assert plot_error_vs_params(df.iloc[:1]).axes[0].get_xscale() == "linear"
+
+
+def test_save_figure_writes_png_and_svg(tmp_path, completed):
+    png, svg = save_figure(plot_pareto(completed), tmp_path / "figs" / "front")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert "<svg" in svg.read_text()[:1000]

@@ -1,0 +1,112 @@
+"""write_report end to end on a fake results directory, and on the real smoke study (slow)."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from connectome.analysis import load, load_optuna, write_report
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = ("error_vs_params", "training_curves", "pareto_params", "source_usage_dense",
+           "source_usage_partial")
+
+
+def check_figures(figures: Path, stems) -> None:
+    for stem in stems:
+        for suffix in (".png", ".svg"):
+            file = figures / f"{stem}{suffix}"
+            assert file.exists() and file.stat().st_size > 1000, file
+
+
+def add_optuna_study(path: Path, storage: str | optuna.storages.BaseStorage) -> None:
+    """An Optuna study over the fake trials: objectives test_error and params, both minimised."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="fake", storage=storage, directions=["minimize", "minimize"])
+    trials = load(path).completed()
+    for row in trials.itertuples():
+        study.add_trial(optuna.trial.create_trial(
+            params={"growth": row.growth}, distributions={"growth": optuna.distributions.IntDistribution(4, 8)},
+            values=[row.test_error, row.params], user_attrs={"trial_id": row.trial_id}))
+    (path / "study.yaml").write_text("name: fake\nsearch:\n  kind: optuna\n  objectives:\n"
+                                     "    - {metric: test_error, mode: min}\n    - {metric: params, mode: min}\n")
+
+
+def test_report_of_a_partly_failed_running_study(results_dir):
+    report = write_report(results_dir)
+    assert report == results_dir / "report.md"
+    text = report.read_text()
+    assert "12 trials: 9 completed, 1 diverged, 1 failed, 1 missing" in text
+    assert "RuntimeError: CUDA out of memory" in text  # the failed trial's last error line
+    assert "dense-g8-s2" in text  # the trial with no result yet is named
+    # dense - partial is exactly -0.03 on every complete pair; one pair lacks its dense twin
+    row = next(line for line in text.splitlines() if line.startswith("| pattern | dense | partial"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4:7] == ["4", "1", "-0.03"]
+    assert "| 2 | 4 | dense |" in text  # seed 2, growth 4: dense diverged
+    check_figures(results_dir / "figures", FIGURES)
+    for link in re.findall(r"\]\((figures/[^)]+)\)", text):
+        assert (results_dir / link).exists()
+
+
+def test_html_report_is_self_contained(results_dir):
+    write_report(results_dir)
+    html = (results_dir / "report.html").read_text()
+    assert html.count("<img") == len(FIGURES) == html.count("src='data:image/png;base64,")
+    assert "<table>" in html and "CUDA out of memory" in html
+
+
+def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path):
+    out = tmp_path / "elsewhere"
+    write_report(results_dir, metric="best_val_acc", out_dir=out)
+    assert (out / "report.md").exists() and not (results_dir / "report.md").exists()
+    assert "`best_val_acc` over completed trials" in (out / "report.md").read_text()
+
+
+def test_report_of_a_study_with_nothing_finished(tmp_path):
+    (tmp_path / "early" / "trials" / "t1").mkdir(parents=True)
+    text = write_report(tmp_path / "early").read_text()
+    assert "1 trials: 0 completed, 0 diverged, 0 failed, 1 missing" in text
+    assert "No completed trial has `test_error` yet" in text
+
+
+def test_report_draws_the_optuna_pareto_front(results_dir):
+    add_optuna_study(results_dir, f"sqlite:///{results_dir / 'optuna.db'}")
+    [study] = load_optuna(results_dir, load(results_dir).trials)
+    assert study.objectives == ("test_error", "params") and study.maximize == (False, False)
+    assert study.frame["pattern"].notna().all()  # joined with the trials by trial_id
+    text = write_report(results_dir).read_text()
+    assert "## Optuna study `fake`" in text and "9 completed trial(s); 4 on the front" in text
+    check_figures(results_dir / "figures", ["optuna_pareto_fake"])
+
+
+def test_optuna_journal_storage(results_dir):
+    from optuna.storages.journal import JournalFileBackend
+
+    add_optuna_study(results_dir, optuna.storages.JournalStorage(
+        JournalFileBackend(str(results_dir / "optuna.journal"))))
+    [study] = load_optuna(results_dir)
+    assert len(study.frame) == 9 and {"test_error", "params"} <= set(study.frame.columns)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_report_of_the_real_smoke_study(tmp_path):
+    """`connectome run studies/smoke.yaml` writes the report; `connectome report` rewrites it."""
+    cli = [sys.executable, "-m", "connectome"]
+    run = subprocess.run([*cli, "run", str(REPO / "studies" / "smoke.yaml"), "--set", f"output={tmp_path}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=840)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results_dir = tmp_path / "smoke"
+    assert "report:" in run.stdout and (results_dir / "report.md").exists()
+    (results_dir / "report.md").unlink()
+    again = subprocess.run([*cli, "report", str(results_dir)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    text = (results_dir / "report.md").read_text()
+    results = load(results_dir)
+    assert results.counts["completed"] == len(results.trials) > 0
+    assert f"{results.describe_counts()}." in text and "| pattern | dense | partial |" in text
+    check_figures(results_dir / "figures", FIGURES)
+    assert (results_dir / "report.html").stat().st_size > 10_000

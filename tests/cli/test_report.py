@@ -1,0 +1,52 @@
+"""`connectome report`: writes the report of a results directory; user errors in one line."""
+import pandas as pd
+import pytest
+
+from connectome.cli import main
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    """Two patterns x two seeds, parquet files only (no trained models kept)."""
+    path = tmp_path / "tiny"
+    path.mkdir()
+    rows = [{"trial_id": f"{p}-{s}", "study": "tiny", "pattern": p, "growth": 4, "seed": s,
+             "status": "completed", "params": 900 if p == "partial" else 1000,
+             "test_error": 0.2 + 0.05 * (p == "partial") + 0.01 * s, "best_val_acc": 0.8 - 0.01 * s}
+            for p in ("dense", "partial") for s in (0, 1)]
+    pd.DataFrame(rows).to_parquet(path / "trials.parquet")
+    pd.DataFrame([{"trial_id": r["trial_id"], "epoch": e, "train_loss": 1.0 / e, "val_acc": 0.5 + 0.1 * e}
+                  for r in rows for e in (1, 2, 3)]).to_parquet(path / "epochs.parquet")
+    return path
+
+
+def test_report_command_writes_markdown_html_and_figures(results_dir, capsys):
+    assert main(["report", str(results_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials: 4 completed, 0 diverged, 0 failed, 0 missing" in out
+    assert f"wrote {results_dir / 'report.md'}" in out
+    text = (results_dir / "report.md").read_text()
+    assert "| pattern | dense | partial | test_error | 2 | 0 | -0.05 |" in text
+    assert "No completed trial kept `spec.json` and `model.pt`" in text
+    for stem in ("error_vs_params", "training_curves", "pareto_params"):
+        assert (results_dir / "figures" / f"{stem}.png").stat().st_size > 1000
+    assert (results_dir / "report.html").read_text().startswith("<!doctype html>")
+
+
+def test_report_command_metric_and_out(results_dir, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    assert main(["report", str(results_dir), "--metric", "best_val_acc", "--out", str(out_dir)]) == 0
+    assert "`best_val_acc` over completed trials" in (out_dir / "report.md").read_text()
+    assert not (results_dir / "report.md").exists()
+
+
+def test_report_command_missing_directory_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("connectome report: error: results directory") and "\n" not in err
+
+
+def test_report_command_unknown_metric_is_one_line(results_dir, capsys):
+    assert main(["report", str(results_dir), "--metric", "tset_error"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "tset_error" in err and "\n" not in err
