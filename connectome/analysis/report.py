@@ -75,11 +75,10 @@ def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> Non
     """Mean, spread and 95% interval of the metric per combination of varied factors."""
     by = factor_columns(completed) or (["pattern"] if "pattern" in completed else [])
     table = summarize(completed, by=by, metric=metric)
-    for extra in ("params", "flops"):
-        if extra in completed:
-            means = completed.groupby(by, dropna=False, sort=True)[extra].mean().reset_index() if by \
-                else pd.DataFrame({extra: [completed[extra].mean()]})
-            table = table.merge(means, on=by, how="left") if by else table.assign(**{extra: means[extra]})
+    sizes = [c for c in ("params", "flops") if c in completed and c != metric]
+    if by and sizes:  # mean size per group, beside the metric it buys
+        means = completed.groupby(by, dropna=False)[sizes].mean().reset_index()
+        table = table.merge(means, on=by, how="left")
     doc.heading("Summary")
     grouping = ", ".join(f"`{c}`" for c in by) or "all completed trials"
     doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
@@ -168,11 +167,13 @@ def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) 
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
         doc.figure(*paths, caption=f"Source usage of {pattern} (trial {trial_id}, best {metric}; "
                                    "paper Fig. 4): per-source weight norm of each layer's first conv, "
-                                   "divided by the layer's largest; grey = no edge.")
+                                   "divided by the layer's largest; grey = no edge. Layers that sum "
+                                   "their inputs (residual) apply one weight to every source, so "
+                                   "their row is uniform.")
 
 
 def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:
-    """Pareto front (two objectives or more) or best-value history (one) of each Optuna study."""
+    """Pareto front of each Optuna study: its first two objectives, or its one against params."""
     for study in studies:
         doc.heading(f"Optuna study `{study.study_name}`")
         frame = study.frame

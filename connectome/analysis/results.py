@@ -111,6 +111,8 @@ def flatten_record(record: dict[str, Any]) -> dict[str, Any]:
             prefix = "" if key in ("arch", "metrics") else f"{key}."
             for sub, v in flatten_record(value).items():
                 flat[f"{prefix}{sub}"] = v
+        elif isinstance(value, dict):
+            flat[key] = json.dumps(value, sort_keys=True)  # e.g. pattern_options, as the runner does
         elif isinstance(value, (list, tuple)) and key != "epochs":
             flat[key] = ",".join(map(str, value))  # lists are comma-joined, as in trials.parquet
         else:
