@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
@@ -41,6 +42,7 @@ class Results:
     trials: pd.DataFrame  # one row per recorded trial, flat columns
     epochs: pd.DataFrame  # one row per (trial_id, epoch)
     missing: tuple[str, ...]  # trial folders without a result: queued, running or killed
+    planned: int | None = None  # trials an Optuna study file asks for (grids write folders first)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -50,8 +52,10 @@ class Results:
         other = int((~status.isin(STATUSES)).sum())
         if other:
             counts["unknown"] = other
-        counts["missing"] = len(self.missing)
-        counts["total"] = len(self.trials) + len(self.missing)
+        known = len(self.trials) + len(self.missing)
+        not_suggested = max((self.planned or 0) - known, 0)  # Optuna has not proposed them yet
+        counts["missing"] = len(self.missing) + not_suggested
+        counts["total"] = known + not_suggested
         return counts
 
     def completed(self) -> pd.DataFrame:
@@ -87,7 +91,7 @@ def load(results_dir: str | Path) -> Results:
     recorded = set(trials["trial_id"]) if "trial_id" in trials else set()
     missing = tuple(sorted(d.name for d in _trial_dirs(path) if d.name not in recorded))
     return Results(path=path, study=_study_name(path, trials), trials=trials,
-                   epochs=epochs, missing=missing)
+                   epochs=epochs, missing=missing, planned=_planned_trials(path / "study.yaml"))
 
 
 def factor_columns(df: pd.DataFrame, varying: bool = True) -> list[str]:
@@ -167,6 +171,15 @@ def _merge(table: pd.DataFrame, rows: list[dict[str, Any]], keys: list[str]) -> 
     if set(keys) <= set(table.columns):
         table = table.sort_values(keys, kind="stable").reset_index(drop=True)
     return table
+
+
+def _planned_trials(study_file: Path) -> int | None:
+    """`search.n_trials` of an Optuna study file, whose trials have no folder until proposed."""
+    try:
+        search = (yaml.safe_load(study_file.read_text()) or {}).get("search") or {}
+        return int(search["n_trials"]) if search.get("kind") == "optuna" else None
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _study_name(path: Path, trials: pd.DataFrame) -> str:

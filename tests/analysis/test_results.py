@@ -69,3 +69,10 @@ def test_factor_columns_are_the_varied_design_keys(tmp_path):
     results = load(make_results_dir(tmp_path, with_models=False))
     assert factor_columns(results.trials) == ["pattern", "growth", "m"]
     assert {"train.lr", "data.name", "depth"} <= set(factor_columns(results.trials, varying=False))
+
+
+def test_optuna_trials_not_proposed_yet_count_as_missing(results_dir):
+    (results_dir / "study.yaml").write_text("name: fake\nsearch: {kind: optuna, n_trials: 20}\n")
+    results = load(results_dir)
+    assert results.planned == 20
+    assert results.counts == {"completed": 9, "diverged": 1, "failed": 1, "missing": 9, "total": 20}
