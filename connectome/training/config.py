@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SyntheticConfig(BaseModel):
@@ -31,7 +31,7 @@ class SyntheticConfig(BaseModel):
     # Number of classes.
     classes: int = Field(10, ge=2)
     # Noise amplitude relative to the class pattern; higher is harder.
-    noise: float = Field(0.6, ge=0.0)
+    noise: float = Field(1.2, ge=0.0)
     # Seed of the generator: the dataset itself is the same for every trial seed.
     seed: int = 0
 

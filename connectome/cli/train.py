@@ -1,0 +1,124 @@
+"""`connectome train`: one trial from a YAML file and/or flags over the same keys.
+
+    connectome train studies/fashion_small.yaml --set train.epochs=2 --trial-dir runs/t0
+    connectome train --dataset synthetic --preset densenet-40-12 --epochs 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from connectome.errors import ConfigError
+
+# Shortcut flag -> dotted config key.
+SHORTCUTS = {
+    "dataset": "data.name",
+    "preset": "arch.preset",
+    "pattern": "arch.pattern",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "precision": "train.precision",
+    "device": "train.device",
+    "threads": "train.threads",
+    "seed": "seed",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `train` subcommand."""
+    p = subparsers.add_parser("train", help="train one trial and print its record",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("config", nargs="?", type=Path,
+                   help="YAML trial config: keys arch, data, train, seed (see connectome/training/config.py)")
+    p.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a dotted key, value parsed as YAML (e.g. train.lr=0.05, arch.block_layers=[4,4])")
+    for flag, key in SHORTCUTS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"same as --set {key}=...")
+    p.add_argument("--trial-dir", type=Path, default=None,
+                   help="write config, checkpoints, record.json, spec.json, model.pt here; resumes from it")
+    p.add_argument("--json", action="store_true", help="print the full record as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the config, train, print progress and the summary."""
+    from connectome.training import make_trial_config, train_trial
+
+    raw = load_yaml(args.config) if args.config else {}
+    pairs = list(args.overrides) + [f"{SHORTCUTS[f]}={getattr(args, f)}" for f in SHORTCUTS
+                                    if getattr(args, f) is not None]
+    for pair in pairs:
+        key, value = parse_override(pair)
+        set_dotted(raw, key, value)
+    source = f"trial config {args.config}" if args.config else "trial config (flags)"
+    cfg = make_trial_config(raw, source=source)
+    record = train_trial(cfg, trial_dir=args.trial_dir, on_epoch=None if args.json else print_epoch)
+    print(json.dumps(record, indent=1) if args.json else summary(record))
+    return 0 if record["status"] == "completed" else 1
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from path (safe_load), with errors naming the file."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read trial config {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"trial config {path} is not valid YAML: {' '.join(str(err).split())}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"trial config {path} must be a mapping with keys arch, data, train, seed")
+    return data
+
+
+def parse_override(pair: str) -> tuple[str, Any]:
+    """'a.b=value' -> ('a.b', YAML-parsed value)."""
+    key, sep, text = pair.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {pair!r} must look like KEY=VALUE, e.g. train.epochs=2")
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {pair!r}: value is not valid YAML") from err
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set tree['a']['b'] = value for key 'a.b', creating mappings on the way."""
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def print_epoch(row: dict) -> None:
+    """One progress line per epoch."""
+    print(f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  train {row['train_acc']:.4f}  "
+          f"val {_fmt(row['val_acc'])}  lr {row['lr']:.4g}  {row['seconds']:.1f}s  "
+          f"{row['images_per_s']:.0f} img/s", flush=True)
+
+
+def summary(record: dict) -> str:
+    """The record's headline numbers in a few lines."""
+    lines = [f"status {record['status']}  graph {record['graph_hash']}  params {record['params']}  "
+             f"flops {record['flops']}",
+             f"test acc {_fmt(record['test_acc'])}  best val {_fmt(record['best_val_acc'])} "
+             f"(epoch {record['best_val_epoch']})  epochs {record['epochs_completed']}  "
+             f"wall {record['wall_time_s']:.1f}s  device {record['device']}"]
+    if record["error"]:
+        lines.append(f"error: {record['error'].strip().splitlines()[-1]}")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"

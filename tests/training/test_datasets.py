@@ -1,0 +1,160 @@
+"""Dataset registry: file lookup, readers, missing-data message, paper splits, subsampling."""
+import dataclasses
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from connectome.errors import DatasetError
+from connectome.training import datasets as ds
+from connectome.training.config import DataConfig, SyntheticConfig
+
+FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def no_roots(tmp_path, monkeypatch):
+    """Empty $CONNECTOME_DATA and ./data, so only explicit roots and system dirs are searched."""
+    monkeypatch.setenv("CONNECTOME_DATA", str(tmp_path / "env"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + b"".join(struct.pack(">I", n) for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_idx_dataset(directory: Path, n_train: int = 60, n_test: int = 10) -> None:
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+
+
+def test_unknown_dataset_lists_known_names():
+    with pytest.raises(DatasetError, match="unknown dataset 'imagenet'.*cifar10.*fashion-mnist.*synthetic"):
+        ds.load_raw(DataConfig(name="imagenet"))
+
+
+@pytest.mark.parametrize("name", sorted(set(ds.DATASETS) - {"synthetic"}))
+def test_missing_dataset_names_it_the_dirs_and_the_fix(name, no_roots, monkeypatch):
+    monkeypatch.setitem(ds.DATASETS, name, dataclasses.replace(ds.DATASETS[name], system_dirs=()))
+    with pytest.raises(DatasetError) as err:
+        ds.load_raw(DataConfig(name=name, download=False))
+    msg = str(err.value)
+    assert f"dataset {name!r} not found" in msg
+    assert str(no_roots / "env") in msg and str(no_roots / "data") in msg
+    assert "To get it:" in msg and "\n" not in msg
+
+
+def test_fashion_mnist_message_points_at_the_debian_package(no_roots, monkeypatch):
+    monkeypatch.setitem(ds.DATASETS, "fashion-mnist",
+                        dataclasses.replace(ds.DATASETS["fashion-mnist"], system_dirs=(str(no_roots / "sys"),)))
+    with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist") as err:
+        ds.load_raw(DataConfig(name="fashion-mnist", download=False))
+    assert str(no_roots / "sys") in str(err.value)
+
+
+def test_idx_reader_finds_connectome_data_first(no_roots, monkeypatch):
+    _fake_idx_dataset(no_roots / "env" / "mnist")
+    raw = ds.load_raw(DataConfig(name="mnist", download=False))
+    assert raw.train_x.shape == (60, 1, 28, 28) and raw.train_x.dtype == torch.uint8
+    assert raw.test_y.tolist() == list(range(10)) and raw.classes == 10
+
+
+def test_explicit_root_wins_over_environment(no_roots):
+    _fake_idx_dataset(no_roots / "env" / "mnist", n_train=60)
+    _fake_idx_dataset(no_roots / "mine" / "mnist", n_train=30)
+    raw = ds.load_raw(DataConfig(name="mnist", root=str(no_roots / "mine"), download=False))
+    assert len(raw.train_y) == 30
+
+
+def test_torchvision_layout_is_found(no_roots):
+    _fake_idx_dataset(no_roots / "data" / "FashionMNIST" / "raw")
+    assert ds.find_dataset("fashion-mnist", DataConfig(name="fashion-mnist")) == no_roots / "data" / "FashionMNIST" / "raw"
+
+
+def test_cifar_reader(no_roots):
+    d = no_roots / "env" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name, n in [*[(f"data_batch_{i}", 4) for i in range(1, 6)], ("test_batch", 3)]:
+        data = np.full((n, 3072), 7, dtype=np.uint8)
+        data[:, 1024:2048] = 9  # green plane
+        with open(d / name, "wb") as f:
+            pickle.dump({"data": data, "labels": list(range(n))}, f)
+    raw = ds.load_raw(DataConfig(name="cifar10", download=False))
+    assert raw.train_x.shape == (20, 3, 32, 32) and raw.test_x.shape == (3, 3, 32, 32)
+    assert raw.train_x[0, 1].unique().tolist() == [9] and raw.train_x[0, 0].unique().tolist() == [7]
+
+
+@pytest.mark.skipif(not FASHION_SYSTEM.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_the_system_package(no_roots):
+    splits = ds.load_splits(DataConfig(name="fashion-mnist", download=False), seed=0)
+    assert (len(splits.train_y), len(splits.val_y), len(splits.test_y)) == (55_000, 5_000, 10_000)
+    assert splits.input_size == (1, 28, 28) and splits.classes == 10 and splits.augment
+
+
+@pytest.mark.parametrize("name,expected", [("cifar10", 5000), ("cifar100", 5000), ("svhn", 6000),
+                                           ("fashion-mnist", 5000), ("mnist", 5000)])
+def test_paper_validation_sizes(name, expected):
+    assert ds.resolve_val_size(DataConfig(name=name), 50_000) == expected
+    assert ds.resolve_val_size(DataConfig(name=name, val_size=0), 50_000) == 0
+
+
+def test_split_is_disjoint_complete_and_fixed():
+    train, val = ds.split_indices(100, 20, split_seed=0)
+    assert len(val) == 20 and len(train) == 80
+    assert sorted(train.tolist() + val.tolist()) == list(range(100))
+    assert torch.equal(val, ds.split_indices(100, 20, split_seed=0)[1])
+    assert not torch.equal(val, ds.split_indices(100, 20, split_seed=1)[1])
+
+
+def test_split_needs_training_images():
+    with pytest.raises(DatasetError, match="val_size 10 leaves no training images"):
+        ds.split_indices(10, 10, 0)
+
+
+def test_subsample_is_deterministic_by_seed():
+    idx = torch.arange(1000)
+    a, b, c = (ds.subsample(idx, 100, s) for s in (3, 3, 4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert len(a) == 100 and len(set(a.tolist())) == 100
+    assert torch.equal(ds.subsample(idx, None, 0), idx)
+
+
+def test_splits_val_fixed_across_seeds_train_subsampled_by_seed():
+    cfg = DataConfig(name="synthetic", train_subset=50, synthetic=SyntheticConfig(train=200, test=20, size=8))
+    s0, s0b, s1 = ds.load_splits(cfg, seed=0), ds.load_splits(cfg, seed=0), ds.load_splits(cfg, seed=1)
+    assert len(s0.val_y) == 20 and len(s0.train_y) == 50
+    assert torch.equal(s0.val_x, s1.val_x)
+    assert torch.equal(s0.train_x, s0b.train_x) and not torch.equal(s0.train_x, s1.train_x)
+
+
+def test_normalised_batches_are_standardised():
+    cfg = DataConfig(name="synthetic", augment=False, synthetic=SyntheticConfig(train=500, size=8, channels=3))
+    splits = ds.load_splits(cfg, seed=0)
+    x, y = splits.batch(torch.arange(len(splits.train_y)), torch.Generator())
+    assert x.dtype == torch.float32 and x.shape == (450, 3, 8, 8) and torch.equal(y, splits.train_y)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-2)
+
+
+def test_grayscale_synthetic_and_augmented_batches():
+    cfg = DataConfig(name="synthetic", augment=True, synthetic=SyntheticConfig(train=100, size=8, channels=1))
+    splits = ds.load_splits(cfg, seed=0)
+    x, _ = splits.batch(torch.arange(10), torch.Generator().manual_seed(0))
+    assert splits.input_size == (1, 8, 8) and x.shape == (10, 1, 8, 8)
+    assert not torch.equal(x, splits.normalize(splits.train_x[:10]))
+
+
+def test_synthetic_is_the_same_for_every_trial():
+    a, b = ds.make_synthetic(SyntheticConfig()), ds.make_synthetic(SyntheticConfig())
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    assert len(a.train_y.unique()) == 10
