@@ -1,0 +1,61 @@
+"""`connectome train`: YAML file and flags over the same keys, artefacts, one-line errors."""
+import json
+
+import yaml
+
+from connectome.cli import main
+
+TINY_YAML = {
+    "arch": {"block_layers": [2], "growth": 4},
+    "data": {"name": "synthetic", "synthetic": {"train": 128, "test": 32, "size": 8, "classes": 3}},
+    "train": {"epochs": 3, "batch_size": 32, "threads": 1},
+    "seed": 1,
+}
+
+
+def run(capsys, *argv):
+    code = main(["train", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_yaml_file_with_flag_overrides(tmp_path, capsys):
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(TINY_YAML))
+    code, out, _ = run(capsys, str(path), "--epochs", "1", "--set", "arch.growth=6", "--seed", "2",
+                       "--trial-dir", str(tmp_path / "t"), "--json")
+    record = json.loads(out)
+    assert code == 0 and record["status"] == "completed"
+    assert (record["train.epochs"], record["growth"], record["seed"], record["classes"]) == (1, 6, 2, 3)
+    assert {p.name for p in (tmp_path / "t").iterdir()} >= {"record.json", "spec.json", "model.pt"}
+
+
+def test_flags_alone_print_progress_and_summary(capsys):
+    code, out, _ = run(capsys, "--dataset", "synthetic", "--set", "arch.block_layers=[1]", "--set",
+                       "data.synthetic={train: 64, test: 16, size: 8}", "--epochs", "2", "--threads", "1")
+    assert code == 0
+    assert sum(line.startswith("epoch ") for line in out.splitlines()) == 2 and "status completed" in out and "test acc" in out
+
+
+def test_unknown_key_is_a_one_line_error(capsys):
+    code, out, err = run(capsys, "--set", "train.epoch=3")
+    assert code == 2 and "train.epoch: unknown key" in err and err.count("\n") == 1
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CONNECTOME_DATA", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "--dataset", "cifar100", "--set", "data.download=false")
+    assert code == 2 and "dataset 'cifar100' not found" in err and err.count("\n") == 1
+
+
+def test_bad_yaml_names_the_file(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("arch: [unclosed\n")
+    code, _, err = run(capsys, str(path))
+    assert code == 2 and str(path) in err and "not valid YAML" in err
+
+
+def test_malformed_override(capsys):
+    code, _, err = run(capsys, "--set", "train.epochs")
+    assert code == 2 and "KEY=VALUE" in err
