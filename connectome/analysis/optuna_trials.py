@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from connectome.analysis.studyfile import search_settings
+
 JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
 
 
@@ -32,7 +34,7 @@ def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> 
     """Every Optuna study stored in a results directory (empty list when there is none).
 
     Objectives are named by the study's metric names, else by `search.objectives` in
-    study.yaml; with `trials`, each Optuna trial gets the columns of its connectome trial
+    the study file; with `trials`, each Optuna trial gets the columns of its connectome trial
     (matched by the `trial_id` user attribute the study runner sets).
     """
     location = find_storage(results_dir)
@@ -42,9 +44,31 @@ def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _open_storage(optuna, location)
-    names = _objectives_from_study_file(Path(results_dir) / "study.yaml")
+    names = _objectives_from_study(Path(results_dir))
     return [_study_trials(optuna.load_study(study_name=name, storage=storage), names, trials)
             for name in optuna.get_all_study_names(storage)]
+
+
+def count_ended(results_dir: str | Path) -> int:
+    """Optuna trials that ran to an end, as the study runner counts them towards `n_trials`.
+
+    Rejected candidates (no `trial_id`) and trials closed because the driver died
+    (`interrupted`) do not count.
+    """
+    location = find_storage(results_dir)
+    if location is None:
+        return 0
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _open_storage(optuna, location)
+    ended = 0
+    for name in optuna.get_all_study_names(storage):
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+        ended += sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs for t in trials)
+    return ended
 
 
 def _open_storage(optuna, location: str):
@@ -55,16 +79,10 @@ def _open_storage(optuna, location: str):
     return optuna.storages.JournalStorage(JournalFileBackend(location))
 
 
-def _objectives_from_study_file(study_file: Path) -> list[str]:
-    """Metric names of `search.objectives` in a study file ([] when absent or unreadable)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(study_file.read_text()) or {}
-        objectives = data.get("search", {}).get("objectives") or []
-        return [str(o["metric"]) for o in objectives]
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
-        return []
+def _objectives_from_study(results_dir: Path) -> list[str]:
+    """Metric names of the study's `search.objectives` ([] when absent)."""
+    objectives = search_settings(results_dir).get("objectives") or []
+    return [str(o["metric"]) for o in objectives if isinstance(o, dict) and "metric" in o]
 
 
 def _study_trials(study, file_names: list[str], trials: pd.DataFrame | None) -> OptunaTrials:

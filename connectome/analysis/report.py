@@ -56,6 +56,9 @@ def _status_section(doc: Document, results: Results) -> None:
     """Generation time, trial counts, and the failed or diverged trials with their errors."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.text(f"Generated {stamp} from `{results.path}`. {results.describe_counts()}.")
+    if results.planned is not None:
+        doc.text(f"Optuna: {results.ended} of {results.planned} planned trials ended (a configuration "
+                 "proposed twice runs once and shares its row).")
     if results.missing:
         doc.text(f"{len(results.missing)} trial(s) have no result yet (queued, running or "
                  f"interrupted): {', '.join(results.missing[:10])}"

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from connectome.analysis.optuna_trials import count_ended
+from connectome.analysis.studyfile import search_settings
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
 
@@ -42,7 +43,10 @@ class Results:
     trials: pd.DataFrame  # one row per recorded trial, flat columns
     epochs: pd.DataFrame  # one row per (trial_id, epoch)
     missing: tuple[str, ...]  # trial folders without a result: queued, running or killed
-    planned: int | None = None  # trials an Optuna study file asks for (grids write folders first)
+    # Optuna studies: trials asked for (n_trials) and ended so far; a grid writes every
+    # trial folder before it runs, so its missing trials are the folders without a result.
+    planned: int | None = None
+    ended: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -52,10 +56,11 @@ class Results:
         other = int((~status.isin(STATUSES)).sum())
         if other:
             counts["unknown"] = other
-        known = len(self.trials) + len(self.missing)
-        not_suggested = max((self.planned or 0) - known, 0)  # Optuna has not proposed them yet
-        counts["missing"] = len(self.missing) + not_suggested
-        counts["total"] = known + not_suggested
+        if self.planned is None:
+            counts["missing"] = len(self.missing)
+        else:  # Optuna may propose one configuration twice: both share one trial row
+            counts["missing"] = max(self.planned - self.ended, 0)
+        counts["total"] = len(self.trials) + counts["missing"]
         return counts
 
     def completed(self) -> pd.DataFrame:
@@ -90,8 +95,10 @@ def load(results_dir: str | Path) -> Results:
                     [e for _, rows in finished for e in rows], ["trial_id", "epoch"])
     recorded = set(trials["trial_id"]) if "trial_id" in trials else set()
     missing = tuple(sorted(d.name for d in _trial_dirs(path) if d.name not in recorded))
-    return Results(path=path, study=_study_name(path, trials), trials=trials,
-                   epochs=epochs, missing=missing, planned=_planned_trials(path / "study.yaml"))
+    planned = _planned_trials(path)
+    ended = count_ended(path) if planned is not None else 0
+    return Results(path=path, study=_study_name(path, trials), trials=trials, epochs=epochs,
+                   missing=missing, planned=planned, ended=ended)
 
 
 def factor_columns(df: pd.DataFrame, varying: bool = True) -> list[str]:
@@ -173,12 +180,12 @@ def _merge(table: pd.DataFrame, rows: list[dict[str, Any]], keys: list[str]) -> 
     return table
 
 
-def _planned_trials(study_file: Path) -> int | None:
-    """`search.n_trials` of an Optuna study file, whose trials have no folder until proposed."""
+def _planned_trials(path: Path) -> int | None:
+    """`search.n_trials` of an Optuna study, None for a grid (or an unreadable study file)."""
+    search = search_settings(path)
     try:
-        search = (yaml.safe_load(study_file.read_text()) or {}).get("search") or {}
         return int(search["n_trials"]) if search.get("kind") == "optuna" else None
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 

@@ -71,8 +71,18 @@ def test_factor_columns_are_the_varied_design_keys(tmp_path):
     assert {"train.lr", "data.name", "depth"} <= set(factor_columns(results.trials, varying=False))
 
 
-def test_optuna_trials_not_proposed_yet_count_as_missing(results_dir):
-    (results_dir / "study.yaml").write_text("name: fake\nsearch: {kind: optuna, n_trials: 20}\n")
+def test_optuna_trials_not_ended_yet_count_as_missing(results_dir):
+    import optuna
+
+    (results_dir / "study.yaml").write_text("name: fake\nsearch: {kind: optuna, n_trials: 50}\n")
+    (results_dir / "study.resolved.json").write_text(json.dumps({"search": {"kind": "optuna", "n_trials": 20}}))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="fake", storage=f"sqlite:///{results_dir / 'optuna.db'}")
+    for i in range(14):  # 12 ran (one proposed twice), 1 rejected, 1 interrupted
+        attrs = {"rejected": "too big"} if i == 12 else {"trial_id": f"t{min(i, 10)}"}
+        if i == 13:
+            attrs["interrupted"] = True
+        study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=attrs))
     results = load(results_dir)
-    assert results.planned == 20
-    assert results.counts == {"completed": 9, "diverged": 1, "failed": 1, "missing": 9, "total": 20}
+    assert (results.planned, results.ended) == (20, 12)  # the resolved study wins over the file
+    assert results.counts == {"completed": 9, "diverged": 1, "failed": 1, "missing": 8, "total": 19}

@@ -1,0 +1,27 @@
+"""The study settings a results directory was produced with, read without validating them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_study(results_dir: str | Path) -> dict[str, Any]:
+    """study.resolved.json (the study after --set overrides), else study.yaml, else {}."""
+    path = Path(results_dir)
+    try:
+        if (path / "study.resolved.json").exists():
+            data = json.loads((path / "study.resolved.json").read_text())
+        else:
+            data = yaml.safe_load((path / "study.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def search_settings(results_dir: str | Path) -> dict[str, Any]:
+    """The `search` section of the study ({} when unknown)."""
+    search = read_study(results_dir).get("search")
+    return search if isinstance(search, dict) else {}
