@@ -59,7 +59,7 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
         ax.scatter(group[x], group[y], s=14, alpha=0.35, color=color, linewidths=0)
         means = group.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
         ax.errorbar(means[x], means["mean"], yerr=means["std"].fillna(0), color=color,
-                    marker="o", ms=4, capsize=3, label=f"{level} ({len(group)} trials)")
+                    marker="o", ms=4, capsize=3, label=f"{level} ({plural(len(group), 'trial')})")
     _size_axis(ax, data[x], x)
     ax.set_ylabel(label(y))
     ax.set_title(f"{label(y)} vs {label(x)} per {hue}")
@@ -86,6 +86,8 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
         ax.set_ylabel(label(metric))
         ax.set_title(label(metric))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if data["epoch"].nunique() == 1:  # otherwise the locator ticks fractions around it
+            ax.set_xticks(data["epoch"].unique())
         ax.grid(alpha=0.3)
         if groups:
             ax.legend(fontsize=8)
@@ -152,10 +154,17 @@ def _curve_with_band(ax, group: pd.DataFrame, metric: str, name: str, color: str
     """Mean over trials per epoch, with a ±1 s.d. band where several trials reached it."""
     per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"]).sort_index()
     seeds = group["trial_id"].nunique()
-    ax.plot(per_epoch.index, per_epoch["mean"], color=color, lw=1.5, label=f"{name} ({seeds} seeds)")
+    # markers keep a curve of one or a few epochs visible (a one-point line draws nothing)
+    ax.plot(per_epoch.index, per_epoch["mean"], color=color, lw=1.5, marker="o",
+            ms=3 if len(per_epoch) <= 30 else 0, label=f"{name} ({plural(seeds, 'seed')})")
     std = per_epoch["std"].fillna(0.0)
     ax.fill_between(per_epoch.index, per_epoch["mean"] - std, per_epoch["mean"] + std,
                     color=color, alpha=0.2, linewidth=0)
+
+
+def plural(n: int, word: str) -> str:
+    """`1 seed`, `3 seeds`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _size_axis(ax, values: pd.Series, column: str) -> None:

@@ -72,3 +72,13 @@ def test_save_figure_writes_png_and_svg(tmp_path, completed):
     png, svg = save_figure(plot_pareto(completed), tmp_path / "figs" / "front")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert "<svg" in svg.read_text()[:1000]
+
+
+def test_training_curves_of_a_single_epoch_stay_visible():
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "pattern": ["dense", "plain"]})
+    epochs = pd.DataFrame({"trial_id": ["a", "b"], "epoch": [1, 1], "train_loss": [1.0, 2.0],
+                           "val_acc": [0.5, 0.4]})
+    ax = plot_training_curves(epochs, trials).axes[0]
+    assert [line.get_marker() for line in ax.lines] == ["o", "o"]
+    assert list(ax.get_xticks()) == [1]
+    assert ax.get_legend().get_texts()[0].get_text() == "dense (1 seed)"
