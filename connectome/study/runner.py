@@ -111,6 +111,9 @@ def ray_session(address: str | None, dashboard: bool, console: Console) -> Itera
     if address:
         ray.init(address=address, **options)
     else:
+        # A single-machine Ray: every server binds to loopback (Ray otherwise resolves 127.0.0.1
+        # to the node's public address and listens on all interfaces).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", **options)
     console.print(f"ray: {'cluster ' + address if address else 'local'}, "

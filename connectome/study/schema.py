@@ -245,8 +245,11 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         study = Study.model_validate({**data, "source": str(path)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, path)) from None
-    if isinstance(study.search, OptunaSearchConfig):
-        study.space  # noqa: B018 - load now so a missing or bad space fails at the edge
+    if isinstance(study.search, OptunaSearchConfig) and isinstance(study.search.space, str):
+        try:
+            study.space  # noqa: B018 - load now so a missing or bad space fails at the edge
+        except ConfigError as err:
+            raise ConfigError(f"{path}: search.space: {err}") from None
     return study
 
 

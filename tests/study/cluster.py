@@ -1,0 +1,97 @@
+"""One Ray head on 127.0.0.1 shared by the tests of a session (Ray starts slowly on 2 cores).
+
+The head runs as `ray start --head --block` in its own process group; teardown signals that
+group only, so Ray instances of other processes on the machine are left alone.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+@dataclass
+class RayHead:
+    """A running head: its GCS address, dashboard (Jobs API) URL and process."""
+
+    gcs: str
+    dashboard: str
+    process: subprocess.Popen
+    temp_dir: str
+
+    def stop(self) -> None:
+        """SIGTERM the head's process group, then SIGKILL whatever is left."""
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_env() -> dict[str, str]:
+    """Environment that keeps every Ray server on 127.0.0.1 (see connectome.study.runner)."""
+    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
+    """Start `ray start --head` on free loopback ports and wait until the Jobs API answers."""
+    port, dash, client = free_port(), free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray puts unix sockets under it
+    cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+           f"--port={port}", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
+           f"--num-cpus={num_cpus}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    log = open(Path(temp_dir) / "head.log", "w")
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=loopback_env(), start_new_session=True)
+    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", process, temp_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ray start exited: {(Path(temp_dir) / 'head.log').read_text()[-2000:]}")
+        if _jobs_api_up(head.dashboard):
+            return head
+        time.sleep(1)
+    head.stop()
+    raise RuntimeError(f"Ray head did not come up in {timeout}s")
+
+
+def _jobs_api_up(url: str) -> bool:
+    """True once the dashboard's Jobs API answers."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/api/version", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+_HEAD: RayHead | None = None
+
+
+def shared_head(request) -> RayHead:
+    """The session's head, started on first use; stopped by the fixture that started it."""
+    global _HEAD
+    if _HEAD is None or _HEAD.process.poll() is not None:
+        _HEAD = start_head()
+        request.addfinalizer(_HEAD.stop)
+    return _HEAD

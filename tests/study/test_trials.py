@@ -1,0 +1,103 @@
+"""Grid expansion, seeds, deterministic ids, constraints and budget matching (no training)."""
+from __future__ import annotations
+
+import pytest
+
+from connectome.builder import build_spec
+from connectome.complexity import complexity
+from connectome.study import expand_grid, load_study
+from connectome.study.trials import data_shape, grid_assignments, make_trial, measure
+
+from study.conftest import smoke_dict, write_study
+
+
+def _study(tmp_path, **search):
+    data = smoke_dict(tmp_path)
+    data["search"] = {"kind": "grid", **search}
+    return load_study(write_study(tmp_path, data))
+
+
+def test_grid_is_the_full_factorial_times_seeds(tmp_path):
+    study = _study(tmp_path, variants=[{"pattern": "dense"}, {"pattern": "partial"}],
+                   factors={"growth": [4, 6, 8], "train.lr": [0.05, 0.1]}, seeds=3)
+    trials = expand_grid(study)
+    assert len(trials) == 2 * 3 * 2 * 3
+    combos = {(t.config.arch.pattern, t.config.arch.growth, t.config.train.lr, t.config.seed) for t in trials}
+    assert len(combos) == len(trials)
+    assert {t.config.seed for t in trials} == {0, 1, 2}
+    assert len({t.trial_id for t in trials}) == len(trials)
+    # train.* factors land in the train section, arch keys in the arch
+    assert {t.config.train.lr for t in trials} == {0.05, 0.1}
+
+
+def test_explicit_seed_list_and_variants_only(tmp_path):
+    study = _study(tmp_path, variants=[{"pattern": "dense"}, {"pattern": "partial", "m": 8}], seeds=[7, 11])
+    trials = expand_grid(study)
+    assert [(t.assignment, t.config.seed) for t in trials] == [
+        ({"pattern": "dense"}, 7), ({"pattern": "dense"}, 11),
+        ({"pattern": "partial", "m": 8}, 7), ({"pattern": "partial", "m": 8}, 11),
+    ]
+    assert trials[2].config.arch.m == 8
+
+
+def test_trial_ids_are_deterministic_and_follow_the_config(tmp_path):
+    study = _study(tmp_path, factors={"growth": [4, 8]}, seeds=2)
+    first = [t.trial_id for t in expand_grid(study)]
+    assert first == [t.trial_id for t in expand_grid(study)]
+    longer = load_study(study.source, ["train.epochs=3"])
+    assert not set(first) & {t.trial_id for t in expand_grid(longer)}
+    assert all(i.startswith("dense-") for i in first)
+
+
+def test_duplicate_combinations_are_merged(tmp_path):
+    study = _study(tmp_path, variants=[{"growth": 4}, {"growth": 4}], seeds=1)
+    assert len(grid_assignments(study.search)) == 2
+    assert len(expand_grid(study)) == 1
+
+
+def test_measure_matches_the_spec_with_the_datasets_shape(tmp_path):
+    trial = expand_grid(_study(tmp_path))[0]
+    size, classes = data_shape(trial.config)
+    arch = trial.config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
+    cx = complexity(build_spec(arch), size)
+    assert (trial.params, trial.flops) == (cx.params, cx.flops) == measure(trial.config)
+
+
+def test_constraints_reject_before_training(tmp_path):
+    data = smoke_dict(tmp_path)
+    data["search"] = {"kind": "grid", "factors": {"growth": [2, 4, 12]}}
+    small = expand_grid(load_study(write_study(tmp_path, data)))
+    limit = sorted(t.params for t in small)[1]
+    data["constraints"] = {"max_params": limit}
+    trials = expand_grid(load_study(write_study(tmp_path, data)))
+    rejected = [t for t in trials if t.rejected]
+    assert [t.config.arch.growth for t in rejected] == [12]
+    assert "max_params" in rejected[0].rejected
+    data["constraints"] = {"max_flops": 1}
+    assert all("max_flops" in t.rejected for t in expand_grid(load_study(write_study(tmp_path, data))))
+
+
+def test_budget_matches_each_pattern_to_the_target(tmp_path):
+    data = smoke_dict(tmp_path)
+    data["budget"] = {"params": 20000}
+    data["search"]["variants"] = [{"pattern": "dense"}, {"pattern": "residual"}]
+    trials = expand_grid(load_study(write_study(tmp_path, data)))
+    growths = {t.config.arch.pattern: t.config.arch.growth for t in trials}
+    assert growths["dense"] != growths["residual"]
+    for t in trials:
+        assert abs(t.params - 20000) / 20000 < 0.2, (t.config.arch.pattern, t.params)
+
+
+def test_make_trial_for_an_optuna_assignment(tmp_path):
+    study = _study(tmp_path)
+    trial = make_trial(study, {"pattern": "residual", "growth": 6, "train.lr": 0.05}, seed=3)
+    assert trial.config.arch.pattern == "residual" and trial.config.train.lr == 0.05
+    assert trial.config.seed == 3 and trial.trial_id.startswith("residual-") and trial.params > 0
+
+
+@pytest.mark.parametrize("bad", [{"pattern": "ring"}, {"depth": 11}])
+def test_invalid_candidates_raise_user_errors(tmp_path, bad):
+    from connectome.errors import ConnectomeError
+
+    with pytest.raises(ConnectomeError):
+        make_trial(_study(tmp_path), bad, seed=0)
