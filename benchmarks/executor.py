@@ -10,9 +10,9 @@ B,A, so drift from other jobs on the machine hits both sides alike) and medians 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -144,6 +144,22 @@ def check_twins(model: nn.Module, hand: nn.Module, device: torch.device) -> floa
     return worst
 
 
+def op_counts(model: nn.Module, device: torch.device) -> dict[str, int]:
+    """How many times each aten op runs in one small training step (profiled once)."""
+    run = make_runner(copy.deepcopy(model), device, batch=4)
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return {e.key: e.count for e in prof.key_averages() if e.key.startswith("aten::")}
+
+
+def op_count_diff(model: nn.Module, hand: nn.Module, device: torch.device) -> str:
+    """The aten ops whose counts differ between the two models' training steps."""
+    a, b = op_counts(model, device), op_counts(hand, device)
+    diff = [f"{k} {a.get(k, 0)} vs {b.get(k, 0)}" for k in sorted(set(a) | set(b)) if a.get(k, 0) != b.get(k, 0)]
+    return "; ".join(diff) or "none"
+
+
 # ---------------------------------------------------------------- timing
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
     """Forward, backward, SGD step: what the trainer does per batch."""
@@ -157,11 +173,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_runner(model: nn.Module, device: torch.device, seed: int = 0) -> Callable[[], None]:
+def make_runner(model: nn.Module, device: torch.device, batch: int = BATCH) -> Callable[[], None]:
     """A closure doing one training step on a fixed synthetic batch (same data for every model)."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(BATCH, *IMAGE, generator=gen).to(device)
-    y = torch.randint(0, 10, (BATCH,), generator=gen).to(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *IMAGE, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     return lambda: train_step(model, opt, x, y)
@@ -209,6 +225,8 @@ def bench_throughput(preset: str, reps: int, steps: int, device: torch.device) -
     diff = check_twins(model, hand, device)
     params = sum(p.numel() for p in model.parameters())
     print(f"\n[throughput] {preset}: {params:,} params in both; same weights, max |output diff| {diff:.1e}")
+    print(f"  aten op counts per training step, executor vs hand-written, where they differ: "
+          f"{op_count_diff(model, hand, device)}")
     runners = {"hand": make_runner(hand, device), "executor": make_runner(model, device)}
     for clock, times in zip(("wall", "process CPU"), interleaved(runners, reps, steps, device)):
         s = ratio_summary(times, "hand", "executor")
@@ -241,8 +259,18 @@ def allocator_peak(step: Callable[[], None], device: torch.device) -> int:
     return peak
 
 
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def reset_rss_high_water() -> int:
+    """Current RSS in bytes, after resetting the process's RSS high-water mark to it (Linux)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return proc_status_kib("VmRSS") * 1024
+
+
+def proc_status_kib(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS, VmHWM), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
 
 
 def memory_child(preset: str, efficient: bool, device: torch.device) -> dict[str, float]:
@@ -250,9 +278,9 @@ def memory_child(preset: str, efficient: bool, device: torch.device) -> dict[str
     torch.manual_seed(0)
     model = connectome.build_model(preset=preset, memory_efficient=efficient).to(device)
     run = make_runner(model, device)
-    base_rss = peak_rss_bytes()
+    base_rss = reset_rss_high_water()
     peak = allocator_peak(run, device)
-    return {"allocator_peak": peak, "rss_growth": peak_rss_bytes() - base_rss}
+    return {"allocator_peak": peak, "rss_growth": proc_status_kib("VmHWM") * 1024 - base_rss}
 
 
 def run_child(preset: str, efficient: bool, device: torch.device, threads: int) -> dict[str, float]:
@@ -292,8 +320,10 @@ memory method: each mode runs ONE training step (forward, backward, SGD) in a fr
   allocator peak  = CPU: torch.profiler(profile_memory=True) records every c10 allocation/free of
                     the step; the running sum of their sizes, maximised, is the peak above the
                     memory live at the step start (weights, data). CUDA: max_memory_allocated - base.
-  peak RSS growth = ru_maxrss after the step minus ru_maxrss after model creation (includes
-                    allocator caching and library scratch; a cross-check, noisier)."""
+  peak RSS growth = RSS high-water mark (VmHWM) after the step minus RSS after model creation,
+                    the mark being reset there (/proc/self/clear_refs); includes allocator caching,
+                    library scratch and profiler buffers: a cross-check. (ru_maxrss is not used: a
+                    child inherits the parent's maximum across fork/exec.)"""
 
 
 # ---------------------------------------------------------------- CLI
