@@ -1,4 +1,17 @@
-"""Analysis of a results directory: pandas frames, statistics, the paper's figures, the report."""
+"""Analysis of a results directory: pandas frames, statistics, the paper's figures, the report.
+
+    from connectome.analysis import load, summarize, compare, pareto, write_report
+    results = load("results/smoke")                 # works while the study is still running
+    print(results.describe_counts())                # 4 trials: 4 completed, 0 diverged, ...
+    done = results.completed()                      # flat rows; results.epochs: per-epoch rows
+    summarize(done, by=["pattern"], metric="test_error")      # count, mean, std, 95% t interval
+    compare(done, factor="pattern", a="dense", b="partial")   # paired over seeds: diff, CI, p
+    pareto(done, x="params", y="test_error")        # non-dominated trials
+    write_report("results/smoke")                   # report.md, report.html, figures/*.png|svg
+
+Statistics use completed trials only in the report; failed, diverged and missing trials are
+counted and listed, and pairs they leave incomplete are named in each comparison.
+"""
 from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot_source_usage,
                                          plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna

@@ -94,7 +94,7 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 def _html_block(kind: str, value) -> str:
     if kind == "heading":
         level, text = value
-        return f"<h{level}>{html.escape(text)}</h{level}>"
+        return f"<h{level}>{_inline_code(html.escape(text))}</h{level}>"
     if kind == "table":
         return _html_table(value)
     if kind == "figure":

@@ -56,6 +56,7 @@ def test_html_report_is_self_contained(results_dir):
     html = (results_dir / "report.html").read_text()
     assert html.count("<img") == len(FIGURES) == html.count("src='data:image/png;base64,")
     assert "<table>" in html and "CUDA out of memory" in html
+    assert "<h1>Study <code>fake</code></h1>" in html and "`" not in html.split("<pre>")[0]
 
 
 def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path):
