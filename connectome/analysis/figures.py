@@ -62,7 +62,7 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
                     marker="o", ms=4, capsize=3, label=f"{level} ({plural(len(group), 'trial')})")
     _size_axis(ax, data[x], x)
     ax.set_ylabel(label(y))
-    ax.set_title(f"{label(y)} vs {label(x)} per {hue}")
+    ax.set_title(f"{label(y)} vs {label(x).split(' (')[0]} per {hue}")
     ax.grid(alpha=0.3)
     if len(data):
         ax.legend(title=hue, fontsize=8)

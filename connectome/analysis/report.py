@@ -127,10 +127,12 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> 
     doc.heading("Figures")
     completed = results.completed()
     figures = out / "figures"
-    if {"params", metric, "pattern"} <= set(completed.columns) and completed[metric].notna().any():
-        paths = save_figure(plot_error_vs_params(completed, y=metric), figures / "error_vs_params")
-        doc.figure(*paths, caption=f"{metric} vs parameters per pattern (paper Fig. 5); "
-                                   "bars: ±1 s.d. over seeds.")
+    for size in ("params", "flops"):
+        if {size, metric, "pattern"} <= set(completed.columns) and completed[metric].notna().any():
+            fig = plot_error_vs_params(completed, x=size, y=metric)
+            paths = save_figure(fig, figures / f"error_vs_{size}")
+            doc.figure(*paths, caption=f"{metric} vs {size} per pattern (paper Fig. 5); "
+                                       "bars: ±1 s.d. over seeds.")
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, metric, figures)
 

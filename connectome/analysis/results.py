@@ -20,6 +20,7 @@ from connectome.analysis.optuna_trials import count_ended
 from connectome.analysis.studyfile import search_settings
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
+from connectome.training.trainer import RESOURCE_KEYS
 
 # Columns of a trial record that are outcomes or bookkeeping, never experimental factors.
 OUTCOME_COLUMNS = frozenset({
@@ -31,6 +32,8 @@ OUTCOME_COLUMNS = frozenset({
 # Architecture keys appear unprefixed in a record; training and data keys are prefixed.
 ARCH_COLUMNS = frozenset(ArchConfig.model_fields)
 FACTOR_PREFIXES = ("train.", "data.")
+# Keys that say where or how fast a trial ran, not what it computed: never factors.
+RESOURCE_COLUMNS = frozenset({*(f"train.{k}" for k in RESOURCE_KEYS), "data.root", "data.download"})
 STATUSES = ("completed", "diverged", "failed")
 
 
@@ -107,11 +110,17 @@ def factor_columns(df: pd.DataFrame, varying: bool = True) -> list[str]:
     With `varying`, only the factors that take more than one value, so a summary groups by
     what the study actually changed.
     """
-    cols = [c for c in df.columns
-            if c not in OUTCOME_COLUMNS and (c in ARCH_COLUMNS or c.startswith(FACTOR_PREFIXES))]
+    cols = [c for c in df.columns if is_factor(c)]
     if varying:
         cols = [c for c in cols if df[c].astype(str).nunique(dropna=False) > 1]
     return cols
+
+
+def is_factor(column: str) -> bool:
+    """Whether a trials column is an experimental factor (an arch, train.* or data.* key)."""
+    if column in OUTCOME_COLUMNS or column in RESOURCE_COLUMNS:
+        return False
+    return column in ARCH_COLUMNS or column.startswith(FACTOR_PREFIXES)
 
 
 def flatten_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from connectome.analysis.results import ARCH_COLUMNS, FACTOR_PREFIXES, OUTCOME_COLUMNS
+from connectome.analysis.results import is_factor
 from connectome.errors import ConfigError
 
 
@@ -163,8 +163,7 @@ def crossed_factors(df: pd.DataFrame, factor: str, exclude: tuple[str, ...] = ("
     Factors constant within every level (a partial pattern's `m`, a budget-matched growth)
     are consequences of the level, not separate factors, and are left out.
     """
-    candidates = [c for c in df.columns if c not in OUTCOME_COLUMNS and c != factor and c not in exclude
-                  and (c in ARCH_COLUMNS or c.startswith(FACTOR_PREFIXES))]
+    candidates = [c for c in df.columns if is_factor(c) and c != factor and c not in exclude]
     per_level = df.astype({c: str for c in candidates}).groupby(df[factor].astype(str))
     return [c for c in candidates if (per_level[c].nunique() > 1).any()]
 

@@ -10,7 +10,7 @@ import pytest
 from connectome.analysis import load, load_optuna, write_report
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ("error_vs_params", "training_curves", "pareto_params", "source_usage_dense",
+FIGURES = ("error_vs_params", "error_vs_flops", "training_curves", "pareto_params", "source_usage_dense",
            "source_usage_partial")
 
 

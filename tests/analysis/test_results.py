@@ -69,6 +69,8 @@ def test_factor_columns_are_the_varied_design_keys(tmp_path):
     results = load(make_results_dir(tmp_path, with_models=False))
     assert factor_columns(results.trials) == ["pattern", "growth", "m"]
     assert {"train.lr", "data.name", "depth"} <= set(factor_columns(results.trials, varying=False))
+    moved = results.trials.assign(**{"train.device": ["cpu", "cuda"] * 5 + ["cpu"]})
+    assert factor_columns(moved) == ["pattern", "growth", "m"]  # where it ran is not a factor
 
 
 def test_optuna_trials_not_ended_yet_count_as_missing(results_dir):
