@@ -53,7 +53,7 @@ class Results:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Trials per status, plus `missing` (folder without a result) and `total`."""
+        """Trials per status, `missing` (no result yet; Optuna: planned, not ended) and `total`."""
         status = self.trials.get("status", pd.Series(dtype=str)).fillna("unknown")
         counts = {s: int((status == s).sum()) for s in STATUSES}
         other = int((~status.isin(STATUSES)).sum())
