@@ -6,8 +6,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
-from connectome.analysis import load, load_optuna, write_report
+from connectome.analysis import load, load_optuna, load_trial_model, write_report
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("error_vs_params", "error_vs_flops", "training_curves", "pareto_params", "source_usage_dense",
@@ -111,3 +112,8 @@ def test_report_of_the_real_smoke_study(tmp_path):
     assert f"{results.describe_counts()}." in text and "| pattern | dense | partial |" in text
     check_figures(results_dir / "figures", FIGURES)
     assert (results_dir / "report.html").stat().st_size > 10_000
+    for trial_id in results.trials["trial_id"]:  # heatmap weights kept small: final weights only
+        trial_dir = results_dir / "trials" / trial_id
+        weights = torch.load(trial_dir / "model.pt", weights_only=True)
+        assert set(weights) == set(load_trial_model(trial_dir).state_dict())
+        assert not (trial_dir / "checkpoint.pt").exists()
