@@ -96,7 +96,7 @@ def train_trial(
     cfg = make_trial_config(config)
     trial_dir = Path(trial_dir) if trial_dir is not None else None
     if trial_dir is not None:
-        finished = _claim_dir(trial_dir, cfg)
+        finished = _check_dir(trial_dir, cfg)
         if finished is not None:
             return finished
     started = time.perf_counter()
@@ -106,6 +106,8 @@ def train_trial(
     with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left as it was
         try:
             trial = _setup(cfg)
+            if trial_dir is not None:  # only a config that set up cleanly claims the directory
+                ckpt.save_text(cfg.model_dump_json(indent=1), trial_dir / ckpt.CONFIG)
             record.update(_model_record(trial))
             progress = _restore(trial, trial_dir)
             stopped = _run_epochs(trial, progress, trial_dir, on_epoch, started)
@@ -330,8 +332,8 @@ def _restore(trial: Trial, trial_dir: Path | None) -> Progress:
                     wall_time_s=state["wall_time_s"])
 
 
-def _claim_dir(trial_dir: Path, cfg: TrialConfig) -> dict | None:
-    """Check trial_dir belongs to this config and write config.json; a finished record if any."""
+def _check_dir(trial_dir: Path, cfg: TrialConfig) -> dict | None:
+    """Refuse a trial_dir of another config; its finished (completed/diverged) record if any."""
     saved = ckpt.load_json(trial_dir / ckpt.CONFIG)
     if saved is not None and _semantic(saved) != _semantic(cfg.model_dump(mode="json")):
         raise ConfigError(f"{trial_dir} holds a trial with a different config ({trial_dir / ckpt.CONFIG}); "
@@ -339,7 +341,6 @@ def _claim_dir(trial_dir: Path, cfg: TrialConfig) -> dict | None:
     record = ckpt.load_json(trial_dir / ckpt.RECORD)
     if record is not None and record.get("status") in ("completed", "diverged"):
         return record
-    ckpt.save_text(cfg.model_dump_json(indent=1), trial_dir / ckpt.CONFIG)
     return None
 
 

@@ -157,7 +157,8 @@ def test_config_errors_raise_before_training(tiny, tmp_path):
     with pytest.raises(ConfigError, match="train.optimizer: unknown key"):
         train_trial(tiny(train={"optimizer": "adam"}))
     with pytest.raises(ConfigError, match="fp16 is for GPUs"):
-        train_trial(tiny(train={"precision": "fp16", "device": "cpu"}))
+        train_trial(tiny(train={"precision": "fp16", "device": "cpu"}), trial_dir=tmp_path)
+    assert not (tmp_path / ckpt.CONFIG).exists()  # a rejected config does not claim the directory
     with pytest.raises(ConfigError, match="m .window size. applies to pattern 'partial' only"):
         train_trial(tiny(arch={"m": 4}))
 
