@@ -21,6 +21,8 @@ TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "s
 SIZE_COLUMNS = ("params", "flops", "activations")
 MAX_COMPARISONS = 6
 MAX_CURVE_GROUPS = 8
+# Rows of a per-trial table (failures, missing pairs) shown before the rest is summarised.
+MAX_ROWS = 30
 
 
 def write_report(results_dir: str | Path, metric: str = "test_error",
@@ -71,7 +73,7 @@ def _status_section(doc: Document, results: Results) -> None:
         if "error" in table:
             table["error"] = table["error"].map(_last_line)
         doc.heading("Trials that did not complete", level=3)
-        doc.table(table)
+        _capped_table(doc, table)
 
 
 def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> None:
@@ -107,7 +109,7 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
     for c in comparisons:
         if len(c.missing):
             doc.text(f"Missing pairs for {c.a} vs {c.b} (matched on {', '.join(c.matched_on)}):")
-            doc.table(c.missing)
+            _capped_table(doc, c.missing)
 
 
 def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
@@ -208,6 +210,13 @@ def _study_file_section(doc: Document, path: Path) -> None:
     if study_file.exists():
         doc.heading("Study file")
         doc.code(study_file.read_text())
+
+
+def _capped_table(doc: Document, table: pd.DataFrame) -> None:
+    """A table of at most MAX_ROWS rows, saying how many were left out."""
+    doc.table(table.head(MAX_ROWS))
+    if len(table) > MAX_ROWS:
+        doc.text(f"... and {len(table) - MAX_ROWS} more (see `connectome.analysis.load`).")
 
 
 def _has_model(trial_dir: Path) -> bool:

@@ -117,3 +117,16 @@ def test_report_of_the_real_smoke_study(tmp_path):
         weights = torch.load(trial_dir / "model.pt", weights_only=True)
         assert set(weights) == set(load_trial_model(trial_dir).state_dict())
         assert not (trial_dir / "checkpoint.pt").exists()
+
+
+def test_long_failure_lists_are_capped(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "many"
+    path.mkdir()
+    rows = [{"trial_id": f"t{i:02d}", "pattern": "dense", "seed": i, "status": "failed",
+             "error": "ValueError: boom", "test_error": None} for i in range(40)]
+    pd.DataFrame(rows).to_parquet(path / "trials.parquet")
+    text = write_report(path).read_text()
+    assert "40 trials: 0 completed, 0 diverged, 40 failed, 0 missing" in text
+    assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
