@@ -139,22 +139,28 @@ def _paired_test(pairs: pd.DataFrame, missing: pd.DataFrame, factor: str, a: str
     std = float(diffs.std(ddof=1)) if n > 1 else float("nan")
     half = float(_t_half_width(pd.Series([std]), pd.Series([n]), confidence).iloc[0])
     t, p = (float("nan"), float("nan"))
-    notes = []
     if n > 1:
         with warnings.catch_warnings():  # scipy warns on (near-)constant differences, noted below
             warnings.simplefilter("ignore", RuntimeWarning)
             test = stats.ttest_rel(pairs["a"].to_numpy(dtype=float), pairs["b"].to_numpy(dtype=float))
         t, p = float(test.statistic), float(test.pvalue)
-        if std <= 1e-9 * max(abs(mean), 1e-12):
-            notes.append("the differences are all equal: the t-test is degenerate")
-    if len(missing):
-        notes.append(f"{len(missing)} pair(s) missing ({', '.join(f'{v}: {c}' for v, c in missing['absent'].value_counts().items())} absent or failed)")
-    if n < 2:
-        notes.append(f"only {n} pair(s): no test")
     return Comparison(factor=factor, a=str(a), b=str(b), metric=metric, matched_on=keys,
                       n_pairs=n, mean_diff=mean, std_diff=std, ci_low=mean - half,
                       ci_high=mean + half, t=t, p_value=p, pairs=pairs.reset_index(drop=True),
-                      missing=missing.reset_index(drop=True), note="; ".join(notes))
+                      missing=missing.reset_index(drop=True), note=_notes(missing, n, mean, std))
+
+
+def _notes(missing: pd.DataFrame, n: int, mean: float, std: float) -> str:
+    """What a reader must know before trusting a comparison: absent pairs, too few pairs."""
+    notes = []
+    if len(missing):
+        absent = ", ".join(f"{level}: {count}" for level, count in missing["absent"].value_counts().items())
+        notes.append(f"{len(missing)} pair(s) missing ({absent} absent or failed)")
+    if n < 2:
+        notes.append(f"only {n} pair(s): no test")
+    elif std <= 1e-9 * max(abs(mean), 1e-12):
+        notes.append("the differences are all equal: the t-test is degenerate")
+    return "; ".join(notes)
 
 
 def crossed_factors(df: pd.DataFrame, factor: str, exclude: tuple[str, ...] = ("seed",)) -> list[str]:

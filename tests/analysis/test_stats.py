@@ -122,3 +122,8 @@ def test_crossed_factors_leave_out_level_determined_columns():
     # a budget-matched growth differs between the patterns but is fixed within each one
     df["depth"] = np.where(df["pattern"] == "dense", 10, 13)
     assert crossed_factors(df, "pattern") == ["growth"]
+
+
+def test_compare_notes_a_degenerate_test():
+    c = compare(paired_frame(diff=0.02, noise=0.0))
+    assert c.mean_diff == pytest.approx(-0.02) and "t-test is degenerate" in c.note
