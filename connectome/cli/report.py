@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "report", help="write report.md and report.html for a results directory",
         description="Summarise a results directory (finished or still running): trial counts, "
-                    "per-group means with 95%% intervals, paired pattern comparisons, Pareto "
+                    "per-group means with 95% intervals, paired pattern comparisons, Pareto "
                     "front and the paper's figures (PNG and SVG under figures/).")
     parser.add_argument("results_dir", help="folder written by `connectome run`, e.g. results/smoke")
     parser.add_argument("--metric", default="test_error",
