@@ -74,6 +74,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(0.1, gt=0.0)
     # SGD momentum (paper: 0.9, Nesterov).
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    # Nesterov momentum (paper: yes; torch only applies it when momentum > 0).
     nesterov: bool = True
     # L2 weight decay on every parameter (paper: 1e-4).
     weight_decay: float = Field(1e-4, ge=0.0)
@@ -81,6 +82,7 @@ class TrainConfig(BaseModel):
     schedule: Literal["step", "cosine", "constant"] = "step"
     # Step schedule: fractions of the epochs where lr is multiplied by gamma (paper: 50%, 75%).
     milestones: tuple[float, ...] = (0.5, 0.75)
+    # Step schedule: factor applied to lr at each milestone (paper: divide by 10).
     gamma: float = Field(0.1, gt=0.0)
     # Linear warm-up from 0 over this many epochs (0 = none, as in the paper).
     warmup_epochs: float = Field(0.0, ge=0.0)
@@ -114,7 +116,9 @@ class TrialConfig(BaseModel):
 
     # The network; a mapping may name a preset (see connectome.architecture.PRESETS).
     arch: ArchConfig = Field(default_factory=ArchConfig)
+    # The dataset and its split, subsampling and augmentation.
     data: DataConfig = Field(default_factory=DataConfig)
+    # Optimiser, schedule, precision and execution.
     train: TrainConfig = Field(default_factory=TrainConfig)
     # Fixes initialisation, data order, subsampling, augmentation and dropout masks.
     seed: int = 0

@@ -179,6 +179,8 @@ def _check_precision(precision: str, device: torch.device) -> None:
         raise ConfigError("train.precision fp16 is for GPUs; on CPU use bf16 (or fp32)")
     if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         raise ConfigError("train.precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train.precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp16")
 
 
 def resolve_arch(arch: ArchConfig, data: DataSplits) -> ArchConfig:
