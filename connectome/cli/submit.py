@@ -57,14 +57,30 @@ def dashboard_address(address: str | None) -> str:
     return address
 
 
+def use_ray_token() -> None:
+    """Send Ray's auth token (~/.ray/auth_token, $RAY_AUTH_TOKEN) like ray.init does.
+
+    Ray enables token authentication on new clusters, but the Jobs client only sends the token
+    when this process is in token mode; ray.init switches it on when a token exists, the client not.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def client(address: str | None):
     """A JobSubmissionClient; an unreachable head is a one-line error."""
     from ray.job_submission import JobSubmissionClient
 
+    use_ray_token()
     url = dashboard_address(address)
     try:
         return JobSubmissionClient(url)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - connection refused, auth errors, bad URLs: one line each
         raise ConfigError(f"cannot reach the Ray dashboard at {url}: {str(err).splitlines()[0]}") from None
 
 

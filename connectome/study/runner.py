@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ray import tune
 from rich.console import Console
 
 from connectome.errors import ConfigError
@@ -42,7 +41,7 @@ def run_study(
         pending = [t for t in trials if t.trial_id not in sd.finished_ids()]
         total, to_run = len(trials), len(pending)
     else:
-        from connectome.study.search import count_finished
+        from connectome.study.storage import count_finished
 
         total = study.search.n_trials
         to_run = max(total - count_finished(sd, study.name), 0)
@@ -99,21 +98,22 @@ def write_trial_file(sd: StudyDir, study_name: str, trial: Trial) -> None:
 @contextmanager
 def ray_session(address: str | None, dashboard: bool, console: Console) -> Iterator[None]:
     """Connect to a cluster (--address / RAY_ADDRESS) or start a private local Ray on 127.0.0.1."""
-    import ray
-
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address.startswith("http"):
         raise ConfigError(f"--address {address} is a dashboard (Jobs API) address; "
                           "use `connectome submit` for it, or give the GCS address (HOST:6379)")
-    options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if not address or is_loopback(address):
+        # A single-machine Ray: Ray otherwise replaces 127.0.0.1 by the node's public address and
+        # listens on all interfaces. Read when ray is first imported, so set before the import.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # Tune's own console output would interleave with ours; verbose=0 silences the classic one.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+
+    options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
     if address:
         ray.init(address=address, **options)
     else:
-        # A single-machine Ray: every server binds to loopback (Ray otherwise resolves 127.0.0.1
-        # to the node's public address and listens on all interfaces).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", **options)
     console.print(f"ray: {'cluster ' + address if address else 'local'}, "
@@ -124,8 +124,16 @@ def ray_session(address: str | None, dashboard: bool, console: Console) -> Itera
         ray.shutdown()
 
 
+def is_loopback(address: str) -> bool:
+    """True for addresses on this machine's loopback interface (127.0.0.1:6379, localhost:...)."""
+    host = address.split("://")[-1].rsplit(":", 1)[0]
+    return host in ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, view: StudyView):
     """A Tuner over the pending grid trials, or over an Optuna searcher's suggestions."""
+    from ray import tune
+
     from connectome.study.search import make_searcher
 
     configs = {t.trial_id: t.config.model_dump_json() for t in pending}
@@ -148,7 +156,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
         name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
         storage_path=str((sd.root / "ray").resolve()),
         verbose=0,
-        callbacks=[Recorder(sd, study.name, view)],
+        callbacks=[make_recorder(sd, study.name, view)],
         failure_config=tune.FailureConfig(max_failures=study.retries),
         checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
     )
@@ -163,6 +171,8 @@ def _trial_name(trial) -> str:
 
 def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str]) -> None:
     """Ray Tune trainable: train (or resume) one trial, write its result, report its metrics."""
+    from ray import tune
+
     from connectome.training import TrialConfig
 
     trial_id = config["trial_id"]
@@ -216,37 +226,43 @@ def failure_row(sd: StudyDir, study_name: str, trial_id: str, error: str) -> Non
     write_result(sd, trial_id, make_row(study_name, trial_id, config, {"status": "failed", "error": error}), [])
 
 
-class Recorder(tune.Callback):
-    """Driver-side Tune callback: progress lines, failure rows, parquet rebuilt per finished trial."""
+def make_recorder(sd: StudyDir, study_name: str, view: StudyView):
+    """The driver-side Tune callback (defined here: ray is imported only once a session starts)."""
+    from ray import tune
 
-    def __init__(self, sd: StudyDir, study_name: str, view: StudyView):
-        self.sd, self.study_name, self.view = sd, study_name, view
+    class Recorder(tune.Callback):
+        """Driver-side Tune callback: progress lines, failure rows, parquet rebuilt per finished trial."""
 
-    def __getstate__(self) -> dict:
-        # Tune pickles its callbacks with the experiment state; the live display stays here.
-        return {"sd": self.sd, "study_name": self.study_name, "view": None}
+        def __init__(self, sd: StudyDir, study_name: str, view: StudyView):
+            self.sd, self.study_name, self.view = sd, study_name, view
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.view.started(_trial_name(trial))
+        def __getstate__(self) -> dict:
+            # Tune pickles its callbacks with the experiment state; the live display stays here.
+            return {"sd": self.sd, "study_name": self.study_name, "view": None}
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "status" not in result:  # per-epoch reports; the final one carries the status
-            self.view.epoch(_trial_name(trial), result)
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.view.started(_trial_name(trial))
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finished(trial)
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "status" not in result:  # per-epoch reports; the final one carries the status
+                self.view.epoch(_trial_name(trial), result)
 
-    def on_trial_error(self, iteration, trials, trial, **info):
-        error = trial.get_error()
-        text = str(error).strip().splitlines()[-1] if error else "worker died"
-        failure_row(self.sd, self.study_name, _trial_name(trial), f"worker error: {text}")
-        self._finished(trial)
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._finished(trial)
 
-    def _finished(self, trial) -> None:
-        trial_id = _trial_name(trial)
-        collect(self.sd)
-        path = self.sd.result_file(trial_id)
-        self.view.finished(trial_id, json.loads(path.read_text())["row"] if path.exists() else None)
+        def on_trial_error(self, iteration, trials, trial, **info):
+            error = trial.get_error()
+            text = str(error).strip().splitlines()[-1] if error else "worker died"
+            failure_row(self.sd, self.study_name, _trial_name(trial), f"worker error: {text}")
+            self._finished(trial)
+
+        def _finished(self, trial) -> None:
+            trial_id = _trial_name(trial)
+            collect(self.sd)
+            path = self.sd.result_file(trial_id)
+            self.view.finished(trial_id, json.loads(path.read_text())["row"] if path.exists() else None)
+
+    return Recorder(sd, study_name, view)
 
 
 def show_summary(study: Study, frame, console: Console) -> None:

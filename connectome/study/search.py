@@ -1,10 +1,8 @@
-"""Optuna searches through Ray Tune: a persistent storage, and constraints checked before training.
+"""Optuna searches through Ray Tune, with constraints checked before training.
 
-The Optuna study lives in results/<study>/optuna.db (optuna-dashboard opens it). Candidates
-that break the constraints (or do not make a valid network) are told to Optuna as failed with
-a `rejected` note and replaced at once, so they never reach a worker. On resume, trials that
-were running when the driver died are closed as failed and enqueued again with the same
-parameters: they get the same trial id and continue from their checkpoints.
+Candidates that break the constraints (or do not make a valid network) are told to Optuna as
+failed with a `rejected` note and replaced at once, so they never reach a worker. The Optuna
+study itself is kept in results/<study>/optuna.db (see storage.py).
 """
 from __future__ import annotations
 
@@ -18,6 +16,7 @@ from ray.tune.search.optuna import OptunaSearch
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.study.results import StudyDir
 from connectome.study.schema import Study
+from connectome.study.storage import make_storage, requeue_interrupted
 from connectome.study.trials import make_trial
 
 # Consecutive rejected candidates after which the search gives up (the constraints are too tight).
@@ -81,39 +80,6 @@ def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.sampler_seed)
     return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True)
-
-
-def make_storage(sd: StudyDir) -> optuna.storages.RDBStorage:
-    """SQLite storage in the results directory."""
-    sd.root.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(f"sqlite:///{sd.optuna_db.resolve()}")
-
-
-def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
-    """Close trials left RUNNING by a dead driver and enqueue their parameters again."""
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return 0
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params)
-    return len(stale)
-
-
-def count_finished(sd: StudyDir, name: str) -> int:
-    """Optuna trials that ran to an end (rejected and interrupted candidates do not count)."""
-    if not sd.optuna_db.exists():
-        return 0
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=name, storage=make_storage(sd))
-    except KeyError:
-        return 0
-    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    return sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs for t in ended)
 
 
 def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:

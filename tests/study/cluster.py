@@ -55,6 +55,9 @@ def loopback_env() -> dict[str, str]:
 
 def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
     """Start `ray start --head` on free loopback ports and wait until the Jobs API answers."""
+    # This process talks to a loopback-only head: Ray must not swap 127.0.0.1 for the public
+    # address, which it decides when first imported (as `connectome run` does, see runner.py).
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     port, dash, client = free_port(), free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray puts unix sockets under it
     cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
@@ -75,13 +78,13 @@ def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
 
 
 def _jobs_api_up(url: str) -> bool:
-    """True once the dashboard's Jobs API answers."""
-    import urllib.request
+    """True once the dashboard's Jobs API answers (the client carries Ray's auth token)."""
+    from connectome.cli.submit import client
 
     try:
-        with urllib.request.urlopen(f"{url}/api/version", timeout=2) as r:
-            return r.status == 200
-    except OSError:
+        client(url).list_jobs()
+        return True
+    except Exception:  # noqa: BLE001 - not up yet: connection refused, 503, ...
         return False
 
 
