@@ -23,12 +23,13 @@ def grid_table(study: Study) -> Table:
     """One row per trial: id, searched values, seed, params, FLOPs, and why it is rejected."""
     trials = expand_grid(study)
     keys = sorted({k for t in trials for k in t.assignment})
+    matched = study.budget is not None  # growth chosen per candidate: show it
     table = Table(title=f"{len(trials)} trials ({sum(not t.rejected for t in trials)} to run), "
                         f"{study.train.epochs} epochs each on {study.data.name}")
-    for col in ("trial", *keys, "seed", "params", "MFLOPs", "status"):
+    for col in ("trial", *keys, *(["growth"] if matched else []), "seed", "params", "MFLOPs", "status"):
         table.add_column(col, justify="right" if col in ("params", "MFLOPs", "seed") else "left")
     for t in trials:
-        values = [str(t.assignment.get(k, "")) for k in keys]
+        values = [str(t.assignment.get(k, "")) for k in keys] + ([str(t.config.arch.growth)] if matched else [])
         table.add_row(t.trial_id, *values, str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
                       f"rejected: {t.rejected}" if t.rejected else "run")
     return table

@@ -1,0 +1,127 @@
+"""`connectome run`: --dry-run of every shipped study, and kill -9 then --resume with a real process."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from connectome.cli import main
+from connectome.study import expand_grid, load_study
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((REPO / "studies").glob("**/*.yaml"))
+
+
+def test_every_shipped_study_is_found():
+    names = {p.relative_to(REPO / "studies").as_posix() for p in SHIPPED}
+    assert {"smoke.yaml", "partial_vs_dense.yaml", "connectivity_pareto.yaml"} <= names
+    assert any(n.startswith("paper/") for n in names)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(REPO / "studies").as_posix())
+def test_dry_run_of_shipped_study(path, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, and no data is needed
+    monkeypatch.setenv("CONNECTOME_DATA", str(tmp_path / "no-data"))
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    study = load_study(path)
+    assert study.name in out and "params" in out and "MFLOPs" in out
+    if study.search.kind == "grid":
+        trials = expand_grid(study)
+        assert f"{len(trials)} trials" in out
+        assert all(t.trial_id in out for t in trials)
+    assert not any(tmp_path.iterdir())
+
+
+def test_partial_vs_dense_is_the_papers_comparison():
+    study = load_study(REPO / "studies" / "partial_vs_dense.yaml")
+    trials = expand_grid(study)
+    assert {t.config.arch.pattern for t in trials} == {"dense", "partial"}
+    assert study.data.name == "fashion-mnist" and len(study.search.seed_list) == 3
+    paper = load_study(REPO / "studies" / "paper" / "partial_vs_dense_c10plus.yaml")
+    arch = expand_grid(paper)[0].config.arch
+    assert (paper.data.name, paper.train.epochs, arch.depth, arch.growth) == ("cifar10", 300, 40, 12)
+
+
+def _study_file(tmp_path: Path) -> Path:
+    """Three synthetic trials of ~40 short epochs, one at a time, so a kill lands mid-trial."""
+    data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
+    data.update(name="resume", output=str(tmp_path / "results"))
+    data["train"]["epochs"] = 40
+    data["search"] = {"kind": "grid", "variants": [{"pattern": "dense"}, {"pattern": "partial"}, {"pattern": "plain"}]}
+    data["resources"] = {"cpu": 1, "max_concurrent": 1}
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _connectome_run(path: Path, *extra: str, log: Path) -> subprocess.Popen:
+    """`connectome run` as a real process in its own process group (its private Ray joins it)."""
+    return subprocess.Popen([sys.executable, "-m", "connectome", "run", str(path), *extra],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=path.parent,
+                            start_new_session=True)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL what is left of a run's process group (Ray agents the driver started)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_kill_9_then_resume_completes_the_study(tmp_path):
+    path = _study_file(tmp_path)
+    first, second, third = [t.trial_id for t in expand_grid(load_study(path))]
+    trials = tmp_path / "results" / "resume" / "trials"
+    proc = _connectome_run(path, log=tmp_path / "run1.log")
+    try:
+        # wait until the first trial is finished and the second one is mid-way (checkpointed)
+        _wait_for(lambda: (trials / first / "result.json").exists() and (trials / second / "checkpoint.pt").exists(),
+                  timeout=240, what=f"a checkpoint of {second} (see {tmp_path / 'run1.log'})")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        time.sleep(1)
+        _kill_group(proc)
+    done_before = json.loads((trials / first / "result.json").read_text())
+    assert not (trials / second / "result.json").exists() and not (trials / third / "result.json").exists()
+
+    proc = _connectome_run(path, "--resume", log=tmp_path / "run2.log")
+    try:
+        assert proc.wait(timeout=300) == 0, (tmp_path / "run2.log").read_text()
+    finally:
+        _kill_group(proc)
+    log = (tmp_path / "run2.log").read_text()
+    assert "3 trials, 1 finished, 2 to run" in log
+    # the finished trial was not run again; the interrupted one continued from its checkpoint
+    assert f"{first}: started" not in log
+    resumed_epochs = [int(line.split("epoch ")[1].split("/")[0]) for line in log.splitlines()
+                      if f"{second}: epoch" in line]
+    assert resumed_epochs and resumed_epochs[0] > 1 and resumed_epochs[-1] == 40
+    assert json.loads((trials / first / "result.json").read_text()) == done_before
+    # no trial lost or duplicated, every epoch exactly once
+    rows = pd.read_parquet(tmp_path / "results" / "resume" / "trials.parquet")
+    assert sorted(rows["trial_id"]) == sorted([first, second, third])
+    assert set(rows["status"]) == {"completed"}
+    epochs = pd.read_parquet(tmp_path / "results" / "resume" / "epochs.parquet")
+    for trial_id, group in epochs.groupby("trial_id"):
+        assert sorted(group["epoch"]) == list(range(1, 41)), trial_id
