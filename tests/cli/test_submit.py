@@ -1,0 +1,57 @@
+"""`connectome submit` / `status`: the smoke study as a Ray job on a real head bound to 127.0.0.1."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from connectome.cli import main
+
+from study.cluster import shared_head
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def ray_head(request):
+    """The session's Ray head (shared with tests/study)."""
+    return shared_head(request)
+
+
+def _connectome(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "connectome", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_submit_smoke_study_as_a_ray_job(tmp_path, ray_head):
+    submitted = _connectome("submit", "studies/smoke.yaml", "--address", ray_head.dashboard,
+                            "--output", str(tmp_path / "results"), "--set", "name=submitted")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    assert job_id.startswith("raysubmit_")
+    followed = _connectome("status", job_id, "--address", ray_head.dashboard, "--follow")
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert f"{job_id}: SUCCEEDED" in followed.stdout
+    # the job's own output (progress lines, summary table) came through the logs
+    assert "study submitted: 4 trials" in followed.stdout and "test acc (mean ± std)" in followed.stdout
+    rows = pd.read_parquet(tmp_path / "results" / "submitted" / "trials.parquet")
+    assert len(rows) == 4 and set(rows["status"]) == {"completed"}
+    status = _connectome("status", job_id, "--address", ray_head.dashboard)
+    assert status.returncode == 0 and status.stdout.startswith(f"{job_id}: SUCCEEDED")
+
+
+def test_submit_errors_are_one_line(tmp_path, capsys):
+    assert main(["submit", "studies/smoke.yaml", "--address", "127.0.0.1:6379"]) == 2
+    assert "needs the dashboard address" in capsys.readouterr().err
+    outside = tmp_path / "s.yaml"
+    outside.write_text((REPO / "studies" / "smoke.yaml").read_text())
+    assert main(["submit", str(outside), "--address", "http://127.0.0.1:9"]) == 2
+    assert "must be inside the current directory" in capsys.readouterr().err
+    assert main(["status", "raysubmit_nope", "--address", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Ray dashboard at http://127.0.0.1:9" in err and len(err.strip().splitlines()) == 1
