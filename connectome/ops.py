@@ -32,8 +32,8 @@ def conv_cx(cin: int, cout: int, k: int, hw_out: int) -> Cx:
 
 
 def norm_act_cx(c: int, hw: int) -> Cx:
-    """BN (weight and bias) followed by ReLU; both outputs are kept for backward."""
-    return Cx(2 * c, 0, 2 * c * hw * hw)
+    """BN (weight and bias) then an in-place ReLU: one stored map of c channels."""
+    return Cx(2 * c, 0, c * hw * hw)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
