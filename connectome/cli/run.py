@@ -22,6 +22,8 @@ def register(subparsers) -> None:
                         help="print the trials with params and FLOPs; train nothing (needs no data)")
     parser.add_argument("--dashboard", action="store_true",
                         help="start the Ray dashboard (on 127.0.0.1) with the local Ray")
+    parser.add_argument("--no-report", dest="report", action="store_false",
+                        help="skip report.md/report.html at the end (`connectome report` writes it later)")
     parser.set_defaults(func=_run)
 
 
@@ -44,5 +46,6 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from connectome.study.runner import run_study
 
-    frame = run_study(study, address=args.address, resume=args.resume, dashboard=args.dashboard)
+    frame = run_study(study, address=args.address, resume=args.resume, dashboard=args.dashboard,
+                      report=args.report)
     return 0 if len(frame) else 1

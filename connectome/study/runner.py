@@ -31,6 +31,7 @@ def run_study(
     resume: bool = False,
     dashboard: bool = False,
     console: Console | None = None,
+    report: bool = True,
 ):
     """Run every trial of the study not finished yet; returns the trials DataFrame."""
     console = console or Console()
@@ -54,7 +55,8 @@ def run_study(
             tuner.fit()
     frame = collect(sd)
     show_summary(study, frame, console)
-    write_report(sd, console)
+    if report:
+        write_report(sd, console)
     return frame
 
 
