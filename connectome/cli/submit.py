@@ -88,7 +88,9 @@ def entrypoint(args: argparse.Namespace) -> str:
     """The `connectome run` command line the job executes in the shipped directory."""
     from connectome.study import load_study
 
-    overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
+    # An absolute path: the job runs in a temporary copy of this directory.
+    output = [f"output={Path(args.output).resolve()}"] if args.output else []
+    overrides = list(args.overrides) + output
     load_study(args.study, overrides)  # fail here, not on the cluster
     study = Path(args.study).resolve()
     try:
