@@ -3,10 +3,13 @@
 Ratios are measured side by side in one run: repetitions alternate (A,B then B,A, so drift
 from other jobs on the machine hits both sides alike) and medians are reported.
 
-    python benchmarks/training.py accuracy studies/fashion_small.yaml   # one full trial
-    python benchmarks/training.py data-share studies/fashion_small.yaml
-    python benchmarks/training.py precision studies/fashion_small.yaml
-    python benchmarks/training.py all studies/fashion_small.yaml
+    python benchmarks/training.py accuracy benchmarks/fashion_small.yaml   # one full trial
+    python benchmarks/training.py data-share benchmarks/fashion_small.yaml
+    python benchmarks/training.py precision benchmarks/fashion_small.yaml
+    python benchmarks/training.py all benchmarks/fashion_small.yaml
+
+On a machine shared with other jobs, run with OMP_WAIT_POLICY=PASSIVE: OpenMP threads that
+spin-wait for a descheduled sibling made 2-thread steps ~10x slower here.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import torch
 import yaml
 
 from connectome.training import make_trial_config, train_trial
-from connectome.training.trainer import Trial, _setup, _step, epoch_seed
+from connectome.training.trainer import Trial, epoch_seed, setup_trial, train_step
 
 ACCURACY_TARGET = 0.90
 TIME_BUDGET_S = 300.0
@@ -57,13 +60,14 @@ def _timed_steps(trial: Trial, steps: int, with_model: bool) -> float:
         idx = torch.randint(0, n, (bs,), generator=gen).to(trial.device)
         x, y = trial.data.batch(idx, gen)
         if with_model:
-            _step(trial, x, y)
+            train_step(trial, x, y)
     return time.perf_counter() - t0
 
 
 def bench_data_share(raw: dict, steps: int, reps: int) -> None:
     """Share of a training step spent producing its batch (median over alternating reps)."""
-    trial = _setup(make_trial_config(raw))
+    # With the paper's "+" augmentation (crop + flip), whatever the config says: the costlier case.
+    trial = setup_trial(make_trial_config({**raw, "data": {**raw["data"], "augment": True}}))
     _timed_steps(trial, 2, with_model=True)  # warm-up
     data, full = [], []
     for r in range(reps):
@@ -78,7 +82,7 @@ def bench_data_share(raw: dict, steps: int, reps: int) -> None:
 
 def bench_precision(raw: dict, steps: int, reps: int) -> None:
     """Training throughput with bf16 autocast vs fp32, same model and batches."""
-    trials = {p: _setup(make_trial_config({**raw, "train": {**raw["train"], "precision": p}}))
+    trials = {p: setup_trial(make_trial_config({**raw, "train": {**raw["train"], "precision": p}}))
               for p in ("fp32", "bf16")}
     for t in trials.values():
         _timed_steps(t, 2, with_model=True)

@@ -49,7 +49,7 @@ class Diverged(Exception):
 
 @dataclass
 class Trial:
-    """Everything one run needs, built once by `_setup`."""
+    """Everything one run needs, built once by `setup_trial`."""
 
     cfg: TrialConfig
     arch: ArchConfig  # with classes, in_channels and dropout resolved from the data
@@ -105,7 +105,7 @@ def train_trial(
     trial = None
     with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left as it was
         try:
-            trial = _setup(cfg)
+            trial = setup_trial(cfg)
             if trial_dir is not None:  # only a config that set up cleanly claims the directory
                 ckpt.save_text(cfg.model_dump_json(indent=1), trial_dir / ckpt.CONFIG)
             record.update(_model_record(trial))
@@ -129,7 +129,7 @@ def train_trial(
 # ---------------------------------------------------------------- setup
 
 
-def _setup(cfg: TrialConfig) -> Trial:
+def setup_trial(cfg: TrialConfig) -> Trial:
     """Device, threads, data, model, optimiser: all checks that can fail before training."""
     train = cfg.train
     device = resolve_device(train.device)
@@ -261,7 +261,7 @@ def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
     for step, idx in enumerate(batches):
         _set_lr(trial.optimizer, lr_at(train, epoch + step / len(batches)))
         x, y = data.batch(idx, gen)  # (B, C, H, W), (B,)
-        loss, logits = _step(trial, x, y)
+        loss, logits = train_step(trial, x, y)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         if step % DIVERGENCE_CHECK_EVERY == 0 or step == len(batches) - 1:
@@ -270,7 +270,7 @@ def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
     return loss_sum.item() / n, correct.item() / n
 
 
-def _step(trial: Trial, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(trial: Trial, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, backward and update on one batch."""
     if trial.cfg.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -129,14 +129,14 @@ def test_nan_loss_stops_with_diverged(tiny):
 
 
 def test_divergence_keeps_the_epochs_before_it(tiny, tmp_path, monkeypatch):
-    real_step, calls = trainer._step, []
+    real_step, calls = trainer.train_step, []
 
     def nan_in_second_epoch(trial, x, y):
         loss, logits = real_step(trial, x, y)
         calls.append(1)
         return (loss * math.nan if len(calls) > 10 else loss), logits  # 320 images / 32 = 10 steps per epoch
 
-    monkeypatch.setattr(trainer, "_step", nan_in_second_epoch)
+    monkeypatch.setattr(trainer, "train_step", nan_in_second_epoch)
     record = train_trial(tiny(), trial_dir=tmp_path)
     assert record["status"] == "diverged" and "epoch 2" in record["error"]
     assert record["epochs_completed"] == 1 and len(record["epochs"]) == 1
