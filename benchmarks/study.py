@@ -10,7 +10,7 @@ side in one invocation (order alternates over repetitions). Reported per run:
   overhead wall - trial / k: what orchestration adds beyond the trials' own work at k at once
   share    overhead / wall
 
-    python benchmarks/study.py                  # 8 trials x 12 epochs, concurrency 1 and 2
+    python benchmarks/study.py                  # 8 trials x 6 epochs of 2,000 16x16 images, k = 1 and 2
     python benchmarks/study.py --trials-per-pattern 2 --epochs 20 --reps 2
 """
 from __future__ import annotations
@@ -31,10 +31,11 @@ from connectome.study.runner import run_study
 REPO = Path(__file__).resolve().parents[1]
 
 
-def study_file(folder: Path, concurrency: int, epochs: int, seeds: int) -> Path:
-    """The smoke study with more epochs, four patterns and `seeds` replicates, k trials at once."""
+def study_file(folder: Path, concurrency: int, epochs: int, seeds: int, images: int) -> Path:
+    """The smoke study with more images and epochs, four patterns, `seeds` replicates, k at once."""
     data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
     data.update(name=f"bench-k{concurrency}", output=str(folder / "results"))
+    data["data"]["synthetic"].update(train=images, size=16)
     data["train"]["epochs"] = epochs
     data["search"] = {"kind": "grid", "factors": {"pattern": ["dense", "partial", "residual", "plain"]},
                       "seeds": seeds}
@@ -44,10 +45,10 @@ def study_file(folder: Path, concurrency: int, epochs: int, seeds: int) -> Path:
     return path
 
 
-def measure(concurrency: int, epochs: int, seeds: int) -> dict:
+def measure(concurrency: int, epochs: int, seeds: int, images: int) -> dict:
     """Run one study; wall time and the trials' own times."""
     with tempfile.TemporaryDirectory(prefix="bench-study-") as tmp:
-        study = load_study(study_file(Path(tmp), concurrency, epochs, seeds))
+        study = load_study(study_file(Path(tmp), concurrency, epochs, seeds, images))
         t0 = time.perf_counter()
         frame = run_study(study, console=Console(file=io.StringIO()), report=False)
         wall = time.perf_counter() - t0
@@ -60,14 +61,15 @@ def measure(concurrency: int, epochs: int, seeds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--images", type=int, default=2000, help="synthetic training images (16x16)")
     parser.add_argument("--trials-per-pattern", dest="seeds", type=int, default=2)
     parser.add_argument("--reps", type=int, default=1)
     args = parser.parse_args()
     runs: dict[int, list[dict]] = {1: [], 2: []}
     for rep in range(args.reps):
         for k in ((1, 2) if rep % 2 == 0 else (2, 1)):
-            r = measure(k, args.epochs, args.seeds)
+            r = measure(k, args.epochs, args.seeds, args.images)
             runs[k].append(r)
             print(f"rep {rep} k={k}: {r['n']} trials  wall {r['wall']:.1f}s  train {r['train']:.1f}s  "
                   f"trial {r['trial']:.1f}s  overhead {r['overhead']:.1f}s ({r['share']:.0%})", flush=True)

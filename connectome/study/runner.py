@@ -52,12 +52,27 @@ def run_study(
     if to_run:
         with ray_session(address, dashboard, console), StudyView(console, study.name, total, total - to_run) as view:
             tuner = make_tuner(study, sd, pending, to_run, view)
-            tuner.fit()
+            fit(tuner)
     frame = collect(sd)
     show_summary(study, frame, console)
     if report:
         write_report(sd, console)
     return frame
+
+
+def fit(tuner) -> None:
+    """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) re-raised as itself."""
+    from connectome.errors import ConnectomeError
+
+    try:
+        tuner.fit()
+    except Exception as err:  # noqa: BLE001 - Tune wraps what its searcher raises
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConnectomeError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def prepare_dir(study: Study, sd: StudyDir, resume: bool) -> None:
@@ -112,6 +127,8 @@ def ray_session(address: str | None, dashboard: bool, console: Console) -> Itera
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
+    # Ray warns on every start that token authentication is on; that is the secure default.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
     if address:
         ray.init(address=address, **options)

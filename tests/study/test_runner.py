@@ -7,6 +7,7 @@ import json
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from rich.console import Console
 
 from connectome.errors import ConfigError
@@ -109,3 +110,12 @@ def test_results_dir_layout_and_rerun_needs_resume(tmp_path, ray_head):
         run_study(load_study(path), address=ray_head.gcs, console=Console(file=io.StringIO()))
     again, out = _run(load_study(path), ray_head, resume=True)
     assert "1 finished, 0 to run" in out and again.equals(frame)
+
+
+def test_constraints_no_candidate_meets_are_a_user_error(tmp_path, ray_head):
+    data = yaml.safe_load(_optuna_study(tmp_path, n_trials=2).read_text())
+    data["constraints"] = {"max_params": 10}
+    study = load_study(write_study(tmp_path, data, "tight.yaml"))
+    with pytest.raises(ConfigError, match="broke the constraints"):
+        _run(study, ray_head)
+    assert not StudyDir(tmp_path / "results" / "opt").finished_ids()
