@@ -38,7 +38,7 @@ NO_AUGMENT_DROPOUT = 0.2
 # Steps between checks for a non-finite loss (each check syncs the device).
 DIVERGENCE_CHECK_EVERY = 20
 # Config keys that say where/how fast a trial runs, not what it computes: may change on resume.
-RESOURCE_KEYS = ("threads", "device", "compile", "eval_batch_size")
+RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size"), "data": ("root", "download")}
 
 EpochCallback = Callable[[dict], Any]
 
@@ -348,8 +348,10 @@ def _check_dir(trial_dir: Path, cfg: TrialConfig) -> dict | None:
 
 def _semantic(config: dict) -> dict:
     """A config without the keys that only choose resources."""
-    train = {k: v for k, v in config.get("train", {}).items() if k not in RESOURCE_KEYS}
-    return {**config, "train": train}
+    out = dict(config)
+    for section, keys in RESOURCE_KEYS.items():
+        out[section] = {k: v for k, v in config.get(section, {}).items() if k not in keys}
+    return out
 
 
 def _write_artefacts(trial_dir: Path, record: dict, trial: Trial | None) -> None:
