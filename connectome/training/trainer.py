@@ -85,7 +85,8 @@ def train_trial(
     `config` is a TrialConfig or a nested mapping of the same keys. With `trial_dir`, the
     config is written there first, a checkpoint after every epoch (resumed from on the next
     call), and at the end `record.json`, `spec.json` and `model.pt` (final weights only); the
-    checkpoint is then deleted. A directory whose record is already `completed`/`diverged`
+    checkpoint is then deleted (a `failed` trial keeps it, so the next call resumes). A
+    directory whose record is already `completed`/`diverged`
     returns that record without training. `on_epoch(epoch_dict)` runs after each epoch's
     checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
 
