@@ -31,7 +31,7 @@ class RayHead:
         """SIGTERM the head's process group, then SIGKILL whatever is left."""
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
+            self.process.wait(timeout=5)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         try:
