@@ -21,6 +21,11 @@ class Cx:
     flops: int = 0
     acts: int = 0
 
+    @property
+    def activations(self) -> int:
+        """Stored activation elements per sample (alias of acts)."""
+        return self.acts
+
     def __add__(self, other: Cx) -> Cx:
         return Cx(self.params + other.params, self.flops + other.flops, self.acts + other.acts)
 
