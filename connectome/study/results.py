@@ -85,7 +85,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def flat_value(value: Any) -> Any:
-    """Lists become comma-joined strings, mappings JSON, so every column is flat."""
+    """Lists become comma-joined strings (docs/design.md), mappings JSON."""
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     if isinstance(value, dict):
@@ -93,12 +93,22 @@ def flat_value(value: Any) -> Any:
     return value
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys and lists to strings, as the trainer's record does."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = flat_value(value)
+    return out
+
+
 def flatten_config(config: TrialConfig) -> dict[str, Any]:
     """Arch keys unprefixed, data and train keys prefixed, as in docs/design.md."""
-    row = {k: flat_value(v) for k, v in config.arch.model_dump(mode="json").items()}
-    for section in ("data", "train"):
-        dumped = getattr(config, section).model_dump(mode="json")
-        row.update({f"{section}.{k}": flat_value(v) for k, v in dumped.items()})
+    row = flatten(config.arch.model_dump(mode="json"))
+    row.update(flatten(config.data.model_dump(mode="json"), "data."))
+    row.update(flatten(config.train.model_dump(mode="json"), "train."))
     row["seed"] = config.seed
     return row
 
