@@ -6,6 +6,7 @@ group only, so Ray instances of other processes on the machine are left alone.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ class RayHead:
         except ProcessLookupError:
             pass
         self.process.wait()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def free_port() -> int:
