@@ -1,0 +1,37 @@
+"""The Optuna storage of a study: interrupted trials are requeued with the same parameters."""
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from connectome.study.results import StudyDir
+from connectome.study.storage import count_finished, make_storage, requeue_interrupted
+
+SPACE = {"pattern": CategoricalDistribution(["dense", "plain"]), "growth": IntDistribution(2, 8, step=2)}
+
+
+def test_interrupted_trials_are_closed_and_requeued(tmp_path):
+    sd = StudyDir(tmp_path / "opt")
+    storage = make_storage(sd)
+    study = optuna.create_study(study_name="opt", storage=storage, directions=["maximize", "minimize"])
+    done = study.ask(SPACE)
+    done.set_user_attr("trial_id", "dense-1")
+    study.tell(done, [0.9, 100.0])
+    running = study.ask(SPACE)  # the driver died while this one trained
+    running.set_user_attr("trial_id", "x-2")
+    rejected = study.ask(SPACE)
+    rejected.set_user_attr("rejected", "too big")
+    study.tell(rejected, state=TrialState.FAIL)
+    assert count_finished(sd, "opt") == 1
+
+    assert requeue_interrupted(storage, "opt") == 1
+    again = optuna.load_study(study_name="opt", storage=storage)
+    old = again.trials[running.number]
+    assert old.state == TrialState.FAIL and old.user_attrs["interrupted"] is True
+    waiting = again.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [running.params]
+    # the next candidate Optuna proposes is the interrupted one, so it resumes its checkpoint
+    assert again.ask(SPACE).params == running.params
+    assert count_finished(sd, "opt") == 1
+    assert requeue_interrupted(storage, "missing-study") == 0
