@@ -33,7 +33,7 @@ OUTCOME_COLUMNS = frozenset({
 ARCH_COLUMNS = frozenset(ArchConfig.model_fields)
 FACTOR_PREFIXES = ("train.", "data.")
 # Keys that say where or how fast a trial ran, not what it computed: never factors.
-RESOURCE_COLUMNS = frozenset({*(f"train.{k}" for k in RESOURCE_KEYS), "data.root", "data.download"})
+RESOURCE_COLUMNS = frozenset(f"{section}.{key}" for section, keys in RESOURCE_KEYS.items() for key in keys)
 STATUSES = ("completed", "diverged", "failed")
 
 
