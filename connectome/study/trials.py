@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectome.architecture import make_arch
-from connectome.errors import ConfigError, ConnectomeError, unknown_name
+from connectome.errors import ConfigError, ConnectomeError
 from connectome.study.schema import GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
+from connectome.training.datasets import data_shape as dataset_shape
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,9 @@ def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> Trial
     return config
 
 
-# (C, H, W) and classes of each registered dataset, so complexity needs no data on disk.
-IMAGE_SHAPES = {
-    "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10),
-    "fashion-mnist": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10),
-}
-
-
 def data_shape(config: TrialConfig) -> tuple[tuple[int, int, int], int]:
     """(C, H, W) of the dataset's images and its number of classes, known without loading them."""
-    if config.data.name == "synthetic":
-        s = config.data.synthetic
-        return (s.channels, s.size, s.size), s.classes
-    if config.data.name not in IMAGE_SHAPES:
-        raise ConfigError(unknown_name("dataset", config.data.name, [*IMAGE_SHAPES, "synthetic"]))
-    return IMAGE_SHAPES[config.data.name]
+    return dataset_shape(config.data)
 
 
 def input_size(config: TrialConfig) -> tuple[int, int, int]:
