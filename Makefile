@@ -20,7 +20,7 @@ data:
 	bash scripts/get_data.sh
 
 demo: venv data
-	$(VENV)/bin/connectome run $(STUDY)
+	$(VENV)/bin/connectome run $(STUDY) --resume
 
 test: venv
 	$(PY) -m pytest -q
