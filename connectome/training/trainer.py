@@ -217,7 +217,9 @@ def lr_at(train: TrainConfig, epoch: float) -> float:
     if train.schedule == "cosine":
         return 0.5 * train.lr * (1 + math.cos(math.pi * epoch / train.epochs))
     if train.schedule == "step":
-        passed = sum(1 for m in train.milestones if int(epoch) >= round(m * train.epochs))
+        # Milestones are fractions of training: with 300 epochs lr drops at epochs 150 and 225;
+        # with 1 epoch, halfway through it (rounding to whole epochs would drop it at step 0).
+        passed = sum(1 for m in train.milestones if epoch >= m * train.epochs)
         return train.lr * train.gamma**passed
     return train.lr
 

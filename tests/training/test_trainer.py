@@ -229,3 +229,14 @@ def test_threads_come_from_the_trials_resources(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert trainer.resolve_threads(TrainConfig()) == 3
     assert trainer.resolve_threads(TrainConfig(threads=1)) == 1
+
+
+def test_step_schedule_drops_at_fractions_of_training():
+    from connectome.training.config import TrainConfig
+
+    paper = TrainConfig(epochs=300, schedule="step")
+    assert [lr_at(paper, e) for e in (0, 149.99, 150, 224.99, 225)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001])
+    short = TrainConfig(epochs=1, schedule="step")
+    assert lr_at(short, 0) == pytest.approx(0.1)  # not already divided at the first step
+    assert lr_at(short, 0.5) == pytest.approx(0.01)
