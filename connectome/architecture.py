@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectome.errors import ConfigError, unknown_name
 
@@ -23,7 +23,7 @@ class ArchConfig(BaseModel):
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
     pattern_options: dict[str, Any] = Field(default_factory=dict)
-    # Total depth L as in the paper (convs + transitions + classifier); ignored with block_layers.
+    # Total depth L as in the paper (convs + transitions + classifier); derived from block_layers.
     depth: int | None = 40
     # Number of dense blocks when the layers are derived from depth.
     blocks: int = Field(3, ge=1)
@@ -48,6 +48,17 @@ class ArchConfig(BaseModel):
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     # Recompute aggregation + BN + ReLU in backward (Pleiss et al. 2017); execution only.
     memory_efficient: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _depth_from_block_layers(cls, data: Any) -> Any:
+        """With explicit block_layers, depth and blocks describe them (records show what was built)."""
+        if isinstance(data, dict) and isinstance(data.get("block_layers"), list) and data["block_layers"]:
+            layers = data["block_layers"]
+            per_layer = 2 if data.get("bottleneck") else 1
+            if all(isinstance(n, int) for n in layers):
+                data = {**data, "blocks": len(layers), "depth": per_layer * sum(layers) + len(layers) + 1}
+        return data
 
     @field_validator("growth")
     @classmethod

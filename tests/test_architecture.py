@@ -49,3 +49,10 @@ def test_residual_widths_follow_growth():
 def test_explicit_options_override_the_preset():
     arch = make_arch(preset="densenet121", classes=5)
     assert arch.classes == 5 and arch.growth == 32
+
+
+def test_block_layers_set_the_recorded_depth_and_blocks():
+    assert (make_arch(preset="densenet121").depth, make_arch(preset="densenet121").blocks) == (121, 4)
+    arch = make_arch(block_layers=[4, 4, 4], stem="imagenet")
+    assert (arch.depth, arch.blocks) == (16, 3)
+    assert make_arch(block_layers=[16, 16, 16], bottleneck=True).depth == 100
