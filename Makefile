@@ -22,7 +22,9 @@ data:
 demo: venv data
 	$(VENV)/bin/connectome run $(STUDY) --resume
 
+# Real-data tests skip when Fashion-MNIST is absent; fetching it is best effort (root only).
 test: venv
+	-@bash scripts/get_data.sh
 	$(PY) -m pytest -q
 
 test-quick: venv
