@@ -237,6 +237,27 @@ def bench_throughput(preset: str, reps: int, steps: int, device: torch.device) -
               f"median {1 / s['pair_ratio_median']:.3f}; {reps} rounds x {steps} steps")
 
 
+def bench_residual(reps: int, steps: int, device: torch.device) -> None:
+    """Residual blocks: the executor's running sums vs summing every source at every node."""
+    from unittest import mock
+
+    torch.manual_seed(0)
+    arch = dict(pattern="residual", depth=40, growth=16)
+    model = connectome.build_model(**arch).to(device)
+    with mock.patch("connectome.executor._sum_base", lambda spec, v: None):
+        naive = connectome.build_model(**arch).to(device)
+    naive.load_state_dict(model.state_dict())
+    x = torch.randn(4, *IMAGE, device=device)
+    diff = (model.eval()(x) - naive.eval()(x)).abs().max().item()
+    print(f"\n[residual] L=40, width 16: running sums vs per-node sums; max |output diff| {diff:.1e}")
+    runners = {"per_node": make_runner(naive, device), "running": make_runner(model, device)}
+    for clock, times in zip(("wall", "process CPU"), interleaved(runners, reps, steps, device)):
+        s = ratio_summary(times, "per_node", "running")
+        print(f"  [{clock} time] per-node sums {s['per_node_s']:.3f} s/step, running sums {s['running_s']:.3f} s/step: "
+              f"speed-up {s['per_node_s'] / s['running_s']:.3f} (per-round {1 / s['pair_ratio_max']:.3f}.."
+              f"{1 / s['pair_ratio_min']:.3f})")
+
+
 # ---------------------------------------------------------------- memory
 def allocator_peak(step: Callable[[], None], device: torch.device) -> int:
     """Peak bytes allocated above the level at the start of one step (tensor allocator, not RSS)."""
@@ -335,7 +356,7 @@ memory method: each mode runs ONE training step (forward, backward, SGD) in a fr
 # ---------------------------------------------------------------- CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", default="all", choices=["all", "throughput", "memory", "_memory_child"])
+    p.add_argument("what", nargs="?", default="all", choices=["all", "throughput", "residual", "memory", "_memory_child"])
     p.add_argument("--presets", nargs="+", help="default: densenet-40-12 densenet-bc-100-12 (throughput), "
                    "densenet-100-12 densenet-bc-100-12 (memory)")
     p.add_argument("--reps", type=int, default=6, help="interleaved rounds per comparison")
@@ -360,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.what in ("all", "throughput"):
         for preset in args.presets or ["densenet-40-12", "densenet-bc-100-12"]:
             bench_throughput(preset, args.reps, args.steps, device)
+    if args.what in ("all", "residual"):
+        bench_residual(args.reps, args.steps, device)
     if args.what in ("all", "memory"):
         print("\n" + MEMORY_METHOD)
         for preset in args.presets or ["densenet-100-12", "densenet-bc-100-12"]:

@@ -7,7 +7,7 @@ local list of feature maps (freed as soon as their last reader has run).
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -72,15 +72,27 @@ def frozen_norm_stats(module: nn.Module) -> Iterator[None]:
                     live.copy_(old)
 
 
+class Step(NamedTuple):
+    """One node of a block's precomputed plan."""
+
+    v: int
+    node: GraphNode
+    reads: tuple[Read, ...]  # sources and windows (unused when base is set)
+    base: int | None  # sum node whose aggregate + output is this node's aggregate
+    keep: bool  # keep this node's aggregate: a later node extends it
+    frees: tuple[int, ...]  # feature maps no later step reads
+    drops: tuple[int, ...]  # kept aggregates no later step extends
+
+
 class Block(nn.Module):
-    """A block's DAG as modules plus a precomputed plan: order, reads, and frees."""
+    """A block's DAG as modules plus a precomputed plan: order, reads, running sums, frees."""
 
     def __init__(self, spec: BlockSpec, *, bn_size: int, dropout: float, memory_efficient: bool) -> None:
         super().__init__()
         self.spec = spec
         order = [v for v in nx.lexicographical_topological_sort(spec.to_graph()) if v != 0]
         self.nodes = nn.ModuleDict({str(v): self._make_node(v, bn_size, dropout, memory_efficient) for v in order})
-        self.plan = [(v, self.nodes[str(v)], _reads(spec, v), _frees(spec, order, i)) for i, v in enumerate(order)]
+        self.plan = _plan(spec, order, self.nodes)
         self.n_nodes = len(spec.nodes)
 
     def _make_node(self, v: int, bn_size: int, dropout: float, memory_efficient: bool) -> GraphNode:
@@ -92,25 +104,54 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats: list[torch.Tensor | None] = [None] * self.n_nodes
+        sums: dict[int, torch.Tensor] = {}
         feats[0] = x  # (B, C_in, H, W)
-        for v, node, reads, frees in self.plan:
-            feats[v] = node([feats[u] if lo is None else feats[u][:, lo:hi] for u, lo, hi in reads])
-            for u in frees:
+        for step in self.plan:
+            if step.base is not None:  # running sum: x0 + f1 + ... + f_u
+                inputs = [sums[step.base] + feats[step.base]]
+            else:
+                inputs = [feats[u] if lo is None else feats[u][:, lo:hi] for u, lo, hi in step.reads]
+            if step.keep:
+                inputs = [step.node.aggregate(inputs)]
+                sums[step.v] = inputs[0]
+            feats[step.v] = step.node(inputs)
+            for u in step.frees:
                 feats[u] = None
+            for u in step.drops:
+                del sums[u]
         return feats[-1]  # (B, C_out, H, W)
+
+
+def _plan(spec: BlockSpec, order: list[int], nodes: nn.ModuleDict) -> list[Step]:
+    """Reads, running-sum bases and the points where maps can be released."""
+    bases = {v: u for v in order if (u := _sum_base(spec, v)) is not None}
+    used = [(u,) if v in bases else tuple(e.src for e in spec.inputs[v]) for v, u in
+            ((v, bases.get(v)) for v in order)]
+    last_read = {u: i for i, srcs in enumerate(used) for u in srcs}
+    last_extended = {u: i for i, v in enumerate(order) if (u := bases.get(v)) is not None}
+    return [
+        Step(v, nodes[str(v)], _reads(spec, v), bases.get(v), v in last_extended,
+             tuple(u for u, j in last_read.items() if j == i),
+             tuple(u for u, j in last_extended.items() if j == i))
+        for i, v in enumerate(order)
+    ]
+
+
+def _sum_base(spec: BlockSpec, v: int) -> int | None:
+    """The sum node u whose sources plus u itself are exactly v's sources, if any."""
+    if spec.nodes[v].agg != "sum" or any(e.window for e in spec.inputs[v]):
+        return None
+    sources = {e.src for e in spec.inputs[v]}
+    for u in sorted(sources, reverse=True):
+        node_u, edges_u = spec.nodes[u], spec.inputs[u]
+        if u and node_u.agg == "sum" and not any(e.window for e in edges_u):
+            if {e.src for e in edges_u} | {u} == sources:
+                return u
+    return None
 
 
 def _reads(spec: BlockSpec, v: int) -> tuple[Read, ...]:
     return tuple((e.src, *(e.window or (None, None))) for e in spec.inputs[v])
-
-
-def _frees(spec: BlockSpec, order: list[int], i: int) -> tuple[int, ...]:
-    """Nodes whose last reader is order[i]: their maps can be dropped after it runs."""
-    last_reader: dict[int, int] = {}
-    for pos, v in enumerate(order):
-        for e in spec.inputs[v]:
-            last_reader[e.src] = pos
-    return tuple(u for u, pos in last_reader.items() if pos == i)
 
 
 class ConnectomeNet(nn.Module):
