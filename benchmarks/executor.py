@@ -19,7 +19,7 @@ import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -217,6 +217,14 @@ def ratio_summary(times: dict[str, list[float]], a: str, b: str) -> dict[str, fl
     }
 
 
+def timed_pair(a: str, model_a: nn.Module, b: str, model_b: nn.Module, reps: int, steps: int,
+               device: torch.device) -> Iterator[tuple[str, dict[str, float]]]:
+    """Interleaved training steps of two models: (clock name, ratio summary) for wall and CPU time."""
+    runners = {a: make_runner(model_a, device), b: make_runner(model_b, device)}
+    for clock, times in zip(("wall", "process CPU"), interleaved(runners, reps, steps, device)):
+        yield clock, ratio_summary(times, a, b)
+
+
 def bench_throughput(preset: str, reps: int, steps: int, device: torch.device) -> None:
     """Executor vs hand-written DenseNet: training images/s and their ratio."""
     torch.manual_seed(0)
@@ -227,9 +235,7 @@ def bench_throughput(preset: str, reps: int, steps: int, device: torch.device) -
     print(f"\n[throughput] {preset}: {params:,} params in both; same weights, max |output diff| {diff:.1e}")
     print(f"  aten op counts per training step, executor vs hand-written, where they differ: "
           f"{op_count_diff(model, hand, device)}")
-    runners = {"hand": make_runner(hand, device), "executor": make_runner(model, device)}
-    for clock, times in zip(("wall", "process CPU"), interleaved(runners, reps, steps, device)):
-        s = ratio_summary(times, "hand", "executor")
+    for clock, s in timed_pair("hand", hand, "executor", model, reps, steps, device):
         print(f"  [{clock} time] hand-written {BATCH / s['hand_s']:6.1f} img/s, "
               f"executor {BATCH / s['executor_s']:6.1f} img/s (medians {s['hand_s']:.3f} / {s['executor_s']:.3f} s/step)")
         print(f"    executor/hand-written throughput ratio {s['hand_s'] / s['executor_s']:.3f} (target >= 0.95); "
@@ -250,9 +256,7 @@ def bench_residual(reps: int, steps: int, device: torch.device) -> None:
     x = torch.randn(4, *IMAGE, device=device)
     diff = (model.eval()(x) - naive.eval()(x)).abs().max().item()
     print(f"\n[residual] L=40, width 16: running sums vs per-node sums; max |output diff| {diff:.1e}")
-    runners = {"per_node": make_runner(naive, device), "running": make_runner(model, device)}
-    for clock, times in zip(("wall", "process CPU"), interleaved(runners, reps, steps, device)):
-        s = ratio_summary(times, "per_node", "running")
+    for clock, s in timed_pair("per_node", naive, "running", model, reps, steps, device):
         print(f"  [{clock} time] per-node sums {s['per_node_s']:.3f} s/step, running sums {s['running_s']:.3f} s/step: "
               f"speed-up {s['per_node_s'] / s['running_s']:.3f} (per-round {1 / s['pair_ratio_max']:.3f}.."
               f"{1 / s['pair_ratio_min']:.3f})")
@@ -334,9 +338,7 @@ def bench_step_time(preset: str, reps: int, steps: int, device: torch.device) ->
     plain = connectome.build_model(preset=preset).to(device)
     eff = connectome.build_model(preset=preset, memory_efficient=True).to(device)
     eff.load_state_dict(plain.state_dict())
-    runners = {"default": make_runner(plain, device), "efficient": make_runner(eff, device)}
-    for clock, times in zip(("wall", "process CPU"), interleaved(runners, reps, steps, device)):
-        s = ratio_summary(times, "default", "efficient")
+    for clock, s in timed_pair("default", plain, "efficient", eff, reps, steps, device):
         print(f"  [{clock} time] step default {s['default_s']:.3f} s, memory-efficient {s['efficient_s']:.3f} s, "
               f"ratio {s['ratio_of_medians']:.3f} (target <= 1.3); per-round {s['pair_ratio_min']:.3f}.."
               f"{s['pair_ratio_max']:.3f}, median {s['pair_ratio_median']:.3f}; {reps} rounds x {steps} steps")
