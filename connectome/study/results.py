@@ -16,11 +16,10 @@ finished trial, so a killed driver loses nothing and a resumed one never duplica
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from connectome.files import atomic_write, write_atomic
 from connectome.training import TrialConfig
 
 
@@ -60,23 +59,6 @@ class StudyDir:
         if not self.trials.is_dir():
             return set()
         return {p.parent.name for p in self.trials.glob("*/result.json")}
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temp file in the same directory, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -160,12 +142,5 @@ def _uniform(df):
 
 def _write_parquet(df, path: Path) -> None:
     """Atomic parquet write (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        df.to_parquet(f, index=False)

@@ -6,13 +6,12 @@ never a partial write.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any
 
 import torch
+
+from connectome.files import atomic_write, write_atomic
 
 # Resumable state, written after every epoch and removed once the trial has finished.
 CHECKPOINT = "checkpoint.pt"
@@ -22,22 +21,6 @@ CONFIG = "config.json"
 RECORD = "record.json"
 SPEC = "spec.json"
 MODEL = "model.pt"
-
-
-@contextmanager
-def atomic_write(path: Path) -> Iterator[BinaryIO]:
-    """Open a temp file next to path; on success flush, fsync and rename it over path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -54,8 +37,7 @@ def save_json(obj: Any, path: Path) -> None:
 
 def save_text(text: str, path: Path) -> None:
     """A text file, atomically."""
-    with atomic_write(path) as f:
-        f.write(text.encode())
+    write_atomic(path, text)
 
 
 def load_json(path: Path) -> Any | None:
