@@ -4,9 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
-from connectome.errors import ConfigError
+from connectome.overrides import parse_assignment
 
 
 def int_list(text: str) -> list[int]:
@@ -51,12 +49,5 @@ def arch_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.m is not None:
         opts["m"] = args.m[0] if len(args.m) == 1 else args.m
     if args.pattern_option:
-        opts["pattern_options"] = dict(_key_value(item) for item in args.pattern_option)
+        opts["pattern_options"] = dict(parse_assignment(item, "--pattern-option") for item in args.pattern_option)
     return opts
-
-
-def _key_value(item: str) -> tuple[str, Any]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--pattern-option needs KEY=VALUE, got {item!r}")
-    return key.strip(), yaml.safe_load(value)

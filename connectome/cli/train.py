@@ -1,6 +1,6 @@
 """`connectome train`: one trial from a YAML file and/or flags over the same keys.
 
-    connectome train studies/fashion_small.yaml --set train.epochs=2 --trial-dir runs/t0
+    connectome train benchmarks/fashion_small.yaml --set train.epochs=2 --trial-dir runs/t0
     connectome train --dataset synthetic --preset densenet-40-12 --epochs 1
 """
 from __future__ import annotations
@@ -9,11 +9,10 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
 
-import yaml
+from connectome.overrides import apply_overrides, read_yaml_mapping
 
-from connectome.errors import ConfigError
+TRIAL_KEYS = "arch, data, train, seed"
 
 # Shortcut flag -> dotted config key.
 SHORTCUTS = {
@@ -50,55 +49,15 @@ def run(args: argparse.Namespace) -> int:
     """Build the config, train, print progress and the summary."""
     from connectome.training import make_trial_config, train_trial
 
-    raw = load_yaml(args.config) if args.config else {}
+    raw = read_yaml_mapping(args.config, "trial config", TRIAL_KEYS, allow_empty=True) if args.config else {}
     pairs = list(args.overrides) + [f"{SHORTCUTS[f]}={getattr(args, f)}" for f in SHORTCUTS
                                     if getattr(args, f) is not None]
-    for pair in pairs:
-        key, value = parse_override(pair)
-        set_dotted(raw, key, value)
+    apply_overrides(raw, pairs)
     source = f"trial config {args.config}" if args.config else "trial config (flags)"
     cfg = make_trial_config(raw, source=source)
     record = train_trial(cfg, trial_dir=args.trial_dir, on_epoch=None if args.json else print_epoch)
     print(json.dumps(record, indent=1) if args.json else summary(record))
     return 0 if record["status"] == "completed" else 1
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping from path (safe_load), with errors naming the file."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read trial config {path}: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"trial config {path} is not valid YAML: {' '.join(str(err).split())}") from err
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"trial config {path} must be a mapping with keys arch, data, train, seed")
-    return data
-
-
-def parse_override(pair: str) -> tuple[str, Any]:
-    """'a.b=value' -> ('a.b', YAML-parsed value)."""
-    key, sep, text = pair.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {pair!r} must look like KEY=VALUE, e.g. train.epochs=2")
-    try:
-        return key.strip(), yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {pair!r}: value is not valid YAML") from err
-
-
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """Set tree['a']['b'] = value for key 'a.b', creating mappings on the way."""
-    *parents, leaf = key.split(".")
-    node = tree
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is not a section")
-        node = child
-    node[leaf] = value
 
 
 def print_epoch(row: dict) -> None:

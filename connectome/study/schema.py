@@ -11,11 +11,11 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
+from connectome.overrides import apply_overrides, read_yaml_mapping
 from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
 
@@ -176,7 +176,7 @@ def check_trial_key(key: str, where: str) -> None:
 def load_space(name: str, study_path: str | None) -> dict[str, ParamSpec]:
     """A named search space from search_spaces/<name>.yaml, validated."""
     path = find_space_file(name, Path(study_path) if study_path else None)
-    raw = read_yaml(path)
+    raw = read_yaml_mapping(path, "search space", "parameter: {choices: [...]} or {low, high}")
     space = {}
     for key, spec in raw.items():
         try:
@@ -191,54 +191,11 @@ def load_space(name: str, study_path: str | None) -> dict[str, ParamSpec]:
     return space
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping from a file; every problem becomes a one-line ConfigError."""
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read study file {path}: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise ConfigError(f"{path}: the file is {kind}; a study must be a YAML mapping of keys (name, data, search, ...)")
-    return data
-
-
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Set one `dotted.key=value` (value parsed as YAML) into the raw study mapping."""
-    key, sep, text = assignment.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set train.epochs=2")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    parts = key.split(".")
-    node = data
-    while len(parts) > 1:
-        rest = ".".join(parts)
-        if rest in node:  # keys that contain dots themselves (grid factors like train.lr)
-            break
-        head = parts.pop(0)
-        child = node.setdefault(head, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {key}: {head!r} is a {type(child).__name__}, not a mapping of keys")
-        node = child
-    node[".".join(parts)] = value
-
-
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
     """Read, override and validate a study file."""
     path = Path(path)
-    data = read_yaml(path)
-    for assignment in overrides:
-        apply_override(data, assignment)
+    data = read_yaml_mapping(path, "study file", "name, data, search, ...")
+    apply_overrides(data, overrides)
     if "source" in data:
         raise ConfigError(f"{path}: 'source' is set by connectome, remove it from the file")
     try:
