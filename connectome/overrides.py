@@ -34,11 +34,11 @@ def read_yaml_mapping(path: str | Path, what: str, keys: str, allow_empty: bool 
     return data
 
 
-def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
+def parse_assignment(text: str, flag: str = "--set", example: str = "train.epochs=2") -> tuple[str, Any]:
     """'a.b=value' -> ('a.b', value parsed as YAML)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE, e.g. {flag} train.epochs=2")
+        raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE, e.g. {flag} {example}")
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError:

@@ -49,5 +49,5 @@ def arch_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.m is not None:
         opts["m"] = args.m[0] if len(args.m) == 1 else args.m
     if args.pattern_option:
-        opts["pattern_options"] = dict(parse_assignment(item, "--pattern-option") for item in args.pattern_option)
+        opts["pattern_options"] = dict(parse_assignment(item, "--pattern-option", "model=ws") for item in args.pattern_option)
     return opts
