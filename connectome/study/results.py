@@ -21,6 +21,7 @@ from typing import Any
 
 from connectome.files import atomic_write, write_atomic
 from connectome.training import TrialConfig
+from connectome.training.trainer import config_columns
 
 
 class StudyDir:
@@ -75,30 +76,10 @@ def flat_value(value: Any) -> Any:
     return value
 
 
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings to dotted keys and lists to strings, as the trainer's record does."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = flat_value(value)
-    return out
-
-
-def flatten_config(config: TrialConfig) -> dict[str, Any]:
-    """Arch keys unprefixed, data and train keys prefixed, as in docs/design.md."""
-    row = flatten(config.arch.model_dump(mode="json"))
-    row.update(flatten(config.data.model_dump(mode="json"), "data."))
-    row.update(flatten(config.train.model_dump(mode="json"), "train."))
-    row["seed"] = config.seed
-    return row
-
-
 def make_row(study: str, trial_id: str, config: TrialConfig, record: dict[str, Any]) -> dict[str, Any]:
     """One trials.parquet row: the flat config, then the record's metrics (not its epochs)."""
     metrics = {k: flat_value(v) for k, v in record.items() if k != "epochs" and not isinstance(v, dict)}
-    row = {**flatten_config(config), **metrics, "trial_id": trial_id, "study": study}
+    row = {**config_columns(config), **metrics, "trial_id": trial_id, "study": study}
     row["m"] = None if row.get("m") is None else str(row["m"])  # int for some trials, list for others
     return row
 

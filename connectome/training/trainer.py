@@ -371,12 +371,12 @@ def _write_artefacts(trial_dir: Path, record: dict, trial: Trial | None) -> None
 # ---------------------------------------------------------------- the record
 
 
-def _flat(values: Mapping[str, Any], prefix: str = "") -> dict:
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict:
     """Nested dicts to dotted keys, lists to comma-joined strings (docs/design.md)."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         elif isinstance(value, (list, tuple)):
             out[f"{prefix}{key}"] = ",".join(map(str, value))
         else:
@@ -384,15 +384,22 @@ def _flat(values: Mapping[str, Any], prefix: str = "") -> dict:
     return out
 
 
+def config_columns(cfg: TrialConfig) -> dict:
+    """A trial's config as record columns: arch keys unprefixed, data.* and train.* prefixed, seed."""
+    return {
+        **flatten(cfg.arch.model_dump(mode="json")),
+        **flatten(cfg.data.model_dump(mode="json"), "data."),
+        **flatten(cfg.train.model_dump(mode="json"), "train."),
+        "seed": cfg.seed,
+    }
+
+
 def _config_record(cfg: TrialConfig, trial_dir: Path | None) -> dict:
     """Identity and configuration columns, with every metric present (NaN until known)."""
     nan = math.nan
     return {
         "trial_id": trial_dir.name if trial_dir is not None else None, "study": None,
-        **_flat(cfg.arch.model_dump(mode="json")),
-        **_flat(cfg.data.model_dump(mode="json"), "data."),
-        **_flat(cfg.train.model_dump(mode="json"), "train."),
-        "seed": cfg.seed, "status": None, "error": None, "stopped_early": False,
+        **config_columns(cfg), "status": None, "error": None, "stopped_early": False,
         "params": None, "flops": None, "activations": None, "graph_hash": None,
         "test_acc": nan, "test_error": nan, "test_loss": nan,
         "best_val_acc": nan, "best_val_epoch": None, "final_val_acc": nan, "final_train_loss": nan,
@@ -406,7 +413,7 @@ def _model_record(trial: Trial) -> dict:
     """Columns known once data and model exist: resolved arch, complexity, device."""
     cx = complexity(trial.spec, input_size=trial.data.input_size)
     return {
-        **_flat(trial.arch.model_dump(mode="json")),
+        **flatten(trial.arch.model_dump(mode="json")),
         "params": cx.params, "flops": cx.flops, "activations": cx.acts,
         "graph_hash": trial.spec.graph_hash, "device": str(trial.device),
         "threads": torch.get_num_threads(),

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 
 from connectome.study import expand_grid, load_study
-from connectome.study.results import StudyDir, collect, flatten_config, make_row, write_json, write_result
+from connectome.study.results import StudyDir, collect, make_row, write_json, write_result
+from connectome.training.trainer import config_columns
 
 from study.conftest import smoke_dict, write_study
 
@@ -42,7 +43,7 @@ def test_rows_come_from_the_trial_dirs_without_duplicates(tmp_path):
 
 
 def test_flat_config_matches_the_design_conventions(tmp_path):
-    row = flatten_config(_trials(tmp_path)[2].config)
+    row = config_columns(_trials(tmp_path)[2].config)
     assert row["pattern"] == "partial" and row["m"] == "8,12,16" and row["train.epochs"] == 2
     assert row["data.name"] == "synthetic" and row["data.synthetic.size"] == 8
     assert row["train.milestones"] == "0.5,0.75"
