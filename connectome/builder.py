@@ -21,7 +21,7 @@ def build_spec(arch: ArchConfig) -> NetworkSpec:
     layers = _block_sizes(arch, pattern)
     windows = _partial_windows(arch, len(layers))
     op = "bottleneck" if arch.bottleneck else "conv3x3"
-    width = stem_channels(arch, pattern)
+    stem = width = stem_channels(arch, pattern)
     blocks, transitions = [], []
     for i, n in enumerate(layers):
         ctx = BlockContext(n_layers=n, in_channels=width, growth=arch.growth, op=op, index=i)
@@ -34,7 +34,7 @@ def build_spec(arch: ArchConfig) -> NetworkSpec:
     return NetworkSpec(
         stem=arch.stem,
         in_channels=arch.in_channels,
-        stem_channels=stem_channels(arch, pattern),
+        stem_channels=stem,
         blocks=tuple(blocks),
         transitions=tuple(transitions),
         classes=arch.classes,

@@ -125,8 +125,7 @@ class Block(nn.Module):
 def _plan(spec: BlockSpec, order: list[int], nodes: nn.ModuleDict) -> list[Step]:
     """Reads, running-sum bases and the points where maps can be released."""
     bases = {v: u for v in order if (u := _sum_base(spec, v)) is not None}
-    used = [(u,) if v in bases else tuple(e.src for e in spec.inputs[v]) for v, u in
-            ((v, bases.get(v)) for v in order)]
+    used = [(bases[v],) if v in bases else tuple(e.src for e in spec.inputs[v]) for v in order]
     last_read = {u: i for i, srcs in enumerate(used) for u in srcs}
     last_extended = {u: i for i, v in enumerate(order) if (u := bases.get(v)) is not None}
     return [
