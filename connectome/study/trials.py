@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectome.architecture import make_arch
+from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.study.schema import GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
@@ -63,8 +63,7 @@ def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> Trial
     if study.budget is not None:
         from connectome.complexity import match_budget
 
-        size, classes = data_shape(config)
-        arch = config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
+        arch, size = arch_for_data(config)
         matched = match_budget(arch, study.budget.params, input_size=size)
         config = config.model_copy(update={"arch": config.arch.model_copy(update={"growth": matched.growth})})
     return config
@@ -75,9 +74,10 @@ def data_shape(config: TrialConfig) -> tuple[tuple[int, int, int], int]:
     return dataset_shape(config.data)
 
 
-def input_size(config: TrialConfig) -> tuple[int, int, int]:
-    """(C, H, W) of the dataset's images."""
-    return data_shape(config)[0]
+def arch_for_data(config: TrialConfig) -> tuple[ArchConfig, tuple[int, int, int]]:
+    """The arch with the dataset's channels and classes, as the trainer will set them, and the input size."""
+    size, classes = data_shape(config)
+    return config.arch.model_copy(update={"in_channels": size[0], "classes": classes}), size
 
 
 def measure(config: TrialConfig) -> tuple[int, int]:
@@ -85,8 +85,7 @@ def measure(config: TrialConfig) -> tuple[int, int]:
     from connectome.builder import build_spec
     from connectome.complexity import complexity
 
-    size, classes = data_shape(config)
-    arch = config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
+    arch, size = arch_for_data(config)
     cx = complexity(build_spec(arch), size)
     return cx.params, cx.flops
 
