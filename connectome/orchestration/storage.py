@@ -9,7 +9,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from connectome.study.results import StudyDir
+from connectome.store.layout import StudyDir
 
 
 def make_storage(sd: StudyDir) -> optuna.storages.RDBStorage:
@@ -32,8 +32,27 @@ def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
     return len(stale)
 
 
+def requeue_failed(sd: StudyDir, name: str) -> int:
+    """Enqueue again the parameters of Optuna trials whose trial failed (resume retries failures)."""
+    if not sd.optuna_db.exists():
+        return 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(sd)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return 0
+    statuses = sd.statuses()
+    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if statuses.get(t.user_attrs.get("trial_id")) == "failed" and "requeued" not in t.user_attrs]
+    for t in failed:
+        storage.set_trial_user_attr(t._trial_id, "requeued", True)
+        study.enqueue_trial(t.params)
+    return len(failed)
+
+
 def count_finished(sd: StudyDir, name: str) -> int:
-    """Optuna trials that ran to an end (rejected and interrupted candidates do not count)."""
+    """Optuna trials that ran to an end (rejected, interrupted and requeued candidates do not count)."""
     if not sd.optuna_db.exists():
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -42,4 +61,4 @@ def count_finished(sd: StudyDir, name: str) -> int:
     except KeyError:
         return 0
     ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    return sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs for t in ended)
+    return sum("trial_id" in t.user_attrs and not {"interrupted", "requeued"} & set(t.user_attrs) for t in ended)

@@ -1,4 +1,4 @@
-"""Running studies through Ray Tune on a shared local head: Optuna, failures, durable rows."""
+"""The study driver through Ray Tune on a shared local head: Optuna, failures, durable rows, resume rules."""
 from __future__ import annotations
 
 import io
@@ -12,8 +12,8 @@ from rich.console import Console
 
 from connectome.errors import ConfigError
 from connectome.study import load_study
-from connectome.study.results import StudyDir
-from connectome.study.runner import run_study
+from connectome.orchestration.driver import run_study
+from connectome.store.layout import StudyDir
 from connectome.training import DataConfig
 from connectome.training.datasets import find_dataset
 
@@ -34,7 +34,7 @@ def _optuna_study(tmp_path, n_trials):
     data["search"] = {
         "kind": "optuna", "sampler": "nsga2", "population": 2, "n_trials": n_trials,
         "space": {"pattern": {"choices": ["dense", "residual", "plain"]}, "growth": {"low": 2, "high": 8, "step": 2}},
-        "objectives": [{"metric": "test_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
+        "objectives": [{"metric": "best_val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
     }
     data["constraints"] = {"max_params": 5000}
     return write_study(tmp_path, data)
@@ -52,13 +52,13 @@ def test_optuna_multi_objective_through_ray_tune(tmp_path, ray_head):
     rows = frame.set_index("trial_id")
     for t in ran:
         row = rows.loc[t.user_attrs["trial_id"]]
-        assert t.values == [pytest.approx(row["test_acc"]), row["params"]]
+        assert t.values == [pytest.approx(row["best_val_acc"]), row["params"]]
         assert row["params"] <= 5000
     # candidates over max_params never trained: failed in Optuna with the reason, no trial dir
     for t in ot.trials:
         if "rejected" in t.user_attrs:
             assert t.state.name == "FAIL" and "max_params" in t.user_attrs["rejected"]
-    assert set(frame["trial_id"]) == sd.finished_ids() == {t.user_attrs["trial_id"] for t in ran}
+    assert set(frame["trial_id"]) == sd.final_ids() == {t.user_attrs["trial_id"] for t in ran}
 
     # resuming with a larger budget continues the same Optuna study
     more = load_study(path, ["search.n_trials=4"])
@@ -97,7 +97,7 @@ def test_results_dir_layout_and_rerun_needs_resume(tmp_path, ray_head):
     root = tmp_path / "results" / "layout"
     assert (root / "study.yaml").read_text() == path.read_text()
     (trial_dir,) = (root / "trials").iterdir()
-    saved = json.loads((trial_dir / "trial.json").read_text())
+    saved = json.loads((trial_dir / "config.json").read_text())
     assert saved["trial_id"] == trial_dir.name == frame["trial_id"].item()
     assert saved["config"]["train"]["epochs"] == 2
     epochs = pd.read_parquet(root / "epochs.parquet")
@@ -118,4 +118,4 @@ def test_constraints_no_candidate_meets_are_a_user_error(tmp_path, ray_head):
     study = load_study(write_study(tmp_path, data, "tight.yaml"))
     with pytest.raises(ConfigError, match="broke the constraints"):
         _run(study, ray_head)
-    assert not StudyDir(tmp_path / "results" / "opt").finished_ids()
+    assert not StudyDir(tmp_path / "results" / "opt").final_ids()
