@@ -15,6 +15,7 @@ from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
 from connectome.analysis.usage import trial_usage
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.faults import fault
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
@@ -49,6 +50,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text(doc.to_html(f"connectome report: {results.study}"))
+    fault("report")
     report = out / "report.md"
     report.write_text(doc.to_markdown(out))
     return report

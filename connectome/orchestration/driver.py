@@ -22,6 +22,7 @@ from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.session import (
     check_local_resources,
     check_reachable,
+    check_shared_results,
     cluster_address,
     ray_session,
     stop_orphans,
@@ -205,6 +206,8 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         return
     env = {"CONNECTOME_DRIVER_PID": str(os.getpid())} if os.environ.get("CONNECTOME_FAULTS") else {}
     with ray_session(address, dashboard, console, sd=None if address else sd, env=env):
+        if address:
+            check_shared_results(sd)
         write_study_files(study, sd, changes)
         for trial in pending:
             write_trial_config(sd.trial(trial.trial_id), trial.config.model_dump(mode="json"), study=study.name,

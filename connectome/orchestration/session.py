@@ -164,3 +164,51 @@ def _kill(pid: int) -> bool:
                 return True
             time.sleep(0.1)
     return not pid_alive(pid)
+
+
+def check_shared_results(sd: StudyDir) -> None:
+    """On a multi-node cluster, every node with CPUs must see the results dir or keep trial files locally.
+
+    Recent Ray Tune no longer copies trial files to the head node, so a node that writes
+    checkpoints to a directory the others cannot read loses them when a trial moves. The check
+    writes a marker file and asks one task per node whether it sees it; a node that does not, and
+    has no $CONNECTOME_WORKER_DIR (trial files on its local disk, on purpose), is a one-line error.
+    """
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    if len(nodes) < 2 and all(n.get("NodeManagerAddress") in ("127.0.0.1", _local_ip()) for n in nodes):
+        return
+    sd.root.mkdir(parents=True, exist_ok=True)
+    marker = sd.root / f".shared-check-{os.getpid()}"
+    marker.write_text("connectome")
+    try:
+        blind = [n["NodeManagerAddress"] for n, sees in zip(nodes, ray.get([_probe(n, str(marker)) for n in nodes]))
+                 if not sees]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise ConfigError(
+            f"results directory {sd.root} is not visible from Ray node(s) {', '.join(blind)}: put `output` on a "
+            "filesystem every node mounts (NFS, ...), or set CONNECTOME_WORKER_DIR on those nodes to keep trial "
+            "files (checkpoints, weights) on their local disks; results still reach the driver through Ray")
+
+
+def _probe(node: dict[str, Any], marker: str):
+    """A task pinned to `node` that answers whether it sees the marker (or keeps trial files locally)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return bool(os.environ.get("CONNECTOME_WORKER_DIR")) or os.path.exists(path)
+
+    strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+    return sees.options(scheduling_strategy=strategy).remote(marker)
+
+
+def _local_ip() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"

@@ -11,6 +11,7 @@ import math
 import os
 from typing import Any
 
+from connectome.faults import fault
 from connectome.store.layout import StudyDir, TrialFiles, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
@@ -37,6 +38,7 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
             # Only validation metrics and the training loss reach Tune (never test metrics).
             tune.report({**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
                          "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")})
+            fault("trial")
 
         record = attempt_trial(trial_config, files, retries, on_epoch)
         row = {**config_columns(trial_config), **{k: v for k, v in record.items() if k != "epochs"},

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from connectome.faults import fault
 from connectome.files import atomic_write, write_atomic
 from connectome.store.layout import set_aside
 
@@ -18,6 +19,7 @@ def save_torch(obj: Any, path: Path) -> None:
     """torch.save, atomically."""
     with atomic_write(path) as f:
         torch.save(obj, f)
+        fault("checkpoint")  # test hook: a kill between the write and the rename
 
 
 def save_text(text: str, path: Path) -> None:
