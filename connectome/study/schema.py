@@ -94,6 +94,18 @@ class OptunaSearchConfig(_Frozen):
     sampler_seed: int = 0
     # NSGA-II population per generation (Optuna's default 50 suits long searches only).
     population: int | None = Field(None, ge=2)
+    # Where Optuna keeps the study: None = results/<name>/optuna.db (SQLite: one machine, not on
+    # NFS); "journal" = results/<name>/optuna.journal (Optuna's journal file, for shared
+    # filesystems); or an RDB URL (postgresql://..., mysql://...) for a cluster.
+    storage: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        if v is not None and v != "journal" and "://" not in v:
+            raise ValueError(f"storage {v!r}: use null (optuna.db), 'journal', or a database URL such as "
+                             "postgresql://user@host/db")
+        return v
 
 
 class Constraints(_Frozen):

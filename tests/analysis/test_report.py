@@ -132,3 +132,14 @@ def test_long_failure_lists_are_capped(tmp_path):
     text = write_report(path).read_text()
     assert "40 trials: 0 completed, 0 diverged, 40 failed, 0 missing" in text
     assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
+
+
+def test_report_of_a_study_where_every_trial_failed(tmp_path):
+    sd = StudyDir(tmp_path / "allfail")
+    sd.write_plan(["dense-a", "dense-b"])
+    for trial_id in ("dense-a", "dense-b"):
+        sd.record({"row": {"trial_id": trial_id, "pattern": "dense", "seed": 0, "status": "failed",
+                           "error": "Traceback ...\nRuntimeError: boom"}, "epochs": []})
+    text = write_report(sd.root).read_text()
+    assert "2 trials: 0 completed, 0 diverged, 2 failed, 0 missing" in text
+    assert "RuntimeError: boom" in text and "dense-a" in text
