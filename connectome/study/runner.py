@@ -129,7 +129,12 @@ def ray_session(address: str | None, dashboard: bool, console: Console) -> Itera
 
     # Ray warns on every start that token authentication is on; that is the secure default.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    from connectome.training import device as devices
+
     options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+    # GPU readiness (issue 14): cuBLAS reads its workspace setting when CUDA starts in a worker,
+    # so deterministic trials need it in every worker's environment from the start.
+    options["runtime_env"] = {"env_vars": devices.worker_env()}
     if address:
         ray.init(address=address, **options)
     else:
@@ -214,11 +219,14 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
 def attempt_trial(config, trial_dir: Path, retries: int, on_epoch) -> dict[str, Any]:
     """train_trial with up to `retries` more attempts after a failure (each resumes its checkpoint)."""
     from connectome.training import train_trial
+    from connectome.training.device import is_sticky_cuda_error
 
     for attempt in range(retries + 1):
         try:
             record = dict(train_trial(config, trial_dir=trial_dir, on_epoch=on_epoch))
         except Exception as err:  # noqa: BLE001 - a trial's failure is a result, not a crash
+            if is_sticky_cuda_error(err):  # GPU readiness (issue 14): this worker's CUDA is dead;
+                raise  # Tune replaces it and the retry resumes from the checkpoint
             record = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         record["attempts"] = attempt + 1
         if record.get("status") != "failed":
