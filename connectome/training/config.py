@@ -90,7 +90,8 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     # Autocast precision: fp32 (none), bf16 (CPU with native bf16, or GPU), fp16 (GPU only).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    # "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
+    # "auto" (in a study: the GPU Ray assigned, else CPU; elsewhere CUDA if available), "cpu",
+    # "cuda", "cuda:1" (not in studies: Ray picks the GPU; see docs/gpu.md).
     device: str = "auto"
     # Channels-last memory format for activations and weights (faster convs on some hardware).
     channels_last: bool = False
