@@ -36,7 +36,7 @@ STICKY_CUDA_ERRORS = (
 
 
 def ray_gpu_ids() -> list[str] | None:
-    """GPU ids Ray assigned to this worker ([] for none); None outside a Ray worker."""
+    """GPU ids Ray assigned to this worker ([] for none); None outside a Ray actor (Tune trials run in actors)."""
     ray = sys.modules.get("ray")  # never import Ray just to ask: outside a worker it is not loaded
     if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
         return None
@@ -257,12 +257,14 @@ def _isolated_rng(device: torch.device) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def trial_scope(device: torch.device, deterministic: bool = False) -> Iterator[None]:
+def trial_scope(device: torch.device, *, deterministic: bool = False, compiled: bool = False) -> Iterator[None]:
     """Run a trial on `device`; the caller's RNG, backend flags and current GPU are restored after."""
     if deterministic and device.type == "cuda":
         ensure_cublas_workspace()  # before saving the CUDA RNG starts CUDA
     current = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-    with _isolated_rng(device), _restored_backend_flags(), _compile_fails_loudly(), current:
+    # Dynamo's settings matter to compiled trials only.
+    loud = _compile_fails_loudly() if compiled else contextlib.nullcontext()
+    with _isolated_rng(device), _restored_backend_flags(), loud, current:
         yield
 
 

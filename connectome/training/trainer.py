@@ -110,7 +110,7 @@ def train_trial(
     progress = Progress()
     trial = None
     device = devices.resolve_device(cfg.train.device, devices.ray_gpu_ids())
-    with devices.trial_scope(device, cfg.train.deterministic):
+    with devices.trial_scope(device, deterministic=cfg.train.deterministic, compiled=cfg.train.compile):
         try:
             trial = setup_trial(cfg, device)
             if trial_dir is not None:  # only a config that set up cleanly claims the directory

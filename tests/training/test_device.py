@@ -176,9 +176,10 @@ def test_recompile_limit_fails_loudly_inside_a_trial_only():
     if not hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"):
         pytest.skip("this torch has no fail_on_recompile_limit_hit")
     before = torch._dynamo.config.fail_on_recompile_limit_hit
-    with devices.trial_scope(torch.device("cpu")):
+    with devices.trial_scope(torch.device("cpu"), compiled=True):
         assert torch._dynamo.config.fail_on_recompile_limit_hit is True
     assert torch._dynamo.config.fail_on_recompile_limit_hit == before
+
 
 
 # ---------------------------------------------------------------- RNG
