@@ -117,7 +117,10 @@ def local_index(gpu_id: str) -> int:
 
 def resource_problem(device_name: str, gpu: float) -> str | None:
     """Why a study's train.device and resources.gpu cannot work together (None if they can)."""
-    device = _parse(device_name) if device_name != "auto" else None
+    try:
+        device = _parse(device_name)
+    except ConfigError as err:
+        return str(err)
     if device is not None and device.type == "cuda" and device.index is not None:
         return (f"train.device {device_name!r}: a study cannot choose a GPU index, Ray assigns each "
                 "trial its GPU; use device: cuda or auto")

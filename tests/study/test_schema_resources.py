@@ -11,6 +11,7 @@ from study.conftest import smoke_dict, write_study
     ({}, {"gpu": 2}, "resources.gpu 2: the trainer uses one device per trial"),
     ({"device": "cuda:1"}, {"gpu": 1}, "train.device 'cuda:1': a study cannot choose a GPU index"),
     ({"device": "cuda"}, {"gpu": 0}, "train.device 'cuda' with resources.gpu 0"),
+    ({"device": "gpu"}, {"gpu": 0}, "train.device 'gpu' is not a device name"),
 ])
 def test_resources_the_device_cannot_use_are_one_line_errors(tmp_path, train, resources, message):
     data = smoke_dict(tmp_path)
@@ -18,7 +19,7 @@ def test_resources_the_device_cannot_use_are_one_line_errors(tmp_path, train, re
     data["resources"] = {**data.get("resources", {}), **resources}
     with pytest.raises(ConfigError, match=message) as err:
         load_study(write_study(tmp_path, data))
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and str(err.value).startswith(str(tmp_path))  # names the file
 
 
 def test_a_searched_device_is_checked_too(tmp_path):
