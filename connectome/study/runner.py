@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from rich.console import Console
 
+from connectome.console import make_console, worker_logs_wanted
 from connectome.errors import ConfigError
 from connectome.study.progress import StudyView, summary_table
 from connectome.study.results import StudyDir, collect, make_row, write_atomic, write_json, write_result
@@ -34,7 +35,7 @@ def run_study(
     report: bool = True,
 ):
     """Run every trial of the study not finished yet; returns the trials DataFrame."""
-    console = console or Console()
+    console = console or make_console()
     sd = StudyDir(Path(study.output) / study.name)
     prepare_dir(study, sd, resume)
     if isinstance(study.search, GridSearch):
@@ -47,7 +48,7 @@ def run_study(
         total = study.search.n_trials
         to_run = max(total - count_finished(sd, study.name), 0)
         pending = []
-    console.print(f"study [bold]{study.name}[/]: {total} trials, {total - to_run} finished, "
+    console.print(f"study {study.name}: {total} trials, {total - to_run} finished, "
                   f"{to_run} to run; results in {sd.root}", highlight=False)
     if to_run:
         with ray_session(address, dashboard, console), StudyView(console, study.name, total, total - to_run) as view:
@@ -129,7 +130,8 @@ def ray_session(address: str | None, dashboard: bool, console: Console) -> Itera
 
     # Ray warns on every start that token authentication is on; that is the secure default.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+    # Workers' output (prints, warnings, tracebacks) reaches this terminal only under -v.
+    options: dict[str, Any] = dict(log_to_driver=worker_logs_wanted(), logging_level=logging.WARNING)
     if address:
         ray.init(address=address, **options)
     else:
@@ -158,7 +160,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     configs = {t.trial_id: t.config.model_dump_json() for t in pending}
     trainable = tune.with_parameters(
         train_in_worker, root=str(sd.root.resolve()), study_name=study.name, retries=study.retries,
-        configs=configs,
+        configs=configs, plugins=list(study.plugins),
     )
     trainable = tune.with_resources(trainable, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     grid = isinstance(study.search, GridSearch)
@@ -188,11 +190,17 @@ def _trial_name(trial) -> str:
     return str(trial.config.get("trial_id", trial.trial_id))
 
 
-def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str]) -> None:
+def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str],
+                    plugins: list[str] = ()) -> None:
     """Ray Tune trainable: train (or resume) one trial, write its result, report its metrics."""
     from ray import tune
 
+    from connectome.plugins import load_plugins
     from connectome.training import TrialConfig
+
+    # A worker is a fresh process: custom patterns (entry points and the study's `plugins:`)
+    # must be registered here before the trial's model is built.
+    load_plugins(plugins)
 
     trial_id = config["trial_id"]
     trial_config = TrialConfig.model_validate_json(config.get("trial_config") or configs[trial_id])
