@@ -17,14 +17,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data:
-	bash scripts/get_data.sh
+	PYTHON=$(PY) bash scripts/get_data.sh
 
 demo: venv data
 	$(VENV)/bin/connectome run $(STUDY) --resume
 
-# Real-data tests skip when Fashion-MNIST is absent; fetching it is best effort (root only).
+# Real-data tests skip when Fashion-MNIST is absent; fetching it is best effort.
 test: venv
-	-@bash scripts/get_data.sh
+	-@PYTHON=$(PY) bash scripts/get_data.sh
 	$(PY) -m pytest -q
 
 test-quick: venv
