@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import logging
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Iterable
 from connectome.errors import ConfigError
 
 ENTRY_POINT_GROUP = "connectome.patterns"
+log = logging.getLogger(__name__)
 
 # Plugins already imported in this process (entry-point names, module names, file paths).
 _LOADED: set[str] = set()
@@ -28,6 +30,7 @@ def load_plugins(names: Iterable[str] = ()) -> list[str]:
     for name in names:
         if name not in _LOADED:
             load_file(name) if is_file_plugin(name) else load_module(name)
+            log.debug("plugin %s loaded", name)
             _LOADED.add(name)
             loaded.append(name)
     return loaded
@@ -45,6 +48,7 @@ def load_entry_points() -> list[str]:
         except Exception as err:  # noqa: BLE001 - a broken installed plugin is a one-line user error
             raise ConfigError(f"plugin {key} (group {ENTRY_POINT_GROUP}) failed to load: "
                               f"{type(err).__name__}: {err}") from err
+        log.debug("plugin %s loaded", key)
         _LOADED.add(key)
         loaded.append(key)
     return loaded

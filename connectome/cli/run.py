@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # With --json stdout carries only the summary: the live view, messages and anything else
     # printed meanwhile (Ray's copies of worker output under -v) go to stderr.
-    console = make_console(sys.stderr if args.json else None, quiet=args.verbosity < 0)
+    console = make_console(stderr=args.json, quiet=args.verbosity < 0)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         frame = run_study(study, address=args.address, resume=args.resume, dashboard=args.dashboard,
                           report=args.report, console=console)

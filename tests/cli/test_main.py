@@ -143,3 +143,24 @@ def test_a_terminal_keeps_its_width():
     console = make_console(Terminal())
     console.print("[dim]" + "word " * 40)
     assert console.width < 1000 and "[dim]" in console.file.getvalue()
+
+
+def test_verbose_logs_are_plain_lines_outside_a_terminal(tmp_path, capsys, monkeypatch):
+    from connectome import plugins
+    from connectome.patterns import PATTERNS
+
+    monkeypatch.setattr(plugins, "_LOADED", set())
+    monkeypatch.setattr("connectome.patterns.PATTERNS", dict(PATTERNS))  # the plugin registers into a copy
+    plugin = REPO / "examples" / "pairs_pattern.py"
+    study = tmp_path / "s.yaml"
+    study.write_text(f"name: s\ndata: {{name: synthetic}}\nplugins: [{plugin}]\n"
+                     "search: {kind: grid, variants: [{pattern: pairs}]}\n")
+    logger = logging.getLogger("connectome")
+    before = logger.level
+    try:
+        assert main(["run", str(study), "--dry-run", "-v"]) == 0
+    finally:
+        logger.setLevel(before)
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "plugin" in line)
+    assert line.endswith(f"DEBUG connectome.plugins: plugin {plugin} loaded")
