@@ -170,3 +170,17 @@ def test_run_with_a_plugin_pattern_in_ray_workers(tmp_path):
     assert {row["pattern"] for row in summary["rows"]} == {"pairs"}
     # Ray prefixes what a worker prints with its pid; the driver's own import has no prefix.
     assert any("pid=" in line and "pairs plugin loaded" in line for line in done.stderr.splitlines())
+
+
+def test_run_summary_json_is_strict_json():
+    from connectome.cli.run import counts_line, summary_json
+
+    frame = pd.DataFrame([
+        {"trial_id": "dense-1", "status": "completed", "test_acc": 0.9, "finished": pd.Timestamp("2026-01-02")},
+        {"trial_id": "dense-2", "status": "failed", "test_acc": float("nan"), "finished": pd.NaT},
+    ])
+    study = load_study(REPO / "studies" / "smoke.yaml")
+    data = json.loads(json.dumps(summary_json(study, frame), allow_nan=False))
+    assert data["status_counts"] == {"completed": 1, "failed": 1} and data["results_dir"] == "results/smoke"
+    assert data["rows"][1]["test_acc"] is None and data["rows"][0]["finished"].startswith("2026-01-02")
+    assert counts_line(frame) == "2 trials: 1 completed, 1 failed"
