@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Width used when the output is not a terminal: wide enough that nothing is wrapped.
 UNWRAPPED_WIDTH = 10_000
@@ -19,6 +20,8 @@ def make_console(file: IO[str] | None = None, *, stderr: bool = False, quiet: bo
     a pipe or a Ray job log is read by programs and people with wide windows, so only a real
     terminal gets its own width.
     """
+    from rich.console import Console
+
     # Without `file`, rich looks sys.stdout / sys.stderr up at each write (they may be replaced).
     stream = file or (sys.stderr if stderr else sys.stdout)
     terminal = stream.isatty() if hasattr(stream, "isatty") else False

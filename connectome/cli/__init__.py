@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from connectome import __version__
+from connectome.console import UNWRAPPED_WIDTH
 from connectome.errors import ConnectomeError
 
 COMMAND_MODULES = (
@@ -37,10 +38,23 @@ examples:
 `connectome COMMAND --help` describes each command's options."""
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's layout, wrapped to the terminal's width, or not wrapped at all in a pipe."""
+
+    def __init__(self, prog: str, **kwargs) -> None:
+        if not sys.stdout.isatty():
+            kwargs.setdefault("width", UNWRAPPED_WIDTH)
+        super().__init__(prog, **kwargs)
+
+
+class RawDescriptionFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The top level's description and examples keep their own line breaks."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="connectome", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=RawDescriptionFormatter)
     parser.add_argument("--version", action="version", version=f"connectome {__version__}",
                         help="print the version and exit")
     add_verbosity_arguments(parser)
@@ -54,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # subcommand not installed in this build
         module.register(sub)
     for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
         add_verbosity_arguments(command)
     return parser
 

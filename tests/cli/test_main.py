@@ -164,3 +164,11 @@ def test_verbose_logs_are_plain_lines_outside_a_terminal(tmp_path, capsys, monke
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if "plugin" in line)
     assert line.endswith(f"DEBUG connectome.plugins: plugin {plugin} loaded")
+
+
+def test_help_in_a_pipe_is_not_wrapped(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert any(line.startswith("Expand a study file") and line.endswith("(default results/<name>/).")
+               for line in out.splitlines())
