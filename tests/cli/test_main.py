@@ -59,9 +59,9 @@ def test_every_command_is_registered():
     assert set(subcommands()) == set(COMMANDS)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", (None, *COMMANDS))
 def test_every_flag_has_help_text(command):
-    parser = subcommands()[command]
+    parser = build_parser() if command is None else subcommands()[command]
     missing = [a.option_strings or a.dest for a in parser._actions if not a.help]
     assert missing == []
 
