@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"connectome {__version__}",
                         help="print the version and exit")
     add_verbosity_arguments(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do (`connectome COMMAND --help` for its options)")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
