@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -65,8 +66,13 @@ print(json.dumps(sorted(m for m in sys.modules if m == "ray" or m.startswith("ra
 def wheel(tmp_path_factory) -> Path:
     """A wheel built from this checkout offline (no build isolation, no dependencies fetched)."""
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of what a release ships, so setuptools' build/ stays out of the checkout.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "connectome", source / "connectome", ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)
+                           "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return next(out.glob("connectome-*.whl"))
 
