@@ -4,7 +4,8 @@ import torch
 import torchvision
 from torch import nn
 
-from connectome import PATTERNS, build_model, build_spec, complexity, make_arch, match_budget
+from connectome import PATTERNS, build_model, build_spec, make_arch, match_budget
+from connectome.complexity import complexity
 
 
 def paper_densenet_params(depth, k, bc, classes=10, c_in=3):
