@@ -96,7 +96,7 @@ def _html_block(kind: str, value) -> str:
         level, text = value
         return f"<h{level}>{_inline_code(html.escape(text))}</h{level}>"
     if kind == "table":
-        return _html_table(value)
+        return html_table(value)
     if kind == "figure":
         png, _, caption = value
         data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
@@ -107,7 +107,8 @@ def _html_block(kind: str, value) -> str:
     return f"<p>{_inline_code(html.escape(str(value)))}</p>"
 
 
-def _html_table(frame: pd.DataFrame) -> str:
+def html_table(frame: pd.DataFrame) -> str:
+    """A frame as an HTML table, cells formatted as in the report."""
     if frame.empty:
         return "<p><em>(none)</em></p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)

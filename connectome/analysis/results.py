@@ -20,24 +20,41 @@ from connectome.analysis.optuna_trials import count_ended
 from connectome.analysis.studyfile import search_settings
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
+from connectome.training import DataConfig, TrainConfig
 from connectome.training.trainer import RESOURCE_KEYS
 
+# The record column holding multiply-adds per image (MACs); renamed in one place.
+MACS = "flops"
+# Record columns in their documented order, by group: identity and config first (config keys
+# themselves keep the trainer's order: arch fields, data.*, train.*, then seed), then metrics
+# (what the trial measured), then provenance (what produced it, where and how fast).
+IDENTITY_COLUMNS = ("trial_id", "study")
+METRIC_COLUMNS = (
+    "status", "error", "params", MACS, "activations", "test_acc", "test_error", "test_loss",
+    "best_val_acc", "best_val_epoch", "final_val_acc", "final_train_loss", "epochs_completed",
+    "stopped_early", "attempts",
+)
+PROVENANCE_COLUMNS = (
+    "graph_hash", "wall_time_s", "train_time_s", "device", "threads", "torch_version",
+    "connectome_version", "hostname",
+)
+# Metrics that are fractions of the test/validation set: always stored and shown in [0, 1].
+FRACTION_METRICS = frozenset({"test_acc", "test_error", "best_val_acc", "final_val_acc",
+                              "train_acc", "val_acc"})
 # Columns of a trial record that are outcomes or bookkeeping, never experimental factors.
-OUTCOME_COLUMNS = frozenset({
-    "trial_id", "study", "seed", "status", "error", "params", "flops", "activations",
-    "graph_hash", "test_acc", "test_error", "test_loss", "best_val_acc", "best_val_epoch",
-    "final_val_acc", "final_train_loss", "epochs_completed", "wall_time_s", "train_time_s",
-    "device", "torch_version", "connectome_version", "hostname",
-})
+OUTCOME_COLUMNS = frozenset({*IDENTITY_COLUMNS, "seed", *METRIC_COLUMNS, *PROVENANCE_COLUMNS})
 # Architecture keys appear unprefixed in a record; training and data keys are prefixed.
-ARCH_COLUMNS = frozenset(ArchConfig.model_fields)
+ARCH_FIELDS = tuple(ArchConfig.model_fields)
+ARCH_COLUMNS = frozenset(ARCH_FIELDS)
 FACTOR_PREFIXES = ("train.", "data.")
 # Keys that say where or how fast a trial ran, not what it computed: never factors.
 RESOURCE_COLUMNS = frozenset(f"{section}.{key}" for section, keys in RESOURCE_KEYS.items() for key in keys)
 STATUSES = ("completed", "diverged", "failed")
+# Trials shown by a Results object in a notebook.
+HTML_ROWS = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Results:
     """Trials and epochs of one study, plus what is known about trials not yet recorded."""
 
@@ -78,6 +95,35 @@ class Results:
         parts = [f"{c[s]} {s}" for s in (*STATUSES, "unknown", "missing") if s in c]
         return f"{c['total']} trials: " + ", ".join(parts)
 
+    def __repr__(self) -> str:
+        factors = ", ".join(factor_columns(self.trials)) or "none"
+        return (f"<Results {self.study!r} at {self.path}: {self.describe_counts()}; "
+                f"varying factors: {factors}; {len(self.epochs)} epoch rows>")
+
+    def _repr_html_(self) -> str:
+        """Notebook view: counts, varying factors and the first trials (config, key metrics)."""
+        import html
+
+        from connectome.analysis.document import html_table
+
+        cols = [c for c in (*IDENTITY_COLUMNS[:1], *factor_columns(self.trials), "seed", "status",
+                            "params", MACS, "best_val_acc", "test_acc", "test_error") if c in self.trials]
+        more = len(self.trials) - HTML_ROWS
+        return (f"<p><b>Results {html.escape(self.study)}</b> at <code>{html.escape(str(self.path))}</code>"
+                f"<br>{html.escape(self.describe_counts())}; {len(self.epochs)} epoch rows</p>"
+                + html_table(self.trials[cols].head(HTML_ROWS))
+                + (f"<p>... and {more} more trials (<code>.trials</code>)</p>" if more > 0 else ""))
+
+    def tidy_epochs(self, metrics: list[str] | None = None, factors: list[str] | None = None) -> pd.DataFrame:
+        """Per-epoch metrics in long format: one row per trial x epoch x metric.
+
+        Columns: `trial_id`, the trial's `factors` (default: the factors that vary across
+        trials), `seed`, `status`, `epoch`, `metric`, `value`; `metrics` defaults to every
+        numeric per-epoch column. Ready for `seaborn.relplot(x="epoch", y="value", row="metric")`
+        or a `groupby([*factors, "epoch", "metric"])`.
+        """
+        return tidy_epochs(self.trials, self.epochs, metrics=metrics, factors=factors)
+
 
 def load(results_dir: str | Path) -> Results:
     """Read a results directory into a `Results`; works while the study is still running."""
@@ -100,8 +146,76 @@ def load(results_dir: str | Path) -> Results:
     missing = tuple(sorted(d.name for d in _trial_dirs(path) if d.name not in recorded))
     planned = _planned_trials(path)
     ended = count_ended(path) if planned is not None else 0
-    return Results(path=path, study=_study_name(path, trials), trials=trials, epochs=epochs,
+    return Results(path=path, study=_study_name(path, trials), trials=trials[order_columns(trials.columns)],
+                   epochs=epochs,
                    missing=missing, planned=planned, ended=ended)
+
+
+def order_columns(columns) -> list[str]:
+    """Record columns in the documented order: config, then metrics, then provenance.
+
+    Config: `trial_id`, `study`, the arch fields (`pattern` first, then `ArchConfig`'s order),
+    `data.*` and `train.*` in their configs' field order, `seed`. Metrics and provenance
+    follow METRIC_COLUMNS and PROVENANCE_COLUMNS, then the resource settings (`train.device`,
+    `train.threads`, ...); columns the record does not know keep their order at the end.
+    """
+    columns = list(columns)
+    groups = {group: [c for c in columns if column_group(c) == group] for group in COLUMN_GROUPS}
+    known = {c: i for i, c in enumerate((*IDENTITY_COLUMNS, *METRIC_COLUMNS, *PROVENANCE_COLUMNS))}
+    config = sorted(groups["config"], key=_config_rank)
+    metrics = sorted(groups["metrics"], key=known.__getitem__)
+    provenance = sorted(groups["provenance"], key=lambda c: (c not in known, known.get(c, 0), c))
+    return [*config, *metrics, *provenance, *groups["other"]]
+
+
+COLUMN_GROUPS = ("config", "metrics", "provenance", "other")
+
+
+def _config_rank(column: str) -> tuple[int, int, str]:
+    """Sort key of a config column: identity, arch, data, train, seed; fields in model order."""
+    if column in IDENTITY_COLUMNS:
+        return 0, IDENTITY_COLUMNS.index(column), column
+    if column == "seed":
+        return 5, 0, column
+    section, _, rest = column.partition(".") if column.startswith(FACTOR_PREFIXES) else ("", "", column)
+    fields = {"": ["pattern", *ARCH_FIELDS], "data": list(DataConfig.model_fields),
+              "train": list(TrainConfig.model_fields)}[section]
+    head = rest.split(".")[0]
+    position = fields.index(head) if head in fields else len(fields)
+    return {"": 1, "data": 2, "train": 3}[section], position, column
+
+
+def column_group(column: str) -> str:
+    """`config`, `metrics`, `provenance` or `other`: where a record column belongs.
+
+    Resource settings (`train.device`, `train.threads`, `data.root`, ...) say where and how
+    fast a trial ran, not what it computed: provenance.
+    """
+    if column in IDENTITY_COLUMNS or column == "seed" or is_factor(column):
+        return "config"
+    if column in METRIC_COLUMNS:
+        return "metrics"
+    return "provenance" if column in PROVENANCE_COLUMNS or column in RESOURCE_COLUMNS else "other"
+
+
+def tidy_epochs(trials: pd.DataFrame, epochs: pd.DataFrame, metrics: list[str] | None = None,
+                factors: list[str] | None = None) -> pd.DataFrame:
+    """`epochs` joined with each trial's factors, melted to one row per trial x epoch x metric."""
+    factors = factor_columns(trials) if factors is None else list(factors)
+    keys = [c for c in ("trial_id", *factors, "seed", "status") if c in trials]
+    if metrics is None:
+        metrics = [c for c in epochs.select_dtypes("number").columns if c not in ("epoch",)]
+    columns = ["trial_id", *keys[1:], "epoch", "metric", "value"]
+    if epochs.empty or not metrics:
+        return pd.DataFrame(columns=columns)
+    absent = [m for m in metrics if m not in epochs]
+    if absent:
+        raise ConfigError(f"per-epoch column(s) {', '.join(absent)} not in epochs; "
+                          f"known: {', '.join(map(str, epochs.columns))}")
+    joined = epochs[["trial_id", "epoch", *metrics]].merge(trials[keys], on="trial_id", how="left")
+    long = joined.melt(id_vars=["trial_id", *keys[1:], "epoch"], value_vars=metrics,
+                       var_name="metric", value_name="value")
+    return long[columns].sort_values(["trial_id", "metric", "epoch"], kind="stable").reset_index(drop=True)
 
 
 def factor_columns(df: pd.DataFrame, varying: bool = True) -> list[str]:

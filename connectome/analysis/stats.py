@@ -8,29 +8,73 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from connectome.analysis.results import is_factor
+from connectome.analysis.results import FRACTION_METRICS, MACS, factor_columns, is_factor
 from connectome.errors import ConfigError
 
 
+# Where a metric can lie: intervals are cut at these bounds (an error rate is never below 0).
+NONNEGATIVE = frozenset({"params", MACS, "activations", "test_loss", "train_loss",
+                         "val_loss", "final_train_loss", "wall_time_s", "train_time_s"})
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: [0, 1] for fractions, [0, inf) for sizes and losses."""
+    if metric in FRACTION_METRICS:
+        return 0.0, 1.0
+    return (0.0, np.inf) if metric in NONNEGATIVE else (-np.inf, np.inf)
+
+
 def summarize(df: pd.DataFrame, by: list[str] | str, metric: str = "test_error",
-              confidence: float = 0.95) -> pd.DataFrame:
+              confidence: float = 0.95, means: tuple[str, ...] = ()) -> pd.DataFrame:
     """Count, mean, std and Student-t confidence interval of `metric` per group of `by`.
 
     Rows where the metric is missing (failed trials) are left out; a group of one has no
-    interval (NaN).
+    interval (NaN). The interval is cut at the metric's range (`metric_range`: a fraction's
+    interval stays inside [0, 1]). `means` adds the group mean of other columns (sizes).
     """
     by = [by] if isinstance(by, str) else list(by)
-    _require(df, [*by, metric])
+    means = [c for c in means if c != metric]
+    _require(df, [*by, metric, *means])
     data = df.dropna(subset=[metric])
     if not by:
         data = data.assign(_all="all")
         by = ["_all"]
-    grouped = data.groupby(by, dropna=False, sort=True)[metric]
-    out = grouped.agg(count="count", mean="mean", std="std").reset_index()
+    grouped = data.groupby(by, dropna=False, sort=True)
+    out = grouped[metric].agg(count="count", mean="mean", std="std")
+    out = out.join(grouped[means].mean()).reset_index() if means else out.reset_index()
     half = _t_half_width(out["std"], out["count"], confidence)
-    out["ci_low"] = out["mean"] - half
-    out["ci_high"] = out["mean"] + half
+    low, high = metric_range(metric)
+    out["ci_low"] = (out["mean"] - half).clip(lower=low, upper=high)
+    out["ci_high"] = (out["mean"] + half).clip(lower=low, upper=high)
+    out = out[[*by, "count", "mean", "std", "ci_low", "ci_high", *means]]
     return out.drop(columns=["_all"], errors="ignore")
+
+
+def configurations(df: pd.DataFrame, x: str = "params", y: str = "test_error",
+                   by: list[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per configuration (trials equal on every factor but the seed): mean x, y with interval.
+
+    Columns: the `by` factors (default: every factor column, so only seeds are pooled),
+    `count` (seeds), `x` (mean), `y` (mean), `std`, `ci_low`, `ci_high`. A frame without
+    factor columns (a bare objectives table) keeps each row as its own configuration.
+    """
+    by = factor_columns(df, varying=False) if by is None else list(by)
+    data = df if by else df.assign(_row=np.arange(len(df)))
+    table = summarize(data.dropna(subset=[x]), by=by or ["_row"], metric=y, confidence=confidence,
+                      means=(x,) if x != y else ())
+    table = table.rename(columns={"mean": y}).drop(columns=["_row"], errors="ignore")
+    return table[[*by, "count", x, y, "std", "ci_low", "ci_high"]]
+
+
+def pareto_configs(df: pd.DataFrame, x: str = "params", y: str = "test_error",
+                   maximize_x: bool = False, maximize_y: bool = False,
+                   by: list[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """Configurations (mean over seeds, with the t interval of y) not dominated on (x, y).
+
+    The front is taken over seed means, so one lucky seed cannot crown its configuration.
+    """
+    table = configurations(df, x=x, y=y, by=by, confidence=confidence)
+    return pareto(table, x=x, y=y, maximize_x=maximize_x, maximize_y=maximize_y)
 
 
 def pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
