@@ -31,10 +31,15 @@ def trial_label(values: Mapping[str, Any], seed: int | None = None, keys: Iterab
     """
     keys = [k for k in (values if keys is None else keys) if k not in ("pattern", "seed")]
     parts = [str(values["pattern"])] if values.get("pattern") is not None else []
-    parts += [f"{k}={_short(values[k])}" for k in keys if k in values]
+    parts += [f"{k}={_short(values[k])}" for k in keys if k in values and not _missing(values[k])]
     if seed is not None:
         parts.append(f"seed {seed}")
     return ", ".join(parts)
+
+
+def _missing(value: Any) -> bool:
+    """None or NaN: a factor this trial does not have (a dense trial's `m`)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _short(value: Any) -> str:

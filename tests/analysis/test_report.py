@@ -1,4 +1,5 @@
 """write_report end to end on a fake results directory, and on the real smoke study (slow)."""
+import json
 import re
 import subprocess
 import sys
@@ -8,10 +9,10 @@ import optuna
 import pytest
 import torch
 
-from connectome.analysis import load, load_optuna, load_trial_model, write_report
+from connectome.analysis import MACS, load, load_optuna, load_trial_model, write_report
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ("error_vs_params", "error_vs_flops", "training_curves", "pareto_params", "source_usage_dense",
+FIGURES = ("error_vs_params", f"error_vs_{MACS}", "training_curves", "pareto_params", "source_usage_dense",
            "source_usage_partial")
 
 
@@ -67,6 +68,42 @@ def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path
     assert "`best_val_acc` over completed trials" in (out / "report.md").read_text()
 
 
+def test_captions_name_trials_and_intervals_not_hashes(results_dir):
+    text = write_report(results_dir).read_text()
+    captions = [line for line in text.splitlines() if line.startswith("*") and "(paper Fig." in line]
+    assert len(captions) == 5  # error vs params, vs MACs, training curves, two heatmaps
+    assert not any(re.search(r"(dense|partial)-g\d-s\d", c) for c in captions)  # no trial ids
+    assert all("s.d." not in c for c in captions)
+    usage = next(c for c in captions if c.startswith("*Source usage of dense"))
+    assert "Source usage of dense, growth=8, seed 0 (paper Fig. 4)" in usage  # pattern, factors, seed
+    assert "residual" not in usage  # no layer of this network sums its inputs
+    size = next(c for c in captions if "vs params" in c)
+    assert "joined into a curve" in size and "95% t interval of the mean over seeds, cut at [0, 1]" in size
+
+
+def test_report_intervals_stay_inside_the_metric_range(results_dir):
+    trials = results_dir / "trials"
+    for seed, error in ((0, 0.05), (1, 0.95)):  # two far-apart seeds: the raw t interval leaves [0, 1]
+        result = trials / f"dense-g4-s{seed}" / "result.json"
+        data = json.loads(result.read_text())
+        data["row"]["test_error"] = error
+        result.write_text(json.dumps(data))
+    (results_dir / "trials.parquet").unlink()
+    (results_dir / "epochs.parquet").unlink()
+    text = write_report(results_dir).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| dense | 4 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:8] == ["–", "2", "0.5", "0.6364", "0", "1"]  # m, count, mean, std, ci cut at 0 and 1
+
+
+def test_pareto_table_lists_configurations_with_seed_counts(results_dir):
+    text = write_report(results_dir).read_text()
+    section = text.split("## Pareto front")[1].split("##")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| pattern"))
+    assert header.startswith("| pattern | growth | m | count | params | test_error | ci_low | ci_high |")
+    assert "| partial | 4 | 8 | 3 |" in section  # three seeds of partial growth 4, one row
+
+
 def test_report_of_a_study_with_nothing_finished(tmp_path):
     (tmp_path / "early" / "trials" / "t1").mkdir(parents=True)
     text = write_report(tmp_path / "early").read_text()
@@ -80,7 +117,7 @@ def test_report_draws_the_optuna_pareto_front(results_dir):
     assert study.objectives == ("test_error", "params") and study.maximize == (False, False)
     assert study.frame["pattern"].notna().all()  # joined with the trials by trial_id
     text = write_report(results_dir).read_text()
-    assert "## Optuna study `fake`" in text and "9 completed trial(s); 4 on the front" in text
+    assert "## Optuna study `fake`" in text and "9 completed trial(s); 4 configuration(s) on the front" in text
     check_figures(results_dir / "figures", ["optuna_pareto_fake"])
 
 

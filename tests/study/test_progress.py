@@ -95,6 +95,7 @@ def test_trial_label_names_pattern_factors_and_seed():
     assert trial_label(DENSE, seed=3) == "dense, growth=12, train.lr=0.1, seed 3"
     assert trial_label({**DENSE, "block_layers": [6, 12]}, keys=["block_layers"]) == "dense, block_layers=6,12"
     assert trial_label({"growth": 4}, seed=0) == "growth=4, seed 0"
+    assert trial_label({"pattern": "dense", "m": float("nan"), "growth": 4}) == "dense, growth=4"
 
 
 def test_summary_table_gives_fractions_with_the_reports_interval():
