@@ -32,9 +32,18 @@ LABELS = {
 }
 
 
+# Short names for titles, where the axis label already gives the unit.
+SHORT_LABELS = {MACS: "MACs"}
+
+
 def label(column: str) -> str:
     """Axis label of a result column."""
     return LABELS.get(column, column)
+
+
+def short_label(column: str) -> str:
+    """Name of a result column in a title."""
+    return SHORT_LABELS.get(column, label(column))
 
 
 def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
@@ -62,13 +71,13 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
     ax = fig.add_subplot()
     for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
         color = f"C{i}"
-        ax.scatter(group[x], group[y], s=14, alpha=0.3, color=color, linewidths=0)
+        ax.scatter(group[x], group[y], s=14, alpha=0.45, color=color, linewidths=0)
         configs = configurations(group, x=x, y=y).sort_values(x, kind="stable")
         _interval_marks(ax, configs, x, y, color, joined=curves,
                         label=f"{format_level(level)} ({plural(len(group), 'trial')})")
     _size_axis(ax, data[x], x)
     ax.set_ylabel(label(y))
-    ax.set_title(f"{label(y)} vs {label(x)} per {hue}")
+    ax.set_title(f"{short_label(y)} vs {short_label(x)} per {hue}")
     ax.grid(alpha=0.3)
     if len(data):
         ax.legend(title=hue, fontsize=8)
@@ -161,7 +170,7 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
     ax = fig.add_subplot()
     if hue and hue in data:
         for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
-            ax.scatter(group[x], group[y], s=12, alpha=0.3, color=f"C{i}", linewidths=0)
+            ax.scatter(group[x], group[y], s=12, alpha=0.45, color=f"C{i}", linewidths=0)
             _interval_marks(ax, configs[configs[hue].astype(str) == str(level)], x, y, f"C{i}",
                             joined=False, label=format_level(level))
     else:
@@ -172,7 +181,7 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
                    label=f"Pareto front ({plural(len(front), 'configuration')})")
     _size_axis(ax, data[x], x)
     ax.set_ylabel(label(y) + (" (maximised)" if maximize_y else ""))
-    ax.set_title(title or f"Pareto front: {label(y)} vs {label(x)}")
+    ax.set_title(title or f"Pareto front: {short_label(y)} vs {short_label(x)}")
     ax.grid(alpha=0.3)
     if len(data):
         ax.legend(fontsize=8)
@@ -198,6 +207,7 @@ def plural(n: int, word: str) -> str:
 def _size_axis(ax, values: pd.Series, column: str) -> None:
     """Engineering-notation x axis (20k, 1.2M), logarithmic when sizes span > 20x."""
     ax.set_xlabel(label(column))
+    ax.margins(x=0.08)  # keep end markers and their interval caps off the frame
     positive = values[values > 0]
     if len(positive) and positive.max() / positive.min() > 20:
         ax.set_xscale("log")

@@ -216,20 +216,19 @@ def _duration(seconds: float) -> str:
 
 
 def summary_table(trials, group_by: list[str], title: str, metric: str = "test_acc") -> Table:
-    """Per group: trials, mean test accuracy (a fraction) with its 95% t interval, params, failures.
+    """Per configuration: trials, mean `metric` (a fraction) with its 95% t interval, params, failures.
 
-    The interval is the one the report gives (connectome.analysis.summarize), over seeds.
+    Rows group by `group_by` plus any factor that still varies inside those groups (an Optuna
+    search's depth and growth), so trials of different configurations are never pooled. The
+    interval is the report's (connectome.analysis.summarize), over seeds.
     """
     table = Table(title=Text(title))
-    for key in group_by:
-        table.add_column(Text(key))
-    for col in ("trials", f"{metric} (mean)", "95% interval", "params", "not completed"):
-        table.add_column(Text(col), justify="right")
     if trials is None or len(trials) == 0:
-        return table
+        return _summary_columns(table, group_by, metric)
     from connectome.analysis.stats import summarize
 
-    keys = [k for k in group_by if k in trials.columns]
+    keys = _summary_keys(trials, group_by)
+    _summary_columns(table, keys, metric)
     frame = trials.astype({k: str for k in keys})
     ok = frame[frame["status"] == "completed"] if "status" in frame else frame
     stats = _group_stats(ok, keys, metric, summarize)
@@ -241,6 +240,27 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
         interval = "-" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
         table.add_row(*(Text(v) for v in values), str(len(group)), _fraction(mean), interval,
                       "-" if math.isnan(params) else f"{params:,.0f}", str(len(group) - len(done)))
+    return table
+
+
+def _summary_keys(trials, group_by: list[str]) -> list[str]:
+    """`group_by` (those present) plus the factors that vary within its groups."""
+    from connectome.analysis.results import factor_columns
+
+    keys = [k for k in group_by if k in trials.columns]
+    factors = [c for c in factor_columns(trials) if c not in keys]
+    if not keys or not factors:
+        return keys + factors
+    frame = trials.astype({c: str for c in [*keys, *factors]})
+    varying = frame.groupby(keys, dropna=False)[factors].nunique(dropna=False).gt(1).any()
+    return keys + [c for c in factors if varying[c]]
+
+
+def _summary_columns(table: Table, keys: list[str], metric: str) -> Table:
+    for key in keys:
+        table.add_column(Text(key))
+    for col in ("trials", f"{metric} mean", "95% CI", "params", "not completed"):
+        table.add_column(Text(col), justify="right", no_wrap=col == "95% CI")
     return table
 
 

@@ -110,3 +110,15 @@ def test_summary_table_gives_fractions_with_the_reports_interval():
     assert "0.8200" in text and f"[{0.82 - half:.4f}, {0.82 + half:.4f}]" in text
     row = next(line for line in text.splitlines() if "partial" in line)
     assert [cell.strip() for cell in row.split("│")[1:-1]] == ["partial", "1", "-", "-", "-", "1"]
+
+
+def test_summary_table_never_pools_different_configurations():
+    # an Optuna search groups by pattern only; depth varies inside a pattern: one row per depth
+    trials = pd.DataFrame({"pattern": ["dense"] * 3, "depth": [10, 10, 40], "seed": [0, 1, 0],
+                           "status": ["completed"] * 3, "test_acc": [0.5, 0.6, 0.9], "params": [10, 10, 90]})
+    out = console(False, width=80)  # a log: the interval column is not wrapped
+    out.print(summary_table(trials, ["pattern"], title="search"))
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.export_text().splitlines()
+            if line.startswith("│ dense")]
+    assert [r[:3] for r in rows] == [["dense", "10", "2"], ["dense", "40", "1"]]
+    assert "[0.0000, 1.0000]" in out.export_text()
