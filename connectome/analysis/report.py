@@ -127,9 +127,8 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
     doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
     fig = plot_pareto(completed, x="params", y=metric, maximize_y=maximize)
     paths = save_figure(fig, out / "figures" / "pareto_params")
-    doc.figure(*paths, caption=f"Mean {metric} over seeds vs parameters per configuration, with 95% t "
-                               f"intervals{_cut_note(metric)}; faint dots: single trials; black line "
-                               "and circles: the Pareto front of configurations.")
+    doc.figure(*paths, caption=f"{metric} vs parameters per configuration: {_marks_note(completed, metric)}; "
+                               "black line and circles: the Pareto front of configurations.")
 
 
 def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> None:
@@ -215,9 +214,8 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
         fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue="pattern",
                           title=f"Optuna study {study.study_name}: Pareto front")
         paths = save_figure(fig, out / "figures" / f"optuna_pareto_{_slug(study.study_name)}")
-        doc.figure(*paths, caption=f"Optuna study {study.study_name}: {y} vs {x} per configuration "
-                                   "(mean over its seeds, 95% t interval where it has several), faint "
-                                   "dots: single trials; black: the Pareto front.")
+        doc.figure(*paths, caption=f"Optuna study {study.study_name}: {y} vs {x} per configuration: "
+                                   f"{_marks_note(frame, y)}; black line and circles: the Pareto front.")
 
 
 def _study_file_section(doc: Document, path: Path) -> None:
@@ -239,13 +237,17 @@ def _size_caption(completed: pd.DataFrame, size: str, metric: str) -> str:
     what = "multiply-adds per image" if size == MACS else size
     shape = ("each pattern's configurations joined into a curve" if varies_size(completed)
              else "one mark per configuration")
-    data = completed.dropna(subset=[metric])
+    return f"{metric} vs {what} per pattern (paper Fig. 5), {shape}: {_marks_note(completed, metric)}."
+
+
+def _marks_note(trials: pd.DataFrame, metric: str) -> str:
+    """What a configuration's mark and bars are: a seed mean and its interval, or one trial."""
+    data = trials.dropna(subset=[metric])
     by = factor_columns(data, varying=False)
-    replicated = data.groupby(by, dropna=False)[metric].count().gt(1).any() if by else False
-    bars = (f"bars: 95% t interval of the mean over seeds{_cut_note(metric)}" if replicated
-            else "one trial per configuration: no interval")
-    return (f"{metric} vs {what} per pattern (paper Fig. 5): mean over seeds, {shape}; {bars}; "
-            "faint dots: single trials.")
+    if not (by and data.groupby(by, dropna=False)[metric].count().gt(1).any()):
+        return "one trial per configuration, so no interval"
+    return (f"marks: mean over seeds; bars: 95% t interval of the mean{_cut_note(metric)}; "
+            "faint dots: single trials")
 
 
 def _cut_note(metric: str) -> str:

@@ -138,6 +138,9 @@ def compare(df: pd.DataFrame, factor: str = "pattern", a: str = "dense", b: str 
             confidence: float = 0.95) -> Comparison:
     """Paired t-test of `metric` between levels `a` and `b` of `factor` over shared `pair_on`.
 
+    The interval of the mean difference is cut at the range a difference can take ([-1, 1]
+    for a fraction).
+
     Pairs also agree on `match`; by default these are the factors that vary within a level
     (crossed with `factor`), not the ones set by the level itself (a budget-matched growth,
     the partial pattern's `m`).
@@ -188,9 +191,11 @@ def _paired_test(pairs: pd.DataFrame, missing: pd.DataFrame, factor: str, a: str
             warnings.simplefilter("ignore", RuntimeWarning)
             test = stats.ttest_rel(pairs["a"].to_numpy(dtype=float), pairs["b"].to_numpy(dtype=float))
         t, p = float(test.statistic), float(test.pvalue)
+    low, high = metric_range(metric)
+    span = high - low  # a difference of two values in [low, high] lies in [-span, span]
     return Comparison(factor=factor, a=str(a), b=str(b), metric=metric, matched_on=keys,
-                      n_pairs=n, mean_diff=mean, std_diff=std, ci_low=mean - half,
-                      ci_high=mean + half, t=t, p_value=p, pairs=pairs.reset_index(drop=True),
+                      n_pairs=n, mean_diff=mean, std_diff=std, ci_low=max(mean - half, -span),
+                      ci_high=min(mean + half, span), t=t, p_value=p, pairs=pairs.reset_index(drop=True),
                       missing=missing.reset_index(drop=True), note=_notes(missing, n, mean, std))
 
 

@@ -78,7 +78,18 @@ def test_captions_name_trials_and_intervals_not_hashes(results_dir):
     assert "Source usage of dense, growth=8, seed 0 (paper Fig. 4)" in usage  # pattern, factors, seed
     assert "residual" not in usage  # no layer of this network sums its inputs
     size = next(c for c in captions if "vs params" in c)
-    assert "joined into a curve" in size and "95% t interval of the mean over seeds, cut at [0, 1]" in size
+    assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 1]" in size
+
+
+def test_captions_of_single_trial_configurations_claim_no_interval(results_dir):
+    add_optuna_study(results_dir, f"sqlite:///{results_dir / 'optuna.db'}")
+    text = write_report(results_dir).read_text()
+    caption = next(line for line in text.splitlines() if line.startswith("*Optuna study fake:"))
+    # the Optuna frame has the trials' factors (pattern, growth) and seed: seeds are pooled
+    assert "bars: 95% t interval" in caption
+    single = load(results_dir).completed().query("seed == 0")
+    from connectome.analysis.report import _marks_note
+    assert _marks_note(single, "test_error") == "one trial per configuration, so no interval"
 
 
 def test_report_intervals_stay_inside_the_metric_range(results_dir):

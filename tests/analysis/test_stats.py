@@ -28,6 +28,13 @@ def test_interval_of_a_fraction_stays_inside_zero_one():
     assert wide["ci_low"] < -1.0 and wide["ci_high"] > 2.0
 
 
+def test_paired_difference_of_fractions_stays_inside_minus_one_one():
+    df = pd.DataFrame({"pattern": ["dense", "partial"] * 2, "seed": [0, 0, 1, 1],
+                       "test_error": [0.1, 0.6, 0.7, 0.4]})  # diffs -0.5, 0.3: t(1) interval is huge
+    c = compare(df, a="dense", b="partial")
+    assert (c.ci_low, c.ci_high) == (-1.0, 1.0) and c.mean_diff == pytest.approx(-0.1)
+
+
 def test_summarize_adds_group_means_of_sizes():
     df = pd.DataFrame({"pattern": ["a", "a", "b"], "params": [10, 20, 5], "test_error": [0.2, 0.3, 0.4]})
     out = summarize(df, by="pattern", means=("params",))
