@@ -13,7 +13,8 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.figures import varies_size
 from connectome.analysis.results import MACS, Results, factor_columns, load
-from connectome.analysis.stats import compare, crossed_factors, metric_range, pareto_configs, summarize
+from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
+                                       summarize)
 from connectome.analysis.usage import trial_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.study.progress import trial_label
@@ -206,7 +207,9 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
                      "no parameter counts to trade it against: no front to draw.")
             continue
         front = pareto_configs(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
-        doc.text(f"{len(frame)} completed trial(s); {len(front)} configuration(s) on the front of `{x}` "
+        distinct = frame["trial_id"].nunique() if "trial_id" in frame else len(frame)
+        doc.text(f"{len(frame)} completed Optuna trial(s) ({distinct} distinct, a repeated proposal counts "
+                 f"once); {len(front)} configuration(s) on the front of `{x}` "
                  f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}), over the mean of each "
                  "configuration's seeds.")
         cols = [*factor_columns(frame), "count", x, y, "ci_low", "ci_high"]
@@ -242,9 +245,8 @@ def _size_caption(completed: pd.DataFrame, size: str, metric: str) -> str:
 
 def _marks_note(trials: pd.DataFrame, metric: str) -> str:
     """What a configuration's mark and bars are: a seed mean and its interval, or one trial."""
-    data = trials.dropna(subset=[metric])
-    by = factor_columns(data, varying=False)
-    if not (by and data.groupby(by, dropna=False)[metric].count().gt(1).any()):
+    x = "params" if "params" in trials and metric != "params" else metric
+    if not configurations(trials.dropna(subset=[metric]), x=x, y=metric)["count"].gt(1).any():
         return "one trial per configuration, so no interval"
     return (f"marks: mean over seeds; bars: 95% t interval of the mean{_cut_note(metric)}; "
             "faint dots: single trials")

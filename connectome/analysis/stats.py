@@ -56,9 +56,12 @@ def configurations(df: pd.DataFrame, x: str = "params", y: str = "test_error",
 
     Columns: the `by` factors (default: every factor column, so only seeds are pooled),
     `count` (seeds), `x` (mean), `y` (mean), `std`, `ci_low`, `ci_high`. A frame without
-    factor columns (a bare objectives table) keeps each row as its own configuration.
+    factor columns (a bare objectives table) keeps each row as its own configuration; rows
+    sharing a `trial_id` (an Optuna search proposing a configuration twice) count once.
     """
     by = factor_columns(df, varying=False) if by is None else list(by)
+    if "trial_id" in df:  # an Optuna repeat of a configuration shares its trial: not a replicate
+        df = df[df["trial_id"].isna() | ~df["trial_id"].duplicated()]
     data = df if by else df.assign(_row=np.arange(len(df)))
     table = summarize(data.dropna(subset=[x]), by=by or ["_row"], metric=y, confidence=confidence,
                       means=(x,) if x != y else ())

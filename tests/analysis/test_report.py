@@ -128,7 +128,7 @@ def test_report_draws_the_optuna_pareto_front(results_dir):
     assert study.objectives == ("test_error", "params") and study.maximize == (False, False)
     assert study.frame["pattern"].notna().all()  # joined with the trials by trial_id
     text = write_report(results_dir).read_text()
-    assert "## Optuna study `fake`" in text and "9 completed trial(s); 4 configuration(s) on the front" in text
+    assert "## Optuna study `fake`" in text and "9 completed Optuna trial(s) (9 distinct, a repeated proposal counts once); 4 configuration(s) on the front" in text
     check_figures(results_dir / "figures", ["optuna_pareto_fake"])
 
 

@@ -55,6 +55,13 @@ def test_pareto_front_is_over_configurations_not_lucky_seeds():
     assert len(table) == 2 and "seed" not in table
 
 
+def test_a_trial_proposed_twice_is_not_two_seeds():
+    df = pd.DataFrame({"number": [0, 1, 2], "trial_id": ["t1", "t1", "t2"], "pattern": ["a"] * 3,
+                       "seed": [0, 0, 1], "params": [5] * 3, "test_error": [0.2, 0.2, 0.4]})
+    table = configurations(df)
+    assert table["count"].tolist() == [2] and table["test_error"].iloc[0] == pytest.approx(0.3)
+
+
 def test_configurations_of_a_frame_without_factors_keep_each_row():
     df = pd.DataFrame({"number": [0, 1, 2], "params": [1, 2, 3], "test_acc": [0.5, 0.6, 0.4]})
     front = pareto_configs(df, y="test_acc", maximize_y=True)
