@@ -7,10 +7,12 @@ trials (names, errors) is never parsed as rich markup: it is passed as `Text`.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -35,6 +37,15 @@ def trial_label(values: Mapping[str, Any], seed: int | None = None, keys: Iterab
     if seed is not None:
         parts.append(f"seed {seed}")
     return ", ".join(parts)
+
+
+def label_from_trial_file(path: str | Path) -> str | None:
+    """The label of a trial from its `trial.json` (assignment and config, written before it runs)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+        return trial_label(saved.get("assignment") or {}, seed=(saved.get("config") or {}).get("seed")) or None
+    except (OSError, ValueError, AttributeError):
+        return None  # not written yet or unreadable: the view falls back to the trial id
 
 
 def _missing(value: Any) -> bool:
@@ -65,16 +76,20 @@ class StudyView:
     """Progress of a study: a live display on a terminal, plain timestamped lines otherwise.
 
     The runner calls `started`, `epoch`, `batch` (optional, from inside long epochs) and
-    `finished`; `labels` (trial id -> `trial_label`) names trials known up front.
+    `finished`. Trials are named by `labels` (trial id -> `trial_label`), else by `describe`
+    (trial id -> label or None, e.g. `label_from_trial_file` of its trial.json), else by id.
     """
 
     def __init__(self, console: Console, name: str, total: int, done: int,
-                 labels: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic):
+                 labels: Mapping[str, str] | None = None,
+                 describe: Callable[[str], str | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.console = console
         self.total = total
         self.done_before = done  # trials finished in earlier runs: they do not time this one
         self.finished_now = 0
         self.labels = dict(labels or {})
+        self.describe = describe
         self.running: dict[str, _Running] = {}
         self.clock = clock
         self.start = clock()
@@ -96,7 +111,11 @@ class StudyView:
             self.live.__exit__(*exc)
 
     def label(self, trial_id: str) -> str:
-        """The trial's label, or its id when the runner gave none."""
+        """The trial's label, or its id when none is known."""
+        if trial_id not in self.labels and self.describe is not None:
+            found = self.describe(trial_id)
+            if found:
+                self.labels[trial_id] = found
         return self.labels.get(trial_id) or trial_id
 
     def started(self, trial_id: str, label: str | None = None) -> None:

@@ -1,11 +1,12 @@
 """The live view of a running study, recorded on a rich Console (terminal and log modes)."""
 import io
+import json
 
 import pandas as pd
 import pytest
 from rich.console import Console
 
-from connectome.study.progress import StudyView, summary_table, trial_label
+from connectome.study.progress import StudyView, label_from_trial_file, summary_table, trial_label
 
 DENSE = {"pattern": "dense", "growth": 12, "train.lr": 0.1}
 
@@ -96,6 +97,20 @@ def test_trial_label_names_pattern_factors_and_seed():
     assert trial_label({**DENSE, "block_layers": [6, 12]}, keys=["block_layers"]) == "dense, block_layers=6,12"
     assert trial_label({"growth": 4}, seed=0) == "growth=4, seed 0"
     assert trial_label({"pattern": "dense", "m": float("nan"), "growth": 4}) == "dense, growth=4"
+
+
+def test_trials_are_labelled_from_their_trial_file(tmp_path):
+    (tmp_path / "t1").mkdir()
+    (tmp_path / "t1" / "trial.json").write_text(json.dumps(
+        {"trial_id": "t1", "assignment": {"pattern": "partial", "depth": 40}, "config": {"seed": 2}}))
+    assert label_from_trial_file(tmp_path / "t1" / "trial.json") == "partial, depth=40, seed 2"
+    assert label_from_trial_file(tmp_path / "t2" / "trial.json") is None  # not written yet
+    out = console(False)
+    view = StudyView(out, "s", total=2, done=0, describe=lambda t: label_from_trial_file(tmp_path / t / "trial.json"))
+    view.started("t1")
+    view.finished("t2", None)
+    text = out.export_text()
+    assert "partial, depth=40, seed 2: started" in text and "t2: ended (no result recorded) [1/2]" in text
 
 
 def test_summary_table_gives_fractions_with_the_reports_interval():
