@@ -18,7 +18,8 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot
                                          plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.report import write_report
-from connectome.analysis.results import MACS, Results, column_group, factor_columns, load, order_columns, tidy_epochs
+from connectome.analysis.results import (MACS, Results, column_group, factor_columns, load, order_columns,
+                                         tidy_epochs)
 from connectome.analysis.stats import (Comparison, compare, configurations, crossed_factors, metric_range, pareto,
                                        pareto_configs, summarize)
 from connectome.analysis.usage import load_trial_model, model_usage, normalize_usage, trial_usage

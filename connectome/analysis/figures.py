@@ -95,8 +95,8 @@ def _interval_marks(ax, configs: pd.DataFrame, x: str, y: str, color: str, joine
     """Configuration means with their t interval as bars, joined into a curve if asked."""
     low = (configs[y] - configs["ci_low"]).fillna(0.0).clip(lower=0.0)
     high = (configs["ci_high"] - configs[y]).fillna(0.0).clip(lower=0.0)
-    ax.errorbar(configs[x].astype(float), configs[y].astype(float), yerr=[low.to_numpy(), high.to_numpy()], color=color,
-                marker="o", ms=5, capsize=3, linestyle="-" if joined else "none", label=label)
+    ax.errorbar(configs[x].astype(float), configs[y].astype(float), yerr=[low.to_numpy(), high.to_numpy()],
+                color=color, marker="o", ms=5, capsize=3, linestyle="-" if joined else "none", label=label)
 
 
 def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
@@ -174,9 +174,10 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
             _interval_marks(ax, configs[configs[hue].astype(str) == str(level)], x, y, f"C{i}",
                             joined=False, label=format_level(level))
     else:
+        ax.scatter(data[x], data[y], s=12, alpha=0.45, color="C7", linewidths=0)
         _interval_marks(ax, configs, x, y, "C7", joined=False, label="configurations")
     if len(front):
-        ax.step(front[x].astype(float), front[y].astype(float), where="post" if not maximize_x else "pre", color="k", lw=1.2, zorder=3)
+        ax.step(front[x].astype(float), front[y].astype(float), where="post", color="k", lw=1.2, zorder=3)
         ax.scatter(front[x], front[y], s=70, facecolors="none", edgecolors="k", zorder=4,
                    label=f"Pareto front ({plural(len(front), 'configuration')})")
     _size_axis(ax, data[x], x)

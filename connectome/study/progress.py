@@ -178,7 +178,8 @@ class StudyView:
 
     def _refresh_bar(self) -> None:
         eta = self.eta()
-        self.progress.update(self.task, completed=self.finished_count, count=f"{self.finished_count}/{self.total}",
+        self.progress.update(self.task, completed=self.finished_count,
+                             count=f"{self.finished_count}/{self.total}",
                              eta="" if eta is None else f"ETA {_duration(eta)}")
 
     def _render(self) -> Group:
@@ -199,7 +200,8 @@ class StudyView:
         """A permanent line (above the live display on a terminal), never parsed as markup."""
         stamp = "" if self.live is not None else f"{time.strftime('%H:%M:%S')} "
         eta = self.eta()
-        suffix = f" ETA {_duration(eta)}" if eta is not None and self.live is None and self.finished_count < self.total else ""
+        pending = self.live is None and eta is not None and self.finished_count < self.total
+        suffix = f" ETA {_duration(eta)}" if pending else ""
         self.console.print(Text(f"{stamp}{line}{suffix}"), soft_wrap=True)
 
 
