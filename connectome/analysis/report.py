@@ -17,7 +17,7 @@ from connectome.analysis.stats import (compare, configurations, crossed_factors,
                                        summarize)
 from connectome.analysis.usage import trial_usage
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.study.progress import trial_label
+from connectome.study.progress import label_from_trial_file, trial_label
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
@@ -65,9 +65,9 @@ def _status_section(doc: Document, results: Results) -> None:
         doc.text(f"Optuna: {results.ended} of {results.planned} planned trials ended (a configuration "
                  "proposed twice runs once and shares its row).")
     if results.missing:
+        names = [_missing_name(results.path, t) for t in results.missing[:10]]
         doc.text(f"{len(results.missing)} trial(s) have no result yet (queued, running or "
-                 f"interrupted): {', '.join(results.missing[:10])}"
-                 f"{' ...' if len(results.missing) > 10 else ''}.")
+                 f"interrupted): {'; '.join(names)}{' ...' if len(results.missing) > 10 else ''}.")
     status = results.trials.get("status")
     if status is not None and (status != "completed").any():
         bad = results.trials[status != "completed"]
@@ -226,6 +226,12 @@ def _study_file_section(doc: Document, path: Path) -> None:
     if study_file.exists():
         doc.heading("Study file")
         doc.code(study_file.read_text())
+
+
+def _missing_name(path: Path, trial_id: str) -> str:
+    """`dense, growth=12, seed 0 (dense-1a2b3c4d5e)` from the trial's trial.json, else its id."""
+    name = label_from_trial_file(path / "trials" / trial_id / "trial.json")
+    return f"{name} (`{trial_id}`)" if name else f"`{trial_id}`"
 
 
 def _capped_table(doc: Document, table: pd.DataFrame) -> None:

@@ -42,7 +42,7 @@ def test_report_of_a_partly_failed_running_study(results_dir):
     text = report.read_text()
     assert "12 trials: 9 completed, 1 diverged, 1 failed, 1 missing" in text
     assert "RuntimeError: CUDA out of memory" in text  # the failed trial's last error line
-    assert "dense-g8-s2" in text  # the trial with no result yet is named
+    assert "`dense-g8-s2`" in text  # the trial with no result yet is named
     # dense - partial is exactly -0.03 on every complete pair; one pair lacks its dense twin
     row = next(line for line in text.splitlines() if line.startswith("| pattern | dense | partial"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -51,6 +51,14 @@ def test_report_of_a_partly_failed_running_study(results_dir):
     check_figures(results_dir / "figures", FIGURES)
     for link in re.findall(r"\]\((figures/[^)]+)\)", text):
         assert (results_dir / link).exists()
+
+
+def test_missing_trials_are_named_by_what_they_are(results_dir):
+    (results_dir / "trials" / "dense-g8-s2" / "trial.json").write_text(json.dumps(
+        {"trial_id": "dense-g8-s2", "assignment": {"pattern": "dense", "growth": 8}, "config": {"seed": 2}}))
+    text = write_report(results_dir).read_text()
+    assert "1 trial(s) have no result yet (queued, running or interrupted): dense, growth=8, seed 2 " \
+           "(`dense-g8-s2`)." in text
 
 
 def test_html_report_is_self_contained(results_dir):
