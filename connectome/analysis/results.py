@@ -112,7 +112,7 @@ class Results:
         return (f"<p><b>Results {html.escape(self.study)}</b> at <code>{html.escape(str(self.path))}</code>"
                 f"<br>{html.escape(self.describe_counts())}; {len(self.epochs)} epoch rows</p>"
                 + html_table(self.trials[cols].head(HTML_ROWS))
-                + (f"<p>... and {more} more trials (<code>.trials</code>)</p>" if more > 0 else ""))
+                + (f"<p>... and {more} more trial(s) in <code>.trials</code></p>" if more > 0 else ""))
 
     def tidy_epochs(self, metrics: list[str] | None = None, factors: list[str] | None = None) -> pd.DataFrame:
         """Per-epoch metrics in long format: one row per trial x epoch x metric.
