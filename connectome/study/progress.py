@@ -21,8 +21,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-# Without a terminal, a trial's batch progress is printed at most this often (seconds).
+# Without a terminal, a trial's batch progress is printed at most this often (seconds);
+# on a terminal, the live display redraws a trial's batch progress at most this often.
 BATCH_LINE_INTERVAL = 60.0
+BATCH_REDRAW_INTERVAL = 0.5
 
 
 def trial_label(values: Mapping[str, Any], seed: int | None = None, keys: Iterable[str] | None = None) -> str:
@@ -143,8 +145,8 @@ class StudyView:
         if epochs and batches:
             trial.fraction = min((epoch - 1 + batch / batches) / epochs, 1.0)
         now = self.clock()
-        if self.live is None and now - trial.last_line < BATCH_LINE_INTERVAL:
-            return  # a log gets a batch line now and then, not one per batch
+        if now - trial.last_line < (BATCH_LINE_INTERVAL if self.live is None else BATCH_REDRAW_INTERVAL):
+            return  # a log gets a batch line now and then, a terminal a redraw, not one per batch
         trial.last_line = now
         self._show(f"{trial.label}: {trial.text}")
 
