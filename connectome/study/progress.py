@@ -98,7 +98,7 @@ class StudyView:
         self.progress = Progress(
             TextColumn("{task.description}", markup=False, style="bold"), BarColumn(),
             TextColumn("{task.fields[count]}", markup=False), TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}", markup=False), console=console,
+            TextColumn("{task.fields[eta]}", markup=False), console=console, get_time=clock,
         )
         self.task = self.progress.add_task(name, total=total, completed=done, count=f"{done}/{total}", eta="")
         self.live = Live(self._render(), console=console, refresh_per_second=2) if console.is_terminal else None
@@ -180,7 +180,8 @@ class StudyView:
 
     def _refresh_bar(self) -> None:
         eta = self.eta()
-        self.progress.update(self.task, completed=self.finished_count,
+        running = sum(t.fraction for t in self.running.values())  # the bar moves inside trials too
+        self.progress.update(self.task, completed=self.finished_count + running,
                              count=f"{self.finished_count}/{self.total}",
                              eta="" if eta is None else f"ETA {_duration(eta)}")
 
