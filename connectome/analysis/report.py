@@ -104,8 +104,9 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
     comparisons = [compare(trials, factor="pattern", a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
     doc.heading("Comparisons")
     doc.text(f"Paired differences of `{metric}` (a - b) between patterns over completed trials "
-             "sharing the seed and every factor crossed with the pattern; 95% t interval and paired "
-             "t-test p-value. A pair is missing when one side failed, diverged or has not run yet.")
+             "sharing the seed and every factor crossed with the pattern; 95% t interval"
+             f"{_difference_cut_note(metric)} and paired t-test p-value. A pair is missing when one side "
+             "failed, diverged or has not run yet.")
     doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
     for c in comparisons:
         if len(c.missing):
@@ -264,6 +265,13 @@ def _cut_note(metric: str) -> str:
     if low == 0.0 and high == 1.0:
         return ", cut at [0, 1]"
     return ", cut at 0" if low == 0.0 else ""
+
+
+def _difference_cut_note(metric: str) -> str:
+    """` (cut at [-1, 1])` when the metric is bounded: a difference cannot leave that range."""
+    low, high = metric_range(metric)
+    span = high - low
+    return f" (cut at [{-span:g}, {span:g}])" if span < float("inf") else ""
 
 
 def _sums_inputs(trial_dir: Path) -> bool:
