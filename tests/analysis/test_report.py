@@ -186,3 +186,13 @@ def test_long_failure_lists_are_capped(tmp_path):
     text = write_report(path).read_text()
     assert "40 trials: 0 completed, 0 diverged, 40 failed, 0 missing" in text
     assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
+
+
+@pytest.mark.parametrize("pattern, sums", [("residual", True), ("dense", False)])
+def test_usage_caption_explains_uniform_rows_only_for_summing_layers(tmp_path, pattern, sums):
+    from connectome import build_spec, make_arch
+    from connectome.analysis.report import _sums_inputs
+
+    spec = build_spec(make_arch(pattern=pattern, block_layers=[3], growth=4, classes=3))
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    assert _sums_inputs(tmp_path) is sums
