@@ -11,15 +11,19 @@ from connectome.analysis.document import Document
 from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot_source_usage,
                                          plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
-from connectome.analysis.results import Results, factor_columns, load
-from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
+from connectome.analysis.figures import varies_size
+from connectome.analysis.results import MACS, Results, factor_columns, load
+from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
+                                       summarize)
 from connectome.analysis.usage import trial_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
+from connectome.orchestration.progress import label_from_trial_file, trial_label
+from connectome.store.layout import StudyDir
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
-SIZE_COLUMNS = ("params", "flops", "activations")
+SIZE_COLUMNS = ("params", MACS, "activations")
 MAX_COMPARISONS = 6
 MAX_CURVE_GROUPS = 8
 # Rows of a per-trial table (failures, missing pairs) shown before the rest is summarised.
@@ -64,9 +68,9 @@ def _status_section(doc: Document, results: Results) -> None:
         doc.text(f"Optuna: {results.ended} of {results.planned} planned trials ended (a configuration "
                  "proposed twice runs once and shares its row).")
     if results.missing:
+        names = [_missing_name(results.path, t) for t in results.missing[:10]]
         doc.text(f"{len(results.missing)} trial(s) have no result yet (queued, running or "
-                 f"interrupted): {', '.join(results.missing[:10])}"
-                 f"{' ...' if len(results.missing) > 10 else ''}.")
+                 f"interrupted): {'; '.join(names)}{' ...' if len(results.missing) > 10 else ''}.")
     status = results.trials.get("status")
     if status is not None and (status != "completed").any():
         bad = results.trials[status != "completed"]
@@ -81,15 +85,13 @@ def _status_section(doc: Document, results: Results) -> None:
 def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> None:
     """Mean, spread and 95% interval of the metric per combination of varied factors."""
     by = factor_columns(completed) or (["pattern"] if "pattern" in completed else [])
-    table = summarize(completed, by=by, metric=metric)
-    sizes = [c for c in ("params", "flops") if c in completed and c != metric]
-    if by and sizes:  # mean size per group, beside the metric it buys
-        means = completed.groupby(by, dropna=False)[sizes].mean().reset_index()
-        table = table.merge(means, on=by, how="left")
+    sizes = tuple(c for c in ("params", MACS) if c in completed and c != metric)
+    table = summarize(completed, by=by, metric=metric, means=sizes)  # sizes: group means
     doc.heading("Summary")
     grouping = ", ".join(f"`{c}`" for c in by) or "all completed trials"
     doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
-             "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates).")
+             "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates)"
+             f"{_cut_note(metric)}. `{MACS}`: multiply-adds per image.")
     doc.table(table)
 
 
@@ -105,8 +107,9 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
     comparisons = [compare(trials, factor="pattern", a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
     doc.heading("Comparisons")
     doc.text(f"Paired differences of `{metric}` (a - b) between patterns over completed trials "
-             "sharing the seed and every factor crossed with the pattern; 95% t interval and paired "
-             "t-test p-value. A pair is missing when one side failed, diverged or has not run yet.")
+             "sharing the seed and every factor crossed with the pattern; 95% t interval"
+             f"{_difference_cut_note(metric)} and paired t-test p-value. A pair is missing when one side "
+             "failed, diverged or has not run yet.")
     doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
     for c in comparisons:
         if len(c.missing):
@@ -115,28 +118,33 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
 
 
 def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
-    """The trials no other trial beats on both size and the metric."""
+    """The configurations no other configuration beats on both size and the metric's seed mean."""
     if "params" not in completed:
         return
-    front = pareto(completed, x="params", y=metric)
+    maximize = metric.endswith("_acc")
+    front = pareto_configs(completed, x="params", y=metric, maximize_y=maximize)
     doc.heading("Pareto front")
-    doc.text(f"Completed trials not dominated on (`params`, `{metric}`), both minimised.")
-    cols = [c for c in (*TRIAL_COLUMNS, "params", "flops", metric) if c in front]
-    doc.table(front[cols])
-    paths = save_figure(plot_pareto(completed, x="params", y=metric), out / "figures" / "pareto_params")
-    doc.figure(*paths, caption=f"Pareto front of {metric} vs parameters over completed trials.")
+    doc.text(f"Configurations (completed trials equal on every factor but the seed) not dominated on "
+             f"(`params`, mean `{metric}` over seeds), params minimised, `{metric}` "
+             f"{'maximised' if maximize else 'minimised'}; `count` seeds, 95% t interval of the mean"
+             f"{_cut_note(metric)}. A single lucky seed does not move the front.")
+    cols = [*factor_columns(completed), "count", "params", metric, "ci_low", "ci_high"]
+    doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
+    fig = plot_pareto(completed, x="params", y=metric, maximize_y=maximize)
+    paths = save_figure(fig, out / "figures" / "pareto_params")
+    doc.figure(*paths, caption=f"{metric} vs parameters per configuration: {_marks_note(completed, metric)}; "
+                               "black line and circles: the Pareto front of configurations.")
 
 
 def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> None:
     doc.heading("Figures")
     completed = results.completed()
     figures = out / "figures"
-    for size in ("params", "flops"):
+    for size in ("params", MACS):
         if {size, metric, "pattern"} <= set(completed.columns) and completed[metric].notna().any():
             fig = plot_error_vs_params(completed, x=size, y=metric)
             paths = save_figure(fig, figures / f"error_vs_{size}")
-            doc.figure(*paths, caption=f"{metric} vs {size} per pattern (paper Fig. 5); "
-                                       "bars: ±1 s.d. over seeds.")
+            doc.figure(*paths, caption=_size_caption(completed, size, metric))
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, metric, figures)
 
@@ -152,8 +160,11 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
         hue = ["pattern"]
     fig = plot_training_curves(results.epochs, completed, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
-    doc.figure(*paths, caption=f"Training curves of completed trials per {', '.join(hue)} "
-                               "(paper Fig. 6): mean over seeds, band ±1 s.d.")
+    seeds = completed.groupby(hue, dropna=False)["trial_id"].nunique()
+    band = ("mean over seeds, band: 95% t interval of the mean" if seeds.gt(1).any()
+            else "one trial per group: no interval")
+    doc.figure(*paths, caption=f"Training loss and validation accuracy per epoch of completed trials per "
+                               f"{', '.join(hue)} (paper Fig. 6): {band}.")
 
 
 def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) -> None:
@@ -166,19 +177,22 @@ def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) 
         doc.text("No completed trial kept `spec.json` and `model.pt`: no source-usage heatmap.")
         return
     best = kept.dropna(subset=[metric]).sort_values(metric, kind="stable").groupby("pattern").head(1)
-    for pattern, trial_id in zip(best["pattern"], best["trial_id"]):
+    factors = factor_columns(completed)
+    for _, row in best.iterrows():
+        pattern, trial_id = row["pattern"], row["trial_id"]
+        name = trial_label(row, seed=row.get("seed"), keys=factors)
         try:
             usage = trial_usage(results.path / "trials" / str(trial_id))
         except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
-            doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
+            doc.text(f"No source-usage heatmap for {name} (`{trial_id}`): {err}")
             continue
-        fig = plot_source_usage(usage, title=f"{pattern}: trial {trial_id}")
+        fig = plot_source_usage(usage, title=f"source usage: {name}")
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
-        doc.figure(*paths, caption=f"Source usage of {pattern} (trial {trial_id}, best {metric}; "
-                                   "paper Fig. 4): per-source weight norm of each layer's first conv, "
-                                   "divided by the layer's largest; grey = no edge. Layers that sum "
-                                   "their inputs (residual) apply one weight to every source, so "
-                                   "their row is uniform.")
+        summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
+                  "row is uniform." if _sums_inputs(results.path / "trials" / str(trial_id)) else "")
+        doc.figure(*paths, caption=f"Source usage of {name} (paper Fig. 4), the {pattern} trial with the "
+                                   f"best {metric}: per-source weight norm of each layer's first conv, "
+                                   f"divided by the layer's largest; grey = no edge.{summed}")
 
 
 def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:
@@ -196,15 +210,19 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
             doc.text(f"{len(frame)} completed trial(s), one objective `{study.objectives[0]}` and "
                      "no parameter counts to trade it against: no front to draw.")
             continue
-        front = pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
-        doc.text(f"{len(frame)} completed trial(s); {len(front)} on the front of `{x}` "
-                 f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}).")
-        cols = ["number", "trial_id", x, y, *[c for c in frame if c.startswith("params_")]]
-        doc.table(front[[c for c in cols if c in front]])
+        front = pareto_configs(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
+        distinct = frame["trial_id"].nunique() if "trial_id" in frame else len(frame)
+        doc.text(f"{len(frame)} completed Optuna trial(s) ({distinct} distinct, a repeated proposal counts "
+                 f"once); {len(front)} configuration(s) on the front of `{x}` "
+                 f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}), over the mean of each "
+                 "configuration's seeds.")
+        cols = [*factor_columns(frame), "count", x, y, "ci_low", "ci_high"]
+        doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
         fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue="pattern",
                           title=f"Optuna study {study.study_name}: Pareto front")
         paths = save_figure(fig, out / "figures" / f"optuna_pareto_{_slug(study.study_name)}")
-        doc.figure(*paths, caption=f"Optuna study {study.study_name}: trials and Pareto front.")
+        doc.figure(*paths, caption=f"Optuna study {study.study_name}: {y} vs {x} per configuration: "
+                                   f"{_marks_note(frame, y)}; black line and circles: the Pareto front.")
 
 
 def _study_file_section(doc: Document, path: Path) -> None:
@@ -214,11 +232,60 @@ def _study_file_section(doc: Document, path: Path) -> None:
         doc.code(study_file.read_text())
 
 
+def _missing_name(path: Path, trial_id: str) -> str:
+    """`dense, growth=12, seed 0 (dense-1a2b3c4d5e)` from the trial's trial.json, else its id."""
+    name = label_from_trial_file(StudyDir(path).trial(trial_id).config)
+    return f"{name} (`{trial_id}`)" if name else f"`{trial_id}`"
+
+
 def _capped_table(doc: Document, table: pd.DataFrame) -> None:
     """A table of at most MAX_ROWS rows, saying how many were left out."""
     doc.table(table.head(MAX_ROWS))
     if len(table) > MAX_ROWS:
         doc.text(f"... and {len(table) - MAX_ROWS} more (see `connectome.analysis.load`).")
+
+
+def _size_caption(completed: pd.DataFrame, size: str, metric: str) -> str:
+    """What the error-vs-size figure shows: curves or separate marks, intervals or single trials."""
+    what = "multiply-adds per image" if size == MACS else size
+    shape = ("each pattern's configurations joined into a curve" if varies_size(completed)
+             else "one mark per configuration")
+    return f"{metric} vs {what} per pattern (paper Fig. 5), {shape}: {_marks_note(completed, metric)}."
+
+
+def _marks_note(trials: pd.DataFrame, metric: str) -> str:
+    """What a configuration's mark and bars are: a seed mean and its interval, or one trial."""
+    x = "params" if "params" in trials and metric != "params" else metric
+    if not configurations(trials.dropna(subset=[metric]), x=x, y=metric)["count"].gt(1).any():
+        return "one trial per configuration, so no interval"
+    return (f"marks: mean over seeds; bars: 95% t interval of the mean{_cut_note(metric)}; "
+            "faint dots: single trials")
+
+
+def _cut_note(metric: str) -> str:
+    """`, cut at [0, 1]` for a bounded metric (its interval never leaves the possible range)."""
+    low, high = metric_range(metric)
+    if low == 0.0 and high == 1.0:
+        return ", cut at [0, 1]"
+    return ", cut at 0" if low == 0.0 else ""
+
+
+def _difference_cut_note(metric: str) -> str:
+    """` (cut at [-1, 1])` when the metric is bounded: a difference cannot leave that range."""
+    low, high = metric_range(metric)
+    span = high - low
+    return f" (cut at [{-span:g}, {span:g}])" if span < float("inf") else ""
+
+
+def _sums_inputs(trial_dir: Path) -> bool:
+    """Whether a trial's network has layers that sum their inputs (so usage rows are uniform)."""
+    from connectome.spec import NetworkSpec
+
+    try:
+        spec = NetworkSpec.from_json((trial_dir / "spec.json").read_text())
+    except (ConnectomeError, OSError, ValueError):
+        return False
+    return any(n.agg == "sum" and n.op not in ("input", "identity") for b in spec.blocks for n in b.nodes)
 
 
 def _has_model(trial_dir: Path) -> bool:

@@ -39,7 +39,7 @@ def test_submit_smoke_study_as_a_ray_job(tmp_path, ray_head):
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert f"{job_id}: SUCCEEDED" in followed.stdout
     # the job's own output (progress lines, summary table) came through the logs
-    assert "study submitted: 4 trials" in followed.stdout and "test acc (mean ± std)" in followed.stdout
+    assert "study submitted: 4 trials" in followed.stdout and "95% CI" in followed.stdout
     rows = pd.read_parquet(tmp_path / "results" / "submitted" / "trials.parquet")
     assert len(rows) == 4 and set(rows["status"]) == {"completed"}
     status = _connectome("status", job_id, "--dashboard-url", ray_head.dashboard)
