@@ -19,11 +19,18 @@ from connectome.overrides import apply_overrides, read_yaml_mapping
 from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
 
-# Metrics a study can optimise: keys of the trial record.
+# Metrics a study can optimise: keys of the trial record. Test metrics are not among them:
+# selecting on the test set and reporting it biases the reported numbers upward.
 OBJECTIVE_METRICS = (
-    "test_acc", "test_error", "test_loss", "best_val_acc", "final_val_acc",
-    "params", "flops", "wall_time_s", "train_time_s",
+    "best_val_acc", "final_val_acc", "params", "flops", "wall_time_s", "train_time_s",
 )
+VALIDATION_METRICS = ("best_val_acc", "final_val_acc")
+# A test metric a study might ask for -> the validation objective that replaces it.
+TEST_METRIC_INSTEAD = {
+    "test_acc": "best_val_acc (mode: max) or final_val_acc",
+    "test_error": "best_val_acc (mode: max; error = 1 - accuracy) or final_val_acc",
+    "test_loss": "best_val_acc (mode: max) or final_val_acc; no validation loss is recorded",
+}
 
 
 class _Frozen(BaseModel):
@@ -77,6 +84,15 @@ class Objective(_Frozen):
 
     metric: Literal[OBJECTIVE_METRICS]  # type: ignore[valid-type]
     mode: Literal["max", "min"]
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _not_a_test_metric(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("test_"):
+            instead = TEST_METRIC_INSTEAD.get(v, "best_val_acc (mode: max) or final_val_acc")
+            raise ValueError(f"{v!r} is a test metric: it is reported, never optimised; "
+                             f"optimise {instead} instead")
+        return v
 
 
 class OptunaSearchConfig(_Frozen):
@@ -150,6 +166,15 @@ class Study(_Frozen):
         elif isinstance(self.search.space, dict):
             for key in self.search.space:
                 check_trial_key(key, f"search.space.{key}")
+        return self
+
+    @model_validator(mode="after")
+    def _validation_split_for_objectives(self) -> "Study":
+        if isinstance(self.search, OptunaSearchConfig) and self.data.val_size == 0:
+            used = [o.metric for o in self.search.objectives if o.metric in VALIDATION_METRICS]
+            if used:
+                raise ValueError(f"search.objectives: {used[0]} needs a validation split, "
+                                 "but data.val_size is 0; hold out images (e.g. data.val_size: 5000)")
         return self
 
     @property

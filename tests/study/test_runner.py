@@ -34,7 +34,7 @@ def _optuna_study(tmp_path, n_trials):
     data["search"] = {
         "kind": "optuna", "sampler": "nsga2", "population": 2, "n_trials": n_trials,
         "space": {"pattern": {"choices": ["dense", "residual", "plain"]}, "growth": {"low": 2, "high": 8, "step": 2}},
-        "objectives": [{"metric": "test_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
+        "objectives": [{"metric": "best_val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
     }
     data["constraints"] = {"max_params": 5000}
     return write_study(tmp_path, data)
@@ -52,7 +52,7 @@ def test_optuna_multi_objective_through_ray_tune(tmp_path, ray_head):
     rows = frame.set_index("trial_id")
     for t in ran:
         row = rows.loc[t.user_attrs["trial_id"]]
-        assert t.values == [pytest.approx(row["test_acc"]), row["params"]]
+        assert t.values == [pytest.approx(row["best_val_acc"]), row["params"]]
         assert row["params"] <= 5000
     # candidates over max_params never trained: failed in Optuna with the reason, no trial dir
     for t in ot.trials:
