@@ -5,6 +5,7 @@ with the object API and the Agg canvas, so they work headless and in worker thre
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from connectome.analysis.stats import pareto
+from connectome.files import write_atomic
 
 LABELS = {
     "params": "parameters",
@@ -39,8 +41,10 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=130)  # constrained layout already fits labels: no "tight" redraw
-    fig.savefig(paths[1])
+    for path, options in zip(paths, ({"dpi": 130}, {})):  # constrained layout fits labels: no "tight"
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], **options)
+        write_atomic(path, buffer.getvalue())
     return paths
 
 

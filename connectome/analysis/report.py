@@ -13,8 +13,9 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
-from connectome.analysis.usage import trial_usage
+from connectome.analysis.usage import RefusedFileError, trial_usage
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.files import write_atomic
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
@@ -23,11 +24,18 @@ MAX_COMPARISONS = 6
 MAX_CURVE_GROUPS = 8
 # Rows of a per-trial table (failures, missing pairs) shown before the rest is summarised.
 MAX_ROWS = 30
+# "Best trial" choices are made on validation data; the test metric is only reported.
+SELECTION_METRIC = "best_val_acc"
 
 
 def write_report(results_dir: str | Path, metric: str = "test_error",
-                 out_dir: str | Path | None = None) -> Path:
-    """Write report.md, report.html and figures/ into the results dir; returns report.md."""
+                 out_dir: str | Path | None = None, refused: list[str] | None = None) -> Path:
+    """Write report.md, report.html and figures/ into the results dir; returns report.md.
+
+    Files the report refuses to load (a model.pt that is not plain weights) are left out and
+    their one-line reasons appended to `refused` when given.
+    """
+    refused = [] if refused is None else refused
     results = load(results_dir)
     if len(results.trials) and metric not in results.trials.columns:
         numeric = results.trials.select_dtypes("number").columns
@@ -44,13 +52,13 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         _pareto_section(doc, completed, metric, out)
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
-    _figure_section(doc, results, metric, out)
+    _figure_section(doc, results, metric, out, refused)
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text(doc.to_html(f"connectome report: {results.study}"))
+    write_atomic(out / "report.html", doc.to_html(f"connectome report: {results.study}"))
     report = out / "report.md"
-    report.write_text(doc.to_markdown(out))
+    write_atomic(report, doc.to_markdown(out))
     return report
 
 
@@ -125,7 +133,7 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
     doc.figure(*paths, caption=f"Pareto front of {metric} vs parameters over completed trials.")
 
 
-def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> None:
+def _figure_section(doc: Document, results: Results, metric: str, out: Path, refused: list[str]) -> None:
     doc.heading("Figures")
     completed = results.completed()
     figures = out / "figures"
@@ -136,7 +144,7 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> 
             doc.figure(*paths, caption=f"{metric} vs {size} per pattern (paper Fig. 5); "
                                        "bars: ±1 s.d. over seeds.")
     _curves_figure(doc, results, figures)
-    _usage_figures(doc, results, metric, figures)
+    _usage_figures(doc, results, figures, refused)
 
 
 def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
@@ -154,29 +162,44 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
                                "(paper Fig. 6): mean over seeds, band ±1 s.d.")
 
 
-def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) -> None:
-    """Source-usage heatmap (paper Fig. 4) of the best completed trial of each pattern."""
+def _usage_figures(doc: Document, results: Results, figures: Path, refused: list[str]) -> None:
+    """Source-usage heatmap (paper Fig. 4) of the completed trial of each pattern chosen on validation."""
     completed = results.completed()
-    if "pattern" not in completed or metric not in completed or completed[metric].isna().all():
+    if "pattern" not in completed or completed.empty:
         return
     kept = completed[[_has_model(results.path / "trials" / str(t)) for t in completed["trial_id"]]]
     if kept.empty:
         doc.text("No completed trial kept `spec.json` and `model.pt`: no source-usage heatmap.")
         return
-    best = kept.dropna(subset=[metric]).sort_values(metric, kind="stable").groupby("pattern").head(1)
-    for pattern, trial_id in zip(best["pattern"], best["trial_id"]):
+    chosen, how = select_per_pattern(kept)
+    for pattern, trial_id in zip(chosen["pattern"], chosen["trial_id"]):
         try:
             usage = trial_usage(results.path / "trials" / str(trial_id))
+        except RefusedFileError as err:
+            refused.append(str(err))
+            doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
+            continue
         except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
             doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
             continue
         fig = plot_source_usage(usage, title=f"{pattern}: trial {trial_id}")
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
-        doc.figure(*paths, caption=f"Source usage of {pattern} (trial {trial_id}, best {metric}; "
+        doc.figure(*paths, caption=f"Source usage of {pattern} (trial {trial_id}, {how}; "
                                    "paper Fig. 4): per-source weight norm of each layer's first conv, "
                                    "divided by the layer's largest; grey = no edge. Layers that sum "
                                    "their inputs (residual) apply one weight to every source, so "
                                    "their row is uniform.")
+
+
+def select_per_pattern(trials: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One trial per pattern, chosen on validation accuracy (never on a test metric), and why."""
+    if SELECTION_METRIC in trials and trials[SELECTION_METRIC].notna().any():
+        ranked = trials.dropna(subset=[SELECTION_METRIC]).sort_values(
+            [SELECTION_METRIC, "trial_id"], ascending=[False, True], kind="stable")
+        return ranked.groupby("pattern").head(1), f"highest {SELECTION_METRIC}"
+    # Without a validation metric there is no honest "best": show the first trial, saying so.
+    return (trials.sort_values("trial_id", kind="stable").groupby("pattern").head(1),
+            f"first by trial id: no {SELECTION_METRIC} to select on")
 
 
 def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:

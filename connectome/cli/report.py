@@ -21,8 +21,13 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from connectome.analysis import load, write_report
+    from connectome.errors import ConfigError
 
-    report = write_report(args.results_dir, metric=args.metric, out_dir=args.out)
+    refused: list[str] = []
+    report = write_report(args.results_dir, metric=args.metric, out_dir=args.out, refused=refused)
     print(load(args.results_dir).describe_counts())
     print(f"wrote {report} and {report.with_suffix('.html')}")
+    if refused:  # the report stands without them, but a tampered results dir must not pass silently
+        more = f" (and {len(refused) - 1} more, listed in the report)" if len(refused) > 1 else ""
+        raise ConfigError(refused[0] + more)
     return 0

@@ -130,3 +130,21 @@ def test_long_failure_lists_are_capped(tmp_path):
     text = write_report(path).read_text()
     assert "40 trials: 0 completed, 0 diverged, 40 failed, 0 missing" in text
     assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
+
+
+def test_usage_heatmap_trial_is_chosen_on_validation_not_test():
+    import pandas as pd
+
+    from connectome.analysis.report import select_per_pattern
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "pattern": ["dense"] * 3,
+                           "test_error": [0.10, 0.30, 0.20], "best_val_acc": [0.70, 0.90, 0.80]})
+    chosen, how = select_per_pattern(trials)
+    assert chosen["trial_id"].tolist() == ["b"] and "best_val_acc" in how
+    chosen, how = select_per_pattern(trials.drop(columns="best_val_acc"))
+    assert chosen["trial_id"].tolist() == ["a"] and "no best_val_acc" in how
+
+
+def test_report_captions_the_validation_choice(results_dir):
+    text = write_report(results_dir).read_text()
+    assert "highest best_val_acc" in text and "best test_error" not in text
