@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from connectome.study.schema import GridSearch, Study
 from connectome.study.trials import expand_grid
@@ -11,7 +13,7 @@ from connectome.study.trials import expand_grid
 def print_plan(study: Study, console: Console | None = None) -> None:
     """Print a grid's trials, or an Optuna search's space and objectives."""
     console = console or Console()
-    console.print(f"study [bold]{study.name}[/]: {study.description.strip()}", highlight=False)
+    console.print(f"study [bold]{escape(study.name)}[/]: {escape(study.description.strip())}", highlight=False)
     if isinstance(study.search, GridSearch):
         console.print(grid_table(study))
     else:
@@ -30,8 +32,8 @@ def grid_table(study: Study) -> Table:
         table.add_column(col, justify="right" if col in ("params", "MFLOPs", "seed") else "left")
     for t in trials:
         values = [str(t.assignment.get(k, "")) for k in keys] + ([str(t.config.arch.growth)] if matched else [])
-        table.add_row(t.trial_id, *values, str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
-                      f"rejected: {t.rejected}" if t.rejected else "run")
+        table.add_row(*_plain(t.trial_id, *values), str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
+                      Text(f"rejected: {t.rejected}" if t.rejected else "run"))
     return table
 
 
@@ -44,7 +46,7 @@ def space_table(study: Study) -> Table:
     table.add_column("values")
     for key, spec in study.space.items():
         values = spec.choices if spec.choices is not None else f"{spec.low} .. {spec.high}" + (" (log)" if spec.log else "")
-        table.add_row(key, str(values))
+        table.add_row(*_plain(key, values))
     limits = study.constraints
     if limits.max_params or limits.max_flops or study.budget:
         table.caption = f"constraints: {limits.model_dump(exclude_none=True)}; budget: {study.budget}"
@@ -69,8 +71,13 @@ def candidates_table(study: Study, n: int = 8) -> Table:
         try:
             t = make_trial(study, assignment, study.search.seed)
         except ConnectomeError as err:
-            table.add_row("-", *map(str, assignment.values()), "-", "-", f"invalid: {err}")
+            table.add_row("-", *_plain(*assignment.values()), "-", "-", Text(f"invalid: {err}"))
             continue
-        table.add_row(t.trial_id, *map(str, assignment.values()), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
-                      f"rejected: {t.rejected}" if t.rejected else "run")
+        table.add_row(*_plain(t.trial_id, *assignment.values()), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
+                      Text(f"rejected: {t.rejected}" if t.rejected else "run"))
     return table
+
+
+def _plain(*values: object) -> list[Text]:
+    """Table cells from user values: Text, so brackets in them are never parsed as markup."""
+    return [Text(str(v)) for v in values]

@@ -8,7 +8,9 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 
 class StudyView:
@@ -19,7 +21,7 @@ class StudyView:
         self.total = total
         self.running: dict[str, str] = {}
         self.progress = Progress(
-            TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn(f"[bold]{escape(name)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console,
         )
         self.task = self.progress.add_task(name, total=total, completed=done)
@@ -37,14 +39,14 @@ class StudyView:
     def _render(self) -> Group:
         lines = Table.grid(padding=(0, 2))
         for trial_id, text in self.running.items():
-            lines.add_row(f"  {trial_id}", text)
+            lines.add_row(Text(f"  {trial_id}"), Text(text))  # Text: errors are never parsed as markup
         return Group(self.progress, lines)
 
     def _update(self, line: str | None = None) -> None:
         if self.live is not None:
             self.live.update(self._render())
         elif line:
-            self.console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False)
+            self.console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False, markup=False)
 
     def started(self, trial_id: str) -> None:
         """A trial began (or resumed)."""
@@ -95,7 +97,7 @@ def summary_table(trials, group_by: list[str], title: str) -> Table:
         std = acc.std(ddof=1) if acc is not None and len(acc) > 1 else 0.0
         params = ok["params"].astype(float).mean() if "params" in ok and len(ok) else float("nan")
         table.add_row(
-            *map(str, values), str(len(group)),
+            *(Text(str(v)) for v in values), str(len(group)),
             "-" if math.isnan(mean) else f"{100 * mean:.2f} ± {100 * std:.2f}",
             "-" if math.isnan(params) else f"{params:,.0f}",
             str(len(group) - len(ok)),

@@ -95,7 +95,7 @@ def plan_grid(study: Study, sd: StudyDir, console: Console) -> list[Trial]:
     for trial in trials:
         if trial.rejected:
             console.print(f"rejected {trial.trial_id} {trial.assignment} seed {trial.config.seed}: {trial.rejected}",
-                          highlight=False)
+                          highlight=False, markup=False)
     accepted = [t for t in trials if not t.rejected]
     for trial in accepted:
         write_trial_file(sd, study.name, trial)
@@ -303,6 +303,6 @@ def write_report(sd: StudyDir, console: Console) -> None:
     try:
         path = report(sd.root)
     except Exception as err:  # noqa: BLE001 - the study's results are safe; the report is extra
-        console.print(f"report: failed ({type(err).__name__}: {err}); results are in {sd.root}")
+        console.print(f"report: failed ({type(err).__name__}: {err}); results are in {sd.root}", markup=False)
         return
-    console.print(f"report: {path or sd.root}")
+    console.print(f"report: {path or sd.root}", markup=False)
