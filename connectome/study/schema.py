@@ -238,8 +238,12 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 def format_validation_error(err: ValidationError, path: Path, prefix: str = "") -> str:
     """One line per problem: file, key path, what is wrong and what is allowed."""
     lines = []
-    for item in err.errors():
-        loc = [str(p) for p in item["loc"]]
+    errors = err.errors()
+    for item in errors:
+        if _other_union_branch_failed(item, errors):
+            continue
+        # pydantic names union branches in the location (e.g. `dict[str,...]`); the user never wrote them
+        loc = [str(p) for p in item["loc"] if not (isinstance(p, str) and "[" in p)]
         key = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
@@ -249,6 +253,14 @@ def format_validation_error(err: ValidationError, path: Path, prefix: str = "") 
             message = "required key is missing"
         lines.append(f"{key}: {message}")
     return f"{path}: " + "; ".join(lines)
+
+
+def _other_union_branch_failed(item: dict, errors: list[dict]) -> bool:
+    """True for `x.str: should be a string` when x's other branch (a mapping) has a deeper error."""
+    loc = item["loc"]
+    if not loc or loc[-1] not in ("str", "int", "float", "bool"):
+        return False
+    return any(len(e["loc"]) > len(loc) and e["loc"][:len(loc) - 1] == loc[:-1] for e in errors)
 
 
 def allowed_keys(loc: tuple) -> list[str]:

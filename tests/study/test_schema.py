@@ -59,6 +59,12 @@ MALFORMED = [
     ("bad-space-param", _set("search", {**OPTUNA, "space": {"growth": {"choices": [4], "low": 2, "high": 8}}}),
      ["growth", "either `choices"]),
     ("negative-budget", _set("budget", {"params": -5}), ["budget.params", "greater than 0"]),
+    ("log-and-step", _set("search", {**OPTUNA, "space": {"train.lr": {"low": 0.01, "high": 0.1, "log": True, "step": 0.01}}}),
+     ["search.optuna.space.train.lr: `log` and `step` cannot be combined"]),
+    ("zero-step", _set("search", {**OPTUNA, "space": {"growth": {"low": 2, "high": 8, "step": 0}}}),
+     ["space.growth: step must be > 0"]),
+    ("float-step-int-range", _set("search", {**OPTUNA, "space": {"growth": {"low": 2, "high": 8, "step": 2.5}}}),
+     ["space.growth: an integer range (2 .. 8) needs an integer step"]),
 ]
 
 
