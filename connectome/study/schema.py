@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
 from connectome.overrides import apply_overrides, read_yaml_mapping
+from connectome.study.limits import Limits, check_limits
 from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
 
@@ -152,6 +153,8 @@ class Study(_Frozen):
     resources: Resources = Field(default_factory=Resources)
     # Extra attempts of a failed trial (diverged trials are not retried).
     retries: int = Field(0, ge=0)
+    # Size bounds checked before planning (see connectome/study/limits.py); raise one to go beyond.
+    limits: Limits = Field(default_factory=Limits)
     # Where the file came from (set by load_study, not by the file).
     source: str | None = None
 
@@ -166,6 +169,11 @@ class Study(_Frozen):
         elif isinstance(self.search.space, dict):
             for key in self.search.space:
                 check_trial_key(key, f"search.space.{key}")
+        return self
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> "Study":
+        check_limits(self)
         return self
 
     @model_validator(mode="after")
