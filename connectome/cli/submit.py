@@ -1,8 +1,9 @@
 """`connectome submit` / `connectome status`: run a study as a Ray job on a cluster and follow it.
 
-The job is `connectome run STUDY` executed on the cluster with this directory shipped as the
-job's working directory (Ray Jobs API). Give `--output` a path every node can reach (shared
-storage) to find the results outside the job's temporary working directory.
+The job is `connectome run STUDY` executed on the cluster with this directory's code and
+studies shipped as the job's working directory (Ray Jobs API); `job_files` chooses what is
+shipped (what git would commit, never secrets, data or results). Give `--output` a path every
+node can reach (shared storage) to find the results outside the job's temporary working directory.
 """
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from connectome.cli.job_files import check_shipped, select_job_files, stage_job_files
 from connectome.cli.run import add_study_arguments
 from connectome.errors import ConfigError
 
-# Not shipped with the job: environments, data, results, caches.
-EXCLUDES = [".venv", ".git", "results", "data", "**/__pycache__", ".pytest_cache", "*.egg-info"]
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -35,8 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--output", default=None,
                         help="results parent directory on the cluster (shared storage), same as --set output=...")
     parser.add_argument("--resume", action="store_true", help="pass --resume to `connectome run`")
-    parser.add_argument("--python", default=sys.executable,
-                        help="Python interpreter on the cluster with connectome installed (default: this one)")
+    # This machine's interpreter path means nothing on the cluster's nodes.
+    parser.add_argument("--python", default="python",
+                        help="Python interpreter on the cluster with connectome's dependencies (default: python)")
     parser.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
     parser.set_defaults(func=_submit)
 
@@ -106,7 +108,13 @@ def entrypoint(args: argparse.Namespace) -> str:
 def _submit(args: argparse.Namespace) -> int:
     command = entrypoint(args)
     jobs = client(args.address)
-    job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": ".", "excludes": EXCLUDES})
+    root = Path.cwd()
+    files = select_job_files(root)
+    check_shipped(root, files, Path(args.study))
+    # Ray packs and uploads the working dir inside submit_job, so the staged copy can go after it.
+    with tempfile.TemporaryDirectory(prefix="connectome-job-") as staged:
+        stage_job_files(root, files, staged)
+        job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": staged})
     print(job_id)
     print(f"follow it with: connectome status {job_id} --address {dashboard_address(args.address)} --follow",
           file=sys.stderr)

@@ -29,8 +29,10 @@ def _connectome(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_submit_smoke_study_as_a_ray_job(tmp_path, ray_head):
+    # the cluster is this machine: its interpreter has the dependencies (the default is `python`)
     submitted = _connectome("submit", "studies/smoke.yaml", "--address", ray_head.dashboard,
-                            "--output", str(tmp_path / "results"), "--set", "name=submitted")
+                            "--output", str(tmp_path / "results"), "--set", "name=submitted",
+                            "--python", sys.executable)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().splitlines()[-1]
     assert job_id.startswith("raysubmit_")
