@@ -166,9 +166,13 @@ def _read_cifar100(directory: Path, cfg: DataConfig) -> RawData:
 def _svhn_part(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from scipy.io import loadmat
 
-    mat = loadmat(path)
-    x = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (32, 32, 3, N) -> (N, 3, 32, 32)
-    y = mat["y"].astype(np.int64).ravel() % 10  # the files label digit 0 as 10
+    try:  # loadmat builds arrays only (no code), but a wrong file must still be one line
+        mat = loadmat(path)
+        x = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (32, 32, 3, N) -> (N, 3, 32, 32)
+        y = mat["y"].astype(np.int64).ravel() % 10  # the files label digit 0 as 10
+    except (KeyError, ValueError, TypeError, IndexError, OSError, NotImplementedError) as err:
+        raise DatasetError(f"{path} is not an SVHN .mat file with X (32, 32, 3, N) and y: "
+                           f"{type(err).__name__}: {err}") from None
     return torch.from_numpy(x), torch.from_numpy(y)
 
 

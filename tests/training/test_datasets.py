@@ -237,3 +237,19 @@ def test_bad_idx_file_is_a_dataset_error(no_roots, blob):
         f.write(blob)
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz is not an idx file"):
         ds.load_raw(DataConfig(name="mnist", download=False))
+
+
+@pytest.mark.parametrize("content", [b"not a mat file at all", None])
+def test_bad_svhn_file_is_a_dataset_error(no_roots, content):
+    from scipy.io import savemat
+
+    d = no_roots / "env" / "svhn"
+    d.mkdir(parents=True)
+    for name in ("train_32x32.mat", "test_32x32.mat"):
+        if content is None:  # a real .mat file without the X and y arrays
+            savemat(d / name, {"images": np.zeros((2, 2))})
+        else:
+            (d / name).write_bytes(content)
+    with pytest.raises(DatasetError, match="train_32x32.mat is not an SVHN .mat file") as err:
+        ds.load_raw(DataConfig(name="svhn", download=False))
+    assert "\n" not in str(err.value)
