@@ -114,7 +114,10 @@ def _submit(args: argparse.Namespace) -> int:
     # Ray packs and uploads the working dir inside submit_job, so the staged copy can go after it.
     with tempfile.TemporaryDirectory(prefix="connectome-job-") as staged:
         stage_job_files(root, files, staged)
-        job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": staged})
+        try:
+            job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": staged})
+        except RuntimeError as err:  # the Jobs API answers errors as RuntimeError with the HTTP reply
+            raise ConfigError(f"the cluster refused the job: {str(err).splitlines()[0]}") from None
     print(job_id)
     print(f"follow it with: connectome status {job_id} --address {dashboard_address(args.address)} --follow",
           file=sys.stderr)
