@@ -20,7 +20,7 @@ data:
 	bash scripts/get_data.sh
 
 demo: venv data
-	$(VENV)/bin/connectome run $(STUDY) --resume
+	$(VENV)/bin/connectome run $(STUDY) --resume --on-change beside
 
 # Real-data tests skip when Fashion-MNIST is absent; fetching it is best effort (root only).
 test: venv

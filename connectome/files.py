@@ -81,15 +81,16 @@ def current_umask() -> int:
     return mask
 
 
-def remove_stale_temps(directory: str | Path, max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
-    """Delete temp files that killed writers left in directory (not recursive); returns what was removed.
+def remove_stale_temps(directory: str | Path, max_age_s: float = STALE_TEMP_AGE_S,
+                       recursive: bool = False) -> list[Path]:
+    """Delete temp files that killed writers left in directory (and below it if recursive); returns them.
 
     A temp file is stale when its writer was a process on this host that no longer runs, or
     when it has not been modified for max_age_s (writers elsewhere, or files of an older naming).
     """
     removed = []
     now = time.time()
-    for tmp in Path(directory).glob(".*.tmp"):
+    for tmp in (Path(directory).rglob if recursive else Path(directory).glob)(".*.tmp"):
         try:
             if _writer_is_dead(tmp.name) or now - tmp.stat().st_mtime > max_age_s:
                 tmp.unlink()
@@ -119,3 +120,19 @@ def _writer_is_dead(name: str) -> bool:
 def _host() -> str:
     """This host's name as it appears in temp file names (no dots, so names parse back)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line durably (O_APPEND, fsync); a torn last line left by a killed writer is closed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = line.rstrip("\n").encode() + b"\n"
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

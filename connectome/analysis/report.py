@@ -15,6 +15,7 @@ from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
 from connectome.analysis.usage import RefusedFileError, trial_usage
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.faults import fault
 from connectome.files import write_atomic
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
@@ -57,6 +58,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "report.html", doc.to_html(f"connectome report: {results.study}"))
+    fault("report")
     report = out / "report.md"
     write_atomic(report, doc.to_markdown(out))
     return report

@@ -24,11 +24,13 @@ import torch.nn.functional as F
 
 import connectome
 from connectome.architecture import ArchConfig
-from connectome.builder import build_spec
+from connectome.builder import build_spec, resolved_m
 from connectome.complexity import complexity
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
+from connectome.store import layout
+from connectome.store.record import FINAL_STATUSES, RESOURCE_KEYS, config_columns, flatten, normalize_m, semantic_config
 from connectome.training import checkpoint as ckpt
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
 from connectome.training.datasets import DataSplits, load_splits
@@ -37,8 +39,7 @@ from connectome.training.datasets import DataSplits, load_splits
 NO_AUGMENT_DROPOUT = 0.2
 # Steps between checks for a non-finite loss (each check syncs the device).
 DIVERGENCE_CHECK_EVERY = 20
-# Config keys that say where/how fast a trial runs, not what it computes: may change on resume.
-RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size"), "data": ("root", "download")}
+__all__ = ["RESOURCE_KEYS", "train_trial", "setup_trial", "evaluate", "config_columns", "flatten"]
 
 EpochCallback = Callable[[dict], Any]
 
@@ -82,12 +83,13 @@ def train_trial(
 ) -> dict:
     """Train one trial and return its record (see docs/design.md, "Trial record").
 
-    `config` is a TrialConfig or a nested mapping of the same keys. With `trial_dir`, the
-    config is written there first, a checkpoint after every epoch (resumed from on the next
-    call), and at the end `record.json`, `spec.json` and `model.pt` (final weights only); the
-    checkpoint is then deleted (a `failed` trial keeps it, so the next call resumes). A
-    directory whose record is already `completed`/`diverged`
-    returns that record without training. `on_epoch(epoch_dict)` runs after each epoch's
+    `config` is a TrialConfig or a nested mapping of the same keys. With `trial_dir` (files
+    named by connectome.store.layout.TrialFiles), `config.json` is written there first unless
+    the study planner did, a checkpoint after every epoch (resumed from on the next call), and
+    at the end `result.json` (the flat row and the epochs), `spec.json` and `model.pt` (final
+    weights only); the checkpoint is then deleted (a `failed` trial keeps it, so the next call
+    resumes). A directory whose result is already `completed`/`diverged` returns that record
+    without training; a corrupt result or checkpoint is moved aside and treated as missing. `on_epoch(epoch_dict)` runs after each epoch's
     checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
 
     Config and dataset problems raise ConnectomeError before training; anything failing during
@@ -95,23 +97,24 @@ def train_trial(
     Accuracies and errors are fractions in [0, 1].
     """
     cfg = make_trial_config(config)
-    trial_dir = Path(trial_dir) if trial_dir is not None else None
-    if trial_dir is not None:
-        finished = _check_dir(trial_dir, cfg)
+    files = layout.TrialFiles(Path(trial_dir)) if trial_dir is not None else None
+    study = None
+    if files is not None:
+        finished, study = _check_dir(files, cfg)
         if finished is not None:
             return finished
     started = time.perf_counter()
-    record = _config_record(cfg, trial_dir)
+    record = _config_record(cfg, files, study)
     progress = Progress()
     trial = None
     with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left as it was
         try:
             trial = setup_trial(cfg)
-            if trial_dir is not None:  # only a config that set up cleanly claims the directory
-                ckpt.save_text(cfg.model_dump_json(indent=1), trial_dir / ckpt.CONFIG)
+            if files is not None and not files.config.exists():  # only a config that set up cleanly claims it
+                layout.write_trial_config(files, cfg.model_dump(mode="json"))
             record.update(_model_record(trial))
-            progress = _restore(trial, trial_dir)
-            stopped = _run_epochs(trial, progress, trial_dir, on_epoch, started)
+            progress = _restore(trial, files)
+            stopped = _run_epochs(trial, progress, files, on_epoch, started)
             record.update(_test_record(trial), status="completed", stopped_early=stopped)
         except Diverged as err:
             record.update(status="diverged", error=str(err))
@@ -122,8 +125,8 @@ def train_trial(
         except Exception:
             record.update(status="failed", error=traceback.format_exc(limit=-3))
     record.update(_progress_record(progress, started))
-    if trial_dir is not None:
-        _write_artefacts(trial_dir, record, trial)
+    if files is not None:
+        _write_artefacts(files, record, trial)
     return record
 
 
@@ -224,16 +227,16 @@ def lr_at(train: TrainConfig, epoch: float) -> float:
     return train.lr
 
 
-def _run_epochs(trial: Trial, progress: Progress, trial_dir: Path | None,
+def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | None,
                 on_epoch: EpochCallback | None, started: float) -> bool:
     """Epochs from the first unfinished one; True if on_epoch asked to stop early."""
     for epoch in range(len(progress.epochs), trial.cfg.train.epochs):
         row = run_epoch(trial, epoch)
         progress.epochs.append(row)
         progress.train_time_s += row["seconds"]
-        if trial_dir is not None:
+        if files is not None:
             wall = progress.wall_time_s + time.perf_counter() - started
-            ckpt.save_torch(_checkpoint_state(trial, progress, wall), trial_dir / ckpt.CHECKPOINT)
+            ckpt.save_torch(_checkpoint_state(trial, progress, wall), files.checkpoint)
         if on_epoch is not None and on_epoch(dict(row)) is True:
             return epoch + 1 < trial.cfg.train.epochs
     return False
@@ -325,9 +328,9 @@ def _checkpoint_state(trial: Trial, progress: Progress, wall_time_s: float) -> d
                 train_time_s=progress.train_time_s, wall_time_s=wall_time_s)
 
 
-def _restore(trial: Trial, trial_dir: Path | None) -> Progress:
-    """Load the trial_dir's checkpoint into the trial (if any); the progress it holds."""
-    state = ckpt.load_checkpoint(trial_dir / ckpt.CHECKPOINT) if trial_dir is not None else None
+def _restore(trial: Trial, files: layout.TrialFiles | None) -> Progress:
+    """Load the trial's checkpoint into the trial (if any); the progress it holds."""
+    state = ckpt.load_checkpoint(files.checkpoint) if files is not None else None
     if state is None:
         return Progress()
     trial.model.load_state_dict(state["model"])
@@ -337,68 +340,37 @@ def _restore(trial: Trial, trial_dir: Path | None) -> Progress:
                     wall_time_s=state["wall_time_s"])
 
 
-def _check_dir(trial_dir: Path, cfg: TrialConfig) -> dict | None:
-    """Refuse a trial_dir of another config; its finished (completed/diverged) record if any."""
-    saved = ckpt.load_json(trial_dir / ckpt.CONFIG)
-    if saved is not None and _semantic(saved) != _semantic(cfg.model_dump(mode="json")):
-        raise ConfigError(f"{trial_dir} holds a trial with a different config ({trial_dir / ckpt.CONFIG}); "
+def _check_dir(files: layout.TrialFiles, cfg: TrialConfig) -> tuple[dict | None, str | None]:
+    """Refuse a trial dir of another config; (its final record if any, the study it belongs to)."""
+    saved = layout.read_trial_config(files)
+    if saved is not None and semantic_config(saved["config"]) != semantic_config(cfg.model_dump(mode="json")):
+        raise ConfigError(f"{files.dir} holds a trial with a different config ({files.config}); "
                           "use a fresh trial_dir or delete that directory")
-    record = ckpt.load_json(trial_dir / ckpt.RECORD)
-    if record is not None and record.get("status") in ("completed", "diverged"):
-        return record
-    return None
+    entry = layout.read_trial_result(files)
+    if entry is not None and entry["row"].get("status") in FINAL_STATUSES:
+        return {**entry["row"], "epochs": entry.get("epochs") or []}, None
+    return None, (saved or {}).get("study")
 
 
-def _semantic(config: dict) -> dict:
-    """A config without the keys that only choose resources."""
-    out = dict(config)
-    for section, keys in RESOURCE_KEYS.items():
-        out[section] = {k: v for k, v in config.get(section, {}).items() if k not in keys}
-    return out
-
-
-def _write_artefacts(trial_dir: Path, record: dict, trial: Trial | None) -> None:
-    """record.json always; spec.json and model.pt when a model exists; drop a finished checkpoint."""
+def _write_artefacts(files: layout.TrialFiles, record: dict, trial: Trial | None) -> None:
+    """result.json always; spec.json and model.pt when a model exists; drop a finished checkpoint."""
     if trial is not None:
-        ckpt.save_text(trial.spec.to_json(indent=1), trial_dir / ckpt.SPEC)
+        ckpt.save_text(trial.spec.to_json(indent=1), files.spec)
         weights = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
-        ckpt.save_torch(weights, trial_dir / ckpt.MODEL)
-    ckpt.save_json(record, trial_dir / ckpt.RECORD)
+        ckpt.save_torch(weights, files.model)
+    layout.write_trial_result(files, {k: v for k, v in record.items() if k != "epochs"}, record["epochs"])
     if record["status"] != "failed":  # a failed trial keeps its checkpoint, to resume
-        (trial_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
+        files.checkpoint.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the record
 
 
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict:
-    """Nested dicts to dotted keys, lists to comma-joined strings (docs/design.md)."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, (list, tuple)):
-            out[f"{prefix}{key}"] = ",".join(map(str, value))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_columns(cfg: TrialConfig) -> dict:
-    """A trial's config as record columns: arch keys unprefixed, data.* and train.* prefixed, seed."""
-    return {
-        **flatten(cfg.arch.model_dump(mode="json")),
-        **flatten(cfg.data.model_dump(mode="json"), "data."),
-        **flatten(cfg.train.model_dump(mode="json"), "train."),
-        "seed": cfg.seed,
-    }
-
-
-def _config_record(cfg: TrialConfig, trial_dir: Path | None) -> dict:
+def _config_record(cfg: TrialConfig, files: layout.TrialFiles | None, study: str | None) -> dict:
     """Identity and configuration columns, with every metric present (NaN until known)."""
     nan = math.nan
     return {
-        "trial_id": trial_dir.name if trial_dir is not None else None, "study": None,
+        "trial_id": files.trial_id if files is not None else None, "study": study,
         **config_columns(cfg), "status": None, "error": None, "stopped_early": False,
         "params": None, "flops": None, "activations": None, "graph_hash": None,
         "test_acc": nan, "test_error": nan, "test_loss": nan,
@@ -414,6 +386,7 @@ def _model_record(trial: Trial) -> dict:
     cx = complexity(trial.spec, input_size=trial.data.input_size)
     return {
         **flatten(trial.arch.model_dump(mode="json")),
+        "m": normalize_m(resolved_m(trial.arch, trial.spec)),
         "params": cx.params, "flops": cx.flops, "activations": cx.acts,
         "graph_hash": trial.spec.graph_hash, "device": str(trial.device),
         "threads": torch.get_num_threads(),

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from connectome.analysis import load, load_optuna, load_trial_model, write_report
+from connectome.store.layout import StudyDir
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("error_vs_params", "error_vs_flops", "training_curves", "pareto_params", "source_usage_dense",
@@ -69,6 +70,7 @@ def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path
 
 def test_report_of_a_study_with_nothing_finished(tmp_path):
     (tmp_path / "early" / "trials" / "t1").mkdir(parents=True)
+    StudyDir(tmp_path / "early").write_plan(["t1"])  # planned, not finished
     text = write_report(tmp_path / "early").read_text()
     assert "1 trials: 0 completed, 0 diverged, 0 failed, 1 missing" in text
     assert "No completed trial has `test_error` yet" in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from connectome.study.results import StudyDir
+from connectome.store.layout import StudyDir
 
 
 def make_storage(sd: StudyDir) -> optuna.storages.RDBStorage:
@@ -32,8 +32,13 @@ def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
     return len(stale)
 
 
-def count_finished(sd: StudyDir, name: str) -> int:
-    """Optuna trials that ran to an end (rejected and interrupted candidates do not count)."""
+# Study user attribute: numbers of failed trials whose parameters were enqueued again (Optuna
+# does not let attributes of finished trials change).
+REQUEUED = "connectome_requeued"
+
+
+def requeue_failed(sd: StudyDir, name: str) -> int:
+    """Enqueue again the parameters of Optuna trials whose trial failed (resume retries failures)."""
     if not sd.optuna_db.exists():
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -41,5 +46,31 @@ def count_finished(sd: StudyDir, name: str) -> int:
         study = optuna.load_study(study_name=name, storage=make_storage(sd))
     except KeyError:
         return 0
+    statuses, requeued = sd.statuses(), list(study.user_attrs.get(REQUEUED, []))
+    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if statuses.get(t.user_attrs.get("trial_id")) == "failed" and t.number not in requeued]
+    for t in failed:
+        study.enqueue_trial(t.params)
+    if failed:
+        study.set_user_attr(REQUEUED, requeued + [t.number for t in failed])
+    return len(failed)
+
+
+def ended_trials(study: optuna.Study) -> int:
+    """Trials that count towards `n_trials`: ran to an end, not rejected, interrupted or requeued."""
+    requeued = set(study.user_attrs.get(REQUEUED, []))
     ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-    return sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs for t in ended)
+    return sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs and t.number not in requeued
+               for t in ended)
+
+
+def count_finished(sd: StudyDir, name: str) -> int:
+    """Optuna trials that ran to an end (see ended_trials)."""
+    if not sd.optuna_db.exists():
+        return 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(sd))
+    except KeyError:
+        return 0
+    return ended_trials(study)
