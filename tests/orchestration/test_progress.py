@@ -8,7 +8,7 @@ from rich.console import Console
 
 from connectome.cli import main
 from connectome.study.dryrun import print_plan
-from connectome.study.progress import StudyView, summary_table
+from connectome.orchestration.progress import StudyView, summary_table
 from connectome.study import load_study
 
 from study.conftest import smoke_dict, write_study
@@ -28,11 +28,17 @@ def test_description_with_markup_through_the_cli(tmp_path, capsys):
 
 
 def test_grid_values_with_markup_print_verbatim(tmp_path):
+    import json
+
+    import networkx as nx
+
+    graph = nx.DiGraph([(0, 1), (1, 2), (0, 2)])
+    (tmp_path / "[red]g.json").write_text(json.dumps(nx.node_link_data(graph, edges="links")))
     data = smoke_dict(tmp_path)
-    data["search"]["factors"] = {"data.root": ["[/]", "[red]x"]}
+    data["search"]["variants"] = [{"pattern": "file", "pattern_options": {"path": str(tmp_path / "[red]g.json")}}]
     console, out = _console()
     print_plan(load_study(write_study(tmp_path, data)), console)
-    assert "[/]" in out.getvalue() and "[red]x" in out.getvalue()
+    assert "[red]g.json" in out.getvalue().replace("\n", "")
 
 
 def test_progress_lines_print_errors_verbatim():
