@@ -70,3 +70,13 @@ def test_candidate_over_the_params_limit_is_rejected_before_training(tmp_path):
     assert trials and all(t.params > 2000 for t in trials)
     assert all("params > limits.params 2,000 (raise it under `limits:`)" in t.rejected for t in trials)
     assert not any(t.rejected for t in expand_grid(load_study(path)))
+
+
+def test_limits_are_not_part_of_the_definition(tmp_path):
+    from connectome.study.definition import fingerprint
+
+    path = write_study(tmp_path, smoke_dict(tmp_path))
+    dumps = [load_study(path, o).model_dump(mode="json") for o in ([], ["limits.trials=20000", "limits.depth=5000"])]
+    assert fingerprint(dumps[0]) == fingerprint(dumps[1])
+    # a results directory planned before `limits` existed keeps its fingerprint
+    assert fingerprint({k: v for k, v in dumps[0].items() if k != "limits"}) == fingerprint(dumps[0])
