@@ -103,11 +103,16 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
 # The only globals a CIFAR batch refers to: numpy's array reconstruction (under its numpy 1 and
 # numpy 2 module names) and bytes. Anything else (os.system, builtins.eval, ...) is refused, so a
 # crafted file in ./data cannot run code.
+try:  # numpy 2 moved numpy.core to numpy._core
+    from numpy._core.multiarray import _reconstruct
+    from numpy._core.numeric import _frombuffer
+except ImportError:  # numpy 1
+    from numpy.core.multiarray import _reconstruct
+    from numpy.core.numeric import _frombuffer
+
 _PICKLE_GLOBALS: dict[tuple[str, str], object] = {
-    **{(module, "_reconstruct"): np._core.multiarray._reconstruct
-       for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(module, "_frombuffer"): np._core.numeric._frombuffer
-       for module in ("numpy.core.numeric", "numpy._core.numeric")},
+    **{(module, "_reconstruct"): _reconstruct for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(module, "_frombuffer"): _frombuffer for module in ("numpy.core.numeric", "numpy._core.numeric")},
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,
