@@ -190,3 +190,16 @@ def test_random_ba_m0_through_the_cli(capsys):
                  "--pattern-option", "m=0", "--depth", "22"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "m >= 1" in err
+
+
+def test_graphml_entity_bomb_is_refused(tmp_path):
+    entities = ['<!ENTITY e0 "lolololololololololol">'] + [
+        f'<!ENTITY e{i} "{("&e" + str(i - 1) + ";") * 10}">' for i in range(1, 10)]
+    path = tmp_path / "bomb.graphml"
+    path.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE g [' + "\n".join(entities) + ']>\n'
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns"><key id="o" for="node" attr.name="op" '
+        'attr.type="string"/><graph edgedefault="directed"><node id="0"><data key="o">&e9;</data></node>'
+        '<node id="1"/><edge source="0" target="1"/></graph></graphml>')
+    with pytest.raises(ConfigError, match="cannot read graph file .*amplification"):
+        block_graph("file", CTX, path=str(path))
