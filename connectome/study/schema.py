@@ -252,14 +252,15 @@ def format_validation_error(err: ValidationError, path: Path, prefix: str = "") 
             continue
         # pydantic names union branches in the location (e.g. `dict[str,...]`); the user never wrote them
         loc = [str(p) for p in item["loc"] if not (isinstance(p, str) and "[" in p)]
-        key = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
+        key = ".".join(([prefix] if prefix else []) + loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             allowed = allowed_keys(item["loc"][:-1])
             message = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"{key}: {message}")
+        # whole-study checks (limits, search keys) name their own keys
+        lines.append(f"{key}: {message}" if key else message)
     return f"{path}: " + "; ".join(lines)
 
 
