@@ -123,16 +123,24 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
 
 
 def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
-    """The trials no other trial beats on both size and the metric."""
+    """The trials no other trial beats on size and validation accuracy, with their reported metric."""
     if "params" not in completed:
         return
-    front = pareto(completed, x="params", y=metric)
     doc.heading("Pareto front")
-    doc.text(f"Completed trials not dominated on (`params`, `{metric}`), both minimised.")
-    cols = [c for c in (*TRIAL_COLUMNS, "params", "flops", metric) if c in front]
+    if SELECTION_METRIC in completed and completed[SELECTION_METRIC].notna().any():
+        y, maximize, how = SELECTION_METRIC, True, (
+            f"Completed trials not dominated on (`params` min, `{SELECTION_METRIC}` max): the front is "
+            f"chosen on validation data, and `{metric}` of its trials is reported beside it.")
+    else:  # nothing to select on: describe the front of the reported metric itself, and say so
+        y, maximize, how = metric, False, (
+            f"Completed trials not dominated on (`params`, `{metric}`), both minimised. No trial has "
+            f"`{SELECTION_METRIC}`, so this front is drawn on the reported metric (a description, not a selection).")
+    front = pareto(completed, x="params", y=y, maximize_y=maximize)
+    doc.text(how)
+    cols = [c for c in dict.fromkeys((*TRIAL_COLUMNS, "params", "flops", y, metric)) if c in front]
     doc.table(front[cols])
-    paths = save_figure(plot_pareto(completed, x="params", y=metric), out / "figures" / "pareto_params")
-    doc.figure(*paths, caption=f"Pareto front of {metric} vs parameters over completed trials.")
+    paths = save_figure(plot_pareto(completed, x="params", y=y, maximize_y=maximize), out / "figures" / "pareto_params")
+    doc.figure(*paths, caption=f"Pareto front of {y} vs parameters over completed trials.")
 
 
 def _figure_section(doc: Document, results: Results, metric: str, out: Path, refused: list[str]) -> None:

@@ -150,3 +150,24 @@ def test_usage_heatmap_trial_is_chosen_on_validation_not_test():
 def test_report_captions_the_validation_choice(results_dir):
     text = write_report(results_dir).read_text()
     assert "highest best_val_acc" in text and "best test_error" not in text
+
+
+def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir):
+    import json
+
+    import pandas as pd
+
+    # the largest trial has the best test error of all but the worst validation accuracy:
+    # a front chosen on test would hold it, one chosen on validation does not
+    odd = {"params": 10**6, "test_error": 0.001, "best_val_acc": 0.0}
+    result = results_dir / "trials" / "dense-g8-s1" / "result.json"
+    entry = json.loads(result.read_text())
+    entry["row"].update(odd)
+    result.write_text(json.dumps(entry))
+    table = pd.read_parquet(results_dir / "trials.parquet")
+    for key, value in odd.items():
+        table.loc[table["trial_id"] == "dense-g8-s1", key] = value
+    table.to_parquet(results_dir / "trials.parquet", index=False)
+    section = write_report(results_dir).read_text().split("## Pareto front")[1].split("\n## ")[0]
+    assert "chosen on validation data" in section and "test_error" in section
+    assert "dense-g8-s1" not in section
