@@ -87,10 +87,21 @@ def _values(study: Any, key: str) -> list[Any]:
     if search.kind == "grid":
         values += list(search.factors.get(key, []))
         values += [v[key] for v in search.variants if key in v]
-    elif isinstance(search.space, dict) and key in search.space:
-        spec = search.space[key]
-        values += list(spec.choices) if spec.choices is not None else [spec.high]
+    else:
+        spec = _space(study).get(key)
+        if spec is not None:
+            values += list(spec.choices) if spec.choices is not None else [spec.high]
     return [v for v in values if v is not None]
+
+
+def _space(study: Any) -> dict[str, Any]:
+    """The Optuna space, inline or from search_spaces/ ({} if the file is bad: load_study says why)."""
+    from connectome.errors import ConnectomeError
+
+    try:
+        return study.space
+    except ConnectomeError:
+        return {}
 
 
 def _numbers(value: Any) -> Iterable[float]:

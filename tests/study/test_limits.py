@@ -80,3 +80,16 @@ def test_limits_are_not_part_of_the_definition(tmp_path):
     assert fingerprint(dumps[0]) == fingerprint(dumps[1])
     # a results directory planned before `limits` existed keeps its fingerprint
     assert fingerprint({k: v for k, v in dumps[0].items() if k != "limits"}) == fingerprint(dumps[0])
+
+
+def test_named_search_space_is_bounded_too(tmp_path):
+    (tmp_path / "search_spaces").mkdir()
+    (tmp_path / "search_spaces" / "wide.yaml").write_text("growth: {low: 2, high: 5000}\n")
+    data = smoke_dict(tmp_path)
+    data["search"] = {"kind": "optuna", "space": "wide", "n_trials": 2,
+                      "objectives": [{"metric": "params", "mode": "min"}]}
+    with pytest.raises(ConfigError, match="growth is 5,000, over the limit of 1,024"):
+        load_study(write_study(tmp_path, data))
+    data["search"]["space"] = "missing"
+    with pytest.raises(ConfigError, match="search space 'missing' not found"):
+        load_study(write_study(tmp_path, data))
