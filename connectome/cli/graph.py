@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arch_arguments(p)
     p.add_argument("--input-size", type=int, help="input height = width (default 32 cifar, 224 imagenet)")
     p.add_argument("--format", choices=sorted(FORMATS), default="text")
+    p.add_argument("--limit", action="append", default=[], metavar="KEY=N",
+                   help="raise a size bound (depth, growth; defaults as for studies), e.g. --limit depth=2000")
     p.set_defaults(func=run)
 
 
@@ -20,11 +22,30 @@ def run(args: argparse.Namespace) -> int:
     from connectome import build_spec, complexity, make_arch
 
     arch = make_arch(**arch_options(args))
+    check_limits(arch, args.limit)
     spec = build_spec(arch)
     size = None if args.input_size is None else (arch.in_channels, args.input_size, args.input_size)
     cx = complexity(spec, size, memory_efficient=arch.memory_efficient)
     print(FORMATS[args.format](arch, spec, cx, size))
     return 0
+
+
+def check_limits(arch, assignments: list[str]) -> None:
+    """The study size bounds for this network, before its spec is built; --limit KEY=N raises one."""
+    from pydantic import ValidationError
+
+    from connectome.errors import ConfigError
+    from connectome.overrides import parse_assignment
+    from connectome.study.limits import Limits, check_arch_limits
+
+    try:
+        limits = Limits.model_validate(dict(parse_assignment(a, "--limit", "depth=2000") for a in assignments))
+        check_arch_limits(arch, limits, how="with --limit {key}=N")
+    except ValidationError as err:
+        raise ConfigError(f"--limit: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']} "
+                          f"(keys: {', '.join(Limits.model_fields)})") from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def as_json(arch, spec, cx, size) -> str:

@@ -6,7 +6,9 @@ run; a study that really needs more raises it in its own `limits:` section, e.g.
 
     limits: {trials: 50000, depth: 2000}
 
-so the override is recorded with the study it applies to.
+so the override is recorded with the study it applies to. The one-network commands use the
+same bounds: `connectome train` reads a `limits:` section of its config file (or
+`--set limits.depth=N`), `connectome graph` takes `--limit depth=N`.
 """
 from __future__ import annotations
 
@@ -35,6 +37,10 @@ class Limits(BaseModel):
     synthetic_mib: int = Field(4_096, ge=1)
 
 
+# How each command raises a bound, for the error message ({key} is the Limits field).
+IN_STUDY_FILE = "with `limits: {{{key}: N}}` in the study file"
+
+
 def check_limits(study: Any) -> None:
     """Raise ValueError naming the key, its size and the `limits:` entry to raise; expands nothing."""
     limits: Limits = study.limits
@@ -50,9 +56,29 @@ def check_limits(study: Any) -> None:
         for value in _values(study, key):
             _check(key, value, limits.batch_size, "batch_size")
     if study.data.name == "synthetic":
-        s = study.data.synthetic
-        mib = (s.train + s.test) * s.channels * s.size * s.size / 2**20
-        _check("data.synthetic (MiB of images)", mib, limits.synthetic_mib, "synthetic_mib")
+        _check_synthetic(study.data.synthetic, limits)
+
+
+def check_trial_limits(config: Any, limits: Limits, how: str) -> None:
+    """Raise ValueError if one trial's network, batch or synthetic data exceeds the limits."""
+    check_arch_limits(config.arch, limits, how)
+    for key in ("batch_size", "eval_batch_size"):
+        _check(f"train.{key}", getattr(config.train, key), limits.batch_size, "batch_size", how=how)
+    if config.data.name == "synthetic":
+        _check_synthetic(config.data.synthetic, limits, how)
+
+
+def check_arch_limits(arch: Any, limits: Limits, how: str) -> None:
+    """Raise ValueError if an ArchConfig is deeper or wider than the limits (before its spec is built)."""
+    _check("depth", arch.depth, limits.depth, "depth", how=how)
+    if arch.block_layers:
+        _check("block_layers (total layers)", sum(arch.block_layers), limits.depth, "depth", how=how)
+    _check("growth", arch.growth, limits.growth, "growth", how=how)
+
+
+def _check_synthetic(s: Any, limits: Limits, how: str = IN_STUDY_FILE) -> None:
+    mib = (s.train + s.test) * s.channels * s.size * s.size / 2**20
+    _check("data.synthetic (MiB of images)", mib, limits.synthetic_mib, "synthetic_mib", how=how)
 
 
 def plan_size(search: Any) -> int:
@@ -70,12 +96,12 @@ def rejected_by_limits(limits: Limits, params: int | None) -> str | None:
     return None
 
 
-def _check(what: str, value: Any, bound: int, key: str, fix: str = "") -> None:
+def _check(what: str, value: Any, bound: int, key: str, fix: str = "", how: str = IN_STUDY_FILE) -> None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > bound:
         shown = f"{value:,.0f}" if isinstance(value, float) else f"{value:,}"
         hint = f"use {fix}, or raise" if fix else "raise"
-        raise ValueError(f"{what} is {shown}, over the limit of {bound:,}; {hint} the limit with "
-                         f"`limits: {{{key}: N}}` in the study file")
+        raise ValueError(f"{what} is {shown}, over the limit of {bound:,}; {hint} the limit "
+                         + how.format(key=key))
 
 
 def _values(study: Any, key: str) -> list[Any]:

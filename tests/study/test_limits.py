@@ -93,3 +93,23 @@ def test_named_search_space_is_bounded_too(tmp_path):
     data["search"]["space"] = "missing"
     with pytest.raises(ConfigError, match="search space 'missing' not found"):
         load_study(write_study(tmp_path, data))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["graph", "--depth", "100000000"], "depth is 100,000,000, over the limit of 1,000; raise the limit with --limit depth=N"),
+    (["graph", "--growth", "5000"], "growth is 5,000"),
+    (["graph", "--depth", "40", "--limit", "dpth=5"], "--limit: dpth: Extra inputs"),
+    (["train", "--dataset", "synthetic", "--batch-size", "10000000"],
+     "train.batch_size is 10,000,000, over the limit of 65,536; raise the limit with `--set limits.batch_size=N`"),
+    (["train", "--dataset", "synthetic", "--set", "data.synthetic.train=100000000"], "data.synthetic (MiB of images)"),
+    (["train", "--dataset", "synthetic", "--set", "limits.bogus=1"], "limits.bogus: Extra inputs"),
+])
+def test_one_network_commands_are_bounded_too(capsys, args, expected):
+    assert main(args) == 2  # before any spec is built or data generated: a hang or MemoryError before
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err
+
+
+def test_one_network_bounds_can_be_raised(capsys):
+    assert main(["graph", "--depth", "1003", "--limit", "depth=2000", "--format", "json"]) == 0
+    assert '"depth": 1003' in capsys.readouterr().out
