@@ -24,6 +24,9 @@ class OptunaTrials:
 def find_storage(results_dir: str | Path) -> str | None:
     """Storage URL or journal path of the Optuna study in a results directory, if any."""
     path = Path(results_dir)
+    spec = search_settings(path).get("storage")
+    if isinstance(spec, str) and "://" in spec:
+        return spec  # a database named by the study file
     if (path / "optuna.db").exists():
         return f"sqlite:///{(path / 'optuna.db').resolve()}"
     journals = sorted(p for p in path.glob("optuna*") if p.suffix in JOURNAL_SUFFIXES)
@@ -69,7 +72,7 @@ def count_ended(results_dir: str | Path) -> int:
 
 
 def _open_storage(optuna, location: str):
-    if location.startswith("sqlite:"):
+    if "://" in location:  # sqlite:///..., postgresql://...
         return location
     from optuna.storages.journal import JournalFileBackend
 

@@ -38,7 +38,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     """
     refused = [] if refused is None else refused
     results = load(results_dir)
-    if len(results.trials) and metric not in results.trials.columns:
+    if len(results.completed()) and metric not in results.trials.columns:  # all failed: still a report
         numeric = results.trials.select_dtypes("number").columns
         raise ConfigError(f"metric {metric!r} is not a trial column of {results.path}; "
                           f"numeric columns: {', '.join(sorted(numeric))}")

@@ -193,9 +193,9 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
     else:
         from connectome.orchestration.storage import count_finished, requeue_failed
 
-        requeue_failed(sd, study.name)
+        requeue_failed(sd, study.name, study.search.storage)
         pending, total = [], study.search.n_trials
-        to_run = max(total - count_finished(sd, study.name), 0)
+        to_run = max(total - count_finished(sd, study.name, study.search.storage), 0)
     console.print(f"study {study.name}: {total} trials, {total - to_run} finished, {to_run} to run; "
                   f"results in {sd.root}", highlight=False, markup=False)
     if not to_run:

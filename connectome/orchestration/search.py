@@ -84,7 +84,7 @@ def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
 def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:
     """The Ray Tune searcher of an optuna study, on the persistent storage."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(sd)
+    storage = make_storage(sd, study.search.storage)
     requeue_interrupted(storage, study.name)
     objectives = study.search.objectives
     metric = [o.metric for o in objectives]

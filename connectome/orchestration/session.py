@@ -96,7 +96,12 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # Tune looks for its own per-trial metric files at the end; connectome turned them off.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    from connectome.training import device as devices
+
     options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+    # cuBLAS reads its workspace setting when CUDA starts in a worker, so deterministic trials
+    # need it in every worker's environment from the start (docs/gpu.md).
+    options["runtime_env"] = {"env_vars": devices.worker_env()}
     if address:
         ray.init(address=address, **options)
     else:

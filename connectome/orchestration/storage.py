@@ -1,4 +1,4 @@
-"""The persistent Optuna storage of a study: results/<study>/optuna.db (optuna-dashboard opens it).
+"""The persistent Optuna storage of a study: optuna.db, optuna.journal or a database (optuna-dashboard opens it).
 
 Kept free of Ray imports: the runner reads it before it starts (and configures) Ray. On resume,
 trials that were running when the driver died are closed as failed and enqueued again with the
@@ -12,10 +12,21 @@ from optuna.trial import TrialState
 from connectome.store.layout import StudyDir
 
 
-def make_storage(sd: StudyDir) -> optuna.storages.RDBStorage:
-    """SQLite storage in the results directory."""
+def make_storage(sd: StudyDir, spec: str | None = None) -> optuna.storages.BaseStorage:
+    """The study's Optuna storage: SQLite in the results dir (default), its journal file, or an RDB URL."""
     sd.root.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(f"sqlite:///{sd.optuna_db.resolve()}")
+    if spec == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(sd.optuna_journal)))
+    return optuna.storages.RDBStorage(spec or f"sqlite:///{sd.optuna_db.resolve()}")
+
+
+def has_storage(sd: StudyDir, spec: str | None) -> bool:
+    """Whether the study's storage may already hold trials (always asked for a database URL)."""
+    if spec is None:
+        return sd.optuna_db.exists()
+    return sd.optuna_journal.exists() if spec == "journal" else True
 
 
 def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -37,13 +48,13 @@ def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
 REQUEUED = "connectome_requeued"
 
 
-def requeue_failed(sd: StudyDir, name: str) -> int:
+def requeue_failed(sd: StudyDir, name: str, spec: str | None = None) -> int:
     """Enqueue again the parameters of Optuna trials whose trial failed (resume retries failures)."""
-    if not sd.optuna_db.exists():
+    if not has_storage(sd, spec):
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=name, storage=make_storage(sd))
+        study = optuna.load_study(study_name=name, storage=make_storage(sd, spec))
     except KeyError:
         return 0
     statuses, requeued = sd.statuses(), list(study.user_attrs.get(REQUEUED, []))
@@ -64,13 +75,13 @@ def ended_trials(study: optuna.Study) -> int:
                for t in ended)
 
 
-def count_finished(sd: StudyDir, name: str) -> int:
+def count_finished(sd: StudyDir, name: str, spec: str | None = None) -> int:
     """Optuna trials that ran to an end (see ended_trials)."""
-    if not sd.optuna_db.exists():
+    if not has_storage(sd, spec):
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=name, storage=make_storage(sd))
+        study = optuna.load_study(study_name=name, storage=make_storage(sd, spec))
     except KeyError:
         return 0
     return ended_trials(study)

@@ -66,11 +66,14 @@ def finished_entry(files: TrialFiles) -> dict[str, Any] | None:
 def attempt_trial(config, files: TrialFiles, retries: int, on_epoch) -> dict[str, Any]:
     """train_trial with up to `retries` more attempts after a failure (each resumes its checkpoint)."""
     from connectome.training import train_trial
+    from connectome.training.device import is_sticky_cuda_error
 
     for attempt in range(retries + 1):
         try:
             record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch))
         except Exception as err:  # noqa: BLE001 - a trial's failure is a result, not a crash
+            if is_sticky_cuda_error(err):  # this worker's CUDA context is dead: Tune replaces the
+                raise  # worker and the retry resumes from the checkpoint
             record = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         record["attempts"] = attempt + 1
         if record.get("status") != "failed":

@@ -8,7 +8,7 @@ results/<study>/
   trials.parquet        compacted rows (one per trial, the last journal line of each wins)
   epochs.parquet        compacted per-epoch rows
   compacted.json        how much of the journal the parquet files hold (byte offset)
-  optuna.db             the Optuna storage of an optuna search
+  optuna.db             the Optuna storage of an optuna search (or optuna.journal, or a database)
   driver.lock           the running driver (host, pid, heartbeat); see connectome/store/lock.py
   trials/<trial_id>/    config.json (written when planned), checkpoint.pt (each epoch),
                         result.json (row + epochs, when the trial ends), spec.json, model.pt
@@ -124,6 +124,10 @@ class StudyDir:
     @property
     def optuna_db(self) -> Path:
         return self.root / "optuna.db"
+
+    @property
+    def optuna_journal(self) -> Path:
+        return self.root / "optuna.journal"
 
     @property
     def lock_file(self) -> Path:

@@ -32,6 +32,8 @@ from connectome.spec import NetworkSpec
 from connectome.store import layout
 from connectome.store.record import FINAL_STATUSES, RESOURCE_KEYS, config_columns, flatten, normalize_m, semantic_config
 from connectome.training import checkpoint as ckpt
+from connectome.training import device as devices
+from connectome.training.device import resolve_device  # noqa: F401 - re-exported for callers
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
 from connectome.training.datasets import DataSplits, load_splits
 
@@ -93,8 +95,10 @@ def train_trial(
     checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
 
     Config and dataset problems raise ConnectomeError before training; anything failing during
-    training gives status `failed` with the error text, a NaN/inf loss status `diverged`.
-    Accuracies and errors are fractions in [0, 1].
+    training gives status `failed` with the error text, a NaN/inf loss status `diverged`; a CUDA
+    error that leaves the process's CUDA context unusable is re-raised (the process must go).
+    Accuracies and errors are fractions in [0, 1]. The caller's RNG state, backend flags and
+    current GPU are left as they were.
     """
     cfg = make_trial_config(config)
     files = layout.TrialFiles(Path(trial_dir)) if trial_dir is not None else None
@@ -107,9 +111,10 @@ def train_trial(
     record = _config_record(cfg, files, study)
     progress = Progress()
     trial = None
-    with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left as it was
+    device = devices.resolve_device(cfg.train.device, devices.ray_gpu_ids())
+    with devices.trial_scope(device, deterministic=cfg.train.deterministic, compiled=cfg.train.compile):
         try:
-            trial = setup_trial(cfg)
+            trial = setup_trial(cfg, device)
             if files is not None and not files.config.exists():  # only a config that set up cleanly claims it
                 layout.write_trial_config(files, cfg.model_dump(mode="json"))
             record.update(_model_record(trial))
@@ -122,49 +127,44 @@ def train_trial(
             if trial is None:
                 raise  # bad config or missing data: the caller's to fix, not a trial outcome
             record.update(status="failed", error=traceback.format_exc(limit=-3))
-        except Exception:
+        except Exception as err:
+            if devices.is_sticky_cuda_error(err):
+                raise  # every later CUDA call of this process fails: let Ray replace the worker
             record.update(status="failed", error=traceback.format_exc(limit=-3))
-    record.update(_progress_record(progress, started))
-    if files is not None:
-        _write_artefacts(files, record, trial)
+        record.update(_progress_record(progress, started))
+        if files is not None:
+            _write_artefacts(files, record, trial)
+        trial = None  # the model and data go before the cache is emptied
+    devices.release_memory(device, compiled=cfg.train.compile)
     return record
 
 
 # ---------------------------------------------------------------- setup
 
 
-def setup_trial(cfg: TrialConfig) -> Trial:
+def setup_trial(cfg: TrialConfig, device: torch.device | None = None) -> Trial:
     """Device, threads, data, model, optimiser: all checks that can fail before training."""
     train = cfg.train
-    device = resolve_device(train.device)
-    _check_precision(train.precision, device)
+    device = device or devices.resolve_device(train.device, devices.ray_gpu_ids())
+    devices.configure_backends(train.deterministic, train.precision, device)
+    devices.check_precision(train.precision, device)
+    devices.limit_memory(device, devices.ray_gpu_fraction())
     torch.set_num_threads(resolve_threads(train))
     data = load_splits(cfg.data, cfg.seed, device)
     arch = resolve_arch(cfg.arch, data)
     spec = build_spec(arch)
-    torch.manual_seed(cfg.seed)  # initialisation
+    devices.seed_rng(cfg.seed, device)  # initialisation
     model = ConnectomeNet(spec, memory_efficient=arch.memory_efficient).to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
                                 nesterov=train.nesterov and train.momentum > 0,
                                 weight_decay=train.weight_decay)
+    if train.compile:
+        torch._dynamo.reset()  # a reused worker's earlier trials would count towards the recompile limit
     forward = torch.compile(model) if train.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
     return Trial(cfg, arch, spec, data, device, model, forward, optimizer, scaler)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; explicit names are checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"train.device {name!r} is not a device name (use auto, cpu, cuda, cuda:1)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available; use device: cpu or auto")
-    return device
 
 
 def resolve_threads(train: TrainConfig) -> int:
@@ -175,16 +175,6 @@ def resolve_threads(train: TrainConfig) -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _check_precision(precision: str, device: torch.device) -> None:
-    """bf16 needs native CPU support (or a GPU); fp16 autocast is GPU-only here."""
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("train.precision fp16 is for GPUs; on CPU use bf16 (or fp32)")
-    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        raise ConfigError("train.precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"train.precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp16")
 
 
 def resolve_arch(arch: ArchConfig, data: DataSplits) -> ArchConfig:
@@ -258,15 +248,20 @@ def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
     """SGD over one shuffled epoch; mean loss and accuracy; raises Diverged on NaN/inf."""
     train, data = trial.cfg.train, trial.data
     gen = torch.Generator().manual_seed(epoch_seed(trial.cfg.seed, epoch))
-    torch.manual_seed(epoch_seed(trial.cfg.seed, epoch) + 1)  # dropout masks
-    order = torch.randperm(len(data.train_y), generator=gen).to(trial.device)
-    batches = order.split(train.batch_size)
+    devices.seed_rng(epoch_seed(trial.cfg.seed, epoch) + 1, trial.device)  # dropout masks
+    order = torch.randperm(len(data.train_y), generator=gen)
+    sizes = [len(b) for b in order.split(train.batch_size)]
+    # The whole epoch's crops and flips, drawn now and copied once: no host-device sync per step.
+    draws = data.draw_augment(gen, sizes)
+    batches = devices.to_device(order, trial.device).split(train.batch_size)
     loss_sum = torch.zeros((), device=trial.device)
     correct = torch.zeros((), device=trial.device, dtype=torch.long)
     trial.forward.train()
     for step, idx in enumerate(batches):
         _set_lr(trial.optimizer, lr_at(train, epoch + step / len(batches)))
-        x, y = data.batch(idx, gen)  # (B, C, H, W), (B,)
+        start = step * train.batch_size
+        aug = draws[start:start + len(idx)] if draws is not None else None
+        x, y = data.batch(idx, aug)  # (B, C, H, W), (B,)
         loss, logits = train_step(trial, x, y)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -281,7 +276,7 @@ def train_step(trial: Trial, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Te
     if trial.cfg.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(trial):
-        logits = trial.forward(x)  # (B, classes)
+        logits = _forward_for(trial, len(x), trial.cfg.train.batch_size)(x)  # (B, classes)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=trial.cfg.train.label_smoothing)
     trial.optimizer.zero_grad(set_to_none=True)
     trial.scaler.scale(loss).backward()
@@ -300,23 +295,30 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         raise Diverged(f"non-finite training loss in epoch {epoch + 1}, by step {step + 1}")
 
 
-@torch.no_grad()
+def _forward_for(trial: Trial, n: int, full: int) -> nn.Module:
+    """The compiled module for full batches; a ragged last batch runs eagerly (no recompile for its size)."""
+    return trial.forward if n == full else trial.model
+
+
+@torch.inference_mode()
 def evaluate(trial: Trial, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy on uint8 images; NaN for an empty set."""
     if len(y_all) == 0:
         return math.nan, math.nan
     trial.forward.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(y_all), trial.cfg.train.eval_batch_size):
-        stop = start + trial.cfg.train.eval_batch_size
-        x, y = trial.data.normalize(x_all[start:stop]), y_all[start:stop]
+    size = trial.cfg.train.eval_batch_size
+    # Summed on the device (float64, as Python floats were) and read once: one sync per pass.
+    loss_sum = torch.zeros((), device=trial.device, dtype=torch.float64)
+    correct = torch.zeros((), device=trial.device, dtype=torch.long)
+    for start in range(0, len(y_all), size):
+        x, y = trial.data.normalize(x_all[start:start + size]), y_all[start:start + size]
         if trial.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(trial):
-            logits = trial.forward(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return loss_sum / len(y_all), correct / len(y_all)
+            logits = _forward_for(trial, len(y), size)(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(y_all), correct.item() / len(y_all)
 
 
 # ---------------------------------------------------------------- checkpoints and the trial dir

@@ -171,3 +171,14 @@ def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir):
     section = write_report(results_dir).read_text().split("## Pareto front")[1].split("\n## ")[0]
     assert "chosen on validation data" in section and "test_error" in section
     assert "dense-g8-s1" not in section
+
+
+def test_report_of_a_study_where_every_trial_failed(tmp_path):
+    sd = StudyDir(tmp_path / "allfail")
+    sd.write_plan(["dense-a", "dense-b"])
+    for trial_id in ("dense-a", "dense-b"):
+        sd.record({"row": {"trial_id": trial_id, "pattern": "dense", "seed": 0, "status": "failed",
+                           "error": "Traceback ...\nRuntimeError: boom"}, "epochs": []})
+    text = write_report(sd.root).read_text()
+    assert "2 trials: 0 completed, 0 diverged, 2 failed, 0 missing" in text
+    assert "RuntimeError: boom" in text and "dense-a" in text

@@ -204,3 +204,21 @@ def test_impossible_resources_fail_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
         run_study(load_study(_grid(tmp_path, "half"), ["train.precision=fp16"]), console=Console(file=io.StringIO()))
     assert not (tmp_path / "results").exists()
+
+
+@slow
+def test_optuna_journal_storage_with_concurrent_trials_and_a_resumed_driver(tmp_path, ray_head):
+    data = yaml.safe_load(_optuna_study(tmp_path, n_trials=4).read_text())
+    data["search"].update(storage="journal", sampler="random")
+    data["resources"] = {"cpu": 1, "max_concurrent": 2}
+    path = write_study(tmp_path, data, "journal.yaml")
+    _run(load_study(path), ray_head)
+    sd = StudyDir(tmp_path / "results" / "opt")
+    assert sd.optuna_journal.exists() and not sd.optuna_db.exists()
+    frame, out = _run(load_study(path, ["search.n_trials=5"]), ray_head, resume=True)
+    assert "4 finished, 1 to run" in out
+    from connectome.analysis import load
+
+    results = load(sd.root)
+    assert (results.planned, results.ended) == (5, 5) and results.counts["missing"] == 0
+    assert len(frame) == len(set(frame["trial_id"])) >= 1

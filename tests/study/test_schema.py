@@ -169,3 +169,14 @@ def test_no_shipped_study_optimises_a_test_metric():
         assert not [m for m in metrics if m.startswith("test_")], f
         if "search" in yaml.safe_load(f.read_text()):  # benchmarks/ also holds trial configs
             load_study(f)
+
+
+def test_optuna_storage_is_a_file_kind_or_a_database_url(tmp_path):
+    from connectome.study.schema import OptunaSearchConfig
+
+    base = {"kind": "optuna", "space": {"growth": {"choices": [2, 4]}}, "n_trials": 2,
+            "objectives": [{"metric": "best_val_acc", "mode": "max"}]}
+    assert OptunaSearchConfig.model_validate({**base, "storage": "journal"}).storage == "journal"
+    assert OptunaSearchConfig.model_validate({**base, "storage": "postgresql://u@h/db"}).storage
+    with pytest.raises(ValueError, match="'journal', or a database URL"):
+        OptunaSearchConfig.model_validate({**base, "storage": "mydb"})
