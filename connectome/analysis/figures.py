@@ -5,6 +5,7 @@ with the object API and the Agg canvas, so they work headless and in worker thre
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from connectome.analysis.results import MACS
 from connectome.analysis.stats import configurations, crossed_factors, pareto, summarize
+from connectome.files import write_atomic
 
 # Factors that change a network's size: a study varying one within a pattern draws curves.
 SIZE_FACTORS = ("depth", "growth", "block_layers", "blocks", "budget", "budget.params")
@@ -51,8 +53,10 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=130)  # constrained layout already fits labels: no "tight" redraw
-    fig.savefig(paths[1])
+    for path, options in zip(paths, ({"dpi": 130}, {})):  # constrained layout fits labels: no "tight"
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], **options)
+        write_atomic(path, buffer.getvalue())
     return paths
 
 

@@ -15,9 +15,10 @@ from connectome.analysis.figures import varies_size
 from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
                                        summarize)
-from connectome.analysis.usage import trial_usage
+from connectome.analysis.usage import RefusedFileError, trial_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
+from connectome.files import write_atomic
 from connectome.orchestration.progress import label_from_trial_file, trial_label
 from connectome.store.layout import StudyDir
 
@@ -28,11 +29,18 @@ MAX_COMPARISONS = 6
 MAX_CURVE_GROUPS = 8
 # Rows of a per-trial table (failures, missing pairs) shown before the rest is summarised.
 MAX_ROWS = 30
+# "Best trial" choices are made on validation data; the test metric is only reported.
+SELECTION_METRIC = "best_val_acc"
 
 
 def write_report(results_dir: str | Path, metric: str = "test_error",
-                 out_dir: str | Path | None = None) -> Path:
-    """Write report.md, report.html and figures/ into the results dir; returns report.md."""
+                 out_dir: str | Path | None = None, refused: list[str] | None = None) -> Path:
+    """Write report.md, report.html and figures/ into the results dir; returns report.md.
+
+    Files the report refuses to load (a model.pt that is not plain weights) are left out and
+    their one-line reasons appended to `refused` when given.
+    """
+    refused = [] if refused is None else refused
     results = load(results_dir)
     if len(results.completed()) and metric not in results.trials.columns:  # all failed: still a report
         numeric = results.trials.select_dtypes("number").columns
@@ -49,14 +57,14 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         _pareto_section(doc, completed, metric, out)
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
-    _figure_section(doc, results, metric, out)
+    _figure_section(doc, results, metric, out, refused)
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text(doc.to_html(f"connectome report: {results.study}"))
+    write_atomic(out / "report.html", doc.to_html(f"connectome report: {results.study}"))
     fault("report")
     report = out / "report.md"
-    report.write_text(doc.to_markdown(out))
+    write_atomic(report, doc.to_markdown(out))
     return report
 
 
@@ -118,25 +126,35 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
 
 
 def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
-    """The configurations no other configuration beats on both size and the metric's seed mean."""
+    """The configurations no other beats on size and validation accuracy, with the reported metric beside them."""
     if "params" not in completed:
         return
-    maximize = metric.endswith("_acc")
-    front = pareto_configs(completed, x="params", y=metric, maximize_y=maximize)
     doc.heading("Pareto front")
-    doc.text(f"Configurations (completed trials equal on every factor but the seed) not dominated on "
-             f"(`params`, mean `{metric}` over seeds), params minimised, `{metric}` "
-             f"{'maximised' if maximize else 'minimised'}; `count` seeds, 95% t interval of the mean"
-             f"{_cut_note(metric)}. A single lucky seed does not move the front.")
-    cols = [*factor_columns(completed), "count", "params", metric, "ci_low", "ci_high"]
+    if SELECTION_METRIC in completed and completed[SELECTION_METRIC].notna().any():
+        y, maximize = SELECTION_METRIC, True
+        how = (f"Configurations (completed trials equal on every factor but the seed) not dominated on "
+               f"(`params` min, mean `{SELECTION_METRIC}` max over seeds): the front is chosen on validation "
+               f"data, and the mean `{metric}` of each is reported beside it")
+    else:  # nothing to select on: describe the front of the reported metric itself, and say so
+        y, maximize = metric, metric.endswith("_acc")
+        how = (f"Configurations not dominated on (`params`, mean `{metric}` over seeds). No trial has "
+               f"`{SELECTION_METRIC}`, so this front is drawn on the reported metric (a description, not a "
+               "selection)")
+    front = pareto_configs(completed, x="params", y=y, maximize_y=maximize)
+    if y != metric and metric in completed:
+        reported = configurations(completed, x="params", y=metric)[[*_config_keys(completed), metric]]
+        front = front.merge(reported, on=_config_keys(completed), how="left")
+    doc.text(f"{how}; `count` seeds, 95% t interval of the mean of `{y}`{_cut_note(y)}. A single lucky seed "
+             "does not move the front.")
+    cols = [*factor_columns(completed), "count", "params", y, "ci_low", "ci_high", metric]
     doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
-    fig = plot_pareto(completed, x="params", y=metric, maximize_y=maximize)
+    fig = plot_pareto(completed, x="params", y=y, maximize_y=maximize)
     paths = save_figure(fig, out / "figures" / "pareto_params")
-    doc.figure(*paths, caption=f"{metric} vs parameters per configuration: {_marks_note(completed, metric)}; "
+    doc.figure(*paths, caption=f"{y} vs parameters per configuration: {_marks_note(completed, y)}; "
                                "black line and circles: the Pareto front of configurations.")
 
 
-def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> None:
+def _figure_section(doc: Document, results: Results, metric: str, out: Path, refused: list[str]) -> None:
     doc.heading("Figures")
     completed = results.completed()
     figures = out / "figures"
@@ -146,7 +164,7 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> 
             paths = save_figure(fig, figures / f"error_vs_{size}")
             doc.figure(*paths, caption=_size_caption(completed, size, metric))
     _curves_figure(doc, results, figures)
-    _usage_figures(doc, results, metric, figures)
+    _usage_figures(doc, results, figures, refused)
 
 
 def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
@@ -167,22 +185,26 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
                                f"{', '.join(hue)} (paper Fig. 6): {band}.")
 
 
-def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) -> None:
-    """Source-usage heatmap (paper Fig. 4) of the best completed trial of each pattern."""
+def _usage_figures(doc: Document, results: Results, figures: Path, refused: list[str]) -> None:
+    """Source-usage heatmap (paper Fig. 4) of the completed trial of each pattern chosen on validation."""
     completed = results.completed()
-    if "pattern" not in completed or metric not in completed or completed[metric].isna().all():
+    if "pattern" not in completed or completed.empty:
         return
     kept = completed[[_has_model(results.path / "trials" / str(t)) for t in completed["trial_id"]]]
     if kept.empty:
         doc.text("No completed trial kept `spec.json` and `model.pt`: no source-usage heatmap.")
         return
-    best = kept.dropna(subset=[metric]).sort_values(metric, kind="stable").groupby("pattern").head(1)
+    chosen, how = select_per_pattern(kept)
     factors = factor_columns(completed)
-    for _, row in best.iterrows():
+    for _, row in chosen.iterrows():
         pattern, trial_id = row["pattern"], row["trial_id"]
         name = trial_label(row, seed=row.get("seed"), keys=factors)
         try:
             usage = trial_usage(results.path / "trials" / str(trial_id))
+        except RefusedFileError as err:
+            refused.append(str(err))
+            doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
+            continue
         except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
             doc.text(f"No source-usage heatmap for {name} (`{trial_id}`): {err}")
             continue
@@ -190,9 +212,20 @@ def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) 
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
         summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
                   "row is uniform." if _sums_inputs(results.path / "trials" / str(trial_id)) else "")
-        doc.figure(*paths, caption=f"Source usage of {name} (paper Fig. 4), the {pattern} trial with the "
-                                   f"best {metric}: per-source weight norm of each layer's first conv, "
-                                   f"divided by the layer's largest; grey = no edge.{summed}")
+        doc.figure(*paths, caption=f"Source usage of {name} (paper Fig. 4), the {pattern} trial chosen by "
+                                   f"{how}: per-source weight norm of each layer's first conv, divided by the "
+                                   f"layer's largest; grey = no edge.{summed}")
+
+
+def select_per_pattern(trials: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One trial per pattern, chosen on validation accuracy (never on a test metric), and why."""
+    if SELECTION_METRIC in trials and trials[SELECTION_METRIC].notna().any():
+        ranked = trials.dropna(subset=[SELECTION_METRIC]).sort_values(
+            [SELECTION_METRIC, "trial_id"], ascending=[False, True], kind="stable")
+        return ranked.groupby("pattern").head(1), f"highest {SELECTION_METRIC}"
+    # Without a validation metric there is no honest "best": show the first trial, saying so.
+    return (trials.sort_values("trial_id", kind="stable").groupby("pattern").head(1),
+            f"first by trial id: no {SELECTION_METRIC} to select on")
 
 
 def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:
@@ -260,6 +293,11 @@ def _marks_note(trials: pd.DataFrame, metric: str) -> str:
         return "one trial per configuration, so no interval"
     return (f"marks: mean over seeds; bars: 95% t interval of the mean{_cut_note(metric)}; "
             "faint dots: single trials")
+
+
+def _config_keys(completed: pd.DataFrame) -> list[str]:
+    """The columns that identify a configuration (as `configurations` groups them)."""
+    return factor_columns(completed, varying=False)
 
 
 def _cut_note(metric: str) -> str:

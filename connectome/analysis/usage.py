@@ -1,11 +1,17 @@
 """How strongly each layer uses each earlier source, from trained weights (paper Figure 4)."""
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from connectome.errors import ConfigError
+
+
+class RefusedFileError(ConfigError):
+    """A results file that is not what connectome writes (e.g. a model.pt that holds code)."""
 
 
 def normalize_usage(matrix: np.ndarray) -> np.ndarray:
@@ -39,8 +45,25 @@ def load_trial_model(trial_dir: str | Path):
         if not file.exists():
             raise ConfigError(f"{file} not found: the trial kept no trained model (did it finish?)")
     model = ConnectomeNet(NetworkSpec.from_json(spec_file.read_text()))
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    try:
+        # weights_only: tensors and plain containers; a pickle that would build other objects is refused.
+        with warnings.catch_warnings():  # torch warns about the protocol before refusing
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise RefusedFileError(f"{weights}: refused, not a weights file of {spec_file.name} "
+                               f"({_reason(err)})") from None
     return model.eval()
+
+
+def _reason(err: Exception) -> str:
+    """The informative line of torch's multi-line load errors."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def trial_usage(trial_dir: str | Path) -> list[np.ndarray]:

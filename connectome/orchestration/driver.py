@@ -166,12 +166,9 @@ def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
     killed = stop_orphans(sd)
     if killed:
         console.print(f"stopped {len(killed)} Ray processes left by a killed driver", highlight=False)
-    try:
-        from connectome.files import remove_stale_temps
-    except ImportError:
-        return
-    for directory in (sd.root, *(d for d in [sd.trials] if d.is_dir())):
-        remove_stale_temps(directory)
+    from connectome.files import remove_stale_temps
+
+    remove_stale_temps(sd.root, recursive=True)  # study files, and every trial's records and checkpoints
 
 
 # ---------------------------------------------------------------- planning and running

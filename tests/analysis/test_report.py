@@ -121,7 +121,7 @@ def test_pareto_table_lists_configurations_with_seed_counts(results_dir):
     text = write_report(results_dir).read_text()
     section = text.split("## Pareto front")[1].split("##")[0]
     header = next(line for line in section.splitlines() if line.startswith("| pattern"))
-    assert header.startswith("| pattern | growth | m | count | params | test_error | ci_low | ci_high |")
+    assert header.startswith("| pattern | growth | m | count | params | best_val_acc | ci_low | ci_high | test_error |")
     assert "| partial | 4 | 8 | 3 |" in section  # three seeds of partial growth 4, one row
 
 
@@ -189,6 +189,45 @@ def test_long_failure_lists_are_capped(tmp_path):
     text = write_report(path).read_text()
     assert "40 trials: 0 completed, 0 diverged, 40 failed, 0 missing" in text
     assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
+
+
+def test_usage_heatmap_trial_is_chosen_on_validation_not_test():
+    import pandas as pd
+
+    from connectome.analysis.report import select_per_pattern
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "pattern": ["dense"] * 3,
+                           "test_error": [0.10, 0.30, 0.20], "best_val_acc": [0.70, 0.90, 0.80]})
+    chosen, how = select_per_pattern(trials)
+    assert chosen["trial_id"].tolist() == ["b"] and "best_val_acc" in how
+    chosen, how = select_per_pattern(trials.drop(columns="best_val_acc"))
+    assert chosen["trial_id"].tolist() == ["a"] and "no best_val_acc" in how
+
+
+def test_report_captions_the_validation_choice(results_dir):
+    text = write_report(results_dir).read_text()
+    assert "highest best_val_acc" in text and "best test_error" not in text
+
+
+def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir):
+    import json
+
+    import pandas as pd
+
+    # the largest trial has the best test error of all but the worst validation accuracy:
+    # a front chosen on test would hold it, one chosen on validation does not
+    odd = {"params": 10**6, "test_error": 0.001, "best_val_acc": 0.0}
+    result = results_dir / "trials" / "dense-g8-s1" / "result.json"
+    entry = json.loads(result.read_text())
+    entry["row"].update(odd)
+    result.write_text(json.dumps(entry))
+    table = pd.read_parquet(results_dir / "trials.parquet")
+    for key, value in odd.items():
+        table.loc[table["trial_id"] == "dense-g8-s1", key] = value
+    table.to_parquet(results_dir / "trials.parquet", index=False)
+    section = write_report(results_dir).read_text().split("## Pareto front")[1].split("\n## ")[0]
+    assert "chosen on validation data" in section and "test_error" in section
+    assert "dense-g8-s1" not in section
 
 
 def test_report_of_a_study_where_every_trial_failed(tmp_path):

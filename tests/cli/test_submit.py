@@ -30,8 +30,9 @@ def _connectome(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_submit_smoke_study_as_a_ray_job(tmp_path, ray_head):
+    # the cluster is this machine: its interpreter has the dependencies (the default is `python`)
     submitted = _connectome("submit", "studies/smoke.yaml", "--dashboard-url", ray_head.dashboard,
-                            "-o", str(tmp_path / "results"), "-s", "name=submitted")
+                            "-o", str(tmp_path / "results"), "-s", "name=submitted", "--python", sys.executable)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().splitlines()[-1]
     assert job_id.startswith("raysubmit_")
