@@ -13,23 +13,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arch_arguments(p)
     p.add_argument("--input-size", type=int, help="input height = width (default 32 cifar, 224 imagenet)")
     p.add_argument("--format", choices=sorted(FORMATS), default="text")
+    p.add_argument("--hash", dest="lookup_hash", metavar="H",
+                   help="show the trained spec(s) whose graph_hash or canonical_hash starts with H (needs --results)")
+    p.add_argument("--results", metavar="DIR", help="results directory searched by --hash")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from connectome import build_spec, complexity, make_arch
+    from connectome import build_spec, make_arch
 
+    if args.lookup_hash is not None or args.results is not None:
+        return run_lookup(args)
     arch = make_arch(**arch_options(args))
-    spec = build_spec(arch)
-    size = None if args.input_size is None else (arch.in_channels, args.input_size, args.input_size)
+    print(render(args.format, arch, build_spec(arch), args.input_size))
+    return 0
+
+
+def render(fmt: str, arch, spec, input_size: int | None) -> str:
+    """One spec in the requested format, with its complexity."""
+    from connectome import complexity
+
+    size = None if input_size is None else (arch.in_channels, input_size, input_size)
     cx = complexity(spec, size, memory_efficient=arch.memory_efficient)
-    print(FORMATS[args.format](arch, spec, cx, size))
+    return FORMATS[fmt](arch, spec, cx, size)
+
+
+def run_lookup(args: argparse.Namespace) -> int:
+    """`--hash H --results DIR`: every trial whose spec matches, shown in the requested format."""
+    from connectome.analysis.lookup import find_specs
+    from connectome.errors import ConfigError
+
+    if args.lookup_hash is None or args.results is None:
+        raise ConfigError("--hash and --results go together: connectome graph --hash H --results DIR")
+    for match in find_specs(args.results, args.lookup_hash):
+        if args.format == "text":
+            print(f"trial {match.trial_id}")
+        print(render(args.format, match.arch, match.spec, args.input_size))
     return 0
 
 
 def as_json(arch, spec, cx, size) -> str:
     return json.dumps({
         "params": cx.params, "flops": cx.flops, "activations": cx.acts, "graph_hash": spec.graph_hash,
+        "canonical_hash": spec.canonical_hash,
         "input_size": list(size) if size else None, "arch": arch.model_dump(), "spec": spec.to_dict(),
     }, indent=2)
 
@@ -42,7 +68,7 @@ def as_text(arch, spec, cx, size) -> str:
         f"{spec.classes} classes",
         f"params {cx.params:,} ({cx.params / 1e6:.2f}M)   FLOPs {cx.flops / 1e9:.3f} G multiply-adds"
         f"{f' at {size[0]}x{size[1]}x{size[2]}' if size else ''}   activations {cx.acts / 1e6:.2f}M/sample"
-        f"   hash {spec.graph_hash}",
+        f"   hash {spec.graph_hash} (canonical {spec.canonical_hash})",
     ]
     for i, block in enumerate(spec.blocks):
         lines += _block_lines(i, block)

@@ -415,7 +415,7 @@ def _model_record(trial: Trial) -> dict:
     return {
         **flatten(trial.arch.model_dump(mode="json")),
         "params": cx.params, "flops": cx.flops, "activations": cx.acts,
-        "graph_hash": trial.spec.graph_hash, "device": str(trial.device),
+        "graph_hash": trial.spec.graph_hash, "canonical_hash": trial.spec.canonical_hash, "device": str(trial.device),
         "threads": torch.get_num_threads(),
     }
 

@@ -61,3 +61,12 @@ def test_bad_input_is_one_line_without_traceback(argv, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_json_has_exact_and_canonical_hash(capsys):
+    from connectome import build_spec, make_arch
+
+    _, out, _ = run(capsys, "--pattern", "sparse", "--depth", "13", "--format", "json")
+    spec = build_spec(make_arch(pattern="sparse", depth=13))
+    data = json.loads(out)
+    assert (data["graph_hash"], data["canonical_hash"]) == (spec.graph_hash, spec.canonical_hash)

@@ -168,7 +168,7 @@ def test_final_artefacts_and_no_optimizer_state(tiny, tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {ckpt.CONFIG, ckpt.RECORD, ckpt.SPEC, ckpt.MODEL}
     assert json.loads((tmp_path / ckpt.RECORD).read_text()) == json.loads(json.dumps(record))
     spec = NetworkSpec.from_json((tmp_path / ckpt.SPEC).read_text())
-    assert spec.graph_hash == record["graph_hash"]
+    assert spec.graph_hash == record["graph_hash"] and spec.canonical_hash == record["canonical_hash"]
     state = torch.load(tmp_path / ckpt.MODEL, weights_only=True)
     model = ConnectomeNet(spec)
     model.load_state_dict(state)  # exactly the model's keys: no optimizer or progress entries
