@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.study.dedup import Deduplicator
 from connectome.study.results import StudyDir
 from connectome.study.schema import Study
 from connectome.study.storage import make_storage, requeue_interrupted
@@ -28,6 +29,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
     def __init__(self, study: Study, sd: StudyDir, **kwargs: Any):
         self.study, self.sd = study, sd
+        # Dedup hook (connectome/study/dedup.py), seeded with the trials planned before a resume.
+        self.dedup = Deduplicator.from_trial_files(sd.trials.glob("*/trial.json"))
         super().__init__(**kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -41,6 +44,11 @@ class ConstrainedOptunaSearch(OptunaSearch):
             try:
                 trial = make_trial(self.study, assignment, self.study.search.seed)
                 reason = trial.rejected
+                # Dedup hook: an isomorphic graph with the same training is skipped like a rejection.
+                original = None if reason else self.dedup.duplicate_of(trial.trial_id, trial.config)
+                if original is not None:
+                    reason = f"duplicate_of {original}"
+                    self._ot_trials[trial_id].set_user_attr("duplicate_of", original)
             except ConnectomeError as err:
                 reason = str(err)
             ot_trial = self._ot_trials[trial_id]
