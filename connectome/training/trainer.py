@@ -29,6 +29,7 @@ from connectome.complexity import complexity
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
+from connectome.topology import topology_columns
 from connectome.training import checkpoint as ckpt
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
 from connectome.training.datasets import DataSplits, load_splits
@@ -416,7 +417,7 @@ def _model_record(trial: Trial) -> dict:
         **flatten(trial.arch.model_dump(mode="json")),
         "params": cx.params, "flops": cx.flops, "activations": cx.acts,
         "graph_hash": trial.spec.graph_hash, "canonical_hash": trial.spec.canonical_hash, "device": str(trial.device),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), **topology_columns(trial.spec),
     }
 
 

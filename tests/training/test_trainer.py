@@ -11,6 +11,7 @@ import torch
 from connectome.errors import ConfigError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
+from connectome.topology import topology_columns
 from connectome.training import checkpoint as ckpt
 from connectome.training import trainer
 from connectome.training.config import TrainConfig
@@ -169,6 +170,7 @@ def test_final_artefacts_and_no_optimizer_state(tiny, tmp_path):
     assert json.loads((tmp_path / ckpt.RECORD).read_text()) == json.loads(json.dumps(record))
     spec = NetworkSpec.from_json((tmp_path / ckpt.SPEC).read_text())
     assert spec.graph_hash == record["graph_hash"] and spec.canonical_hash == record["canonical_hash"]
+    assert {k: v for k, v in record.items() if k.startswith("topo.")} == topology_columns(spec)
     state = torch.load(tmp_path / ckpt.MODEL, weights_only=True)
     model = ConnectomeNet(spec)
     model.load_state_dict(state)  # exactly the model's keys: no optimizer or progress entries
