@@ -13,6 +13,7 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
+from connectome.analysis.topology import topology_section
 from connectome.analysis.usage import trial_usage
 from connectome.errors import ConfigError, ConnectomeError
 
@@ -45,6 +46,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out)
+    topology_section(doc, results, metric, out)  # issue 12: topology vs accuracy (analysis/topology.py)
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
