@@ -20,7 +20,7 @@ def metrics(g: nx.DiGraph, source, sink) -> dict[str, float]:
     """Edges, density, fan-in/out, skip span, input-output paths and clustering of one DAG."""
     n = len(g)
     order = list(nx.topological_sort(g))
-    depth = _depths(g, order)
+    depth = node_depths(g, order)
     fan_in = [d for v, d in g.in_degree() if v != source]
     fan_out = [d for v, d in g.out_degree() if v != sink]
     spans = [depth[v] - depth[u] for u, v in g.edges]
@@ -39,7 +39,7 @@ def metrics(g: nx.DiGraph, source, sink) -> dict[str, float]:
     }
 
 
-def _depths(g: nx.DiGraph, order: list) -> dict:
+def node_depths(g: nx.DiGraph, order: list) -> dict:
     """Longest-path distance from the sources, per node."""
     depth = {}
     for v in order:

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "connectome.cli.run",
     "connectome.cli.submit",
     "connectome.cli.report",
+    "connectome.cli.lesion",
 )
 
 
