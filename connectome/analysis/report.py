@@ -13,6 +13,7 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
+from connectome.analysis.proxies import proxy_section
 from connectome.analysis.topology import topology_section
 from connectome.analysis.usage import trial_usage
 from connectome.errors import ConfigError, ConnectomeError
@@ -47,6 +48,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out)
     topology_section(doc, results, metric, out)  # issue 12: topology vs accuracy (analysis/topology.py)
+    proxy_section(doc, results, metric, out)  # issue 12: zero-cost proxies vs accuracy (analysis/proxies.py)
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)

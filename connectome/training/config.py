@@ -100,6 +100,8 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
     # Batch size of validation and test passes (no gradients, so larger is fine).
     eval_batch_size: int = Field(500, ge=1)
+    # Record zero-cost proxies (proxy.* columns) of the initialised model: about 5 training steps.
+    proxies: bool = True
 
     @field_validator("milestones")
     @classmethod

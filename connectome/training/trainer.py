@@ -29,6 +29,7 @@ from connectome.complexity import complexity
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
+from connectome.proxies import trial_proxy_columns
 from connectome.topology import topology_columns
 from connectome.training import checkpoint as ckpt
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
@@ -39,7 +40,7 @@ NO_AUGMENT_DROPOUT = 0.2
 # Steps between checks for a non-finite loss (each check syncs the device).
 DIVERGENCE_CHECK_EVERY = 20
 # Config keys that say where/how fast a trial runs, not what it computes: may change on resume.
-RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size"), "data": ("root", "download")}
+RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size", "proxies"), "data": ("root", "download")}
 
 EpochCallback = Callable[[dict], Any]
 
@@ -417,7 +418,7 @@ def _model_record(trial: Trial) -> dict:
         **flatten(trial.arch.model_dump(mode="json")),
         "params": cx.params, "flops": cx.flops, "activations": cx.acts,
         "graph_hash": trial.spec.graph_hash, "canonical_hash": trial.spec.canonical_hash, "device": str(trial.device),
-        "threads": torch.get_num_threads(), **topology_columns(trial.spec),
+        "threads": torch.get_num_threads(), **topology_columns(trial.spec), **trial_proxy_columns(trial),
     }
 
 

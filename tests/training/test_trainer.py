@@ -242,3 +242,13 @@ def test_step_schedule_drops_at_fractions_of_training():
     short = TrainConfig(epochs=1, schedule="step")
     assert lr_at(short, 0) == pytest.approx(0.1)  # not already divided at the first step
     assert lr_at(short, 0.5) == pytest.approx(0.01)
+
+
+def test_proxies_are_recorded_without_changing_training(tiny):
+    on = train_trial(tiny(train={"epochs": 1}))
+    off = train_trial(tiny(train={"epochs": 1, "proxies": False}))
+    proxies = {k for k in on if k.startswith("proxy.")}
+    assert proxies == {"proxy.grad_norm", "proxy.snip", "proxy.synflow", "proxy.naswot"}
+    assert not any(k.startswith("proxy.") for k in off)
+    same = lambda r: {k: v for k, v in computed(r).items() if k not in proxies and k != "train.proxies"}  # noqa: E731
+    assert same(on) == same(off)
