@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "connectome.cli.submit",
     "connectome.cli.report",
     "connectome.cli.lesion",
+    "connectome.cli.export",
 )
 
 

@@ -20,22 +20,29 @@ from connectome.training.config import TrialConfig
 from connectome.training.trainer import RESOURCE_KEYS
 
 
-def training_key(config: TrialConfig) -> str:
-    """Hash of everything besides the graph that decides what a trial computes."""
+def training_key(config: TrialConfig, with_seed: bool = True) -> str:
+    """Hash of everything besides the graph that decides what a trial computes (the seed optional)."""
     dumped = config.model_dump(mode="json")
     kept = {section: {k: v for k, v in dumped[section].items() if k not in RESOURCE_KEYS.get(section, ())}
             for section in ("data", "train")}
-    kept.update(seed=config.seed, dropout=config.arch.dropout)
+    kept.update(dropout=config.arch.dropout, **({"seed": config.seed} if with_seed else {}))
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def planned_spec(config: TrialConfig) -> NetworkSpec:
-    """The spec the trainer will build, with the dataset's channels and classes."""
+    """The spec the trainer will build: the dataset's channels and classes, dropout resolved as it does."""
     from connectome.builder import build_spec
     from connectome.study.trials import arch_for_data
+    from connectome.training.datasets import dataset_info
+    from connectome.training.trainer import NO_AUGMENT_DROPOUT
 
-    return build_spec(arch_for_data(config)[0])
+    arch = arch_for_data(config)[0]
+    if arch.dropout is None:  # as trainer.resolve_arch, without loading the data
+        augment = config.data.augment
+        augment = dataset_info(config.data.name).augment if augment is None else augment
+        arch = arch.model_copy(update={"dropout": 0.0 if augment else NO_AUGMENT_DROPOUT})
+    return build_spec(arch)
 
 
 class Deduplicator:

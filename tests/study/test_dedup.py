@@ -74,3 +74,12 @@ def test_seeded_from_planned_trial_files(tmp_path):
     (tmp_path / "t1" / "trial.json").write_text(json.dumps({"trial_id": "t1", "config": config.model_dump(mode="json")}))
     dedup = Deduplicator.from_trial_files(tmp_path.glob("*/trial.json"))
     assert dedup.duplicate_of("t2", config) == "t1"
+
+
+def test_planned_spec_is_the_spec_the_trainer_builds(tmp_path):
+    from connectome.study.dedup import planned_spec
+    from connectome.training.trainer import setup_trial
+
+    config = expand_grid(_study(tmp_path, [{"pattern": "dense"}]))[0].config
+    assert config.arch.dropout is None  # resolved from the (unaugmented) synthetic data: 0.2
+    assert planned_spec(config) == setup_trial(config).spec
