@@ -185,22 +185,39 @@ def drop_matrices(table: pd.DataFrame, model: ConnectomeNet) -> list[np.ndarray]
 def plot_lesions(drops: list[np.ndarray], usage: list[np.ndarray], title: str = "") -> Figure:
     """Per block: weight-norm source usage (left) beside the accuracy drop of each lesioned edge (right)."""
     n_blocks = len(drops)
-    fig = Figure(figsize=(7.5, 3.2 * n_blocks), layout="constrained")
+    fig = Figure(figsize=(8.0, 3.4 * n_blocks), layout="constrained")
     axes = fig.subplots(n_blocks, 2, squeeze=False)
     vmax = max([np.nanmax(np.abs(d)) for d in drops if np.isfinite(d).any()] + [1e-3])
     for b, (drop, use) in enumerate(zip(drops, usage)):
         left, right = axes[b]
-        im = left.imshow(np.ma.masked_invalid(use), cmap="viridis", vmin=0, vmax=1, origin="upper")
-        left.set(title=f"block {b + 1}: weight norm (row-normalised)", xlabel="source", ylabel="layer")
+        im = left.imshow(np.ma.masked_invalid(use), cmap="viridis", vmin=0, vmax=1)
+        left.set_title(f"block {b + 1}: first-conv weight norm (row max = 1)", fontsize=9)
         fig.colorbar(im, ax=left, shrink=0.8)
-        im = right.imshow(np.ma.masked_invalid(drop), cmap="RdBu_r", vmin=-vmax, vmax=vmax, origin="upper")
-        right.set(title=f"block {b + 1}: accuracy drop when cut", xlabel="source", ylabel="reader (last: output)")
+        im = right.imshow(np.ma.masked_invalid(drop), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        right.set_title(f"block {b + 1}: val accuracy drop when the edge is cut", fontsize=9)
         fig.colorbar(im, ax=right, shrink=0.8)
+        _annotate(right, drop)
         for ax in (left, right):
-            ax.set_facecolor("0.85")  # grey: no edge / not measured
+            _label_axes(ax, drop.shape[0])
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _label_axes(ax, size: int) -> None:
+    """Rows are readers 1..n and the block output; columns are sources: the block input, 1..n. Grey: no edge."""
+    ax.set_facecolor("0.85")
+    ax.set_xticks(range(size), ["in", *map(str, range(1, size))], fontsize=7)
+    ax.set_yticks(range(size), [*map(str, range(1, size)), "out"], fontsize=7)
+    ax.set_xlabel("source")
+    ax.set_ylabel("reader")
+
+
+def _annotate(ax, drop: np.ndarray) -> None:
+    """Drops of at least half a point written in the cell, in percentage points."""
+    for (r, c), value in np.ndenumerate(drop):
+        if np.isfinite(value) and abs(value) >= 0.005:
+            ax.text(c, r, f"{100 * value:.0f}", ha="center", va="center", fontsize=6)
 
 
 def write_lesions(results_dir: str | Path, trial_id: str | None = None, images: int = DEFAULT_IMAGES,
