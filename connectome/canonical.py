@@ -53,11 +53,17 @@ def _subdivided(g: nx.DiGraph) -> nx.DiGraph:
 
 
 def block_canonical_hash(block: BlockSpec) -> str:
-    """WL hash of the labelled block, iterated until labels can cross the whole graph."""
-    s = _subdivided(labelled_graph(block))
+    """WL hash of the labelled block, iterated until labels can cross the whole graph.
+
+    A label crosses one original edge in two steps of the subdivided graph, so twice the
+    block's undirected diameter (plus one) suffices; fewer rounds than full refinement can
+    only add collisions, which the exact check in CanonicalIndex resolves.
+    """
+    g = labelled_graph(block)
+    rounds = 2 * (nx.diameter(g.to_undirected()) + 1)
     with warnings.catch_warnings():  # networkx warns that directed hashes changed in 3.5
         warnings.simplefilter("ignore", UserWarning)
-        return nx.weisfeiler_lehman_graph_hash(s, node_attr="label", iterations=max(1, len(s)), digest_size=16)
+        return nx.weisfeiler_lehman_graph_hash(_subdivided(g), node_attr="label", iterations=rounds, digest_size=16)
 
 
 def network_canonical_hash(spec: NetworkSpec) -> str:
