@@ -63,3 +63,15 @@ def test_export_cli_with_replay(finished, capsys):
     assert "2 architectures" in out and "replayed 4 of 4 trials" in out
     assert len(pd.read_csv(results / "replay.csv")) == 4
     assert main(["export", str(tmp / "nowhere")]) == 2
+
+
+def test_optuna_search_is_replayed_from_the_table(finished, tmp_path):
+    tmp, _, results, records = finished
+    data = smoke_dict(tmp)
+    data["search"] = {"kind": "optuna", "space": {"pattern": {"choices": ["dense", "partial"]}},
+                      "objectives": [{"metric": "test_acc", "mode": "max"}], "n_trials": 4, "sampler": "random"}
+    frame = replay_study(load_study(write_study(tmp_path, data)), ReplayTable(export_table(results)))
+    assert len(frame) == 4 and (frame["status"] == "replayed").all()
+    for row in frame.itertuples():
+        assert records[row.replayed_from]["pattern"] == row.pattern and records[row.replayed_from]["seed"] == 0
+        assert row.test_acc == records[row.replayed_from]["test_acc"]
