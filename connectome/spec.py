@@ -98,6 +98,13 @@ class BlockSpec:
         widths = [self.read_width(e) for e in self.inputs[v]]
         return sum(widths) if self.nodes[v].agg == "concat" else widths[0]
 
+    @cached_property
+    def canonical_hash(self) -> str:
+        """Relabelling-invariant WL hash of the block (see connectome/canonical.py)."""
+        from connectome.canonical import block_canonical_hash
+
+        return block_canonical_hash(self)
+
     def to_graph(self) -> nx.DiGraph:
         """The block as a networkx DiGraph with op/agg/width and window attributes."""
         g = nx.DiGraph()
@@ -154,11 +161,18 @@ class NetworkSpec:
 
     @cached_property
     def graph_hash(self) -> str:
-        """Canonical hash of the architecture: equal for specs that build the same network."""
+        """Exact hash of the spec (node ids included): equal only for identical specs; see canonical_hash."""
         d = self.to_dict()
         d.pop("meta")
         canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+    @cached_property
+    def canonical_hash(self) -> str:
+        """Relabelling-invariant hash (WL; confirm matches with connectome.canonical.CanonicalIndex)."""
+        from connectome.canonical import network_canonical_hash
+
+        return network_canonical_hash(self)
 
 
 def _edge_key(e: Edge) -> tuple[int, int]:

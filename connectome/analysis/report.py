@@ -16,6 +16,8 @@ from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
                                        summarize)
 from connectome.analysis.usage import RefusedFileError, trial_usage
+from connectome.analysis.proxies import proxy_section
+from connectome.analysis.topology import topology_section
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
 from connectome.files import write_atomic
@@ -58,6 +60,8 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out, refused)
+    topology_section(doc, results, metric, out)  # topology vs accuracy (analysis/topology.py)
+    proxy_section(doc, results, metric, out)  # zero-cost proxies vs accuracy (analysis/proxies.py)
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +270,7 @@ def _study_file_section(doc: Document, path: Path) -> None:
 
 
 def _missing_name(path: Path, trial_id: str) -> str:
-    """`dense, growth=12, seed 0 (dense-1a2b3c4d5e)` from the trial's trial.json, else its id."""
+    """`dense, growth=12, seed 0 (dense-1a2b3c4d5e)` from the trial's config.json, else its id."""
     name = label_from_trial_file(StudyDir(path).trial(trial_id).config)
     return f"{name} (`{trial_id}`)" if name else f"`{trial_id}`"
 

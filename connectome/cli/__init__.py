@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "connectome.cli.run",
     "connectome.cli.submit",
     "connectome.cli.report",
+    "connectome.cli.lesion",
+    "connectome.cli.export",
 )
 
 DESCRIPTION = """\

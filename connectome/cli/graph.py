@@ -24,24 +24,49 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="export only block N (1 = first) as a graph file for `--pattern file`; edit and re-import it")
     p.add_argument("--limit", action="append", default=[], metavar="KEY=N",
                    help="raise a size bound (depth, growth; defaults as for studies), e.g. --limit depth=2000")
+    p.add_argument("--hash", dest="lookup_hash", metavar="H",
+                   help="show the trained spec(s) whose graph_hash or canonical_hash starts with H (needs --results)")
+    p.add_argument("--results", metavar="DIR", help="results directory searched by --hash")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the spec and print it in the chosen format."""
-    from connectome.builder import build_spec
-    from connectome.complexity import complexity
+    """Build the spec and print it in the chosen format (or look trained specs up by hash)."""
     from connectome.architecture import make_arch
+    from connectome.builder import build_spec
 
+    if args.lookup_hash is not None or args.results is not None:
+        return run_lookup(args)
     arch = make_arch(**arch_options(args))
     check_limits(arch, args.limit)
     spec = build_spec(arch)
     if args.block is not None:
         print(export_block(spec, args.block, args.format))
         return 0
-    size = None if args.input_size is None else (arch.in_channels, args.input_size, args.input_size)
+    print(render(args.format, arch, spec, args.input_size))
+    return 0
+
+
+def render(fmt: str, arch, spec, input_size: int | None) -> str:
+    """One spec in the requested format, with its complexity."""
+    from connectome.complexity import complexity
+
+    size = None if input_size is None else (arch.in_channels, input_size, input_size)
     cx = complexity(spec, size, memory_efficient=arch.memory_efficient)
-    print(FORMATS[args.format](arch, spec, cx, size))
+    return FORMATS[fmt](arch, spec, cx, size)
+
+
+def run_lookup(args: argparse.Namespace) -> int:
+    """`--hash H --results DIR`: every trial whose spec matches, shown in the requested format."""
+    from connectome.analysis.lookup import find_specs
+    from connectome.errors import ConfigError
+
+    if args.lookup_hash is None or args.results is None:
+        raise ConfigError("--hash and --results go together: connectome graph --hash H --results DIR")
+    for match in find_specs(args.results, args.lookup_hash):
+        if args.format == "text":
+            print(f"trial {match.trial_id}")
+        print(render(args.format, match.arch, match.spec, args.input_size))
     return 0
 
 
@@ -104,6 +129,7 @@ def check_limits(arch, assignments: list[str]) -> None:
 def as_json(arch, spec, cx, size) -> str:
     return json.dumps({
         "params": cx.params, "flops": cx.flops, "activations": cx.acts, "graph_hash": spec.graph_hash,
+        "canonical_hash": spec.canonical_hash,
         "input_size": list(size) if size else None, "arch": arch.model_dump(), "spec": spec.to_dict(),
     }, indent=2)
 
@@ -116,7 +142,7 @@ def as_text(arch, spec, cx, size) -> str:
         f"{spec.classes} classes",
         f"params {cx.params:,} ({cx.params / 1e6:.2f}M)   FLOPs {cx.flops / 1e9:.3f} G multiply-adds"
         f"{f' at {size[0]}x{size[1]}x{size[2]}' if size else ''}   activations {cx.acts / 1e6:.2f}M/sample"
-        f"   hash {spec.graph_hash}",
+        f"   hash {spec.graph_hash} (canonical {spec.canonical_hash})",
     ]
     for i, block in enumerate(spec.blocks):
         lines += _block_lines(i, block)

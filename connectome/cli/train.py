@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, metavar="VALUE",
                        help=f"same as -s {key}=VALUE")
     p.add_argument("--trial-dir", type=Path, default=None,
-                   help="write config, checkpoints, record.json, spec.json, model.pt here; resumes from it")
+                   help="write config.json, checkpoints, result.json, spec.json, model.pt here; resumes from it")
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
     p.set_defaults(func=run)
 

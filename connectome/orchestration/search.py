@@ -15,8 +15,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.store.layout import StudyDir, write_trial_config
+from connectome.study.dedup import Deduplicator
 from connectome.study.schema import Study
 from connectome.orchestration.storage import make_storage, requeue_interrupted
+from connectome.study.space import make_sampler
 from connectome.study.trials import make_trial
 
 # Consecutive rejected candidates after which the search gives up (the constraints are too tight).
@@ -28,6 +30,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
     def __init__(self, study: Study, sd: StudyDir, **kwargs: Any):
         self.study, self.sd = study, sd
+        # Dedup hook (connectome/study/dedup.py), seeded with the trials planned before a resume.
+        self.dedup = Deduplicator.from_trial_files(sd.trials.glob("*/config.json"))
         super().__init__(**kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -39,6 +43,11 @@ class ConstrainedOptunaSearch(OptunaSearch):
             try:
                 trial = make_trial(self.study, assignment, self.study.search.seed)
                 reason = trial.rejected
+                # Dedup hook: an isomorphic graph with the same training is skipped like a rejection.
+                original = None if reason else self.dedup.duplicate_of(trial.trial_id, trial.config)
+                if original is not None:
+                    reason = f"duplicate_of {original}"
+                    self._ot_trials[trial_id].set_user_attr("duplicate_of", original)
             except ConnectomeError as err:
                 reason = str(err)
             ot_trial = self._ot_trials[trial_id]
@@ -68,17 +77,6 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
 def _as_list(metric: str | list[str]) -> list[str]:
     return metric if isinstance(metric, list) else [metric]
-
-
-def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
-    """The configured Optuna sampler, seeded."""
-    search = study.search
-    if search.sampler == "nsga2":
-        options = {"population_size": search.population} if search.population else {}
-        return optuna.samplers.NSGAIISampler(seed=search.sampler_seed, **options)
-    if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.sampler_seed)
-    return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True)
 
 
 def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:

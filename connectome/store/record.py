@@ -20,7 +20,7 @@ FINAL_STATUSES = frozenset({"completed", "diverged"})
 
 # Config keys that say where or how fast a trial runs, not what it computes. They are not part
 # of the trial id, may change on resume, and are never experimental factors.
-RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size"), "data": ("root", "download")}
+RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size", "proxies"), "data": ("root", "download")}
 RESOURCE_COLUMNS = frozenset(f"{section}.{key}" for section, keys in RESOURCE_KEYS.items() for key in keys)
 
 # The record column holding multiply-adds per image (MACs).

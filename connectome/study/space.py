@@ -85,3 +85,16 @@ def find_space_file(name: str, study_path: Path | None) -> Path:
         f"search space {name!r} not found (looked for search_spaces/{name}.yaml beside the study"
         f" and in the current directory); known: {', '.join(known) or 'none'}"
     )
+
+
+def make_sampler(study) -> "optuna.samplers.BaseSampler":
+    """The study's Optuna sampler, seeded (used by the Ray searcher and by replay)."""
+    import optuna
+
+    search = study.search
+    if search.sampler == "nsga2":
+        options = {"population_size": search.population} if search.population else {}
+        return optuna.samplers.NSGAIISampler(seed=search.sampler_seed, **options)
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.sampler_seed)
+    return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True)

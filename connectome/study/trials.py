@@ -15,6 +15,7 @@ from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.store.record import config_hash
 from connectome.study.limits import rejected_by_limits
+from connectome.study.dedup import mark_duplicates
 from connectome.study.schema import GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
 from connectome.training.datasets import data_shape as dataset_shape
@@ -31,6 +32,8 @@ class Trial:
     flops: int | None = None
     # Why the constraints rejected it (None: accepted).
     rejected: str | None = None
+    # The earlier trial with an isomorphic graph and the same training (see study/dedup.py).
+    duplicate_of: str | None = None
 
 
 def trial_id(config: TrialConfig) -> str:
@@ -129,4 +132,5 @@ def expand_grid(study: Study) -> list[Trial]:
             except ConnectomeError as err:
                 raise ConfigError(f"{study.source}: search: combination {assignment}: {err}") from None
             trials.setdefault(trial.trial_id, trial)
-    return list(trials.values())
+    # Dedup hook: isomorphic architectures with the same training run once (connectome/study/dedup.py).
+    return mark_duplicates(list(trials.values()))

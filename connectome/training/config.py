@@ -104,6 +104,9 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
     # Batch size of validation and test passes (no gradients, so larger is fine).
     eval_batch_size: int = Field(500, ge=1)
+    # Record zero-cost proxies (proxy.* columns) of the initialised model: about 5 training steps.
+    # Left out of dumps at its default, so trial ids and config files of earlier studies stay the same.
+    proxies: bool = Field(True, exclude_if=lambda v: v is True)
 
     @field_validator("milestones")
     @classmethod

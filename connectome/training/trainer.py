@@ -31,6 +31,8 @@ from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
 from connectome.store import layout
 from connectome.store.record import FINAL_STATUSES, RESOURCE_KEYS, config_columns, flatten, normalize_m, semantic_config
+from connectome.proxies import trial_proxy_columns
+from connectome.topology import topology_columns
 from connectome.training import checkpoint as ckpt
 from connectome.training import device as devices
 from connectome.training.device import resolve_device  # noqa: F401 - re-exported for callers
@@ -390,8 +392,8 @@ def _model_record(trial: Trial) -> dict:
         **flatten(trial.arch.model_dump(mode="json")),
         "m": normalize_m(resolved_m(trial.arch, trial.spec)),
         "params": cx.params, "flops": cx.flops, "activations": cx.acts,
-        "graph_hash": trial.spec.graph_hash, "device": str(trial.device),
-        "threads": torch.get_num_threads(),
+        "graph_hash": trial.spec.graph_hash, "canonical_hash": trial.spec.canonical_hash, "device": str(trial.device),
+        "threads": torch.get_num_threads(), **topology_columns(trial.spec), **trial_proxy_columns(trial),
     }
 
 

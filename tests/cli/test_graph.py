@@ -112,3 +112,12 @@ def test_block_export_errors_are_one_line(argv, message, capsys):
     assert main(["graph", "--block-layers", "2,2", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_json_has_exact_and_canonical_hash(capsys):
+    from connectome import build_spec, make_arch
+
+    _, out, _ = run(capsys, "--pattern", "sparse", "--depth", "13", "--format", "json")
+    spec = build_spec(make_arch(pattern="sparse", depth=13))
+    data = json.loads(out)
+    assert (data["graph_hash"], data["canonical_hash"]) == (spec.graph_hash, spec.canonical_hash)

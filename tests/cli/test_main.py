@@ -17,7 +17,7 @@ from connectome.cli import build_parser, main
 from connectome.console import make_console, worker_logs_wanted
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ("graph", "train", "run", "submit", "status", "stop", "report")
+COMMANDS = ("graph", "train", "run", "submit", "status", "stop", "report", "lesion", "export")
 HEAVY = ("torch", "torchvision", "ray", "pandas", "optuna", "matplotlib")
 
 
@@ -172,3 +172,10 @@ def test_help_in_a_pipe_is_not_wrapped(capsys):
     out = capsys.readouterr().out
     assert any(line.startswith("Expand a study file") and line.endswith("(default results/<name>/).")
                for line in out.splitlines())
+
+
+def test_lesion_help_defaults_match_the_analysis_module():
+    from connectome.analysis import lesion as analysis
+    from connectome.cli import lesion as cli
+
+    assert (cli.DEFAULT_IMAGES, cli.DEFAULT_BUDGET_S) == (analysis.DEFAULT_IMAGES, analysis.DEFAULT_BUDGET_S)

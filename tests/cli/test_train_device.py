@@ -11,4 +11,4 @@ def test_missing_cuda_index_exits_2_with_one_line(tmp_path, capsys, monkeypatch)
                  "--trial-dir", str(tmp_path / "t")])
     out, err = capsys.readouterr()
     assert code == 2 and "cuda:1" in err and "1 CUDA device" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "t" / "record.json").exists()
+    assert not (tmp_path / "t" / "result.json").exists()

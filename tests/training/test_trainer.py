@@ -12,6 +12,7 @@ from connectome.errors import ConfigError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
 from connectome.store.layout import TrialFiles, clean_json
+from connectome.topology import topology_columns
 from connectome.training import trainer
 from connectome.training.config import TrainConfig
 from connectome.training.trainer import lr_at, train_trial
@@ -171,7 +172,8 @@ def test_final_artefacts_and_no_optimizer_state(tiny, tmp_path):
     assert saved["row"] == json.loads(json.dumps(clean_json({k: v for k, v in record.items() if k != "epochs"})))
     assert saved["epochs"] == json.loads(json.dumps(record["epochs"]))
     spec = NetworkSpec.from_json(files.spec.read_text())
-    assert spec.graph_hash == record["graph_hash"]
+    assert spec.graph_hash == record["graph_hash"] and spec.canonical_hash == record["canonical_hash"]
+    assert {k: v for k, v in record.items() if k.startswith("topo.")} == topology_columns(spec)
     state = torch.load(files.model, weights_only=True)
     model = ConnectomeNet(spec)
     model.load_state_dict(state)  # exactly the model's keys: no optimizer or progress entries
@@ -273,3 +275,13 @@ def test_a_corrupt_result_is_set_aside_and_the_trial_reruns(tiny, tmp_path, capl
     TrialFiles(tmp_path).result.write_text('{"row": {"status": "compl')
     record = train_trial(tiny(), trial_dir=tmp_path)
     assert record["status"] == "completed" and list(tmp_path.glob("result.json.corrupt-*"))
+
+
+def test_proxies_are_recorded_without_changing_training(tiny):
+    on = train_trial(tiny(train={"epochs": 1}))
+    off = train_trial(tiny(train={"epochs": 1, "proxies": False}))
+    proxies = {k for k in on if k.startswith("proxy.")}
+    assert proxies == {"proxy.grad_norm", "proxy.snip", "proxy.synflow", "proxy.naswot"}
+    assert not any(k.startswith("proxy.") for k in off)
+    same = lambda r: {k: v for k, v in computed(r).items() if k not in proxies and k != "train.proxies"}  # noqa: E731
+    assert same(on) == same(off)

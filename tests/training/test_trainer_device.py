@@ -28,7 +28,7 @@ def test_a_device_ray_cannot_honour_is_a_config_error_not_a_failed_trial(tiny, m
     monkeypatch.setattr(devices, "ray_gpu_ids", lambda: [])
     with pytest.raises(ConfigError, match="assigned this trial no GPU"):
         train_trial(tiny(train={"device": "cuda"}), trial_dir=tmp_path / "t")
-    assert not (tmp_path / "t" / "record.json").exists()
+    assert not (tmp_path / "t" / "result.json").exists()
 
 
 def test_a_missing_cuda_index_is_a_config_error(tiny, monkeypatch):

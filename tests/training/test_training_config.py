@@ -40,3 +40,11 @@ def test_invalid_keys_name_the_key(bad, fragment):
 def test_round_trip_through_json(tiny):
     cfg = make_trial_config(tiny())
     assert TrialConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+def test_proxies_default_keeps_earlier_dumps_and_ids():
+    from connectome.training.config import TrainConfig
+
+    assert "proxies" not in TrainConfig().model_dump()  # trial ids of earlier studies unchanged
+    off = TrainConfig(proxies=False)
+    assert TrainConfig.model_validate(off.model_dump()).proxies is False

@@ -1,0 +1,43 @@
+"""How well zero-cost proxies at initialisation rank the trained networks (Spearman, bootstrap interval)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from connectome.analysis.topology import MIN_TRIALS, bootstrap_interval, partial_rank_correlation
+from connectome.proxies import PREFIX
+
+# Parameter count is the baseline every proxy has to beat.
+BASELINE = "params"
+
+
+def proxy_correlations(trials: pd.DataFrame, metric: str = "test_acc", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per proxy (and params): n, Spearman rho with `metric` and its 95% bootstrap interval."""
+    cols = [c for c in trials.columns if c.startswith(PREFIX)] + ([BASELINE] if BASELINE in trials else [])
+    rows = []
+    for col in cols:
+        data = trials[[col, metric]].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan).dropna()
+        if len(data) < MIN_TRIALS or data[col].nunique() < 2:
+            continue
+        x, y = data[col].to_numpy(float), data[metric].to_numpy(float)
+        lo, hi = bootstrap_interval(x, y, None, n_boot=n_boot, seed=seed)
+        rows.append({"proxy": col.removeprefix(PREFIX), "n": len(data),
+                     "rho": partial_rank_correlation(x, y, None), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["proxy", "n", "rho", "ci_low", "ci_high"])
+
+
+def proxy_section(doc, results, metric: str, out: Path) -> None:
+    """Report section: rank correlation of each proxy (and of params) with the metric."""
+    completed = results.completed()
+    if not any(c.startswith(PREFIX) for c in completed.columns) or metric not in completed:
+        return
+    table = proxy_correlations(completed, metric=metric)
+    doc.heading("Zero-cost proxies")
+    if table.empty:
+        doc.text(f"Fewer than {MIN_TRIALS} completed trials with proxies and `{metric}`: no proxy correlation.")
+        return
+    doc.text(f"Spearman rank correlation of each proxy, computed at initialisation, with the final `{metric}`, "
+             "with a 95% percentile bootstrap interval over trials; `params` is the baseline a proxy must beat.")
+    doc.table(table.round(3))

@@ -1,0 +1,135 @@
+"""Is it the wiring or the parameters? Rank correlation of topology metrics with a result metric,
+controlling for parameter count, with bootstrap intervals, a figure and a report section.
+
+The partial rank correlation of metric x with outcome y given size z is the Pearson correlation
+of the residuals of rank(x) and rank(y) after a least-squares fit on rank(z) (Spearman partial
+correlation). Intervals resample trials with replacement (percentile bootstrap); seeds of one
+architecture are resampled as separate trials, so the interval is optimistic when replicates
+dominate (the report says how many distinct architectures there are).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from connectome.topology import PREFIX, topology_columns
+
+# Fewest trials for a partial correlation with one control to mean anything.
+MIN_TRIALS = 5
+BOOTSTRAP_SAMPLES = 1000
+
+
+def network_metric_columns(trials: pd.DataFrame) -> list[str]:
+    """Whole-network `topo.*` columns that vary across the trials (block columns left out)."""
+    cols = [c for c in trials.columns if c.startswith(PREFIX) and not c.startswith(PREFIX + "block")]
+    return [c for c in cols if trials[c].nunique(dropna=True) > 1]
+
+
+def partial_rank_correlation(x: np.ndarray, y: np.ndarray, z: np.ndarray | None) -> float:
+    """Spearman correlation of x and y, partialling out z (None: plain Spearman); NaN if undefined."""
+    rx, ry = _rank(x), _rank(y)
+    if z is not None:
+        design = np.column_stack([np.ones(len(z)), _rank(z)])
+        rx = rx - design @ np.linalg.lstsq(design, rx, rcond=None)[0]
+        ry = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
+    sx, sy = rx.std(), ry.std()
+    if sx < 1e-12 or sy < 1e-12:
+        return math.nan
+    return float(np.mean((rx - rx.mean()) * (ry - ry.mean())) / (sx * sy))
+
+
+def _rank(v: np.ndarray) -> np.ndarray:
+    return pd.Series(v).rank(method="average").to_numpy(dtype=float)
+
+
+def bootstrap_interval(x, y, z, n_boot: int = BOOTSTRAP_SAMPLES, confidence: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the partial rank correlation over resampled trials."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        r = partial_rank_correlation(x[idx], y[idx], None if z is None else z[idx])
+        if not math.isnan(r):
+            values.append(r)
+    if len(values) < n_boot // 2:  # mostly degenerate resamples: no honest interval
+        return math.nan, math.nan
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def topology_correlations(trials: pd.DataFrame, metric: str = "test_acc", control: str | None = "params",
+                          n_boot: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> pd.DataFrame:
+    """Per varying network topology metric: n, Spearman rho, partial rho given `control`, 95% interval."""
+    rows = []
+    for col in network_metric_columns(trials):
+        keep = [col, metric] + ([control] if control else [])
+        data = trials[keep].apply(pd.to_numeric, errors="coerce").dropna()
+        if len(data) < MIN_TRIALS:
+            continue
+        x, y = data[col].to_numpy(float), data[metric].to_numpy(float)
+        z = data[control].to_numpy(float) if control else None
+        lo, hi = bootstrap_interval(x, y, z, n_boot=n_boot, seed=seed)
+        rows.append({"topology": col[len(PREFIX):], "n": len(data),
+                     "rho": partial_rank_correlation(x, y, None),
+                     "partial_rho": partial_rank_correlation(x, y, z), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["topology", "n", "rho", "partial_rho", "ci_low", "ci_high"])
+
+
+def add_topology_columns(trials: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
+    """Trials with `topo.*` columns, computed from each trial's spec.json where the record lacks them."""
+    if any(c.startswith(PREFIX) for c in trials.columns) or "trial_id" not in trials:
+        return trials
+    if not (Path(results_dir) / "trials").is_dir():
+        return trials
+    from connectome.analysis.lookup import trial_specs
+
+    rows = {m.trial_id: topology_columns(m.spec) for m in trial_specs(results_dir)}
+    extra = pd.DataFrame.from_dict(rows, orient="index")
+    return trials.join(extra, on="trial_id") if len(extra) else trials
+
+
+def plot_topology_correlations(table: pd.DataFrame, metric: str, control: str | None) -> Figure:
+    """Forest plot: partial rank correlation per topology metric with its bootstrap interval."""
+    fig = Figure(figsize=(6.0, 0.35 * max(len(table), 3) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    ys = np.arange(len(table))[::-1]
+    rho = table["partial_rho"] if control else table["rho"]
+    err = np.vstack([rho - table["ci_low"], table["ci_high"] - rho]).clip(min=0)
+    ax.errorbar(rho, ys, xerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3, label="partial (95% bootstrap)")
+    if control:
+        ax.scatter(table["rho"], ys, marker="x", color="C3", label="raw Spearman", zorder=3)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(ys, table["topology"])
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(f"rank correlation with {metric}" + (f" given {control}" if control else ""))
+    ax.set_title(f"topology vs {metric}: is it the wiring or the parameters?")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def topology_section(doc, results, metric: str, out: Path) -> None:
+    """Report section: the correlation table and its figure (nothing when too few trials vary)."""
+    from connectome.analysis.figures import save_figure
+
+    completed = add_topology_columns(results.completed(), results.path)
+    table = topology_correlations(completed, metric=metric) if metric in completed else pd.DataFrame()
+    doc.heading("Topology and accuracy")
+    if table.empty:
+        doc.text(f"Fewer than {MIN_TRIALS} completed trials with varying topology metrics and `{metric}`: "
+                 "no topology correlation.")
+        return
+    archs = completed["canonical_hash"].nunique() if "canonical_hash" in completed else "?"
+    doc.text(f"Spearman rank correlation of each whole-network topology metric with `{metric}` "
+             f"(`rho`) and partial rank correlation controlling for `params` (`partial_rho`) with a "
+             f"95% percentile bootstrap interval over {len(completed)} completed trials "
+             f"({archs} distinct architectures; seeds resampled as trials, so intervals are optimistic).")
+    doc.table(table.round(3))
+    paths = save_figure(plot_topology_correlations(table, metric, "params"), out / "figures" / "topology_correlation")
+    doc.figure(*paths, caption=f"Partial rank correlation of topology metrics with {metric} given params.")

@@ -1,0 +1,44 @@
+"""`connectome lesion RESULTS_DIR`: test-time edge knockout of a trained trial -> lesion.parquet + heat map."""
+from __future__ import annotations
+
+import argparse
+
+
+# Defaults of connectome.analysis.lesion, repeated here so `--help` does not import torch (a test
+# checks the two agree).
+DEFAULT_IMAGES = 1000
+DEFAULT_BUDGET_S = 120.0
+
+
+def register(subparsers) -> None:
+    """Add the `lesion` subcommand."""
+    parser = subparsers.add_parser(
+        "lesion", help="knock out edges of a trained network and measure the validation accuracy drop",
+        description="Zero a source's channels at its reader's input (BN in eval mode), per span class and "
+                    "then for single edges in a seeded random order until the time budget is spent; "
+                    "writes RESULTS_DIR/lesion.parquet and figures/lesion_<trial>.png/.svg.")
+    parser.add_argument("results_dir", help="folder written by `connectome run`")
+    parser.add_argument("--trial", default=None, help="trial id (default: best validation accuracy)")
+    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES,
+                        help=f"validation images used (default {DEFAULT_IMAGES})")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
+                        help=f"seconds for single-edge lesions after the span classes (default {DEFAULT_BUDGET_S:g})")
+    parser.add_argument("--no-spans", dest="spans", action="store_false", help="skip the span-class lesions")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the image subset and the edge order")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from connectome.analysis.lesion import LesionPlan, write_lesions
+    from connectome.errors import ConfigError
+
+    if args.images < 1 or args.budget < 0:
+        raise ConfigError("--images must be >= 1 and --budget >= 0 seconds")
+    plan = LesionPlan(budget_s=args.budget, spans=args.spans, seed=args.seed)
+    out, figures, table = write_lesions(args.results_dir, args.trial, args.images, plan)
+    edges = table[table["kind"] == "edge"]
+    print(f"trial {table['trial_id'].iloc[0]}: baseline val acc {table['baseline_acc'].iloc[0]:.4f} on "
+          f"{table['n_images'].iloc[0]} images; {len(edges)} single edges and "
+          f"{int((table['kind'] == 'span').sum())} span classes lesioned")
+    print(f"wrote {out} and {figures[0]}")
+    return 0

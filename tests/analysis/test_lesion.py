@@ -1,0 +1,98 @@
+"""Lesions: knockout zeroes exactly one source at one reader, leaves the model unchanged after, and the CLI."""
+import pandas as pd
+import pytest
+import torch
+
+from connectome import build_spec, make_arch
+from connectome.analysis.lesion import (LesionPlan, edge_spans, explicit_reads, knockout, lesion_model,
+                                        span_class)
+from connectome.cli import main
+from connectome.executor import ConnectomeNet
+from connectome.training.trainer import train_trial
+
+
+def _model(pattern="dense", **kw):
+    torch.manual_seed(0)
+    model = ConnectomeNet(build_spec(make_arch(pattern=pattern, block_layers=[3, 3], growth=4, classes=4, **kw)))
+    for m in model.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("pattern", ["dense", "residual", "partial"])
+def test_explicit_reads_compute_the_same_function(pattern):
+    model, x = _model(pattern), torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        with explicit_reads(model.blocks[0]), explicit_reads(model.blocks[1]):
+            assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def _reader_input(model, b, v, x):
+    seen = {}
+    norm = model.blocks[b].nodes[str(v)].op.norm1
+    handle = norm.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0].clone()))
+    with torch.no_grad():
+        out = model(x)
+    handle.remove()
+    return seen["x"], out
+
+
+def test_knockout_zeroes_only_that_source_at_that_reader():
+    model, x = _model(), torch.randn(2, 3, 8, 8)
+    before, out = _reader_input(model, 1, 3, x)  # block 2, layer 3 reads [x0 (16), f1 (4), f2 (4)]
+    with knockout(model, [(1, 1, 3)]):
+        cut, cut_out = _reader_input(model, 1, 3, x)
+    width0 = model.blocks[1].spec.nodes[0].width
+    lo, hi = width0, width0 + 4
+    assert torch.count_nonzero(cut[:, lo:hi]) == 0
+    assert torch.equal(cut[:, :lo], before[:, :lo]) and torch.equal(cut[:, hi:], before[:, hi:])
+    assert not torch.allclose(cut_out, out)
+    after, again = _reader_input(model, 1, 3, x)  # hooks removed, plan restored
+    assert torch.equal(again, out) and model.blocks[1].plan[0].base is None
+
+
+def test_knockout_in_a_residual_sum():
+    model, x = _model("residual"), torch.randn(2, 3, 8, 8)
+    before, _ = _reader_input(model, 0, 3, x)
+    with knockout(model, [(0, 1, 3)]):
+        cut, _ = _reader_input(model, 0, 3, x)
+    feats = {}
+    handle = model.blocks[0].nodes["1"].register_forward_hook(lambda m, a, out: feats.setdefault("f1", out.clone()))
+    _reader_input(model, 0, 3, x)
+    handle.remove()
+    assert torch.allclose(cut, before - feats["f1"], atol=1e-5)  # x0 + f1 + f2 without f1
+
+
+def test_span_classes():
+    assert [span_class(s) for s in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == ["1", "2", "3-4", "3-4", "5-8", "5-8",
+                                                                       "9-16", "9-16", "17-32"]
+    spans = edge_spans(_model())
+    assert spans[(0, 0, 4)] == 4 and spans[(1, 2, 3)] == 1 and len(spans) == 2 * 10
+
+
+def test_lesion_model_covers_spans_then_edges_within_budget():
+    model = _model()
+    x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 4, (32,))
+    table = lesion_model(model, x, y, LesionPlan(budget_s=1e9))
+    assert (table["kind"] == "edge").sum() == 20 and set(table[table.kind == "span"]["span"]) == {"1", "2", "3-4"}
+    assert (table["drop"] == table["baseline_acc"] - table["acc"]).all()
+    spans_only = lesion_model(model, x, y, LesionPlan(budget_s=0.0))
+    assert (spans_only["kind"] == "span").all()
+
+
+def test_lesion_cli_writes_table_and_figure(tmp_path, capsys):
+    trial_dir = tmp_path / "trials" / "tiny"
+    config = {"arch": {"block_layers": [2, 2], "growth": 4},
+              "data": {"name": "synthetic", "val_size": 64,
+                       "synthetic": {"train": 256, "test": 64, "size": 8, "channels": 3, "classes": 4}},
+              "train": {"epochs": 1, "batch_size": 32, "threads": 1}, "seed": 0}
+    assert train_trial(config, trial_dir=trial_dir)["status"] == "completed"
+    assert main(["lesion", str(tmp_path), "--trial", "tiny", "--images", "40", "--budget", "30"]) == 0
+    table = pd.read_parquet(tmp_path / "lesion.parquet")
+    assert (table["kind"] == "edge").sum() == 2 * 6 and (table["n_images"] == 40).all()
+    assert (tmp_path / "figures" / "lesion_tiny.png").stat().st_size > 1000
+    assert "baseline val acc" in capsys.readouterr().out
+    assert main(["lesion", str(tmp_path), "--trial", "nope"]) == 2

@@ -1,0 +1,71 @@
+"""Topology vs accuracy: the partial rank correlation separates wiring from parameter count."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from connectome.analysis import write_report
+from connectome.analysis.topology import (add_topology_columns, bootstrap_interval, partial_rank_correlation,
+                                          topology_correlations)
+
+
+def _frame(effect_of_topology: float, n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    params = rng.uniform(1e5, 1e6, n)
+    confounded = params * (1 + 0.05 * rng.standard_normal(n))  # a metric that mostly tracks size
+    wiring = rng.standard_normal(n)  # a metric independent of size
+    acc = 1e-6 * params + effect_of_topology * wiring + 0.02 * rng.standard_normal(n)
+    return pd.DataFrame({"params": params, "topo.edges": confounded, "topo.clustering": wiring,
+                         "topo.block1.edges": wiring, "topo.density": np.ones(n), "test_acc": acc})
+
+
+def test_size_proxy_loses_its_correlation_once_params_are_controlled():
+    table = topology_correlations(_frame(effect_of_topology=0.0), n_boot=300).set_index("topology")
+    assert table.loc["edges", "rho"] > 0.8  # raw: looks like wiring matters
+    assert table.loc["edges", "ci_low"] < 0 < table.loc["edges", "ci_high"] or abs(table.loc["edges", "partial_rho"]) < 0.3
+    assert list(table.index) == ["edges", "clustering"]  # constant and per-block columns left out
+
+
+def test_wiring_effect_survives_the_control():
+    table = topology_correlations(_frame(effect_of_topology=0.5), n_boot=300).set_index("topology")
+    row = table.loc["clustering"]
+    assert row["partial_rho"] > 0.7 and row["ci_low"] > 0.4 and row["ci_low"] <= row["partial_rho"] <= row["ci_high"]
+
+
+def test_partial_correlation_matches_a_closed_form():
+    rng = np.random.default_rng(1)
+    x, y, z = rng.standard_normal((3, 200))
+    rx, ry, rz = (pd.Series(v).rank().to_numpy() for v in (x, y, z))
+    c = np.corrcoef([rx, ry, rz])
+    expected = (c[0, 1] - c[0, 2] * c[1, 2]) / math.sqrt((1 - c[0, 2] ** 2) * (1 - c[1, 2] ** 2))
+    assert partial_rank_correlation(x, y, z) == pytest.approx(expected)
+    assert math.isnan(partial_rank_correlation(np.ones(5), y[:5], z[:5]))
+    assert all(math.isnan(v) for v in bootstrap_interval(np.ones(5), y[:5], z[:5], n_boot=50))
+
+
+def _specs_for_every_seed(results_dir):
+    """The fake study keeps spec.json for seed 0 only; replicates share the architecture."""
+    for folder in (results_dir / "trials").iterdir():
+        first = results_dir / "trials" / (folder.name.rsplit("-s", 1)[0] + "-s0") / "spec.json"
+        if first.exists() and not (folder / "spec.json").exists():
+            (folder / "spec.json").write_text(first.read_text())
+
+
+def test_report_has_the_topology_section(results_dir):
+    report = write_report(results_dir, metric="test_acc")
+    assert "Fewer than 5 completed trials with varying topology" in report.read_text()  # 4 specs only
+    _specs_for_every_seed(results_dir)
+    report = write_report(results_dir, metric="test_acc")
+    text = report.read_text()
+    assert "## Topology and accuracy" in text and "partial_rho" in text
+    assert (results_dir / "figures" / "topology_correlation.png").stat().st_size > 1000
+
+
+def test_topology_is_computed_from_specs_for_old_records(results_dir):
+    from connectome.analysis import load
+
+    trials = add_topology_columns(load(results_dir).completed(), results_dir)
+    known = trials.dropna(subset=["topo.edges"])  # the fake keeps spec.json for seed 0 only
+    assert sorted(known["trial_id"]) == ["dense-g4-s0", "dense-g8-s0", "partial-g4-s0", "partial-g8-s0"]
+    assert (known.loc[known["pattern"] == "dense", "topo.edges"] == 10).all()  # 3 layers: 4 + 3 + 2 + 1

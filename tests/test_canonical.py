@@ -1,0 +1,114 @@
+"""Canonical hash: invariant to renumbering layers, sensitive to every functional attribute."""
+import dataclasses
+
+import networkx as nx
+import pytest
+
+from connectome import build_spec, make_arch
+from connectome.canonical import CanonicalIndex, blocks_isomorphic, networks_isomorphic
+from connectome.spec import BlockSpec, NetworkSpec
+
+
+def _graph(edges, n, widths=None, aggs=None, windows=None):
+    g = nx.DiGraph()
+    g.add_node(0, op="input", agg="concat", width=8)
+    for v in range(1, n + 1):
+        g.add_node(v, op="conv3x3", agg=(aggs or {}).get(v, "concat"), width=(widths or {}).get(v, 4))
+    g.add_node(n + 1, op="identity", agg="concat")
+    g.add_edges_from(edges)
+    for (u, v), w in (windows or {}).items():
+        g.edges[u, v]["window"] = w
+    return g
+
+
+def _relabel(g: nx.DiGraph, layers: dict[int, int]) -> nx.DiGraph:
+    return nx.relabel_nodes(g, {v: layers.get(v, v) for v in g.nodes})
+
+
+# 0 -> 1 -> 2 -> 4, 0 -> 3 -> 4 with a windowed skip 0 -> 2: layers 1..3 have different roles
+EDGES = [(0, 1), (1, 2), (0, 2), (2, 4), (0, 3), (3, 4)]
+BASE = dict(edges=EDGES, n=3, widths={1: 4, 2: 6, 3: 4}, windows={(0, 2): (2, 6)})
+SWAP = {1: 3, 3: 1}
+
+
+def _network(block: BlockSpec) -> NetworkSpec:
+    return NetworkSpec(stem="conv3x3", in_channels=3, stem_channels=8, blocks=(block,), transitions=(),
+                       classes=10, growth=4)
+
+
+def test_renumbered_block_has_same_canonical_hash_and_different_spec_hash():
+    a = BlockSpec.from_graph(_graph(**BASE))
+    b = BlockSpec.from_graph(_relabel(_graph(**BASE), SWAP))
+    assert a.edges != b.edges  # really renumbered
+    assert a.canonical_hash == b.canonical_hash
+    na, nb = _network(a), _network(b)
+    assert na.graph_hash != nb.graph_hash
+    assert na.canonical_hash == nb.canonical_hash
+    assert networks_isomorphic(na, nb)
+
+
+@pytest.mark.parametrize("change", ["op", "agg", "width", "window", "edge", "classes", "dropout", "stem"])
+def test_any_functional_attribute_change_changes_canonical_hash(change):
+    base = BlockSpec.from_graph(_graph(**BASE))
+    g = _graph(**BASE)
+    if change == "op":
+        g.nodes[1]["op"] = "bottleneck"
+    elif change == "agg":
+        g.nodes[2]["agg"] = "sum"
+        g.edges[0, 2]["window"] = (0, 4)  # sum needs equal widths: 4 and 4
+    elif change == "width":
+        g.nodes[3]["width"] = 5
+    elif change == "window":
+        g.edges[0, 2]["window"] = (0, 4)
+    elif change == "edge":
+        g.add_edge(1, 4)
+    block = BlockSpec.from_graph(g)
+    net = _network(block)
+    if change in ("classes", "dropout", "stem"):
+        update = {"classes": 11, "dropout": 0.2, "stem": "imagenet"}[change]
+        net = dataclasses.replace(_network(base), **{change: update})
+    else:
+        assert block.canonical_hash != base.canonical_hash
+    assert net.canonical_hash != _network(base).canonical_hash
+    assert not networks_isomorphic(net, _network(base))
+
+
+def test_aggregation_of_single_input_node_is_not_functional():
+    g = _graph(**BASE)
+    g.nodes[1]["agg"] = "sum"  # node 1 reads only node 0
+    assert BlockSpec.from_graph(g).canonical_hash == BlockSpec.from_graph(_graph(**BASE)).canonical_hash
+
+
+def test_growth_label_alone_does_not_change_canonical_hash():
+    net = _network(BlockSpec.from_graph(_graph(**BASE)))
+    assert dataclasses.replace(net, growth=99).canonical_hash == net.canonical_hash
+
+
+def _bipartite_block(pairs):
+    """Input -> layers 1..4 -> layers 5..8 (each reading two of 1..4) -> output 9."""
+    edges = [(0, a) for a in range(1, 5)] + [(a, b) for a, b in pairs] + [(b, 9) for b in range(5, 9)]
+    return BlockSpec.from_graph(_graph(edges, n=8))
+
+
+# Both 2-regular between {1..4} and {5..8}: an 8-cycle versus two 4-cycles. WL cannot tell them apart.
+CYCLE8 = [(1, 5), (2, 5), (2, 6), (3, 6), (3, 7), (4, 7), (4, 8), (1, 8)]
+TWO_CYCLE4 = [(1, 5), (2, 5), (1, 6), (2, 6), (3, 7), (4, 7), (3, 8), (4, 8)]
+
+
+def test_wl_collision_is_separated_by_the_exact_check():
+    a, b = _bipartite_block(CYCLE8), _bipartite_block(TWO_CYCLE4)
+    assert a.canonical_hash == b.canonical_hash  # the known WL blind spot
+    assert not blocks_isomorphic(a, b)
+    index = CanonicalIndex()
+    ka, kb = index.key(_network(a)), index.key(_network(b))
+    assert ka != kb and kb == f"{ka}.1"
+    renumbered = BlockSpec.from_graph(_relabel(_graph(
+        [(0, a) for a in range(1, 5)] + TWO_CYCLE4 + [(b, 9) for b in range(5, 9)], n=8), {1: 3, 3: 1, 5: 8, 8: 5}))
+    assert index.key(_network(renumbered)) == kb
+    assert len(index) == 2
+
+
+def test_presets_keep_distinct_canonical_hashes():
+    specs = [build_spec(make_arch(pattern=p, depth=22, growth=6)) for p in ("dense", "plain", "sparse", "residual")]
+    assert len({s.canonical_hash for s in specs}) == 4
+    assert build_spec(make_arch(depth=22, growth=6)).canonical_hash == specs[0].canonical_hash
