@@ -1,4 +1,4 @@
-"""Complexity from the spec: the paper's Table 1, torchvision's counts, FLOPs, budgets."""
+"""Complexity from the spec: Table 1 (v1 2016; DenseNet-BC: CVPR 2017), torchvision's counts, FLOPs, budgets."""
 import pytest
 import torch
 import torchvision
@@ -27,7 +27,7 @@ def paper_densenet_params(depth, k, bc, classes=10, c_in=3):
     return total + 2 * c + c * classes + classes  # BN, linear
 
 
-TABLE_1 = [  # (depth, k, bc, the paper's "Params" column in millions)
+TABLE_1 = [  # (depth, k, bc, "Params" in millions: v1's Table 1; the BC rows: CVPR 2017 Table 2)
     (40, 12, False, 1.0), (100, 12, False, 7.0), (100, 24, False, 27.2),
     (100, 12, True, 0.8), (250, 24, True, 15.3), (190, 40, True, 25.6),
 ]

@@ -1,5 +1,7 @@
 """Analysis of a results directory: pandas frames, statistics, the paper's figures, the report.
 
+The paper is arXiv 1608.06993 v1 (Huang et al., 2016); figure numbers are v1's.
+
     from connectome.analysis import load, summarize, compare, pareto, write_report
     results = load("results/smoke")                 # works while the study is still running
     print(results.describe_counts())                # 4 trials: 4 completed, 0 diverged, ...

@@ -46,7 +46,7 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 
 def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test_error",
                          hue: str = "pattern") -> Figure:
-    """Error against model size per wiring pattern (paper Figure 5).
+    """Error against model size per wiring pattern (Figure 5 of arXiv 1608.06993 v1).
 
     Dots are trials; the line joins the mean over seeds at each size, with bars of one
     standard deviation.
@@ -72,7 +72,7 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
 def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
                          metrics: tuple[str, ...] = ("train_loss", "val_acc"),
                          hue: str | list[str] = "pattern") -> Figure:
-    """Per-epoch curves per group (paper Figure 6): mean over seeds, band of one s.d."""
+    """Per-epoch curves per group (Figure 6 of arXiv 1608.06993 v1): mean over seeds, band of one s.d."""
     hue = [hue] if isinstance(hue, str) else list(hue)
     metrics = tuple(m for m in metrics if m in epochs.columns)
     data = epochs.merge(trials[["trial_id", *hue]], on="trial_id", how="inner")
@@ -96,7 +96,7 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
 
 
 def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
-    """Heatmaps of normalised source usage per block (paper Figure 4), for any DAG.
+    """Heatmaps of normalised source usage per block (Figure 4 of arXiv 1608.06993 v1), for any DAG.
 
     Input matrices have rows = layers 1..n and columns = sources 0..n-1; they are drawn
     transposed as in the paper: x = target layer, y = source (0 = block input, at the top).

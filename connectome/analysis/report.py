@@ -133,7 +133,7 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> 
         if {size, metric, "pattern"} <= set(completed.columns) and completed[metric].notna().any():
             fig = plot_error_vs_params(completed, x=size, y=metric)
             paths = save_figure(fig, figures / f"error_vs_{size}")
-            doc.figure(*paths, caption=f"{metric} vs {size} per pattern (paper Fig. 5); "
+            doc.figure(*paths, caption=f"{metric} vs {size} per pattern (arXiv 1608.06993 v1, Fig. 5); "
                                        "bars: ±1 s.d. over seeds.")
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, metric, figures)
@@ -151,11 +151,11 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     fig = plot_training_curves(results.epochs, completed, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
     doc.figure(*paths, caption=f"Training curves of completed trials per {', '.join(hue)} "
-                               "(paper Fig. 6): mean over seeds, band ±1 s.d.")
+                               "(arXiv 1608.06993 v1, Fig. 6): mean over seeds, band ±1 s.d.")
 
 
 def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) -> None:
-    """Source-usage heatmap (paper Fig. 4) of the best completed trial of each pattern."""
+    """Source-usage heatmap (arXiv 1608.06993 v1, Fig. 4) of the best completed trial of each pattern."""
     completed = results.completed()
     if "pattern" not in completed or metric not in completed or completed[metric].isna().all():
         return
@@ -173,7 +173,7 @@ def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) 
         fig = plot_source_usage(usage, title=f"{pattern}: trial {trial_id}")
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
         doc.figure(*paths, caption=f"Source usage of {pattern} (trial {trial_id}, best {metric}; "
-                                   "paper Fig. 4): per-source weight norm of each layer's first conv, "
+                                   "arXiv 1608.06993 v1, Fig. 4): per-source weight norm of each layer's first conv, "
                                    "divided by the layer's largest; grey = no edge. Layers that sum "
                                    "their inputs (residual) apply one weight to every source, so "
                                    "their row is uniform.")

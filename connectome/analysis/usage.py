@@ -1,4 +1,4 @@
-"""How strongly each layer uses each earlier source, from trained weights (paper Figure 4)."""
+"""How strongly each layer uses each earlier source, from trained weights (Figure 4 of arXiv 1608.06993 v1)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,7 +1,7 @@
 """Trial configuration: what to train (arch), on what (data), how (train), with which seed.
 
 Validated once at the edge (CLI, study file, `train_trial`) into frozen objects. Defaults are
-the paper's recipe (Huang et al. 2017, Sec. 4.2); every key can be overridden.
+the paper's recipe (Huang et al., arXiv 1608.06993 v1, 2016, Sec. 4.1 "Training Setting"); every key can be overridden.
 """
 from __future__ import annotations
 

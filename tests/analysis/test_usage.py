@@ -1,4 +1,4 @@
-"""Source-usage heatmap (paper Fig. 4) on models whose weights are set by hand."""
+"""Source-usage heatmap (arXiv 1608.06993 v1, Fig. 4) on models whose weights are set by hand."""
 import numpy as np
 import pytest
 import torch
