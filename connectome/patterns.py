@@ -105,6 +105,28 @@ def residual(ctx: BlockContext) -> nx.DiGraph:
     return g
 
 
+@register_pattern("residual-postact", fixed_width=True)
+def residual_postact(ctx: BlockContext) -> nx.DiGraph:
+    """Post-activation ResNet (He et al. 2015): x_j = relu(x_{j-1} + f_j(x_{j-1})).
+
+    Each unit is two nodes: the branch f_j (the block's op) and a join that sums the
+    branch with the unit's input and applies a ReLU (op `relu`, agg `sum`). The shortcut
+    carries the activated x_{j-1}, which a running sum (pattern `residual`) cannot express.
+    """
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    prev = 0
+    for j in range(1, ctx.n_layers + 1):
+        branch, join = 2 * j - 1, 2 * j
+        g.add_node(branch, op=ctx.op, agg="concat", width=ctx.growth)
+        g.add_node(join, op="relu", agg="sum", width=ctx.growth)
+        g.add_edges_from([(prev, branch), (prev, join), (branch, join)])
+        prev = join
+    g.add_node(prev + 1, op=OUTPUT_OP, agg="concat", width=0)
+    g.add_edge(prev, prev + 1)
+    return g
+
+
 @register_pattern("partial")
 def partial(ctx: BlockContext, m: int | None = None) -> nx.DiGraph:
     """The paper's partial DenseNet: each layer reads the m most recent channels.

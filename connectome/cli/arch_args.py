@@ -18,8 +18,12 @@ def int_list(text: str) -> list[int]:
 def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     """The ArchConfig keys as flags; unset flags keep the preset's or the default value."""
     g = parser.add_argument_group("architecture")
-    g.add_argument("--preset", help="named configuration, e.g. densenet121, densenet-bc-100-12, partial-40-12")
-    g.add_argument("--pattern", help="block connectivity: dense, partial, residual, plain, sparse, random, file")
+    g.add_argument("--preset", help="named configuration, e.g. densenet121, densenet-bc-100-12, partial-40-12, "
+                                           "preact-resnet-164, resnet-110")
+    g.add_argument("--family", choices=["densenet", "preact-resnet", "resnet"],
+                   help="what surrounds the blocks: DenseNet, or a ResNet baseline (see presets)")
+    g.add_argument("--pattern", help="block connectivity: dense, partial, residual, residual-postact, plain, "
+                                     "sparse, random, file")
     g.add_argument("--pattern-option", action="append", default=[], metavar="KEY=VALUE",
                    help="pattern option, repeatable (e.g. model=ws, p=0.25, path=g.graphml)")
     g.add_argument("--depth", type=int, help="total depth L as in the paper")
@@ -39,7 +43,7 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--memory-efficient", action=argparse.BooleanOptionalAction, default=None)
 
 
-_KEYS = ("preset", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",
+_KEYS = ("preset", "family", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",
          "compression", "stem", "stem_channels", "classes", "in_channels", "dropout", "memory_efficient")
 
 
