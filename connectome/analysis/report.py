@@ -15,6 +15,7 @@ from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
 from connectome.analysis.usage import trial_usage
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
@@ -40,6 +41,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     completed = results.completed()
     if metric in completed and completed[metric].notna().any():
         _summary_section(doc, completed, metric)
+        _paper_section(doc, completed)
         _comparison_section(doc, completed, metric)
         _pareto_section(doc, completed, metric, out)
     else:
@@ -89,6 +91,34 @@ def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> Non
     doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
              "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates).")
     doc.table(table)
+
+
+def _paper_section(doc: Document, completed: pd.DataFrame) -> None:
+    """Table 1's figure next to ours for trials that share a row's preset and dataset setting."""
+    rows = paper_rows(completed)
+    if rows.empty:
+        return
+    settings = trial_settings(completed)
+    lines = []
+    for row in rows.itertuples():
+        metric = PAPER_METRIC.get(row.setting, "test_error")
+        ours = completed[(completed["preset"] == row.preset) & (settings == row.setting)]
+        if metric not in ours:
+            continue
+        s = summarize(ours, by=[], metric=metric).iloc[0] if ours[metric].notna().any() else None
+        lines.append({"method": row.method, "depth": row.depth, "setting": row.setting, "preset": row.preset,
+                      "paper error": row.error, "metric": metric, "trials": 0 if s is None else int(s["count"]),
+                      "mean": None if s is None else s["mean"], "ci_low": None if s is None else s["ci_low"],
+                      "ci_high": None if s is None else s["ci_high"]})
+    if not lines:
+        return
+    doc.heading("Against the paper's Table 1")
+    doc.text("Table 1 of arXiv 1608.06993 v1 (one run per network in the paper) next to this study's "
+             "trials with the same preset and dataset setting: mean and 95% t interval over seeds. The "
+             "paper reports CIFAR's test error at the end of training on all 50,000 training images and "
+             "SVHN's at the epoch of lowest validation error; a study that trains shorter or on fewer "
+             "images does not reproduce the row.")
+    doc.table(pd.DataFrame(lines))
 
 
 def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> None:

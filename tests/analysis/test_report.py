@@ -1,4 +1,5 @@
 """write_report end to end on a fake results directory, and on the real smoke study (slow)."""
+import json
 import re
 import subprocess
 import sys
@@ -130,3 +131,19 @@ def test_long_failure_lists_are_capped(tmp_path):
     text = write_report(path).read_text()
     assert "40 trials: 0 completed, 0 diverged, 40 failed, 0 missing" in text
     assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
+
+
+def test_report_prints_table_1_next_to_matching_trials(tmp_path):
+    path = tmp_path / "c10"
+    (path / "trials").mkdir(parents=True)
+    (path / "study.yaml").write_text("name: c10\n")
+    for seed, error in enumerate((0.071, 0.069, 0.072)):
+        row = {"trial_id": f"d40-s{seed}", "study": "c10", "status": "completed", "seed": seed,
+               "preset": "densenet-40-12", "pattern": "dense", "data.name": "cifar10", "data.augment": False,
+               "params": 1019722, "flops": 264812928, "test_error": error}
+        (path / "trials" / row["trial_id"]).mkdir()
+        (path / "trials" / row["trial_id"] / "result.json").write_text(json.dumps({"row": row, "epochs": []}))
+    text = write_report(path).read_text()
+    section = text.split("Against the paper's Table 1")[1]
+    line = next(ln for ln in section.splitlines() if "densenet-40-12" in ln)
+    assert "| C10 |" in line and "| 0.07 |" in line and "| 3 |" in line  # C10 (no "+"), 3 seeds
