@@ -14,17 +14,19 @@ The paper is arXiv 1608.06993 v1 (Huang et al., 2016); figure numbers are v1's.
 Statistics use completed trials only in the report; failed, diverged and missing trials are
 counted and listed, and pairs they leave incomplete are named in each comparison.
 """
-from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot_source_usage,
-                                         plot_training_curves, save_figure)
+from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
+                                         plot_source_usage, plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.report import write_report
 from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import Comparison, compare, crossed_factors, pareto, summarize
-from connectome.analysis.usage import load_trial_model, model_usage, normalize_usage, trial_usage
+from connectome.analysis.usage import (feature_usage, load_trial_model, model_usage, normalize_usage,
+                                       trial_usage)
 
 __all__ = [
-    "Comparison", "OptunaTrials", "Results", "compare", "crossed_factors", "factor_columns", "load", "load_optuna",
-    "load_trial_model", "model_usage", "normalize_usage", "pareto", "plot_error_vs_params",
+    "Comparison", "OptunaTrials", "Results", "compare", "crossed_factors", "factor_columns", "feature_usage",
+    "load", "load_optuna", "load_trial_model", "model_usage", "normalize_usage", "pareto", "plot_error_vs_params",
+    "plot_feature_usage",
     "plot_pareto", "plot_source_usage", "plot_training_curves", "save_figure", "summarize",
     "trial_usage", "write_report",
 ]

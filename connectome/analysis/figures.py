@@ -193,3 +193,71 @@ def _group_name(hue: list[str], level) -> str:
 def format_level(value) -> str:
     """A factor level as text; missing values as `-`."""
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def plot_feature_usage(frame: pd.DataFrame, title: str = "") -> Figure:
+    """Figure 4 of arXiv 1608.06993 v1 for a whole network, from `feature_usage(model)`.
+
+    Columns are the convolutional layers in network order (blocks, transitions) and the
+    classifier; rows are the feature maps they read (or the sources, with per-source
+    usage), oldest at the top. Colour: weight norm / the column's largest; grey: not read.
+    Dashed lines separate blocks; red boxes mark the transitions and the classifier.
+    """
+    targets = list(dict.fromkeys(frame["target"]))
+    per_map = frame["channel"].notna().any()
+    keys = list(zip(frame["source"], frame["channel"] if per_map else [0] * len(frame)))
+    order = {s: i for i, s in enumerate(dict.fromkeys(frame["source"]))}
+    rows = sorted(dict.fromkeys(keys), key=lambda k: (order[k[0]], k[1]))
+    index = {k: i for i, k in enumerate(rows)}
+    grid = np.full((len(rows), len(targets)), np.nan)
+    col = {t: j for j, t in enumerate(targets)}
+    for key, target, value in zip(keys, frame["target"], frame["value"]):
+        grid[index[key], col[target]] = value
+    fig = Figure(figsize=(min(4.0 + 0.06 * len(targets), 14.0), min(3.0 + 0.025 * len(rows), 10.0)),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=_usage_cmap(), vmin=0.0, vmax=1.0,
+                      aspect="auto", interpolation="nearest")
+    kinds = dict(zip(frame["target"], frame["target_kind"]))
+    _mark_targets(ax, targets, kinds, len(rows))
+    _mark_sources(ax, [s for s, _ in rows], len(targets))
+    ax.set_xlabel("target: convolutional layer (network order), transitions T, classifier C")
+    ax.set_ylabel("source feature map" if per_map else "source layer")
+    bar = fig.colorbar(image, ax=ax, shrink=0.85)
+    bar.set_label("weight norm / column's largest")
+    ax.set_title(title or f"Feature usage (weight norm per input {'feature map' if per_map else 'source layer'})")
+    return fig
+
+
+def _mark_targets(ax, targets: list[str], kinds: dict[str, str], n_rows: int) -> None:
+    """Block-boundary lines, red boxes around transitions and the classifier, x tick labels."""
+    from matplotlib.patches import Rectangle
+
+    ticks, labels, start = [], [], 0
+    for j, target in enumerate(targets):
+        if kinds[target] == "layer":
+            continue
+        if j > start:  # the block of layers before this transition / the classifier
+            ticks.append((start + j - 1) / 2)
+            labels.append(targets[start].split(".")[0].replace("block", "block "))
+        ax.add_patch(Rectangle((j - 0.5, -0.5), 1.0, n_rows, fill=False, edgecolor="red", lw=1.4))
+        ax.axvline(j - 0.5, color="white", ls="--", lw=0.6)
+        ax.axvline(j + 0.5, color="white", ls="--", lw=0.6)
+        ticks.append(j)
+        labels.append("C" if kinds[target] == "classifier" else "T" + target.removeprefix("transition"))
+        start = j + 1
+    ax.set_xticks(ticks, labels, fontsize=8)
+
+
+def _mark_sources(ax, sources: list[str], n_cols: int) -> None:
+    """A line and a label where each block's sources begin (its producer: stem or transition)."""
+    ticks, labels, block = [], [], 0
+    for i, source in enumerate(sources):
+        if source.startswith("block") or (i and sources[i - 1] == source):
+            continue
+        block += 1
+        if i:
+            ax.axhline(i - 0.5, color="white", ls="--", lw=0.6)
+        ticks.append(i)
+        labels.append(f"{source}, block {block}")
+    ax.set_yticks(ticks, labels, fontsize=7)

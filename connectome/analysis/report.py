@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from connectome.analysis.document import Document
-from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot_source_usage,
-                                         plot_training_curves, save_figure)
+from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
+                                         plot_source_usage, plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
-from connectome.analysis.usage import trial_usage
+from connectome.analysis.usage import feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
 
@@ -196,7 +196,8 @@ def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) 
     best = kept.dropna(subset=[metric]).sort_values(metric, kind="stable").groupby("pattern").head(1)
     for pattern, trial_id in zip(best["pattern"], best["trial_id"]):
         try:
-            usage = trial_usage(results.path / "trials" / str(trial_id))
+            model = load_trial_model(results.path / "trials" / str(trial_id))
+            usage = model_usage(model)
         except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
             doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
             continue
@@ -207,6 +208,12 @@ def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) 
                                    "divided by the layer's largest; grey = no edge. Layers that sum "
                                    "their inputs (residual) apply one weight to every source, so "
                                    "their row is uniform.")
+        fig = plot_feature_usage(feature_usage(model), title=f"{pattern}: trial {trial_id}, whole network")
+        paths = save_figure(fig, figures / f"feature_usage_{_slug(pattern)}")
+        doc.figure(*paths, caption=f"Feature usage of {pattern} over the whole network (trial {trial_id}; "
+                                   "arXiv 1608.06993 v1, Fig. 4): each column a conv layer, transition (T) "
+                                   "or the classifier (C), each row an input feature map; l2 norm of the "
+                                   "weights on that map divided by the column's largest; grey = not read.")
 
 
 def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:

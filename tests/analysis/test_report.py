@@ -13,7 +13,7 @@ from connectome.analysis import load, load_optuna, load_trial_model, write_repor
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("error_vs_params", "error_vs_flops", "training_curves", "pareto_params", "source_usage_dense",
-           "source_usage_partial")
+           "feature_usage_dense", "source_usage_partial", "feature_usage_partial")
 
 
 def check_figures(figures: Path, stems) -> None:
