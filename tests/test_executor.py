@@ -192,3 +192,11 @@ def test_resnet_presets_equal_hand_written_resnets(preset, depth, reference, tra
     torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-4)
     # in train mode both updated their BN statistics identically
     torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
+
+
+def test_dropout_follows_every_conv_including_transitions():
+    model = build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.2)
+    assert isinstance(model.transitions[0].drop, nn.Dropout) and model.transitions[0].drop.p == 0.2
+    names = [name for name, _ in model.transitions[0].named_children()]
+    assert names == ["norm", "relu", "conv", "drop", "pool"]  # dropout on the conv's output
+    assert not hasattr(build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.0).transitions[0], "drop")

@@ -25,7 +25,7 @@ from connectome.training.trainer import RESOURCE_KEYS
 # Columns of a trial record that are outcomes or bookkeeping, never experimental factors.
 OUTCOME_COLUMNS = frozenset({
     "trial_id", "study", "seed", "status", "error", "params", "flops", "activations",
-    "graph_hash", "test_acc", "test_error", "test_loss", "best_val_acc", "best_val_epoch",
+    "graph_hash", "test_acc", "test_error", "test_loss", "test_error_at_best_val", "best_val_acc", "best_val_epoch",
     "final_val_acc", "final_train_loss", "epochs_completed", "wall_time_s", "train_time_s",
     "device", "torch_version", "connectome_version", "hostname",
 })

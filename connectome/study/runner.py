@@ -201,9 +201,7 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
         epochs_total = trial_config.train.epochs
 
         def on_epoch(epoch: dict[str, Any]) -> None:
-            # Tune wants the searcher's metrics in every result: NaN until the trial ends.
-            tune.report({**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-                         "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")})
+            tune.report(epoch_metrics(epoch, epochs_total))
 
         record = attempt_trial(trial_config, sd.trial(trial_id), retries, on_epoch)
         write_result(sd, trial_id, make_row(study_name, trial_id, trial_config, record), record.get("epochs") or [])
@@ -224,6 +222,17 @@ def attempt_trial(config, trial_dir: Path, retries: int, on_epoch) -> dict[str, 
         if record.get("status") != "failed":
             break
     return record
+
+
+def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
+    """What Tune, a scheduler and a searcher see after an epoch: validation and training only.
+
+    An epoch row may hold test metrics (train.test_each_epoch); they go to the results files,
+    never here, so nothing is ever selected or stopped on test data.
+    """
+    # Tune wants the searcher's metrics in every result: NaN until the trial ends.
+    return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
+            "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")}
 
 
 def final_metrics(row: dict[str, Any]) -> dict[str, Any]:

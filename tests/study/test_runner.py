@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import json
 
 import optuna
@@ -119,3 +120,16 @@ def test_constraints_no_candidate_meets_are_a_user_error(tmp_path, ray_head):
     with pytest.raises(ConfigError, match="broke the constraints"):
         _run(study, ray_head)
     assert not StudyDir(tmp_path / "results" / "opt").finished_ids()
+
+
+def test_per_epoch_reports_carry_no_test_metrics():
+    """Tune, schedulers and Optuna see validation and training metrics only, never test data."""
+    from connectome.study.runner import epoch_metrics
+
+    row = {"epoch": 3, "train_loss": 0.5, "val_acc": 0.8, "val_loss": 0.6,
+           "test_loss": 0.4, "test_acc": 0.9, "test_error": 0.1}
+    report = epoch_metrics(row, epochs_total=10)
+    assert report["val_acc"] == 0.8 and report["train_loss"] == 0.5 and report["epoch"] == 3
+    # test keys are present for Tune's sake (a searcher's objective must appear) but NaN until the end
+    tests = {k: v for k, v in report.items() if k.startswith("test")}
+    assert tests and all(math.isnan(v) for v in tests.values())

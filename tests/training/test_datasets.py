@@ -158,3 +158,12 @@ def test_synthetic_is_the_same_for_every_trial():
     a, b = ds.make_synthetic(SyntheticConfig()), ds.make_synthetic(SyntheticConfig())
     assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
     assert len(a.train_y.unique()) == 10
+
+
+def test_svhn_is_scaled_by_255_only(monkeypatch):
+    """The paper divides SVHN pixels by 255 and does not standardise them."""
+    assert ds.DATASETS["svhn"].scale_only and not ds.DATASETS["cifar10"].scale_only
+    monkeypatch.setitem(ds.DATASETS, "synthetic", dataclasses.replace(ds.DATASETS["synthetic"], scale_only=True))
+    splits = ds.load_splits(DataConfig(name="synthetic", synthetic=SyntheticConfig(train=100, size=8)), seed=0)
+    x, _ = splits.batch(torch.arange(10), torch.Generator())
+    assert torch.equal(x, splits.train_x[:10].float() / 255.0)

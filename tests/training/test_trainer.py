@@ -240,3 +240,15 @@ def test_step_schedule_drops_at_fractions_of_training():
     short = TrainConfig(epochs=1, schedule="step")
     assert lr_at(short, 0) == pytest.approx(0.1)  # not already divided at the first step
     assert lr_at(short, 0.5) == pytest.approx(0.01)
+
+
+def test_test_each_epoch_logs_test_metrics_and_the_best_val_epochs_error(tiny):
+    record = train_trial(tiny(train={"test_each_epoch": True}))
+    rows = record["epochs"]
+    assert all({"test_loss", "test_acc", "test_error"} <= row.keys() for row in rows)
+    assert rows[-1]["test_error"] == pytest.approx(record["test_error"])  # the same final model
+    best = next(r for r in rows if r["epoch"] == record["best_val_epoch"])
+    assert record["test_error_at_best_val"] == best["test_error"]
+    plain = train_trial(tiny())
+    assert "test_error" not in plain["epochs"][0] and math.isnan(plain["test_error_at_best_val"])
+    assert computed(plain)["test_error"] == computed(record)["test_error"]  # evaluation changes nothing
