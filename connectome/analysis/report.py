@@ -102,7 +102,8 @@ def _paper_section(doc: Document, completed: pd.DataFrame) -> None:
     lines = []
     for row in rows.itertuples():
         metric = PAPER_METRIC.get(row.setting, "test_error")
-        ours = completed[(completed["preset"] == row.preset) & (settings == row.setting)]
+        ours = completed[(completed["preset"] == row.preset) & (settings == row.setting)
+                         & (completed["depth"] == row.depth if "depth" in completed else True)]
         if metric not in ours:
             continue
         s = summarize(ours, by=[], metric=metric).iloc[0] if ours[metric].notna().any() else None
@@ -159,11 +160,12 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> 
     doc.heading("Figures")
     completed = results.completed()
     figures = out / "figures"
+    hue = main_factor(completed)
     for size in ("params", "flops"):
-        if {size, metric, "pattern"} <= set(completed.columns) and completed[metric].notna().any():
-            fig = plot_error_vs_params(completed, x=size, y=metric)
+        if {size, metric, hue} <= set(completed.columns) and completed[metric].notna().any():
+            fig = plot_error_vs_params(completed, x=size, y=metric, hue=hue)
             paths = save_figure(fig, figures / f"error_vs_{size}")
-            doc.figure(*paths, caption=f"{metric} vs {size} per pattern (arXiv 1608.06993 v1, Fig. 5); "
+            doc.figure(*paths, caption=f"{metric} vs {size} per {hue} (arXiv 1608.06993 v1, Fig. 5); "
                                        "bars: ±1 s.d. over seeds.")
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, metric, figures)
@@ -175,13 +177,26 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
         doc.text("No per-epoch records: no training curves.")
         return
     completed = results.completed()
-    hue = ["pattern", *crossed_factors(completed, "pattern")]
+    main = main_factor(completed)
+    hue = [main, *crossed_factors(completed, main)]
     if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:
-        hue = ["pattern"]
-    fig = plot_training_curves(results.epochs, completed, hue=hue)
+        hue = [main]
+    # the paper's Figures 3 and 6 show test error per epoch, when the trials logged it
+    tested = "test_error" in results.epochs and results.epochs["test_error"].notna().any()
+    metrics = ("train_loss", "test_error") if tested else ("train_loss", "val_acc")
+    fig = plot_training_curves(results.epochs, completed, metrics=metrics, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
-    doc.figure(*paths, caption=f"Training curves of completed trials per {', '.join(hue)} "
-                               "(arXiv 1608.06993 v1, Fig. 6): mean over seeds, band ±1 s.d.")
+    doc.figure(*paths, caption=f"Training curves ({', '.join(metrics)}) of completed trials per "
+                               f"{', '.join(hue)} (arXiv 1608.06993 v1, Figs. 3 and 6): mean over seeds, "
+                               "band ±1 s.d." + ("" if tested else " Test error per epoch needs "
+                                                 "`train.test_each_epoch: true`."))
+
+
+def main_factor(trials: pd.DataFrame) -> str:
+    """The column figures group by: the network family when several are compared, else the pattern."""
+    if "family" in trials and trials["family"].nunique(dropna=True) > 1:
+        return "family"
+    return "pattern"
 
 
 def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) -> None:

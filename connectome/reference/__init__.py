@@ -59,13 +59,23 @@ def trial_settings(trials: pd.DataFrame) -> pd.Series:
 
 
 def paper_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 rows whose preset and setting some trial shares."""
+    """Table 1 rows whose preset, setting (and depth, if recorded) some trial shares."""
     if trials.empty or "preset" not in trials:
         return pd.DataFrame(columns=TABLE1_COLUMNS)
-    keys = {(p, s) for p, s in zip(trials["preset"], trial_settings(trials)) if isinstance(p, str) and s}
+    # the depth too, when recorded: a preset whose depth was overridden is another network
+    with_depth = "depth" in trials
+    depths = trials["depth"] if with_depth else [None] * len(trials)
+    keys = {(p, s, _int(d)) for p, s, d in zip(trials["preset"], trial_settings(trials), depths)
+            if isinstance(p, str) and s}
     table = table1()
-    hit = [(p, s) in keys for p, s in zip(table["preset"], table["setting"])]
+    hit = [(p, s, _int(d) if with_depth else None) in keys
+           for p, s, d in zip(table["preset"], table["setting"], table["depth"])]
     return table[hit].reset_index(drop=True)
+
+
+def _int(value) -> int | None:
+    """A depth as an int, or None when missing."""
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _flag(value) -> bool | None:

@@ -13,10 +13,23 @@ def print_plan(study: Study, console: Console | None = None) -> None:
     console = console or Console()
     console.print(f"study [bold]{study.name}[/]: {study.description.strip()}", highlight=False)
     if isinstance(study.search, GridSearch):
-        console.print(grid_table(study))
+        print_wide(console, grid_table(study))
     else:
         console.print(space_table(study))
         console.print(candidates_table(study))
+
+
+def print_wide(console: Console, table: Table) -> None:
+    """Print a table at its natural width, wider than the terminal if need be: ids stay whole."""
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+    width = console.width
+    console.width = max(width, natural)  # print() itself never exceeds the console's width
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def grid_table(study: Study) -> Table:

@@ -60,3 +60,10 @@ def test_settings_and_trial_matching():
     rows = paper_rows(trials)
     assert sorted(zip(rows.preset, rows.setting, rows.error)) == [
         ("densenet-40-12", "C10", 0.07), ("resnet-110", "C10+", 0.0641), ("resnet-110", "C10+", 0.0661)]
+
+
+def test_a_preset_with_another_depth_matches_no_row():
+    trials = pd.DataFrame({"preset": ["preact-resnet-164", "preact-resnet-164"], "depth": [47, 164],
+                           "data.name": ["cifar10"] * 2, "data.augment": [True] * 2})
+    rows = paper_rows(trials)
+    assert list(zip(rows.depth, rows.setting)) == [(164, "C10+")]
