@@ -129,7 +129,7 @@ def residual_postact(ctx: BlockContext) -> nx.DiGraph:
 
 @register_pattern("partial")
 def partial(ctx: BlockContext, m: int | None = None) -> nx.DiGraph:
-    """The paper's partial DenseNet (arXiv 1608.06993 v1, Sec. 5): each layer reads the m most recent channels.
+    """The partial DenseNet of arXiv 1608.06993 v1, Sec. 5: each layer reads the m latest channels.
 
     The paper says only that "for each layer only feature maps from the m closest preceding
     feature maps remain as inputs", with m the block's initial number of feature maps
