@@ -189,7 +189,7 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     doc.figure(*paths, caption=f"Training curves ({', '.join(metrics)}) of completed trials per "
                                f"{', '.join(hue)} (arXiv 1608.06993 v1, Figs. 3 and 6): mean over seeds, "
                                "band ±1 s.d." + ("" if tested else " Test error per epoch needs "
-                                                 "`train.test_each_epoch: true`."))
+                                                 "train.test_each_epoch: true."))
 
 
 def main_factor(trials: pd.DataFrame) -> str:

@@ -147,3 +147,22 @@ def test_report_prints_table_1_next_to_matching_trials(tmp_path):
     section = text.split("Against the paper's Table 1")[1]
     line = next(ln for ln in section.splitlines() if "densenet-40-12" in ln)
     assert "| C10 |" in line and "| 0.07 |" in line and "| 3 |" in line  # C10 (no "+"), 3 seeds
+
+
+def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_path):
+    path = tmp_path / "fig5"
+    (path / "trials").mkdir(parents=True)
+    (path / "study.yaml").write_text("name: fig5\n")
+    for family, pattern, sizes in (("densenet", "dense", (1e5, 2e5)), ("preact-resnet", "residual", (2e5, 4e5))):
+        for params in sizes:
+            trial_id = f"{family}-{int(params)}"
+            row = {"trial_id": trial_id, "study": "fig5", "status": "completed", "seed": 0, "family": family,
+                   "pattern": pattern, "params": params, "flops": 10 * params, "test_error": 0.3 - params / 2e6}
+            epochs = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": float("nan"), "test_error": 0.5 / e}
+                      for e in (1, 2, 3)]
+            (path / "trials" / trial_id).mkdir()
+            (path / "trials" / trial_id / "result.json").write_text(json.dumps({"row": row, "epochs": epochs}))
+    text = write_report(path).read_text()
+    assert "test_error vs params per family" in text
+    assert "Training curves (train_loss, test_error)" in text
+    check_figures(path / "figures", ("error_vs_params", "training_curves"))
