@@ -200,3 +200,19 @@ def test_dropout_follows_every_conv_including_transitions():
     names = [name for name, _ in model.transitions[0].named_children()]
     assert names == ["norm", "relu", "conv", "drop", "pool"]  # dropout on the conv's output
     assert not hasattr(build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.0).transitions[0], "drop")
+
+
+@pytest.mark.parametrize("preset, depth", [("preact-resnet-164", 20), ("resnet-110", 14)])
+def test_memory_efficient_resnets_give_identical_outputs_and_gradients(preset, depth):
+    default = build_model(make_arch(preset=preset, depth=depth, dropout=0.1))
+    efficient = copy.deepcopy(default).set_memory_efficient(True)
+    x = torch.randn(4, 3, 16, 16)
+    outs = []
+    for model in (default, efficient):
+        torch.manual_seed(7)
+        out = model.train()(x)
+        out.square().mean().backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+    for (name, a), b in zip(default.named_parameters(), efficient.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)
