@@ -95,7 +95,7 @@ def _resnet_spec(arch: ArchConfig) -> NetworkSpec:
 def _check_resnet(arch: ArchConfig) -> ResNetFamily:
     """The family's fixed choices, or a ConfigError naming the conflicting option."""
     family = RESNET_FAMILIES[arch.family]
-    fixed = {"pattern": family.pattern, "bottleneck": family.bottleneck, "stem": "cifar",
+    fixed = {"pattern": family.pattern, "bottleneck": family.bottleneck, "stem": "cifar", "stem_channels": None,
              "block_layers": None, "m": None, "compression": 1.0}
     for key, value in fixed.items():
         if getattr(arch, key) != value:
