@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STUDY ?= studies/partial_vs_dense.yaml
 
-.PHONY: venv data demo test test-quick bench clean
+.PHONY: venv data demo test test-quick test-gpu bench clean
 
 venv: $(VENV)/.installed
 
@@ -20,7 +20,7 @@ data:
 	bash scripts/get_data.sh
 
 demo: venv data
-	$(VENV)/bin/connectome run $(STUDY) --resume
+	$(VENV)/bin/connectome run $(STUDY) --resume --on-change beside
 
 # Real-data tests skip when Fashion-MNIST is absent; fetching it is best effort (root only).
 test: venv
@@ -29,6 +29,10 @@ test: venv
 
 test-quick: venv
 	$(PY) -m pytest -q -m "not slow"
+
+# The GPU suite alone (docs/gpu.md); `make test` runs it too, and it skips itself without CUDA.
+test-gpu: venv
+	$(PY) -m pytest -q -rs tests/gpu
 
 bench: venv
 	$(PY) benchmarks/executor.py

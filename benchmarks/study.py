@@ -26,7 +26,7 @@ import yaml
 from rich.console import Console
 
 from connectome.study import load_study
-from connectome.study.runner import run_study
+from connectome.orchestration.driver import run_study
 
 REPO = Path(__file__).resolve().parents[1]
 

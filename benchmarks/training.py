@@ -1,4 +1,4 @@
-"""Training benchmarks (issue 3) on a real dataset: accuracy in a time budget, data share, bf16 vs fp32.
+"""Training benchmarks (issue 3) on a real dataset: accuracy in a time budget, data share, precision.
 
 Ratios are measured side by side in one run: repetitions alternate (A,B then B,A, so drift
 from other jobs on the machine hits both sides alike) and medians are reported.
@@ -7,6 +7,10 @@ from other jobs on the machine hits both sides alike) and medians are reported.
     python benchmarks/training.py data-share benchmarks/fashion_small.yaml
     python benchmarks/training.py precision benchmarks/fashion_small.yaml
     python benchmarks/training.py all benchmarks/fashion_small.yaml
+    python benchmarks/training.py precision benchmarks/fashion_small.yaml --device cuda  # + fp16
+
+On CUDA every timed repetition is synchronised at both ends, so it measures the GPU's work,
+not how fast the host queues kernels.
 
 On a machine shared with other jobs, run with OMP_WAIT_POLICY=PASSIVE: OpenMP threads that
 spin-wait for a descheduled sibling made 2-thread steps ~10x slower here.
@@ -22,7 +26,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from connectome.errors import ConfigError
 from connectome.training import make_trial_config, train_trial
+from connectome.training.device import check_precision, resolve_device, to_device
 from connectome.training.trainer import Trial, epoch_seed, setup_trial, train_step
 
 ACCURACY_TARGET = 0.90
@@ -50,17 +56,27 @@ def bench_accuracy(raw: dict) -> None:
           f"target >= {ACCURACY_TARGET} in <= {TIME_BUDGET_S:.0f}s: {'PASS' if ok else 'FAIL'}")
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _timed_steps(trial: Trial, steps: int, with_model: bool) -> float:
     """Seconds for `steps` batches: data only (gather, normalise, augment) or the full step."""
     gen = torch.Generator().manual_seed(epoch_seed(trial.cfg.seed, 0))
     n, bs = len(trial.data.train_y), trial.cfg.train.batch_size
     trial.forward.train()
+    _sync(trial.device)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        idx = torch.randint(0, n, (bs,), generator=gen).to(trial.device)
-        x, y = trial.data.batch(idx, gen)
+    # As the trainer does per epoch: indices, crops and flips drawn on the CPU and copied once.
+    order = to_device(torch.randint(0, n, (steps * bs,), generator=gen), trial.device)
+    draws = trial.data.draw_augment(gen, [bs] * steps)
+    for step in range(steps):
+        aug = draws[step * bs:(step + 1) * bs] if draws is not None else None
+        x, y = trial.data.batch(order[step * bs:(step + 1) * bs], aug)
         if with_model:
             train_step(trial, x, y)
+    _sync(trial.device)
     return time.perf_counter() - t0
 
 
@@ -80,20 +96,43 @@ def bench_data_share(raw: dict, steps: int, reps: int) -> None:
           f"share {d / f:.2%} (limit {DATA_SHARE_LIMIT:.0%}: {'PASS' if d / f <= DATA_SHARE_LIMIT else 'FAIL'})")
 
 
+def precisions_for(device: torch.device) -> tuple[str, ...]:
+    """Precisions worth timing on the device: fp16 is GPU-only, bf16 needs native support."""
+    names = ["fp32"]
+    try:
+        check_precision("bf16", device)
+        names.append("bf16")
+    except ConfigError as err:
+        print(f"precision: bf16 not run ({err})")
+    if device.type == "cuda":
+        names.append("fp16")
+    return tuple(names)
+
+
 def bench_precision(raw: dict, steps: int, reps: int) -> None:
-    """Training throughput with bf16 autocast vs fp32, same model and batches."""
+    """Training throughput of each precision against fp32, same model and batches, interleaved."""
+    device = resolve_device(raw["train"].get("device", "auto"))
+    names = precisions_for(device)
     trials = {p: setup_trial(make_trial_config({**raw, "train": {**raw["train"], "precision": p}}))
-              for p in ("fp32", "bf16")}
+              for p in names}
     for t in trials.values():
         _timed_steps(t, 2, with_model=True)
-    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    times: dict[str, list[float]] = {p: [] for p in names}
     for r in range(reps):
-        for p in (("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32")):
+        for p in (names if r % 2 == 0 else names[::-1]):
             times[p].append(_timed_steps(trials[p], steps, with_model=True))
     bs = raw["train"].get("batch_size", 64)
     ips = {p: bs * steps / statistics.median(v) for p, v in times.items()}
-    print(f"precision: fp32 {ips['fp32']:.0f} img/s  bf16 {ips['bf16']:.0f} img/s  "
-          f"bf16/fp32 {ips['bf16'] / ips['fp32']:.2f}x  (batch {bs}, threads {torch.get_num_threads()})")
+    rates = "  ".join(f"{p} {ips[p]:.0f} img/s" for p in names)
+    ratios = "  ".join(f"{p}/fp32 {ips[p] / ips['fp32']:.2f}x (per-round {_round_ratios(times, p)})"
+                       for p in names[1:])
+    print(f"precision on {device}: {rates}  {ratios}  (batch {bs}, threads {torch.get_num_threads()})")
+
+
+def _round_ratios(times: dict[str, list[float]], p: str) -> str:
+    """Spread of the per-round speed ratio fp32 time / p time."""
+    pairs = [a / b for a, b in zip(times["fp32"], times[p])]
+    return f"{min(pairs):.2f}..{max(pairs):.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,10 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="override train.threads")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed repetition")
     parser.add_argument("--reps", type=int, default=6, help="alternating repetitions per side")
+    parser.add_argument("--device", default=None, help="override train.device (cpu, cuda, auto)")
     args = parser.parse_args(argv)
-    raw = load(args.config, {"threads": args.threads} if args.threads else {})
-    print(f"config {args.config}  torch {torch.__version__}  cpu bf16 "
-          f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}", flush=True)
+    overrides = {"threads": args.threads} if args.threads else {}
+    if args.device:
+        overrides["device"] = args.device
+    raw = load(args.config, overrides)
+    print(f"config {args.config}  torch {torch.__version__}  device {resolve_device(raw['train'].get('device', 'auto'))}"
+          f"  cpu bf16 {torch.ops.mkldnn._is_mkldnn_bf16_supported()}  load average "
+          f"{Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
     if args.what in ("data-share", "all"):
         bench_data_share(raw, args.steps, args.reps)
     if args.what in ("precision", "all"):
@@ -117,4 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ConfigError as err:
+        sys.exit(f"error: {err}")

@@ -125,6 +125,14 @@ def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet
     return ConnectomeNet(build_spec(arch), memory_efficient=arch.memory_efficient)
 
 
+def resolved_m(arch: ArchConfig, spec: NetworkSpec) -> list[int] | None:
+    """The partial pattern's window per block as built (None = block input width, resolved); None otherwise."""
+    windows = _partial_windows(arch, len(spec.blocks))
+    if windows is None:
+        return None
+    return [block.in_channels if m is None else m for m, block in zip(windows, spec.blocks)]
+
+
 def stem_channels(arch: ArchConfig, pattern: Pattern) -> int:
     """Stem width: explicit, growth for sum patterns, 2k with bottlenecks, else 16."""
     if pattern.fixed_width:

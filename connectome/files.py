@@ -34,3 +34,19 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Bytes or text, atomically."""
     with atomic_write(path) as f:
         f.write(data.encode() if isinstance(data, str) else data)
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line durably (O_APPEND, fsync); a torn last line left by a killed writer is closed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = line.rstrip("\n").encode() + b"\n"
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

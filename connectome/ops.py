@@ -368,7 +368,8 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.norm(x))  # (B, C, H, W)
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)  # (B, C)
+        # A mean, not adaptive_avg_pool2d: its CUDA backward has no deterministic kernel.
+        x = x.mean(dim=(2, 3))  # (B, C)
         return self.classifier(x)  # (B, classes)
 
     @staticmethod

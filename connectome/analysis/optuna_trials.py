@@ -24,6 +24,9 @@ class OptunaTrials:
 def find_storage(results_dir: str | Path) -> str | None:
     """Storage URL or journal path of the Optuna study in a results directory, if any."""
     path = Path(results_dir)
+    spec = search_settings(path).get("storage")
+    if isinstance(spec, str) and "://" in spec:
+        return spec  # a database named by the study file
     if (path / "optuna.db").exists():
         return f"sqlite:///{(path / 'optuna.db').resolve()}"
     journals = sorted(p for p in path.glob("optuna*") if p.suffix in JOURNAL_SUFFIXES)
@@ -52,27 +55,24 @@ def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> 
 def count_ended(results_dir: str | Path) -> int:
     """Optuna trials that ran to an end, as the study runner counts them towards `n_trials`.
 
-    Rejected candidates (no `trial_id`) and trials closed because the driver died
-    (`interrupted`) do not count.
+    Rejected candidates, interrupted and requeued trials do not count
+    (connectome.orchestration.storage.ended_trials).
     """
     location = find_storage(results_dir)
     if location is None:
         return 0
     import optuna
-    from optuna.trial import TrialState
+
+    from connectome.orchestration.storage import ended_trials
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _open_storage(optuna, location)
-    ended = 0
-    for name in optuna.get_all_study_names(storage):
-        trials = optuna.load_study(study_name=name, storage=storage).get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-        ended += sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs for t in trials)
-    return ended
+    return sum(ended_trials(optuna.load_study(study_name=name, storage=storage))
+               for name in optuna.get_all_study_names(storage))
 
 
 def _open_storage(optuna, location: str):
-    if location.startswith("sqlite:"):
+    if "://" in location:  # sqlite:///..., postgresql://...
         return location
     from optuna.storages.journal import JournalFileBackend
 

@@ -15,6 +15,7 @@ from connectome.analysis.results import Results, factor_columns, load
 from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
 from connectome.analysis.usage import feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.faults import fault
 from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
@@ -30,7 +31,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
                  out_dir: str | Path | None = None) -> Path:
     """Write report.md, report.html and figures/ into the results dir; returns report.md."""
     results = load(results_dir)
-    if len(results.trials) and metric not in results.trials.columns:
+    if len(results.completed()) and metric not in results.trials.columns:  # all failed: still a report
         numeric = results.trials.select_dtypes("number").columns
         raise ConfigError(f"metric {metric!r} is not a trial column of {results.path}; "
                           f"numeric columns: {', '.join(sorted(numeric))}")
@@ -51,6 +52,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text(doc.to_html(f"connectome report: {results.study}"))
+    fault("report")
     report = out / "report.md"
     report.write_text(doc.to_markdown(out))
     return report

@@ -4,6 +4,11 @@ from __future__ import annotations
 import argparse
 
 
+# Exit codes: 0 every trial has a result and none failed; 1 nothing was recorded; 2 a usage or
+# configuration error (nothing ran); 3 the study ran but some trials failed (see the summary).
+EXIT_TRIALS_FAILED = 3
+
+
 def register(subparsers) -> None:
     """Add the `run` subcommand."""
     parser = subparsers.add_parser(
@@ -16,8 +21,16 @@ def register(subparsers) -> None:
                         help="Ray cluster to use (HOST:6379 or ray://HOST:10001); default: $RAY_ADDRESS, "
                              "else a local Ray started for this run")
     parser.add_argument("--resume", action="store_true",
-                        help="continue a study whose results directory exists: finished trials are kept, "
-                             "interrupted ones continue from their checkpoints")
+                        help="continue a study whose results directory exists: completed and diverged trials "
+                             "are kept, failed and interrupted ones run again from their checkpoints; the study "
+                             "definition may only grow (seeds, factor levels, variants, n_trials) or change "
+                             "resources")
+    parser.add_argument("--restart", action="store_true",
+                        help="move the study's old results aside (to <dir>.old-TIME) and start over")
+    parser.add_argument("--on-change", choices=("error", "beside"), default="error",
+                        help="with --resume, when the results directory holds another definition of the study "
+                             "(or an older results layout): stop with an error naming the changes (default), or "
+                             "run this definition beside it in <name>-<fingerprint>/")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the trials with params and FLOPs; train nothing (needs no data)")
     parser.add_argument("--dashboard", action="store_true",
@@ -44,8 +57,10 @@ def _run(args: argparse.Namespace) -> int:
 
         print_plan(study)
         return 0
-    from connectome.study.runner import run_study
+    from connectome.orchestration.driver import failed_count, run_study
 
-    frame = run_study(study, address=args.address, resume=args.resume, dashboard=args.dashboard,
-                      report=args.report)
+    frame = run_study(study, address=args.address, resume=args.resume, restart=args.restart,
+                      on_change=args.on_change, dashboard=args.dashboard, report=args.report)
+    if failed_count(frame):
+        return EXIT_TRIALS_FAILED
     return 0 if len(frame) else 1

@@ -18,6 +18,7 @@ from connectome.errors import ConfigError
 from connectome.overrides import apply_overrides, read_yaml_mapping
 from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
+from connectome.training.device import resource_problem
 
 # Metrics a study can optimise: keys of the trial record.
 OBJECTIVE_METRICS = (
@@ -94,6 +95,18 @@ class OptunaSearchConfig(_Frozen):
     sampler_seed: int = 0
     # NSGA-II population per generation (Optuna's default 50 suits long searches only).
     population: int | None = Field(None, ge=2)
+    # Where Optuna keeps the study: None = results/<name>/optuna.db (SQLite: one machine, not on
+    # NFS); "journal" = results/<name>/optuna.journal (Optuna's journal file, for shared
+    # filesystems); or an RDB URL (postgresql://..., mysql://...) for a cluster.
+    storage: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, v: str | None) -> str | None:
+        if v is not None and v != "journal" and "://" not in v:
+            raise ValueError(f"storage {v!r}: use null (optuna.db), 'journal', or a database URL such as "
+                             "postgresql://user@host/db")
+        return v
 
 
 class Constraints(_Frozen):
@@ -150,6 +163,19 @@ class Study(_Frozen):
         elif isinstance(self.search.space, dict):
             for key in self.search.space:
                 check_trial_key(key, f"search.space.{key}")
+        return self
+
+    @model_validator(mode="after")
+    def _resources_fit_the_device(self) -> "Study":
+        # Ray decides which GPU a trial gets; a device it cannot honour fails every trial.
+        devices = {self.train.device}
+        if isinstance(self.search, GridSearch):
+            devices.update(self.search.factors.get("train.device", []))
+            devices.update(v["train.device"] for v in self.search.variants if "train.device" in v)
+        for name in sorted(map(str, devices)):
+            problem = resource_problem(name, self.resources.gpu)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @property

@@ -2,18 +2,18 @@
 
 An assignment maps flat trial keys (arch keys unprefixed, `train.*`, `data.*`) to values.
 Resolving it on top of the study's base gives a frozen `TrialConfig`; its id is a hash of
-the resolved config, so the same trial gets the same id in every run (resume matches by it).
+the resolved config without its resource keys (connectome.store.record.config_hash), so the
+same computation gets the same id in every run, wherever and however fast it runs.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.store.record import config_hash
 from connectome.study.schema import GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
 from connectome.training.datasets import data_shape as dataset_shape
@@ -33,9 +33,8 @@ class Trial:
 
 
 def trial_id(config: TrialConfig) -> str:
-    """Deterministic id: the pattern name plus a hash of the resolved config."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    return f"{config.arch.pattern}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    """Deterministic id: the pattern name plus a hash of the resolved config's semantic part."""
+    return f"{config.arch.pattern}-{config_hash(config.model_dump(mode='json'))}"
 
 
 def split_assignment(assignment: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,38 +1,25 @@
-"""Trial directory files, each written atomically (temp file in the same directory + os.replace).
+"""Torch files of a trial directory (names: connectome.store.layout.TrialFiles), written atomically.
 
 A reader (a resumed trial, the study runner, a crash) sees either the old file or the new one,
-never a partial write.
+never a partial write; a checkpoint damaged some other way is moved aside and the trial restarts.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from connectome.faults import fault
 from connectome.files import atomic_write, write_atomic
-
-# Resumable state, written after every epoch and removed once the trial has finished.
-CHECKPOINT = "checkpoint.pt"
-# The validated TrialConfig, written before training starts.
-CONFIG = "config.json"
-# Final artefacts.
-RECORD = "record.json"
-SPEC = "spec.json"
-MODEL = "model.pt"
+from connectome.store.layout import set_aside
 
 
 def save_torch(obj: Any, path: Path) -> None:
     """torch.save, atomically."""
     with atomic_write(path) as f:
         torch.save(obj, f)
-
-
-def save_json(obj: Any, path: Path) -> None:
-    """JSON (NaN kept as NaN, as Python and pandas read it), atomically."""
-    with atomic_write(path) as f:
-        f.write(json.dumps(obj, indent=1, sort_keys=False).encode())
+        fault("checkpoint")  # test hook: a kill between the write and the rename
 
 
 def save_text(text: str, path: Path) -> None:
@@ -40,13 +27,16 @@ def save_text(text: str, path: Path) -> None:
     write_atomic(path, text)
 
 
-def load_json(path: Path) -> Any | None:
-    """Parsed JSON, or None if the file does not exist."""
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def load_checkpoint(path: Path) -> dict | None:
     """The checkpoint's state on CPU, or None if there is none (weights_only: tensors and plain data)."""
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, corrupt or not a checkpoint at all
+        set_aside(path, f"unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
+        return None
+    if not isinstance(state, dict) or not {"model", "optimizer", "epochs"} <= set(state):
+        set_aside(path, "not a connectome checkpoint")
+        return None
+    return state

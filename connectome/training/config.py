@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError
@@ -91,12 +91,16 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     # Autocast precision: fp32 (none), bf16 (CPU with native bf16, or GPU), fp16 (GPU only).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    # "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
+    # "auto" (in a study: the GPU Ray assigned, else CPU; elsewhere CUDA if available), "cpu",
+    # "cuda", "cuda:1" (not in studies: Ray picks the GPU; see docs/gpu.md).
     device: str = "auto"
     # Channels-last memory format for activations and weights (faster convs on some hardware).
     channels_last: bool = False
     # Compile the model with torch.compile (needs a C++ compiler on CPU).
     compile: bool = False
+    # Deterministic algorithms (and cuDNN/cuBLAS settings) so a seed gives the same record on
+    # CUDA too; slower, and it changes numerics, so it is part of the trial id (docs/gpu.md).
+    deterministic: bool = False
     # CPU threads; None = the trial's resources ($OMP_NUM_THREADS as set by Ray, else CPU affinity).
     threads: int | None = Field(None, ge=1)
     # Batch size of validation and test passes (no gradients, so larger is fine).
@@ -138,6 +142,15 @@ class TrialConfig(BaseModel):
             except ConfigError as err:
                 raise ValueError(str(err)) from err
         return v
+
+    @model_validator(mode="after")
+    def _compile_without_recomputation(self) -> "TrialConfig":
+        # A checkpointed node mutates its module, so Dynamo breaks the graph at every node:
+        # correct but slower than either option alone.
+        if self.train.compile and self.arch.memory_efficient:
+            raise ValueError("train.compile and memory_efficient do not combine (the compiled graph breaks "
+                             "at every recomputed node); choose one")
+        return self
 
 
 def make_trial_config(config: TrialConfig | Mapping[str, Any], source: str = "trial config") -> TrialConfig:

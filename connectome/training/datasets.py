@@ -12,13 +12,13 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from connectome.errors import DatasetError, unknown_name
-from connectome.training.augment import augment_batch
+from connectome.training.augment import Draws, apply, augment_batch, draw
 from connectome.training.config import DataConfig, SyntheticConfig
 
 
@@ -321,11 +321,20 @@ class DataSplits:
         """uint8 images to per-channel standardised float."""
         return (x.float() / 255.0 - self.mean) / self.std
 
-    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A normalised (and, when enabled, augmented) training batch."""
+    def draw_augment(self, gen: torch.Generator, sizes: Sequence[int]) -> Draws | None:
+        """An epoch's crops and flips for batches of these sizes, on the device; None without augmentation."""
+        if not self.augment:
+            return None
+        return draw(gen, sizes, flip=self.flip).to(self.train_x.device)
+
+    def batch(self, idx: torch.Tensor, aug: Draws | torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A normalised (and, when enabled, augmented) training batch.
+
+        `aug` is the batch's slice of `draw_augment`, or a generator to draw from now.
+        """
         x = self.normalize(self.train_x[idx])
         if self.augment:
-            x = augment_batch(x, gen, flip=self.flip)
+            x = augment_batch(x, aug, flip=self.flip) if isinstance(aug, torch.Generator) else apply(x, aug)
         return x, self.train_y[idx]
 
 

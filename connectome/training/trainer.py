@@ -24,12 +24,16 @@ import torch.nn.functional as F
 
 import connectome
 from connectome.architecture import ArchConfig
-from connectome.builder import build_spec
+from connectome.builder import build_spec, resolved_m
 from connectome.complexity import complexity
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
+from connectome.store import layout
+from connectome.store.record import FINAL_STATUSES, RESOURCE_KEYS, config_columns, flatten, normalize_m, semantic_config
 from connectome.training import checkpoint as ckpt
+from connectome.training import device as devices
+from connectome.training.device import resolve_device  # noqa: F401 - re-exported for callers
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
 from connectome.training.datasets import DataSplits, load_splits
 
@@ -37,8 +41,7 @@ from connectome.training.datasets import DataSplits, load_splits
 NO_AUGMENT_DROPOUT = 0.2
 # Steps between checks for a non-finite loss (each check syncs the device).
 DIVERGENCE_CHECK_EVERY = 20
-# Config keys that say where/how fast a trial runs, not what it computes: may change on resume.
-RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size"), "data": ("root", "download")}
+__all__ = ["RESOURCE_KEYS", "train_trial", "setup_trial", "evaluate", "config_columns", "flatten"]
 
 EpochCallback = Callable[[dict], Any]
 
@@ -82,36 +85,41 @@ def train_trial(
 ) -> dict:
     """Train one trial and return its record (see docs/design.md, "Trial record").
 
-    `config` is a TrialConfig or a nested mapping of the same keys. With `trial_dir`, the
-    config is written there first, a checkpoint after every epoch (resumed from on the next
-    call), and at the end `record.json`, `spec.json` and `model.pt` (final weights only); the
-    checkpoint is then deleted (a `failed` trial keeps it, so the next call resumes). A
-    directory whose record is already `completed`/`diverged`
-    returns that record without training. `on_epoch(epoch_dict)` runs after each epoch's
+    `config` is a TrialConfig or a nested mapping of the same keys. With `trial_dir` (files
+    named by connectome.store.layout.TrialFiles), `config.json` is written there first unless
+    the study planner did, a checkpoint after every epoch (resumed from on the next call), and
+    at the end `result.json` (the flat row and the epochs), `spec.json` and `model.pt` (final
+    weights only); the checkpoint is then deleted (a `failed` trial keeps it, so the next call
+    resumes). A directory whose result is already `completed`/`diverged` returns that record
+    without training; a corrupt result or checkpoint is moved aside and treated as missing. `on_epoch(epoch_dict)` runs after each epoch's
     checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
 
     Config and dataset problems raise ConnectomeError before training; anything failing during
-    training gives status `failed` with the error text, a NaN/inf loss status `diverged`.
-    Accuracies and errors are fractions in [0, 1].
+    training gives status `failed` with the error text, a NaN/inf loss status `diverged`; a CUDA
+    error that leaves the process's CUDA context unusable is re-raised (the process must go).
+    Accuracies and errors are fractions in [0, 1]. The caller's RNG state, backend flags and
+    current GPU are left as they were.
     """
     cfg = make_trial_config(config)
-    trial_dir = Path(trial_dir) if trial_dir is not None else None
-    if trial_dir is not None:
-        finished = _check_dir(trial_dir, cfg)
+    files = layout.TrialFiles(Path(trial_dir)) if trial_dir is not None else None
+    study = None
+    if files is not None:
+        finished, study = _check_dir(files, cfg)
         if finished is not None:
             return finished
     started = time.perf_counter()
-    record = _config_record(cfg, trial_dir)
+    record = _config_record(cfg, files, study)
     progress = Progress()
     trial = None
-    with torch.random.fork_rng(devices=[]):  # the caller's RNG state is left as it was
+    device = devices.resolve_device(cfg.train.device, devices.ray_gpu_ids())
+    with devices.trial_scope(device, deterministic=cfg.train.deterministic, compiled=cfg.train.compile):
         try:
-            trial = setup_trial(cfg)
-            if trial_dir is not None:  # only a config that set up cleanly claims the directory
-                ckpt.save_text(cfg.model_dump_json(indent=1), trial_dir / ckpt.CONFIG)
+            trial = setup_trial(cfg, device)
+            if files is not None and not files.config.exists():  # only a config that set up cleanly claims it
+                layout.write_trial_config(files, cfg.model_dump(mode="json"))
             record.update(_model_record(trial))
-            progress = _restore(trial, trial_dir)
-            stopped = _run_epochs(trial, progress, trial_dir, on_epoch, started)
+            progress = _restore(trial, files)
+            stopped = _run_epochs(trial, progress, files, on_epoch, started)
             record.update(_test_record(trial), status="completed", stopped_early=stopped)
         except Diverged as err:
             record.update(status="diverged", error=str(err))
@@ -119,49 +127,44 @@ def train_trial(
             if trial is None:
                 raise  # bad config or missing data: the caller's to fix, not a trial outcome
             record.update(status="failed", error=traceback.format_exc(limit=-3))
-        except Exception:
+        except Exception as err:
+            if devices.is_sticky_cuda_error(err):
+                raise  # every later CUDA call of this process fails: let Ray replace the worker
             record.update(status="failed", error=traceback.format_exc(limit=-3))
-    record.update(_progress_record(progress, started))
-    if trial_dir is not None:
-        _write_artefacts(trial_dir, record, trial)
+        record.update(_progress_record(progress, started))
+        if files is not None:
+            _write_artefacts(files, record, trial)
+        trial = None  # the model and data go before the cache is emptied
+    devices.release_memory(device, compiled=cfg.train.compile)
     return record
 
 
 # ---------------------------------------------------------------- setup
 
 
-def setup_trial(cfg: TrialConfig) -> Trial:
+def setup_trial(cfg: TrialConfig, device: torch.device | None = None) -> Trial:
     """Device, threads, data, model, optimiser: all checks that can fail before training."""
     train = cfg.train
-    device = resolve_device(train.device)
-    _check_precision(train.precision, device)
+    device = device or devices.resolve_device(train.device, devices.ray_gpu_ids())
+    devices.configure_backends(train.deterministic, train.precision, device)
+    devices.check_precision(train.precision, device)
+    devices.limit_memory(device, devices.ray_gpu_fraction())
     torch.set_num_threads(resolve_threads(train))
     data = load_splits(cfg.data, cfg.seed, device)
     arch = resolve_arch(cfg.arch, data)
     spec = build_spec(arch)
-    torch.manual_seed(cfg.seed)  # initialisation
+    devices.seed_rng(cfg.seed, device)  # initialisation
     model = ConnectomeNet(spec, memory_efficient=arch.memory_efficient).to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
                                 nesterov=train.nesterov and train.momentum > 0,
                                 weight_decay=train.weight_decay)
+    if train.compile:
+        torch._dynamo.reset()  # a reused worker's earlier trials would count towards the recompile limit
     forward = torch.compile(model) if train.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
     return Trial(cfg, arch, spec, data, device, model, forward, optimizer, scaler)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; explicit names are checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"train.device {name!r} is not a device name (use auto, cpu, cuda, cuda:1)") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available; use device: cpu or auto")
-    return device
 
 
 def resolve_threads(train: TrainConfig) -> int:
@@ -172,16 +175,6 @@ def resolve_threads(train: TrainConfig) -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _check_precision(precision: str, device: torch.device) -> None:
-    """bf16 needs native CPU support (or a GPU); fp16 autocast is GPU-only here."""
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("train.precision fp16 is for GPUs; on CPU use bf16 (or fp32)")
-    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        raise ConfigError("train.precision bf16: this CPU has no native bf16 (AVX512-BF16/AMX); use fp32")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"train.precision bf16: {torch.cuda.get_device_name(device)} has no bf16; use fp16")
 
 
 def resolve_arch(arch: ArchConfig, data: DataSplits) -> ArchConfig:
@@ -224,16 +217,16 @@ def lr_at(train: TrainConfig, epoch: float) -> float:
     return train.lr
 
 
-def _run_epochs(trial: Trial, progress: Progress, trial_dir: Path | None,
+def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | None,
                 on_epoch: EpochCallback | None, started: float) -> bool:
     """Epochs from the first unfinished one; True if on_epoch asked to stop early."""
     for epoch in range(len(progress.epochs), trial.cfg.train.epochs):
         row = run_epoch(trial, epoch)
         progress.epochs.append(row)
         progress.train_time_s += row["seconds"]
-        if trial_dir is not None:
+        if files is not None:
             wall = progress.wall_time_s + time.perf_counter() - started
-            ckpt.save_torch(_checkpoint_state(trial, progress, wall), trial_dir / ckpt.CHECKPOINT)
+            ckpt.save_torch(_checkpoint_state(trial, progress, wall), files.checkpoint)
         if on_epoch is not None and on_epoch(dict(row)) is True:
             return epoch + 1 < trial.cfg.train.epochs
     return False
@@ -258,15 +251,20 @@ def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
     """SGD over one shuffled epoch; mean loss and accuracy; raises Diverged on NaN/inf."""
     train, data = trial.cfg.train, trial.data
     gen = torch.Generator().manual_seed(epoch_seed(trial.cfg.seed, epoch))
-    torch.manual_seed(epoch_seed(trial.cfg.seed, epoch) + 1)  # dropout masks
-    order = torch.randperm(len(data.train_y), generator=gen).to(trial.device)
-    batches = order.split(train.batch_size)
+    devices.seed_rng(epoch_seed(trial.cfg.seed, epoch) + 1, trial.device)  # dropout masks
+    order = torch.randperm(len(data.train_y), generator=gen)
+    sizes = [len(b) for b in order.split(train.batch_size)]
+    # The whole epoch's crops and flips, drawn now and copied once: no host-device sync per step.
+    draws = data.draw_augment(gen, sizes)
+    batches = devices.to_device(order, trial.device).split(train.batch_size)
     loss_sum = torch.zeros((), device=trial.device)
     correct = torch.zeros((), device=trial.device, dtype=torch.long)
     trial.forward.train()
     for step, idx in enumerate(batches):
         _set_lr(trial.optimizer, lr_at(train, epoch + step / len(batches)))
-        x, y = data.batch(idx, gen)  # (B, C, H, W), (B,)
+        start = step * train.batch_size
+        aug = draws[start:start + len(idx)] if draws is not None else None
+        x, y = data.batch(idx, aug)  # (B, C, H, W), (B,)
         loss, logits = train_step(trial, x, y)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -281,7 +279,7 @@ def train_step(trial: Trial, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Te
     if trial.cfg.train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(trial):
-        logits = trial.forward(x)  # (B, classes)
+        logits = _forward_for(trial, len(x), trial.cfg.train.batch_size)(x)  # (B, classes)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=trial.cfg.train.label_smoothing)
     trial.optimizer.zero_grad(set_to_none=True)
     trial.scaler.scale(loss).backward()
@@ -300,23 +298,30 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         raise Diverged(f"non-finite training loss in epoch {epoch + 1}, by step {step + 1}")
 
 
-@torch.no_grad()
+def _forward_for(trial: Trial, n: int, full: int) -> nn.Module:
+    """The compiled module for full batches; a ragged last batch runs eagerly (no recompile for its size)."""
+    return trial.forward if n == full else trial.model
+
+
+@torch.inference_mode()
 def evaluate(trial: Trial, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy on uint8 images; NaN for an empty set."""
     if len(y_all) == 0:
         return math.nan, math.nan
     trial.forward.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(y_all), trial.cfg.train.eval_batch_size):
-        stop = start + trial.cfg.train.eval_batch_size
-        x, y = trial.data.normalize(x_all[start:stop]), y_all[start:stop]
+    size = trial.cfg.train.eval_batch_size
+    # Summed on the device (float64, as Python floats were) and read once: one sync per pass.
+    loss_sum = torch.zeros((), device=trial.device, dtype=torch.float64)
+    correct = torch.zeros((), device=trial.device, dtype=torch.long)
+    for start in range(0, len(y_all), size):
+        x, y = trial.data.normalize(x_all[start:start + size]), y_all[start:start + size]
         if trial.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(trial):
-            logits = trial.forward(x).float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return loss_sum / len(y_all), correct / len(y_all)
+            logits = _forward_for(trial, len(y), size)(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(y_all), correct.item() / len(y_all)
 
 
 # ---------------------------------------------------------------- checkpoints and the trial dir
@@ -328,9 +333,9 @@ def _checkpoint_state(trial: Trial, progress: Progress, wall_time_s: float) -> d
                 train_time_s=progress.train_time_s, wall_time_s=wall_time_s)
 
 
-def _restore(trial: Trial, trial_dir: Path | None) -> Progress:
-    """Load the trial_dir's checkpoint into the trial (if any); the progress it holds."""
-    state = ckpt.load_checkpoint(trial_dir / ckpt.CHECKPOINT) if trial_dir is not None else None
+def _restore(trial: Trial, files: layout.TrialFiles | None) -> Progress:
+    """Load the trial's checkpoint into the trial (if any); the progress it holds."""
+    state = ckpt.load_checkpoint(files.checkpoint) if files is not None else None
     if state is None:
         return Progress()
     trial.model.load_state_dict(state["model"])
@@ -340,71 +345,40 @@ def _restore(trial: Trial, trial_dir: Path | None) -> Progress:
                     wall_time_s=state["wall_time_s"])
 
 
-def _check_dir(trial_dir: Path, cfg: TrialConfig) -> dict | None:
-    """Refuse a trial_dir of another config; its finished (completed/diverged) record if any."""
-    saved = ckpt.load_json(trial_dir / ckpt.CONFIG)
-    if saved is not None and _semantic(saved) != _semantic(cfg.model_dump(mode="json")):
-        raise ConfigError(f"{trial_dir} holds a trial with a different config ({trial_dir / ckpt.CONFIG}); "
+def _check_dir(files: layout.TrialFiles, cfg: TrialConfig) -> tuple[dict | None, str | None]:
+    """Refuse a trial dir of another config; (its final record if any, the study it belongs to)."""
+    saved = layout.read_trial_config(files)
+    if saved is not None and semantic_config(saved["config"]) != semantic_config(cfg.model_dump(mode="json")):
+        raise ConfigError(f"{files.dir} holds a trial with a different config ({files.config}); "
                           "use a fresh trial_dir or delete that directory")
-    record = ckpt.load_json(trial_dir / ckpt.RECORD)
-    if record is not None and record.get("status") in ("completed", "diverged"):
-        return record
-    return None
+    entry = layout.read_trial_result(files)
+    if entry is not None and entry["row"].get("status") in FINAL_STATUSES:
+        return {**entry["row"], "epochs": entry.get("epochs") or []}, None
+    return None, (saved or {}).get("study")
 
 
-def _semantic(config: dict) -> dict:
-    """A config without the keys that only choose resources."""
-    out = dict(config)
-    for section, keys in RESOURCE_KEYS.items():
-        out[section] = {k: v for k, v in config.get(section, {}).items() if k not in keys}
-    return out
-
-
-def _write_artefacts(trial_dir: Path, record: dict, trial: Trial | None) -> None:
-    """record.json always; spec.json and model.pt when a model exists; drop a finished checkpoint."""
+def _write_artefacts(files: layout.TrialFiles, record: dict, trial: Trial | None) -> None:
+    """result.json always; spec.json and model.pt when a model exists; drop a finished checkpoint."""
     if trial is not None:
-        ckpt.save_text(trial.spec.to_json(indent=1), trial_dir / ckpt.SPEC)
+        ckpt.save_text(trial.spec.to_json(indent=1), files.spec)
         weights = {k: v.detach().to("cpu", copy=True) for k, v in trial.model.state_dict().items()}
-        ckpt.save_torch(weights, trial_dir / ckpt.MODEL)
-    ckpt.save_json(record, trial_dir / ckpt.RECORD)
+        ckpt.save_torch(weights, files.model)
+    layout.write_trial_result(files, {k: v for k, v in record.items() if k != "epochs"}, record["epochs"])
     if record["status"] != "failed":  # a failed trial keeps its checkpoint, to resume
-        (trial_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
+        files.checkpoint.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the record
 
 
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict:
-    """Nested dicts to dotted keys, lists to comma-joined strings (docs/design.md)."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, (list, tuple)):
-            out[f"{prefix}{key}"] = ",".join(map(str, value))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_columns(cfg: TrialConfig) -> dict:
-    """A trial's config as record columns: arch keys unprefixed, data.* and train.* prefixed, seed."""
-    return {
-        **flatten(cfg.arch.model_dump(mode="json")),
-        **flatten(cfg.data.model_dump(mode="json"), "data."),
-        **flatten(cfg.train.model_dump(mode="json"), "train."),
-        "seed": cfg.seed,
-    }
-
-
-def _config_record(cfg: TrialConfig, trial_dir: Path | None) -> dict:
+def _config_record(cfg: TrialConfig, files: layout.TrialFiles | None, study: str | None) -> dict:
     """Identity and configuration columns, with every metric present (NaN until known)."""
     nan = math.nan
     return {
-        "trial_id": trial_dir.name if trial_dir is not None else None, "study": None,
+        "trial_id": files.trial_id if files is not None else None, "study": study,
         **config_columns(cfg), "status": None, "error": None, "stopped_early": False,
         "params": None, "flops": None, "activations": None, "graph_hash": None,
-        "test_acc": nan, "test_error": nan, "test_loss": nan, "test_error_at_best_val": nan,
+        "test_acc": nan, "test_error": nan, "test_loss": nan, "test_error_at_best_val": None,
         "best_val_acc": nan, "best_val_epoch": None, "final_val_acc": nan, "final_train_loss": nan,
         "epochs_completed": 0, "wall_time_s": nan, "train_time_s": nan,
         "device": None, "threads": None, "torch_version": torch.__version__,
@@ -417,6 +391,7 @@ def _model_record(trial: Trial) -> dict:
     cx = complexity(trial.spec, input_size=trial.data.input_size)
     return {
         **flatten(trial.arch.model_dump(mode="json")),
+        "m": normalize_m(resolved_m(trial.arch, trial.spec)),
         "params": cx.params, "flops": cx.flops, "activations": cx.acts,
         "graph_hash": trial.spec.graph_hash, "device": str(trial.device),
         "threads": torch.get_num_threads(),
@@ -438,7 +413,7 @@ def _progress_record(progress: Progress, started: float) -> dict:
     return {
         "best_val_acc": best[0], "best_val_epoch": best[1],
         # the paper's SVHN number: test error of the epoch chosen on validation (needs test_each_epoch)
-        "test_error_at_best_val": at_best.get("test_error", math.nan),
+        "test_error_at_best_val": at_best.get("test_error"),  # None when not measured, like best_val_epoch
         "final_val_acc": rows[-1]["val_acc"] if rows else math.nan,
         "final_train_loss": rows[-1]["train_loss"] if rows else math.nan,
         "epochs_completed": len(rows), "train_time_s": progress.train_time_s,

@@ -1,17 +1,15 @@
-"""A realistic fake results directory, laid out as the study runner writes it.
+"""A realistic fake results directory, laid out as the study driver writes it (connectome.store).
 
-dense and partial x growth 4 and 8 x seeds 0..2: one trial failed, one diverged, one has a
-config but no result yet (running), and trials.parquet lags behind the trial folders.
+dense and partial x growth 4 and 8 x seeds 0..2: one trial failed, one diverged, one is planned
+but has no result yet (running), and trials.parquet lags behind the journal.
 Known answers: partial is worse than dense by exactly PARTIAL_PENALTY on every seed.
 """
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 PARTIAL_PENALTY = 0.03
@@ -70,25 +68,26 @@ def save_model(trial_dir: Path, pattern: str, growth: int) -> None:
 
 def make_results_dir(root: Path, with_models: bool = True) -> Path:
     """Write the fake study under root/fake and return its path."""
+    from connectome.store.layout import StudyDir, write_trial_config, write_trial_result
+
     path = root / "fake"
+    sd = StudyDir(path)
     rows = [trial_row(p, g, s) for p in ("dense", "partial") for g in (4, 8) for s in range(3)]
     (path / "trials").mkdir(parents=True)
     (path / "study.yaml").write_text("name: fake\nsearch: {grid: {pattern: [dense, partial], growth: [4, 8]}}\n")
-    finished = []
+    sd.stamp(study="fake")
+    sd.write_plan([row["trial_id"] for row in rows])
+    finished = 0
     for row in rows:
-        trial_dir = path / "trials" / row["trial_id"]
-        trial_dir.mkdir()
-        (trial_dir / "config.json").write_text(json.dumps({"pattern": row["pattern"], "seed": row["seed"]}))
+        files = sd.trial(row["trial_id"])
+        write_trial_config(files, {"arch": {"pattern": row["pattern"]}, "seed": row["seed"]}, study="fake")
         if row["trial_id"] == RUNNING:
             continue
-        epochs = epoch_rows(row)
-        (trial_dir / "result.json").write_text(json.dumps({"row": row, "epochs": epochs}))
+        entry = write_trial_result(files, row, epoch_rows(row))
         if with_models and row["status"] == "completed" and row["seed"] == 0:
-            save_model(trial_dir, row["pattern"], row["growth"])
-        finished.append((row, epochs))
-    lagging = finished[:-3]  # the runner has not rebuilt the parquet files since 3 trials ended
-    pd.DataFrame([r for r, _ in lagging]).to_parquet(path / "trials.parquet", index=False)
-    pd.DataFrame([{**e, "trial_id": r["trial_id"]} for r, es in lagging for e in es]).to_parquet(
-        path / "epochs.parquet", index=False)
+            save_model(files.dir, row["pattern"], row["growth"])
+        sd.record(entry)
+        finished += 1
+        if finished == 8:
+            sd.compact()  # the driver has not compacted the parquet files since 3 trials ended
     return path
-

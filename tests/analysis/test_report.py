@@ -1,5 +1,4 @@
 """write_report end to end on a fake results directory, and on the real smoke study (slow)."""
-import json
 import re
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 from connectome.analysis import load, load_optuna, load_trial_model, write_report
+from connectome.store.layout import StudyDir
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("error_vs_params", "error_vs_flops", "training_curves", "pareto_params", "source_usage_dense",
@@ -70,6 +70,7 @@ def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path
 
 def test_report_of_a_study_with_nothing_finished(tmp_path):
     (tmp_path / "early" / "trials" / "t1").mkdir(parents=True)
+    StudyDir(tmp_path / "early").write_plan(["t1"])  # planned, not finished
     text = write_report(tmp_path / "early").read_text()
     assert "1 trials: 0 completed, 0 diverged, 0 failed, 1 missing" in text
     assert "No completed trial has `test_error` yet" in text
@@ -134,35 +135,43 @@ def test_long_failure_lists_are_capped(tmp_path):
 
 
 def test_report_prints_table_1_next_to_matching_trials(tmp_path):
-    path = tmp_path / "c10"
-    (path / "trials").mkdir(parents=True)
-    (path / "study.yaml").write_text("name: c10\n")
+    sd = StudyDir(tmp_path / "c10")
+    sd.write_plan([f"d40-s{seed}" for seed in range(3)])
     for seed, error in enumerate((0.071, 0.069, 0.072)):
-        row = {"trial_id": f"d40-s{seed}", "study": "c10", "status": "completed", "seed": seed,
-               "preset": "densenet-40-12", "pattern": "dense", "data.name": "cifar10", "data.augment": False,
-               "params": 1019722, "flops": 264812928, "test_error": error}
-        (path / "trials" / row["trial_id"]).mkdir()
-        (path / "trials" / row["trial_id"] / "result.json").write_text(json.dumps({"row": row, "epochs": []}))
-    text = write_report(path).read_text()
+        sd.record({"row": {"trial_id": f"d40-s{seed}", "study": "c10", "status": "completed", "seed": seed,
+                           "preset": "densenet-40-12", "depth": 40, "pattern": "dense", "data.name": "cifar10",
+                           "data.augment": False, "params": 1019722, "flops": 264812928, "test_error": error},
+                   "epochs": []})
+    text = write_report(sd.root).read_text()
     section = text.split("Against the paper's Table 1")[1]
     line = next(ln for ln in section.splitlines() if "densenet-40-12" in ln)
     assert "| C10 |" in line and "| 0.07 |" in line and "| 3 |" in line  # C10 (no "+"), 3 seeds
 
 
 def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_path):
-    path = tmp_path / "fig5"
-    (path / "trials").mkdir(parents=True)
-    (path / "study.yaml").write_text("name: fig5\n")
-    for family, pattern, sizes in (("densenet", "dense", (1e5, 2e5)), ("preact-resnet", "residual", (2e5, 4e5))):
-        for params in sizes:
-            trial_id = f"{family}-{int(params)}"
-            row = {"trial_id": trial_id, "study": "fig5", "status": "completed", "seed": 0, "family": family,
-                   "pattern": pattern, "params": params, "flops": 10 * params, "test_error": 0.3 - params / 2e6}
-            epochs = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": float("nan"), "test_error": 0.5 / e}
-                      for e in (1, 2, 3)]
-            (path / "trials" / trial_id).mkdir()
-            (path / "trials" / trial_id / "result.json").write_text(json.dumps({"row": row, "epochs": epochs}))
-    text = write_report(path).read_text()
+    sd = StudyDir(tmp_path / "fig5")
+    runs = [(f, p, s) for f, p, sizes in (("densenet", "dense", (1e5, 2e5)), ("preact-resnet", "residual", (2e5, 4e5)))
+            for s in sizes]
+    sd.write_plan([f"{family}-{int(params)}" for family, _, params in runs])
+    for family, pattern, params in runs:
+        row = {"trial_id": f"{family}-{int(params)}", "study": "fig5", "status": "completed", "seed": 0,
+               "family": family, "pattern": pattern, "params": params, "flops": 10 * params,
+               "test_error": 0.3 - params / 2e6}
+        epochs = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": float("nan"), "test_error": 0.5 / e}
+                  for e in (1, 2, 3)]
+        sd.record({"row": row, "epochs": epochs})
+    text = write_report(sd.root).read_text()
     assert "test_error vs params per family" in text
     assert "Training curves (train_loss, test_error)" in text
-    check_figures(path / "figures", ("error_vs_params", "training_curves"))
+    check_figures(sd.root / "figures", ("error_vs_params", "training_curves"))
+
+
+def test_report_of_a_study_where_every_trial_failed(tmp_path):
+    sd = StudyDir(tmp_path / "allfail")
+    sd.write_plan(["dense-a", "dense-b"])
+    for trial_id in ("dense-a", "dense-b"):
+        sd.record({"row": {"trial_id": trial_id, "pattern": "dense", "seed": 0, "status": "failed",
+                           "error": "Traceback ...\nRuntimeError: boom"}, "epochs": []})
+    text = write_report(sd.root).read_text()
+    assert "2 trials: 0 completed, 0 diverged, 2 failed, 0 missing" in text
+    assert "RuntimeError: boom" in text and "dense-a" in text

@@ -19,7 +19,7 @@ def test_counts_of_a_partly_failed_running_study(results_dir):
     assert DIVERGED not in set(results.completed()["trial_id"])
 
 
-def test_rows_missing_from_lagging_parquet_come_from_trial_folders(results_dir):
+def test_rows_missing_from_lagging_parquet_come_from_the_journal(results_dir):
     in_parquet = set(pd.read_parquet(results_dir / "trials.parquet")["trial_id"])
     results = load(results_dir)
     assert len(in_parquet) == 8 and len(results.trials) == 11
@@ -40,28 +40,29 @@ def test_study_without_parquet_files_yet(results_dir):
     assert len(results.epochs) == 10 * 5
 
 
-def test_half_written_result_counts_as_missing(results_dir):
-    (results_dir / "trials" / RUNNING / "result.json").write_text('{"row": {"trial_id": ')
+def test_half_written_journal_line_counts_as_missing(results_dir):
+    with open(results_dir / "trials.jsonl", "a") as f:
+        f.write('{"row": {"trial_id": "%s", "sta' % RUNNING)  # the driver was killed mid-line
     assert load(results_dir).counts["missing"] == 1
 
 
 def test_trainer_record_when_there_is_no_result(tmp_path):
     trial = tmp_path / "solo" / "trials" / "t1"
     trial.mkdir(parents=True)
-    record = {"trial_id": "t1", "status": "completed", "test_error": 12.5,
-              "arch": {"pattern": "dense", "m": [16, 32]}, "train": {"lr": 0.1},
-              "epochs": [{"epoch": 0, "val_acc": 50.0}, {"epoch": 1, "val_acc": 60.0}]}
-    (trial / "record.json").write_text(json.dumps(record))
+    row = {"trial_id": "t1", "status": "completed", "test_error": 0.125, "pattern": "dense", "m": "16,32",
+           "train.lr": 0.1}
+    epochs = [{"epoch": 0, "val_acc": 0.5}, {"epoch": 1, "val_acc": 0.6}]
+    (trial / "result.json").write_text(json.dumps({"row": row, "epochs": epochs}))  # `connectome train` alone
     results = load(tmp_path / "solo")
     row = results.trials.iloc[0]
-    assert (row["pattern"], row["m"], row["train.lr"], row["test_error"]) == ("dense", "16,32", 0.1, 12.5)
-    assert results.epochs["val_acc"].tolist() == [50.0, 60.0]
+    assert (row["pattern"], row["m"], row["train.lr"], row["test_error"]) == ("dense", "16,32", 0.1, 0.125)
+    assert results.epochs["val_acc"].tolist() == [0.5, 0.6]
 
 
 def test_not_a_results_directory(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "nope")
-    with pytest.raises(ConfigError, match="no trials.parquet"):
+    with pytest.raises(ConfigError, match="no trials.parquet, trials.jsonl"):
         load(tmp_path)
 
 

@@ -27,7 +27,7 @@ def test_yaml_file_with_flag_overrides(tmp_path, capsys):
     record = json.loads(out)
     assert code == 0 and record["status"] == "completed"
     assert (record["train.epochs"], record["growth"], record["seed"], record["classes"]) == (1, 6, 2, 3)
-    assert {p.name for p in (tmp_path / "t").iterdir()} >= {"record.json", "spec.json", "model.pt"}
+    assert {p.name for p in (tmp_path / "t").iterdir()} >= {"result.json", "spec.json", "model.pt"}
 
 
 def test_flags_alone_print_progress_and_summary(capsys):

@@ -134,3 +134,14 @@ def test_every_search_space_file_is_valid():
     for f in files:
         space = load_space(f.stem, str(REPO / "studies" / "x.yaml"))
         assert space and all(yaml.safe_load(f.read_text())[k] for k in space)
+
+
+def test_optuna_storage_is_a_file_kind_or_a_database_url(tmp_path):
+    from connectome.study.schema import OptunaSearchConfig
+
+    base = {"kind": "optuna", "space": {"growth": {"choices": [2, 4]}}, "n_trials": 2,
+            "objectives": [{"metric": "best_val_acc", "mode": "max"}]}
+    assert OptunaSearchConfig.model_validate({**base, "storage": "journal"}).storage == "journal"
+    assert OptunaSearchConfig.model_validate({**base, "storage": "postgresql://u@h/db"}).storage
+    with pytest.raises(ValueError, match="'journal', or a database URL"):
+        OptunaSearchConfig.model_validate({**base, "storage": "mydb"})

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from connectome.training.augment import augment_batch, random_crop, random_flip
+from connectome.training.augment import apply, augment_batch, draw, random_crop, random_flip
 
 
 def _windows(x: torch.Tensor, pad: int) -> list[torch.Tensor]:
@@ -56,3 +56,22 @@ def test_no_flip_option_keeps_orientation():
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     assert torch.equal(augment_batch(x, gen(), pad=0, flip=False), x)
     assert not torch.equal(augment_batch(x, gen(), pad=0, flip=True), x)
+
+
+def test_an_epoch_drawn_at_once_augments_like_batch_by_batch():
+    # The trainer draws an epoch's crops and flips up front; the stream (and so every record
+    # of an existing seed) is the same as drawing per batch.
+    x = torch.randn(70, 3, 8, 8)
+    sizes = [32, 32, 6]
+    per_batch, gen = [], torch.Generator().manual_seed(3)
+    for chunk in x.split(32):
+        per_batch.append(augment_batch(chunk, gen))
+    draws = draw(torch.Generator().manual_seed(3), sizes)
+    at_once = [apply(chunk, draws[32 * i:32 * i + len(chunk)]) for i, chunk in enumerate(x.split(32))]
+    assert all(torch.equal(a, b) for a, b in zip(per_batch, at_once))
+
+
+def test_draws_without_flips_leave_orientation():
+    d = draw(torch.Generator().manual_seed(0), [5], pad=0, flip=False)
+    x = torch.randn(5, 1, 4, 4)
+    assert d.flip is None and torch.equal(apply(x, d), x)

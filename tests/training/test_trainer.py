@@ -11,7 +11,7 @@ import torch
 from connectome.errors import ConfigError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
-from connectome.training import checkpoint as ckpt
+from connectome.store.layout import TrialFiles, clean_json
 from connectome.training import trainer
 from connectome.training.config import TrainConfig
 from connectome.training.trainer import lr_at, train_trial
@@ -90,7 +90,7 @@ def test_resume_after_a_failure_matches_an_uninterrupted_run(tiny, tmp_path):
 
     first = train_trial(cfg, trial_dir=tmp_path / "cut", on_epoch=stop_after_first_epoch)
     assert first["status"] == "failed" and "injected interruption" in first["error"]
-    assert first["epochs_completed"] == 1 and (tmp_path / "cut" / ckpt.CHECKPOINT).exists()
+    assert first["epochs_completed"] == 1 and TrialFiles(tmp_path / "cut").checkpoint.exists()
     seen = []
     resumed = train_trial(cfg, trial_dir=tmp_path / "cut", on_epoch=seen.append)
     assert [r["epoch"] for r in seen] == [2, 3]  # epoch 1 was not retrained
@@ -116,7 +116,7 @@ def test_resume_after_the_process_is_killed(tiny, tmp_path):
     proc = subprocess.run([sys.executable, "-c", KILLED_RUN, json.dumps(cfg), str(tmp_path / "killed")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr
-    assert not (tmp_path / "killed" / ckpt.RECORD).exists()
+    assert not TrialFiles(tmp_path / "killed").result.exists()
     assert not list((tmp_path / "killed").glob(".*.tmp"))  # the atomic writes left no temp files
     resumed = train_trial(cfg, trial_dir=tmp_path / "killed")
     assert computed(resumed) == computed(train_trial(cfg))
@@ -140,8 +140,8 @@ def test_divergence_keeps_the_epochs_before_it(tiny, tmp_path, monkeypatch):
     record = train_trial(tiny(), trial_dir=tmp_path)
     assert record["status"] == "diverged" and "epoch 2" in record["error"]
     assert record["epochs_completed"] == 1 and len(record["epochs"]) == 1
-    assert json.loads((tmp_path / ckpt.RECORD).read_text())["status"] == "diverged"
-    assert not (tmp_path / ckpt.CHECKPOINT).exists()
+    assert json.loads(TrialFiles(tmp_path).result.read_text())["row"]["status"] == "diverged"
+    assert not TrialFiles(tmp_path).checkpoint.exists()
 
 
 def test_exception_gives_failed_with_the_error_text(tiny, tmp_path):
@@ -158,18 +158,21 @@ def test_config_errors_raise_before_training(tiny, tmp_path):
         train_trial(tiny(train={"optimizer": "adam"}))
     with pytest.raises(ConfigError, match="fp16 is for GPUs"):
         train_trial(tiny(train={"precision": "fp16", "device": "cpu"}), trial_dir=tmp_path)
-    assert not (tmp_path / ckpt.CONFIG).exists()  # a rejected config does not claim the directory
+    assert not TrialFiles(tmp_path).config.exists()  # a rejected config does not claim the directory
     with pytest.raises(ConfigError, match="m .window size. applies to pattern 'partial' only"):
         train_trial(tiny(arch={"m": 4}))
 
 
 def test_final_artefacts_and_no_optimizer_state(tiny, tmp_path):
     record = train_trial(tiny(), trial_dir=tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {ckpt.CONFIG, ckpt.RECORD, ckpt.SPEC, ckpt.MODEL}
-    assert json.loads((tmp_path / ckpt.RECORD).read_text()) == json.loads(json.dumps(record))
-    spec = NetworkSpec.from_json((tmp_path / ckpt.SPEC).read_text())
+    files = TrialFiles(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "result.json", "spec.json", "model.pt"}
+    saved = json.loads(files.result.read_text())
+    assert saved["row"] == json.loads(json.dumps(clean_json({k: v for k, v in record.items() if k != "epochs"})))
+    assert saved["epochs"] == json.loads(json.dumps(record["epochs"]))
+    spec = NetworkSpec.from_json(files.spec.read_text())
     assert spec.graph_hash == record["graph_hash"]
-    state = torch.load(tmp_path / ckpt.MODEL, weights_only=True)
+    state = torch.load(files.model, weights_only=True)
     model = ConnectomeNet(spec)
     model.load_state_dict(state)  # exactly the model's keys: no optimizer or progress entries
     assert all(u.shape == (2, 2) for u in model.source_usage())
@@ -250,5 +253,35 @@ def test_test_each_epoch_logs_test_metrics_and_the_best_val_epochs_error(tiny):
     best = next(r for r in rows if r["epoch"] == record["best_val_epoch"])
     assert record["test_error_at_best_val"] == best["test_error"]
     plain = train_trial(tiny())
-    assert "test_error" not in plain["epochs"][0] and math.isnan(plain["test_error_at_best_val"])
+    assert "test_error" not in plain["epochs"][0] and plain["test_error_at_best_val"] is None
     assert computed(plain)["test_error"] == computed(record)["test_error"]  # evaluation changes nothing
+
+
+def test_a_finished_result_is_returned_without_training_and_a_failed_one_reruns(tiny, tmp_path):
+    first = train_trial(tiny(), trial_dir=tmp_path)
+    again = train_trial(tiny(train={"threads": 1, "eval_batch_size": 7}), trial_dir=tmp_path)  # resources only
+    assert computed(again) == computed(json.loads(json.dumps(clean_json(first))))
+    row = json.loads(TrialFiles(tmp_path).result.read_text())
+    row["row"]["status"] = "failed"
+    TrialFiles(tmp_path).result.write_text(json.dumps(row))
+    seen = []
+    train_trial(tiny(), trial_dir=tmp_path, on_epoch=seen.append)
+    assert seen  # trained again
+
+
+def test_a_corrupt_checkpoint_is_set_aside_and_the_trial_restarts(tiny, tmp_path, caplog):
+    cfg = tiny()
+    whole = train_trial(cfg)
+    files = TrialFiles(tmp_path)
+    files.dir.mkdir(exist_ok=True)
+    files.checkpoint.write_bytes(b"PK\x03\x04 truncated")
+    resumed = train_trial(cfg, trial_dir=tmp_path)
+    assert resumed["status"] == "completed" and computed(resumed) == computed(whole)
+    assert list(tmp_path.glob("checkpoint.pt.corrupt-*")) and "moved aside" in caplog.text
+
+
+def test_a_corrupt_result_is_set_aside_and_the_trial_reruns(tiny, tmp_path, caplog):
+    train_trial(tiny(), trial_dir=tmp_path)
+    TrialFiles(tmp_path).result.write_text('{"row": {"status": "compl')
+    record = train_trial(tiny(), trial_dir=tmp_path)
+    assert record["status"] == "completed" and list(tmp_path.glob("result.json.corrupt-*"))

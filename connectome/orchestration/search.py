@@ -2,7 +2,7 @@
 
 Candidates that break the constraints (or do not make a valid network) are told to Optuna as
 failed with a `rejected` note and replaced at once, so they never reach a worker. The Optuna
-study itself is kept in results/<study>/optuna.db (see storage.py).
+study itself is kept in results/<study>/optuna.db (see connectome/orchestration/storage.py).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.study.results import StudyDir
+from connectome.store.layout import StudyDir, write_trial_config
 from connectome.study.schema import Study
-from connectome.study.storage import make_storage, requeue_interrupted
+from connectome.orchestration.storage import make_storage, requeue_interrupted
 from connectome.study.trials import make_trial
 
 # Consecutive rejected candidates after which the search gives up (the constraints are too tight).
@@ -31,8 +31,6 @@ class ConstrainedOptunaSearch(OptunaSearch):
         super().__init__(**kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        from connectome.study.runner import write_trial_file
-
         for _ in range(MAX_REJECTIONS):
             params = super().suggest(trial_id)
             if params is None:
@@ -46,7 +44,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
             ot_trial = self._ot_trials[trial_id]
             if reason is None:
                 ot_trial.set_user_attr("trial_id", trial.trial_id)
-                write_trial_file(self.sd, self.study.name, trial)
+                write_trial_config(self.sd.trial(trial.trial_id), trial.config.model_dump(mode="json"),
+                                   study=self.study.name, assignment=trial.assignment)
                 return {"trial_id": trial.trial_id, "trial_config": trial.config.model_dump_json()}
             ot_trial.set_user_attr("rejected", reason)
             self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
@@ -85,7 +84,7 @@ def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
 def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:
     """The Ray Tune searcher of an optuna study, on the persistent storage."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(sd)
+    storage = make_storage(sd, study.search.storage)
     requeue_interrupted(storage, study.name)
     objectives = study.search.objectives
     metric = [o.metric for o in objectives]

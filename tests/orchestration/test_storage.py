@@ -5,8 +5,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from connectome.study.results import StudyDir
-from connectome.study.storage import count_finished, make_storage, requeue_interrupted
+from connectome.orchestration.storage import count_finished, make_storage, requeue_failed, requeue_interrupted
+from connectome.store.layout import StudyDir
 
 SPACE = {"pattern": CategoricalDistribution(["dense", "plain"]), "growth": IntDistribution(2, 8, step=2)}
 
@@ -35,3 +35,19 @@ def test_interrupted_trials_are_closed_and_requeued(tmp_path):
     assert again.ask(SPACE).params == running.params
     assert count_finished(sd, "opt") == 1
     assert requeue_interrupted(storage, "missing-study") == 0
+
+
+def test_failed_trials_are_requeued_once_and_stop_counting(tmp_path):
+    sd = StudyDir(tmp_path / "opt")
+    study = optuna.create_study(study_name="opt", storage=make_storage(sd))
+    for trial_id, state in (("dense-ok", TrialState.COMPLETE), ("dense-bad", TrialState.FAIL)):
+        t = study.ask(SPACE)
+        t.set_user_attr("trial_id", trial_id)
+        study.tell(t, 0.5 if state == TrialState.COMPLETE else None, state=state)
+        sd.record({"row": {"trial_id": trial_id, "status": "completed" if state == TrialState.COMPLETE else "failed"}})
+    assert count_finished(sd, "opt") == 2
+    assert requeue_failed(sd, "opt") == 1
+    assert count_finished(sd, "opt") == 1  # the failed one runs again
+    assert requeue_failed(sd, "opt") == 0  # and is requeued only once
+    again = optuna.load_study(study_name="opt", storage=make_storage(sd))
+    assert len(again.get_trials(states=(TrialState.WAITING,))) == 1

@@ -1,0 +1,29 @@
+"""Fault points for the fault-injection tests: kill the study driver at a named moment.
+
+With $CONNECTOME_FAULTS set to a comma-separated list of point names, `fault(name)` sends
+SIGKILL to the driver ($CONNECTOME_DRIVER_PID, set by the driver for itself and its Ray workers)
+and then to the calling process, as a crash or `kill -9` would. Unset (always, outside tests), it
+does nothing. Points: trial (a worker mid-trial), checkpoint (while a checkpoint is written),
+compact (while the parquet tables are rewritten), between (between two trials), report (while
+the report is written).
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("trial", "checkpoint", "compact", "between", "report")
+
+
+def fault(name: str) -> None:
+    """SIGKILL the driver and this process if $CONNECTOME_FAULTS names this point."""
+    wanted = os.environ.get("CONNECTOME_FAULTS")
+    if not wanted or name not in wanted.split(","):
+        return
+    driver = int(os.environ.get("CONNECTOME_DRIVER_PID", "0") or 0)
+    if driver > 0 and driver != os.getpid():
+        try:
+            os.kill(driver, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os.kill(os.getpid(), signal.SIGKILL)

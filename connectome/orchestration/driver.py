@@ -1,0 +1,317 @@
+"""Run a study with Ray Tune: one driver per results directory, every result recorded once.
+
+The driver checks what can fail before anything runs (cluster reachable, resources possible,
+the results directory's layout and study definition), takes the directory's lock, plans the
+trials, and runs the ones without a final result (completed or diverged; failed trials run
+again and continue from their checkpoints). Workers report each trial's result through Ray;
+the driver appends it to the journal (connectome/store/layout.py).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+
+from connectome.errors import ConfigError, ConnectomeError
+from connectome.faults import fault
+from connectome.orchestration.recorder import make_recorder, trial_name
+from connectome.orchestration.session import (
+    check_local_resources,
+    check_reachable,
+    check_shared_results,
+    cluster_address,
+    ray_session,
+    stop_orphans,
+)
+from connectome.orchestration.worker import train_in_worker
+from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
+from connectome.store.lock import DriverLock, describe
+from connectome.study.definition import compare, fingerprint
+from connectome.orchestration.progress import StudyView, summary_table
+from connectome.study.schema import GridSearch, Study
+from connectome.study.trials import Trial, expand_grid
+
+OnChange = Literal["error", "beside"]
+
+
+def run_study(
+    study: Study,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    restart: bool = False,
+    on_change: OnChange = "error",
+    dashboard: bool = False,
+    console: Console | None = None,
+    report: bool = True,
+):
+    """Run every trial of the study without a final result; returns the trials DataFrame."""
+    console = console or Console()
+    address = preflight(study, address)
+    sd = choose_dir(study, StudyDir(Path(study.output) / study.name), resume, restart, on_change, console)
+    trials = plan_grid(study, console) if isinstance(study.search, GridSearch) else None
+    with DriverLock(sd.lock_file) as lock:
+        if lock.previous:
+            console.print(f"took over the lock of a dead driver ({describe(lock.previous)}: "
+                          f"{lock.previous['taken_over_because']})", highlight=False, markup=False)
+        clean_up_after_dead_driver(sd, console)
+        if restart:
+            move_aside(sd, console)
+        changes = check_definition(study, sd, resume or restart, on_change="error")
+        run_trials(study, sd, trials, changes, address, dashboard, console)
+        sd.compact()
+    frame, _ = sd.frames()
+    show_summary(study, frame, console)
+    if report:
+        write_report(sd, console)
+    return frame
+
+
+# ---------------------------------------------------------------- checks before anything is written
+
+
+def preflight(study: Study, address: str | None) -> str | None:
+    """Checks that can fail before training: the cluster is reachable, resources can exist, precision."""
+    address = cluster_address(address)
+    if address:
+        check_reachable(address)
+    else:
+        check_local_resources(study.resources.cpu, study.resources.gpu)
+    if study.train.precision == "fp16" and (study.resources.gpu == 0 or study.train.device == "cpu"):
+        raise ConfigError(f"{study.source}: train.precision fp16 needs a GPU (resources.gpu > 0); "
+                          "on CPU use bf16 or fp32")
+    return address
+
+
+def choose_dir(study: Study, sd: StudyDir, resume: bool, restart: bool, on_change: OnChange,
+               console: Console) -> StudyDir:
+    """The results directory to use: the study's own, or (on_change=beside) one beside it."""
+    if restart or not has_trials(sd):
+        return sd
+    if not resume:
+        raise ConfigError(f"{sd.root} already holds trials of study {study.name!r}; pass --resume to continue "
+                          "it, --restart to move them aside and start over, or --set name=NEW for a new study")
+    try:
+        check_definition(study, sd, resume=True, on_change=on_change)
+        return sd
+    except DefinitionChanged as err:
+        if on_change != "beside":
+            raise
+        beside = StudyDir(sd.root.with_name(f"{sd.root.name}-{fingerprint(resolved(study))[:8]}"))
+        console.print(f"{sd.root} holds {err.what}; running this definition beside it in {beside.root}",
+                      highlight=False, markup=False)
+        if has_trials(beside):
+            check_definition(study, beside, resume=True, on_change="error")
+        return beside
+
+
+class DefinitionChanged(ConfigError):
+    """The results directory holds another layout or another study definition."""
+
+    def __init__(self, message: str, what: str):
+        super().__init__(message)
+        self.what = what
+
+
+def has_trials(sd: StudyDir) -> bool:
+    return sd.journal.exists() or (sd.trials.is_dir() and any(sd.trials.iterdir()))
+
+
+def resolved(study: Study) -> dict[str, Any]:
+    return study.model_dump(mode="json")
+
+
+def check_definition(study: Study, sd: StudyDir, resume: bool, on_change: OnChange):
+    """The accepted changes (plan growth) from the stored definition; raise on any other change."""
+    if not has_trials(sd):
+        return None
+    stamp = sd.layout() or {}
+    if stamp.get("layout") != LAYOUT_VERSION:
+        raise DefinitionChanged(
+            f"{sd.root} was written by another version of connectome (results layout {stamp.get('layout')}, "
+            f"this one writes {LAYOUT_VERSION}); use --restart to move it aside and start over, or "
+            "--set name=NEW to run beside it", f"results of layout {stamp.get('layout')}")
+    stored = read_json(sd.resolved_file)
+    if not isinstance(stored, dict):
+        return None
+    changes = compare(stored, resolved(study))
+    if changes.conflicts:
+        raise DefinitionChanged(
+            f"{sd.root} holds another definition of study {study.name!r}: {'; '.join(changes.conflicts)}. "
+            "Only growing the plan (seeds, factor levels, variants, n_trials) and resources may change on "
+            "--resume; use --set name=NEW for a new study, or --restart to move the old results aside",
+            "another definition of the study")
+    return changes
+
+
+def move_aside(sd: StudyDir, console: Console) -> None:
+    """--restart: move the directory's contents (not our lock) to <dir>.old-TIME."""
+    if not sd.root.is_dir():
+        return
+    target = sd.root.with_name(f"{sd.root.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    target.mkdir()
+    for entry in sd.root.iterdir():
+        if entry.name != sd.lock_file.name:
+            shutil.move(str(entry), target / entry.name)
+    console.print(f"--restart: moved the old results to {target}", highlight=False, markup=False)
+
+
+def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
+    """Stop a killed driver's local Ray, remove temp files its writers left."""
+    killed = stop_orphans(sd)
+    if killed:
+        console.print(f"stopped {len(killed)} Ray processes left by a killed driver", highlight=False)
+    try:
+        from connectome.files import remove_stale_temps
+    except ImportError:
+        return
+    for directory in (sd.root, *(d for d in [sd.trials] if d.is_dir())):
+        remove_stale_temps(directory)
+
+
+# ---------------------------------------------------------------- planning and running
+
+
+def plan_grid(study: Study, console: Console) -> list[Trial]:
+    """Expand the grid and report rejected candidates; the accepted trials."""
+    trials = expand_grid(study)
+    for trial in trials:
+        if trial.rejected:
+            console.print(f"rejected {trial.trial_id} {trial.assignment} seed {trial.config.seed}: {trial.rejected}",
+                          highlight=False, markup=False)
+    return [t for t in trials if not t.rejected]
+
+
+def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, address: str | None,
+               dashboard: bool, console: Console) -> None:
+    """Start Ray only if something is left to run; write the study's files once it is connected."""
+    if trials is not None:
+        final = sd.final_ids()
+        pending = [t for t in trials if t.trial_id not in final]
+        total, to_run = len(trials), len(pending)
+    else:
+        from connectome.orchestration.storage import count_finished, requeue_failed
+
+        requeue_failed(sd, study.name, study.search.storage)
+        pending, total = [], study.search.n_trials
+        to_run = max(total - count_finished(sd, study.name, study.search.storage), 0)
+    console.print(f"study {study.name}: {total} trials, {total - to_run} finished, {to_run} to run; "
+                  f"results in {sd.root}", highlight=False, markup=False)
+    if not to_run:
+        write_study_files(study, sd, changes)
+        return
+    env = {"CONNECTOME_DRIVER_PID": str(os.getpid())} if os.environ.get("CONNECTOME_FAULTS") else {}
+    with ray_session(address, dashboard, console, sd=None if address else sd, env=env):
+        if address:
+            check_shared_results(sd)
+        write_study_files(study, sd, changes)
+        for trial in pending:
+            write_trial_config(sd.trial(trial.trial_id), trial.config.model_dump(mode="json"), study=study.name,
+                               assignment=trial.assignment)
+        if trials is not None:
+            sd.write_plan([t.trial_id for t in trials])
+        with StudyView(console, study.name, total, total - to_run) as view:
+            fit(make_tuner(study, sd, pending, to_run, view))
+
+
+def write_study_files(study: Study, sd: StudyDir, changes) -> None:
+    """study.yaml, study.resolved.json and the layout stamp (with the history of plan growth)."""
+    from connectome.files import write_atomic
+
+    sd.root.mkdir(parents=True, exist_ok=True)
+    if study.source and Path(study.source).is_file():
+        write_atomic(sd.study_file, Path(study.source).read_bytes())
+    write_json(sd.resolved_file, resolved(study))
+    stamp = sd.layout() if sd.layout_file.exists() else None
+    history = list((stamp or {}).get("extensions", []))
+    if changes is not None and changes.growth:
+        history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changes": changes.growth})
+    sd.stamp(study=study.name, fingerprint=fingerprint(resolved(study)),
+             created=(stamp or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), extensions=history)
+
+
+def fit(tuner) -> None:
+    """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) re-raised as itself."""
+    try:
+        tuner.fit()
+    except Exception as err:  # noqa: BLE001 - Tune wraps what its searcher raises
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConnectomeError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, view: StudyView):
+    """A Tuner over the pending grid trials, or over an Optuna searcher's suggestions."""
+    from ray import tune
+
+    from connectome.orchestration.search import make_searcher
+
+    configs = {t.trial_id: t.config.model_dump_json() for t in pending}
+    trainable = tune.with_parameters(
+        train_in_worker, root=str(sd.root.resolve()), study_name=study.name, retries=study.retries,
+        configs=configs,
+    )
+    trainable = tune.with_resources(trainable, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+    grid = isinstance(study.search, GridSearch)
+    tune_config = tune.TuneConfig(
+        search_alg=None if grid else make_searcher(study, sd),
+        num_samples=1 if grid else to_run,
+        max_concurrent_trials=study.resources.max_concurrent,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_name,
+        # A worker keeps torch imported between trials instead of starting a new process each.
+        reuse_actors=True,
+    )
+    run_config = tune.RunConfig(
+        name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+        storage_path=str((sd.root / "ray").resolve()),
+        verbose=0,
+        callbacks=[make_recorder(sd, study.name, view)],
+        failure_config=tune.FailureConfig(max_failures=study.retries),
+        checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+    )
+    space = {"trial_id": tune.grid_search(list(configs))} if grid else None
+    return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+
+
+# ---------------------------------------------------------------- the end of a run
+
+
+def show_summary(study: Study, frame, console: Console) -> None:
+    """The summary table (one row per pattern and searched factor, over seeds) and every failure."""
+    keys = ["pattern"]
+    if isinstance(study.search, GridSearch):
+        keys += [k for k in study.search.factors if k != "pattern"]
+        keys += [k for v in study.search.variants for k in v if k not in keys]
+    console.print(summary_table(frame, keys, title=f"{study.name}: test accuracy over seeds"))
+    if "status" not in frame:
+        return
+    for _, row in frame[frame["status"] == "failed"].iterrows():
+        error = str(row.get("error") or "no error text").strip().splitlines()
+        console.print(f"failed: {row['trial_id']} (seed {row.get('seed')}): {error[-1] if error else ''}",
+                      highlight=False, markup=False)
+
+
+def failed_count(frame) -> int:
+    """Trials whose latest result is `failed`."""
+    return int((frame["status"] == "failed").sum()) if "status" in frame else 0
+
+
+def write_report(sd: StudyDir, console: Console) -> None:
+    """connectome.analysis.write_report(results_dir); a failure here never touches the results."""
+    from connectome.analysis import write_report as report
+
+    try:
+        path = report(sd.root)
+    except Exception as err:  # noqa: BLE001 - the study's results are safe; the report is extra
+        console.print(f"report: failed ({type(err).__name__}: {err}); results are in {sd.root}",
+                      highlight=False, markup=False)
+        return
+    console.print(f"report: {path or sd.root}", highlight=False, markup=False)

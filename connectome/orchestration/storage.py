@@ -1,0 +1,87 @@
+"""The persistent Optuna storage of a study: optuna.db, optuna.journal or a database (optuna-dashboard opens it).
+
+Kept free of Ray imports: the runner reads it before it starts (and configures) Ray. On resume,
+trials that were running when the driver died are closed as failed and enqueued again with the
+same parameters: they get the same trial id and continue from their checkpoints.
+"""
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from connectome.store.layout import StudyDir
+
+
+def make_storage(sd: StudyDir, spec: str | None = None) -> optuna.storages.BaseStorage:
+    """The study's Optuna storage: SQLite in the results dir (default), its journal file, or an RDB URL."""
+    sd.root.mkdir(parents=True, exist_ok=True)
+    if spec == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(sd.optuna_journal)))
+    return optuna.storages.RDBStorage(spec or f"sqlite:///{sd.optuna_db.resolve()}")
+
+
+def has_storage(sd: StudyDir, spec: str | None) -> bool:
+    """Whether the study's storage may already hold trials (always asked for a database URL)."""
+    if spec is None:
+        return sd.optuna_db.exists()
+    return sd.optuna_journal.exists() if spec == "journal" else True
+
+
+def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """Close trials left RUNNING by a dead driver and enqueue their parameters again."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return 0
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study.tell(t.number, state=TrialState.FAIL)
+        study.enqueue_trial(t.params)
+    return len(stale)
+
+
+# Study user attribute: numbers of failed trials whose parameters were enqueued again (Optuna
+# does not let attributes of finished trials change).
+REQUEUED = "connectome_requeued"
+
+
+def requeue_failed(sd: StudyDir, name: str, spec: str | None = None) -> int:
+    """Enqueue again the parameters of Optuna trials whose trial failed (resume retries failures)."""
+    if not has_storage(sd, spec):
+        return 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(sd, spec))
+    except KeyError:
+        return 0
+    statuses, requeued = sd.statuses(), list(study.user_attrs.get(REQUEUED, []))
+    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if statuses.get(t.user_attrs.get("trial_id")) == "failed" and t.number not in requeued]
+    for t in failed:
+        study.enqueue_trial(t.params)
+    if failed:
+        study.set_user_attr(REQUEUED, requeued + [t.number for t in failed])
+    return len(failed)
+
+
+def ended_trials(study: optuna.Study) -> int:
+    """Trials that count towards `n_trials`: ran to an end, not rejected, interrupted or requeued."""
+    requeued = set(study.user_attrs.get(REQUEUED, []))
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    return sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs and t.number not in requeued
+               for t in ended)
+
+
+def count_finished(sd: StudyDir, name: str, spec: str | None = None) -> int:
+    """Optuna trials that ran to an end (see ended_trials)."""
+    if not has_storage(sd, spec):
+        return 0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(sd, spec))
+    except KeyError:
+        return 0
+    return ended_trials(study)

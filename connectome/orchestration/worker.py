@@ -1,0 +1,98 @@
+"""The Ray Tune trainable: train (or resume) one trial in a worker and send its result to the driver.
+
+The worker writes the trial's files where it runs (checkpoint each epoch, result.json at the
+end) and reports the whole result (row and epochs) to the driver through Ray, so the driver's
+record never depends on reading files a worker wrote on another node's disk.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from connectome.faults import fault
+from connectome.store.layout import StudyDir, TrialFiles, read_trial_result, write_trial_result
+from connectome.store.record import FINAL_STATUSES, config_columns
+from connectome.study.schema import OBJECTIVE_METRICS
+
+# The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
+ENTRY_KEY = "connectome_entry"
+
+
+def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str]) -> None:
+    """Ray Tune trainable: train (or resume) one trial, write its result, report it to the driver."""
+    from ray import tune
+
+    from connectome.training import TrialConfig
+
+    trial_id = config["trial_id"]
+    trial_config = TrialConfig.model_validate_json(config.get("trial_config") or configs[trial_id])
+    files = worker_study_dir(root).trial(trial_id)
+    entry = finished_entry(files)
+    if entry is None:  # else: an Optuna repeat of a finished trial, or a driver that died after it
+        epochs_total = trial_config.train.epochs
+
+        def on_epoch(epoch: dict[str, Any]) -> None:
+            tune.report(epoch_metrics(epoch, epochs_total))
+            fault("trial")
+
+        record = attempt_trial(trial_config, files, retries, on_epoch)
+        row = {**config_columns(trial_config), **{k: v for k, v in record.items() if k != "epochs"},
+               "trial_id": trial_id, "study": study_name}
+        entry = write_trial_result(files, row, record.get("epochs") or [])
+    tune.report({**final_metrics(entry["row"]), ENTRY_KEY: json.dumps(entry)})
+
+
+def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
+    """What Tune, a scheduler and a searcher see after an epoch: validation and training only.
+
+    An epoch row may hold test metrics (train.test_each_epoch); they go to the results files,
+    never here, so nothing is ever selected or stopped on test data.
+    """
+    # Tune wants the searcher's metrics in every result: NaN until the trial ends.
+    return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
+            "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")}
+
+
+def worker_study_dir(root: str) -> StudyDir:
+    """Where this worker writes trial files: the study's directory, or $CONNECTOME_WORKER_DIR/<study>.
+
+    $CONNECTOME_WORKER_DIR lets the nodes of a cluster without a shared filesystem keep their
+    trial files (checkpoints, weights) on a local disk; results still reach the driver via Ray.
+    """
+    local = os.environ.get("CONNECTOME_WORKER_DIR")
+    return StudyDir(os.path.join(local, os.path.basename(root)) if local else root)
+
+
+def finished_entry(files: TrialFiles) -> dict[str, Any] | None:
+    """The trial's final (completed/diverged) result if it has one; failed ones run again."""
+    entry = read_trial_result(files)
+    return entry if entry is not None and entry["row"].get("status") in FINAL_STATUSES else None
+
+
+def attempt_trial(config, files: TrialFiles, retries: int, on_epoch) -> dict[str, Any]:
+    """train_trial with up to `retries` more attempts after a failure (each resumes its checkpoint)."""
+    from connectome.training import train_trial
+    from connectome.training.device import is_sticky_cuda_error
+
+    for attempt in range(retries + 1):
+        try:
+            record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch))
+        except Exception as err:  # noqa: BLE001 - a trial's failure is a result, not a crash
+            if is_sticky_cuda_error(err):  # this worker's CUDA context is dead: Tune replaces the
+                raise  # worker and the retry resumes from the checkpoint
+            record = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        record["attempts"] = attempt + 1
+        if record.get("status") != "failed":
+            break
+    return record
+
+
+def final_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    """The metrics Tune (and an Optuna searcher) see at the end of a trial; NaN when missing."""
+    out: dict[str, Any] = {"status": row.get("status")} if row else {}
+    for key in OBJECTIVE_METRICS:
+        value = row.get(key)
+        out[key] = float(value) if isinstance(value, (int, float)) and value is not None else math.nan
+    return out

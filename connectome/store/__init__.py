@@ -1,0 +1,25 @@
+"""One owner for the trial record and the results directory: columns, statuses, files, journal, lock.
+
+`record` says what a trial's flat row holds (column groups, statuses, factors, the trial id's
+config hash); `layout` says where every file of a results directory lives and how it is read
+and written; `lock` keeps one driver per results directory. Nothing here imports torch or Ray.
+"""
+from connectome.store.layout import LAYOUT_VERSION, StudyDir, TrialFiles, read_trial_result, write_trial_result
+from connectome.store.record import (
+    FINAL_STATUSES,
+    RESOURCE_KEYS,
+    STATUSES,
+    config_columns,
+    config_hash,
+    factor_columns,
+    flatten,
+    is_factor,
+    order_columns,
+    semantic_config,
+)
+
+__all__ = [
+    "FINAL_STATUSES", "LAYOUT_VERSION", "RESOURCE_KEYS", "STATUSES", "StudyDir", "TrialFiles",
+    "config_columns", "config_hash", "factor_columns", "flatten", "is_factor", "order_columns",
+    "read_trial_result", "semantic_config", "write_trial_result",
+]

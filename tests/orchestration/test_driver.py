@@ -1,0 +1,224 @@
+"""The study driver through Ray Tune on a shared local head: Optuna, failures, durable rows, resume rules."""
+from __future__ import annotations
+
+import io
+import json
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from rich.console import Console
+
+from connectome.errors import ConfigError
+from connectome.study import load_study
+from connectome.orchestration.driver import run_study
+from connectome.store.layout import StudyDir
+from connectome.training import DataConfig
+from connectome.training.datasets import find_dataset
+
+from study.conftest import smoke_dict, write_study
+
+pytestmark = [pytest.mark.timeout(300)]
+slow = pytest.mark.slow
+
+
+def _run(study, ray_head, **kw):
+    out = io.StringIO()
+    frame = run_study(study, address=ray_head.gcs, console=Console(file=out, width=150), **kw)
+    return frame, out.getvalue()
+
+
+def _optuna_study(tmp_path, n_trials):
+    data = smoke_dict(tmp_path, name="opt")
+    data["arch"]["depth"] = 7
+    data["search"] = {
+        "kind": "optuna", "sampler": "nsga2", "population": 2, "n_trials": n_trials,
+        "space": {"pattern": {"choices": ["dense", "residual", "plain"]}, "growth": {"low": 2, "high": 8, "step": 2}},
+        "objectives": [{"metric": "best_val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
+    }
+    data["constraints"] = {"max_params": 5000}
+    return write_study(tmp_path, data)
+
+
+@slow
+def test_optuna_multi_objective_through_ray_tune(tmp_path, ray_head):
+    path = _optuna_study(tmp_path, n_trials=3)
+    frame, out = _run(load_study(path), ray_head)
+    sd = StudyDir(tmp_path / "results" / "opt")
+    ot = optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}")
+    assert [d.name for d in ot.directions] == ["MAXIMIZE", "MINIMIZE"]
+    ran = [t for t in ot.trials if "trial_id" in t.user_attrs]
+    assert len(ran) == 3 and all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in ran)
+    # the values Optuna saw are the trial rows' metrics
+    rows = frame.set_index("trial_id")
+    for t in ran:
+        row = rows.loc[t.user_attrs["trial_id"]]
+        assert t.values == [pytest.approx(row["best_val_acc"]), row["params"]]
+        assert row["params"] <= 5000
+    # candidates over max_params never trained: failed in Optuna with the reason, no trial dir
+    for t in ot.trials:
+        if "rejected" in t.user_attrs:
+            assert t.state.name == "FAIL" and "max_params" in t.user_attrs["rejected"]
+    assert set(frame["trial_id"]) == sd.final_ids() == {t.user_attrs["trial_id"] for t in ran}
+
+    # resuming with a larger budget continues the same Optuna study
+    more = load_study(path, ["search.n_trials=4"])
+    _, out = _run(more, ray_head, resume=True)
+    assert "3 finished, 1 to run" in out
+    ot = optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}")
+    assert sum("trial_id" in t.user_attrs for t in ot.trials) == 4
+
+
+@slow
+def test_failed_and_diverged_trials_are_rows_and_the_study_completes(tmp_path, ray_head):
+    if find_dataset("mnist", DataConfig(name="mnist", download=False)) is not None:
+        pytest.skip("MNIST is installed here, so it cannot stand for a missing dataset")
+    data = smoke_dict(tmp_path, name="fails", retries=1)
+    data["search"] = {"kind": "grid", "seeds": 1, "variants": [
+        {}, {"data.name": "mnist", "data.download": False}, {"train.lr": 1.0e12},
+    ]}
+    frame, out = _run(load_study(write_study(tmp_path, data)), ray_head)
+    assert len(frame) == 3
+    by_status = frame.set_index("status")
+    assert sorted(frame["status"]) == ["completed", "diverged", "failed"]
+    failed = by_status.loc["failed"]
+    assert "mnist" in failed["error"] and failed["attempts"] == 2  # retried once
+    assert by_status.loc["diverged"]["attempts"] == 1  # divergence is an outcome, not retried
+    assert by_status.loc["completed"]["test_acc"] > 0.3
+    # the parquet files on disk hold the same rows; the failed trial has no epochs
+    disk = pd.read_parquet(tmp_path / "results" / "fails" / "trials.parquet")
+    assert sorted(disk["trial_id"]) == sorted(frame["trial_id"])
+    epochs = pd.read_parquet(tmp_path / "results" / "fails" / "epochs.parquet")
+    assert failed["trial_id"] not in set(epochs["trial_id"])
+    assert "failed" in out and "completed" in out
+
+
+@slow
+def test_results_dir_layout_and_rerun_needs_resume(tmp_path, ray_head):
+    path = write_study(tmp_path, smoke_dict(tmp_path, name="layout", search={"kind": "grid", "seeds": 1}))
+    frame, out = _run(load_study(path), ray_head)
+    root = tmp_path / "results" / "layout"
+    assert (root / "study.yaml").read_text() == path.read_text()
+    (trial_dir,) = (root / "trials").iterdir()
+    saved = json.loads((trial_dir / "config.json").read_text())
+    assert saved["trial_id"] == trial_dir.name == frame["trial_id"].item()
+    assert saved["config"]["train"]["epochs"] == 2
+    epochs = pd.read_parquet(root / "epochs.parquet")
+    assert list(epochs["epoch"]) == [1, 2]
+    for column in ("pattern", "depth", "growth", "train.epochs", "data.name", "seed", "status", "params",
+                   "flops", "graph_hash", "test_acc", "best_val_acc", "wall_time_s", "study"):
+        assert column in frame.columns
+    assert "test acc (mean ± std)" in out
+    with pytest.raises(ConfigError, match="--resume"):
+        run_study(load_study(path), address=ray_head.gcs, console=Console(file=io.StringIO()))
+    again, out = _run(load_study(path), ray_head, resume=True)
+    assert "1 finished, 0 to run" in out and again.equals(frame)
+
+
+@slow
+def test_constraints_no_candidate_meets_are_a_user_error(tmp_path, ray_head):
+    data = yaml.safe_load(_optuna_study(tmp_path, n_trials=2).read_text())
+    data["constraints"] = {"max_params": 10}
+    study = load_study(write_study(tmp_path, data, "tight.yaml"))
+    with pytest.raises(ConfigError, match="broke the constraints"):
+        _run(study, ray_head)
+    assert not StudyDir(tmp_path / "results" / "opt").final_ids()
+
+
+def _grid(tmp_path, name, seeds=1, **changes):
+    data = smoke_dict(tmp_path, name=name, **changes)
+    data["search"] = {"kind": "grid", "seeds": seeds, "variants": [{"pattern": "dense"}]}
+    return write_study(tmp_path, data, f"{name}.yaml")
+
+
+@slow
+def test_changed_definition_is_refused_and_growth_accepted(tmp_path, ray_head):
+    path = _grid(tmp_path, "grow")
+    first, _ = _run(load_study(path), ray_head)
+    with pytest.raises(ConfigError, match=r"train.epochs: 2 -> 3.*--set name=NEW.*--restart"):
+        _run(load_study(path, ["train.epochs=3"]), ray_head, resume=True)
+    # resources only: nothing re-runs
+    _, out = _run(load_study(path, ["train.threads=1", "resources.cpu=2"]), ray_head, resume=True)
+    assert "1 finished, 0 to run" in out
+    grown, out = _run(load_study(path, ["search.seeds=2"]), ray_head, resume=True)
+    assert "1 finished, 1 to run" in out and len(grown) == 2
+    assert grown.set_index("trial_id").loc[first["trial_id"].item(), "test_acc"] == first["test_acc"].item()
+    stamp = StudyDir(tmp_path / "results" / "grow").layout()
+    assert stamp["extensions"][0]["changes"] == ["search.seeds: 1 -> 2"]
+
+
+@slow
+def test_failed_trials_are_retried_by_resume(tmp_path, ray_head):
+    path = _grid(tmp_path, "retry", seeds=2)
+    frame, _ = _run(load_study(path), ray_head)
+    sd = StudyDir(tmp_path / "results" / "retry")
+    victim = frame["trial_id"].iloc[0]
+    entry = json.loads(sd.trial(victim).result.read_text())
+    entry["row"].update(status="failed", error="RuntimeError: node lost")
+    sd.trial(victim).result.write_text(json.dumps(entry))
+    sd.record(entry)  # as the driver records a failure
+    assert StudyDir(sd.root).statuses()[victim] == "failed"
+    again, out = _run(load_study(path), ray_head, resume=True)
+    assert "1 finished, 1 to run" in out
+    assert (again["status"] == "completed").all() and len(again) == 2
+
+
+def test_second_driver_is_refused(tmp_path):
+    from connectome.store.lock import DriverLock
+
+    path = _grid(tmp_path, "busy")
+    with DriverLock(StudyDir(tmp_path / "results" / "busy").lock_file):
+        with pytest.raises(ConfigError, match="in use by another driver"):
+            run_study(load_study(path), console=Console(file=io.StringIO()))
+
+
+def test_older_layout_is_refused_or_run_beside(tmp_path):
+    from connectome.orchestration.driver import choose_dir
+
+    path = _grid(tmp_path, "old")
+    old = tmp_path / "results" / "old"
+    (old / "trials" / "dense-0123456789").mkdir(parents=True)  # written before layout stamps
+    study = load_study(path)
+    with pytest.raises(ConfigError, match="results layout 1"):
+        run_study(study, resume=True, console=Console(file=io.StringIO()))
+    out = io.StringIO()
+    beside = choose_dir(study, StudyDir(old), resume=True, restart=False, on_change="beside",
+                        console=Console(file=out))
+    assert beside.root.name.startswith("old-") and beside.root.parent == old.parent
+    assert "running this definition beside it" in out.getvalue()
+
+
+def test_unreachable_address_fails_fast_and_writes_nothing(tmp_path):
+    from study.cluster import free_port
+
+    path = _grid(tmp_path, "far")
+    with pytest.raises(ConfigError, match="cannot connect"):
+        run_study(load_study(path), address=f"127.0.0.1:{free_port()}", console=Console(file=io.StringIO()))
+    assert not (tmp_path / "results").exists()
+
+
+def test_impossible_resources_fail_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match="resources.cpu is 64"):
+        run_study(load_study(_grid(tmp_path, "big"), ["resources.cpu=64"]), console=Console(file=io.StringIO()))
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        run_study(load_study(_grid(tmp_path, "half"), ["train.precision=fp16"]), console=Console(file=io.StringIO()))
+    assert not (tmp_path / "results").exists()
+
+
+@slow
+def test_optuna_journal_storage_with_concurrent_trials_and_a_resumed_driver(tmp_path, ray_head):
+    data = yaml.safe_load(_optuna_study(tmp_path, n_trials=4).read_text())
+    data["search"].update(storage="journal", sampler="random")
+    data["resources"] = {"cpu": 1, "max_concurrent": 2}
+    path = write_study(tmp_path, data, "journal.yaml")
+    _run(load_study(path), ray_head)
+    sd = StudyDir(tmp_path / "results" / "opt")
+    assert sd.optuna_journal.exists() and not sd.optuna_db.exists()
+    frame, out = _run(load_study(path, ["search.n_trials=5"]), ray_head, resume=True)
+    assert "4 finished, 1 to run" in out
+    from connectome.analysis import load
+
+    results = load(sd.root)
+    assert (results.planned, results.ended) == (5, 5) and results.counts["missing"] == 0
+    assert len(frame) == len(set(frame["trial_id"])) >= 1

@@ -1,0 +1,122 @@
+"""The results directory: journal appends, compaction, frames, corrupt files, trial files."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from connectome.store import layout
+from connectome.store.layout import StudyDir, read_trial_result, write_json, write_trial_result
+from connectome.store.record import config_columns
+from connectome.study import expand_grid, load_study
+
+from study.conftest import smoke_dict, write_study
+
+
+def _trials(tmp_path):
+    data = smoke_dict(tmp_path)
+    data["search"] = {"kind": "grid", "variants": [{"pattern": "dense"}, {"pattern": "partial", "m": 8},
+                                                   {"pattern": "partial", "m": [8, 12, 16]}]}
+    return expand_grid(load_study(write_study(tmp_path, data)))
+
+
+def _entry(trial, i, status="completed"):
+    row = {**config_columns(trial.config), "trial_id": trial.trial_id, "study": "s", "status": status,
+           "test_acc": 0.5 + i / 10 if status == "completed" else math.nan, "params": trial.params}
+    epochs = [{"epoch": 1, "val_acc": 0.4}, {"epoch": 2, "val_acc": 0.5}] if status == "completed" else []
+    return {"row": row, "epochs": epochs}
+
+
+def test_journal_rows_compacted_into_parquet_without_duplicates(tmp_path):
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    sd.record(_entry(trials[0], 0, status="failed"))
+    for i, t in enumerate(trials):
+        sd.record(_entry(t, i))  # the failed first trial was retried and completed
+    frame, epochs = sd.frames()  # before any compaction: all from the journal
+    sd.compact()
+    sd.compact()  # compacting again changes nothing
+    disk = pd.read_parquet(sd.trials_parquet)
+    assert sorted(disk["trial_id"]) == sorted(t.trial_id for t in trials) == sorted(frame["trial_id"])
+    assert (disk["status"] == "completed").all() and len(epochs) == 6
+    # m is an int for one trial and a list for another: one string column, as docs/design.md says
+    assert sorted(disk["m"].dropna()) == ["8", "8,12,16"]
+    assert len(pd.read_parquet(sd.epochs_parquet)) == 6
+    assert list(disk.columns[:4]) == ["trial_id", "study", "seed", "status"]  # documented order
+
+
+def test_frames_are_parquet_plus_journal_tail(tmp_path):
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    sd.record(_entry(trials[0], 0))
+    sd.compact()
+    sd.record(_entry(trials[1], 1))
+    sd.record(_entry(trials[0], 5, status="failed"))  # a newer result of a compacted trial wins
+    frame, epochs = sd.frames()
+    by_id = frame.set_index("trial_id")
+    assert len(frame) == 2 and by_id.loc[trials[0].trial_id, "status"] == "failed"
+    assert set(epochs["trial_id"]) == {trials[1].trial_id}
+
+
+def test_a_torn_journal_line_is_skipped_and_the_next_append_survives(tmp_path):
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    sd.record(_entry(trials[0], 0))
+    with open(sd.journal, "a") as f:
+        f.write('{"row": {"trial_id": "x", "sta')  # the writer was killed mid-line
+    sd.record(_entry(trials[1], 1))
+    frame, _ = sd.frames()
+    assert sorted(frame["trial_id"]) == sorted([trials[0].trial_id, trials[1].trial_id])
+
+
+def test_a_lost_or_corrupt_parquet_falls_back_to_the_whole_journal(tmp_path):
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    for i, t in enumerate(trials):
+        sd.record(_entry(t, i))
+    sd.compact()
+    sd.trials_parquet.write_bytes(b"not parquet")
+    frame, _ = sd.frames()
+    assert len(frame) == 3
+
+
+def test_compaction_is_due_only_when_the_tail_is_as_large_as_the_compacted_part(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "MIN_COMPACT_BYTES", 1)
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    sd.record(_entry(trials[0], 0))
+    assert sd.compaction_due()
+    sd.compact()
+    assert not sd.compaction_due()
+    sd.record(_entry(trials[1], 1))  # about the same size as the compacted part
+    sd.record(_entry(trials[2], 2))
+    assert sd.compaction_due()
+
+
+def test_corrupt_result_is_moved_aside_and_reads_as_missing(tmp_path, caplog):
+    files = StudyDir(tmp_path / "r").trial("dense-1")
+    write_trial_result(files, {"trial_id": "dense-1", "status": "completed", "test_acc": math.nan}, [])
+    assert read_trial_result(files)["row"]["test_acc"] is None  # standard JSON: NaN is null
+    files.result.write_text('{"row": {"trial_id": ')  # truncated
+    assert read_trial_result(files) is None
+    assert not files.result.exists()
+    aside = [p.name for p in files.dir.iterdir() if p.name.startswith("result.json.corrupt-")]
+    assert len(aside) == 1 and "moved aside" in caplog.text
+
+
+def test_layout_stamp_and_older_layouts(tmp_path):
+    sd = StudyDir(tmp_path / "r")
+    assert sd.layout() is None
+    (sd.trials / "dense-1").mkdir(parents=True)  # trials but no stamp: written before stamps existed
+    assert sd.layout() == {"layout": 1}
+    sd.stamp(study="s")
+    assert sd.layout()["layout"] == layout.LAYOUT_VERSION
+
+
+def test_atomic_json_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "a" / "b.json"
+    write_json(path, {"x": 1})
+    write_json(path, {"x": 2})
+    assert json.loads(path.read_text()) == {"x": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["b.json"]
