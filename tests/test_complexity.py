@@ -6,7 +6,8 @@ from torch import nn
 
 import reference_resnets
 
-from connectome import PATTERNS, build_model, build_spec, complexity, make_arch, match_budget
+from connectome import PATTERNS, build_model, build_spec, make_arch, match_budget
+from connectome.complexity import complexity
 
 
 def paper_densenet_params(depth, k, bc, classes=10, c_in=3):

@@ -38,7 +38,7 @@ def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> 
 
     Objectives are named by the study's metric names, else by `search.objectives` in
     the study file; with `trials`, each Optuna trial gets the columns of its connectome trial
-    (matched by the `trial_id` user attribute the study runner sets).
+    (matched by the `trial_id` user attribute the study driver sets).
     """
     location = find_storage(results_dir)
     if location is None:
@@ -53,7 +53,7 @@ def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> 
 
 
 def count_ended(results_dir: str | Path) -> int:
-    """Optuna trials that ran to an end, as the study runner counts them towards `n_trials`.
+    """Optuna trials that ran to an end, as the study driver counts them towards `n_trials`.
 
     Rejected candidates, interrupted and requeued trials do not count
     (connectome.orchestration.storage.ended_trials).

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from connectome import __version__
+from connectome.console import UNWRAPPED_WIDTH
 from connectome.errors import ConnectomeError
 
 COMMAND_MODULES = (
@@ -19,11 +21,45 @@ COMMAND_MODULES = (
     "connectome.cli.report",
 )
 
+DESCRIPTION = """\
+Study how the wiring inside a network's blocks (dense, partial, residual, sparse, random or your
+own graph) changes accuracy, size and cost. Inspect a wiring with `graph`, train one network with
+`train`, run a whole study file (a grid or an Optuna search, on this machine or a Ray cluster)
+with `run` or `submit`, and turn its results into tables and figures with `report`."""
+
+EPILOG = """\
+examples:
+  connectome graph --pattern partial --depth 40 --growth 12
+  connectome train --dataset synthetic --preset densenet-40-12 --epochs 1
+  connectome run studies/smoke.yaml --dry-run
+  connectome run studies/partial_vs_dense.yaml -s train.epochs=2 -o runs
+  connectome report results/partial_vs_dense
+
+`connectome COMMAND --help` describes each command's options."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's layout, wrapped to the terminal's width, or not wrapped at all in a pipe."""
+
+    def __init__(self, prog: str, **kwargs) -> None:
+        if not sys.stdout.isatty():
+            kwargs.setdefault("width", UNWRAPPED_WIDTH)
+        super().__init__(prog, **kwargs)
+
+
+class RawDescriptionFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The top level's description and examples keep their own line breaks."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="connectome", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="connectome", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=RawDescriptionFormatter)
+    parser.add_argument("--version", action="version", version=f"connectome {__version__}",
+                        help="print the version and exit")
+    add_verbosity_arguments(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do (`connectome COMMAND --help` for its options)")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -32,12 +68,41 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # subcommand not installed in this build
         module.register(sub)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter
+        add_verbosity_arguments(command)
     return parser
+
+
+def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:
+    """-q / -v, accepted before or after the subcommand (SUPPRESS keeps one from erasing the other)."""
+    group = parser.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="print only warnings, errors and the final result")
+    group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more detail: -v adds debug messages and the Ray workers' own output, "
+                            "-vv adds debug messages of the libraries (Ray, Optuna)")
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """-1 quiet, 0 default, 1 (-v) or more."""
+    return -1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; user errors print one line, no traceback."""
-    args = build_parser().parse_args(argv)
+    from connectome.plugins import load_entry_points
+
+    try:
+        load_entry_points()  # before the parser lists patterns in --pattern help
+        args = build_parser().parse_args(argv)
+    except ConnectomeError as err:
+        print(f"connectome: error: {err}", file=sys.stderr)
+        return 2
+    from connectome.console import setup_logging
+
+    args.verbosity = verbosity(args)
+    setup_logging(args.verbosity)
     try:
         return int(args.func(args) or 0)
     except ConnectomeError as err:

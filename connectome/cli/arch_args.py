@@ -17,13 +17,15 @@ def int_list(text: str) -> list[int]:
 
 def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     """The ArchConfig keys as flags; unset flags keep the preset's or the default value."""
+    from connectome.architecture import PRESETS
+    from connectome.patterns import PATTERNS
+
     g = parser.add_argument_group("architecture")
-    g.add_argument("--preset", help="named configuration, e.g. densenet121, densenet-bc-100-12, partial-40-12, "
-                                           "preact-resnet-164, resnet-110")
+    g.add_argument("--preset", metavar="NAME", help=f"named configuration: {', '.join(PRESETS)}")
     g.add_argument("--family", choices=["densenet", "preact-resnet", "resnet"],
                    help="what surrounds the blocks: DenseNet, or a ResNet baseline (see presets)")
-    g.add_argument("--pattern", help="block connectivity: dense, partial, residual, residual-postact, plain, "
-                                     "sparse, random, file")
+    # Lists plugins' patterns too: the CLI loads entry-point plugins before building parsers.
+    g.add_argument("--pattern", metavar="NAME", help=f"block connectivity: {', '.join(PATTERNS)}")
     g.add_argument("--pattern-option", action="append", default=[], metavar="KEY=VALUE",
                    help="pattern option, repeatable (e.g. model=ws, p=0.25, path=g.graphml)")
     g.add_argument("--depth", type=int, help="total depth L as in the paper")
@@ -35,12 +37,14 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--bn-size", type=int, help="bottleneck width multiple (default 4)")
     g.add_argument("--compression", type=float, help="transition compression theta (0.5 for -BC)")
     g.add_argument("--m", type=int_list, help="partial pattern: channels each layer reads, per block")
-    g.add_argument("--stem", choices=["cifar", "imagenet"])
-    g.add_argument("--stem-channels", type=int)
-    g.add_argument("--classes", type=int)
-    g.add_argument("--in-channels", type=int)
-    g.add_argument("--dropout", type=float)
-    g.add_argument("--memory-efficient", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--stem", choices=["cifar", "imagenet"],
+                   help="first layers: cifar (3x3 conv) or imagenet (7x7/2 conv, 3x3/2 max pool)")
+    g.add_argument("--stem-channels", type=int, help="stem output channels (default 16, or 2k with a bottleneck)")
+    g.add_argument("--classes", type=int, help="number of output classes (default 10)")
+    g.add_argument("--in-channels", type=int, help="input image channels (default 3)")
+    g.add_argument("--dropout", type=float, help="dropout rate after each conv (default: chosen by the trainer)")
+    g.add_argument("--memory-efficient", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute concatenation + BN + ReLU in backward to save memory (same results)")
 
 
 _KEYS = ("preset", "family", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",

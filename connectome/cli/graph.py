@@ -9,22 +9,75 @@ from connectome.cli.arch_args import add_arch_arguments, arch_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("graph", help="show a network's connectivity, params and FLOPs")
+    """Add the `graph` subcommand."""
+    p = sub.add_parser(
+        "graph", help="show a network's connectivity, params and FLOPs (multiply-adds); export a block",
+        description="Build a network from the architecture flags and print its wiring with params, FLOPs "
+                    "(multiply-adds per image) and activations; or export one block's graph (--block N "
+                    "--format graphml|json) in the format `--pattern file --pattern-option path=FILE` reads.")
     add_arch_arguments(p)
     p.add_argument("--input-size", type=int, help="input height = width (default 32 cifar, 224 imagenet)")
-    p.add_argument("--format", choices=sorted(FORMATS), default="text")
+    p.add_argument("--format", choices=sorted(FORMATS), default="text",
+                   help="text (readable), json (spec with complexity), dot (Graphviz) or graphml (whole "
+                        "network); with --block: graphml or json, the block alone, as `--pattern file` reads it")
+    p.add_argument("--block", type=int, metavar="N",
+                   help="export only block N (1 = first) as a graph file for `--pattern file`; edit and re-import it")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from connectome import build_spec, complexity, make_arch
+    """Build the spec and print it in the chosen format."""
+    from connectome.builder import build_spec
+    from connectome.complexity import complexity
+    from connectome.architecture import make_arch
 
     arch = make_arch(**arch_options(args))
     spec = build_spec(arch)
+    if args.block is not None:
+        print(export_block(spec, args.block, args.format))
+        return 0
     size = None if args.input_size is None else (arch.in_channels, args.input_size, args.input_size)
     cx = complexity(spec, size, memory_efficient=arch.memory_efficient)
     print(FORMATS[args.format](arch, spec, cx, size))
     return 0
+
+
+def export_block(spec, number: int, fmt: str) -> str:
+    """Block `number` (1-based) as GraphML or node-link JSON, exactly what `--pattern file` reads."""
+    from connectome.errors import ConfigError
+
+    if fmt not in BLOCK_FORMATS:
+        raise ConfigError(f"--block exports a graph file: use --format {' or '.join(BLOCK_FORMATS)}, not {fmt!r}")
+    if not 1 <= number <= len(spec.blocks):
+        raise ConfigError(f"--block {number}: the network has blocks 1..{len(spec.blocks)}")
+    return BLOCK_FORMATS[fmt](block_graph(spec.blocks[number - 1]))
+
+
+def block_graph(block):
+    """One block as a networkx DiGraph with the attributes the file pattern reads (op, agg, width, window)."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    for n in block.nodes:
+        g.add_node(n.id, op=n.op, agg=n.agg, width=n.width)
+    for e in block.edges:
+        g.add_edge(e.src, e.dst, **({"window": f"{e.window[0]}:{e.window[1]}"} if e.window else {}))
+    return g
+
+
+def _block_graphml(g) -> str:
+    import networkx as nx
+
+    return "\n".join(nx.generate_graphml(g))
+
+
+def _block_json(g) -> str:
+    import networkx as nx
+
+    return json.dumps(nx.node_link_data(g, edges="links"), indent=1)
+
+
+BLOCK_FORMATS: dict[str, Callable] = {"graphml": _block_graphml, "json": _block_json}
 
 
 def as_json(arch, spec, cx, size) -> str:

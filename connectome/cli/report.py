@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -14,15 +16,31 @@ def register(subparsers) -> None:
     parser.add_argument("results_dir", help="folder written by `connectome run`, e.g. results/smoke")
     parser.add_argument("--metric", default="test_error",
                         help="trial column to summarise and compare (default: test_error)")
-    parser.add_argument("--out", default=None,
+    parser.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="folder for the report and figures (default: the results directory)")
+    parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old name
+    parser.add_argument("--json", action="store_true",
+                        help="print the written files and the trial counts per status as JSON")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from connectome.analysis import load, write_report
 
-    report = write_report(args.results_dir, metric=args.metric, out_dir=args.out)
-    print(load(args.results_dir).describe_counts())
+    report = write_report(args.results_dir, metric=args.metric, out_dir=args.output)
+    results = load(args.results_dir)
+    if args.json:
+        print(json.dumps(report_json(report, results.counts), indent=1))
+        return 0
+    if args.verbosity >= 0:
+        print(results.describe_counts())
     print(f"wrote {report} and {report.with_suffix('.html')}")
     return 0
+
+
+def report_json(report: Path, counts: dict[str, int]) -> dict:
+    """What `report` wrote, and the trial counts per status it summarised."""
+    figures = report.parent / "figures"
+    return {"markdown": str(report), "html": str(report.with_suffix(".html")),
+            "figures": sorted(str(p) for p in figures.glob("*")) if figures.is_dir() else [],
+            "counts": {str(k): int(v) for k, v in counts.items()}}

@@ -1,4 +1,4 @@
-"""`connectome submit` / `connectome status`: run a study as a Ray job on a cluster and follow it.
+"""`connectome submit` / `status` / `stop`: run a study as a Ray job on a cluster, follow it, stop it.
 
 The job is `connectome run STUDY` executed on the cluster with this directory shipped as the
 job's working directory (Ray Jobs API). Give `--output` a path every node can reach (shared
@@ -7,13 +7,14 @@ storage) to find the results outside the job's temporary working directory.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from connectome.cli.run import add_study_arguments
+from connectome.cli.run import add_study_arguments, study_overrides
 from connectome.errors import ConfigError
 
 # Not shipped with the job: environments, data, results, caches.
@@ -23,17 +24,15 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 def register(subparsers) -> None:
-    """Add the `submit` and `status` subcommands."""
+    """Add the `submit`, `status` and `stop` subcommands."""
     parser = subparsers.add_parser(
         "submit", help="submit a study to a Ray cluster as a job (prints the job id)",
         description="Submit `connectome run STUDY` to a Ray cluster through the Jobs API, shipping the "
-                    "current directory as the job's working directory.")
+                    "current directory as the job's working directory. Give -o/--output a path every "
+                    "node can reach (shared storage) to find the results outside the job's temporary "
+                    "working directory.")
     add_study_arguments(parser)
-    parser.add_argument("--address", default=None,
-                        help=f"dashboard address of the head, e.g. http://HEAD:8265 (default: $RAY_ADDRESS, "
-                             f"else {DEFAULT_DASHBOARD})")
-    parser.add_argument("--output", default=None,
-                        help="results parent directory on the cluster (shared storage), same as --set output=...")
+    add_dashboard_argument(parser)
     parser.add_argument("--resume", action="store_true", help="pass --resume to `connectome run`")
     parser.add_argument("--python", default=sys.executable,
                         help="Python interpreter on the cluster with connectome installed (default: this one)")
@@ -42,18 +41,38 @@ def register(subparsers) -> None:
 
     status = subparsers.add_parser("status", help="show (or follow) a submitted study job",
                                    description="Print the status of a Ray job started by `connectome submit`.")
-    status.add_argument("job_id")
-    status.add_argument("--address", default=None, help=f"dashboard address (default: $RAY_ADDRESS, else {DEFAULT_DASHBOARD})")
+    status.add_argument("job_id", help="the id `connectome submit` printed, e.g. raysubmit_...")
+    add_dashboard_argument(status)
     status.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
     status.add_argument("--logs", action="store_true", help="print the job's logs so far")
+    status.add_argument("--json", action="store_true",
+                        help="print the job's id, status, message, entrypoint and times as JSON")
     status.set_defaults(func=_status)
+
+    stop = subparsers.add_parser("stop", help="stop a submitted study job",
+                                 description="Ask Ray to stop a job started by `connectome submit`; finished "
+                                             "trials keep their results, and `submit --resume` continues it.")
+    stop.add_argument("job_id", help="the id `connectome submit` printed, e.g. raysubmit_...")
+    add_dashboard_argument(stop)
+    stop.add_argument("--wait", action="store_true", help="wait until the job has stopped")
+    stop.set_defaults(func=_stop)
+
+
+def add_dashboard_argument(parser: argparse.ArgumentParser) -> None:
+    """--dashboard-url: where the head's Jobs API listens (not the GCS address `run --address` takes)."""
+    parser.add_argument("--dashboard-url", default=None, metavar="URL",
+                        help=f"the head's dashboard (Jobs API), e.g. http://HEAD:8265; default: $RAY_ADDRESS, "
+                             f"else {DEFAULT_DASHBOARD}")
+    # Old name, kept working: it meant the same URL here but a GCS address on `run`.
+    parser.add_argument("--address", dest="dashboard_url", help=argparse.SUPPRESS)
 
 
 def dashboard_address(address: str | None) -> str:
     """The Jobs API address: the flag, $RAY_ADDRESS when it is an http address, else localhost."""
     address = address or os.environ.get("RAY_ADDRESS") or DEFAULT_DASHBOARD
     if not address.startswith(("http://", "https://")):
-        raise ConfigError(f"--address {address!r}: the Jobs API needs the dashboard address, e.g. http://HEAD:8265")
+        raise ConfigError(f"--dashboard-url (or $RAY_ADDRESS) {address!r}: the Jobs API needs the head's dashboard URL, "
+                          "e.g. http://HEAD:8265 (HOST:6379 is the GCS address `connectome run --address` takes)")
     return address
 
 
@@ -105,16 +124,17 @@ def entrypoint(args: argparse.Namespace) -> str:
 
 def _submit(args: argparse.Namespace) -> int:
     command = entrypoint(args)
-    jobs = client(args.address)
+    jobs = client(args.dashboard_url)
     job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": ".", "excludes": EXCLUDES})
     print(job_id)
-    print(f"follow it with: connectome status {job_id} --address {dashboard_address(args.address)} --follow",
+    print(f"follow it with: connectome status {job_id} --dashboard-url {dashboard_address(args.dashboard_url)} "
+          "--follow",
           file=sys.stderr)
     return follow(jobs, job_id) if args.follow else 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    jobs = client(args.address)
+    jobs = client(args.dashboard_url)
     try:
         info = jobs.get_job_info(args.job_id)
     except RuntimeError as err:
@@ -123,8 +143,32 @@ def _status(args: argparse.Namespace) -> int:
         return follow(jobs, args.job_id)
     if args.logs:
         print(jobs.get_job_logs(args.job_id), end="")
-    print(f"{args.job_id}: {_name(info.status)}" + (f" ({info.message})" if info.message else ""))
+    if args.json:
+        print(json.dumps(job_json(args.job_id, info), indent=1))
+    else:
+        print(f"{args.job_id}: {_name(info.status)}" + (f" ({info.message})" if info.message else ""))
     return 0 if _name(info.status) != "FAILED" else 1
+
+
+def job_json(job_id: str, info) -> dict:
+    """A job's state as data (times in milliseconds since the epoch, as Ray gives them)."""
+    return {"job_id": job_id, "status": _name(info.status), "message": info.message,
+            "entrypoint": info.entrypoint, "start_time_ms": info.start_time, "end_time_ms": info.end_time}
+
+
+def _stop(args: argparse.Namespace) -> int:
+    """Request the job's stop; with --wait, poll until Ray reports it ended."""
+    jobs = client(args.dashboard_url)
+    try:
+        jobs.stop_job(args.job_id)
+    except RuntimeError as err:
+        raise ConfigError(f"job {args.job_id}: {str(err).splitlines()[0]}") from None
+    status = _name(jobs.get_job_status(args.job_id))
+    while args.wait and status not in TERMINAL:
+        time.sleep(1.0)
+        status = _name(jobs.get_job_status(args.job_id))
+    print(f"{args.job_id}: {status}")
+    return 0
 
 
 def follow(jobs, job_id: str, poll_s: float = 2.0) -> int:

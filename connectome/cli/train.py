@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a dotted key, value parsed as YAML (e.g. train.lr=0.05, arch.block_layers=[4,4])")
     for flag, key in SHORTCUTS.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"same as --set {key}=...")
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, metavar="VALUE",
+                       help=f"same as -s {key}=VALUE")
     p.add_argument("--trial-dir", type=Path, default=None,
                    help="write config, checkpoints, record.json, spec.json, model.pt here; resumes from it")
     p.add_argument("--json", action="store_true", help="print the full record as JSON")
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(raw, pairs)
     source = f"trial config {args.config}" if args.config else "trial config (flags)"
     cfg = make_trial_config(raw, source=source)
-    record = train_trial(cfg, trial_dir=args.trial_dir, on_epoch=None if args.json else print_epoch)
+    quiet = args.json or args.verbosity < 0
+    record = train_trial(cfg, trial_dir=args.trial_dir, on_epoch=None if quiet else print_epoch)
     print(json.dumps(record, indent=1) if args.json else summary(record))
     return 0 if record["status"] == "completed" else 1
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
 from connectome.orchestration.recorder import make_recorder, trial_name
@@ -50,7 +51,7 @@ def run_study(
     report: bool = True,
 ):
     """Run every trial of the study without a final result; returns the trials DataFrame."""
-    console = console or Console()
+    console = console or make_console()
     address = preflight(study, address)
     sd = choose_dir(study, StudyDir(Path(study.output) / study.name), resume, restart, on_change, console)
     trials = plan_grid(study, console) if isinstance(study.search, GridSearch) else None
@@ -256,7 +257,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     configs = {t.trial_id: t.config.model_dump_json() for t in pending}
     trainable = tune.with_parameters(
         train_in_worker, root=str(sd.root.resolve()), study_name=study.name, retries=study.retries,
-        configs=configs,
+        configs=configs, plugins=list(study.plugins),
     )
     trainable = tune.with_resources(trainable, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     grid = isinstance(study.search, GridSearch)

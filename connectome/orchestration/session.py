@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from connectome.console import worker_logs_wanted
 from connectome.errors import ConfigError
 from connectome.store.layout import StudyDir, read_json, write_json
 from connectome.store.lock import pid_alive
@@ -98,7 +99,8 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     from connectome.training import device as devices
 
-    options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+    # Workers' output (prints, warnings, tracebacks) reaches this terminal only under -v.
+    options: dict[str, Any] = dict(log_to_driver=worker_logs_wanted(), logging_level=logging.WARNING)
     # cuBLAS reads its workspace setting when CUDA starts in a worker, so deterministic trials
     # need it in every worker's environment from the start (docs/gpu.md).
     options["runtime_env"] = {"env_vars": devices.worker_env()}

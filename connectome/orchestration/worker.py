@@ -20,11 +20,17 @@ from connectome.study.schema import OBJECTIVE_METRICS
 ENTRY_KEY = "connectome_entry"
 
 
-def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str]) -> None:
+def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str],
+                    plugins: list[str] = ()) -> None:
     """Ray Tune trainable: train (or resume) one trial, write its result, report it to the driver."""
     from ray import tune
 
+    from connectome.plugins import load_plugins
     from connectome.training import TrialConfig
+
+    # A worker is a fresh process: custom patterns (entry points and the study's `plugins:`)
+    # must be registered here before the trial's model is built.
+    load_plugins(plugins)
 
     trial_id = config["trial_id"]
     trial_config = TrialConfig.model_validate_json(config.get("trial_config") or configs[trial_id])

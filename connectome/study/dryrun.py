@@ -1,17 +1,23 @@
-"""`connectome run --dry-run`: the trials a study would run, with params and FLOPs; no training."""
+"""`connectome run --dry-run`: the trials a study would run, with params and FLOPs; no training.
+
+FLOPs here, as everywhere in connectome, count multiply-adds per image (MACs).
+"""
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from connectome.console import make_console
 from connectome.study.schema import GridSearch, Study
-from connectome.study.trials import expand_grid
+from connectome.study.trials import Trial, expand_grid
 
 
 def print_plan(study: Study, console: Console | None = None) -> None:
     """Print a grid's trials, or an Optuna search's space and objectives."""
-    console = console or Console()
-    console.print(f"study [bold]{study.name}[/]: {study.description.strip()}", highlight=False)
+    console = console or make_console()
+    console.print(f"study {study.name}: {study.description.strip()}")
     if isinstance(study.search, GridSearch):
         print_wide(console, grid_table(study))
     else:
@@ -87,3 +93,30 @@ def candidates_table(study: Study, n: int = 8) -> Table:
         table.add_row(t.trial_id, *map(str, assignment.values()), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
                       f"rejected: {t.rejected}" if t.rejected else "run")
     return table
+
+
+def plan_json(study: Study) -> dict[str, Any]:
+    """The plan as data: a grid's trials, or an Optuna search's space and objectives (no trials yet)."""
+    plan: dict[str, Any] = {"study": study.name, "description": study.description.strip(),
+                            "search": study.search.kind, "epochs": study.train.epochs, "dataset": study.data.name}
+    if isinstance(study.search, GridSearch):
+        trials = expand_grid(study)
+        plan["trials"] = [trial_json(t) for t in trials]
+        plan["to_run"] = sum(not t.rejected for t in trials)
+    else:
+        plan["n_trials"] = study.search.n_trials
+        plan["sampler"] = study.search.sampler
+        plan["objectives"] = [o.model_dump() for o in study.search.objectives]
+        plan["space"] = {key: spec.model_dump(exclude_none=True) for key, spec in study.space.items()}
+        plan["trials"] = []  # the sampler chooses them as results arrive
+    return plan
+
+
+def trial_json(trial: Trial) -> dict[str, Any]:
+    """One planned trial: id, pattern, searched values, seed, full arch, params, multiply-adds, status."""
+    return {
+        "trial_id": trial.trial_id, "pattern": trial.config.arch.pattern, "assignment": trial.assignment,
+        "seed": trial.config.seed, "arch": trial.config.arch.model_dump(mode="json"),
+        "params": trial.params, "macs": trial.flops, "status": "rejected" if trial.rejected else "run",
+        "rejected": trial.rejected,
+    }

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
 from connectome.overrides import apply_overrides, read_yaml_mapping
+from connectome.plugins import is_file_plugin, load_plugins
 from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
 from connectome.training.device import resource_problem
@@ -149,8 +150,21 @@ class Study(_Frozen):
     resources: Resources = Field(default_factory=Resources)
     # Extra attempts of a failed trial (diverged trials are not retried).
     retries: int = Field(0, ge=0)
+    # Modules that register custom patterns, imported by the CLI and by every Ray worker: module
+    # names (importable on every node) or paths to .py files (relative to the study file's folder).
+    plugins: list[str] = Field(default_factory=list)
     # Where the file came from (set by load_study, not by the file).
     source: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugin_paths_from_study_folder(cls, data: Any) -> Any:
+        """Plugin .py paths become absolute, so workers in other folders find them."""
+        if isinstance(data, dict) and data.get("source") and isinstance(data.get("plugins"), list):
+            folder = Path(data["source"]).parent
+            data = {**data, "plugins": [str((folder / p).resolve()) if isinstance(p, str) and is_file_plugin(p)
+                                        else p for p in data["plugins"]]}
+        return data
 
     @model_validator(mode="after")
     def _known_search_keys(self) -> "Study":
@@ -229,6 +243,10 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         study = Study.model_validate({**data, "source": str(path)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, path)) from None
+    try:
+        load_plugins(study.plugins)  # before anything builds a spec with a plugin's pattern
+    except ConfigError as err:
+        raise ConfigError(f"{path}: plugins: {err}") from None
     if isinstance(study.search, OptunaSearchConfig) and isinstance(study.search.space, str):
         try:
             study.space  # noqa: B018 - load now so a missing or bad space fails at the edge

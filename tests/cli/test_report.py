@@ -1,4 +1,7 @@
 """`connectome report`: writes the report of a results directory; user errors in one line."""
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -33,11 +36,20 @@ def test_report_command_writes_markdown_html_and_figures(results_dir, capsys):
     assert (results_dir / "report.html").read_text().startswith("<!doctype html>")
 
 
-def test_report_command_metric_and_out(results_dir, tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["-o", "--output", "--out"])  # --out: the old name, hidden
+def test_report_command_metric_and_output(flag, results_dir, tmp_path, capsys):
     out_dir = tmp_path / "out"
-    assert main(["report", str(results_dir), "--metric", "best_val_acc", "--out", str(out_dir)]) == 0
+    assert main(["report", str(results_dir), "--metric", "best_val_acc", flag, str(out_dir)]) == 0
     assert "`best_val_acc` over completed trials" in (out_dir / "report.md").read_text()
     assert not (results_dir / "report.md").exists()
+
+
+def test_report_command_json(results_dir, tmp_path, capsys):
+    assert main(["report", str(results_dir), "-o", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["markdown"] == str(tmp_path / "report.md") and Path(data["html"]).is_file()
+    assert data["figures"] and all(Path(f).is_file() for f in data["figures"])
+    assert data["counts"]["total"] == len(pd.read_parquet(results_dir / "trials.parquet"))
 
 
 def test_report_command_missing_directory_is_one_line(tmp_path, capsys):

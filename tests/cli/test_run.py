@@ -155,3 +155,62 @@ def test_kill_9_then_resume_completes_the_study(tmp_path):
     epochs = pd.read_parquet(tmp_path / "results" / "resume" / "epochs.parquet")
     for trial_id, group in epochs.groupby("trial_id"):
         assert sorted(group["epoch"]) == list(range(1, 41)), trial_id
+
+
+@pytest.mark.parametrize("path", [REPO / "studies" / "smoke.yaml", REPO / "studies" / "partial_vs_dense.yaml"],
+                         ids=lambda p: p.name)
+def test_dry_run_json_lists_every_planned_trial(path, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(path), "--dry-run", "--json", "-s", "train.epochs=3"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    trials = expand_grid(load_study(path, ["train.epochs=3"]))
+    assert plan["study"] == load_study(path).name and plan["epochs"] == 3
+    assert [t["trial_id"] for t in plan["trials"]] == [t.trial_id for t in trials]
+    for row, trial in zip(plan["trials"], trials):
+        assert row["pattern"] == trial.config.arch.pattern
+        assert row["arch"]["growth"] == trial.config.arch.growth and row["arch"]["depth"] == trial.config.arch.depth
+        assert (row["params"], row["macs"], row["seed"]) == (trial.params, trial.flops, trial.config.seed)
+    assert not any(tmp_path.iterdir())
+
+
+def test_dry_run_json_of_an_optuna_study_gives_its_space(capsys):
+    assert main(["run", str(REPO / "studies" / "connectivity_pareto.yaml"), "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["search"] == "optuna" and plan["n_trials"] == 24 and plan["trials"] == []
+    assert "pattern" in plan["space"] and plan["objectives"][0] == {"metric": "test_acc", "mode": "max"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_run_with_a_plugin_pattern_in_ray_workers(tmp_path):
+    """A study names a plugin file; Ray workers load it, -v shows their output, --json the summary."""
+    plugin = (REPO / "examples" / "pairs_pattern.py").read_text()
+    marker = "import sys\nprint('pairs plugin loaded', file=sys.stderr)\n"
+    (tmp_path / "pairs_pattern.py").write_text(plugin + marker)
+    data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
+    data.update(name="plugged", plugins=["pairs_pattern.py"])
+    data["search"] = {"kind": "grid", "variants": [{"pattern": "pairs"}], "seeds": 2}
+    study = tmp_path / "plugged.yaml"
+    study.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = subprocess.run([sys.executable, "-m", "connectome", "run", str(study), "-v", "--json", "--no-report",
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["status_counts"] == {"completed": 2}
+    assert {row["pattern"] for row in summary["rows"]} == {"pairs"}
+    # Ray prefixes what a worker prints with its pid; the driver's own import has no prefix.
+    assert any("pid=" in line and "pairs plugin loaded" in line for line in done.stderr.splitlines())
+
+
+def test_run_summary_json_is_strict_json():
+    from connectome.cli.run import counts_line, summary_json
+
+    frame = pd.DataFrame([
+        {"trial_id": "dense-1", "status": "completed", "test_acc": 0.9, "finished": pd.Timestamp("2026-01-02")},
+        {"trial_id": "dense-2", "status": "failed", "test_acc": float("nan"), "finished": pd.NaT},
+    ])
+    study = load_study(REPO / "studies" / "smoke.yaml")
+    data = json.loads(json.dumps(summary_json(study, frame), allow_nan=False))
+    assert data["status_counts"] == {"completed": 1, "failed": 1} and data["results_dir"] == "results/smoke"
+    assert data["rows"][1]["test_acc"] is None and data["rows"][0]["finished"].startswith("2026-01-02")
+    assert counts_line(frame) == "2 trials: 1 completed, 1 failed"

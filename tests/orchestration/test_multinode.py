@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
 
 import pandas as pd
 import pytest
@@ -19,7 +17,6 @@ from connectome.orchestration.driver import run_study
 from connectome.store.layout import StudyDir
 from connectome.study import load_study
 
-from study.cluster import RAY, loopback_env, start_head
 from study.conftest import smoke_dict, write_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -27,26 +24,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 @pytest.fixture()
 def two_nodes(tmp_path):
-    head = start_head(num_cpus=0)
+    """A CPU-less head and one worker node whose trial files go to its own directory."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only, before ray loads
+    from ray.cluster_utils import Cluster
+
     elsewhere = tmp_path / "worker-disk"
-    env = {**loopback_env(), "CONNECTOME_WORKER_DIR": str(elsewhere)}
-    worker = subprocess.Popen([RAY, "start", "--block", f"--address={head.gcs}", "--node-ip-address=127.0.0.1",
-                               "--num-cpus=1", f"--temp-dir={head.temp_dir}", "--disable-usage-stats"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    yield head, elsewhere
-    try:
-        os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    worker.wait()
-    head.stop()
+    cluster = Cluster(initialize_head=True, connect=False,
+                      head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False})
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1", env_vars={"CONNECTOME_WORKER_DIR": str(elsewhere)})
+    yield cluster, elsewhere
+    cluster.shutdown()
 
 
 def test_rows_reach_the_driver_through_ray_not_files(tmp_path, two_nodes):
-    head, elsewhere = two_nodes
+    cluster, elsewhere = two_nodes
     data = smoke_dict(tmp_path, name="remote")
     data["search"] = {"kind": "grid", "seeds": 2, "variants": [{"pattern": "dense"}]}
-    frame = run_study(load_study(write_study(tmp_path, data)), address=head.gcs,
+    frame = run_study(load_study(write_study(tmp_path, data)), address=cluster.address,
                       console=Console(file=io.StringIO(), width=150), report=False)
     sd = StudyDir(tmp_path / "results" / "remote")
     assert len(frame) == 2 and (frame["status"] == "completed").all()

@@ -51,7 +51,7 @@ def free_port() -> int:
 
 
 def loopback_env() -> dict[str, str]:
-    """Environment that keeps every Ray server on 127.0.0.1 (see connectome.study.runner)."""
+    """Environment that keeps every Ray server on 127.0.0.1 (see connectome.orchestration.session)."""
     return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
