@@ -12,15 +12,77 @@ import yaml
 
 from connectome.errors import ConfigError
 
+# Bounds on what a configuration file may expand to: far above any real study file, far below
+# what exhausts the stack (deep nesting) or memory ("billion laughs" alias bombs).
+MAX_YAML_BYTES = 4 * 2**20
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 100_000
 
-def read_yaml_mapping(path: str | Path, what: str, keys: str, allow_empty: bool = False) -> dict[str, Any]:
-    """A YAML mapping from a file (safe_load); every problem is a one-line ConfigError naming it."""
+
+class BoundedSafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses deep nesting and documents whose aliases expand too far."""
+
+    def compose_node(self, parent, index):
+        """Compose one node, counting how deep it sits."""
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        """The document's node graph, refused when expanding its aliases would exceed MAX_YAML_NODES."""
+        node = super().compose_document()
+        _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Nodes a YAML node stands for once every alias is copied out (memoised per shared node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise yaml.YAMLError("an anchor refers to itself (a recursive alias)")
+    open_nodes.add(key)
+    children = node.value if isinstance(node, yaml.SequenceNode) else (
+        [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    if size > MAX_YAML_NODES:
+        raise yaml.YAMLError(f"aliases expand to more than {MAX_YAML_NODES:,} values (an alias bomb?)")
+    sizes[key] = size
+    return size
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load with bounded nesting and alias expansion."""
+    return yaml.load(text, Loader=BoundedSafeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """A UTF-8 text file of at most MAX_YAML_BYTES; ConfigError naming the file otherwise."""
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} {path}: larger than {MAX_YAML_BYTES // 2**20} MiB; is it the right file?")
     try:
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
+                          f"{err.start}); is it a binary file?") from None
+
+
+def read_yaml_mapping(path: str | Path, what: str, keys: str, allow_empty: bool = False) -> dict[str, Any]:
+    """A YAML mapping from a file (safe, bounded); every problem is a one-line ConfigError naming it."""
+    text = read_text_file(path, what)
+    try:
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -40,7 +102,7 @@ def parse_assignment(text: str, flag: str = "--set", example: str = "train.epoch
     if not sep or not key.strip():
         raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE, e.g. {flag} {example}")
     try:
-        return key.strip(), yaml.safe_load(value)
+        return key.strip(), load_yaml(value)
     except yaml.YAMLError:
         raise ConfigError(f"{flag} {text!r}: the value is not valid YAML (quote it to pass a string)") from None
 

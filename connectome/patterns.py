@@ -205,7 +205,12 @@ def random_graph(ctx: BlockContext, model: str = "ws", seed: int = 0, **params: 
     n = ctx.n_layers
     if n < 3 and model != "er":
         raise SpecError(f"random model {model!r} needs at least 3 layers per block, got {n}")
-    undirected = RANDOM_MODELS[model](n, seed=seed + 1000 * ctx.index, **params)
+    if model == "ba" and not (isinstance(params.get("m", 2), int) and params.get("m", 2) >= 1):
+        raise SpecError(f"random model 'ba' needs an integer m >= 1 (edges per new node), got {params['m']!r}")
+    try:
+        undirected = RANDOM_MODELS[model](n, seed=seed + 1000 * ctx.index, **params)
+    except nx.NetworkXError as err:
+        raise SpecError(f"random model {model!r} with {params}: {err}") from None
     g = empty_block(ctx)
     g.add_edges_from((min(u, v) + 1, max(u, v) + 1) for u, v in undirected.edges)
     _attach_ends(g, n)
@@ -237,7 +242,10 @@ def from_file(ctx: BlockContext, path: str | list[str]) -> nx.DiGraph:
             raise ConfigError(f"pattern 'file' has {len(path)} paths but the network has more blocks")
         path = path[ctx.index]
     user = read_graph(Path(path))
-    return _complete_user_graph(user, ctx)
+    try:
+        return _complete_user_graph(user, ctx)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None
 
 
 def read_graph(path: Path) -> nx.DiGraph:
@@ -264,11 +272,11 @@ def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
     n = len(user) - (2 if has_output else 1)
     g = empty_block(ctx, n_layers=n)
     for v, data in user.nodes(data=True):
-        g.nodes[v].update({k: data[k] for k in ("op", "agg", "width") if k in data})
+        g.nodes[v].update({k: data[k] for k in ("op", "agg") if k in data})
+        if "width" in data:
+            g.nodes[v]["width"] = _whole(data["width"], f"node {v} width")
     for u, v, data in user.edges(data=True):
-        window = data.get("window")
-        if isinstance(window, str):
-            window = tuple(int(x) for x in window.split(":"))
+        window = _window(data.get("window"), f"edge {u}->{v} window")
         g.add_edge(u, v, **({} if window is None else {"window": window}))
     if not has_output:
         for v in range(n + 1):
@@ -276,3 +284,24 @@ def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
                 g.add_edge(v, n + 1)
     g.nodes[0]["width"] = ctx.in_channels
     return g
+
+
+def _whole(value: Any, what: str) -> int:
+    """A graph file's integer attribute (GraphML may store it as text); SpecError otherwise."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise SpecError(f"{what} must be a whole number of channels, got {value!r}")
+
+
+def _window(value: Any, what: str) -> tuple[int, int] | None:
+    """An edge window from 'lo:hi' or [lo, hi]; SpecError unless it is two whole numbers."""
+    if value is None:
+        return None
+    parts = value.split(":") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or len(parts) != 2:
+        raise SpecError(f"{what} must be 'lo:hi' (two channel indices), got {value!r}")
+    return _whole(parts[0], what), _whole(parts[1], what)

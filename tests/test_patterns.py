@@ -140,3 +140,66 @@ def test_file_pattern_rejects_missing_and_malformed_files(tmp_path):
     bad.write_text("<graphml><oops")
     with pytest.raises(ConfigError, match="cannot read graph file"):
         block_graph("file", CTX, path=str(bad))
+
+
+@pytest.mark.parametrize("node_width, window, expected", [
+    ("abc", None, "node 2 width must be a whole number of channels, got 'abc'"),
+    (2.5, None, "node 2 width must be a whole number of channels, got 2.5"),
+    (True, None, "node 2 width must be a whole number"),
+    (None, "a:b", "edge 0->2 window must be a whole number of channels, got 'a'"),
+    (None, "1:2:3", "edge 0->2 window must be 'lo:hi'"),
+    (None, [0.5, 3], "edge 0->2 window must be a whole number of channels, got 0.5"),
+])
+def test_file_pattern_rejects_non_integer_widths_and_windows(tmp_path, node_width, window, expected):
+    g = _user_graph()
+    if node_width is not None:
+        g.nodes[2]["width"] = node_width
+    if window is not None:
+        g.edges[0, 2]["window"] = window
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(nx.node_link_data(g, edges="links")))
+    with pytest.raises(SpecError) as err:
+        block_graph("file", CTX, path=str(path))
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value)
+
+
+def test_file_pattern_accepts_integer_text_and_whole_floats(tmp_path):
+    g = _user_graph()
+    g.nodes[2]["width"] = 8.0
+    g.edges[0, 2]["window"] = ["4", 16.0]
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(nx.node_link_data(g, edges="links")))
+    block = BlockSpec.from_graph(block_graph("file", CTX, path=str(path)))
+    assert block.nodes[2].width == 8 and block.inputs[2][0].window == (4, 16)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"model": "ba", "m": 0}, "needs an integer m >= 1"),
+    ({"model": "ba", "m": -3}, "needs an integer m >= 1"),
+    ({"model": "ba", "m": 1.5}, "needs an integer m >= 1"),
+])
+def test_random_rejects_impossible_model_parameters(options, expected):
+    with pytest.raises(SpecError, match=expected):
+        block_graph("random", CTX, **options)
+
+
+def test_random_ba_m0_through_the_cli(capsys):
+    from connectome.cli import main
+
+    assert main(["graph", "--pattern", "random", "--pattern-option", "model=ba",
+                 "--pattern-option", "m=0", "--depth", "22"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "m >= 1" in err
+
+
+def test_graphml_entity_bomb_is_refused(tmp_path):
+    entities = ['<!ENTITY e0 "lolololololololololol">'] + [
+        f'<!ENTITY e{i} "{("&e" + str(i - 1) + ";") * 10}">' for i in range(1, 10)]
+    path = tmp_path / "bomb.graphml"
+    path.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE g [' + "\n".join(entities) + ']>\n'
+        '<graphml xmlns="http://graphml.graphdrawing.org/xmlns"><key id="o" for="node" attr.name="op" '
+        'attr.type="string"/><graph edgedefault="directed"><node id="0"><data key="o">&e9;</data></node>'
+        '<node id="1"/><edge source="0" target="1"/></graph></graphml>')
+    with pytest.raises(ConfigError, match="cannot read graph file .*amplification"):
+        block_graph("file", CTX, path=str(path))

@@ -8,9 +8,11 @@ The paper is arXiv 1608.06993 v1 (Huang et al., 2016); figure numbers are v1's.
     done = results.completed()                      # flat rows; results.epochs: per-epoch rows
     summarize(done, by=["pattern"], metric="test_error")      # count, mean, std, 95% t interval
     compare(done, factor="pattern", a="dense", b="partial")   # paired over seeds: diff, CI, p
-    pareto(done, x="params", y="test_error")        # non-dominated trials
+    pareto_configs(done, x="params", y="test_error")  # non-dominated configurations (seed means)
+    results.tidy_epochs()                           # trial x epoch x metric rows with factors
     write_report("results/smoke")                   # report.md, report.html, figures/*.png|svg
 
+Metrics that are fractions (accuracy, error) stay fractions in every frame, table and figure.
 Statistics use completed trials only in the report; failed, diverged and missing trials are
 counted and listed, and pairs they leave incomplete are named in each comparison.
 """
@@ -18,15 +20,17 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usag
                                          plot_source_usage, plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.report import write_report
-from connectome.analysis.results import Results, factor_columns, load
-from connectome.analysis.stats import Comparison, compare, crossed_factors, pareto, summarize
+from connectome.analysis.results import (MACS, Results, column_group, factor_columns, load, order_columns,
+                                         tidy_epochs)
+from connectome.analysis.stats import (Comparison, compare, configurations, crossed_factors, metric_range, pareto,
+                                       pareto_configs, summarize)
 from connectome.analysis.usage import (feature_usage, load_trial_model, model_usage, normalize_usage,
                                        trial_usage)
 
 __all__ = [
-    "Comparison", "OptunaTrials", "Results", "compare", "crossed_factors", "factor_columns", "feature_usage",
-    "load", "load_optuna", "load_trial_model", "model_usage", "normalize_usage", "pareto", "plot_error_vs_params",
-    "plot_feature_usage",
-    "plot_pareto", "plot_source_usage", "plot_training_curves", "save_figure", "summarize",
-    "trial_usage", "write_report",
+    "MACS", "Comparison", "OptunaTrials", "Results", "column_group", "compare", "configurations",
+    "crossed_factors", "factor_columns", "feature_usage", "load", "load_optuna", "load_trial_model", "metric_range",
+    "model_usage", "normalize_usage", "order_columns", "pareto", "pareto_configs", "plot_error_vs_params",
+    "plot_feature_usage", "plot_pareto", "plot_source_usage", "plot_training_curves", "save_figure", "summarize",
+    "tidy_epochs", "trial_usage", "write_report",
 ]

@@ -12,7 +12,7 @@ import pandas as pd
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+th{background:#f2f2f2}td:first-child,th:first-child,td.t{text-align:left}img{max-width:100%}
 figure{margin:1em 0}figcaption{font-size:.85em;color:#555}pre{background:#f6f6f6;padding:.8em;overflow-x:auto}"""
 
 
@@ -96,7 +96,7 @@ def _html_block(kind: str, value) -> str:
         level, text = value
         return f"<h{level}>{_inline_code(html.escape(text))}</h{level}>"
     if kind == "table":
-        return _html_table(value)
+        return html_table(value)
     if kind == "figure":
         png, _, caption = value
         data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
@@ -107,13 +107,19 @@ def _html_block(kind: str, value) -> str:
     return f"<p>{_inline_code(html.escape(str(value)))}</p>"
 
 
-def _html_table(frame: pd.DataFrame) -> str:
+def html_table(frame: pd.DataFrame) -> str:
+    """A frame as an HTML table, cells formatted as in the report."""
     if frame.empty:
         return "<p><em>(none)</em></p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
+    rows = "".join("<tr>" + "".join(_html_cell(v) for v in row) + "</tr>" for row in frame.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _html_cell(value) -> str:
+    """A table cell: numbers right-aligned (the CSS default), text such as errors left-aligned."""
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) or value is None or value is pd.NA
+    return f"<td{'' if numeric else ' class=t'}>{html.escape(format_value(value))}</td>"
 
 
 def _inline_code(text: str) -> str:

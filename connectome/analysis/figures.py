@@ -5,6 +5,7 @@ with the object API and the Agg canvas, so they work headless and in worker thre
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from connectome.analysis.stats import pareto
+from connectome.analysis.results import MACS
+from connectome.analysis.stats import configurations, crossed_factors, pareto, summarize
+from connectome.files import write_atomic
 
+# Factors that change a network's size: a study varying one within a pattern draws curves.
+SIZE_FACTORS = ("depth", "growth", "block_layers", "blocks", "budget", "budget.params")
 LABELS = {
     "params": "parameters",
-    "flops": "FLOPs (multiply-adds)",
+    MACS: "multiply-adds (MACs) per image",
     "test_error": "test error",
     "test_acc": "test accuracy",
     "best_val_acc": "best validation accuracy",
@@ -29,9 +34,18 @@ LABELS = {
 }
 
 
+# Short names for titles, where the axis label already gives the unit.
+SHORT_LABELS = {MACS: "MACs"}
+
+
 def label(column: str) -> str:
     """Axis label of a result column."""
     return LABELS.get(column, column)
+
+
+def short_label(column: str) -> str:
+    """Name of a result column in a title."""
+    return SHORT_LABELS.get(column, label(column))
 
 
 def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
@@ -39,8 +53,10 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=130)  # constrained layout already fits labels: no "tight" redraw
-    fig.savefig(paths[1])
+    for path, options in zip(paths, ({"dpi": 130}, {})):  # constrained layout fits labels: no "tight"
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], **options)
+        write_atomic(path, buffer.getvalue())
     return paths
 
 
@@ -48,31 +64,49 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
                          hue: str = "pattern") -> Figure:
     """Error against model size per wiring pattern (Figure 5 of arXiv 1608.06993 v1).
 
-    Dots are trials; the line joins the mean over seeds at each size, with bars of one
-    standard deviation.
+    Each marker is a configuration's mean over seeds with its 95% t interval (cut at the
+    metric's range); faint dots are single trials. When the study varies size within a
+    pattern (depth, growth, ...), a pattern's configurations are joined into a curve;
+    otherwise they stay separate dot-and-interval marks.
     """
     data = trials.dropna(subset=[x, y])
+    curves = varies_size(data, hue)
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
         color = f"C{i}"
-        ax.scatter(group[x], group[y], s=14, alpha=0.35, color=color, linewidths=0)
-        means = group.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
-        ax.errorbar(means[x], means["mean"], yerr=means["std"].fillna(0), color=color,
-                    marker="o", ms=4, capsize=3, label=f"{level} ({plural(len(group), 'trial')})")
+        ax.scatter(group[x], group[y], s=14, alpha=0.45, color=color, linewidths=0)
+        configs = configurations(group, x=x, y=y).sort_values(x, kind="stable")
+        _interval_marks(ax, configs, x, y, color, joined=curves,
+                        label=f"{format_level(level)} ({plural(len(group), 'trial')})")
     _size_axis(ax, data[x], x)
     ax.set_ylabel(label(y))
-    ax.set_title(f"{label(y)} vs {label(x).split(' (')[0]} per {hue}")
+    ax.set_title(f"{short_label(y)} vs {short_label(x)} per {hue}")
     ax.grid(alpha=0.3)
     if len(data):
         ax.legend(title=hue, fontsize=8)
     return fig
 
 
+def varies_size(trials: pd.DataFrame, hue: str = "pattern") -> bool:
+    """Whether a size factor (depth, growth, ...) takes several values within a level of `hue`."""
+    if hue not in trials or trials.empty:
+        return False
+    return any(f in SIZE_FACTORS for f in crossed_factors(trials, hue))
+
+
+def _interval_marks(ax, configs: pd.DataFrame, x: str, y: str, color: str, joined: bool, label: str) -> None:
+    """Configuration means with their t interval as bars, joined into a curve if asked."""
+    low = (configs[y] - configs["ci_low"]).fillna(0.0).clip(lower=0.0)
+    high = (configs["ci_high"] - configs[y]).fillna(0.0).clip(lower=0.0)
+    ax.errorbar(configs[x].astype(float), configs[y].astype(float), yerr=[low.to_numpy(), high.to_numpy()],
+                color=color, marker="o", ms=5, capsize=3, linestyle="-" if joined else "none", label=label)
+
+
 def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
                          metrics: tuple[str, ...] = ("train_loss", "val_acc"),
                          hue: str | list[str] = "pattern") -> Figure:
-    """Per-epoch curves per group (Figure 6 of arXiv 1608.06993 v1): mean over seeds, band of one s.d."""
+    """Per-epoch curves per group (Figure 6 of arXiv 1608.06993 v1): mean over seeds, band: 95% t interval."""
     hue = [hue] if isinstance(hue, str) else list(hue)
     metrics = tuple(m for m in metrics if m in epochs.columns)
     data = epochs.merge(trials[["trial_id", *hue]], on="trial_id", how="inner")
@@ -91,7 +125,8 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
         ax.grid(alpha=0.3)
         if groups:
             ax.legend(fontsize=8)
-    fig.suptitle("line: mean over seeds; band: ±1 s.d. over seeds", fontsize=9)
+    if len(data) and data.groupby([*hue, "epoch"], dropna=False)["trial_id"].nunique().gt(1).any():
+        fig.suptitle("line: mean over seeds; band: 95% t interval of the mean", fontsize=9)
     return fig
 
 
@@ -127,23 +162,31 @@ def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
 def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
                 maximize_x: bool = False, maximize_y: bool = False, hue: str | None = "pattern",
                 title: str = "") -> Figure:
-    """All trials and their non-dominated front on two objectives."""
+    """Configurations (seed means, 95% t interval) and their non-dominated front on two objectives.
+
+    Faint dots are single trials; the front is taken over configuration means, so a lucky
+    seed does not move it.
+    """
     data = df.dropna(subset=[x, y])
-    front = pareto(data, x=x, y=y, maximize_x=maximize_x, maximize_y=maximize_y)
+    configs = configurations(data, x=x, y=y)
+    front = pareto(configs, x=x, y=y, maximize_x=maximize_x, maximize_y=maximize_y)
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     if hue and hue in data:
         for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
-            ax.scatter(group[x], group[y], s=16, alpha=0.5, color=f"C{i}", label=str(level))
+            ax.scatter(group[x], group[y], s=12, alpha=0.45, color=f"C{i}", linewidths=0)
+            _interval_marks(ax, configs[configs[hue].astype(str) == str(level)], x, y, f"C{i}",
+                            joined=False, label=format_level(level))
     else:
-        ax.scatter(data[x], data[y], s=16, alpha=0.5, color="C7", label="trials")
+        ax.scatter(data[x], data[y], s=12, alpha=0.45, color="C7", linewidths=0)
+        _interval_marks(ax, configs, x, y, "C7", joined=False, label="configurations")
     if len(front):
-        ax.step(front[x], front[y], where="post", color="k", lw=1.2, zorder=3)
-        ax.scatter(front[x], front[y], s=48, facecolors="none", edgecolors="k", zorder=4,
-                   label=f"Pareto front ({len(front)})")
+        ax.step(front[x].astype(float), front[y].astype(float), where="post", color="k", lw=1.2, zorder=3)
+        ax.scatter(front[x], front[y], s=70, facecolors="none", edgecolors="k", zorder=4,
+                   label=f"Pareto front ({plural(len(front), 'configuration')})")
     _size_axis(ax, data[x], x)
     ax.set_ylabel(label(y) + (" (maximised)" if maximize_y else ""))
-    ax.set_title(title or f"Pareto front: {label(y)} vs {label(x)}")
+    ax.set_title(title or f"Pareto front: {short_label(y)} vs {short_label(x)}")
     ax.grid(alpha=0.3)
     if len(data):
         ax.legend(fontsize=8)
@@ -151,15 +194,14 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
 
 
 def _curve_with_band(ax, group: pd.DataFrame, metric: str, name: str, color: str) -> None:
-    """Mean over trials per epoch, with a ±1 s.d. band where several trials reached it."""
-    per_epoch = group.groupby("epoch")[metric].agg(["mean", "std", "count"]).sort_index()
+    """Mean over trials per epoch, with a 95% t interval band where several trials reached it."""
+    per_epoch = summarize(group, by="epoch", metric=metric).set_index("epoch").sort_index()
     seeds = group["trial_id"].nunique()
     # markers keep a curve of one or a few epochs visible (a one-point line draws nothing)
     ax.plot(per_epoch.index, per_epoch["mean"], color=color, lw=1.5, marker="o",
             ms=3 if len(per_epoch) <= 30 else 0, label=f"{name} ({plural(seeds, 'seed')})")
-    std = per_epoch["std"].fillna(0.0)
-    ax.fill_between(per_epoch.index, per_epoch["mean"] - std, per_epoch["mean"] + std,
-                    color=color, alpha=0.2, linewidth=0)
+    band = per_epoch.dropna(subset=["ci_low", "ci_high"])
+    ax.fill_between(band.index, band["ci_low"], band["ci_high"], color=color, alpha=0.2, linewidth=0)
 
 
 def plural(n: int, word: str) -> str:
@@ -170,6 +212,7 @@ def plural(n: int, word: str) -> str:
 def _size_axis(ax, values: pd.Series, column: str) -> None:
     """Engineering-notation x axis (20k, 1.2M), logarithmic when sizes span > 20x."""
     ax.set_xlabel(label(column))
+    ax.margins(x=0.08)  # keep end markers and their interval caps off the frame
     positive = values[values > 0]
     if len(positive) and positive.max() / positive.min() > 20:
         ax.set_xscale("log")

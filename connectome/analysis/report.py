@@ -11,25 +11,37 @@ from connectome.analysis.document import Document
 from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
                                          plot_source_usage, plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
-from connectome.analysis.results import Results, factor_columns, load
-from connectome.analysis.stats import compare, crossed_factors, pareto, summarize
-from connectome.analysis.usage import feature_usage, load_trial_model, model_usage
+from connectome.analysis.figures import varies_size
+from connectome.analysis.results import MACS, Results, factor_columns, load
+from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
+                                       summarize)
+from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
+from connectome.files import write_atomic
+from connectome.orchestration.progress import label_from_trial_file, trial_label
 from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
+from connectome.store.layout import StudyDir
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
-SIZE_COLUMNS = ("params", "flops", "activations")
+SIZE_COLUMNS = ("params", MACS, "activations")
 MAX_COMPARISONS = 6
 MAX_CURVE_GROUPS = 8
 # Rows of a per-trial table (failures, missing pairs) shown before the rest is summarised.
 MAX_ROWS = 30
+# "Best trial" choices are made on validation data; the test metric is only reported.
+SELECTION_METRIC = "best_val_acc"
 
 
 def write_report(results_dir: str | Path, metric: str = "test_error",
-                 out_dir: str | Path | None = None) -> Path:
-    """Write report.md, report.html and figures/ into the results dir; returns report.md."""
+                 out_dir: str | Path | None = None, refused: list[str] | None = None) -> Path:
+    """Write report.md, report.html and figures/ into the results dir; returns report.md.
+
+    Files the report refuses to load (a model.pt that is not plain weights) are left out and
+    their one-line reasons appended to `refused` when given.
+    """
+    refused = [] if refused is None else refused
     results = load(results_dir)
     if len(results.completed()) and metric not in results.trials.columns:  # all failed: still a report
         numeric = results.trials.select_dtypes("number").columns
@@ -47,14 +59,14 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         _pareto_section(doc, completed, metric, out)
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
-    _figure_section(doc, results, metric, out)
+    _figure_section(doc, results, metric, out, refused)
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text(doc.to_html(f"connectome report: {results.study}"))
+    write_atomic(out / "report.html", doc.to_html(f"connectome report: {results.study}"))
     fault("report")
     report = out / "report.md"
-    report.write_text(doc.to_markdown(out))
+    write_atomic(report, doc.to_markdown(out))
     return report
 
 
@@ -66,9 +78,9 @@ def _status_section(doc: Document, results: Results) -> None:
         doc.text(f"Optuna: {results.ended} of {results.planned} planned trials ended (a configuration "
                  "proposed twice runs once and shares its row).")
     if results.missing:
+        names = [_missing_name(results.path, t) for t in results.missing[:10]]
         doc.text(f"{len(results.missing)} trial(s) have no result yet (queued, running or "
-                 f"interrupted): {', '.join(results.missing[:10])}"
-                 f"{' ...' if len(results.missing) > 10 else ''}.")
+                 f"interrupted): {'; '.join(names)}{' ...' if len(results.missing) > 10 else ''}.")
     status = results.trials.get("status")
     if status is not None and (status != "completed").any():
         bad = results.trials[status != "completed"]
@@ -83,15 +95,13 @@ def _status_section(doc: Document, results: Results) -> None:
 def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> None:
     """Mean, spread and 95% interval of the metric per combination of varied factors."""
     by = factor_columns(completed) or (["pattern"] if "pattern" in completed else [])
-    table = summarize(completed, by=by, metric=metric)
-    sizes = [c for c in ("params", "flops") if c in completed and c != metric]
-    if by and sizes:  # mean size per group, beside the metric it buys
-        means = completed.groupby(by, dropna=False)[sizes].mean().reset_index()
-        table = table.merge(means, on=by, how="left")
+    sizes = tuple(c for c in ("params", MACS) if c in completed and c != metric)
+    table = summarize(completed, by=by, metric=metric, means=sizes)  # sizes: group means
     doc.heading("Summary")
     grouping = ", ".join(f"`{c}`" for c in by) or "all completed trials"
     doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
-             "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates).")
+             "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates)"
+             f"{_cut_note(metric)}. `{MACS}`: multiply-adds per image.")
     doc.table(table)
 
 
@@ -136,8 +146,9 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
     comparisons = [compare(trials, factor="pattern", a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
     doc.heading("Comparisons")
     doc.text(f"Paired differences of `{metric}` (a - b) between patterns over completed trials "
-             "sharing the seed and every factor crossed with the pattern; 95% t interval and paired "
-             "t-test p-value. A pair is missing when one side failed, diverged or has not run yet.")
+             "sharing the seed and every factor crossed with the pattern; 95% t interval"
+             f"{_difference_cut_note(metric)} and paired t-test p-value. A pair is missing when one side "
+             "failed, diverged or has not run yet.")
     doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
     for c in comparisons:
         if len(c.missing):
@@ -146,31 +157,46 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
 
 
 def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
-    """The trials no other trial beats on both size and the metric."""
+    """The configurations no other beats on size and validation accuracy, with the reported metric beside them."""
     if "params" not in completed:
         return
-    front = pareto(completed, x="params", y=metric)
     doc.heading("Pareto front")
-    doc.text(f"Completed trials not dominated on (`params`, `{metric}`), both minimised.")
-    cols = [c for c in (*TRIAL_COLUMNS, "params", "flops", metric) if c in front]
-    doc.table(front[cols])
-    paths = save_figure(plot_pareto(completed, x="params", y=metric), out / "figures" / "pareto_params")
-    doc.figure(*paths, caption=f"Pareto front of {metric} vs parameters over completed trials.")
+    if SELECTION_METRIC in completed and completed[SELECTION_METRIC].notna().any():
+        y, maximize = SELECTION_METRIC, True
+        how = (f"Configurations (completed trials equal on every factor but the seed) not dominated on "
+               f"(`params` min, mean `{SELECTION_METRIC}` max over seeds): the front is chosen on validation "
+               f"data, and the mean `{metric}` of each is reported beside it")
+    else:  # nothing to select on: describe the front of the reported metric itself, and say so
+        y, maximize = metric, metric.endswith("_acc")
+        how = (f"Configurations not dominated on (`params`, mean `{metric}` over seeds). No trial has "
+               f"`{SELECTION_METRIC}`, so this front is drawn on the reported metric (a description, not a "
+               "selection)")
+    front = pareto_configs(completed, x="params", y=y, maximize_y=maximize)
+    if y != metric and metric in completed:
+        reported = configurations(completed, x="params", y=metric)[[*_config_keys(completed), metric]]
+        front = front.merge(reported, on=_config_keys(completed), how="left")
+    doc.text(f"{how}; `count` seeds, 95% t interval of the mean of `{y}`{_cut_note(y)}. A single lucky seed "
+             "does not move the front.")
+    cols = [*factor_columns(completed), "count", "params", y, "ci_low", "ci_high", metric]
+    doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
+    fig = plot_pareto(completed, x="params", y=y, maximize_y=maximize)
+    paths = save_figure(fig, out / "figures" / "pareto_params")
+    doc.figure(*paths, caption=f"{y} vs parameters per configuration: {_marks_note(completed, y)}; "
+                               "black line and circles: the Pareto front of configurations.")
 
 
-def _figure_section(doc: Document, results: Results, metric: str, out: Path) -> None:
+def _figure_section(doc: Document, results: Results, metric: str, out: Path, refused: list[str]) -> None:
     doc.heading("Figures")
     completed = results.completed()
     figures = out / "figures"
     hue = main_factor(completed)
-    for size in ("params", "flops"):
+    for size in ("params", MACS):
         if {size, metric, hue} <= set(completed.columns) and completed[metric].notna().any():
             fig = plot_error_vs_params(completed, x=size, y=metric, hue=hue)
             paths = save_figure(fig, figures / f"error_vs_{size}")
-            doc.figure(*paths, caption=f"{metric} vs {size} per {hue} (arXiv 1608.06993 v1, Fig. 5); "
-                                       "bars: ±1 s.d. over seeds.")
+            doc.figure(*paths, caption=_size_caption(completed, size, metric, hue))
     _curves_figure(doc, results, figures)
-    _usage_figures(doc, results, metric, figures)
+    _usage_figures(doc, results, figures, refused)
 
 
 def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
@@ -188,10 +214,13 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     metrics = ("train_loss", "test_error") if tested else ("train_loss", "val_acc")
     fig = plot_training_curves(results.epochs, completed, metrics=metrics, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
-    doc.figure(*paths, caption=f"Training curves ({', '.join(metrics)}) of completed trials per "
-                               f"{', '.join(hue)} (arXiv 1608.06993 v1, Figs. 3 and 6): mean over seeds, "
-                               "band ±1 s.d." + ("" if tested else " Test error per epoch needs "
-                                                 "train.test_each_epoch: true."))
+    seeds = completed.groupby(hue, dropna=False)["trial_id"].nunique()
+    band = ("mean over seeds, band: 95% t interval of the mean" if seeds.gt(1).any()
+            else "one trial per group: no interval")
+    shown = "training loss and test error" if tested else "training loss and validation accuracy"
+    doc.figure(*paths, caption=f"{shown.capitalize()} per epoch of completed trials per {', '.join(hue)} "
+                               f"(arXiv 1608.06993 v1, Figs. 3 and 6): {band}."
+                               + ("" if tested else " Test error per epoch needs train.test_each_epoch: true."))
 
 
 def main_factor(trials: pd.DataFrame) -> str:
@@ -201,36 +230,55 @@ def main_factor(trials: pd.DataFrame) -> str:
     return "pattern"
 
 
-def _usage_figures(doc: Document, results: Results, metric: str, figures: Path) -> None:
-    """Source-usage heatmap (arXiv 1608.06993 v1, Fig. 4) of the best completed trial of each pattern."""
+def _usage_figures(doc: Document, results: Results, figures: Path, refused: list[str]) -> None:
+    """Source-usage heatmaps (arXiv 1608.06993 v1, Fig. 4) of each pattern's trial chosen on validation."""
     completed = results.completed()
-    if "pattern" not in completed or metric not in completed or completed[metric].isna().all():
+    if "pattern" not in completed or completed.empty:
         return
     kept = completed[[_has_model(results.path / "trials" / str(t)) for t in completed["trial_id"]]]
     if kept.empty:
         doc.text("No completed trial kept `spec.json` and `model.pt`: no source-usage heatmap.")
         return
-    best = kept.dropna(subset=[metric]).sort_values(metric, kind="stable").groupby("pattern").head(1)
-    for pattern, trial_id in zip(best["pattern"], best["trial_id"]):
+    chosen, how = select_per_pattern(kept)
+    factors = factor_columns(completed)
+    for _, row in chosen.iterrows():
+        pattern, trial_id = row["pattern"], row["trial_id"]
+        name = trial_label(row, seed=row.get("seed"), keys=factors)
         try:
             model = load_trial_model(results.path / "trials" / str(trial_id))
             usage = model_usage(model)
-        except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
+        except RefusedFileError as err:
+            refused.append(str(err))
             doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
             continue
-        fig = plot_source_usage(usage, title=f"{pattern}: trial {trial_id}")
+        except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
+            doc.text(f"No source-usage heatmap for {name} (`{trial_id}`): {err}")
+            continue
+        fig = plot_source_usage(usage, title=f"source usage: {name}")
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
-        doc.figure(*paths, caption=f"Source usage of {pattern} (trial {trial_id}, best {metric}; "
-                                   "arXiv 1608.06993 v1, Fig. 4): per-source weight norm of each layer's first conv, "
-                                   "divided by the layer's largest; grey = no edge. Layers that sum "
-                                   "their inputs (residual) apply one weight to every source, so "
-                                   "their row is uniform.")
-        fig = plot_feature_usage(feature_usage(model), title=f"{pattern}: trial {trial_id}, whole network")
+        summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
+                  "row is uniform." if _sums_inputs(results.path / "trials" / str(trial_id)) else "")
+        doc.figure(*paths, caption=f"Source usage of {name} (arXiv 1608.06993 v1, Fig. 4), the {pattern} trial chosen by "
+                                   f"{how}: per-source weight norm of each layer's first conv, divided by the "
+                                   f"layer's largest; grey = no edge.{summed}")
+
+        fig = plot_feature_usage(feature_usage(model), title=f"feature usage: {name}, whole network")
         paths = save_figure(fig, figures / f"feature_usage_{_slug(pattern)}")
-        doc.figure(*paths, caption=f"Feature usage of {pattern} over the whole network (trial {trial_id}; "
-                                   "arXiv 1608.06993 v1, Fig. 4): each column a conv layer, transition (T) "
-                                   "or the classifier (C), each row an input feature map; l2 norm of the "
-                                   "weights on that map divided by the column's largest; grey = not read.")
+        doc.figure(*paths, caption=f"Feature usage of {name} over the whole network (arXiv 1608.06993 v1, "
+                                   f"Fig. 4), the {pattern} trial chosen by {how}: each column a conv layer, "
+                                   "transition (T) or the classifier (C), each row an input feature map; l2 "
+                                   "norm of the weights on that map divided by the column's largest; grey = "
+                                   "not read.")
+
+def select_per_pattern(trials: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One trial per pattern, chosen on validation accuracy (never on a test metric), and why."""
+    if SELECTION_METRIC in trials and trials[SELECTION_METRIC].notna().any():
+        ranked = trials.dropna(subset=[SELECTION_METRIC]).sort_values(
+            [SELECTION_METRIC, "trial_id"], ascending=[False, True], kind="stable")
+        return ranked.groupby("pattern").head(1), f"highest {SELECTION_METRIC}"
+    # Without a validation metric there is no honest "best": show the first trial, saying so.
+    return (trials.sort_values("trial_id", kind="stable").groupby("pattern").head(1),
+            f"first by trial id: no {SELECTION_METRIC} to select on")
 
 
 def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:
@@ -248,15 +296,19 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
             doc.text(f"{len(frame)} completed trial(s), one objective `{study.objectives[0]}` and "
                      "no parameter counts to trade it against: no front to draw.")
             continue
-        front = pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
-        doc.text(f"{len(frame)} completed trial(s); {len(front)} on the front of `{x}` "
-                 f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}).")
-        cols = ["number", "trial_id", x, y, *[c for c in frame if c.startswith("params_")]]
-        doc.table(front[[c for c in cols if c in front]])
+        front = pareto_configs(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
+        distinct = frame["trial_id"].nunique() if "trial_id" in frame else len(frame)
+        doc.text(f"{len(frame)} completed Optuna trial(s) ({distinct} distinct, a repeated proposal counts "
+                 f"once); {len(front)} configuration(s) on the front of `{x}` "
+                 f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}), over the mean of each "
+                 "configuration's seeds.")
+        cols = [*factor_columns(frame), "count", x, y, "ci_low", "ci_high"]
+        doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
         fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue="pattern",
                           title=f"Optuna study {study.study_name}: Pareto front")
         paths = save_figure(fig, out / "figures" / f"optuna_pareto_{_slug(study.study_name)}")
-        doc.figure(*paths, caption=f"Optuna study {study.study_name}: trials and Pareto front.")
+        doc.figure(*paths, caption=f"Optuna study {study.study_name}: {y} vs {x} per configuration: "
+                                   f"{_marks_note(frame, y)}; black line and circles: the Pareto front.")
 
 
 def _study_file_section(doc: Document, path: Path) -> None:
@@ -266,11 +318,66 @@ def _study_file_section(doc: Document, path: Path) -> None:
         doc.code(study_file.read_text())
 
 
+def _missing_name(path: Path, trial_id: str) -> str:
+    """`dense, growth=12, seed 0 (dense-1a2b3c4d5e)` from the trial's trial.json, else its id."""
+    name = label_from_trial_file(StudyDir(path).trial(trial_id).config)
+    return f"{name} (`{trial_id}`)" if name else f"`{trial_id}`"
+
+
 def _capped_table(doc: Document, table: pd.DataFrame) -> None:
     """A table of at most MAX_ROWS rows, saying how many were left out."""
     doc.table(table.head(MAX_ROWS))
     if len(table) > MAX_ROWS:
         doc.text(f"... and {len(table) - MAX_ROWS} more (see `connectome.analysis.load`).")
+
+
+def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern") -> str:
+    """What the error-vs-size figure shows: curves or separate marks, intervals or single trials."""
+    what = "multiply-adds per image" if size == MACS else size
+    shape = (f"each {hue}'s configurations joined into a curve" if varies_size(completed)
+             else "one mark per configuration")
+    return (f"{metric} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
+            f"{_marks_note(completed, metric)}.")
+
+
+def _marks_note(trials: pd.DataFrame, metric: str) -> str:
+    """What a configuration's mark and bars are: a seed mean and its interval, or one trial."""
+    x = "params" if "params" in trials and metric != "params" else metric
+    if not configurations(trials.dropna(subset=[metric]), x=x, y=metric)["count"].gt(1).any():
+        return "one trial per configuration, so no interval"
+    return (f"marks: mean over seeds; bars: 95% t interval of the mean{_cut_note(metric)}; "
+            "faint dots: single trials")
+
+
+def _config_keys(completed: pd.DataFrame) -> list[str]:
+    """The columns that identify a configuration (as `configurations` groups them)."""
+    return factor_columns(completed, varying=False)
+
+
+def _cut_note(metric: str) -> str:
+    """`, cut at [0, 1]` for a bounded metric (its interval never leaves the possible range)."""
+    low, high = metric_range(metric)
+    if low == 0.0 and high == 1.0:
+        return ", cut at [0, 1]"
+    return ", cut at 0" if low == 0.0 else ""
+
+
+def _difference_cut_note(metric: str) -> str:
+    """` (cut at [-1, 1])` when the metric is bounded: a difference cannot leave that range."""
+    low, high = metric_range(metric)
+    span = high - low
+    return f" (cut at [{-span:g}, {span:g}])" if span < float("inf") else ""
+
+
+def _sums_inputs(trial_dir: Path) -> bool:
+    """Whether a trial's network has layers that sum their inputs (so usage rows are uniform)."""
+    from connectome.spec import NetworkSpec
+
+    try:
+        spec = NetworkSpec.from_json((trial_dir / "spec.json").read_text())
+    except (ConnectomeError, OSError, ValueError):
+        return False
+    return any(n.agg == "sum" and n.op not in ("input", "identity") for b in spec.blocks for n in b.nodes)
 
 
 def _has_model(trial_dir: Path) -> bool:

@@ -16,12 +16,16 @@ from connectome.analysis.optuna_trials import count_ended
 from connectome.analysis.studyfile import search_settings
 from connectome.errors import ConfigError
 from connectome.store.layout import StudyDir
-from connectome.store.record import STATUSES, factor_columns, is_factor
+from connectome.store.record import (FRACTION_METRICS, IDENTITY_COLUMNS, MACS, STATUSES, column_group,
+                                     factor_columns, is_factor, order_columns)
 
-__all__ = ["Results", "load", "factor_columns", "is_factor", "STATUSES"]
+__all__ = ["Results", "load", "tidy_epochs", "factor_columns", "is_factor", "order_columns", "column_group",
+           "MACS", "FRACTION_METRICS", "STATUSES"]
+# Trials shown by a Results object in a notebook.
+HTML_ROWS = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Results:
     """Trials and epochs of one study, plus what is known about trials not yet recorded."""
 
@@ -61,6 +65,35 @@ class Results:
         parts = [f"{c[s]} {s}" for s in (*STATUSES, "unknown", "missing") if s in c]
         return f"{c['total']} trials: " + ", ".join(parts)
 
+    def __repr__(self) -> str:
+        factors = ", ".join(factor_columns(self.trials)) or "none"
+        return (f"<Results {self.study!r} at {self.path}: {self.describe_counts()}; "
+                f"varying factors: {factors}; {len(self.epochs)} epoch rows>")
+
+    def _repr_html_(self) -> str:
+        """Notebook view: counts, varying factors and the first trials (config, key metrics)."""
+        import html
+
+        from connectome.analysis.document import html_table
+
+        cols = [c for c in (*IDENTITY_COLUMNS[:1], *factor_columns(self.trials), "seed", "status",
+                            "params", MACS, "best_val_acc", "test_acc", "test_error") if c in self.trials]
+        more = len(self.trials) - HTML_ROWS
+        return (f"<p><b>Results {html.escape(self.study)}</b> at <code>{html.escape(str(self.path))}</code>"
+                f"<br>{html.escape(self.describe_counts())}; {len(self.epochs)} epoch rows</p>"
+                + html_table(self.trials[cols].head(HTML_ROWS))
+                + (f"<p>... and {more} more trial(s) in <code>.trials</code></p>" if more > 0 else ""))
+
+    def tidy_epochs(self, metrics: list[str] | None = None, factors: list[str] | None = None) -> pd.DataFrame:
+        """Per-epoch metrics in long format: one row per trial x epoch x metric.
+
+        Columns: `trial_id`, the trial's `factors` (default: the factors that vary across
+        trials), `seed`, `status`, `epoch`, `metric`, `value`; `metrics` defaults to every
+        numeric per-epoch column. Ready for `seaborn.relplot(x="epoch", y="value", row="metric")`
+        or a `groupby([*factors, "epoch", "metric"])`.
+        """
+        return tidy_epochs(self.trials, self.epochs, metrics=metrics, factors=factors)
+
 
 def load(results_dir: str | Path) -> Results:
     """Read a results directory into a `Results`; works while the study is still running."""
@@ -82,8 +115,29 @@ def load(results_dir: str | Path) -> Results:
     missing = tuple(sorted(t for t in planned_ids or [] if t not in recorded))
     planned = _planned_trials(path)
     ended = count_ended(path) if planned is not None else 0
-    return Results(path=path, study=_study_name(path, trials), trials=trials, epochs=epochs,
+    return Results(path=path, study=_study_name(path, trials), trials=trials[order_columns(trials.columns)],
+                   epochs=epochs,
                    missing=missing, planned=planned, ended=ended)
+
+
+def tidy_epochs(trials: pd.DataFrame, epochs: pd.DataFrame, metrics: list[str] | None = None,
+                factors: list[str] | None = None) -> pd.DataFrame:
+    """`epochs` joined with each trial's factors, melted to one row per trial x epoch x metric."""
+    factors = factor_columns(trials) if factors is None else list(factors)
+    keys = [c for c in ("trial_id", *factors, "seed", "status") if c in trials]
+    if metrics is None:
+        metrics = [c for c in epochs.select_dtypes("number").columns if c not in ("epoch",)]
+    columns = ["trial_id", *keys[1:], "epoch", "metric", "value"]
+    if epochs.empty or not metrics:
+        return pd.DataFrame(columns=columns)
+    absent = [m for m in metrics if m not in epochs]
+    if absent:
+        raise ConfigError(f"per-epoch column(s) {', '.join(absent)} not in epochs; "
+                          f"known: {', '.join(map(str, epochs.columns))}")
+    joined = epochs[["trial_id", "epoch", *metrics]].merge(trials[keys], on="trial_id", how="left")
+    long = joined.melt(id_vars=["trial_id", *keys[1:], "epoch"], value_vars=metrics,
+                       var_name="metric", value_name="value")
+    return long[columns].sort_values(["trial_id", "metric", "epoch"], kind="stable").reset_index(drop=True)
 
 
 def _planned_trials(path: Path) -> int | None:

@@ -8,29 +8,76 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from connectome.analysis.results import is_factor
+from connectome.analysis.results import FRACTION_METRICS, MACS, factor_columns, is_factor
 from connectome.errors import ConfigError
 
 
+# Where a metric can lie: intervals are cut at these bounds (an error rate is never below 0).
+NONNEGATIVE = frozenset({"params", MACS, "activations", "test_loss", "train_loss",
+                         "val_loss", "final_train_loss", "wall_time_s", "train_time_s"})
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: [0, 1] for fractions, [0, inf) for sizes and losses."""
+    if metric in FRACTION_METRICS:
+        return 0.0, 1.0
+    return (0.0, np.inf) if metric in NONNEGATIVE else (-np.inf, np.inf)
+
+
 def summarize(df: pd.DataFrame, by: list[str] | str, metric: str = "test_error",
-              confidence: float = 0.95) -> pd.DataFrame:
+              confidence: float = 0.95, means: tuple[str, ...] = ()) -> pd.DataFrame:
     """Count, mean, std and Student-t confidence interval of `metric` per group of `by`.
 
     Rows where the metric is missing (failed trials) are left out; a group of one has no
-    interval (NaN).
+    interval (NaN). The interval is cut at the metric's range (`metric_range`: a fraction's
+    interval stays inside [0, 1]). `means` adds the group mean of other columns (sizes).
     """
     by = [by] if isinstance(by, str) else list(by)
-    _require(df, [*by, metric])
+    means = [c for c in means if c != metric]
+    _require(df, [*by, metric, *means])
     data = df.dropna(subset=[metric])
     if not by:
         data = data.assign(_all="all")
         by = ["_all"]
-    grouped = data.groupby(by, dropna=False, sort=True)[metric]
-    out = grouped.agg(count="count", mean="mean", std="std").reset_index()
+    grouped = data.groupby(by, dropna=False, sort=True)
+    out = grouped[metric].agg(count="count", mean="mean", std="std")
+    out = out.join(grouped[means].mean()).reset_index() if means else out.reset_index()
     half = _t_half_width(out["std"], out["count"], confidence)
-    out["ci_low"] = out["mean"] - half
-    out["ci_high"] = out["mean"] + half
+    low, high = metric_range(metric)
+    out["ci_low"] = (out["mean"] - half).clip(lower=low, upper=high)
+    out["ci_high"] = (out["mean"] + half).clip(lower=low, upper=high)
+    out = out[[*by, "count", "mean", "std", "ci_low", "ci_high", *means]]
     return out.drop(columns=["_all"], errors="ignore")
+
+
+def configurations(df: pd.DataFrame, x: str = "params", y: str = "test_error",
+                   by: list[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per configuration (trials equal on every factor but the seed): mean x, y with interval.
+
+    Columns: the `by` factors (default: every factor column, so only seeds are pooled),
+    `count` (seeds), `x` (mean), `y` (mean), `std`, `ci_low`, `ci_high`. A frame without
+    factor columns (a bare objectives table) keeps each row as its own configuration; rows
+    sharing a `trial_id` (an Optuna search proposing a configuration twice) count once.
+    """
+    by = factor_columns(df, varying=False) if by is None else list(by)
+    if "trial_id" in df:  # an Optuna repeat of a configuration shares its trial: not a replicate
+        df = df[df["trial_id"].isna() | ~df["trial_id"].duplicated()]
+    data = df if by else df.assign(_row=np.arange(len(df)))
+    table = summarize(data.dropna(subset=[x]), by=by or ["_row"], metric=y, confidence=confidence,
+                      means=(x,) if x != y else ())
+    table = table.rename(columns={"mean": y}).drop(columns=["_row"], errors="ignore")
+    return table[[*by, "count", x, y, "std", "ci_low", "ci_high"]]
+
+
+def pareto_configs(df: pd.DataFrame, x: str = "params", y: str = "test_error",
+                   maximize_x: bool = False, maximize_y: bool = False,
+                   by: list[str] | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """Configurations (mean over seeds, with the t interval of y) not dominated on (x, y).
+
+    The front is taken over seed means, so one lucky seed cannot crown its configuration.
+    """
+    table = configurations(df, x=x, y=y, by=by, confidence=confidence)
+    return pareto(table, x=x, y=y, maximize_x=maximize_x, maximize_y=maximize_y)
 
 
 def pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
@@ -94,6 +141,9 @@ def compare(df: pd.DataFrame, factor: str = "pattern", a: str = "dense", b: str 
             confidence: float = 0.95) -> Comparison:
     """Paired t-test of `metric` between levels `a` and `b` of `factor` over shared `pair_on`.
 
+    The interval of the mean difference is cut at the range a difference can take ([-1, 1]
+    for a fraction).
+
     Pairs also agree on `match`; by default these are the factors that vary within a level
     (crossed with `factor`), not the ones set by the level itself (a budget-matched growth,
     the partial pattern's `m`).
@@ -144,9 +194,11 @@ def _paired_test(pairs: pd.DataFrame, missing: pd.DataFrame, factor: str, a: str
             warnings.simplefilter("ignore", RuntimeWarning)
             test = stats.ttest_rel(pairs["a"].to_numpy(dtype=float), pairs["b"].to_numpy(dtype=float))
         t, p = float(test.statistic), float(test.pvalue)
+    low, high = metric_range(metric)
+    span = high - low  # a difference of two values in [low, high] lies in [-span, span]
     return Comparison(factor=factor, a=str(a), b=str(b), metric=metric, matched_on=keys,
-                      n_pairs=n, mean_diff=mean, std_diff=std, ci_low=mean - half,
-                      ci_high=mean + half, t=t, p_value=p, pairs=pairs.reset_index(drop=True),
+                      n_pairs=n, mean_diff=mean, std_diff=std, ci_low=max(mean - half, -span),
+                      ci_high=min(mean + half, span), t=t, p_value=p, pairs=pairs.reset_index(drop=True),
                       missing=missing.reset_index(drop=True), note=_notes(missing, n, mean, std))
 
 

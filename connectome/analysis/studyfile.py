@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from connectome.overrides import load_yaml
+
 
 def read_study(results_dir: str | Path) -> dict[str, Any]:
     """study.resolved.json (the study after --set overrides), else study.yaml, else {}."""
@@ -15,7 +17,7 @@ def read_study(results_dir: str | Path) -> dict[str, Any]:
         if (path / "study.resolved.json").exists():
             data = json.loads((path / "study.resolved.json").read_text())
         else:
-            data = yaml.safe_load((path / "study.yaml").read_text())
+            data = load_yaml((path / "study.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -1,6 +1,8 @@
 """How strongly each layer uses each earlier source, from trained weights (Figure 4 of arXiv 1608.06993 v1)."""
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,10 @@ from connectome.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+class RefusedFileError(ConfigError):
+    """A results file that is not what connectome writes (e.g. a model.pt that holds code)."""
 
 
 def normalize_usage(matrix: np.ndarray) -> np.ndarray:
@@ -43,8 +49,25 @@ def load_trial_model(trial_dir: str | Path):
         if not file.exists():
             raise ConfigError(f"{file} not found: the trial kept no trained model (did it finish?)")
     model = ConnectomeNet(NetworkSpec.from_json(spec_file.read_text()))
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    try:
+        # weights_only: tensors and plain containers; a pickle that would build other objects is refused.
+        with warnings.catch_warnings():  # torch warns about the protocol before refusing
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise RefusedFileError(f"{weights}: refused, not a weights file of {spec_file.name} "
+                               f"({_reason(err)})") from None
     return model.eval()
+
+
+def _reason(err: Exception) -> str:
+    """The informative line of torch's multi-line load errors."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def trial_usage(trial_dir: str | Path) -> list[np.ndarray]:

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "network); with --block: graphml or json, the block alone, as `--pattern file` reads it")
     p.add_argument("--block", type=int, metavar="N",
                    help="export only block N (1 = first) as a graph file for `--pattern file`; edit and re-import it")
+    p.add_argument("--limit", action="append", default=[], metavar="KEY=N",
+                   help="raise a size bound (depth, growth; defaults as for studies), e.g. --limit depth=2000")
     p.set_defaults(func=run)
 
 
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from connectome.architecture import make_arch
 
     arch = make_arch(**arch_options(args))
+    check_limits(arch, args.limit)
     spec = build_spec(arch)
     if args.block is not None:
         print(export_block(spec, args.block, args.format))
@@ -78,6 +81,24 @@ def _block_json(g) -> str:
 
 
 BLOCK_FORMATS: dict[str, Callable] = {"graphml": _block_graphml, "json": _block_json}
+
+
+def check_limits(arch, assignments: list[str]) -> None:
+    """The study size bounds for this network, before its spec is built; --limit KEY=N raises one."""
+    from pydantic import ValidationError
+
+    from connectome.errors import ConfigError
+    from connectome.overrides import parse_assignment
+    from connectome.study.limits import Limits, check_arch_limits
+
+    try:
+        limits = Limits.model_validate(dict(parse_assignment(a, "--limit", "depth=2000") for a in assignments))
+        check_arch_limits(arch, limits, how="with --limit {key}=N")
+    except ValidationError as err:
+        raise ConfigError(f"--limit: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']} "
+                          f"(keys: {', '.join(Limits.model_fields)})") from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def as_json(arch, spec, cx, size) -> str:

@@ -26,15 +26,19 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from connectome.analysis import load, write_report
+    from connectome.errors import ConfigError
 
-    report = write_report(args.results_dir, metric=args.metric, out_dir=args.output)
+    refused: list[str] = []
+    report = write_report(args.results_dir, metric=args.metric, out_dir=args.output, refused=refused)
     results = load(args.results_dir)
     if args.json:
         print(json.dumps(report_json(report, results.counts), indent=1))
-        return 0
-    if args.verbosity >= 0:
+    elif args.verbosity >= 0:
         print(results.describe_counts())
-    print(f"wrote {report} and {report.with_suffix('.html')}")
+        print(f"wrote {report} and {report.with_suffix('.html')}")
+    if refused:  # the report stands without them, but a tampered results dir must not pass silently
+        more = f" (and {len(refused) - 1} more, listed in the report)" if len(refused) > 1 else ""
+        raise ConfigError(refused[0] + more)
     return 0
 
 

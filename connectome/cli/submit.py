@@ -1,8 +1,9 @@
 """`connectome submit` / `status` / `stop`: run a study as a Ray job on a cluster, follow it, stop it.
 
-The job is `connectome run STUDY` executed on the cluster with this directory shipped as the
-job's working directory (Ray Jobs API). Give `--output` a path every node can reach (shared
-storage) to find the results outside the job's temporary working directory.
+The job is `connectome run STUDY` executed on the cluster with this directory's code and
+studies shipped as the job's working directory (Ray Jobs API); `job_files` chooses what is
+shipped (what git would commit, never secrets, data or results). Give `--output` a path every
+node can reach (shared storage) to find the results outside the job's temporary working directory.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from connectome.cli.job_files import check_shipped, select_job_files, stage_job_files
 from connectome.cli.run import add_study_arguments, study_overrides
 from connectome.errors import ConfigError
 
-# Not shipped with the job: environments, data, results, caches.
-EXCLUDES = [".venv", ".git", "results", "data", "**/__pycache__", ".pytest_cache", "*.egg-info"]
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -34,8 +35,9 @@ def register(subparsers) -> None:
     add_study_arguments(parser)
     add_dashboard_argument(parser)
     parser.add_argument("--resume", action="store_true", help="pass --resume to `connectome run`")
-    parser.add_argument("--python", default=sys.executable,
-                        help="Python interpreter on the cluster with connectome installed (default: this one)")
+    # This machine's interpreter path means nothing on the cluster's nodes.
+    parser.add_argument("--python", default="python",
+                        help="Python interpreter on the cluster with connectome's dependencies (default: python)")
     parser.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
     parser.set_defaults(func=_submit)
 
@@ -125,7 +127,16 @@ def entrypoint(args: argparse.Namespace) -> str:
 def _submit(args: argparse.Namespace) -> int:
     command = entrypoint(args)
     jobs = client(args.dashboard_url)
-    job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": ".", "excludes": EXCLUDES})
+    root = Path.cwd()
+    files = select_job_files(root)
+    check_shipped(root, files, Path(args.study))
+    # Ray packs and uploads the working dir inside submit_job, so the staged copy can go after it.
+    with tempfile.TemporaryDirectory(prefix="connectome-job-") as staged:
+        stage_job_files(root, files, staged)
+        try:
+            job_id = jobs.submit_job(entrypoint=command, runtime_env={"working_dir": staged})
+        except RuntimeError as err:  # the Jobs API answers errors as RuntimeError with the HTTP reply
+            raise ConfigError(f"the cluster refused the job: {str(err).splitlines()[0]}") from None
     print(job_id)
     print(f"follow it with: connectome status {job_id} --dashboard-url {dashboard_address(args.dashboard_url)} "
           "--follow",

@@ -55,11 +55,31 @@ def run(args: argparse.Namespace) -> int:
                                     if getattr(args, f) is not None]
     apply_overrides(raw, pairs)
     source = f"trial config {args.config}" if args.config else "trial config (flags)"
+    limits = raw.pop("limits", None)  # bounds, not part of the trial (its id and record)
     cfg = make_trial_config(raw, source=source)
+    check_limits(cfg, limits, source)
     quiet = args.json or args.verbosity < 0
     record = train_trial(cfg, trial_dir=args.trial_dir, on_epoch=None if quiet else print_epoch)
     print(json.dumps(record, indent=1) if args.json else summary(record))
     return 0 if record["status"] == "completed" else 1
+
+
+def check_limits(cfg, limits: object, source: str) -> None:
+    """The study size bounds for one trial; a `limits:` section (or --set limits.KEY=N) raises them."""
+    from pydantic import ValidationError
+
+    from connectome.errors import ConfigError
+    from connectome.study.limits import Limits, check_trial_limits
+
+    try:
+        bounds = Limits.model_validate(limits or {})
+        check_trial_limits(cfg, bounds, how="with `--set limits.{key}=N` (or `limits:` in the config file)")
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"invalid {source}: limits.{'.'.join(map(str, first['loc']))}: {first['msg']} "
+                          f"(keys: {', '.join(Limits.model_fields)})") from None
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def print_epoch(row: dict) -> None:

@@ -32,7 +32,7 @@ from connectome.orchestration.worker import train_in_worker
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
 from connectome.store.lock import DriverLock, describe
 from connectome.study.definition import compare, fingerprint
-from connectome.orchestration.progress import StudyView, summary_table
+from connectome.orchestration.progress import StudyView, label_from_trial_file, summary_table
 from connectome.study.schema import GridSearch, Study
 from connectome.study.trials import Trial, expand_grid
 
@@ -166,12 +166,9 @@ def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
     killed = stop_orphans(sd)
     if killed:
         console.print(f"stopped {len(killed)} Ray processes left by a killed driver", highlight=False)
-    try:
-        from connectome.files import remove_stale_temps
-    except ImportError:
-        return
-    for directory in (sd.root, *(d for d in [sd.trials] if d.is_dir())):
-        remove_stale_temps(directory)
+    from connectome.files import remove_stale_temps
+
+    remove_stale_temps(sd.root, recursive=True)  # study files, and every trial's records and checkpoints
 
 
 # ---------------------------------------------------------------- planning and running
@@ -215,7 +212,8 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
                                assignment=trial.assignment)
         if trials is not None:
             sd.write_plan([t.trial_id for t in trials])
-        with StudyView(console, study.name, total, total - to_run) as view:
+        describe = lambda trial_id: label_from_trial_file(sd.trial(trial_id).config)  # noqa: E731
+        with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
             fit(make_tuner(study, sd, pending, to_run, view))
 
 

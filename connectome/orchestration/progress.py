@@ -1,28 +1,106 @@
-"""What a running study shows: a study-level bar, one line per running trial, a final summary."""
+"""What a running study shows: a study bar with an ETA, one line per running trial (epoch,
+batch, img/s), a permanent line per finished trial (its result or its error), a final summary.
+
+Trials are named by what they are (`trial_label`: pattern, the factors the study varies, seed),
+not by their hash. Metrics are printed as fractions, as they are stored. Text from users and
+trials (names, errors) is never parsed as rich markup: it is passed as `Text`.
+"""
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+
+# Without a terminal, a trial's batch progress is printed at most this often (seconds);
+# on a terminal, the live display redraws a trial's batch progress at most this often.
+BATCH_LINE_INTERVAL = 60.0
+BATCH_REDRAW_INTERVAL = 0.5
+
+
+def trial_label(values: Mapping[str, Any], seed: int | None = None, keys: Iterable[str] | None = None) -> str:
+    """What a trial is, for people: `dense, growth=12, seed 0`.
+
+    `values` is a trial's assignment (the factors the study set for it) or its record row;
+    `keys` picks the factors to show (default: every key of `values` but the pattern and seed).
+    """
+    keys = [k for k in (values if keys is None else keys) if k not in ("pattern", "seed")]
+    parts = [str(values["pattern"])] if values.get("pattern") is not None else []
+    parts += [f"{k}={_short(values[k])}" for k in keys if k in values and not _missing(values[k])]
+    if seed is not None:
+        parts.append(f"seed {seed}")
+    return ", ".join(parts)
+
+
+def label_from_trial_file(path: str | Path) -> str | None:
+    """The label of a trial from its `config.json` (assignment and config, written before it runs)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+        return trial_label(saved.get("assignment") or {}, seed=(saved.get("config") or {}).get("seed")) or None
+    except (OSError, ValueError, AttributeError):
+        return None  # not written yet or unreadable: the view falls back to the trial id
+
+
+def _missing(value: Any) -> bool:
+    """None or NaN: a factor this trial does not have (a dense trial's `m`)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _short(value: Any) -> str:
+    """A factor value as compact text: 0.1 not 0.10000, lists comma-joined."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_short, value))
+    return str(value)
+
+
+@dataclass
+class _Running:
+    """A running trial as the view shows it."""
+
+    label: str
+    text: str = "starting"
+    fraction: float = 0.0  # of its epochs, for the ETA
+    last_line: float = -math.inf  # when a batch line was last printed (non-terminal mode)
 
 
 class StudyView:
-    """Progress of a study: a live display on a terminal, plain lines otherwise (logs, jobs)."""
+    """Progress of a study: a live display on a terminal, plain timestamped lines otherwise.
 
-    def __init__(self, console: Console, name: str, total: int, done: int):
+    The runner calls `started`, `epoch`, `batch` (optional, from inside long epochs) and
+    `finished`. Trials are named by `labels` (trial id -> `trial_label`), else by `describe`
+    (trial id -> label or None, e.g. `label_from_trial_file` of its config.json), else by id.
+    """
+
+    def __init__(self, console: Console, name: str, total: int, done: int,
+                 labels: Mapping[str, str] | None = None,
+                 describe: Callable[[str], str | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.console = console
         self.total = total
-        self.running: dict[str, str] = {}
+        self.done_before = done  # trials finished in earlier runs: they do not time this one
+        self.finished_now = 0
+        self.labels = dict(labels or {})
+        self.describe = describe
+        self.running: dict[str, _Running] = {}
+        self.clock = clock
+        self.start = clock()
         self.progress = Progress(
-            TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console,
+            TextColumn("{task.description}", markup=False, style="bold"), BarColumn(),
+            TextColumn("{task.fields[count]}", markup=False), TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}", markup=False), console=console, get_time=clock,
         )
-        self.task = self.progress.add_task(name, total=total, completed=done)
+        self.task = self.progress.add_task(name, total=total, completed=done, count=f"{done}/{total}", eta="")
         self.live = Live(self._render(), console=console, refresh_per_second=2) if console.is_terminal else None
 
     def __enter__(self) -> "StudyView":
@@ -34,70 +112,186 @@ class StudyView:
         if self.live is not None:
             self.live.__exit__(*exc)
 
+    def label(self, trial_id: str) -> str:
+        """The trial's label, or its id when none is known."""
+        if trial_id not in self.labels and self.describe is not None:
+            found = self.describe(trial_id)
+            if found:
+                self.labels[trial_id] = found
+        return self.labels.get(trial_id) or trial_id
+
+    def started(self, trial_id: str, label: str | None = None) -> None:
+        """A trial began (or resumed)."""
+        if label:
+            self.labels[trial_id] = label
+        self.running[trial_id] = _Running(self.label(trial_id))
+        self._show(f"{self.label(trial_id)}: started")
+
+    def epoch(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """A trial ended an epoch: `result` holds `epoch` (1-based), `epochs`, `val_acc`."""
+        trial = self._trial(trial_id)
+        epoch, epochs = result.get("epoch"), result.get("epochs")
+        trial.text = f"epoch {epoch}/{epochs}, val acc {_fraction(result.get('val_acc'))}"
+        if _number(epoch) and _number(epochs) and epochs:
+            trial.fraction = min(float(epoch) / float(epochs), 1.0)
+        self._show(f"{trial.label}: {trial.text}")
+
+    def batch(self, trial_id: str, *, epoch: int, epochs: int, batch: int, batches: int,
+              images_per_s: float | None = None) -> None:
+        """Progress inside an epoch: `batch` of `batches` done in epoch `epoch` (1-based) of `epochs`."""
+        trial = self._trial(trial_id)
+        speed = f", {images_per_s:,.0f} img/s" if _number(images_per_s) else ""
+        trial.text = f"epoch {epoch}/{epochs}, batch {batch}/{batches}{speed}"
+        if epochs and batches:
+            trial.fraction = min((epoch - 1 + batch / batches) / epochs, 1.0)
+        now = self.clock()
+        if now - trial.last_line < (BATCH_LINE_INTERVAL if self.live is None else BATCH_REDRAW_INTERVAL):
+            return  # a log gets a batch line now and then, a terminal a redraw, not one per batch
+        trial.last_line = now
+        self._show(f"{trial.label}: {trial.text}")
+
+    def finished(self, trial_id: str, row: Mapping[str, Any] | None) -> None:
+        """A trial ended; its row (None if unknown) says how. Its line stays on screen."""
+        self.running.pop(trial_id, None)
+        self.finished_now += 1
+        self._refresh_bar()
+        self._print(f"{self.label(trial_id)}: {_outcome(row)} [{self.finished_count}/{self.total}]")
+        self._show(None)
+
+    @property
+    def finished_count(self) -> int:
+        """Trials finished, in this run and earlier ones."""
+        return self.done_before + self.finished_now
+
+    def eta(self) -> float | None:
+        """Seconds left at this run's pace so far (finished trials plus the running ones' progress)."""
+        units = self.finished_now + sum(t.fraction for t in self.running.values())
+        elapsed = self.clock() - self.start
+        if units <= 0 or elapsed <= 0:
+            return None
+        remaining = max(self.total - self.finished_count - sum(t.fraction for t in self.running.values()), 0.0)
+        return remaining * elapsed / units
+
+    def _trial(self, trial_id: str) -> _Running:
+        """The running entry of a trial, created if the runner skipped `started`."""
+        if trial_id not in self.running:
+            self.running[trial_id] = _Running(self.label(trial_id))
+        return self.running[trial_id]
+
+    def _refresh_bar(self) -> None:
+        eta = self.eta()
+        running = sum(t.fraction for t in self.running.values())  # the bar moves inside trials too
+        self.progress.update(self.task, completed=self.finished_count + running,
+                             count=f"{self.finished_count}/{self.total}",
+                             eta="" if eta is None else f"ETA {_duration(eta)}")
+
     def _render(self) -> Group:
         lines = Table.grid(padding=(0, 2))
-        for trial_id, text in self.running.items():
-            lines.add_row(f"  {trial_id}", text)
+        for trial in self.running.values():
+            lines.add_row(Text(f"  {trial.label}"), Text(trial.text))
         return Group(self.progress, lines)
 
-    def _update(self, line: str | None = None) -> None:
+    def _show(self, line: str | None) -> None:
+        """Redraw the live display, or print a timestamped line when there is no terminal."""
+        self._refresh_bar()
         if self.live is not None:
             self.live.update(self._render())
         elif line:
-            self.console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False)
+            self._print(line)
 
-    def started(self, trial_id: str) -> None:
-        """A trial began (or resumed)."""
-        self.running[trial_id] = "starting"
-        self._update(f"{trial_id}: started")
-
-    def epoch(self, trial_id: str, result: dict[str, Any]) -> None:
-        """A trial reported an epoch."""
-        text = f"epoch {result.get('epoch')}/{result.get('epochs')}  val acc {_pct(result.get('val_acc'))}"
-        self.running[trial_id] = text
-        self._update(f"{trial_id}: {text}")
-
-    def finished(self, trial_id: str, row: dict[str, Any] | None) -> None:
-        """A trial ended; its row (None if unknown) says how."""
-        self.running.pop(trial_id, None)
-        self.progress.advance(self.task)
-        status = (row or {}).get("status", "ended")
-        detail = f"test acc {_pct(row.get('test_acc'))}" if row and status == "completed" else (row or {}).get("error") or ""
-        done = int(self.progress.tasks[0].completed)
-        self._update(f"{trial_id}: {status} {detail} [{done}/{self.total}]")
+    def _print(self, line: str) -> None:
+        """A permanent line (above the live display on a terminal), never parsed as markup."""
+        stamp = "" if self.live is not None else f"{time.strftime('%H:%M:%S')} "
+        eta = self.eta()
+        pending = self.live is None and eta is not None and self.finished_count < self.total
+        suffix = f" ETA {_duration(eta)}" if pending else ""
+        self.console.print(Text(f"{stamp}{line}{suffix}"), soft_wrap=True)
 
 
-def _pct(value: Any) -> str:
-    """A fraction as a percentage, or '-'."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{100 * float(value):.2f}%"
+def _outcome(row: Mapping[str, Any] | None) -> str:
+    """`completed, test acc 0.9312, best val acc 0.9350` or `failed: <the error's last line>`."""
+    if not row:
+        return "ended (no result recorded)"
+    status = row.get("status") or "ended"
+    if status == "completed":
+        return (f"completed, test acc {_fraction(row.get('test_acc'))}, "
+                f"best val acc {_fraction(row.get('best_val_acc'))}")
+    error = str(row.get("error") or "").strip()
+    return f"{status}: {error.splitlines()[-1]}" if error else status
 
 
-def summary_table(trials, group_by: list[str], title: str) -> Table:
-    """Mean +- std of test accuracy over seeds per group, with params and trial counts."""
-    table = Table(title=title)
-    for key in group_by:
-        table.add_column(key)
-    for col in ("trials", "test acc (mean ± std)", "params", "failed"):
-        table.add_column(col, justify="right")
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fraction(value: Any) -> str:
+    """A metric fraction (accuracy, error) with 4 decimals, as stored; '-' when unknown."""
+    return f"{float(value):.4f}" if _number(value) else "-"
+
+
+def _duration(seconds: float) -> str:
+    """`45s`, `12m05s`, `3h02m`."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def summary_table(trials, group_by: list[str], title: str, metric: str = "test_acc") -> Table:
+    """Per configuration: trials, mean `metric` (a fraction) with its 95% t interval, params, failures.
+
+    Rows group by `group_by` plus any factor that still varies inside those groups (an Optuna
+    search's depth and growth), so trials of different configurations are never pooled. The
+    interval is the report's (connectome.analysis.summarize), over seeds.
+    """
+    table = Table(title=Text(title))
     if trials is None or len(trials) == 0:
-        return table
-    keys = [k for k in group_by if k in trials.columns]
-    frame = trials.copy()
-    for key in keys:
-        frame[key] = frame[key].astype(str)
+        return _summary_columns(table, group_by, metric)
+    from connectome.analysis.stats import summarize
+
+    keys = _summary_keys(trials, group_by)
+    _summary_columns(table, keys, metric)
+    frame = trials.astype({k: str for k in keys})
+    ok = frame[frame["status"] == "completed"] if "status" in frame else frame
+    stats = _group_stats(ok, keys, metric, summarize)
     for values, group in frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]:
         values = values if isinstance(values, tuple) else (values,)
-        ok = group[group["status"] == "completed"] if "status" in group else group
-        acc = ok["test_acc"].astype(float) if "test_acc" in ok else None
-        mean = acc.mean() if acc is not None and len(acc) else float("nan")
-        std = acc.std(ddof=1) if acc is not None and len(acc) > 1 else 0.0
-        params = ok["params"].astype(float).mean() if "params" in ok and len(ok) else float("nan")
-        table.add_row(
-            *map(str, values), str(len(group)),
-            "-" if math.isnan(mean) else f"{100 * mean:.2f} ± {100 * std:.2f}",
-            "-" if math.isnan(params) else f"{params:,.0f}",
-            str(len(group) - len(ok)),
-        )
+        done = group[group["status"] == "completed"] if "status" in group else group
+        mean, low, high = stats.get(values, (math.nan,) * 3)
+        params = done["params"].astype(float).mean() if "params" in done and len(done) else math.nan
+        interval = "-" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
+        table.add_row(*(Text(v) for v in values), str(len(group)), _fraction(mean), interval,
+                      "-" if math.isnan(params) else f"{params:,.0f}", str(len(group) - len(done)))
     return table
+
+
+def _summary_keys(trials, group_by: list[str]) -> list[str]:
+    """`group_by` (those present) plus the factors that vary within its groups."""
+    from connectome.analysis.results import factor_columns
+
+    keys = [k for k in group_by if k in trials.columns]
+    factors = [c for c in factor_columns(trials) if c not in keys]
+    if not keys or not factors:
+        return keys + factors
+    frame = trials.astype({c: str for c in [*keys, *factors]})
+    varying = frame.groupby(keys, dropna=False)[factors].nunique(dropna=False).gt(1).any()
+    return keys + [c for c in factors if varying[c]]
+
+
+def _summary_columns(table: Table, keys: list[str], metric: str) -> Table:
+    for key in keys:
+        table.add_column(Text(key))
+    for col in ("trials", f"{metric} mean", "95% CI", "params", "not completed"):
+        table.add_column(Text(col), justify="right", no_wrap=col == "95% CI")
+    return table
+
+
+def _group_stats(ok, keys: list[str], metric: str, summarize) -> dict[tuple, tuple[float, float, float]]:
+    """(mean, ci_low, ci_high) of the metric per group of completed trials."""
+    if metric not in ok or ok.empty:
+        return {}
+    data = ok.assign(**{metric: ok[metric].astype(float)})
+    out = summarize(data, by=keys, metric=metric)
+    return {tuple(r[k] for k in keys): (r["mean"], r["ci_low"], r["ci_high"]) for _, r in out.iterrows()}

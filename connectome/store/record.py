@@ -23,18 +23,29 @@ FINAL_STATUSES = frozenset({"completed", "diverged"})
 RESOURCE_KEYS = {"train": ("threads", "device", "compile", "eval_batch_size"), "data": ("root", "download")}
 RESOURCE_COLUMNS = frozenset(f"{section}.{key}" for section, keys in RESOURCE_KEYS.items() for key in keys)
 
-IDENTITY_COLUMNS = ("trial_id", "study", "seed", "status", "error", "attempts")
+# The record column holding multiply-adds per image (MACs).
+MACS = "flops"
+# Column groups, in the record's documented order: config (identity, the arch fields with
+# `pattern` first, `data.*`, `train.*` in their models' field order, then `seed`), metrics
+# (what the trial measured, starting with its status), provenance (what produced it, where
+# and how fast, including the resource settings), then anything else in its own order.
+IDENTITY_COLUMNS = ("trial_id", "study")
 METRIC_COLUMNS = (
-    "params", "flops", "activations", "test_acc", "test_error", "test_loss", "test_error_at_best_val", "best_val_acc",
-    "best_val_epoch", "final_val_acc", "final_train_loss", "epochs_completed", "stopped_early",
-    "train_time_s", "wall_time_s",
+    "status", "error", "params", MACS, "activations", "test_acc", "test_error", "test_loss", "test_error_at_best_val",
+    "best_val_acc", "best_val_epoch", "final_val_acc", "final_train_loss", "epochs_completed",
+    "stopped_early", "attempts",
 )
 PROVENANCE_COLUMNS = (
-    "graph_hash", "device", "threads", "torch_version", "connectome_version", "hostname",
+    "graph_hash", "wall_time_s", "train_time_s", "device", "threads", "torch_version",
+    "connectome_version", "hostname",
 )
+COLUMN_GROUPS = ("config", "metrics", "provenance", "other")
+# Metrics that are fractions of a test/validation set: stored and shown in [0, 1].
+FRACTION_METRICS = frozenset({"test_acc", "test_error", "best_val_acc", "final_val_acc", "train_acc", "val_acc"})
 # Columns that are outcomes or bookkeeping, never experimental factors.
-OUTCOME_COLUMNS = frozenset(IDENTITY_COLUMNS + METRIC_COLUMNS + PROVENANCE_COLUMNS)
-ARCH_COLUMNS = frozenset(f for f in ArchConfig.model_fields if f != "preset") | {"preset"}
+OUTCOME_COLUMNS = frozenset({*IDENTITY_COLUMNS, "seed", *METRIC_COLUMNS, *PROVENANCE_COLUMNS})
+ARCH_FIELDS = tuple(ArchConfig.model_fields)
+ARCH_COLUMNS = frozenset(ARCH_FIELDS)
 # Prefixes of configuration columns: sections of the trial config and nested arch options.
 CONFIG_PREFIXES = ("train.", "data.", "pattern_options.")
 
@@ -99,22 +110,42 @@ def factor_columns(df: Any, varying: bool = True) -> list[str]:
     return cols
 
 
-def column_group(column: str) -> int:
-    """0 identity, 1 config, 2 metrics, 3 other measurements, 4 provenance."""
-    if column in IDENTITY_COLUMNS:
-        return 0
-    if column in PROVENANCE_COLUMNS:
-        return 4
+def column_group(column: str) -> str:
+    """`config`, `metrics`, `provenance` or `other`: where a record column belongs."""
+    if column in IDENTITY_COLUMNS or column == "seed" or is_factor(column):
+        return "config"
     if column in METRIC_COLUMNS:
-        return 2
-    if column in ARCH_COLUMNS or column.startswith(CONFIG_PREFIXES):
-        return 1
-    return 3
+        return "metrics"
+    return "provenance" if column in PROVENANCE_COLUMNS or column in RESOURCE_COLUMNS else "other"
 
 
 def order_columns(columns: Iterable[str]) -> list[str]:
-    """Columns in the documented order: identity, config, metrics, other measurements, provenance."""
-    rank = {c: i for i, c in enumerate(IDENTITY_COLUMNS + METRIC_COLUMNS + PROVENANCE_COLUMNS)}
-    cols = list(dict.fromkeys(columns))
-    position = {c: i for i, c in enumerate(cols)}
-    return sorted(cols, key=lambda c: (column_group(c), rank.get(c, len(rank)), position[c]))
+    """Record columns in the documented order (see COLUMN_GROUPS); unknown ones keep their order last."""
+    columns = list(dict.fromkeys(columns))
+    groups = {group: [c for c in columns if column_group(c) == group] for group in COLUMN_GROUPS}
+    known = {c: i for i, c in enumerate((*IDENTITY_COLUMNS, *METRIC_COLUMNS, *PROVENANCE_COLUMNS))}
+    ranks = _config_fields()
+    config = sorted(groups["config"], key=lambda c: _config_rank(c, ranks))
+    metrics = sorted(groups["metrics"], key=known.__getitem__)
+    provenance = sorted(groups["provenance"], key=lambda c: (c not in known, known.get(c, 0), c))
+    return [*config, *metrics, *provenance, *groups["other"]]
+
+
+def _config_fields() -> dict[str, list[str]]:
+    """Field order of each config section (imported here: the training package loads torch)."""
+    from connectome.training.config import DataConfig, TrainConfig
+
+    return {"": ["pattern", *ARCH_FIELDS], "data": list(DataConfig.model_fields),
+            "train": list(TrainConfig.model_fields), "pattern_options": []}
+
+
+def _config_rank(column: str, fields: dict[str, list[str]]) -> tuple[int, int, str]:
+    """Sort key of a config column: identity, arch, pattern options, data, train, seed."""
+    if column in IDENTITY_COLUMNS:
+        return 0, IDENTITY_COLUMNS.index(column), column
+    if column == "seed":
+        return 9, 0, column
+    section, _, rest = column.partition(".") if column.startswith(CONFIG_PREFIXES) else ("", "", column)
+    head = rest.split(".")[0]
+    position = fields[section].index(head) if head in fields[section] else len(fields[section])
+    return {"": 1, "pattern_options": 2, "data": 3, "train": 4}[section], position, column

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from connectome.store.record import RESOURCE_KEYS, flatten
 
-# Study keys that do not change what any trial computes.
-NON_DEFINITION_KEYS = ("source", "description", "output", "resources", "retries", "name")
+# Study keys that do not change what any trial computes (`limits` only bounds what may be planned).
+NON_DEFINITION_KEYS = ("source", "description", "output", "resources", "retries", "name", "limits")
 
 
 def definition(resolved: dict[str, Any]) -> dict[str, Any]:

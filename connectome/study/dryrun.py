@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from connectome.console import make_console
 from connectome.study.schema import GridSearch, Study
@@ -49,8 +51,8 @@ def grid_table(study: Study) -> Table:
         table.add_column(col, justify="right" if col in ("params", "MFLOPs", "seed") else "left")
     for t in trials:
         values = [str(t.assignment.get(k, "")) for k in keys] + ([str(t.config.arch.growth)] if matched else [])
-        table.add_row(t.trial_id, *values, str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
-                      f"rejected: {t.rejected}" if t.rejected else "run")
+        table.add_row(*_plain(t.trial_id, *values), str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
+                      Text(f"rejected: {t.rejected}" if t.rejected else "run"))
     return table
 
 
@@ -63,7 +65,7 @@ def space_table(study: Study) -> Table:
     table.add_column("values")
     for key, spec in study.space.items():
         values = spec.choices if spec.choices is not None else f"{spec.low} .. {spec.high}" + (" (log)" if spec.log else "")
-        table.add_row(key, str(values))
+        table.add_row(*_plain(key, values))
     limits = study.constraints
     if limits.max_params or limits.max_flops or study.budget:
         table.caption = f"constraints: {limits.model_dump(exclude_none=True)}; budget: {study.budget}"
@@ -88,10 +90,10 @@ def candidates_table(study: Study, n: int = 8) -> Table:
         try:
             t = make_trial(study, assignment, study.search.seed)
         except ConnectomeError as err:
-            table.add_row("-", *map(str, assignment.values()), "-", "-", f"invalid: {err}")
+            table.add_row("-", *_plain(*assignment.values()), "-", "-", Text(f"invalid: {err}"))
             continue
-        table.add_row(t.trial_id, *map(str, assignment.values()), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
-                      f"rejected: {t.rejected}" if t.rejected else "run")
+        table.add_row(*_plain(t.trial_id, *assignment.values()), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
+                      Text(f"rejected: {t.rejected}" if t.rejected else "run"))
     return table
 
 
@@ -120,3 +122,8 @@ def trial_json(trial: Trial) -> dict[str, Any]:
         "params": trial.params, "macs": trial.flops, "status": "rejected" if trial.rejected else "run",
         "rejected": trial.rejected,
     }
+
+
+def _plain(*values: object) -> list[Text]:
+    """Table cells from user values: Text, so brackets in them are never parsed as markup."""
+    return [Text(str(v)) for v in values]

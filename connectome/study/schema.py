@@ -17,15 +17,23 @@ from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
 from connectome.overrides import apply_overrides, read_yaml_mapping
 from connectome.plugins import is_file_plugin, load_plugins
+from connectome.study.limits import Limits, check_limits
 from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
 from connectome.training.device import resource_problem
 
-# Metrics a study can optimise: keys of the trial record.
+# Metrics a study can optimise: keys of the trial record. Test metrics are not among them:
+# selecting on the test set and reporting it biases the reported numbers upward.
 OBJECTIVE_METRICS = (
-    "test_acc", "test_error", "test_loss", "best_val_acc", "final_val_acc",
-    "params", "flops", "wall_time_s", "train_time_s",
+    "best_val_acc", "final_val_acc", "params", "flops", "wall_time_s", "train_time_s",
 )
+VALIDATION_METRICS = ("best_val_acc", "final_val_acc")
+# A test metric a study might ask for -> the validation objective that replaces it.
+TEST_METRIC_INSTEAD = {
+    "test_acc": "best_val_acc (mode: max) or final_val_acc",
+    "test_error": "best_val_acc (mode: max; error = 1 - accuracy) or final_val_acc",
+    "test_loss": "best_val_acc (mode: max) or final_val_acc; no validation loss is recorded",
+}
 
 
 class _Frozen(BaseModel):
@@ -79,6 +87,15 @@ class Objective(_Frozen):
 
     metric: Literal[OBJECTIVE_METRICS]  # type: ignore[valid-type]
     mode: Literal["max", "min"]
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _not_a_test_metric(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("test_"):
+            instead = TEST_METRIC_INSTEAD.get(v, "best_val_acc (mode: max) or final_val_acc")
+            raise ValueError(f"{v!r} is a test metric: it is reported, never optimised; "
+                             f"optimise {instead} instead")
+        return v
 
 
 class OptunaSearchConfig(_Frozen):
@@ -153,6 +170,8 @@ class Study(_Frozen):
     # Modules that register custom patterns, imported by the CLI and by every Ray worker: module
     # names (importable on every node) or paths to .py files (relative to the study file's folder).
     plugins: list[str] = Field(default_factory=list)
+    # Size bounds checked before planning (see connectome/study/limits.py); raise one to go beyond.
+    limits: Limits = Field(default_factory=Limits)
     # Where the file came from (set by load_study, not by the file).
     source: str | None = None
 
@@ -177,6 +196,20 @@ class Study(_Frozen):
         elif isinstance(self.search.space, dict):
             for key in self.search.space:
                 check_trial_key(key, f"search.space.{key}")
+        return self
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> "Study":
+        check_limits(self)
+        return self
+
+    @model_validator(mode="after")
+    def _validation_split_for_objectives(self) -> "Study":
+        if isinstance(self.search, OptunaSearchConfig) and self.data.val_size == 0:
+            used = [o.metric for o in self.search.objectives if o.metric in VALIDATION_METRICS]
+            if used:
+                raise ValueError(f"search.objectives: {used[0]} needs a validation split, "
+                                 "but data.val_size is 0; hold out images (e.g. data.val_size: 5000)")
         return self
 
     @model_validator(mode="after")
@@ -258,17 +291,30 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 def format_validation_error(err: ValidationError, path: Path, prefix: str = "") -> str:
     """One line per problem: file, key path, what is wrong and what is allowed."""
     lines = []
-    for item in err.errors():
-        loc = [str(p) for p in item["loc"]]
-        key = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
+    errors = err.errors()
+    for item in errors:
+        if _other_union_branch_failed(item, errors):
+            continue
+        # pydantic names union branches in the location (e.g. `dict[str,...]`); the user never wrote them
+        loc = [str(p) for p in item["loc"] if not (isinstance(p, str) and "[" in p)]
+        key = ".".join(([prefix] if prefix else []) + loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             allowed = allowed_keys(item["loc"][:-1])
             message = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"{key}: {message}")
+        # whole-study checks (limits, search keys) name their own keys
+        lines.append(f"{key}: {message}" if key else message)
     return f"{path}: " + "; ".join(lines)
+
+
+def _other_union_branch_failed(item: dict, errors: list[dict]) -> bool:
+    """True for `x.str: should be a string` when x's other branch (a mapping) has a deeper error."""
+    loc = item["loc"]
+    if not loc or loc[-1] not in ("str", "int", "float", "bool"):
+        return False
+    return any(len(e["loc"]) > len(loc) and e["loc"][:len(loc) - 1] == loc[:-1] for e in errors)
 
 
 def allowed_keys(loc: tuple) -> list[str]:

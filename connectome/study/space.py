@@ -38,7 +38,21 @@ class ParamSpec(BaseModel):
                 raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
             if self.log and self.low <= 0:
                 raise ValueError("a log range needs low > 0")
+            self._check_step()
         return self
+
+    def _check_step(self) -> None:
+        """A step is positive, an integer on an int range, and never combined with `log`."""
+        if self.step is None:
+            return
+        if self.log:
+            raise ValueError("`log` and `step` cannot be combined (a log range is sampled "
+                             "continuously); drop one of them")
+        if self.step <= 0:
+            raise ValueError(f"step must be > 0, got {self.step}")
+        if self.is_int and not (isinstance(self.step, int) and not isinstance(self.step, bool)):
+            raise ValueError(f"an integer range ({self.low} .. {self.high}) needs an integer step, "
+                             f"got {self.step}; write low/high as floats for a float range")
 
     @property
     def is_int(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.store.record import config_hash
+from connectome.study.limits import rejected_by_limits
 from connectome.study.schema import GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
 from connectome.training.datasets import data_shape as dataset_shape
@@ -97,7 +98,10 @@ def make_trial(study: Study, assignment: dict[str, Any], seed: int) -> Trial:
 
 
 def rejected_by(study: Study, params: int | None, flops: int | None) -> str | None:
-    """Why a candidate breaks the study's constraints, or None."""
+    """Why a candidate breaks the study's constraints or size limits, or None."""
+    over = rejected_by_limits(study.limits, params)
+    if over:
+        return over
     limits = study.constraints
     if limits.max_params and params is not None and params > limits.max_params:
         return f"{params:,} params > max_params {limits.max_params:,}"

@@ -71,8 +71,10 @@ def _idx_array(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         data = f.read()
-    ndim = data[3]
+    ndim = data[3] if len(data) > 3 else 0
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if data[:3] != b"\x00\x00\x08" or not ndim or len(data) != 4 + 4 * ndim + int(np.prod(shape, dtype=object)):
+        raise DatasetError(f"{path} is not an idx file of uint8 (its header does not match its size)")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -93,9 +95,58 @@ def _read_idx(directory: Path, cfg: DataConfig) -> RawData:
     return RawData(train_x, train_y, test_x, test_y, classes=10)
 
 
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """`_codecs.encode` as Python 3 pickles bytes at protocol 2, limited to latin-1."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    return text.encode("latin1")
+
+
+# The only globals a CIFAR batch refers to: numpy's array reconstruction (under its numpy 1 and
+# numpy 2 module names) and bytes. Anything else (os.system, builtins.eval, ...) is refused, so a
+# crafted file in ./data cannot run code.
+try:  # numpy 2 moved numpy.core to numpy._core
+    from numpy._core.multiarray import _reconstruct
+    from numpy._core.numeric import _frombuffer
+except ImportError:  # numpy 1
+    from numpy.core.multiarray import _reconstruct
+    from numpy.core.numeric import _frombuffer
+
+_PICKLE_GLOBALS: dict[tuple[str, str], object] = {
+    **{(module, "_reconstruct"): _reconstruct for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(module, "_frombuffer"): _frombuffer for module in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, strings, numbers and numpy arrays, and nothing else."""
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return _PICKLE_GLOBALS[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refers to {module}.{name}, which a dataset file never needs") from None
+
+
+def _unpickle(path: Path, label_key: str) -> dict:
+    """A CIFAR python batch, read without running code from the file; DatasetError if it is not one."""
+    try:
+        with open(path, "rb") as f:
+            batch = _DataUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise DatasetError(f"{path} is not a CIFAR python batch: {err}") from None
+    if isinstance(batch, dict):  # Python 3 writers key by bytes; the original files decode to str
+        batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data = batch.get("data") if isinstance(batch, dict) else None
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32 and isinstance(batch.get(label_key), list)
+            and len(batch[label_key]) == len(data)):
+        raise DatasetError(f"{path} is not a CIFAR python batch: expected a dict with uint8 `data` "
+                           f"of shape (N, 3072) and a list of N `{label_key}`")
+    return batch
 
 
 def _cifar_arrays(batches: list[dict], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,25 +157,29 @@ def _cifar_arrays(batches: list[dict], label_key: str) -> tuple[torch.Tensor, to
 
 def _read_cifar10(directory: Path, cfg: DataConfig) -> RawData:
     """CIFAR-10 python batches (as torchvision downloads them)."""
-    train = [_unpickle(directory / f"data_batch_{i}") for i in range(1, 6)]
+    train = [_unpickle(directory / f"data_batch_{i}", "labels") for i in range(1, 6)]
     train_x, train_y = _cifar_arrays(train, "labels")
-    test_x, test_y = _cifar_arrays([_unpickle(directory / "test_batch")], "labels")
+    test_x, test_y = _cifar_arrays([_unpickle(directory / "test_batch", "labels")], "labels")
     return RawData(train_x, train_y, test_x, test_y, classes=10)
 
 
 def _read_cifar100(directory: Path, cfg: DataConfig) -> RawData:
     """CIFAR-100 python files, fine labels."""
-    train_x, train_y = _cifar_arrays([_unpickle(directory / "train")], "fine_labels")
-    test_x, test_y = _cifar_arrays([_unpickle(directory / "test")], "fine_labels")
+    train_x, train_y = _cifar_arrays([_unpickle(directory / "train", "fine_labels")], "fine_labels")
+    test_x, test_y = _cifar_arrays([_unpickle(directory / "test", "fine_labels")], "fine_labels")
     return RawData(train_x, train_y, test_x, test_y, classes=100)
 
 
 def _svhn_part(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from scipy.io import loadmat
 
-    mat = loadmat(path)
-    x = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (32, 32, 3, N) -> (N, 3, 32, 32)
-    y = mat["y"].astype(np.int64).ravel() % 10  # the files label digit 0 as 10
+    try:  # loadmat builds arrays only (no code), but a wrong file must still be one line
+        mat = loadmat(path)
+        x = np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))  # (32, 32, 3, N) -> (N, 3, 32, 32)
+        y = mat["y"].astype(np.int64).ravel() % 10  # the files label digit 0 as 10
+    except (KeyError, ValueError, TypeError, IndexError, OSError, NotImplementedError) as err:
+        raise DatasetError(f"{path} is not an SVHN .mat file with X (32, 32, 3, N) and y: "
+                           f"{type(err).__name__}: {err}") from None
     return torch.from_numpy(x), torch.from_numpy(y)
 
 

@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PolyCollection
 
-from connectome.analysis import (load, pareto, plot_error_vs_params, plot_pareto,
+from scipy import stats
+
+from connectome.analysis import (load, pareto_configs, plot_error_vs_params, plot_pareto,
                                  plot_training_curves, save_figure)
 
 
@@ -39,7 +41,9 @@ def test_training_curves_mean_and_band_over_seeds(results_dir):
     bands = [c for c in acc_ax.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 2
     top = bands[0].get_paths()[0].vertices[:, 1].max()
-    assert top == pytest.approx((dense.mean() + dense.std()).max())
+    half = stats.t.ppf(0.975, dense.count() - 1) * dense.std() / np.sqrt(dense.count())
+    assert top == pytest.approx(min((dense.mean() + half).max(), 1.0))  # 95% t interval, not ±1 s.d.
+    assert "95% t interval" in fig.texts[0].get_text()
 
 
 def test_training_curves_label_several_grouping_columns(results_dir):
@@ -50,16 +54,44 @@ def test_training_curves_label_several_grouping_columns(results_dir):
     assert labels[0] == "dense, growth=4 (2 seeds)" and len(labels) == 4
 
 
-def test_pareto_figure_marks_exactly_the_front(completed):
+def test_pareto_figure_marks_exactly_the_front_of_configurations(completed):
     fig = plot_pareto(completed)
     ax = fig.axes[0]
-    front = pareto(completed)
-    step = ax.lines[0]
-    np.testing.assert_allclose(step.get_xdata(), front["params"])
-    np.testing.assert_allclose(step.get_ydata(), front["test_error"])
+    front = pareto_configs(completed)
+    step = ax.lines[-1]
+    np.testing.assert_allclose(np.asarray(step.get_xdata(), dtype=float), front["params"])
+    np.testing.assert_allclose(np.asarray(step.get_ydata(), dtype=float), front["test_error"])
     circles = ax.collections[-1]
     assert len(circles.get_offsets()) == len(front)
-    assert f"Pareto front ({len(front)})" in [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"Pareto front ({len(front)} configurations)" in legend
+
+
+def test_pareto_figure_ignores_a_lucky_seed():
+    df = pd.DataFrame({"pattern": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "params": [100] * 4,
+                       "test_error": [0.20, 0.22, 0.35, 0.10]})
+    step = plot_pareto(df).axes[0].lines[-1]
+    assert np.asarray(step.get_ydata(), dtype=float).tolist() == pytest.approx([0.21])
+
+
+def test_error_vs_size_intervals_are_t_intervals_inside_zero_one():
+    # two seeds far apart: the t interval (±12.7 s/sqrt 2) leaves [0, 1] and must be cut there
+    df = pd.DataFrame({"pattern": ["dense"] * 2 + ["partial"] * 3, "seed": [0, 1, 0, 1, 2],
+                       "params": [1000, 1000, 800, 800, 800], "test_error": [0.2, 0.8, 0.45, 0.5, 0.55]})
+    ax = plot_error_vs_params(df).axes[0]
+    bars = ax.containers[0].lines[2][0].get_segments()[0]  # dense's vertical bar
+    assert bars[:, 1].min() == 0.0 and bars[:, 1].max() == 1.0
+    partial = ax.containers[1].lines[2][0].get_segments()[0][:, 1]
+    half = stats.t.ppf(0.975, 2) * np.std([0.45, 0.5, 0.55], ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(sorted(partial), [0.5 - half, 0.5 + half])
+
+
+def test_error_vs_size_draws_curves_only_when_size_varies(completed):
+    curves = plot_error_vs_params(completed).axes[0]  # growth 4 and 8 within each pattern
+    assert all(c.lines[0].get_linestyle() == "-" for c in curves.containers)
+    one_size = completed[completed["growth"] == 8]
+    dots = plot_error_vs_params(one_size).axes[0]
+    assert all(c.lines[0].get_linestyle() == "None" for c in dots.containers)
 
 
 def test_size_axis_goes_logarithmic_over_wide_ranges():

@@ -1,4 +1,5 @@
 """write_report end to end on a fake results directory, and on the real smoke study (slow)."""
+import json
 import re
 import subprocess
 import sys
@@ -8,11 +9,11 @@ import optuna
 import pytest
 import torch
 
-from connectome.analysis import load, load_optuna, load_trial_model, write_report
+from connectome.analysis import MACS, load, load_optuna, load_trial_model, write_report
 from connectome.store.layout import StudyDir
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ("error_vs_params", "error_vs_flops", "training_curves", "pareto_params", "source_usage_dense",
+FIGURES = ("error_vs_params", f"error_vs_{MACS}", "training_curves", "pareto_params", "source_usage_dense",
            "feature_usage_dense", "source_usage_partial", "feature_usage_partial")
 
 
@@ -42,7 +43,7 @@ def test_report_of_a_partly_failed_running_study(results_dir):
     text = report.read_text()
     assert "12 trials: 9 completed, 1 diverged, 1 failed, 1 missing" in text
     assert "RuntimeError: CUDA out of memory" in text  # the failed trial's last error line
-    assert "dense-g8-s2" in text  # the trial with no result yet is named
+    assert "`dense-g8-s2`" in text  # the trial with no result yet is named
     # dense - partial is exactly -0.03 on every complete pair; one pair lacks its dense twin
     row = next(line for line in text.splitlines() if line.startswith("| pattern | dense | partial"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -51,6 +52,14 @@ def test_report_of_a_partly_failed_running_study(results_dir):
     check_figures(results_dir / "figures", FIGURES)
     for link in re.findall(r"\]\((figures/[^)]+)\)", text):
         assert (results_dir / link).exists()
+
+
+def test_missing_trials_are_named_by_what_they_are(results_dir):
+    (results_dir / "trials" / "dense-g8-s2" / "config.json").write_text(json.dumps(
+        {"trial_id": "dense-g8-s2", "assignment": {"pattern": "dense", "growth": 8}, "config": {"seed": 2}}))
+    text = write_report(results_dir).read_text()
+    assert "1 trial(s) have no result yet (queued, running or interrupted): dense, growth=8, seed 2 " \
+           "(`dense-g8-s2`)." in text
 
 
 def test_html_report_is_self_contained(results_dir):
@@ -68,6 +77,54 @@ def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path
     assert "`best_val_acc` over completed trials" in (out / "report.md").read_text()
 
 
+def test_captions_name_trials_and_intervals_not_hashes(results_dir):
+    text = write_report(results_dir).read_text()
+    captions = [line for line in text.splitlines() if line.startswith("*") and "(arXiv 1608.06993 v1, Fig" in line]
+    assert len(captions) == 7  # error vs params, vs MACs, training curves, two heatmaps, two whole-network maps
+    assert not any(re.search(r"(dense|partial)-g\d-s\d", c) for c in captions)  # no trial ids
+    assert all("s.d." not in c for c in captions)
+    usage = next(c for c in captions if c.startswith("*Source usage of dense"))
+    assert "Source usage of dense, growth=8, seed 0 (arXiv 1608.06993 v1, Fig. 4)" in usage  # pattern, factors, seed
+    assert "residual" not in usage  # no layer of this network sums its inputs
+    size = next(c for c in captions if "vs params" in c)
+    assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 1]" in size
+
+
+def test_captions_of_single_trial_configurations_claim_no_interval(results_dir):
+    add_optuna_study(results_dir, f"sqlite:///{results_dir / 'optuna.db'}")
+    text = write_report(results_dir).read_text()
+    caption = next(line for line in text.splitlines() if line.startswith("*Optuna study fake:"))
+    # the Optuna frame has the trials' factors (pattern, growth) and seed: seeds are pooled
+    assert "bars: 95% t interval" in caption
+    single = load(results_dir).completed().query("seed == 0")
+    from connectome.analysis.report import _marks_note
+    assert _marks_note(single, "test_error") == "one trial per configuration, so no interval"
+
+
+def test_report_intervals_stay_inside_the_metric_range(results_dir):
+    sd = StudyDir(results_dir)
+    entries = list(sd.journal_entries())
+    for entry in entries:  # two far-apart seeds: the raw t interval leaves [0, 1]
+        errors = {"dense-g4-s0": 0.05, "dense-g4-s1": 0.95}
+        if entry["row"]["trial_id"] in errors:
+            entry["row"]["test_error"] = errors[entry["row"]["trial_id"]]
+    sd.journal.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    for stale in (sd.trials_parquet, sd.epochs_parquet, sd.compacted_file):
+        stale.unlink()
+    text = write_report(results_dir).read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| dense | 4 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:8] == ["–", "2", "0.5", "0.6364", "0", "1"]  # m, count, mean, std, ci cut at 0 and 1
+
+
+def test_pareto_table_lists_configurations_with_seed_counts(results_dir):
+    text = write_report(results_dir).read_text()
+    section = text.split("## Pareto front")[1].split("##")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| pattern"))
+    assert header.startswith("| pattern | growth | m | count | params | best_val_acc | ci_low | ci_high | test_error |")
+    assert "| partial | 4 | 8 | 3 |" in section  # three seeds of partial growth 4, one row
+
+
 def test_report_of_a_study_with_nothing_finished(tmp_path):
     (tmp_path / "early" / "trials" / "t1").mkdir(parents=True)
     StudyDir(tmp_path / "early").write_plan(["t1"])  # planned, not finished
@@ -82,7 +139,7 @@ def test_report_draws_the_optuna_pareto_front(results_dir):
     assert study.objectives == ("test_error", "params") and study.maximize == (False, False)
     assert study.frame["pattern"].notna().all()  # joined with the trials by trial_id
     text = write_report(results_dir).read_text()
-    assert "## Optuna study `fake`" in text and "9 completed trial(s); 4 on the front" in text
+    assert "## Optuna study `fake`" in text and "9 completed Optuna trial(s) (9 distinct, a repeated proposal counts once); 4 configuration(s) on the front" in text
     check_figures(results_dir / "figures", ["optuna_pareto_fake"])
 
 
@@ -162,8 +219,47 @@ def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_p
         sd.record({"row": row, "epochs": epochs})
     text = write_report(sd.root).read_text()
     assert "test_error vs params per family" in text
-    assert "Training curves (train_loss, test_error)" in text
+    assert "Training loss and test error per epoch" in text
     check_figures(sd.root / "figures", ("error_vs_params", "training_curves"))
+
+
+def test_usage_heatmap_trial_is_chosen_on_validation_not_test():
+    import pandas as pd
+
+    from connectome.analysis.report import select_per_pattern
+
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "pattern": ["dense"] * 3,
+                           "test_error": [0.10, 0.30, 0.20], "best_val_acc": [0.70, 0.90, 0.80]})
+    chosen, how = select_per_pattern(trials)
+    assert chosen["trial_id"].tolist() == ["b"] and "best_val_acc" in how
+    chosen, how = select_per_pattern(trials.drop(columns="best_val_acc"))
+    assert chosen["trial_id"].tolist() == ["a"] and "no best_val_acc" in how
+
+
+def test_report_captions_the_validation_choice(results_dir):
+    text = write_report(results_dir).read_text()
+    assert "highest best_val_acc" in text and "best test_error" not in text
+
+
+def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir):
+    import json
+
+    import pandas as pd
+
+    # the largest trial has the best test error of all but the worst validation accuracy:
+    # a front chosen on test would hold it, one chosen on validation does not
+    odd = {"params": 10**6, "test_error": 0.001, "best_val_acc": 0.0}
+    result = results_dir / "trials" / "dense-g8-s1" / "result.json"
+    entry = json.loads(result.read_text())
+    entry["row"].update(odd)
+    result.write_text(json.dumps(entry))
+    table = pd.read_parquet(results_dir / "trials.parquet")
+    for key, value in odd.items():
+        table.loc[table["trial_id"] == "dense-g8-s1", key] = value
+    table.to_parquet(results_dir / "trials.parquet", index=False)
+    section = write_report(results_dir).read_text().split("## Pareto front")[1].split("\n## ")[0]
+    assert "chosen on validation data" in section and "test_error" in section
+    assert "dense-g8-s1" not in section
 
 
 def test_report_of_a_study_where_every_trial_failed(tmp_path):
@@ -175,3 +271,13 @@ def test_report_of_a_study_where_every_trial_failed(tmp_path):
     text = write_report(sd.root).read_text()
     assert "2 trials: 0 completed, 0 diverged, 2 failed, 0 missing" in text
     assert "RuntimeError: boom" in text and "dense-a" in text
+
+
+@pytest.mark.parametrize("pattern, sums", [("residual", True), ("dense", False)])
+def test_usage_caption_explains_uniform_rows_only_for_summing_layers(tmp_path, pattern, sums):
+    from connectome import build_spec, make_arch
+    from connectome.analysis.report import _sums_inputs
+
+    spec = build_spec(make_arch(pattern=pattern, block_layers=[3], growth=4, classes=3))
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    assert _sums_inputs(tmp_path) is sums

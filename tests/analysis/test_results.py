@@ -89,3 +89,44 @@ def test_optuna_trials_not_ended_yet_count_as_missing(results_dir):
     results = load(results_dir)
     assert (results.planned, results.ended) == (20, 12)  # the resolved study wins over the file
     assert results.counts == {"completed": 9, "diverged": 1, "failed": 1, "missing": 8, "total": 19}
+
+
+def test_columns_come_in_config_metrics_provenance_order(results_dir):
+    from connectome.analysis import MACS, column_group, order_columns
+
+    columns = list(load(results_dir).trials.columns)
+    groups = [column_group(c) for c in columns]
+    assert groups == sorted(groups, key=["config", "metrics", "provenance", "other"].index)
+    assert columns[:3] == ["trial_id", "study", "pattern"]
+    assert columns.index("seed") == groups.index("metrics") - 1  # seed closes the config group
+    assert columns.index("params") < columns.index(MACS) < columns.index("test_acc")
+    assert column_group("train.threads") == "provenance" and column_group("train.lr") == "config"
+    shuffled = ["hostname", "test_error", "train.lr", "growth", "seed", "pattern", "trial_id", "mystery"]
+    assert order_columns(shuffled) == ["trial_id", "pattern", "growth", "train.lr", "seed", "test_error",
+                                       "hostname", "mystery"]
+
+
+def test_repr_is_one_line_and_html_shows_counts_and_trials(results_dir):
+    results = load(results_dir)
+    text = repr(results)
+    assert "\n" not in text and len(text) < 250
+    assert "12 trials: 9 completed, 1 diverged, 1 failed, 1 missing" in text and "growth" in text
+    page = results._repr_html_()
+    assert page.count("<tr>") == 1 + 10  # header + the first HTML_ROWS trials
+    assert "and 1 more trial(s)" in page and "<th>growth</th>" in page and "<th>test_error</th>" in page
+
+
+def test_tidy_epochs_has_one_row_per_trial_epoch_and_metric(results_dir):
+    results = load(results_dir)
+    tidy = results.tidy_epochs(metrics=["val_acc", "train_loss"])
+    assert list(tidy.columns) == ["trial_id", "pattern", "growth", "m", "seed", "status", "epoch", "metric", "value"]
+    assert len(tidy) == len(results.epochs) * 2
+    row = tidy[(tidy["trial_id"] == "partial-g8-s1") & (tidy["epoch"] == 3) & (tidy["metric"] == "val_acc")]
+    expected = results.epochs.set_index(["trial_id", "epoch"]).loc[("partial-g8-s1", 3), "val_acc"]
+    assert row[["pattern", "growth", "seed"]].values.tolist() == [["partial", 8, 1]]
+    assert row["value"].item() == expected
+    everything = results.tidy_epochs()
+    assert set(everything["metric"]) == {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+                                         "images_per_s"}
+    with pytest.raises(ConfigError, match="val_acc5"):
+        results.tidy_epochs(metrics=["val_acc5"])

@@ -4,19 +4,68 @@ import pandas as pd
 import pytest
 
 from connectome.analysis import compare, crossed_factors, pareto, summarize
+from connectome.analysis.stats import configurations, pareto_configs
 from connectome.errors import ConfigError
 
 
 def test_summarize_counts_means_and_interval():
     df = pd.DataFrame({"pattern": ["dense"] * 3 + ["partial"] * 2 + ["plain"],
-                       "test_error": [1.0, 2.0, 3.0, 5.0, 7.0, 4.0]})
-    out = summarize(df, by="pattern").set_index("pattern")
+                       "score": [1.0, 2.0, 3.0, 5.0, 7.0, 4.0]})  # unbounded: no clipping
+    out = summarize(df, by="pattern", metric="score").set_index("pattern")
     assert out.loc["dense", "count"] == 3 and out.loc["dense", "mean"] == 2.0
     assert out.loc["dense", "std"] == pytest.approx(1.0)
     # t(0.975, 2) = 4.302653; half width = t * s / sqrt(n)
     assert out.loc["dense", "ci_high"] - 2.0 == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
     assert out.loc["partial", "ci_low"] == pytest.approx(6.0 - 12.706205 * np.sqrt(2) / np.sqrt(2), rel=1e-6)
     assert np.isnan(out.loc["plain", "ci_low"])  # one value: no interval
+
+
+def test_interval_of_a_fraction_stays_inside_zero_one():
+    df = pd.DataFrame({"pattern": ["dense"] * 2, "test_error": [0.35, 0.65]})  # t(0.975, 1) = 12.7
+    out = summarize(df, by="pattern").iloc[0]
+    assert (out["ci_low"], out["ci_high"]) == (0.0, 1.0)
+    wide = summarize(df.rename(columns={"test_error": "score"}), by="pattern", metric="score").iloc[0]
+    assert wide["ci_low"] < -1.0 and wide["ci_high"] > 2.0
+
+
+def test_paired_difference_of_fractions_stays_inside_minus_one_one():
+    df = pd.DataFrame({"pattern": ["dense", "partial"] * 2, "seed": [0, 0, 1, 1],
+                       "test_error": [0.1, 0.6, 0.7, 0.4]})  # diffs -0.5, 0.3: t(1) interval is huge
+    c = compare(df, a="dense", b="partial")
+    assert (c.ci_low, c.ci_high) == (-1.0, 1.0) and c.mean_diff == pytest.approx(-0.1)
+
+
+def test_summarize_adds_group_means_of_sizes():
+    df = pd.DataFrame({"pattern": ["a", "a", "b"], "params": [10, 20, 5], "test_error": [0.2, 0.3, 0.4]})
+    out = summarize(df, by="pattern", means=("params",))
+    assert list(out.columns) == ["pattern", "count", "mean", "std", "ci_low", "ci_high", "params"]
+    assert out["params"].tolist() == [15.0, 5.0]
+
+
+def test_pareto_front_is_over_configurations_not_lucky_seeds():
+    # b's seed 1 alone would beat a at equal size; over seeds b is worse and a is the front.
+    df = pd.DataFrame({"pattern": ["a", "a", "b", "b"], "growth": [4] * 4, "seed": [0, 1, 0, 1],
+                       "params": [100, 100, 100, 100], "test_error": [0.20, 0.22, 0.35, 0.10]})
+    assert pareto(df)["pattern"].tolist() == ["b"]  # per trial: the lucky seed wins
+    front = pareto_configs(df)
+    assert front["pattern"].tolist() == ["a"] and front["count"].tolist() == [2]
+    assert front["test_error"].iloc[0] == pytest.approx(0.21)
+    assert 0.0 <= front["ci_low"].iloc[0] < 0.21 < front["ci_high"].iloc[0] <= 1.0
+    table = configurations(df)
+    assert len(table) == 2 and "seed" not in table
+
+
+def test_a_trial_proposed_twice_is_not_two_seeds():
+    df = pd.DataFrame({"number": [0, 1, 2], "trial_id": ["t1", "t1", "t2"], "pattern": ["a"] * 3,
+                       "seed": [0, 0, 1], "params": [5] * 3, "test_error": [0.2, 0.2, 0.4]})
+    table = configurations(df)
+    assert table["count"].tolist() == [2] and table["test_error"].iloc[0] == pytest.approx(0.3)
+
+
+def test_configurations_of_a_frame_without_factors_keep_each_row():
+    df = pd.DataFrame({"number": [0, 1, 2], "params": [1, 2, 3], "test_acc": [0.5, 0.6, 0.4]})
+    front = pareto_configs(df, y="test_acc", maximize_y=True)
+    assert front["params"].tolist() == [1, 2] and front["count"].tolist() == [1, 1]
 
 
 def test_summarize_leaves_out_missing_metric():

@@ -62,3 +62,32 @@ def test_report_command_unknown_metric_is_one_line(results_dir, capsys):
     assert main(["report", str(results_dir), "--metric", "tset_error"]) == 2
     err = capsys.readouterr().err.strip()
     assert "tset_error" in err and "\n" not in err
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_crafted_model_pt_is_refused_in_one_line(tmp_path, capsys, protocol):
+    import pickle
+
+    from analysis.fake_results import make_results_dir
+
+    path = make_results_dir(tmp_path)
+    marker = tmp_path / "pwned"
+    crafted = sorted((path / "trials").glob("*/model.pt"))
+    for model in crafted:
+        model.write_bytes(pickle.dumps(_RunsCode(marker), protocol=protocol))
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "model.pt: refused, not a weights file" in err
+    text = (path / "report.md").read_text()  # the rest of the report is still written
+    assert text.count("refused, not a weights file") == 2 and "Summary" in text

@@ -177,7 +177,7 @@ def test_dry_run_json_of_an_optuna_study_gives_its_space(capsys):
     assert main(["run", str(REPO / "studies" / "connectivity_pareto.yaml"), "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["search"] == "optuna" and plan["n_trials"] == 24 and plan["trials"] == []
-    assert "pattern" in plan["space"] and plan["objectives"][0] == {"metric": "test_acc", "mode": "max"}
+    assert "pattern" in plan["space"] and plan["objectives"][0] == {"metric": "best_val_acc", "mode": "max"}
 
 
 @pytest.mark.slow

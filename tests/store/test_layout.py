@@ -43,7 +43,7 @@ def test_journal_rows_compacted_into_parquet_without_duplicates(tmp_path):
     # m is an int for one trial and a list for another: one string column, as docs/design.md says
     assert sorted(disk["m"].dropna()) == ["8", "8,12,16"]
     assert len(pd.read_parquet(sd.epochs_parquet)) == 6
-    assert list(disk.columns[:4]) == ["trial_id", "study", "seed", "status"]  # documented order
+    assert list(disk.columns[:3]) == ["trial_id", "study", "pattern"]  # documented order
 
 
 def test_frames_are_parquet_plus_journal_tail(tmp_path):

@@ -45,7 +45,8 @@ def test_pattern_options_are_factors_and_resources_are_not():
     assert factor_columns(df) == ["pattern_options.model"]
 
 
-def test_columns_are_ordered_identity_config_metrics_provenance():
-    cols = ["hostname", "test_acc", "train.lr", "pattern", "status", "trial_id", "topo.edges", "params"]
-    assert order_columns(cols) == ["trial_id", "status", "train.lr", "pattern", "params", "test_acc",
-                                   "topo.edges", "hostname"]
+def test_columns_are_ordered_config_metrics_provenance_other():
+    cols = ["hostname", "test_acc", "train.lr", "pattern", "status", "trial_id", "topo.edges", "params",
+            "train.threads", "pattern_options.model", "seed"]
+    assert order_columns(cols) == ["trial_id", "pattern", "pattern_options.model", "train.lr", "seed", "status",
+                                   "params", "test_acc", "hostname", "train.threads", "topo.edges"]

@@ -32,7 +32,7 @@ def _drop(key: str):
 
 
 OPTUNA = {"kind": "optuna", "space": "connectivity", "n_trials": 2,
-          "objectives": [{"metric": "test_acc", "mode": "max"}]}
+          "objectives": [{"metric": "best_val_acc", "mode": "max"}]}
 
 # (id, change to the smoke study, substrings the one-line error must contain)
 MALFORMED = [
@@ -54,11 +54,17 @@ MALFORMED = [
     ("unknown-dataset", _set("data.name", "imagenet64"), ["unknown dataset 'imagenet64'", "fashion-mnist"]),
     ("unknown-sampler", _set("search", {**OPTUNA, "sampler": "cmaes"}), ["search.optuna.sampler", "'tpe', 'nsga2' or 'random'"]),
     ("unknown-objective", _set("search", {**OPTUNA, "objectives": [{"metric": "accuracy", "mode": "max"}]}),
-     ["objectives.0.metric", "'test_acc'"]),
+     ["objectives.0.metric", "'best_val_acc'"]),
     ("missing-space-file", _set("search", {**OPTUNA, "space": "nope"}), ["search space 'nope' not found", "connectivity"]),
     ("bad-space-param", _set("search", {**OPTUNA, "space": {"growth": {"choices": [4], "low": 2, "high": 8}}}),
      ["growth", "either `choices"]),
     ("negative-budget", _set("budget", {"params": -5}), ["budget.params", "greater than 0"]),
+    ("log-and-step", _set("search", {**OPTUNA, "space": {"train.lr": {"low": 0.01, "high": 0.1, "log": True, "step": 0.01}}}),
+     ["search.optuna.space.train.lr: `log` and `step` cannot be combined"]),
+    ("zero-step", _set("search", {**OPTUNA, "space": {"growth": {"low": 2, "high": 8, "step": 0}}}),
+     ["space.growth: step must be > 0"]),
+    ("float-step-int-range", _set("search", {**OPTUNA, "space": {"growth": {"low": 2, "high": 8, "step": 2.5}}}),
+     ["space.growth: an integer range (2 .. 8) needs an integer step"]),
 ]
 
 
@@ -134,6 +140,35 @@ def test_every_search_space_file_is_valid():
     for f in files:
         space = load_space(f.stem, str(REPO / "studies" / "x.yaml"))
         assert space and all(yaml.safe_load(f.read_text())[k] for k in space)
+
+
+@pytest.mark.parametrize("metric, instead", [("test_acc", "best_val_acc"), ("test_error", "best_val_acc"),
+                                             ("test_loss", "final_val_acc")])
+def test_test_metric_is_no_objective(tmp_path, capsys, metric, instead):
+    objectives = [{"metric": metric, "mode": "max"}]
+    path = write_study(tmp_path, _set("search", {**OPTUNA, "objectives": objectives})(smoke_dict(tmp_path)))
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"{metric!r} is a test metric" in err and instead in err
+
+
+def test_validation_objective_needs_a_validation_split(tmp_path):
+    data = _set("search", OPTUNA)(smoke_dict(tmp_path))
+    data["data"]["val_size"] = 0
+    with pytest.raises(ConfigError, match="best_val_acc needs a validation split"):
+        load_study(write_study(tmp_path, data))
+
+
+def test_no_shipped_study_optimises_a_test_metric():
+    files = [*sorted((REPO / "studies").rglob("*.yaml")), *sorted((REPO / "benchmarks").glob("*.yaml"))]
+    assert files
+    for f in files:
+        search = yaml.safe_load(f.read_text()).get("search", {})
+        metrics = [o["metric"] for o in search.get("objectives", [])]
+        assert not [m for m in metrics if m.startswith("test_")], f
+        if "search" in yaml.safe_load(f.read_text()):  # benchmarks/ also holds trial configs
+            load_study(f)
 
 
 def test_optuna_storage_is_a_file_kind_or_a_database_url(tmp_path):

@@ -160,6 +160,101 @@ def test_synthetic_is_the_same_for_every_trial():
     assert len(a.train_y.unique()) == 10
 
 
+class _RunsCode:
+    """Unpickling this calls os.system: what a crafted CIFAR batch would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def _cifar10_dir(root: Path, batch) -> Path:
+    """A cifar-10-batches-py folder whose six files all hold `batch` (a dict or any object)."""
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return d
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_cifar_reader_reads_the_genuine_layout(no_roots, protocol):
+    # as the real files: bytes keys, batch_label, filenames, numpy data (numpy 2 pickles it)
+    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [3, 1],
+             b"data": np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072), b"filenames": [b"a.png", b"b.png"]}
+    d = no_roots / "env" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        (d / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    raw = ds.load_raw(DataConfig(name="cifar10", download=False))
+    assert raw.train_x.shape == (10, 3, 32, 32) and raw.train_y.tolist()[:2] == [3, 1]
+    assert torch.equal(raw.test_x[1].flatten(), torch.from_numpy(batch[b"data"][1]))
+
+
+def test_cifar_numpy1_pickle_is_read(no_roots):
+    # Pickles written under numpy 1 name numpy.core.multiarray._reconstruct.
+    blob = pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [0]}, protocol=2)
+    blob = blob.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in blob
+    batch = pickle.loads(blob)  # noqa: S301 - our own bytes, checked to be loadable at all
+    d = _cifar10_dir(no_roots / "env", batch)
+    for f in d.iterdir():
+        f.write_bytes(blob)
+    assert ds.load_raw(DataConfig(name="cifar10", download=False)).train_x.shape == (5, 3, 32, 32)
+
+
+def test_crafted_cifar_pickle_runs_no_code(no_roots):
+    marker = no_roots / "pwned"
+    _cifar10_dir(no_roots / "data", _RunsCode(marker))
+    with pytest.raises(DatasetError, match=r"data_batch_1 is not a CIFAR python batch: refers to posix.system") as err:
+        ds.load_raw(DataConfig(name="cifar10", download=False))
+    assert not marker.exists() and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("batch", [["not", "a", "dict"], {"data": np.zeros((2, 5), np.uint8), "labels": [0, 1]},
+                                   {"data": np.zeros((2, 3072), np.uint8), "labels": [0]}])
+def test_cifar_file_of_the_wrong_shape_is_a_dataset_error(no_roots, batch):
+    _cifar10_dir(no_roots / "env", batch)
+    with pytest.raises(DatasetError, match="expected a dict with uint8 `data`"):
+        ds.load_raw(DataConfig(name="cifar10", download=False))
+
+
+def test_truncated_cifar_file_is_a_dataset_error(no_roots):
+    d = _cifar10_dir(no_roots / "env", {"data": np.zeros((1, 3072), np.uint8), "labels": [0]})
+    (d / "data_batch_1").write_bytes((d / "data_batch_1").read_bytes()[:100])
+    with pytest.raises(DatasetError, match="data_batch_1 is not a CIFAR python batch"):
+        ds.load_raw(DataConfig(name="cifar10", download=False))
+
+
+@pytest.mark.parametrize("blob", [b"", b"\x00\x00\x08\x03" + struct.pack(">III", 10**6, 28, 28) + b"\x00" * 50,
+                                  b"\x00\x00\x0d\x01" + struct.pack(">I", 4) + b"\x00" * 16])
+def test_bad_idx_file_is_a_dataset_error(no_roots, blob):
+    _fake_idx_dataset(no_roots / "env" / "mnist")
+    with gzip.open(no_roots / "env" / "mnist" / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(blob)
+    with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz is not an idx file"):
+        ds.load_raw(DataConfig(name="mnist", download=False))
+
+
+@pytest.mark.parametrize("content", [b"not a mat file at all", None])
+def test_bad_svhn_file_is_a_dataset_error(no_roots, content):
+    from scipy.io import savemat
+
+    d = no_roots / "env" / "svhn"
+    d.mkdir(parents=True)
+    for name in ("train_32x32.mat", "test_32x32.mat"):
+        if content is None:  # a real .mat file without the X and y arrays
+            savemat(d / name, {"images": np.zeros((2, 2))})
+        else:
+            (d / name).write_bytes(content)
+    with pytest.raises(DatasetError, match="train_32x32.mat is not an SVHN .mat file") as err:
+        ds.load_raw(DataConfig(name="svhn", download=False))
+    assert "\n" not in str(err.value)
+
+
 def test_svhn_is_scaled_by_255_only(monkeypatch):
     """The paper divides SVHN pixels by 255 and does not standardise them."""
     assert ds.DATASETS["svhn"].scale_only and not ds.DATASETS["cifar10"].scale_only
