@@ -19,6 +19,9 @@ class ArchConfig(BaseModel):
 
     # Name of a preset (see PRESETS); its values are defaults that explicit keys override.
     preset: str | None = None
+    # What surrounds the blocks (stem, transitions, unit op, head): "densenet", or the ResNet
+    # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic).
+    family: Literal["densenet", "preact-resnet", "resnet"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
@@ -76,16 +79,24 @@ class ArchConfig(BaseModel):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's Table 1 (CIFAR) configurations.
+    # Table 1 of the paper (arXiv 1608.06993 v1, 2016): its CIFAR/SVHN DenseNets.
     "densenet-40-12": dict(depth=40, growth=12),
     "densenet-100-12": dict(depth=100, growth=12),
     "densenet-100-24": dict(depth=100, growth=24),
+    # DenseNet-BC: only in the later CVPR 2017 version (its Table 2).
     "densenet-bc-100-12": dict(depth=100, growth=12, bottleneck=True, compression=0.5),
     "densenet-bc-250-24": dict(depth=250, growth=24, bottleneck=True, compression=0.5),
     "densenet-bc-190-40": dict(depth=190, growth=40, bottleneck=True, compression=0.5),
-    # The paper's Section 5 partial DenseNet: m = block input channels (16, 160, 304).
+    # The partial DenseNet of v1's Section 5 (Figure 6): m = block input channels (16, 160, 304).
     "partial-40-12": dict(pattern="partial", depth=40, growth=12),
-    # ImageNet DenseNets as in torchvision.
+    # Table 1's ResNet baselines, built by the same executor. growth = the first stage's base
+    # width (16); stages have 16/32/64 channels (x4 at a bottleneck unit's output).
+    "preact-resnet-164": dict(family="preact-resnet", pattern="residual", depth=164, growth=16,
+                              bottleneck=True, dropout=0.0),
+    "preact-resnet-1001": dict(family="preact-resnet", pattern="residual", depth=1001, growth=16,
+                               bottleneck=True, dropout=0.0),
+    "resnet-110": dict(family="resnet", pattern="residual-postact", depth=110, growth=16, dropout=0.0),
+    # ImageNet DenseNets (CVPR 2017 version only), as in torchvision.
     "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),
     "densenet169": dict(stem="imagenet", block_layers=[6, 12, 32, 32], growth=32,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from connectome.architecture import ArchConfig, layers_per_block, make_arch
@@ -17,6 +18,11 @@ from connectome.spec import BlockSpec, NetworkSpec
 
 def build_spec(arch: ArchConfig) -> NetworkSpec:
     """The network spec of an architecture: stem width, block DAGs, transition widths."""
+    return SPEC_BUILDERS[arch.family](arch)
+
+
+def _densenet_spec(arch: ArchConfig) -> NetworkSpec:
+    """DenseNet macro-structure: stem, blocks of any pattern, BN-ReLU-Conv1x1-pool transitions."""
     pattern = get_pattern(arch.pattern)
     layers = _block_sizes(arch, pattern)
     windows = _partial_windows(arch, len(layers))
@@ -43,6 +49,71 @@ def build_spec(arch: ArchConfig) -> NetworkSpec:
         dropout=arch.dropout or 0.0,
         meta={"pattern": arch.pattern, "preset": arch.preset},
     )
+
+
+@dataclass(frozen=True)
+class ResNetFamily:
+    """What a ResNet baseline puts around its stages (each stage = one block)."""
+
+    pattern: str  # block wiring: how units are joined
+    op: str  # a unit's residual branch
+    stem: str
+    transition: str  # the first unit of stages 2, 3, ... (strided, widening)
+    head: str
+    convs_per_unit: int
+    expansion: int  # a unit's output width / its stage's base width
+    bottleneck: bool
+    entry_in_stem: bool  # stage 1's first unit widens the stem (bottleneck nets)
+
+
+RESNET_FAMILIES = {
+    "preact-resnet": ResNetFamily("residual", "preact_bottleneck", "preact-entry", "preact", "bn-relu",
+                                  convs_per_unit=3, expansion=4, bottleneck=True, entry_in_stem=True),
+    "resnet": ResNetFamily("residual-postact", "postact_basic", "postact", "postact", "pool",
+                           convs_per_unit=2, expansion=1, bottleneck=False, entry_in_stem=False),
+}
+
+
+def _resnet_spec(arch: ArchConfig) -> NetworkSpec:
+    """A CIFAR ResNet of `blocks` stages: base width `growth`, doubled per stage, depth = c*n*b + 2."""
+    family = _check_resnet(arch)
+    n = resnet_units(arch, family)
+    widths = [arch.growth * family.expansion * 2**i for i in range(arch.blocks)]
+    blocks = []
+    for i, width in enumerate(widths):
+        units = n if i == 0 and not family.entry_in_stem else n - 1  # the others are stem/transition
+        ctx = BlockContext(n_layers=units, in_channels=width, growth=width, op=family.op, index=i)
+        blocks.append(BlockSpec.from_graph(block_graph(arch.pattern, ctx, **arch.pattern_options), frozenset(OPS)))
+    return NetworkSpec(
+        stem=family.stem, in_channels=arch.in_channels, stem_channels=widths[0], blocks=tuple(blocks),
+        transitions=tuple(widths[1:]), classes=arch.classes, growth=arch.growth, bn_size=arch.bn_size,
+        dropout=arch.dropout or 0.0, meta={"pattern": arch.pattern, "preset": arch.preset, "family": arch.family},
+        transition=family.transition, head=family.head,
+    )
+
+
+def _check_resnet(arch: ArchConfig) -> ResNetFamily:
+    """The family's fixed choices, or a ConfigError naming the conflicting option."""
+    family = RESNET_FAMILIES[arch.family]
+    fixed = {"pattern": family.pattern, "bottleneck": family.bottleneck, "stem": "cifar", "stem_channels": None,
+             "block_layers": None, "m": None, "compression": 1.0}
+    for key, value in fixed.items():
+        if getattr(arch, key) != value:
+            raise ConfigError(f"family {arch.family!r} needs {key}={value!r}, got {getattr(arch, key)!r}")
+    return family
+
+
+def resnet_units(arch: ArchConfig, family: ResNetFamily) -> int:
+    """Units per stage n from depth = convs_per_unit * n * stages + 2 (stem conv, classifier)."""
+    step = family.convs_per_unit * arch.blocks
+    if arch.depth is None or arch.depth < step + 2 or (arch.depth - 2) % step:
+        fits = ", ".join(str(step * n + 2) for n in (1, 2, 3, 18))
+        raise ConfigError(f"depth {arch.depth} does not fit family {arch.family!r} with {arch.blocks} stages: "
+                          f"need depth = {step}*n + 2 (e.g. {fits})")
+    return (arch.depth - 2) // step
+
+
+SPEC_BUILDERS = {"densenet": _densenet_spec, "preact-resnet": _resnet_spec, "resnet": _resnet_spec}
 
 
 def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
-from connectome.ops import OPS, STEMS, Cx, Head, Transition
+from connectome.ops import HEADS, OPS, STEMS, TRANSITIONS, Cx
 from connectome.spec import BlockSpec, NetworkSpec
 
-DEFAULT_INPUT = {"cifar": 32, "imagenet": 224}
+DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32}
 
 
 def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: bool = False) -> Cx:
@@ -35,9 +35,9 @@ def complexity(
     for i, block in enumerate(spec.blocks):
         total += block_complexity(block, hw, spec.bn_size, memory_efficient)
         if i < len(spec.transitions):
-            cx, hw = Transition.complexity(block.out_channels, spec.transitions[i], hw)
+            cx, hw = TRANSITIONS[spec.transition].complexity(block.out_channels, spec.transitions[i], hw)
             total += cx
-    return total + Head.complexity(spec.blocks[-1].out_channels, spec.classes, hw)
+    return total + HEADS[spec.head].complexity(spec.blocks[-1].out_channels, spec.classes, hw)
 
 
 def match_budget(

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from connectome.ops import OPS, STEMS, Head, Transition
+from connectome.errors import SpecError, unknown_name
+from connectome.ops import HEADS, OPS, STEMS, TRANSITIONS
 from connectome.spec import BlockSpec, NetworkSpec
 
 Read = tuple[int, int | None, int | None]  # source node, channel window lo, hi
@@ -159,13 +160,14 @@ class ConnectomeNet(nn.Module):
     def __init__(self, spec: NetworkSpec, memory_efficient: bool = False) -> None:
         super().__init__()
         self.spec = spec
-        self.stem = STEMS[spec.stem](spec.in_channels, spec.stem_channels)
+        self.stem = lookup(STEMS, "stem", spec.stem)(spec.in_channels, spec.stem_channels)
         opts = dict(bn_size=spec.bn_size, dropout=spec.dropout, memory_efficient=memory_efficient)
         self.blocks = nn.ModuleList(Block(b, **opts) for b in spec.blocks)
+        transition = lookup(TRANSITIONS, "transition", spec.transition)
         self.transitions = nn.ModuleList(
-            Transition(b.out_channels, c) for b, c in zip(spec.blocks, spec.transitions)
+            transition(b.out_channels, c, dropout=spec.dropout) for b, c in zip(spec.blocks, spec.transitions)
         )
-        self.head = Head(spec.blocks[-1].out_channels, spec.classes)
+        self.head = lookup(HEADS, "head", spec.head)(spec.blocks[-1].out_channels, spec.classes)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,6 +194,8 @@ def _block_usage(block: Block) -> np.ndarray:
     spec = block.spec
     n = spec.n_layers
     usage = np.full((n, n), np.nan)
+    if n != len(spec.nodes) - 2:  # post-activation joins: every layer reads one unit's output
+        return usage
     for v in range(1, n + 1):
         node = block.nodes[str(v)]
         weight = node.op.in_conv.weight.detach().float()  # (C_out, C_in, kh, kw)
@@ -204,6 +208,13 @@ def _block_usage(block: Block) -> np.ndarray:
                 usage[v - 1, e.src] = float(part.norm()) / width**0.5
             start += width
     return usage
+
+
+def lookup(registry: dict, kind: str, name: str):
+    """A registry entry named by a spec, or a SpecError listing the known ones."""
+    if name not in registry:
+        raise SpecError(unknown_name(kind, name, registry))
+    return registry[name]
 
 
 def init_weights(model: nn.Module) -> None:

@@ -106,7 +106,123 @@ class BottleneckOp(nn.Module):
         return head + tail
 
 
-OPS: dict[str, type[nn.Module]] = {"conv3x3": ConvOp, "bottleneck": BottleneckOp}
+class PreActBottleneckOp(nn.Module):
+    """He et al. (2016) residual branch: BN-ReLU-Conv1x1, BN-ReLU-Conv3x3, BN-ReLU-Conv1x1 to 4x.
+
+    The node's width is the 4x output; the inner convs have width/4 channels. Summed with
+    its input (pattern `residual`) it is one pre-activation bottleneck unit.
+    """
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        self.branch = PreActBranch(cin, cout, stride=1, dropout=dropout)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.branch.first(F.relu(self.branch.norm1(x)))
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return self.branch.rest(h)
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        return self.branch.conv1
+
+    @staticmethod
+    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+        return norm_act_cx(cin, hw) + PreActBranch.complexity(cin, cout, hw, stride=1)[0]
+
+
+class PreActBranch(nn.Module):
+    """The convs of a pre-activation bottleneck unit after its first BN-ReLU (stride in the 3x3)."""
+
+    def __init__(self, cin: int, cout: int, *, stride: int, dropout: float) -> None:
+        super().__init__()
+        mid = cout // 4
+        self.norm1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, mid, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=1, bias=False)
+        self.norm3 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, cout, 1, bias=False)
+        self.p = dropout
+
+    def first(self, pre: torch.Tensor) -> torch.Tensor:
+        """Conv1x1 of the pre-activated input."""
+        return dropout(self.conv1(pre), self.p, self.training)
+
+    def rest(self, h: torch.Tensor) -> torch.Tensor:
+        """BN-ReLU-Conv3x3 (strided), BN-ReLU-Conv1x1 to the unit's width."""
+        h = dropout(self.conv2(F.relu(self.norm2(h))), self.p, self.training)
+        return dropout(self.conv3(F.relu(self.norm3(h))), self.p, self.training)
+
+    @staticmethod
+    def complexity(cin: int, cout: int, hw: int, stride: int) -> tuple[Cx, int]:
+        """Complexity without the first BN-ReLU (norm1 params are counted by the caller)."""
+        mid, out_hw = cout // 4, (hw - 1) // stride + 1
+        cx = conv_cx(cin, mid, 1, hw) + norm_act_cx(mid, hw) + conv_cx(mid, mid, 3, out_hw)
+        return cx + norm_act_cx(mid, out_hw) + conv_cx(mid, cout, 1, out_hw), out_hw
+
+
+class PostActBasicOp(nn.Module):
+    """He et al. (2015) basic residual branch: Conv3x3-BN-ReLU-Conv3x3-BN (post-activation).
+
+    Its input is already activated; pattern `residual-postact` adds the shortcut and the
+    ReLU after the sum.
+    """
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(cout)
+        self.p = dropout
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(self.conv1(x), self.p, self.training)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.norm1(h))
+        return self.norm2(dropout(self.conv2(h), self.p, self.training))
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        return self.conv1
+
+    @staticmethod
+    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False,
+                   stride: int = 1) -> Cx:
+        out_hw = (hw - 1) // stride + 1
+        cx = conv_cx(cin, cout, 3, out_hw) + norm_act_cx(cout, out_hw) + conv_cx(cout, cout, 3, out_hw)
+        return cx + norm_act_cx(cout, out_hw)
+
+
+class ReluOp(nn.Module):
+    """A parameter-free ReLU: the join after a post-activation unit's sum."""
+
+    in_conv = None
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x)  # not in place: the summed inputs may be kept by a running sum
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+    @staticmethod
+    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+        return Cx(acts=cout * hw * hw)
+
+
+OPS: dict[str, type[nn.Module]] = {
+    "conv3x3": ConvOp,
+    "bottleneck": BottleneckOp,
+    "preact_bottleneck": PreActBottleneckOp,
+    "postact_basic": PostActBasicOp,
+    "relu": ReluOp,
+}
 
 
 class CifarStem(nn.Sequential):
@@ -139,17 +255,52 @@ class ImageNetStem(nn.Sequential):
         return cx + Cx(acts=cout * pool_hw * pool_hw), pool_hw
 
 
-STEMS: dict[str, type[nn.Module]] = {"cifar": CifarStem, "imagenet": ImageNetStem}
+class PostActStem(nn.Sequential):
+    """3x3 conv, BN, ReLU (He et al. 2015's CIFAR ResNets)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.norm0 = nn.BatchNorm2d(cout)
+        self.relu0 = nn.ReLU(inplace=True)
+
+    @staticmethod
+    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+        return conv_cx(cin, cout, 3, hw) + norm_act_cx(cout, hw), hw
+
+
+class PreActEntryStem(nn.Module):
+    """3x3 conv to cout/4 channels, then stage 1's first bottleneck unit (projection to cout).
+
+    In He et al. (2016) the first unit of stage 1 widens 16 -> 64 channels through a
+    projection shortcut; a `residual` block keeps its width, so that unit lives here.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(cin, cout // 4, 3, padding=1, bias=False)
+        self.unit = PreActStageTransition(cout // 4, cout, stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit(self.conv0(x))
+
+    @staticmethod
+    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+        cx, hw = conv_cx(cin, cout // 4, 3, hw), hw
+        unit, hw = PreActStageTransition.complexity(cout // 4, cout, hw, stride=1)
+        return cx + unit, hw
 
 
 class Transition(nn.Sequential):
-    """BN-ReLU-Conv1x1 (compression) then 2x2 average pooling."""
+    """BN-ReLU-Conv1x1 (compression), dropout, then 2x2 average pooling."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.BatchNorm2d(cin)
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+        if dropout > 0:  # the paper's "dropout after each convolutional layer" (Sec. 4.1)
+            self.drop = nn.Dropout(dropout)
         self.pool = nn.AvgPool2d(2, stride=2)
 
     @staticmethod
@@ -157,6 +308,54 @@ class Transition(nn.Sequential):
         out_hw = hw // 2
         cx = norm_act_cx(cin, hw) + conv_cx(cin, cout, 1, hw)
         return cx + Cx(acts=cout * out_hw * out_hw), out_hw
+
+
+class PreActStageTransition(nn.Module):
+    """First unit of a pre-activation ResNet stage: shared BN-ReLU, strided bottleneck
+    branch plus a strided 1x1 projection shortcut (He et al. 2016)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0, stride: int = 2) -> None:
+        super().__init__()
+        self.branch = PreActBranch(cin, cout, stride=stride, dropout=dropout)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.branch.norm1(x))  # (B, C_in, H, W), read by both paths
+        return self.shortcut(pre) + self.branch.rest(self.branch.first(pre))  # (B, C_out, H/s, W/s)
+
+    @staticmethod
+    def complexity(cin: int, cout: int, hw: int, stride: int = 2) -> tuple[Cx, int]:
+        branch, out_hw = PreActBranch.complexity(cin, cout, hw, stride)
+        shortcut = conv_cx(cin, cout, 1, out_hw)
+        return norm_act_cx(cin, hw) + branch + shortcut + Cx(acts=cout * out_hw * out_hw), out_hw
+
+
+class PostActStageTransition(nn.Module):
+    """First unit of a post-activation ResNet stage: strided basic branch plus the
+    parameter-free shortcut (option A of He et al. 2015: subsample, zero-pad channels), ReLU."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.branch = PostActBasicOp(cin, cout, bn_size=1, dropout=dropout, stride=2)
+        self.pad = cout - cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x[:, :, ::2, ::2]  # (B, C_in, ceil(H/2), ceil(W/2))
+        shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))  # (B, C_out, ...)
+        return F.relu(shortcut + self.branch.tail(self.branch.head(x)))
+
+    @staticmethod
+    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+        out_hw = (hw - 1) // 2 + 1
+        branch = PostActBasicOp.complexity(cin, cout, 1, hw, stride=2)
+        return branch + Cx(acts=2 * cout * out_hw * out_hw), out_hw
+
+
+TRANSITIONS: dict[str, type[nn.Module]] = {
+    "densenet": Transition,
+    "preact": PreActStageTransition,
+    "postact": PostActStageTransition,
+}
 
 
 class Head(nn.Module):
@@ -177,3 +376,24 @@ class Head(nn.Module):
     def complexity(cin: int, classes: int, hw: int) -> Cx:
         linear = Cx(cin * classes + classes, cin * classes, classes)
         return norm_act_cx(cin, hw) + Cx(acts=cin) + linear
+
+
+class PoolHead(nn.Module):
+    """Global average pooling and a linear classifier (post-activation ResNets end activated)."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (B, classes)
+
+    @staticmethod
+    def complexity(cin: int, classes: int, hw: int) -> Cx:
+        return Cx(cin * classes + classes, cin * classes, cin + classes)
+
+
+HEADS: dict[str, type[nn.Module]] = {"bn-relu": Head, "pool": PoolHead}
+STEMS: dict[str, type[nn.Module]] = {
+    "cifar": CifarStem, "imagenet": ImageNetStem, "postact": PostActStem, "preact-entry": PreActEntryStem,
+}

@@ -105,13 +105,45 @@ def residual(ctx: BlockContext) -> nx.DiGraph:
     return g
 
 
+@register_pattern("residual-postact", fixed_width=True)
+def residual_postact(ctx: BlockContext) -> nx.DiGraph:
+    """Post-activation ResNet (He et al. 2015): x_j = relu(x_{j-1} + f_j(x_{j-1})).
+
+    Each unit is two nodes: the branch f_j (the block's op) and a join that sums the
+    branch with the unit's input and applies a ReLU (op `relu`, agg `sum`). The shortcut
+    carries the activated x_{j-1}, which a running sum (pattern `residual`) cannot express.
+    """
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    prev = 0
+    for j in range(1, ctx.n_layers + 1):
+        branch, join = 2 * j - 1, 2 * j
+        g.add_node(branch, op=ctx.op, agg="concat", width=ctx.growth)
+        g.add_node(join, op="relu", agg="sum", width=ctx.growth)
+        g.add_edges_from([(prev, branch), (prev, join), (branch, join)])
+        prev = join
+    g.add_node(prev + 1, op=OUTPUT_OP, agg="concat", width=0)
+    g.add_edge(prev, prev + 1)
+    return g
+
+
 @register_pattern("partial")
 def partial(ctx: BlockContext, m: int | None = None) -> nx.DiGraph:
-    """The paper's partial DenseNet: each layer reads the m most recent channels.
+    """The partial DenseNet of arXiv 1608.06993 v1, Sec. 5: each layer reads the m latest channels.
 
-    Channels are counted over the concatenation [x0, x1, ..., x_{l-1}], so the oldest
-    source read may contribute only its last channels (an edge window). The block output
-    concatenates everything, as in the dense block. m defaults to the block's input width.
+    The paper says only that "for each layer only feature maps from the m closest preceding
+    feature maps remain as inputs", with m the block's initial number of feature maps
+    (16, 160, 304 for L=40, k=12). What it leaves open, and what connectome chose:
+    - m counts feature maps (channels), not layers, over the concatenation
+      [x0, x1, ..., x_{l-1}] (oldest first), so the oldest source read may contribute only
+      part of its channels; connectome reads its LAST channels (an edge window), the ones
+      nearest the newer maps in concatenation order. Channel order inside one source has
+      no temporal meaning, so this is a convention, not the paper's statement.
+    - Transitions and the classifier are not restricted: the block output concatenates
+      every layer and the block input, as in the dense block, so they read everything
+      (the paper's remark that smaller m "would render some outputs of the transition
+      layer inaccessible" implies the restriction applies inside blocks only).
+    m defaults to the block's input width; set it per block with m=[...].
     """
     m = ctx.in_channels if m is None else m
     g = empty_block(ctx)

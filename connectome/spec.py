@@ -17,6 +17,8 @@ from connectome.errors import SpecError
 
 AGGREGATIONS = ("concat", "sum")
 INPUT_OP, OUTPUT_OP = "input", "identity"
+# Parameter-free ops that join branches (post-activation ResNets); not counted as layers.
+JOIN_OPS = frozenset({"relu"})
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,13 @@ class BlockSpec:
 
     @property
     def n_layers(self) -> int:
-        """Number of layer nodes (neither input nor output)."""
-        return len(self.nodes) - 2
+        """Number of layer nodes (neither input, output nor a parameter-free join)."""
+        return len(self.layer_ids)
+
+    @cached_property
+    def layer_ids(self) -> tuple[int, ...]:
+        """Ids of the layer nodes, ascending."""
+        return tuple(n.id for n in self.nodes[1:-1] if n.op not in JOIN_OPS)
 
     @property
     def in_channels(self) -> int:
@@ -130,6 +137,10 @@ class NetworkSpec:
     bn_size: int = 4
     dropout: float = 0.0
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    # Between blocks: a key of connectome.ops.TRANSITIONS (DenseNet transition, ResNet stage unit).
+    transition: str = "densenet"
+    # After the last block: a key of connectome.ops.HEADS.
+    head: str = "bn-relu"
 
     def __post_init__(self) -> None:
         if len(self.transitions) != len(self.blocks) - 1:
@@ -143,6 +154,9 @@ class NetworkSpec:
         """Plain-data form (JSON-ready); `meta` holds provenance and is not hashed."""
         d = asdict(self)
         d["blocks"] = [_block_to_dict(b) for b in self.blocks]
+        for key, default in _LATER_FIELDS.items():  # absent at their default: older hashes stay valid
+            if d[key] == default:
+                del d[key]
         return d
 
     def to_json(self, indent: int | None = None) -> str:
@@ -173,6 +187,9 @@ class NetworkSpec:
         from connectome.canonical import network_canonical_hash
 
         return network_canonical_hash(self)
+
+
+_LATER_FIELDS = {"transition": "densenet", "head": "bn-relu"}
 
 
 def _edge_key(e: Edge) -> tuple[int, int]:

@@ -1,8 +1,10 @@
-"""Complexity from the spec: the paper's Table 1, torchvision's counts, FLOPs, budgets."""
+"""Complexity from the spec: Table 1 (v1 2016; DenseNet-BC: CVPR 2017), torchvision's counts, FLOPs, budgets."""
 import pytest
 import torch
 import torchvision
 from torch import nn
+
+import reference_resnets
 
 from connectome import PATTERNS, build_model, build_spec, make_arch, match_budget
 from connectome.complexity import complexity
@@ -28,7 +30,7 @@ def paper_densenet_params(depth, k, bc, classes=10, c_in=3):
     return total + 2 * c + c * classes + classes  # BN, linear
 
 
-TABLE_1 = [  # (depth, k, bc, the paper's "Params" column in millions)
+TABLE_1 = [  # (depth, k, bc, "Params" in millions: v1's Table 1; the BC rows: CVPR 2017 Table 2)
     (40, 12, False, 1.0), (100, 12, False, 7.0), (100, 24, False, 27.2),
     (100, 12, True, 0.8), (250, 24, True, 15.3), (190, 40, True, 25.6),
 ]
@@ -107,3 +109,27 @@ def test_budget_matching_lands_near_the_target(pattern):
              for d in (-1, 1)]
     assert all(abs(params - target) <= abs(w - target) for w in worse)
     assert abs(params - target) / target < 0.1
+
+
+def _norm_params(model) -> int:
+    return sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
+
+
+@pytest.mark.parametrize("preset, millions, reference", [
+    ("preact-resnet-164", 1.7, reference_resnets.PreActResNet(164)),
+    ("resnet-110", 1.7, reference_resnets.ResNet(110)),
+])
+def test_resnet_presets_have_table_1_params(preset, millions, reference):
+    params = complexity(build_spec(make_arch(preset=preset))).params
+    assert params == sum(p.numel() for p in reference.parameters())
+    assert round(params / 1e6, 1) == millions
+
+
+def test_preact_resnet_1001_params_as_he_et_al_count_them():
+    """10.33M with BN's scale and shift; Table 1's 10.2M (from He et al. 2016) matches the
+    conv and linear weights alone (10.18M), which is how the 164-layer net's 1.7M also rounds."""
+    model = build_model(preset="preact-resnet-1001")
+    params = complexity(build_spec(make_arch(preset="preact-resnet-1001"))).params
+    assert params == sum(p.numel() for p in model.parameters())
+    assert round(params / 1e6, 2) == 10.33
+    assert round((params - _norm_params(model)) / 1e6, 1) == 10.2

@@ -10,6 +10,8 @@ from torch import nn
 from connectome import PATTERNS, build_model, build_spec, make_arch
 from connectome.executor import ConnectomeNet
 from connectome.interop import load_torchvision_densenet
+import reference_resnets
+from reference_resnets import network_state
 
 
 def _arch(pattern, tmp_path=None, **kw):
@@ -169,3 +171,48 @@ def test_spec_round_trip_builds_the_same_network():
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(a.eval()(x), b.eval()(x))
+
+
+@pytest.mark.parametrize("preset, depth, reference", [
+    ("preact-resnet-164", 29, reference_resnets.PreActResNet),
+    ("resnet-110", 20, reference_resnets.ResNet),
+])
+@pytest.mark.parametrize("train", [True, False])
+def test_resnet_presets_equal_hand_written_resnets(preset, depth, reference, train):
+    model = build_model(preset=preset, depth=depth)
+    ref = reference(depth)
+    _randomise_norms(ref)
+    mine, theirs = network_state(model), list(ref.state_dict().values())
+    assert [t.shape for t in mine] == [t.shape for t in theirs]
+    with torch.no_grad():
+        for a, b in zip(mine, theirs):
+            a.copy_(b)
+    x = torch.randn(3, 3, 16, 16)
+    model.train(train), ref.train(train)
+    torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-4)
+    # in train mode both updated their BN statistics identically
+    torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
+
+
+def test_dropout_follows_every_conv_including_transitions():
+    model = build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.2)
+    assert isinstance(model.transitions[0].drop, nn.Dropout) and model.transitions[0].drop.p == 0.2
+    names = [name for name, _ in model.transitions[0].named_children()]
+    assert names == ["norm", "relu", "conv", "drop", "pool"]  # dropout on the conv's output
+    assert not hasattr(build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.0).transitions[0], "drop")
+
+
+@pytest.mark.parametrize("preset, depth", [("preact-resnet-164", 20), ("resnet-110", 14)])
+def test_memory_efficient_resnets_give_identical_outputs_and_gradients(preset, depth):
+    default = build_model(make_arch(preset=preset, depth=depth, dropout=0.1))
+    efficient = copy.deepcopy(default).set_memory_efficient(True)
+    x = torch.randn(4, 3, 16, 16)
+    outs = []
+    for model in (default, efficient):
+        torch.manual_seed(7)
+        out = model.train()(x)
+        out.square().mean().backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+    for (name, a), b in zip(default.named_parameters(), efficient.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)

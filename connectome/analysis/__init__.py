@@ -1,5 +1,7 @@
 """Analysis of a results directory: pandas frames, statistics, the paper's figures, the report.
 
+The paper is arXiv 1608.06993 v1 (Huang et al., 2016); figure numbers are v1's.
+
     from connectome.analysis import load, summarize, compare, pareto, write_report
     results = load("results/smoke")                 # works while the study is still running
     print(results.describe_counts())                # 4 trials: 4 completed, 0 diverged, ...
@@ -14,20 +16,21 @@ Metrics that are fractions (accuracy, error) stay fractions in every frame, tabl
 Statistics use completed trials only in the report; failed, diverged and missing trials are
 counted and listed, and pairs they leave incomplete are named in each comparison.
 """
-from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot_source_usage,
-                                         plot_training_curves, save_figure)
+from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
+                                         plot_source_usage, plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.report import write_report
 from connectome.analysis.results import (MACS, Results, column_group, factor_columns, load, order_columns,
                                          tidy_epochs)
 from connectome.analysis.stats import (Comparison, compare, configurations, crossed_factors, metric_range, pareto,
                                        pareto_configs, summarize)
-from connectome.analysis.usage import load_trial_model, model_usage, normalize_usage, trial_usage
+from connectome.analysis.usage import (feature_usage, load_trial_model, model_usage, normalize_usage,
+                                       trial_usage)
 
 __all__ = [
     "MACS", "Comparison", "OptunaTrials", "Results", "column_group", "compare", "configurations",
-    "crossed_factors", "factor_columns", "load", "load_optuna", "load_trial_model", "metric_range",
+    "crossed_factors", "factor_columns", "feature_usage", "load", "load_optuna", "load_trial_model", "metric_range",
     "model_usage", "normalize_usage", "order_columns", "pareto", "pareto_configs", "plot_error_vs_params",
-    "plot_pareto", "plot_source_usage", "plot_training_curves", "save_figure", "summarize",
+    "plot_feature_usage", "plot_pareto", "plot_source_usage", "plot_training_curves", "save_figure", "summarize",
     "tidy_epochs", "trial_usage", "write_report",
 ]

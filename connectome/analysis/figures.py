@@ -62,7 +62,7 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 
 def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test_error",
                          hue: str = "pattern") -> Figure:
-    """Error against model size per wiring pattern (paper Figure 5).
+    """Error against model size per wiring pattern (Figure 5 of arXiv 1608.06993 v1).
 
     Each marker is a configuration's mean over seeds with its 95% t interval (cut at the
     metric's range); faint dots are single trials. When the study varies size within a
@@ -106,7 +106,7 @@ def _interval_marks(ax, configs: pd.DataFrame, x: str, y: str, color: str, joine
 def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
                          metrics: tuple[str, ...] = ("train_loss", "val_acc"),
                          hue: str | list[str] = "pattern") -> Figure:
-    """Per-epoch curves per group (paper Figure 6): mean over seeds, band: 95% t interval."""
+    """Per-epoch curves per group (Figure 6 of arXiv 1608.06993 v1): mean over seeds, band: 95% t interval."""
     hue = [hue] if isinstance(hue, str) else list(hue)
     metrics = tuple(m for m in metrics if m in epochs.columns)
     data = epochs.merge(trials[["trial_id", *hue]], on="trial_id", how="inner")
@@ -131,7 +131,7 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
 
 
 def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
-    """Heatmaps of normalised source usage per block (paper Figure 4), for any DAG.
+    """Heatmaps of normalised source usage per block (Figure 4 of arXiv 1608.06993 v1), for any DAG.
 
     Input matrices have rows = layers 1..n and columns = sources 0..n-1; they are drawn
     transposed as in the paper: x = target layer, y = source (0 = block input, at the top).
@@ -236,3 +236,71 @@ def _group_name(hue: list[str], level) -> str:
 def format_level(value) -> str:
     """A factor level as text; missing values as `-`."""
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def plot_feature_usage(frame: pd.DataFrame, title: str = "") -> Figure:
+    """Figure 4 of arXiv 1608.06993 v1 for a whole network, from `feature_usage(model)`.
+
+    Columns are the convolutional layers in network order (blocks, transitions) and the
+    classifier; rows are the feature maps they read (or the sources, with per-source
+    usage), oldest at the top. Colour: weight norm / the column's largest; grey: not read.
+    Dashed lines separate blocks; red boxes mark the transitions and the classifier.
+    """
+    targets = list(dict.fromkeys(frame["target"]))
+    per_map = frame["channel"].notna().any()
+    keys = list(zip(frame["source"], frame["channel"] if per_map else [0] * len(frame)))
+    order = {s: i for i, s in enumerate(dict.fromkeys(frame["source"]))}
+    rows = sorted(dict.fromkeys(keys), key=lambda k: (order[k[0]], k[1]))
+    index = {k: i for i, k in enumerate(rows)}
+    grid = np.full((len(rows), len(targets)), np.nan)
+    col = {t: j for j, t in enumerate(targets)}
+    for key, target, value in zip(keys, frame["target"], frame["value"]):
+        grid[index[key], col[target]] = value
+    fig = Figure(figsize=(min(4.0 + 0.06 * len(targets), 14.0), min(3.0 + 0.025 * len(rows), 10.0)),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=_usage_cmap(), vmin=0.0, vmax=1.0,
+                      aspect="auto", interpolation="nearest")
+    kinds = dict(zip(frame["target"], frame["target_kind"]))
+    _mark_targets(ax, targets, kinds, len(rows))
+    _mark_sources(ax, [s for s, _ in rows], len(targets))
+    ax.set_xlabel("target: convolutional layer (network order), transitions T, classifier C")
+    ax.set_ylabel("source feature map" if per_map else "source layer")
+    bar = fig.colorbar(image, ax=ax, shrink=0.85)
+    bar.set_label("weight norm / column's largest")
+    ax.set_title(title or f"Feature usage (weight norm per input {'feature map' if per_map else 'source layer'})")
+    return fig
+
+
+def _mark_targets(ax, targets: list[str], kinds: dict[str, str], n_rows: int) -> None:
+    """Block-boundary lines, red boxes around transitions and the classifier, x tick labels."""
+    from matplotlib.patches import Rectangle
+
+    ticks, labels, start = [], [], 0
+    for j, target in enumerate(targets):
+        if kinds[target] == "layer":
+            continue
+        if j > start:  # the block of layers before this transition / the classifier
+            ticks.append((start + j - 1) / 2)
+            labels.append(targets[start].split(".")[0].replace("block", "block "))
+        ax.add_patch(Rectangle((j - 0.5, -0.5), 1.0, n_rows, fill=False, edgecolor="red", lw=1.4))
+        ax.axvline(j - 0.5, color="white", ls="--", lw=0.6)
+        ax.axvline(j + 0.5, color="white", ls="--", lw=0.6)
+        ticks.append(j)
+        labels.append("C" if kinds[target] == "classifier" else "T" + target.removeprefix("transition"))
+        start = j + 1
+    ax.set_xticks(ticks, labels, fontsize=8)
+
+
+def _mark_sources(ax, sources: list[str], n_cols: int) -> None:
+    """A line and a label where each block's sources begin (its producer: stem or transition)."""
+    ticks, labels, block = [], [], 0
+    for i, source in enumerate(sources):
+        if source.startswith("block") or (i and sources[i - 1] == source):
+            continue
+        block += 1
+        if i:
+            ax.axhline(i - 0.5, color="white", ls="--", lw=0.6)
+        ticks.append(i)
+        labels.append(f"{source}, block {block}")
+    ax.set_yticks(ticks, labels, fontsize=7)

@@ -10,7 +10,6 @@ source explicitly (no running sums) and zeroes inputs with forward pre-hooks.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import ExitStack, contextmanager

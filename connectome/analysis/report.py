@@ -8,20 +8,21 @@ from pathlib import Path
 import pandas as pd
 
 from connectome.analysis.document import Document
-from connectome.analysis.figures import (plot_error_vs_params, plot_pareto, plot_source_usage,
-                                         plot_training_curves, save_figure)
+from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
+                                         plot_source_usage, plot_training_curves, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.figures import varies_size
 from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
                                        summarize)
-from connectome.analysis.usage import RefusedFileError, trial_usage
 from connectome.analysis.proxies import proxy_section
 from connectome.analysis.topology import topology_section
+from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
 from connectome.files import write_atomic
 from connectome.orchestration.progress import label_from_trial_file, trial_label
+from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
 from connectome.store.layout import StudyDir
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
@@ -55,6 +56,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     completed = results.completed()
     if metric in completed and completed[metric].notna().any():
         _summary_section(doc, completed, metric)
+        _paper_section(doc, completed)
         _comparison_section(doc, completed, metric)
         _pareto_section(doc, completed, metric, out)
     else:
@@ -105,6 +107,35 @@ def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> Non
              "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates)"
              f"{_cut_note(metric)}. `{MACS}`: multiply-adds per image.")
     doc.table(table)
+
+
+def _paper_section(doc: Document, completed: pd.DataFrame) -> None:
+    """Table 1's figure next to ours for trials that share a row's preset and dataset setting."""
+    rows = paper_rows(completed)
+    if rows.empty:
+        return
+    settings = trial_settings(completed)
+    lines = []
+    for row in rows.itertuples():
+        metric = PAPER_METRIC.get(row.setting, "test_error")
+        ours = completed[(completed["preset"] == row.preset) & (settings == row.setting)
+                         & (completed["depth"] == row.depth if "depth" in completed else True)]
+        if metric not in ours:
+            continue
+        s = summarize(ours, by=[], metric=metric).iloc[0] if ours[metric].notna().any() else None
+        lines.append({"method": row.method, "depth": row.depth, "setting": row.setting, "preset": row.preset,
+                      "paper error": row.error, "metric": metric, "trials": 0 if s is None else int(s["count"]),
+                      "mean": None if s is None else s["mean"], "ci_low": None if s is None else s["ci_low"],
+                      "ci_high": None if s is None else s["ci_high"]})
+    if not lines:
+        return
+    doc.heading("Against the paper's Table 1")
+    doc.text("Table 1 of arXiv 1608.06993 v1 (one run per network in the paper) next to this study's "
+             "trials with the same preset and dataset setting: mean and 95% t interval over seeds. The "
+             "paper reports CIFAR's test error at the end of training on all 50,000 training images and "
+             "SVHN's at the epoch of lowest validation error; a study that trains shorter or on fewer "
+             "images does not reproduce the row.")
+    doc.table(pd.DataFrame(lines))
 
 
 def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> None:
@@ -162,11 +193,12 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path, ref
     doc.heading("Figures")
     completed = results.completed()
     figures = out / "figures"
+    hue = main_factor(completed)
     for size in ("params", MACS):
-        if {size, metric, "pattern"} <= set(completed.columns) and completed[metric].notna().any():
-            fig = plot_error_vs_params(completed, x=size, y=metric)
+        if {size, metric, hue} <= set(completed.columns) and completed[metric].notna().any():
+            fig = plot_error_vs_params(completed, x=size, y=metric, hue=hue)
             paths = save_figure(fig, figures / f"error_vs_{size}")
-            doc.figure(*paths, caption=_size_caption(completed, size, metric))
+            doc.figure(*paths, caption=_size_caption(completed, size, metric, hue))
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, figures, refused)
 
@@ -177,20 +209,33 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
         doc.text("No per-epoch records: no training curves.")
         return
     completed = results.completed()
-    hue = ["pattern", *crossed_factors(completed, "pattern")]
+    main = main_factor(completed)
+    hue = [main, *crossed_factors(completed, main)]
     if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:
-        hue = ["pattern"]
-    fig = plot_training_curves(results.epochs, completed, hue=hue)
+        hue = [main]
+    # the paper's Figures 3 and 6 show test error per epoch, when the trials logged it
+    tested = "test_error" in results.epochs and results.epochs["test_error"].notna().any()
+    metrics = ("train_loss", "test_error") if tested else ("train_loss", "val_acc")
+    fig = plot_training_curves(results.epochs, completed, metrics=metrics, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
     seeds = completed.groupby(hue, dropna=False)["trial_id"].nunique()
     band = ("mean over seeds, band: 95% t interval of the mean" if seeds.gt(1).any()
             else "one trial per group: no interval")
-    doc.figure(*paths, caption=f"Training loss and validation accuracy per epoch of completed trials per "
-                               f"{', '.join(hue)} (paper Fig. 6): {band}.")
+    shown = "training loss and test error" if tested else "training loss and validation accuracy"
+    doc.figure(*paths, caption=f"{shown.capitalize()} per epoch of completed trials per {', '.join(hue)} "
+                               f"(arXiv 1608.06993 v1, Figs. 3 and 6): {band}."
+                               + ("" if tested else " Test error per epoch needs train.test_each_epoch: true."))
+
+
+def main_factor(trials: pd.DataFrame) -> str:
+    """The column figures group by: the network family when several are compared, else the pattern."""
+    if "family" in trials and trials["family"].nunique(dropna=True) > 1:
+        return "family"
+    return "pattern"
 
 
 def _usage_figures(doc: Document, results: Results, figures: Path, refused: list[str]) -> None:
-    """Source-usage heatmap (paper Fig. 4) of the completed trial of each pattern chosen on validation."""
+    """Source-usage heatmaps (arXiv 1608.06993 v1, Fig. 4) of each pattern's trial chosen on validation."""
     completed = results.completed()
     if "pattern" not in completed or completed.empty:
         return
@@ -204,7 +249,8 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
         pattern, trial_id = row["pattern"], row["trial_id"]
         name = trial_label(row, seed=row.get("seed"), keys=factors)
         try:
-            usage = trial_usage(results.path / "trials" / str(trial_id))
+            model = load_trial_model(results.path / "trials" / str(trial_id))
+            usage = model_usage(model)
         except RefusedFileError as err:
             refused.append(str(err))
             doc.text(f"No source-usage heatmap for `{trial_id}` ({pattern}): {err}")
@@ -216,10 +262,17 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
         summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
                   "row is uniform." if _sums_inputs(results.path / "trials" / str(trial_id)) else "")
-        doc.figure(*paths, caption=f"Source usage of {name} (paper Fig. 4), the {pattern} trial chosen by "
+        doc.figure(*paths, caption=f"Source usage of {name} (arXiv 1608.06993 v1, Fig. 4), the {pattern} trial chosen by "
                                    f"{how}: per-source weight norm of each layer's first conv, divided by the "
                                    f"layer's largest; grey = no edge.{summed}")
 
+        fig = plot_feature_usage(feature_usage(model), title=f"feature usage: {name}, whole network")
+        paths = save_figure(fig, figures / f"feature_usage_{_slug(pattern)}")
+        doc.figure(*paths, caption=f"Feature usage of {name} over the whole network (arXiv 1608.06993 v1, "
+                                   f"Fig. 4), the {pattern} trial chosen by {how}: each column a conv layer, "
+                                   "transition (T) or the classifier (C), each row an input feature map; l2 "
+                                   "norm of the weights on that map divided by the column's largest; grey = "
+                                   "not read.")
 
 def select_per_pattern(trials: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One trial per pattern, chosen on validation accuracy (never on a test metric), and why."""
@@ -282,12 +335,13 @@ def _capped_table(doc: Document, table: pd.DataFrame) -> None:
         doc.text(f"... and {len(table) - MAX_ROWS} more (see `connectome.analysis.load`).")
 
 
-def _size_caption(completed: pd.DataFrame, size: str, metric: str) -> str:
+def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern") -> str:
     """What the error-vs-size figure shows: curves or separate marks, intervals or single trials."""
     what = "multiply-adds per image" if size == MACS else size
-    shape = ("each pattern's configurations joined into a curve" if varies_size(completed)
+    shape = (f"each {hue}'s configurations joined into a curve" if varies_size(completed)
              else "one mark per configuration")
-    return f"{metric} vs {what} per pattern (paper Fig. 5), {shape}: {_marks_note(completed, metric)}."
+    return (f"{metric} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
+            f"{_marks_note(completed, metric)}.")
 
 
 def _marks_note(trials: pd.DataFrame, metric: str) -> str:

@@ -22,6 +22,8 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("architecture")
     g.add_argument("--preset", metavar="NAME", help=f"named configuration: {', '.join(PRESETS)}")
+    g.add_argument("--family", choices=["densenet", "preact-resnet", "resnet"],
+                   help="what surrounds the blocks: DenseNet, or a ResNet baseline (see presets)")
     # Lists plugins' patterns too: the CLI loads entry-point plugins before building parsers.
     g.add_argument("--pattern", metavar="NAME", help=f"block connectivity: {', '.join(PATTERNS)}")
     g.add_argument("--pattern-option", action="append", default=[], metavar="KEY=VALUE",
@@ -45,7 +47,7 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
                    help="recompute concatenation + BN + ReLU in backward to save memory (same results)")
 
 
-_KEYS = ("preset", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",
+_KEYS = ("preset", "family", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",
          "compression", "stem", "stem_channels", "classes", "in_channels", "dropout", "memory_efficient")
 
 

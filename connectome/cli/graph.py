@@ -147,8 +147,16 @@ def as_text(arch, spec, cx, size) -> str:
     for i, block in enumerate(spec.blocks):
         lines += _block_lines(i, block)
         if i < len(spec.transitions):
-            lines.append(f"transition {i + 1}: {block.out_channels} -> {spec.transitions[i]} channels, 2x2 avg pool")
+            lines.append(f"transition {i + 1}: {block.out_channels} -> {spec.transitions[i]} channels, "
+                         f"{TRANSITION_TEXT.get(spec.transition, spec.transition)}")
     return "\n".join(lines)
+
+
+TRANSITION_TEXT = {
+    "densenet": "BN-ReLU-Conv1x1, 2x2 avg pool",
+    "preact": "pre-activation bottleneck unit, stride 2, projection shortcut",
+    "postact": "basic unit, stride 2, zero-padded identity shortcut",
+}
 
 
 def _block_lines(i: int, block) -> list[str]:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from connectome.cli.job_files import check_shipped, select_job_files, stage_job_files
-from connectome.cli.run import add_study_arguments, study_overrides
+from connectome.cli.run import add_study_arguments
 from connectome.errors import ConfigError
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"

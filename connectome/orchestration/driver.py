@@ -18,7 +18,6 @@ from rich.console import Console
 
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.faults import fault
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.session import (
     check_local_resources,

@@ -40,10 +40,7 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
         epochs_total = trial_config.train.epochs
 
         def on_epoch(epoch: dict[str, Any]) -> None:
-            # Tune wants the searcher's metrics in every result: NaN until the trial ends.
-            # Only validation metrics and the training loss reach Tune (never test metrics).
-            tune.report({**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-                         "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")})
+            tune.report(epoch_metrics(epoch, epochs_total))
             fault("trial")
 
         record = attempt_trial(trial_config, files, retries, on_epoch)
@@ -51,6 +48,17 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
                "trial_id": trial_id, "study": study_name}
         entry = write_trial_result(files, row, record.get("epochs") or [])
     tune.report({**final_metrics(entry["row"]), ENTRY_KEY: json.dumps(entry)})
+
+
+def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
+    """What Tune, a scheduler and a searcher see after an epoch: validation and training only.
+
+    An epoch row may hold test metrics (train.test_each_epoch); they go to the results files,
+    never here, so nothing is ever selected or stopped on test data.
+    """
+    # Tune wants the searcher's metrics in every result: NaN until the trial ends.
+    return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
+            "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")}
 
 
 def worker_study_dir(root: str) -> StudyDir:

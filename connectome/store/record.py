@@ -31,7 +31,7 @@ MACS = "flops"
 # and how fast, including the resource settings), then anything else in its own order.
 IDENTITY_COLUMNS = ("trial_id", "study")
 METRIC_COLUMNS = (
-    "status", "error", "params", MACS, "activations", "test_acc", "test_error", "test_loss",
+    "status", "error", "params", MACS, "activations", "test_acc", "test_error", "test_loss", "test_error_at_best_val",
     "best_val_acc", "best_val_epoch", "final_val_acc", "final_train_loss", "epochs_completed",
     "stopped_early", "attempts",
 )

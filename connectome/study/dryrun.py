@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -21,10 +20,23 @@ def print_plan(study: Study, console: Console | None = None) -> None:
     console = console or make_console()
     console.print(f"study {study.name}: {study.description.strip()}")
     if isinstance(study.search, GridSearch):
-        console.print(grid_table(study))
+        print_wide(console, grid_table(study))
     else:
         console.print(space_table(study))
         console.print(candidates_table(study))
+
+
+def print_wide(console: Console, table: Table) -> None:
+    """Print a table at its natural width, wider than the terminal if need be: ids stay whole."""
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(max_width=10_000), table).maximum
+    width = console.width
+    console.width = max(width, natural)  # print() itself never exceeds the console's width
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def grid_table(study: Study) -> Table:

@@ -237,8 +237,9 @@ def check_trial_key(key: str, where: str) -> None:
     section, _, field = key.rpartition(".")
     models = {"": ArchConfig, "train": TrainConfig, "data": DataConfig}
     model = models.get(section)
-    if model is None or field not in model.model_fields or field == "preset":
-        allowed = sorted(f for f in ArchConfig.model_fields if f != "preset")
+    # `preset` is allowed: it supplies defaults under the study's and the variant's explicit arch keys
+    if model is None or field not in model.model_fields:
+        allowed = sorted(ArchConfig.model_fields)
         raise ValueError(
             f"{where}: unknown trial key {key!r}; use an arch key ({', '.join(allowed)}),"
             f" or train.<key> ({', '.join(TrainConfig.model_fields)}),"

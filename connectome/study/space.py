@@ -87,7 +87,7 @@ def find_space_file(name: str, study_path: Path | None) -> Path:
     )
 
 
-def make_sampler(study) -> "optuna.samplers.BaseSampler":
+def make_sampler(study) -> Any:
     """The study's Optuna sampler, seeded (used by the Ray searcher and by replay)."""
     import optuna
 

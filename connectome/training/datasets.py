@@ -59,6 +59,8 @@ class DatasetInfo:
     system_dirs: tuple[str, ...] = ()
     # torchvision dataset class name used to download, and its subdirectory under the root.
     torchvision: str | None = None
+    # Pixels / 255 only, no per-channel standardisation (the paper's SVHN preprocessing).
+    scale_only: bool = False
 
 
 # ---------------------------------------------------------------- readers
@@ -232,11 +234,11 @@ DATASETS: dict[str, DatasetInfo] = {
         read=_read_cifar100, val_size=5000, augment=True, flip=True, torchvision="CIFAR100",
         how_to_get="unpack cifar-100-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) "
                    "into $CONNECTOME_DATA, or " + _PIP_TV),
-    # The paper trains SVHN without augmentation (and so with dropout 0.2).
+    # The paper trains SVHN without augmentation (and so with dropout 0.2), pixels / 255.
     "svhn": DatasetInfo(
         shape=(3, 32, 32), classes=10,
         dirs=("svhn", ""), files=("train_32x32.mat", "test_32x32.mat"), read=_read_svhn,
-        val_size=6000, augment=False, flip=False, torchvision="SVHN",
+        val_size=6000, augment=False, flip=False, torchvision="SVHN", scale_only=True,
         how_to_get="put train_32x32.mat and test_32x32.mat (http://ufldl.stanford.edu/housenumbers/) "
                    "in $CONNECTOME_DATA/svhn, or " + _PIP_TV),
     # No paper split: 5,000 of 60,000 held out, the classic MNIST validation size, like CIFAR's.
@@ -434,6 +436,8 @@ def load_splits(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") 
         train_idx = torch.cat([train_idx, torch.arange(n_split, n_total)])
     # Statistics of the fixed training split (capped for SVHN extra), the same for every seed.
     mean, std = channel_stats(raw.train_x[train_idx[:80_000]])
+    if info.scale_only:
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
     train_idx = subsample(train_idx, cfg.train_subset, seed)
     to = lambda t: t.to(device)  # noqa: E731
     return DataSplits(

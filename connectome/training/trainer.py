@@ -240,10 +240,13 @@ def run_epoch(trial: Trial, epoch: int) -> dict:
     train_loss, train_acc = _train_pass(trial, epoch)
     t_train = time.perf_counter() - t0
     val_loss, val_acc = evaluate(trial, trial.data.val_x, trial.data.val_y)
-    return dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
-                val_acc=val_acc, lr=lr_at(trial.cfg.train, epoch),
-                seconds=time.perf_counter() - t0,
-                images_per_s=len(trial.data.train_y) / max(t_train, 1e-9))
+    row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+               val_acc=val_acc, lr=lr_at(trial.cfg.train, epoch),
+               seconds=time.perf_counter() - t0,
+               images_per_s=len(trial.data.train_y) / max(t_train, 1e-9))
+    if trial.cfg.train.test_each_epoch:  # after `seconds`: timings stay comparable without it
+        row.update(_test_record(trial))
+    return row
 
 
 def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
@@ -377,7 +380,7 @@ def _config_record(cfg: TrialConfig, files: layout.TrialFiles | None, study: str
         "trial_id": files.trial_id if files is not None else None, "study": study,
         **config_columns(cfg), "status": None, "error": None, "stopped_early": False,
         "params": None, "flops": None, "activations": None, "graph_hash": None,
-        "test_acc": nan, "test_error": nan, "test_loss": nan,
+        "test_acc": nan, "test_error": nan, "test_loss": nan, "test_error_at_best_val": None,
         "best_val_acc": nan, "best_val_epoch": None, "final_val_acc": nan, "final_train_loss": nan,
         "epochs_completed": 0, "wall_time_s": nan, "train_time_s": nan,
         "device": None, "threads": None, "torch_version": torch.__version__,
@@ -408,8 +411,11 @@ def _progress_record(progress: Progress, started: float) -> dict:
     rows = progress.epochs
     vals = [(r["val_acc"], r["epoch"]) for r in rows if not math.isnan(r["val_acc"])]
     best = max(vals, key=lambda v: (v[0], -v[1])) if vals else (math.nan, None)
+    at_best = next((r for r in rows if r["epoch"] == best[1]), {})
     return {
         "best_val_acc": best[0], "best_val_epoch": best[1],
+        # the paper's SVHN number: test error of the epoch chosen on validation (needs test_each_epoch)
+        "test_error_at_best_val": at_best.get("test_error"),  # None when not measured, like best_val_epoch
         "final_val_acc": rows[-1]["val_acc"] if rows else math.nan,
         "final_train_loss": rows[-1]["train_loss"] if rows else math.nan,
         "epochs_completed": len(rows), "train_time_s": progress.train_time_s,

@@ -14,7 +14,7 @@ from connectome.store.layout import StudyDir
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("error_vs_params", f"error_vs_{MACS}", "training_curves", "pareto_params", "source_usage_dense",
-           "source_usage_partial")
+           "feature_usage_dense", "source_usage_partial", "feature_usage_partial")
 
 
 def check_figures(figures: Path, stems) -> None:
@@ -79,12 +79,12 @@ def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path
 
 def test_captions_name_trials_and_intervals_not_hashes(results_dir):
     text = write_report(results_dir).read_text()
-    captions = [line for line in text.splitlines() if line.startswith("*") and "(paper Fig." in line]
-    assert len(captions) == 5  # error vs params, vs MACs, training curves, two heatmaps
+    captions = [line for line in text.splitlines() if line.startswith("*") and "(arXiv 1608.06993 v1, Fig" in line]
+    assert len(captions) == 7  # error vs params, vs MACs, training curves, two heatmaps, two whole-network maps
     assert not any(re.search(r"(dense|partial)-g\d-s\d", c) for c in captions)  # no trial ids
     assert all("s.d." not in c for c in captions)
     usage = next(c for c in captions if c.startswith("*Source usage of dense"))
-    assert "Source usage of dense, growth=8, seed 0 (paper Fig. 4)" in usage  # pattern, factors, seed
+    assert "Source usage of dense, growth=8, seed 0 (arXiv 1608.06993 v1, Fig. 4)" in usage  # pattern, factors, seed
     assert "residual" not in usage  # no layer of this network sums its inputs
     size = next(c for c in captions if "vs params" in c)
     assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 1]" in size
@@ -189,6 +189,38 @@ def test_long_failure_lists_are_capped(tmp_path):
     text = write_report(path).read_text()
     assert "40 trials: 0 completed, 0 diverged, 40 failed, 0 missing" in text
     assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
+
+
+def test_report_prints_table_1_next_to_matching_trials(tmp_path):
+    sd = StudyDir(tmp_path / "c10")
+    sd.write_plan([f"d40-s{seed}" for seed in range(3)])
+    for seed, error in enumerate((0.071, 0.069, 0.072)):
+        sd.record({"row": {"trial_id": f"d40-s{seed}", "study": "c10", "status": "completed", "seed": seed,
+                           "preset": "densenet-40-12", "depth": 40, "pattern": "dense", "data.name": "cifar10",
+                           "data.augment": False, "params": 1019722, "flops": 264812928, "test_error": error},
+                   "epochs": []})
+    text = write_report(sd.root).read_text()
+    section = text.split("Against the paper's Table 1")[1]
+    line = next(ln for ln in section.splitlines() if "densenet-40-12" in ln)
+    assert "| C10 |" in line and "| 0.07 |" in line and "| 3 |" in line  # C10 (no "+"), 3 seeds
+
+
+def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_path):
+    sd = StudyDir(tmp_path / "fig5")
+    runs = [(f, p, s) for f, p, sizes in (("densenet", "dense", (1e5, 2e5)), ("preact-resnet", "residual", (2e5, 4e5)))
+            for s in sizes]
+    sd.write_plan([f"{family}-{int(params)}" for family, _, params in runs])
+    for family, pattern, params in runs:
+        row = {"trial_id": f"{family}-{int(params)}", "study": "fig5", "status": "completed", "seed": 0,
+               "family": family, "pattern": pattern, "params": params, "flops": 10 * params,
+               "test_error": 0.3 - params / 2e6}
+        epochs = [{"epoch": e, "train_loss": 1.0 / e, "val_acc": float("nan"), "test_error": 0.5 / e}
+                  for e in (1, 2, 3)]
+        sd.record({"row": row, "epochs": epochs})
+    text = write_report(sd.root).read_text()
+    assert "test_error vs params per family" in text
+    assert "Training loss and test error per epoch" in text
+    check_figures(sd.root / "figures", ("error_vs_params", "training_curves"))
 
 
 def test_usage_heatmap_trial_is_chosen_on_validation_not_test():

@@ -1,4 +1,4 @@
-"""Source-usage heatmap (paper Fig. 4) on models whose weights are set by hand."""
+"""Source-usage heatmap (arXiv 1608.06993 v1, Fig. 4) on models whose weights are set by hand."""
 import numpy as np
 import pytest
 import torch
@@ -73,3 +73,52 @@ def test_heatmap_of_other_dags_masks_absent_edges(pattern, options):
         assert matrix.shape == (len(matrix), len(matrix))
         np.testing.assert_array_equal(ax.images[0].get_array().mask, np.isnan(matrix.T))
         assert np.nanmax(matrix, axis=1) == pytest.approx(1.0)  # every layer reads something
+
+
+def test_feature_usage_covers_the_whole_network_per_feature_map():
+    from connectome.analysis import feature_usage
+
+    model = build_model(pattern="dense", block_layers=[2, 2, 2], growth=3, classes=4)
+    with torch.no_grad():
+        model.transitions[0].conv.weight.zero_()
+        model.transitions[0].conv.weight[:, 17] = 2.0  # block 1, layer 1's second map
+        model.head.classifier.weight.fill_(1.0)
+    frame = feature_usage(model)
+    assert list(dict.fromkeys(frame.target)) == [
+        "block1.layer1", "block1.layer2", "transition1", "block2.layer1", "block2.layer2", "transition2",
+        "block3.layer1", "block3.layer2", "classifier"]
+    t1 = frame[frame.target == "transition1"]
+    assert len(t1) == 16 + 2 * 3  # every map of block 1's output: stem 16, two layers of 3
+    hot = t1[t1.value == 1.0]
+    assert list(zip(hot.source, hot.channel)) == [("block1.layer1", 1)]
+    assert t1.value.sum() == 1.0 and hot.norm.item() == pytest.approx(2.0 * 22**0.5)
+    head = frame[frame.target == "classifier"]
+    assert set(head.source) == {"transition2", "block3.layer1", "block3.layer2"}
+    assert (head.value == 1.0).all() and head.norm.iloc[0] == pytest.approx(2.0)  # sqrt(4 classes)
+    assert frame.groupby("target").value.max().eq(1.0).all()  # each column normalised by its max
+
+
+def test_feature_usage_follows_partial_windows_and_pools_per_source():
+    from connectome.analysis import feature_usage
+
+    model = build_model(pattern="partial", block_layers=[3], growth=2, m=6, stem_channels=8, classes=2)
+    frame = feature_usage(model)
+    layer3 = frame[frame.target == "block1.layer3"]  # last 6 of [stem 8, layer1 2, layer2 2]
+    assert list(zip(layer3.source, layer3.channel)) == [
+        ("stem", 6), ("stem", 7), ("block1.layer1", 0), ("block1.layer1", 1),
+        ("block1.layer2", 0), ("block1.layer2", 1)]
+    pooled = feature_usage(model, per_source=True)
+    row = pooled[(pooled.target == "block1.layer3") & (pooled.source == "stem")]
+    maps = layer3[layer3.source == "stem"].norm
+    assert row.norm.item() == pytest.approx(float((maps**2).mean() ** 0.5))
+    assert pooled.channel.isna().all()
+
+
+def test_plot_feature_usage_marks_transitions_and_classifier():
+    from connectome.analysis import feature_usage
+    from connectome.analysis.figures import plot_feature_usage
+
+    fig = plot_feature_usage(feature_usage(build_model(pattern="dense", block_layers=[2, 2, 2], growth=3)))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["block 1", "T1", "block 2", "T2", "block 3", "C"]
+    assert sum(p.get_edgecolor()[:3] == (1.0, 0.0, 0.0) for p in ax.patches) == 3  # T1, T2, C boxed

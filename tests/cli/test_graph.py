@@ -67,6 +67,18 @@ def test_bad_input_is_one_line_without_traceback(argv, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("preset, millions", [
+    ("preact-resnet-164", 1.7), ("resnet-110", 1.7), ("densenet-40-12", 1.0), ("densenet-100-24", 27.2)])
+def test_presets_give_table_1_params_to_the_papers_rounding(capsys, preset, millions):
+    code, out, _ = run(capsys, "--preset", preset, "--format", "json")
+    assert code == 0 and round(json.loads(out)["params"] / 1e6, 1) == millions
+
+
+def test_resnet_text_names_its_stage_transitions(capsys):
+    code, out, _ = run(capsys, "--preset", "resnet-110")
+    assert "transition 1: 16 -> 32 channels, basic unit, stride 2, zero-padded identity shortcut" in out
+
+
 SHIPPED_PATTERNS = sorted(p for p in PATTERNS if p != "file")
 
 

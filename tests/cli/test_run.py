@@ -51,6 +51,36 @@ def test_partial_vs_dense_is_the_papers_comparison():
     assert (paper.data.name, paper.train.epochs, arch.depth, arch.growth) == ("cifar10", 300, 40, 12)
 
 
+PAPER = sorted((REPO / "studies" / "paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.name)
+def test_paper_studies_evaluate_as_the_paper_did(path):
+    """CIFAR: all 50,000 training images, 300 epochs; SVHN: train + extra, 40 epochs, 6,000 held out."""
+    study = load_study(path)
+    if path.name == "patterns_budget_c10plus.yaml":  # connectome's own question, not a paper figure
+        return
+    if study.data.name == "svhn":
+        assert (study.data.svhn_extra, study.train.epochs, study.data.val_size) == (True, 40, None)
+        assert study.train.test_each_epoch  # for test_error_at_best_val
+    else:
+        assert (study.data.val_size, study.train.epochs) == (0, 300)
+    assert study.train.batch_size == 64 and study.train.schedule == "step"
+
+
+def test_table1_studies_cover_the_three_densenet_rows_on_five_settings():
+    from connectome.reference import trial_settings
+
+    seen = set()
+    for path in (REPO / "studies" / "paper").glob("table1_densenet_*.yaml"):
+        study = load_study(path)
+        for trial in expand_grid(study):
+            row = pd.DataFrame([{"data.name": study.data.name, "data.augment": study.data.augment}])
+            seen.add((trial.config.arch.preset, trial_settings(row).iloc[0]))
+    presets = ("densenet-40-12", "densenet-100-12", "densenet-100-24")
+    assert seen == {(p, s) for p in presets for s in ("C10", "C10+", "C100", "C100+", "SVHN")}
+
+
 def _study_file(tmp_path: Path) -> Path:
     """Three synthetic trials of ~40 short epochs, one at a time, so a kill lands mid-trial."""
     data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())

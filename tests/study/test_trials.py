@@ -101,3 +101,13 @@ def test_invalid_candidates_raise_user_errors(tmp_path, bad):
 
     with pytest.raises(ConnectomeError):
         make_trial(_study(tmp_path), bad, seed=0)
+
+
+def test_a_preset_variant_gives_the_presets_network(tmp_path):
+    data = smoke_dict(tmp_path, arch={}, search={"kind": "grid", "variants": [
+        {"preset": "preact-resnet-164"}, {"preset": "densenet-40-12", "growth": 6}]})
+    trials = expand_grid(load_study(write_study(tmp_path, data)))
+    resnet, dense = (t.config.arch for t in trials)
+    assert (resnet.family, resnet.depth, resnet.pattern, resnet.preset) == ("preact-resnet", 164, "residual",
+                                                                            "preact-resnet-164")
+    assert (dense.depth, dense.growth) == (40, 6)  # the variant's own keys override the preset

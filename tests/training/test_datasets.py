@@ -253,3 +253,12 @@ def test_bad_svhn_file_is_a_dataset_error(no_roots, content):
     with pytest.raises(DatasetError, match="train_32x32.mat is not an SVHN .mat file") as err:
         ds.load_raw(DataConfig(name="svhn", download=False))
     assert "\n" not in str(err.value)
+
+
+def test_svhn_is_scaled_by_255_only(monkeypatch):
+    """The paper divides SVHN pixels by 255 and does not standardise them."""
+    assert ds.DATASETS["svhn"].scale_only and not ds.DATASETS["cifar10"].scale_only
+    monkeypatch.setitem(ds.DATASETS, "synthetic", dataclasses.replace(ds.DATASETS["synthetic"], scale_only=True))
+    splits = ds.load_splits(DataConfig(name="synthetic", synthetic=SyntheticConfig(train=100, size=8)), seed=0)
+    x, _ = splits.batch(torch.arange(10), torch.Generator())
+    assert torch.equal(x, splits.train_x[:10].float() / 255.0)

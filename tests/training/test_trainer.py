@@ -247,6 +247,18 @@ def test_step_schedule_drops_at_fractions_of_training():
     assert lr_at(short, 0.5) == pytest.approx(0.01)
 
 
+def test_test_each_epoch_logs_test_metrics_and_the_best_val_epochs_error(tiny):
+    record = train_trial(tiny(train={"test_each_epoch": True}))
+    rows = record["epochs"]
+    assert all({"test_loss", "test_acc", "test_error"} <= row.keys() for row in rows)
+    assert rows[-1]["test_error"] == pytest.approx(record["test_error"])  # the same final model
+    best = next(r for r in rows if r["epoch"] == record["best_val_epoch"])
+    assert record["test_error_at_best_val"] == best["test_error"]
+    plain = train_trial(tiny())
+    assert "test_error" not in plain["epochs"][0] and plain["test_error_at_best_val"] is None
+    assert computed(plain)["test_error"] == computed(record)["test_error"]  # evaluation changes nothing
+
+
 def test_a_finished_result_is_returned_without_training_and_a_failed_one_reruns(tiny, tmp_path):
     first = train_trial(tiny(), trial_dir=tmp_path)
     again = train_trial(tiny(train={"threads": 1, "eval_batch_size": 7}), trial_dir=tmp_path)  # resources only

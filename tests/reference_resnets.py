@@ -1,0 +1,104 @@
+"""ResNets written by hand from their papers, independent of connectome's spec and executor.
+
+Modules are registered in network order (stem, stage 1, stage 2, ..., head), so their
+state_dict values line up one to one with `network_state(model)` of the executor's model.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PreActBottleneck(nn.Module):
+    """He et al. 2016: BN-ReLU-Conv1x1, BN-ReLU-Conv3x3 (stride), BN-ReLU-Conv1x1 to 4x."""
+
+    def __init__(self, cin, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.projection = None
+        if stride != 1 or cin != 4 * planes:
+            self.projection = nn.Conv2d(cin, 4 * planes, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        pre = F.relu(self.bn1(x))
+        shortcut = x if self.projection is None else self.projection(pre)
+        out = self.conv1(pre)
+        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv3(F.relu(self.bn3(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    """CIFAR pre-activation bottleneck ResNet, depth 9n+2: 16-channel stem, stages 16/32/64 (x4)."""
+
+    def __init__(self, depth, classes=10):
+        super().__init__()
+        n = (depth - 2) // 9
+        self.conv0 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        units, cin = [], 16
+        for i, planes in enumerate((16, 32, 64)):
+            for j in range(n):
+                units.append(PreActBottleneck(cin, planes, stride=2 if i and not j else 1))
+                cin = 4 * planes
+        self.units = nn.Sequential(*units)
+        self.bn = nn.BatchNorm2d(cin)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.units(self.conv0(x))
+        return self.fc(F.relu(self.bn(x)).mean((2, 3)))
+
+
+class BasicBlock(nn.Module):
+    """He et al. 2015: Conv3x3-BN-ReLU-Conv3x3-BN, add the shortcut (option A), ReLU."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.pad = stride, cout - cin
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        shortcut = x[:, :, ::self.stride, ::self.stride]
+        if self.pad:
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """The original CIFAR ResNet, depth 6n+2: conv-BN-ReLU stem, stages of 16/32/64, pool, FC."""
+
+    def __init__(self, depth, classes=10):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv0 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(16)
+        units, cin = [], 16
+        for i, width in enumerate((16, 32, 64)):
+            for j in range(n):
+                units.append(BasicBlock(cin, width, stride=2 if i and not j else 1))
+                cin = width
+        self.units = nn.Sequential(*units)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.units(F.relu(self.bn0(self.conv0(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def network_state(model) -> list[torch.Tensor]:
+    """The executor model's state tensors in network order: stem, block, transition, ..., head."""
+    parts = [model.stem]
+    for i, block in enumerate(model.blocks):
+        parts.append(block)
+        if i < len(model.transitions):
+            parts.append(model.transitions[i])
+    parts.append(model.head)
+    return [t for part in parts for t in part.state_dict().values()]
