@@ -75,6 +75,9 @@ class ConvOp(nn.Module):
 class BottleneckOp(nn.Module):
     """DenseNet-B: BN-ReLU-Conv1x1 to bn_size*k channels, then BN-ReLU-Conv3x3."""
 
+    # Memory-efficient mode also recomputes the tail's BN-ReLU (see GraphNode.forward).
+    recompute_tail = True
+
     def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
         super().__init__()
         mid = bn_size * cout
