@@ -88,14 +88,17 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(0.0, ge=0.0)
     # Label smoothing of the training loss (0 = plain cross-entropy, as in the paper).
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    # Autocast precision: fp32 (none), bf16 (CPU with native bf16, or GPU), fp16 (GPU only).
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Autocast precision: fp32 (none), bf16 (CPU with native bf16, or GPU), fp16 (GPU only);
+    # "auto" = bf16 where the hardware has it natively, else fp32, resolved when the trial is
+    # planned (connectome/training/resolve.py) and recorded, so it is part of the trial id.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:1", ...
     device: str = "auto"
     # Channels-last memory format for activations and weights (faster convs on some hardware).
     channels_last: bool = False
-    # Compile the model with torch.compile (needs a C++ compiler on CPU).
-    compile: bool = False
+    # Compile the model with torch.compile (needs a C++ compiler on CPU); "auto" = when the trial
+    # is long enough to pay the compile time back, resolved when the trial is planned.
+    compile: bool | Literal["auto"] = "auto"
     # CPU threads; None = the trial's resources ($OMP_NUM_THREADS as set by Ray, else CPU affinity).
     threads: int | None = Field(None, ge=1)
     # Batch size of validation and test passes (no gradients, so larger is fine).

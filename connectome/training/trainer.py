@@ -32,6 +32,7 @@ from connectome.spec import NetworkSpec
 from connectome.training import checkpoint as ckpt
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
 from connectome.training.datasets import DataSplits, load_splits
+from connectome.training.resolve import resolve_execution, use_compile_cache
 
 # Dropout after each conv when the data is not augmented (paper, Sec. 4.2).
 NO_AUGMENT_DROPOUT = 0.2
@@ -94,7 +95,7 @@ def train_trial(
     training gives status `failed` with the error text, a NaN/inf loss status `diverged`.
     Accuracies and errors are fractions in [0, 1].
     """
-    cfg = make_trial_config(config)
+    cfg = resolve_execution(make_trial_config(config))  # "auto" precision/compile made concrete
     trial_dir = Path(trial_dir) if trial_dir is not None else None
     if trial_dir is not None:
         finished = _check_dir(trial_dir, cfg)
@@ -132,6 +133,7 @@ def train_trial(
 
 def setup_trial(cfg: TrialConfig) -> Trial:
     """Device, threads, data, model, optimiser: all checks that can fail before training."""
+    cfg = resolve_execution(cfg)
     train = cfg.train
     device = resolve_device(train.device)
     _check_precision(train.precision, device)
@@ -146,6 +148,8 @@ def setup_trial(cfg: TrialConfig) -> Trial:
     optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
                                 nesterov=train.nesterov and train.momentum > 0,
                                 weight_decay=train.weight_decay)
+    if train.compile:
+        use_compile_cache()
     forward = torch.compile(model) if train.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
     return Trial(cfg, arch, spec, data, device, model, forward, optimizer, scaler)

@@ -101,3 +101,14 @@ def test_invalid_candidates_raise_user_errors(tmp_path, bad):
 
     with pytest.raises(ConnectomeError):
         make_trial(_study(tmp_path), bad, seed=0)
+
+
+def test_precision_auto_is_resolved_before_the_trial_id(tmp_path, monkeypatch):
+    from connectome.training import resolve
+
+    monkeypatch.setattr(resolve, "native_bf16", lambda device: True)
+    study = _study(tmp_path)
+    auto = expand_grid(study)
+    assert {t.config.train.precision for t in auto} == {"bf16"}
+    assert [t.trial_id for t in auto] == [t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=bf16"]))]
+    assert not {t.trial_id for t in auto} & {t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=fp32"]))}
