@@ -38,14 +38,18 @@ def test_resolution_leaves_no_auto_and_is_idempotent(tiny, bf16_hardware):
     assert resolve_execution(explicit) == explicit
 
 
-def test_compile_auto_pays_off_only_for_long_trials():
+def test_compile_auto_pays_off_only_for_long_trials(monkeypatch):
     short = make_trial_config({"arch": {"preset": "densenet-40-12"},
                                "data": {"name": "fashion-mnist", "train_subset": 500}, "train": {"epochs": 1}})
     long = make_trial_config({"arch": {"preset": "densenet-40-12"}, "data": {"name": "cifar10"}})
     cpu = torch.device("cpu")
+    # As measured on CPU (compiled steps slower than eager): never compile.
+    assert not resolve.resolve_compile("auto", long, cpu, "bf16")
+    monkeypatch.setitem(resolve.COMPILED_STEP_RATIO, "cpu", 0.5)  # a device where compiling is faster
     assert not resolve.resolve_compile("auto", short, cpu, "bf16")
     assert resolve.resolve_compile("auto", long, cpu, "bf16")
-    assert not resolve.resolve_compile("auto", long, torch.device("cuda"), "bf16")  # not measured on GPUs
+    assert not resolve.resolve_compile("auto", long, torch.device("cuda"), "bf16")  # not measured: eager
+    assert resolve.resolve_compile(True, short, cpu, "bf16")
 
 
 def test_training_images_follow_split_and_subset():
