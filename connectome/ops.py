@@ -104,8 +104,9 @@ class BottleneckOp(nn.Module):
         mid = bn_size * cout
         head = norm_act_cx(cin, hw) + conv_cx(cin, mid, 1, hw)
         tail = norm_act_cx(mid, hw) + conv_cx(mid, cout, 3, hw)
-        if memory_efficient:
+        if memory_efficient:  # only the 1x1 conv's output and the 3x3 conv's output are stored
             head = Cx(head.params, head.flops, mid * hw * hw)
+            tail = Cx(tail.params, tail.flops, cout * hw * hw)
         return head + tail
 
 

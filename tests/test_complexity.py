@@ -106,3 +106,11 @@ def test_budget_matching_lands_near_the_target(pattern):
              for d in (-1, 1)]
     assert all(abs(params - target) <= abs(w - target) for w in worse)
     assert abs(params - target) / target < 0.1
+
+
+def test_memory_efficient_bottleneck_stores_only_its_conv_outputs():
+    # Both BN-ReLUs are recomputed in backward: the 1x1 output (4k) and the 3x3 output (k) remain.
+    from connectome.ops import BottleneckOp
+
+    cx = BottleneckOp.complexity(40, 12, 4, 8, memory_efficient=True)
+    assert cx.acts == (4 * 12 + 12) * 8 * 8
