@@ -6,6 +6,7 @@ from other jobs on the machine hits both sides alike) and medians are reported.
     python benchmarks/training.py accuracy benchmarks/fashion_small.yaml   # one full trial
     python benchmarks/training.py data-share benchmarks/fashion_small.yaml
     python benchmarks/training.py precision benchmarks/fashion_small.yaml
+    python benchmarks/training.py compile benchmarks/fashion_small.yaml   # compile time, break-even
     python benchmarks/training.py all benchmarks/fashion_small.yaml
     python benchmarks/training.py precision benchmarks/fashion_small.yaml --device cuda  # + fp16
 
@@ -29,7 +30,7 @@ import yaml
 from connectome.errors import ConfigError
 from connectome.training import make_trial_config, train_trial
 from connectome.training.device import check_precision, resolve_device, to_device
-from connectome.training.trainer import Trial, epoch_seed, setup_trial, train_step
+from connectome.training.trainer import Trial, autocast, epoch_seed, setup_trial, train_step
 
 ACCURACY_TARGET = 0.90
 TIME_BUDGET_S = 300.0
@@ -135,9 +136,40 @@ def _round_ratios(times: dict[str, list[float]], p: str) -> str:
     return f"{min(pairs):.2f}..{max(pairs):.2f}"
 
 
+def bench_compile(raw: dict, steps: int, reps: int) -> None:
+    """Compile time, compiled vs eager step time (same precision) and the break-even trial length."""
+    trials = {c: setup_trial(make_trial_config({**raw, "train": {**raw["train"], "compile": c}}))
+              for c in (False, True)}
+    first = {}
+    for c, t in trials.items():  # the compiled side's first training and eval calls compile
+        t0 = time.perf_counter()
+        _timed_steps(t, 1, with_model=True)
+        t.forward.eval()
+        with torch.no_grad(), autocast(t):
+            t.forward(t.data.normalize(t.data.val_x[:8]))
+        first[c] = time.perf_counter() - t0
+    _timed_steps(trials[True], 1, with_model=True)  # a step after the eval-graph compile
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(reps):
+        for c in ((False, True) if r % 2 == 0 else (True, False)):
+            t0 = time.process_time()
+            _timed_steps(trials[c], steps, with_model=True)
+            times[c].append((time.process_time() - t0) / steps)
+    eager, compiled = statistics.median(times[False]), statistics.median(times[True])
+    ratios = [e / c for e, c in zip(times[False], times[True])]
+    cost = first[True] - first[False]
+    n, bs = len(trials[False].data.train_y), trials[False].cfg.train.batch_size
+    steps_even = cost / max(eager - compiled, 1e-9)
+    print(f"compile: precision {trials[True].cfg.train.precision}  compile (train + eval graphs) {cost:.0f} s wall  "
+          f"step eager {eager * 1e3:.0f} ms, compiled {compiled * 1e3:.0f} ms (CPU time)  "
+          f"speed-up {eager / compiled:.2f}x (per-round {min(ratios):.2f}-{max(ratios):.2f})  "
+          f"break-even {steps_even:.0f} steps = {steps_even * bs / n:.2f} epochs of {n} images  "
+          f"(load average {Path('/proc/loadavg').read_text().split()[:3]})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["accuracy", "data-share", "precision", "all"])
+    parser.add_argument("what", choices=["accuracy", "data-share", "precision", "compile", "all"])
     parser.add_argument("config", type=Path, help="YAML trial config (keys arch, data, train, seed)")
     parser.add_argument("--threads", type=int, default=None, help="override train.threads")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed repetition")
@@ -155,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_data_share(raw, args.steps, args.reps)
     if args.what in ("precision", "all"):
         bench_precision(raw, args.steps, args.reps)
+    if args.what in ("compile", "all"):
+        bench_compile(raw, args.steps, args.reps)
     if args.what in ("accuracy", "all"):
         bench_accuracy(raw)
     return 0

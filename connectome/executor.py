@@ -31,6 +31,7 @@ class GraphNode(nn.Module):
         self.op = op
         self.memory_efficient = memory_efficient
         self._fresh = True  # first call of the checkpointed part in this forward
+        self._tail_fresh = True
 
     def aggregate(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if len(inputs) == 1:
@@ -48,6 +49,11 @@ class GraphNode(nn.Module):
         if self.memory_efficient and self.training and any(t.requires_grad for t in inputs):
             self._fresh = True
             h = checkpoint(self._recomputable, *inputs, use_reentrant=False)
+            if getattr(self.op, "recompute_tail", False):
+                # A bottleneck's second BN-ReLU (4k channels) is recomputed too; the checkpoint
+                # stops before the 3x3 conv, whose input is then the last tensor it needs.
+                self._tail_fresh = True
+                return checkpoint(self._recomputable_tail, h, use_reentrant=False)
         else:
             h = self.op.head(self.aggregate(inputs))
         return self.op.tail(h)
@@ -57,6 +63,12 @@ class GraphNode(nn.Module):
         first, self._fresh = self._fresh, False
         with nullcontext() if first else frozen_norm_stats(self.op):
             return self.op.head(self.aggregate(list(inputs)))
+
+    def _recomputable_tail(self, h: torch.Tensor) -> torch.Tensor:
+        """The op's tail; on recomputation BN running stats are left untouched."""
+        first, self._tail_fresh = self._tail_fresh, False
+        with nullcontext() if first else frozen_norm_stats(self.op):
+            return self.op.tail(h)
 
 
 @contextmanager

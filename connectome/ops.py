@@ -75,6 +75,9 @@ class ConvOp(nn.Module):
 class BottleneckOp(nn.Module):
     """DenseNet-B: BN-ReLU-Conv1x1 to bn_size*k channels, then BN-ReLU-Conv3x3."""
 
+    # Memory-efficient mode also recomputes the tail's BN-ReLU (see GraphNode.forward).
+    recompute_tail = True
+
     def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
         super().__init__()
         mid = bn_size * cout
@@ -101,8 +104,9 @@ class BottleneckOp(nn.Module):
         mid = bn_size * cout
         head = norm_act_cx(cin, hw) + conv_cx(cin, mid, 1, hw)
         tail = norm_act_cx(mid, hw) + conv_cx(mid, cout, 3, hw)
-        if memory_efficient:
+        if memory_efficient:  # only the 1x1 conv's output and the 3x3 conv's output are stored
             head = Cx(head.params, head.flops, mid * hw * hw)
+            tail = Cx(tail.params, tail.flops, cout * hw * hw)
         return head + tail
 
 

@@ -133,3 +133,11 @@ def test_preact_resnet_1001_params_as_he_et_al_count_them():
     assert params == sum(p.numel() for p in model.parameters())
     assert round(params / 1e6, 2) == 10.33
     assert round((params - _norm_params(model)) / 1e6, 1) == 10.2
+
+
+def test_memory_efficient_bottleneck_stores_only_its_conv_outputs():
+    # Both BN-ReLUs are recomputed in backward: the 1x1 output (4k) and the 3x3 output (k) remain.
+    from connectome.ops import BottleneckOp
+
+    cx = BottleneckOp.complexity(40, 12, 4, 8, memory_efficient=True)
+    assert cx.acts == (4 * 12 + 12) * 8 * 8

@@ -111,8 +111,11 @@ def test_installed_wheel_runs_the_command_line(wheel, tmp_path):
 @pytest.mark.slow
 def test_editable_install_points_at_the_checkout(tmp_path):
     prefix = tmp_path / "prefix"
+    # --ignore-installed: without it pip uninstalls this interpreter's own editable connectome
+    # (the developer's environment) before installing under --prefix.
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
-                           "--prefix", str(prefix), "-e", str(REPO)], capture_output=True, text=True, timeout=300)
+                           "--ignore-installed", "--prefix", str(prefix), "-e", str(REPO)],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     site_dir = next(prefix.glob("lib/python*/site-packages"))
     # -S: without this interpreter's own site-packages, whose editable connectome would win.

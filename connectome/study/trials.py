@@ -19,6 +19,7 @@ from connectome.study.dedup import mark_duplicates
 from connectome.study.schema import GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
 from connectome.training.datasets import data_shape as dataset_shape
+from connectome.training.resolve import resolve_execution
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> Trial
         arch, size = arch_for_data(config)
         matched = match_budget(arch, study.budget.params, input_size=size)
         config = config.model_copy(update={"arch": config.arch.model_copy(update={"growth": matched.growth})})
-    return config
+    # Hook (issue 9): precision/compile "auto" made concrete at planning, before the trial id is taken.
+    return resolve_execution(config)
 
 
 def data_shape(config: TrialConfig) -> tuple[tuple[int, int, int], int]:

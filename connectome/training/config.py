@@ -89,15 +89,18 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(0.0, ge=0.0)
     # Label smoothing of the training loss (0 = plain cross-entropy, as in the paper).
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    # Autocast precision: fp32 (none), bf16 (CPU with native bf16, or GPU), fp16 (GPU only).
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Autocast precision: fp32 (none), bf16 (CPU with native bf16, or GPU), fp16 (GPU only);
+    # "auto" = bf16 where the hardware has it natively, else fp32, resolved when the trial is
+    # planned (connectome/training/resolve.py) and recorded, so it is part of the trial id.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # "auto" (in a study: the GPU Ray assigned, else CPU; elsewhere CUDA if available), "cpu",
     # "cuda", "cuda:1" (not in studies: Ray picks the GPU; see docs/gpu.md).
     device: str = "auto"
     # Channels-last memory format for activations and weights (faster convs on some hardware).
     channels_last: bool = False
-    # Compile the model with torch.compile (needs a C++ compiler on CPU).
-    compile: bool = False
+    # Compile the model with torch.compile (needs a C++ compiler on CPU); "auto" = when the trial
+    # is long enough to pay the compile time back, resolved when the trial is planned.
+    compile: bool | Literal["auto"] = "auto"
     # Deterministic algorithms (and cuDNN/cuBLAS settings) so a seed gives the same record on
     # CUDA too; slower, and it changes numerics, so it is part of the trial id (docs/gpu.md).
     deterministic: bool = False

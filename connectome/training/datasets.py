@@ -61,6 +61,8 @@ class DatasetInfo:
     torchvision: str | None = None
     # Pixels / 255 only, no per-channel standardisation (the paper's SVHN preprocessing).
     scale_only: bool = False
+    # Training-split images (before validation is held out; SVHN without extra), for estimates.
+    train_images: int = 0
 
 
 # ---------------------------------------------------------------- readers
@@ -222,28 +224,28 @@ _PIP_TV = "let torchvision download it (data.download: true, needs network; save
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
-        shape=(3, 32, 32), classes=10,
+        shape=(3, 32, 32), classes=10, train_images=50000,
         dirs=("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
         files=("data_batch_1", "data_batch_5", "test_batch"), read=_read_cifar10,
         val_size=5000, augment=True, flip=True, torchvision="CIFAR10",
         how_to_get="unpack cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) "
                    "into $CONNECTOME_DATA, or " + _PIP_TV),
     "cifar100": DatasetInfo(
-        shape=(3, 32, 32), classes=100,
+        shape=(3, 32, 32), classes=100, train_images=50000,
         dirs=("cifar-100-python", "cifar100/cifar-100-python"), files=("train", "test"),
         read=_read_cifar100, val_size=5000, augment=True, flip=True, torchvision="CIFAR100",
         how_to_get="unpack cifar-100-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) "
                    "into $CONNECTOME_DATA, or " + _PIP_TV),
     # The paper trains SVHN without augmentation (and so with dropout 0.2), pixels / 255.
     "svhn": DatasetInfo(
-        shape=(3, 32, 32), classes=10,
+        shape=(3, 32, 32), classes=10, train_images=73257,
         dirs=("svhn", ""), files=("train_32x32.mat", "test_32x32.mat"), read=_read_svhn,
         val_size=6000, augment=False, flip=False, torchvision="SVHN", scale_only=True,
         how_to_get="put train_32x32.mat and test_32x32.mat (http://ufldl.stanford.edu/housenumbers/) "
                    "in $CONNECTOME_DATA/svhn, or " + _PIP_TV),
     # No paper split: 5,000 of 60,000 held out, the classic MNIST validation size, like CIFAR's.
     "fashion-mnist": DatasetInfo(
-        shape=(1, 28, 28), classes=10,
+        shape=(1, 28, 28), classes=10, train_images=60000,
         dirs=("fashion-mnist", "FashionMNIST/raw"), files=_IDX_FILES, read=_read_idx,
         val_size=5000, augment=True, flip=True, torchvision="FashionMNIST",
         system_dirs=("/usr/share/datasets/fashion-mnist",),
@@ -251,7 +253,7 @@ DATASETS: dict[str, DatasetInfo] = {
                    "(or `make data`), or put the four idx .gz files in $CONNECTOME_DATA/fashion-mnist"),
     # Digits: a mirror image is not the same digit, so crops only.
     "mnist": DatasetInfo(
-        shape=(1, 28, 28), classes=10,
+        shape=(1, 28, 28), classes=10, train_images=60000,
         dirs=("mnist", "MNIST/raw"), files=_IDX_FILES, read=_read_idx,
         val_size=5000, augment=False, flip=False, torchvision="MNIST",
         how_to_get="put the four idx .gz files (train/t10k images/labels) in $CONNECTOME_DATA/mnist, "

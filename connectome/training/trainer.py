@@ -38,6 +38,7 @@ from connectome.training import device as devices
 from connectome.training.device import resolve_device  # noqa: F401 - re-exported for callers
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
 from connectome.training.datasets import DataSplits, load_splits
+from connectome.training.resolve import resolve_execution, use_compile_cache
 
 # Dropout after each conv when the data is not augmented (paper, Sec. 4.2).
 NO_AUGMENT_DROPOUT = 0.2
@@ -102,7 +103,7 @@ def train_trial(
     Accuracies and errors are fractions in [0, 1]. The caller's RNG state, backend flags and
     current GPU are left as they were.
     """
-    cfg = make_trial_config(config)
+    cfg = resolve_execution(make_trial_config(config))  # "auto" precision/compile made concrete
     files = layout.TrialFiles(Path(trial_dir)) if trial_dir is not None else None
     study = None
     if files is not None:
@@ -146,6 +147,7 @@ def train_trial(
 
 def setup_trial(cfg: TrialConfig, device: torch.device | None = None) -> Trial:
     """Device, threads, data, model, optimiser: all checks that can fail before training."""
+    cfg = resolve_execution(cfg)
     train = cfg.train
     device = device or devices.resolve_device(train.device, devices.ray_gpu_ids())
     devices.configure_backends(train.deterministic, train.precision, device)
@@ -164,6 +166,7 @@ def setup_trial(cfg: TrialConfig, device: torch.device | None = None) -> Trial:
                                 weight_decay=train.weight_decay)
     if train.compile:
         torch._dynamo.reset()  # a reused worker's earlier trials would count towards the recompile limit
+        use_compile_cache()
     forward = torch.compile(model) if train.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
     return Trial(cfg, arch, spec, data, device, model, forward, optimizer, scaler)

@@ -33,8 +33,9 @@ def test_resource_keys_do_not_change_the_trial_id(tmp_path):
     })
     assert trial_id(moved) == trial_id(config)
     assert config_hash(moved.model_dump(mode="json")) == config_hash(config.model_dump(mode="json"))
-    numerics = config.model_copy(update={"train": config.train.model_copy(update={"precision": "bf16"})})
-    assert trial_id(numerics) != trial_id(config)
+    fp32, bf16 = (config.model_copy(update={"train": config.train.model_copy(update={"precision": p})})
+                  for p in ("fp32", "bf16"))
+    assert trial_id(fp32) != trial_id(bf16)  # numerics are part of the id
 
 
 def test_pattern_options_are_factors_and_resources_are_not():

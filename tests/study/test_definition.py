@@ -20,7 +20,7 @@ def test_resource_edits_are_not_changes(tmp_path):
 
 def test_numeric_edits_are_conflicts_named_with_old_and_new_values(tmp_path):
     changes = compare(_dump(tmp_path), _dump(tmp_path, "train.epochs=3", "train.precision=bf16"))
-    assert changes.conflicts == ["train.epochs: 2 -> 3", "train.precision: fp32 -> bf16"]
+    assert changes.conflicts == ["train.epochs: 2 -> 3", "train.precision: auto -> bf16"]
 
 
 def test_growing_the_plan_is_accepted(tmp_path):

@@ -111,3 +111,14 @@ def test_a_preset_variant_gives_the_presets_network(tmp_path):
     assert (resnet.family, resnet.depth, resnet.pattern, resnet.preset) == ("preact-resnet", 164, "residual",
                                                                             "preact-resnet-164")
     assert (dense.depth, dense.growth) == (40, 6)  # the variant's own keys override the preset
+
+
+def test_precision_auto_is_resolved_before_the_trial_id(tmp_path, monkeypatch):
+    from connectome.training import resolve
+
+    monkeypatch.setattr(resolve, "native_bf16", lambda device: True)
+    study = _study(tmp_path)
+    auto = expand_grid(study)
+    assert {t.config.train.precision for t in auto} == {"bf16"}
+    assert [t.trial_id for t in auto] == [t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=bf16"]))]
+    assert not {t.trial_id for t in auto} & {t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=fp32"]))}

@@ -107,7 +107,7 @@ def test_deterministic_is_part_of_the_trial_id_not_a_resource(tiny, tmp_path):
 
 def test_fp32_trials_run_without_tf32(tiny):
     seen = []
-    train_trial(tiny(train={"epochs": 1}), on_epoch=lambda row: seen.append(
+    train_trial(tiny(train={"epochs": 1, "precision": "fp32"}), on_epoch=lambda row: seen.append(
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)))
     assert seen == [(False, False)]
 
@@ -126,7 +126,7 @@ def test_a_cpu_trial_never_seeds_the_cuda_generators(tiny, monkeypatch):
 
 
 def test_evaluation_reads_the_device_once_and_matches_a_per_batch_sum(tiny, monkeypatch):
-    trial = setup_trial(make_trial_config(tiny(train={"eval_batch_size": 10})))
+    trial = setup_trial(make_trial_config(tiny(train={"eval_batch_size": 10, "precision": "fp32"})))
     x_all, y_all = trial.data.test_x, trial.data.test_y
     modes = []
     trial.model.register_forward_hook(lambda m, i, o: modes.append(torch.is_inference_mode_enabled()))

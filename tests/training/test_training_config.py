@@ -8,7 +8,7 @@ from connectome.training.config import TrainConfig, TrialConfig, make_trial_conf
 def test_defaults_are_the_papers_recipe():
     t = TrainConfig()
     assert (t.lr, t.momentum, t.nesterov, t.weight_decay, t.batch_size) == (0.1, 0.9, True, 1e-4, 64)
-    assert (t.schedule, t.milestones, t.gamma, t.precision) == ("step", (0.5, 0.75), 0.1, "fp32")
+    assert (t.schedule, t.milestones, t.gamma, t.precision) == ("step", (0.5, 0.75), 0.1, "auto")
 
 
 def test_nested_mapping_validates_and_freezes(tiny):

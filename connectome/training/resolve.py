@@ -1,0 +1,112 @@
+"""Execution choices resolved when a trial is planned: `precision: auto` and `compile: auto`.
+
+The resolved values are written into the trial's config (and so into its id, record and
+checkpoint), so one trial id never means two precisions. `compile` is a resource key (it does
+not change what is computed), `precision` is not. Measurements behind the choices:
+docs/benchmarks.md, "Speed (issue 9)".
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from connectome.training.config import TrialConfig
+
+AUTO = "auto"
+# Cold Inductor compile (training + eval graphs) grows with the layer ops: DenseNet-40-12 had used
+# over 420 CPU s (36 layers) before the measurement was stopped; a warm on-disk cache took ~9 s.
+COMPILE_S_PER_LAYER = 12.0
+COMPILE_S_FIXED = 20.0
+# Compiled / eager training-step time, same precision, per device type, measured by
+# benchmarks/throughput.py: on CPU (DenseNet-40-12, bf16, 28x28) the compiled step was 1.28x
+# slower, so compiling never pays back there. Device types not listed were not measured: eager.
+COMPILED_STEP_RATIO = {"cpu": 1.28}
+# Eager training throughput (FLOP/s per thread) used to estimate a trial's length; bf16 / fp32.
+EAGER_FLOPS = {"bf16": 60e9, "fp32": 30e9, "fp16": 60e9}
+# SVHN's "extra" training images (data.svhn_extra).
+SVHN_EXTRA = 531_131
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 in hardware: AMX or AVX512-BF16 CPUs, CUDA GPUs of compute capability >= 8.0 (Ampere+)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 where the hardware has it natively, else fp32; explicit values pass through."""
+    if precision != AUTO:
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def train_images(config: TrialConfig) -> int:
+    """Training images per epoch, known without loading the data."""
+    from connectome.training.datasets import dataset_info
+
+    if config.data.name == "synthetic":
+        total = config.data.synthetic.train
+        val = config.data.val_size if config.data.val_size is not None else total // 10
+    else:
+        info = dataset_info(config.data.name)
+        total = info.train_images + (SVHN_EXTRA if config.data.svhn_extra else 0)
+        val = config.data.val_size if config.data.val_size is not None else info.val_size
+    n = max(total - val, 1)
+    return min(n, config.data.train_subset) if config.data.train_subset else n
+
+
+def eager_train_seconds(config: TrialConfig, precision: str) -> float:
+    """Estimated eager time of the trial's training passes on one thread: 6 x MACs per image."""
+    from connectome.builder import build_spec
+    from connectome.complexity import complexity
+    from connectome.training.datasets import data_shape
+
+    size, classes = data_shape(config.data)
+    arch = config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
+    macs = complexity(build_spec(arch), input_size=size).flops
+    work = 6.0 * macs * train_images(config) * config.train.epochs
+    return work / EAGER_FLOPS[precision]
+
+
+def compile_seconds(config: TrialConfig) -> float:
+    """Estimated cold compile time: grows with the number of layer ops in the graph."""
+    from connectome.architecture import layers_per_block
+
+    return COMPILE_S_FIXED + COMPILE_S_PER_LAYER * sum(layers_per_block(config.arch))
+
+
+def resolve_compile(compile_: bool | str, config: TrialConfig, device: torch.device, precision: str) -> bool:
+    """'auto' -> compile when the estimated time saved exceeds the compile time (never where it is slower)."""
+    if compile_ != AUTO:
+        return bool(compile_)
+    ratio = COMPILED_STEP_RATIO.get(device.type)
+    if ratio is None or ratio >= 1.0:
+        return False
+    saved = eager_train_seconds(config, precision) * (1.0 - ratio)
+    return saved > compile_seconds(config)
+
+
+def resolve_execution(config: TrialConfig, device_kind: str | None = None) -> TrialConfig:
+    """The config with precision and compile resolved for the device the trial will run on."""
+    from connectome.training.device import ray_gpu_ids, resolve_device
+
+    device = torch.device(device_kind) if device_kind else resolve_device(config.train.device, ray_gpu_ids())
+    precision = resolve_precision(config.train.precision, device)
+    compile_ = resolve_compile(config.train.compile, config, device, precision)
+    if (precision, compile_) == (config.train.precision, config.train.compile):
+        return config
+    train = config.train.model_copy(update={"precision": precision, "compile": compile_})
+    return config.model_copy(update={"train": train})
+
+
+def use_compile_cache() -> Path:
+    """Point Inductor's on-disk caches at a stable per-user directory (unless the user chose one)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "connectome" / "inductor"
+    path = Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default)))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

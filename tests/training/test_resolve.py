@@ -1,0 +1,75 @@
+"""precision/compile "auto": resolved once, when the trial is planned, and recorded."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from connectome.training import make_trial_config, train_trial
+from connectome.training import resolve
+from connectome.training.resolve import resolve_execution, resolve_precision, use_compile_cache
+
+
+@pytest.fixture
+def bf16_hardware(monkeypatch):
+    """native_bf16 forced on or off, whatever this machine has."""
+    return lambda native: monkeypatch.setattr(resolve, "native_bf16", lambda device: native)
+
+
+@pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_bf16_only_on_native_hardware(bf16_hardware, native, expected):
+    bf16_hardware(native)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_cuda_needs_ampere_for_native_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (7, 5))
+    assert not resolve.native_bf16(torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (8, 0))
+    assert resolve.native_bf16(torch.device("cuda"))
+
+
+def test_resolution_leaves_no_auto_and_is_idempotent(tiny, bf16_hardware):
+    bf16_hardware(True)
+    cfg = resolve_execution(make_trial_config(tiny()))
+    assert (cfg.train.precision, cfg.train.compile) == ("bf16", False)
+    assert resolve_execution(cfg) == cfg
+    explicit = make_trial_config(tiny(train={"precision": "fp32", "compile": True}))
+    assert resolve_execution(explicit) == explicit
+
+
+def test_compile_auto_pays_off_only_for_long_trials(monkeypatch):
+    short = make_trial_config({"arch": {"preset": "densenet-40-12"},
+                               "data": {"name": "fashion-mnist", "train_subset": 500}, "train": {"epochs": 1}})
+    long = make_trial_config({"arch": {"preset": "densenet-40-12"}, "data": {"name": "cifar10"}})
+    cpu = torch.device("cpu")
+    # As measured on CPU (compiled steps slower than eager): never compile.
+    assert not resolve.resolve_compile("auto", long, cpu, "bf16")
+    monkeypatch.setitem(resolve.COMPILED_STEP_RATIO, "cpu", 0.5)  # a device where compiling is faster
+    assert not resolve.resolve_compile("auto", short, cpu, "bf16")
+    assert resolve.resolve_compile("auto", long, cpu, "bf16")
+    assert not resolve.resolve_compile("auto", long, torch.device("cuda"), "bf16")  # not measured: eager
+    assert resolve.resolve_compile(True, short, cpu, "bf16")
+
+
+def test_training_images_follow_split_and_subset():
+    base = {"data": {"name": "fashion-mnist"}}
+    assert resolve.train_images(make_trial_config(base)) == 55_000
+    assert resolve.train_images(make_trial_config({"data": {"name": "fashion-mnist", "train_subset": 700}})) == 700
+    synthetic = make_trial_config({"data": {"name": "synthetic", "synthetic": {"train": 320}}})
+    assert resolve.train_images(synthetic) == 288
+
+
+def test_the_record_and_saved_config_hold_the_resolved_values(tiny, tmp_path, bf16_hardware):
+    bf16_hardware(False)  # resolves to fp32 on any machine
+    record = train_trial(tiny(train={"epochs": 1}), trial_dir=tmp_path)
+    assert (record["train.precision"], record["train.compile"]) == ("fp32", False)
+    assert '"precision": "fp32"' in (tmp_path / "config.json").read_text()
+
+
+def test_compile_cache_dir_is_stable_unless_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert use_compile_cache() == tmp_path / "connectome" / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_compile_cache() == tmp_path / "mine"
