@@ -153,7 +153,8 @@ def _ray_processes(info: dict[str, Any]) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        recorded = int(proc.name) in info.get("pids", []) and (session.encode() in cmdline or b"ray" in cmdline)
+        # a recorded pid counts only if its command line names that session (pids get reused)
+        recorded = int(proc.name) in info.get("pids", []) and bool(session) and session.encode() in cmdline
         if recorded or (node_id and f"RAY_NODE_ID={node_id}".encode() in environ.split(b"\0")):
             found.append(int(proc.name))
     return found

@@ -143,9 +143,12 @@ def test_kill_9_then_resume_completes_the_study(tmp_path):
     log = (tmp_path / "run2.log").read_text()
     assert "3 trials, 1 finished, 2 to run" in log
     # the finished trial was not run again; the interrupted one continued from its checkpoint
-    assert f"{first}: started" not in log
+    from connectome.orchestration.progress import label_from_trial_file
+
+    first_label, second_label = (label_from_trial_file(trials / t / "config.json") for t in (first, second))
+    assert f"{first_label}: started" not in log  # the live view names trials by what they are
     resumed_epochs = [int(line.split("epoch ")[1].split("/")[0]) for line in log.splitlines()
-                      if f"{second}: epoch" in line]
+                      if f"{second_label}: epoch" in line]
     assert resumed_epochs and resumed_epochs[0] > 1 and resumed_epochs[-1] == 40
     assert json.loads((trials / first / "result.json").read_text()) == done_before
     # no trial lost or duplicated, every epoch exactly once

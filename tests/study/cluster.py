@@ -60,10 +60,13 @@ def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
     # This process talks to a loopback-only head: Ray must not swap 127.0.0.1 for the public
     # address, which it decides when first imported (as `connectome run` does, see runner.py).
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    port, dash, client = free_port(), free_port(), free_port()
+    port, dash, client, agent = free_port(), free_port(), free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray puts unix sockets under it
     cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
            f"--port={port}", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
+           # the agent's default port (52365) may be held by another Ray on this machine: the job
+           # agent would not start and every submit would be refused
+           f"--dashboard-agent-listen-port={agent}",
            f"--num-cpus={num_cpus}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     log = open(Path(temp_dir) / "head.log", "w")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=loopback_env(), start_new_session=True)
