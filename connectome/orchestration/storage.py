@@ -48,14 +48,21 @@ def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:
 REQUEUED = "connectome_requeued"
 
 
-def requeue_failed(sd: StudyDir, name: str, spec: str | None = None) -> int:
-    """Enqueue again the parameters of Optuna trials whose trial failed (resume retries failures)."""
+def load_existing(sd: StudyDir, name: str, spec: str | None = None) -> optuna.Study | None:
+    """The study's Optuna study if its storage holds one, else None (nothing created)."""
     if not has_storage(sd, spec):
-        return 0
+        return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=name, storage=make_storage(sd, spec))
+        return optuna.load_study(study_name=name, storage=make_storage(sd, spec))
     except KeyError:
+        return None
+
+
+def requeue_failed(sd: StudyDir, name: str, spec: str | None = None) -> int:
+    """Enqueue again the parameters of Optuna trials whose trial failed (resume retries failures)."""
+    study = load_existing(sd, name, spec)
+    if study is None:
         return 0
     statuses, requeued = sd.statuses(), list(study.user_attrs.get(REQUEUED, []))
     failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
@@ -77,11 +84,5 @@ def ended_trials(study: optuna.Study) -> int:
 
 def count_finished(sd: StudyDir, name: str, spec: str | None = None) -> int:
     """Optuna trials that ran to an end (see ended_trials)."""
-    if not has_storage(sd, spec):
-        return 0
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=name, storage=make_storage(sd, spec))
-    except KeyError:
-        return 0
-    return ended_trials(study)
+    study = load_existing(sd, name, spec)
+    return 0 if study is None else ended_trials(study)
