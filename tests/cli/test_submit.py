@@ -54,7 +54,8 @@ def test_submit_smoke_study_as_a_ray_job(tmp_path, ray_head):
 def test_stop_ends_a_running_job(tmp_path, ray_head):
     # Many epochs on synthetic data: still running when the stop arrives.
     submitted = _connectome("submit", "studies/smoke.yaml", "--dashboard-url", ray_head.dashboard,
-                            "-o", str(tmp_path / "results"), "-s", "name=stopped", "-s", "train.epochs=500")
+                            "-o", str(tmp_path / "results"), "-s", "name=stopped", "-s", "train.epochs=500",
+                            "--python", sys.executable)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().splitlines()[-1]
     stopped = _connectome("stop", job_id, "--dashboard-url", ray_head.dashboard, "--wait")

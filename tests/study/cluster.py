@@ -84,7 +84,7 @@ def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
 
 def _jobs_api_up(url: str) -> bool:
     """True once the dashboard's Jobs API answers (the client carries Ray's auth token)."""
-    from connectome.cli.submit import client
+    from connectome.orchestration.jobs import client
 
     try:
         client(url).list_jobs()
