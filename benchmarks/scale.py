@@ -44,7 +44,7 @@ def tiny_study(folder: Path, n: int) -> Path:
     data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
     data.update(name=f"scale-{n}", output=str(folder / "results"))
     data["data"].update(val_size=8, synthetic={"train": 24, "test": 8, "size": 4, "channels": 1, "classes": 2})
-    data["arch"].update(depth=4, growth=2, classes=2, in_channels=1)
+    data["arch"].update(depth=7, growth=2, classes=2, in_channels=1)
     data["train"].update(epochs=1, batch_size=16, eval_batch_size=16, threads=1)
     data["search"] = {"kind": "grid", "seeds": n, "variants": [{"pattern": "dense"}]}
     data["resources"] = {"cpu": 1, "max_concurrent": 2}
