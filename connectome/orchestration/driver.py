@@ -61,7 +61,7 @@ def run_study(
         clean_up_after_dead_driver(sd, console)
         if restart:
             move_aside(sd, console)
-        changes = check_definition(study, sd, resume or restart, on_change="error")
+        changes = check_definition(study, sd)
         run_trials(study, sd, trials, changes, address, dashboard, console)
         sd.compact()
     frame, _ = sd.frames()
@@ -96,7 +96,7 @@ def choose_dir(study: Study, sd: StudyDir, resume: bool, restart: bool, on_chang
         raise ConfigError(f"{sd.root} already holds trials of study {study.name!r}; pass --resume to continue "
                           "it, --restart to move them aside and start over, or --set name=NEW for a new study")
     try:
-        check_definition(study, sd, resume=True, on_change=on_change)
+        check_definition(study, sd)
         return sd
     except DefinitionChanged as err:
         if on_change != "beside":
@@ -105,7 +105,7 @@ def choose_dir(study: Study, sd: StudyDir, resume: bool, restart: bool, on_chang
         console.print(f"{sd.root} holds {err.what}; running this definition beside it in {beside.root}",
                       highlight=False, markup=False)
         if has_trials(beside):
-            check_definition(study, beside, resume=True, on_change="error")
+            check_definition(study, beside)
         return beside
 
 
@@ -125,7 +125,7 @@ def resolved(study: Study) -> dict[str, Any]:
     return study.model_dump(mode="json")
 
 
-def check_definition(study: Study, sd: StudyDir, resume: bool, on_change: OnChange):
+def check_definition(study: Study, sd: StudyDir):
     """The accepted changes (plan growth) from the stored definition; raise on any other change."""
     if not has_trials(sd):
         return None

@@ -164,25 +164,26 @@ class StudyDir:
         """Append a finished trial's entry ({"row": ..., "epochs": [...]}) to the journal: O(1)."""
         append_line(self.journal, json.dumps(clean_json(entry)))
 
-    def journal_entries(self, offset: int = 0) -> Iterator[dict[str, Any]]:
-        """Journal entries from a byte offset; a torn last line (killed writer) is skipped."""
+    def journal_entries(self, offset: int = 0, end: int | None = None) -> Iterator[dict[str, Any]]:
+        """Journal entries between two byte offsets; a torn line (killed writer) is skipped."""
         if not self.journal.exists():
             return
         with open(self.journal, "rb") as f:
             f.seek(offset)
-            for number, line in enumerate(f, 1):
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    log.warning("%s: skipped an unreadable line (%d after byte %d): a writer was killed mid-line",
-                                self.journal, number, offset)
-                    continue
-                if isinstance(entry, dict) and isinstance(entry.get("row"), dict) and "trial_id" in entry["row"]:
-                    yield entry
+            data = f.read() if end is None else f.read(max(end - offset, 0))
+        for number, line in enumerate(data.splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                log.warning("%s: skipped an unreadable line (%d after byte %d): a writer was killed mid-line",
+                            self.journal, number, offset)
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("row"), dict) and "trial_id" in entry["row"]:
+                yield entry
 
-    def latest_entries(self) -> dict[str, dict[str, Any]]:
+    def latest_entries(self, offset: int = 0, end: int | None = None) -> dict[str, dict[str, Any]]:
         """trial_id -> its last journal entry (a retried trial's newer result replaces the older)."""
-        return {e["row"]["trial_id"]: e for e in self.journal_entries()}
+        return {e["row"]["trial_id"]: e for e in self.journal_entries(offset, end)}
 
     def statuses(self) -> dict[str, str]:
         """trial_id -> status of its latest recorded result."""
@@ -215,7 +216,7 @@ class StudyDir:
         from connectome.faults import fault
 
         offset = self.journal.stat().st_size if self.journal.exists() else 0
-        entries = list(_entries_up_to(self, offset).values())
+        entries = list(self.latest_entries(end=offset).values())
         trials, epochs = frames(entries)
         _write_parquet(trials, self.trials_parquet)
         fault("compact")
@@ -235,7 +236,7 @@ class StudyDir:
             # a results dir of an older layout (parquet only), or trial dirs of `connectome train`
             tail = self.scan_results() if trials is None else {}
         else:
-            tail = {e["row"]["trial_id"]: e for e in self.journal_entries(offset)}
+            tail = self.latest_entries(offset)
             if not offset:  # the journal holds everything
                 trials = epochs = None
         trials = pd.DataFrame() if trials is None else trials
@@ -345,22 +346,6 @@ def frames(entries: list[dict[str, Any]]):
         trials = trials[order_columns(trials.columns)]
     epochs = pd.DataFrame([{**ep, "trial_id": e["row"]["trial_id"]} for e in entries for ep in e.get("epochs") or []])
     return _uniform(trials), _uniform(epochs)
-
-
-def _entries_up_to(sd: StudyDir, offset: int) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    if not sd.journal.exists():
-        return out
-    with open(sd.journal, "rb") as f:
-        data = f.read(offset)
-    for line in data.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("row"), dict) and "trial_id" in entry["row"]:
-            out[entry["row"]["trial_id"]] = entry
-    return out
 
 
 def _uniform(df):

@@ -5,12 +5,13 @@ and the CPU suite pays only for collecting these files.
 """
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any
 
 import pytest
 import torch
+
+from training.conftest import merge  # the CPU suite's nested-override helper
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="no CUDA device: the GPU suite runs where CUDA exists (docs/gpu.md)")
@@ -29,14 +30,6 @@ TINY: dict[str, Any] = {
     "train": {"epochs": 2, "batch_size": 32, "eval_batch_size": 16, "device": "cuda"},
     "seed": 0,
 }
-
-
-def merge(base: dict, over: dict) -> dict:
-    """Nested dict update, returning a new dict."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def computed(record: dict) -> dict:
