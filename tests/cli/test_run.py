@@ -46,6 +46,12 @@ def test_partial_vs_dense_is_the_papers_comparison():
     trials = expand_grid(study)
     assert {t.config.arch.pattern for t in trials} == {"dense", "partial"}
     assert study.data.name == "fashion-mnist" and len(study.search.seed_list) == 3
+    # The paper's structure (v1, Section 5): L = 40, k = 12, 16-channel 32x32-style stem, m = 16/160/304.
+    for trial in trials:
+        arch = trial.config.arch
+        assert (arch.depth, arch.growth, arch.stem, arch.stem_channels) == (40, 12, "cifar", 16)
+    partial = [t for t in trials if t.config.arch.pattern == "partial"]
+    assert {tuple(t.config.arch.m) for t in partial} == {(16, 160, 304)}
     paper = load_study(REPO / "studies" / "paper" / "partial_vs_dense_c10plus.yaml")
     arch = expand_grid(paper)[0].config.arch
     assert (paper.data.name, paper.train.epochs, arch.depth, arch.growth) == ("cifar10", 300, 40, 12)
