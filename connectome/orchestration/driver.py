@@ -19,6 +19,7 @@ from rich.console import Console
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.orchestration.recorder import make_recorder, trial_name
+from connectome.orchestration.resources import resolve_resources
 from connectome.orchestration.session import (
     check_local_resources,
     check_reachable,
@@ -80,7 +81,8 @@ def preflight(study: Study, address: str | None) -> str | None:
     if address:
         check_reachable(address)
     else:
-        check_local_resources(study.resources.cpu, study.resources.gpu)
+        cpu = study.resources.cpu
+        check_local_resources(1.0 if cpu == "auto" else cpu, study.resources.gpu)
     if study.train.precision == "fp16" and (study.resources.gpu == 0 or study.train.device == "cpu"):
         raise ConfigError(f"{study.source}: train.precision fp16 needs a GPU (resources.gpu > 0); "
                           "on CPU use bf16 or fp32")
@@ -212,8 +214,11 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         if trials is not None:
             sd.write_plan([t.trial_id for t in trials])
         describe = lambda trial_id: label_from_trial_file(sd.trial(trial_id).config)  # noqa: E731
+        concrete, chosen = resolve_resources(study, to_run, address)
+        if chosen:
+            console.print(chosen, highlight=False, markup=False)
         with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
-            fit(make_tuner(study, sd, pending, to_run, view))
+            fit(make_tuner(concrete, sd, pending, to_run, view))
 
 
 def write_study_files(study: Study, sd: StudyDir, changes) -> None:

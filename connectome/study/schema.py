@@ -143,7 +143,10 @@ class Budget(_Frozen):
 class Resources(_Frozen):
     """What each trial gets from Ray, and how many trials run at once."""
 
-    cpu: float = Field(1.0, gt=0)
+    # CPUs (threads) per trial, or "auto": as many trials at once as there are CPUs, the CPUs
+    # split evenly when the study has fewer trials left than CPUs (resolved by the driver when it
+    # knows the machine and what is left to run; see connectome/orchestration/resources.py).
+    cpu: Union[Literal["auto"], Annotated[float, Field(gt=0)]] = "auto"
     gpu: float = Field(0.0, ge=0)
     # At most this many trials at once (default: as many as the resources allow).
     max_concurrent: int | None = Field(None, ge=1)
