@@ -291,8 +291,8 @@ def show_summary(study: Study, frame, console: Console) -> None:
     """The summary table (one row per pattern and searched factor, over seeds) and every failure."""
     keys = ["pattern"]
     if isinstance(study.search, GridSearch):
-        keys += [k for k in study.search.factors if k != "pattern"]
-        keys += [k for v in study.search.variants for k in v if k not in keys]
+        # each key once, in order of appearance (a key may appear in several variants)
+        keys = list(dict.fromkeys([*keys, *study.search.factors, *(k for v in study.search.variants for k in v)]))
     console.print(summary_table(frame, keys, title=f"{study.name}: test accuracy over seeds"))
     if "status" not in frame:
         return

@@ -222,3 +222,16 @@ def test_optuna_journal_storage_with_concurrent_trials_and_a_resumed_driver(tmp_
     results = load(sd.root)
     assert (results.planned, results.ended) == (5, 5) and results.counts["missing"] == 0
     assert len(frame) == len(set(frame["trial_id"])) >= 1
+
+
+def test_summary_names_a_key_shared_by_variants_once(tmp_path):
+    """Variants that share a key (depth of a DenseNet and of a ResNet) give one column, not two."""
+    from connectome.orchestration.driver import show_summary
+
+    data = smoke_dict(tmp_path, name="shared")
+    data["search"] = {"kind": "grid", "seeds": 1, "variants": [{"pattern": "dense", "depth": 7},
+                                                               {"pattern": "residual", "depth": 10}]}
+    out = io.StringIO()
+    show_summary(load_study(write_study(tmp_path, data)), pd.DataFrame(), Console(file=out, width=200))
+    header = next(line for line in out.getvalue().splitlines() if "pattern" in line)
+    assert header.count("depth") == 1, header
