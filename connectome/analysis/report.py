@@ -16,6 +16,7 @@ from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
                                        summarize)
 from connectome.analysis.proxies import proxy_section
+from connectome.analysis.span import span_section
 from connectome.analysis.topology import topology_section
 from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
@@ -59,6 +60,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         _paper_section(doc, completed)
         _comparison_section(doc, completed, metric)
         _pareto_section(doc, completed, metric, out)
+        span_section(doc, completed, metric, out)  # metric vs max_span of the span pattern (analysis/span.py)
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out, refused)

@@ -232,8 +232,15 @@ class Study(_Frozen):
         return load_space(space, self.source) if isinstance(space, str) else space
 
 
+# Prefix of a trial key naming one pattern option (`pattern_options.max_span`), so a single option
+# can be a factor; the pattern itself validates the name and value when the spec is built.
+PATTERN_OPTION = "pattern_options."
+
+
 def check_trial_key(key: str, where: str) -> None:
-    """Raise ValueError unless key is an arch field or a `train.`/`data.` field."""
+    """Raise ValueError unless key is an arch field, a `train.`/`data.` field or `pattern_options.<name>`."""
+    if key.startswith(PATTERN_OPTION) and key[len(PATTERN_OPTION):].isidentifier():
+        return
     section, _, field = key.rpartition(".")
     models = {"": ArchConfig, "train": TrainConfig, "data": DataConfig}
     model = models.get(section)
@@ -243,7 +250,8 @@ def check_trial_key(key: str, where: str) -> None:
         raise ValueError(
             f"{where}: unknown trial key {key!r}; use an arch key ({', '.join(allowed)}),"
             f" or train.<key> ({', '.join(TrainConfig.model_fields)}),"
-            f" or data.<key> ({', '.join(DataConfig.model_fields)})"
+            f" or data.<key> ({', '.join(DataConfig.model_fields)}),"
+            " or pattern_options.<option of the pattern>"
         )
 
 
