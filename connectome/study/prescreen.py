@@ -90,18 +90,27 @@ def simulate(records: pd.DataFrame, proxy: str, keep: float, select: str = "best
     the fraction of `cost` spent, the rank (on `select`, 1 = best) of the best kept configuration,
     and the `report` (test) metric of both winners.
     """
+    column = proxy if proxy == "params" else PREFIX + proxy
+    configs = configuration_means(records, [column, select, report, cost])
+    kept = rank_configurations(configs[column].astype(float), keep)["kept"]
+    return outcome(configs, kept.to_numpy(), select, report, cost)
+
+
+def configuration_means(records: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Mean of `columns` per configuration (rows equal on every varying factor but the seed), in record order."""
     from connectome.store.record import factor_columns
 
     by = factor_columns(records, varying=True) or ["trial_id"]
-    column = proxy if proxy == "params" else PREFIX + proxy
-    data = records.assign(_key=records[by].astype(str).agg("|".join, axis=1))
-    configs = data.groupby("_key", sort=False)[[column, select, report, cost]].mean()
-    ranked = rank_configurations(configs[column].astype(float), keep)
-    by_select = configs[select].rank(ascending=False, method="min")
-    kept = configs[ranked["kept"]]
-    best_all, best_kept = configs[select].idxmax(), kept[select].idxmax()
-    return {"configurations": len(configs), "kept": len(kept),
-            "cost_fraction": float(kept[cost].sum() / configs[cost].sum()),
-            "rank_of_best_kept": int(by_select[best_kept]),
+    keys = [json.dumps(list(values), default=str) for values in records[by].itertuples(index=False)]
+    return records.assign(_key=keys).groupby("_key", sort=False)[columns].mean()
+
+
+def outcome(configs: pd.DataFrame, kept, select: str, report: str, cost: str) -> dict[str, float]:
+    """Cost share of the kept configurations, validation rank of the best kept, test metric of both winners."""
+    chosen = configs[kept]
+    best_all, best_kept = configs[select].idxmax(), chosen[select].idxmax()
+    return {"configurations": len(configs), "kept": len(chosen),
+            "cost_fraction": float(chosen[cost].sum() / configs[cost].sum()),
+            "rank_of_best_kept": int(configs[select].rank(ascending=False, method="min")[best_kept]),
             "best_report_all": float(configs.loc[best_all, report]),
             "best_report_kept": float(configs.loc[best_kept, report])}
