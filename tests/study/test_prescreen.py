@@ -122,3 +122,17 @@ def test_simulate_reports_cost_and_loss_from_records():
     best = simulate(_records(), "params", 0.5)  # keeps growth 3, 4, 5
     assert best["rank_of_best_kept"] == 1 and best["cost_fraction"] == pytest.approx(5 / 8)
     assert best["best_report_kept"] == best["best_report_all"]
+
+
+def test_report_says_what_the_screen_skipped(tmp_path):
+    from analysis.fake_results import make_results_dir
+    from connectome.analysis import write_report
+    from connectome.orchestration.driver import plan_grid, write_prescreen
+    from connectome.store.layout import StudyDir
+
+    results = make_results_dir(tmp_path)
+    assert "Pre-screen" not in write_report(results, metric="test_acc").read_text()
+    _, table = plan_grid(_study(tmp_path, {"proxy": "params", "keep": 0.5}), Console(file=open(tmp_path / "log", "w")))
+    write_prescreen(StudyDir(results), table)
+    text = write_report(results, metric="test_acc").read_text()
+    assert "## Pre-screen" in text and "2 of 3 configurations were trained" in text and "not failures" in text
