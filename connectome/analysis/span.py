@@ -53,6 +53,8 @@ def plot_span_curve(table: pd.DataFrame, metric: str, groups: list[str]) -> Figu
         name = ", ".join(f"{k}={v}" for k, v in zip(groups, np.atleast_1d(level))) or "span"
         _curve(ax, part, metric, f"C{i}", name)
     ax.set_xscale("log", base=2)
+    spans = sorted(table[SPAN].dropna().unique())
+    ax.set_xticks(spans, [f"{s:g}" for s in spans])
     ax.set_xlabel("max_span: longest skip kept inside a block (layers)")
     ax.set_ylabel(label(metric))
     ax.set_title(f"{label(metric)} vs the longest skip kept")
@@ -67,7 +69,6 @@ def _curve(ax, part: pd.DataFrame, metric: str, color: str, name: str) -> None:
     err = np.vstack([finite[metric] - finite["ci_low"], finite["ci_high"] - finite[metric]])
     ax.errorbar(finite[SPAN], finite[metric], yerr=np.nan_to_num(err).clip(min=0), color=color, marker="o",
                 ms=5, capsize=3, label=f"{name} ({plural(int(finite['count'].sum()), 'trial')})")
-    ax.set_xticks(finite[SPAN].tolist(), [f"{s:g}" for s in finite[SPAN]])
     for row in part[part[SPAN].isna()].itertuples():
         mean, low, high = getattr(row, metric), row.ci_low, row.ci_high
         ax.axhline(mean, color=color, ls="--", lw=1, label=f"{name}: no limit (dense, {plural(row.count, 'trial')})")
