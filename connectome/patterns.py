@@ -187,6 +187,25 @@ def sparse(ctx: BlockContext, base: int = 2) -> nx.DiGraph:
     return g
 
 
+@register_pattern("span")
+def span(ctx: BlockContext, max_span: int | None = None) -> nx.DiGraph:
+    """Dense wiring cut by reach: layer v reads node u only if v - u <= max_span (None: no limit).
+
+    Generalises the paper's partial experiment (arXiv 1608.06993 v1, Sec. 5) from channels to
+    layers, so retraining over max_span = 1, 2, 4, ... draws a curve from a chain to the dense
+    block. As in `partial`, the rule applies inside the block only: the block output still
+    concatenates every node, so transitions read everything. Span 1 is always kept, so every
+    layer is reachable from the block input, and max_span >= n_layers is the dense block.
+    """
+    if max_span is not None and (isinstance(max_span, bool) or not isinstance(max_span, int) or max_span < 1):
+        raise SpecError(f"span block {ctx.index + 1}: max_span must be a whole number of layers >= 1 "
+                        f"(or null for no limit, the dense block), got {max_span!r}")
+    g = dense(ctx)
+    if max_span is not None:
+        g.remove_edges_from([(u, v) for u, v in g.edges if v <= ctx.n_layers and v - u > max_span])
+    return g
+
+
 RANDOM_MODELS: dict[str, Callable[..., nx.Graph]] = {
     "er": lambda n, p=0.2, seed=0, **_: nx.erdos_renyi_graph(n, p, seed=seed),
     "ws": lambda n, k=4, p=0.25, seed=0, **_: nx.watts_strogatz_graph(n, min(k, n - 1), p, seed=seed),

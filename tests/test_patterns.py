@@ -203,3 +203,57 @@ def test_graphml_entity_bomb_is_refused(tmp_path):
         '<node id="1"/><edge source="0" target="1"/></graph></graphml>')
     with pytest.raises(ConfigError, match="cannot read graph file .*amplification"):
         block_graph("file", CTX, path=str(path))
+
+
+@pytest.mark.parametrize("s, expected", [
+    (1, {1: [0], 2: [1], 3: [2], 4: [3], 5: [0, 1, 2, 3, 4]}),
+    (2, {1: [0], 2: [0, 1], 3: [1, 2], 4: [2, 3], 5: [0, 1, 2, 3, 4]}),
+    (3, {1: [0], 2: [0, 1], 3: [0, 1, 2], 4: [1, 2, 3], 5: [0, 1, 2, 3, 4]}),
+])
+def test_span_keeps_only_edges_within_reach_and_the_output_reads_everything(s, expected):
+    ctx = BlockContext(n_layers=4, in_channels=16, growth=12, op="conv3x3", index=0)
+    preds, _ = _preds("span", ctx, max_span=s)
+    assert preds == expected
+
+
+@pytest.mark.parametrize("s", [4, 5, 100, None])
+def test_span_at_or_beyond_the_block_length_is_the_dense_block(s):
+    ctx = BlockContext(n_layers=4, in_channels=16, growth=12, op="conv3x3", index=0)
+    assert sorted(block_graph("span", ctx, max_span=s).edges) == sorted(block_graph("dense", ctx).edges)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_span_rejects_a_reach_that_is_not_a_positive_whole_number(bad):
+    with pytest.raises(SpecError, match="max_span must be a whole number of layers >= 1"):
+        block_graph("span", CTX, max_span=bad)
+
+
+def test_span_parameters_grow_with_reach_up_to_dense():
+    from connectome.builder import build_spec
+    from connectome.architecture import make_arch
+    from connectome.complexity import complexity
+
+    def params(**options):
+        return complexity(build_spec(make_arch(depth=22, growth=6, **options))).params
+
+    curve = [params(pattern="span", pattern_options={"max_span": s}) for s in (1, 2, 4, 6)]
+    assert curve == sorted(curve) and len(set(curve)) == 4
+    assert curve[-1] == params(pattern="dense")  # 6 layers per block: span 6 is dense
+    # what the cut edges remove: per dropped input channel, a 3x3 conv's 9*growth weights and BN's scale and shift
+    dense, chain = (build_spec(make_arch(depth=22, growth=6, pattern=p, pattern_options=o))
+                    for p, o in (("dense", {}), ("span", {"max_span": 1})))
+    assert [chain.blocks[0].input_width(v) for v in range(1, 7)] == [16, 6, 6, 6, 6, 6]
+    assert chain.blocks[0].out_channels == dense.blocks[0].out_channels == 16 + 6 * 6
+    dropped = sum(bd.input_width(v) - bc.input_width(v) for bd, bc in zip(dense.blocks, chain.blocks) for v in range(1, 7))
+    assert complexity(dense).params - complexity(chain).params == dropped * (9 * 6 + 2)
+
+
+def test_span_is_dense_by_canonical_hash_once_it_reaches_every_layer():
+    from connectome.builder import build_spec
+    from connectome.architecture import make_arch
+
+    def spec(**options):
+        return build_spec(make_arch(depth=22, growth=6, **options))
+
+    assert spec(pattern="span", pattern_options={"max_span": 6}).canonical_hash == spec(pattern="dense").canonical_hash
+    assert spec(pattern="span", pattern_options={"max_span": 5}).canonical_hash != spec(pattern="dense").canonical_hash

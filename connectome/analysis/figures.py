@@ -18,7 +18,8 @@ from connectome.analysis.stats import configurations, crossed_factors, pareto, s
 from connectome.files import write_atomic
 
 # Factors that change a network's size: a study varying one within a pattern draws curves.
-SIZE_FACTORS = ("depth", "growth", "block_layers", "blocks", "budget", "budget.params")
+SIZE_FACTORS = ("depth", "growth", "block_layers", "blocks", "budget", "budget.params",
+                "pattern_options.max_span")  # the span pattern: longer reach, more input channels
 LABELS = {
     "params": "parameters",
     MACS: "multiply-adds (MACs) per image",

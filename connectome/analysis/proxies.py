@@ -41,3 +41,22 @@ def proxy_section(doc, results, metric: str, out: Path) -> None:
     doc.text(f"Spearman rank correlation of each proxy, computed at initialisation, with the final `{metric}`, "
              "with a 95% percentile bootstrap interval over trials; `params` is the baseline a proxy must beat.")
     doc.table(table.round(3))
+
+
+def prescreen_section(doc, results_dir: Path) -> None:
+    """Report section: how many configurations the study's pre-screen trained and which it skipped (prescreen.csv)."""
+    from connectome.study.prescreen import FILE
+
+    path = Path(results_dir) / FILE
+    if not path.is_file():
+        return
+    table = pd.read_csv(path)
+    configs = table.drop_duplicates("configuration")
+    skipped = configs[configs["status"] == "skipped"]
+    doc.heading("Pre-screen")
+    proxy = table["proxy"].iloc[0] if len(table) else "?"
+    doc.text(f"{len(configs) - len(skipped)} of {len(configs)} configurations were trained: the ones ranked highest "
+             f"by `{proxy}` at initialisation (mean over seeds). The {len(skipped)} skipped ones were never trained; "
+             f"they are not failures and have no result. Every candidate's score and rank is in `{FILE}`.")
+    if len(skipped):
+        doc.table(skipped[["configuration", "params", "score", "rank"]].sort_values("rank").head(30))

@@ -15,7 +15,8 @@ from connectome.analysis.figures import varies_size
 from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
                                        summarize)
-from connectome.analysis.proxies import proxy_section
+from connectome.analysis.proxies import prescreen_section, proxy_section
+from connectome.analysis.span import span_section
 from connectome.analysis.topology import topology_section
 from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
@@ -59,11 +60,13 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         _paper_section(doc, completed)
         _comparison_section(doc, completed, metric)
         _pareto_section(doc, completed, metric, out)
+        span_section(doc, completed, metric, out)  # metric vs max_span of the span pattern (analysis/span.py)
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out, refused)
     topology_section(doc, results, metric, out)  # topology vs accuracy (analysis/topology.py)
     proxy_section(doc, results, metric, out)  # zero-cost proxies vs accuracy (analysis/proxies.py)
+    prescreen_section(doc, results.path)  # what a proxy pre-screen skipped (study/prescreen.py)
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,9 @@ from connectome.topology import PREFIX, topology_columns
 
 # Fewest trials for a partial correlation with one control to mean anything.
 MIN_TRIALS = 5
+# Fewest distinct architectures (by canonical hash): seeds of one graph share every topology metric,
+# so with fewer the ranks of wiring and of params barely move and "wiring or parameters?" has no answer.
+MIN_ARCHITECTURES = 5
 BOOTSTRAP_SAMPLES = 1000
 
 
@@ -94,6 +97,17 @@ def add_topology_columns(trials: pd.DataFrame, results_dir: str | Path) -> pd.Da
     return trials.join(extra, on="trial_id") if len(extra) else trials
 
 
+def count_architectures(trials: pd.DataFrame, results_dir: str | Path | None = None) -> int:
+    """Distinct canonical hashes among the trials; from spec.json where the record lacks the column."""
+    hashes = trials["canonical_hash"] if "canonical_hash" in trials else pd.Series(index=trials.index, dtype=object)
+    if hashes.isna().any() and results_dir is not None and (Path(results_dir) / "trials").is_dir():
+        from connectome.analysis.lookup import trial_specs
+
+        known = {m.trial_id: m.spec.canonical_hash for m in trial_specs(results_dir)}
+        hashes = hashes.fillna(trials["trial_id"].map(known)) if "trial_id" in trials else hashes
+    return int(hashes.dropna().nunique())
+
+
 def plot_topology_correlations(table: pd.DataFrame, metric: str, control: str | None) -> Figure:
     """Forest plot: partial rank correlation per topology metric with its bootstrap interval."""
     fig = Figure(figsize=(6.0, 0.35 * max(len(table), 3) + 1.2), layout="constrained")
@@ -119,13 +133,19 @@ def topology_section(doc, results, metric: str, out: Path) -> None:
     from connectome.analysis.figures import save_figure
 
     completed = add_topology_columns(results.completed(), results.path)
-    table = topology_correlations(completed, metric=metric) if metric in completed else pd.DataFrame()
     doc.heading("Topology and accuracy")
+    scored = completed.dropna(subset=[metric]) if metric in completed else completed.iloc[:0]
+    archs = count_architectures(scored, results.path)
+    if archs < MIN_ARCHITECTURES:
+        doc.text(f"{archs} distinct architecture(s) (by canonical hash) among the completed trials with `{metric}`, "
+                 f"fewer than {MIN_ARCHITECTURES}: a rank correlation over so few graphs cannot separate wiring "
+                 "from parameter count, so no topology correlation is shown.")
+        return
+    table = topology_correlations(completed, metric=metric)
     if table.empty:
         doc.text(f"Fewer than {MIN_TRIALS} completed trials with varying topology metrics and `{metric}`: "
                  "no topology correlation.")
         return
-    archs = completed["canonical_hash"].nunique() if "canonical_hash" in completed else "?"
     doc.text(f"Spearman rank correlation of each whole-network topology metric with `{metric}` "
              f"(`rho`) and partial rank correlation controlling for `params` (`partial_rho`) with a "
              f"95% percentile bootstrap interval over {len(completed)} completed trials "

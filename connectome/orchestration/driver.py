@@ -34,6 +34,7 @@ from connectome.store.lock import DriverLock, describe
 from connectome.study.definition import compare, fingerprint
 from connectome.orchestration.progress import StudyView, label_from_trial_file, summary_table
 from connectome.study.schema import GridSearch, Study
+from connectome.study.prescreen import FILE as PRESCREEN_FILE
 from connectome.study.trials import Trial, expand_grid
 
 OnChange = Literal["error", "beside"]
@@ -54,7 +55,7 @@ def run_study(
     console = console or make_console()
     address = preflight(study, address)
     sd = choose_dir(study, StudyDir(Path(study.output) / study.name), resume, restart, on_change, console)
-    trials = plan_grid(study, console) if isinstance(study.search, GridSearch) else None
+    trials, screened = plan_grid(study, console) if isinstance(study.search, GridSearch) else (None, None)
     with DriverLock(sd.lock_file) as lock:
         if lock.previous:
             console.print(f"took over the lock of a dead driver ({describe(lock.previous)}: "
@@ -63,6 +64,8 @@ def run_study(
         if restart:
             move_aside(sd, console)
         changes = check_definition(study, sd)
+        if screened is not None:
+            write_prescreen(sd, screened)
         run_trials(study, sd, trials, changes, address, dashboard, console)
         sd.compact()
     frame, _ = sd.frames()
@@ -175,14 +178,41 @@ def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
 # ---------------------------------------------------------------- planning and running
 
 
-def plan_grid(study: Study, console: Console) -> list[Trial]:
-    """Expand the grid and report rejected candidates; the accepted trials."""
+def plan_grid(study: Study, console: Console) -> tuple[list[Trial], Any]:
+    """Expand the grid, pre-screen it if asked, report rejected candidates; the accepted trials and the screen's table."""
     trials = expand_grid(study)
     for trial in trials:
         if trial.rejected:
             console.print(f"rejected {trial.trial_id} {trial.assignment} seed {trial.config.seed}: {trial.rejected}",
                           highlight=False, markup=False)
-    return [t for t in trials if not t.rejected]
+    trials, screened = prescreen_grid(study, trials, console)
+    return [t for t in trials if not t.rejected], screened
+
+
+def prescreen_grid(study: Study, trials: list[Trial], console: Console) -> tuple[list[Trial], Any]:
+    """The trials with those the proxy ranks low skipped (study/prescreen.py), and the table of every candidate."""
+    rule = study.search.prescreen
+    if rule is None:
+        return trials, None
+    from connectome.study.prescreen import screen
+
+    console.print(f"prescreen: scoring {sum(not t.rejected for t in trials)} trials by {rule.proxy} at initialisation",
+                  highlight=False, markup=False)
+    trials, table = screen(trials, rule.proxy, rule.keep)
+    if len(table):
+        skipped = table[table["status"] == "skipped"]
+        console.print(f"prescreen: {table['configuration'].nunique() - skipped['configuration'].nunique()} of "
+                      f"{table['configuration'].nunique()} configurations kept (top {rule.keep:g} by {rule.proxy}); "
+                      f"{len(skipped)} trials skipped, listed in {PRESCREEN_FILE}", highlight=False, markup=False)
+    return trials, table
+
+
+def write_prescreen(sd: StudyDir, table) -> None:
+    """prescreen.csv: every candidate with its proxy value, its configuration's score and rank, kept or skipped."""
+    from connectome.files import write_atomic
+
+    sd.root.mkdir(parents=True, exist_ok=True)
+    write_atomic(sd.root / PRESCREEN_FILE, table.to_csv(index=False).encode())
 
 
 def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, address: str | None,

@@ -253,7 +253,8 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
 
     keys = _summary_keys(trials, group_by)
     _summary_columns(table, keys, metric)
-    frame = trials.astype({k: str for k in keys})
+    # every level as text, a missing one as "-" (astype(str) keeps NaN a float under pandas' string dtype)
+    frame = trials.assign(**{k: trials[k].map(lambda v: "-" if _missing(v) else str(v)) for k in keys})
     ok = frame[frame["status"] == "completed"] if "status" in frame else frame
     stats = _group_stats(ok, keys, metric, summarize)
     for values, group in frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]:

@@ -52,6 +52,13 @@ def grid_table(study: Study) -> Table:
         values = [str(t.assignment.get(k, "")) for k in keys] + ([str(t.config.arch.growth)] if matched else [])
         table.add_row(*_plain(t.trial_id, *values), str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
                       Text(f"rejected: {t.rejected}" if t.rejected else "run"))
+    rule = study.search.prescreen
+    if rule is not None:
+        from connectome.study.prescreen import configuration_key
+
+        configs = len({configuration_key(t) for t in trials if not t.rejected})
+        table.caption = (f"prescreen: only the top {rule.keep:g} of these {configs} configurations by {rule.proxy} at "
+                         f"initialisation will train (scored when the study runs: needs the data)")
     return table
 
 
@@ -104,6 +111,8 @@ def plan_json(study: Study) -> dict[str, Any]:
         trials = expand_grid(study)
         plan["trials"] = [trial_json(t) for t in trials]
         plan["to_run"] = sum(not t.rejected for t in trials)
+        rule = study.search.prescreen
+        plan["prescreen"] = None if rule is None else rule.model_dump()  # to_run counts before the screen
     else:
         plan["n_trials"] = study.search.n_trials
         plan["sampler"] = study.search.sampler

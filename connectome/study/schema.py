@@ -40,6 +40,25 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Prescreen(_Frozen):
+    """Train only the configurations a zero-cost proxy at initialisation ranks highest (study/prescreen.py)."""
+
+    # A recorded proxy (connectome.proxies.PROXIES) or `params`; higher is kept, as in the proxies' papers.
+    proxy: str
+    # Fraction of the configurations trained (rounded up, at least one); the rest are skipped.
+    keep: float = Field(gt=0.0, le=1.0)
+
+    @field_validator("proxy")
+    @classmethod
+    def _known_proxy(cls, v: str) -> str:
+        from connectome.proxies import PROXIES
+
+        known = (*PROXIES, "params")
+        if v not in known:
+            raise ValueError(f"unknown proxy {v!r}; use one of {', '.join(known)}")
+        return v
+
+
 class GridSearch(_Frozen):
     """The full factorial of `factors`, crossed with `variants`, times `seeds` replicates."""
 
@@ -51,6 +70,9 @@ class GridSearch(_Frozen):
     variants: list[dict[str, Any]] = Field(default_factory=lambda: [{}])
     # Number of replicates (seeds 0..n-1) or an explicit list of seeds.
     seeds: int | list[int] = 1
+    # Score every configuration by a zero-cost proxy before training and train the top fraction only.
+    # Left out of dumps when unset, so the stored definitions of earlier studies still match on --resume.
+    prescreen: Prescreen | None = Field(None, exclude_if=lambda v: v is None)
 
     @field_validator("factors")
     @classmethod
@@ -235,8 +257,15 @@ class Study(_Frozen):
         return load_space(space, self.source) if isinstance(space, str) else space
 
 
+# Prefix of a trial key naming one pattern option (`pattern_options.max_span`), so a single option
+# can be a factor; the pattern itself validates the name and value when the spec is built.
+PATTERN_OPTION = "pattern_options."
+
+
 def check_trial_key(key: str, where: str) -> None:
-    """Raise ValueError unless key is an arch field or a `train.`/`data.` field."""
+    """Raise ValueError unless key is an arch field, a `train.`/`data.` field or `pattern_options.<name>`."""
+    if key.startswith(PATTERN_OPTION) and key[len(PATTERN_OPTION):].isidentifier():
+        return
     section, _, field = key.rpartition(".")
     models = {"": ArchConfig, "train": TrainConfig, "data": DataConfig}
     model = models.get(section)
@@ -246,7 +275,8 @@ def check_trial_key(key: str, where: str) -> None:
         raise ValueError(
             f"{where}: unknown trial key {key!r}; use an arch key ({', '.join(allowed)}),"
             f" or train.<key> ({', '.join(TrainConfig.model_fields)}),"
-            f" or data.<key> ({', '.join(DataConfig.model_fields)})"
+            f" or data.<key> ({', '.join(DataConfig.model_fields)}),"
+            " or pattern_options.<option of the pattern>"
         )
 
 

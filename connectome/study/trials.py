@@ -16,7 +16,7 @@ from connectome.errors import ConfigError, ConnectomeError
 from connectome.store.record import config_hash
 from connectome.study.limits import rejected_by_limits
 from connectome.study.dedup import mark_duplicates
-from connectome.study.schema import GridSearch, Study
+from connectome.study.schema import PATTERN_OPTION, GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
 from connectome.training.datasets import data_shape as dataset_shape
 from connectome.training.resolve import resolve_execution
@@ -43,18 +43,26 @@ def trial_id(config: TrialConfig) -> str:
 
 
 def split_assignment(assignment: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Flat keys -> {"arch": {...}, "train": {...}, "data": {...}}."""
-    parts: dict[str, dict[str, Any]] = {"arch": {}, "train": {}, "data": {}}
+    """Flat keys -> {"arch": {...}, "train": {...}, "data": {...}, "pattern_options": {...}}."""
+    parts: dict[str, dict[str, Any]] = {"arch": {}, "train": {}, "data": {}, "pattern_options": {}}
     for key, value in assignment.items():
-        section, _, name = key.rpartition(".")
+        section, _, name = key.partition(".") if key.startswith(PATTERN_OPTION) else key.rpartition(".")
         parts[section or "arch"][name] = value
     return parts
+
+
+def resolve_arch(study: Study, parts: dict[str, dict[str, Any]]) -> ArchConfig:
+    """The study's arch with the assignment's arch keys on top, then its single pattern options."""
+    options = {**study.arch.model_dump(exclude_unset=True), **parts["arch"]}
+    if parts["pattern_options"]:  # one option set by a factor joins the others, it does not replace them
+        options["pattern_options"] = {**options.get("pattern_options", {}), **parts["pattern_options"]}
+    return make_arch(**options)
 
 
 def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> TrialConfig:
     """The study's base with the assignment on top, validated (budget matched if asked)."""
     parts = split_assignment(assignment)
-    arch = make_arch(**{**study.arch.model_dump(exclude_unset=True), **parts["arch"]})
+    arch = resolve_arch(study, parts)
     try:
         config = TrialConfig(
             arch=arch,

@@ -52,14 +52,62 @@ def _specs_for_every_seed(results_dir):
             (folder / "spec.json").write_text(first.read_text())
 
 
-def test_report_has_the_topology_section(results_dir):
-    report = write_report(results_dir, metric="test_acc")
-    assert "Fewer than 5 completed trials with varying topology" in report.read_text()  # 4 specs only
-    _specs_for_every_seed(results_dir)
-    report = write_report(results_dir, metric="test_acc")
-    text = report.read_text()
-    assert "## Topology and accuracy" in text and "partial_rho" in text
-    assert (results_dir / "figures" / "topology_correlation.png").stat().st_size > 1000
+def _study_of(root, layers, seeds):
+    """A results dir of dense trials, one architecture per block length in `layers`, spec.json kept for each."""
+    import torch
+
+    from analysis.fake_results import epoch_rows, trial_row
+    from connectome import build_spec, make_arch
+    from connectome.executor import ConnectomeNet
+    from connectome.store.layout import StudyDir, write_trial_config, write_trial_result
+
+    sd = StudyDir(root / "topo")
+    rows = [trial_row("dense", 4, s % 3) | {"trial_id": f"dense-l{n}-s{s}", "seed": s, "block_layers": str(n),
+                                             "params": 1000 * n, "test_acc": 0.5 + 0.01 * n + 0.001 * s}
+            for n in layers for s in range(seeds)]
+    (sd.root / "trials").mkdir(parents=True)
+    sd.stamp(study="topo")
+    sd.write_plan([r["trial_id"] for r in rows])
+    for row in rows:
+        files = sd.trial(row["trial_id"])
+        write_trial_config(files, {"arch": {"pattern": "dense"}, "seed": row["seed"]}, study="topo")
+        spec = build_spec(make_arch(pattern="dense", block_layers=[int(row["block_layers"])], growth=4, classes=3))
+        (files.dir / "spec.json").write_text(spec.to_json())
+        torch.save(ConnectomeNet(spec).state_dict(), files.dir / "model.pt")
+        sd.record(write_trial_result(files, row, epoch_rows(row)))
+    sd.compact()
+    return sd.root
+
+
+def test_report_skips_topology_below_five_architectures(results_dir):
+    _specs_for_every_seed(results_dir)  # 10 completed trials with specs, but 4 graphs only
+    text = write_report(results_dir, metric="test_acc").read_text()
+    assert "## Topology and accuracy" in text
+    assert "4 distinct architecture(s) (by canonical hash)" in text and "partial_rho" not in text
+    assert not (results_dir / "figures" / "topology_correlation.png").exists()
+
+
+def test_two_architectures_with_many_seeds_get_no_correlation(tmp_path):
+    # the reported defect: two graphs x many seeds passed MIN_TRIALS and showed raw Spearman values only
+    path = _study_of(tmp_path, layers=(2, 3), seeds=6)
+    text = write_report(path, metric="test_acc").read_text()
+    assert "2 distinct architecture(s)" in text and "partial_rho" not in text
+    assert not (path / "figures" / "topology_correlation.png").exists()
+
+
+def test_count_architectures_prefers_the_record_column():
+    from connectome.analysis.topology import count_architectures
+
+    frame = pd.DataFrame({"trial_id": list("abcd"), "canonical_hash": ["h1", "h1", "h2", "h3"]})
+    assert count_architectures(frame) == 3
+    assert count_architectures(frame.drop(columns="canonical_hash")) == 0  # nothing known, no results dir
+
+
+def test_report_has_the_topology_section(tmp_path):
+    path = _study_of(tmp_path, layers=(2, 3, 4, 5, 6), seeds=1)
+    text = write_report(path, metric="test_acc").read_text()
+    assert "## Topology and accuracy" in text and "partial_rho" in text and "5 distinct architectures" in text
+    assert (path / "figures" / "topology_correlation.png").stat().st_size > 1000
 
 
 def test_topology_is_computed_from_specs_for_old_records(results_dir):

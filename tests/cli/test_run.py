@@ -41,6 +41,16 @@ def test_dry_run_of_shipped_study(path, capsys, tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
+def test_span_curve_runs_distinct_graphs_from_a_chain_to_dense():
+    study = load_study(REPO / "studies" / "span_curve.yaml")
+    trials = [t for t in expand_grid(study) if t.config.seed == 0]
+    assert [t.config.arch.pattern_options["max_span"] for t in trials] == [1, 2, 4, None]
+    assert not any(t.rejected for t in expand_grid(study))  # no span repeats the dense graph
+    params = [t.params for t in trials]
+    assert params == sorted(params) and len(set(params)) == 4
+    assert study.data.name == "fashion-mnist" and len(study.search.seed_list) == 3
+
+
 def test_partial_vs_dense_is_the_papers_comparison():
     study = load_study(REPO / "studies" / "partial_vs_dense.yaml")
     trials = expand_grid(study)

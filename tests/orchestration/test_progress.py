@@ -186,3 +186,13 @@ def test_summary_table_groups_with_markup():
     console, out = _console()
     console.print(summary_table(trials, ["pattern"], title="t"))
     assert "[/]" in out.getvalue() and "[bold]" in out.getvalue()
+
+
+def test_summary_table_shows_a_factor_left_unset_for_some_trials():
+    # the span curve's `max_span: null` (no limit) level: a float column with NaN crashed the end-of-run summary
+    trials = pd.DataFrame({"pattern": ["span"] * 4, "pattern_options.max_span": [1, 1, None, None], "seed": [0, 1, 0, 1],
+                           "status": ["completed"] * 4, "test_acc": [0.5, 0.6, 0.8, 0.9], "params": [10, 10, 20, 20]})
+    out = console(False, width=100)
+    out.print(summary_table(trials, ["pattern", "pattern_options.max_span"], title="span"))
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.export_text().splitlines() if line.startswith("│ span")]
+    assert [r[:4] for r in rows] == [["span", "-", "2", "0.8500"], ["span", "1.0", "2", "0.5500"]]

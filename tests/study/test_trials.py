@@ -5,6 +5,7 @@ import pytest
 
 from connectome.builder import build_spec
 from connectome.complexity import complexity
+from connectome.errors import ConfigError
 from connectome.study import expand_grid, load_study
 from connectome.study.trials import data_shape, grid_assignments, make_trial, measure
 
@@ -122,3 +123,32 @@ def test_precision_auto_is_resolved_before_the_trial_id(tmp_path, monkeypatch):
     assert {t.config.train.precision for t in auto} == {"bf16"}
     assert [t.trial_id for t in auto] == [t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=bf16"]))]
     assert not {t.trial_id for t in auto} & {t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=fp32"]))}
+
+
+def test_one_pattern_option_is_a_factor_and_joins_the_base_options(tmp_path):
+    data = smoke_dict(tmp_path, arch={"pattern": "random", "pattern_options": {"model": "ws", "k": 2}, "depth": 22})
+    data["search"] = {"kind": "grid", "factors": {"pattern_options.p": [0.1, 0.5]}}
+    trials = expand_grid(load_study(write_study(tmp_path, data)))
+    assert [t.config.arch.pattern_options for t in trials] == [{"model": "ws", "k": 2, "p": 0.1},
+                                                               {"model": "ws", "k": 2, "p": 0.5}]
+    assert trials[0].assignment == {"pattern_options.p": 0.1}
+
+
+def test_span_curve_over_max_span(tmp_path):
+    data = smoke_dict(tmp_path, arch={"pattern": "span", "depth": 22, "growth": 4})
+    data["search"] = {"kind": "grid", "factors": {"pattern_options.max_span": [1, 2, 4, 6, 8]}}
+    trials = expand_grid(load_study(write_study(tmp_path, data)))
+    assert [t.config.arch.pattern_options["max_span"] for t in trials] == [1, 2, 4, 6, 8]
+    assert [t.params for t in trials[:4]] == sorted({t.params for t in trials})  # fewer edges, fewer params
+    # 6 layers per block: span 6 is already the dense block, so span 8 is the same graph and runs once
+    assert trials[4].duplicate_of == trials[3].trial_id and trials[3].duplicate_of is None
+
+
+def test_a_bad_pattern_option_names_the_combination(tmp_path):
+    data = smoke_dict(tmp_path, arch={"pattern": "span", "depth": 22})
+    data["search"] = {"kind": "grid", "factors": {"pattern_options.max_span": [0]}}
+    with pytest.raises(ConfigError, match=r"combination \{'pattern_options.max_span': 0\}.*max_span must be"):
+        expand_grid(load_study(write_study(tmp_path, data)))
+    data["search"] = {"kind": "grid", "factors": {"pattern_options.no such": [1]}}
+    with pytest.raises(ConfigError, match="unknown trial key 'pattern_options.no such'"):
+        load_study(write_study(tmp_path, data))
