@@ -28,10 +28,11 @@ from connectome.orchestration.session import (
     stop_orphans,
 )
 from connectome.orchestration.worker import train_in_worker
+from connectome.store.labels import label_from_trial_file
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
 from connectome.store.lock import DriverLock, describe
 from connectome.study.definition import compare, fingerprint
-from connectome.orchestration.progress import StudyView, label_from_trial_file, summary_table
+from connectome.orchestration.progress import StudyView, summary_table
 from connectome.study.schema import GridSearch, Study
 from connectome.study.trials import Trial, expand_grid
 

@@ -143,7 +143,7 @@ def test_kill_9_then_resume_completes_the_study(tmp_path):
     log = (tmp_path / "run2.log").read_text()
     assert "3 trials, 1 finished, 2 to run" in log
     # the finished trial was not run again; the interrupted one continued from its checkpoint
-    from connectome.orchestration.progress import label_from_trial_file
+    from connectome.store.labels import label_from_trial_file
 
     first_label, second_label = (label_from_trial_file(trials / t / "config.json") for t in (first, second))
     assert f"{first_label}: started" not in log  # the live view names trials by what they are
