@@ -18,6 +18,8 @@ from connectome.study.schema import OBJECTIVE_METRICS
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
+# The epoch row's keys each per-epoch Tune report carries (and trackers record): no test metric.
+EPOCH_KEYS = ("val_acc", "val_loss", "train_acc", "train_loss", "lr", "images_per_s")
 
 
 def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str],
@@ -58,7 +60,7 @@ def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
     """
     # Tune wants the searcher's metrics in every result: NaN until the trial ends.
     return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-            "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")}
+            **{key: epoch.get(key) for key in EPOCH_KEYS}}
 
 
 def worker_study_dir(root: str) -> StudyDir:

@@ -149,6 +149,24 @@ class Resources(_Frozen):
     max_concurrent: int | None = Field(None, ge=1)
 
 
+class MLflowTracking(_Frozen):
+    """Where MLflow keeps the study's runs (one run per trial)."""
+
+    # An MLflow tracking URI: http://HOST:5000 (a server), sqlite:///mlflow.db, file:///abs/dir.
+    # Default: MLflow's own ($MLFLOW_TRACKING_URI, else its local default).
+    tracking_uri: str | None = None
+    # The MLflow experiment the runs go to (created if missing); default: the study's name.
+    experiment: str | None = Field(None, min_length=1)
+
+
+class Tracking(_Frozen):
+    """Experiment trackers fed through Ray Tune's logger callbacks (validation/training metrics only)."""
+
+    mlflow: MLflowTracking | None = None
+    # true: TensorBoard event files in results/<name>/tensorboard/<trial_id>/; or a directory.
+    tensorboard: bool | str = False
+
+
 class Study(_Frozen):
     """One study file, validated."""
 
@@ -172,6 +190,8 @@ class Study(_Frozen):
     plugins: list[str] = Field(default_factory=list)
     # Size bounds checked before planning (see connectome/study/limits.py); raise one to go beyond.
     limits: Limits = Field(default_factory=Limits)
+    # Experiment tracking (MLflow, TensorBoard); needs the `[tracking]` extra. See README, "Tracking".
+    tracking: Tracking = Field(default_factory=Tracking)
     # Where the file came from (set by load_study, not by the file).
     source: str | None = None
 
