@@ -22,7 +22,7 @@ from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
 from connectome.training.device import resource_problem
 
-# Metrics a study can optimise: keys of the trial record. Test metrics are not among them:
+# Metrics a study can optimise: keys of the trial record (`flops` = multiply-adds per image). Test metrics are not among them:
 # selecting on the test set and reporting it biases the reported numbers upward.
 OBJECTIVE_METRICS = (
     "best_val_acc", "final_val_acc", "params", "flops", "wall_time_s", "train_time_s",
@@ -131,6 +131,7 @@ class Constraints(_Frozen):
     """Limits checked from the spec before training; candidates over them are rejected."""
 
     max_params: int | None = Field(None, gt=0)
+    # Multiply-adds per image (the record's `flops` column), not floating-point operations.
     max_flops: int | None = Field(None, gt=0)
 
 
