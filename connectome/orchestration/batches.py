@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from connectome.files import write_atomic
 
 PROGRESS_FILE = "progress.json"
 # Seconds between two writes of a trial's progress file, and between two polls by the driver.
@@ -49,17 +49,25 @@ class BatchReporter:
             return
         self.last_write = now
         started, images_then = self.epoch_start
-        speed = (images - images_then) / (now - started)
+        speed = (images - images_then) / (now - started) if now > started else None
         update = {"epoch": epoch, "epochs": self.epochs, "batch": batch, "batches": batches,
                   "images_per_s": speed}
         try:
-            write_atomic(self.path, json.dumps(update))
+            # Atomic (a reader never sees half a file) but not fsynced: progress need not survive
+            # a power cut, and an fsync costs the training loop milliseconds (docs/benchmarks.md).
+            self._temp.write_text(json.dumps(update))
+            os.replace(self._temp, self.path)
         except OSError:
             pass  # progress is a courtesy: a full or read-only disk must not fail the trial
+
+    @property
+    def _temp(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.tmp")  # one writer per trial at a time
 
     def clear(self) -> None:
         """Remove the file (at a trial's start and end), so no stale progress is shown."""
         self.path.unlink(missing_ok=True)
+        self._temp.unlink(missing_ok=True)
 
 
 def read_progress(path: Path) -> dict[str, Any] | None:

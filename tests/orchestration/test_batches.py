@@ -51,6 +51,7 @@ def test_reporter_never_fails_the_trial(tmp_path):
     reporter(1, 1, 10, 5)
     clock.now += 2
     reporter(1, 2, 10, 10)  # cannot write: no error
+    assert not (tmp_path / "missing-dir").exists()
 
 
 def test_read_progress_rejects_partial_or_foreign_files(tmp_path):
