@@ -29,7 +29,7 @@ def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: 
 def complexity(
     spec: NetworkSpec, input_size: tuple[int, int, int] | None = None, memory_efficient: bool = False
 ) -> Cx:
-    """Params, FLOPs and activation elements per sample for a (C, H, W) input."""
+    """Params, FLOPs (multiply-adds) and activation elements per sample for a (C, H, W) input."""
     hw = DEFAULT_INPUT[spec.stem] if input_size is None else input_size[-1]
     total, hw = STEMS[spec.stem].complexity(spec.in_channels, spec.stem_channels, hw)
     for i, block in enumerate(spec.blocks):

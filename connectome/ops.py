@@ -18,7 +18,7 @@ class Cx:
     """Complexity of a piece of network: parameters, multiply-adds, stored activations."""
 
     params: int = 0
-    flops: int = 0
+    flops: int = 0  # multiply-adds (MACs), the name the record's column keeps
     acts: int = 0
 
     @property

@@ -23,7 +23,7 @@ from connectome.store.record import FINAL_STATUSES
 from connectome.training.config import TrialConfig
 
 KEY = ["canonical_key", "train_hash", "seed", "epoch"]
-# Trial-level columns repeated on each epoch row.
+# Trial-level columns repeated on each epoch row (`flops`: multiply-adds per image).
 TRIAL_COLUMNS = ("trial_id", "status", "params", "flops", "graph_hash", "canonical_hash", "test_acc", "test_error",
                  "test_loss", "best_val_acc", "best_val_epoch", "final_val_acc", "epochs_completed")
 EXPORT_FILE = "export.parquet"

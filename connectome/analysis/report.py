@@ -22,8 +22,8 @@ from connectome.analysis.usage import RefusedFileError, feature_usage, load_tria
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
 from connectome.files import write_atomic
-from connectome.orchestration.progress import label_from_trial_file, trial_label
 from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
+from connectome.store.labels import label_from_trial_file, trial_label
 from connectome.store.layout import StudyDir
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.

@@ -92,7 +92,7 @@ def print_epoch(row: dict) -> None:
 def summary(record: dict) -> str:
     """The record's headline numbers in a few lines."""
     lines = [f"status {record['status']}  graph {record['graph_hash']}  params {record['params']}  "
-             f"flops {record['flops']}",
+             f"flops {record['flops']} (multiply-adds per image)",
              f"test acc {_fmt(record['test_acc'])}  best val {_fmt(record['best_val_acc'])} "
              f"(epoch {record['best_val_epoch']})  epochs {record['epochs_completed']}  "
              f"wall {record['wall_time_s']:.1f}s  device {record['device']}"]

@@ -28,11 +28,13 @@ from connectome.orchestration.session import (
     ray_session,
     stop_orphans,
 )
+from connectome.orchestration.tracking import check_tracking, make_tracking_callbacks
 from connectome.orchestration.worker import train_in_worker
+from connectome.store.labels import label_from_trial_file
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
 from connectome.store.lock import DriverLock, describe
 from connectome.study.definition import compare, fingerprint
-from connectome.orchestration.progress import StudyView, label_from_trial_file, summary_table
+from connectome.orchestration.progress import StudyView, summary_table
 from connectome.study.schema import GridSearch, Study
 from connectome.study.prescreen import FILE as PRESCREEN_FILE
 from connectome.study.trials import Trial, expand_grid
@@ -79,7 +81,7 @@ def run_study(
 
 
 def preflight(study: Study, address: str | None) -> str | None:
-    """Checks that can fail before training: the cluster is reachable, resources can exist, precision."""
+    """Checks that can fail before training: the cluster is reachable, resources can exist, precision, trackers."""
     address = cluster_address(address)
     if address:
         check_reachable(address)
@@ -89,6 +91,7 @@ def preflight(study: Study, address: str | None) -> str | None:
     if study.train.precision == "fp16" and (study.resources.gpu == 0 or study.train.device == "cpu"):
         raise ConfigError(f"{study.source}: train.precision fp16 needs a GPU (resources.gpu > 0); "
                           "on CPU use bf16 or fp32")
+    check_tracking(study)
     return address
 
 
@@ -306,7 +309,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
         name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
         storage_path=str((sd.root / "ray").resolve()),
         verbose=0,
-        callbacks=[make_recorder(sd, study.name, view)],
+        callbacks=[make_recorder(sd, study.name, view), *make_tracking_callbacks(study, sd)],
         failure_config=tune.FailureConfig(max_failures=study.retries),
         checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
     )

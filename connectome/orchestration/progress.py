@@ -1,18 +1,16 @@
 """What a running study shows: a study bar with an ETA, one line per running trial (epoch,
 batch, img/s), a permanent line per finished trial (its result or its error), a final summary.
 
-Trials are named by what they are (`trial_label`: pattern, the factors the study varies, seed),
+Trials are named by what they are (connectome.store.labels.trial_label: pattern, the factors the study varies, seed),
 not by their hash. Metrics are printed as fractions, as they are stored. Text from users and
 trials (names, errors) is never parsed as rich markup: it is passed as `Text`.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -25,43 +23,6 @@ from rich.text import Text
 # on a terminal, the live display redraws a trial's batch progress at most this often.
 BATCH_LINE_INTERVAL = 60.0
 BATCH_REDRAW_INTERVAL = 0.5
-
-
-def trial_label(values: Mapping[str, Any], seed: int | None = None, keys: Iterable[str] | None = None) -> str:
-    """What a trial is, for people: `dense, growth=12, seed 0`.
-
-    `values` is a trial's assignment (the factors the study set for it) or its record row;
-    `keys` picks the factors to show (default: every key of `values` but the pattern and seed).
-    """
-    keys = [k for k in (values if keys is None else keys) if k not in ("pattern", "seed")]
-    parts = [str(values["pattern"])] if values.get("pattern") is not None else []
-    parts += [f"{k}={_short(values[k])}" for k in keys if k in values and not _missing(values[k])]
-    if seed is not None:
-        parts.append(f"seed {seed}")
-    return ", ".join(parts)
-
-
-def label_from_trial_file(path: str | Path) -> str | None:
-    """The label of a trial from its `config.json` (assignment and config, written before it runs)."""
-    try:
-        saved = json.loads(Path(path).read_text())
-        return trial_label(saved.get("assignment") or {}, seed=(saved.get("config") or {}).get("seed")) or None
-    except (OSError, ValueError, AttributeError):
-        return None  # not written yet or unreadable: the view falls back to the trial id
-
-
-def _missing(value: Any) -> bool:
-    """None or NaN: a factor this trial does not have (a dense trial's `m`)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _short(value: Any) -> str:
-    """A factor value as compact text: 0.1 not 0.10000, lists comma-joined."""
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(_short, value))
-    return str(value)
 
 
 @dataclass

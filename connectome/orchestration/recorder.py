@@ -1,4 +1,5 @@
-"""The driver-side Tune callback: every finished trial is one journal line, shown on the console.
+"""The driver-side Tune callback: every finished trial is one journal line, shown on the console;
+running trials' batch progress (connectome/orchestration/batches.py) is polled into the live view.
 
 Recording a trial is O(1) in the size of the study: the entry the worker reported through Ray is
 appended to the journal (and written as the trial's result.json on the driver's disk when the
@@ -10,6 +11,7 @@ import json
 from typing import Any
 
 from connectome.faults import fault
+from connectome.orchestration.batches import BatchPoller
 from connectome.orchestration.worker import ENTRY_KEY
 from connectome.store.layout import StudyDir, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns
@@ -40,10 +42,16 @@ def make_recorder(sd: StudyDir, study_name: str, view):
         def __init__(self, sd: StudyDir, study_name: str, view):
             self.sd, self.study_name, self.view = sd, study_name, view
             self.recorded: set[str] = set()
+            self.batches = BatchPoller(lambda trial_id: self.sd.trial(trial_id).dir)
 
         def __getstate__(self) -> dict:
             # Tune pickles its callbacks with the experiment state; the live display stays here.
-            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set()}
+            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set(), "batches": None}
+
+        def on_step_end(self, iteration, trials, **info):
+            # Progress inside epochs: workers write it to files, not to Tune (see batches.py).
+            for trial_id, update in self.batches.poll(self.view.running):
+                self.view.batch(trial_id, **update)
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.view.started(trial_name(trial))

@@ -12,12 +12,15 @@ import os
 from typing import Any
 
 from connectome.faults import fault
+from connectome.orchestration.batches import BatchReporter, progress_file
 from connectome.store.layout import StudyDir, TrialFiles, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
+# The epoch row's keys each per-epoch Tune report carries (and trackers record): no test metric.
+EPOCH_KEYS = ("val_acc", "val_loss", "train_acc", "train_loss", "lr", "images_per_s")
 
 
 def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str],
@@ -43,7 +46,12 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
             tune.report(epoch_metrics(epoch, epochs_total))
             fault("trial")
 
-        record = attempt_trial(trial_config, files, retries, on_epoch)
+        batches = BatchReporter(progress_file(files.dir), epochs_total)
+        batches.clear()  # a killed attempt's last update is not this one's progress
+        try:
+            record = attempt_trial(trial_config, files, retries, on_epoch, batches)
+        finally:
+            batches.clear()
         row = {**config_columns(trial_config), **{k: v for k, v in record.items() if k != "epochs"},
                "trial_id": trial_id, "study": study_name}
         entry = write_trial_result(files, row, record.get("epochs") or [])
@@ -58,7 +66,7 @@ def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
     """
     # Tune wants the searcher's metrics in every result: NaN until the trial ends.
     return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-            "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")}
+            **{key: epoch.get(key) for key in EPOCH_KEYS}}
 
 
 def worker_study_dir(root: str) -> StudyDir:
@@ -77,14 +85,14 @@ def finished_entry(files: TrialFiles) -> dict[str, Any] | None:
     return entry if entry is not None and entry["row"].get("status") in FINAL_STATUSES else None
 
 
-def attempt_trial(config, files: TrialFiles, retries: int, on_epoch) -> dict[str, Any]:
+def attempt_trial(config, files: TrialFiles, retries: int, on_epoch, on_batch=None) -> dict[str, Any]:
     """train_trial with up to `retries` more attempts after a failure (each resumes its checkpoint)."""
     from connectome.training import train_trial
     from connectome.training.device import is_sticky_cuda_error
 
     for attempt in range(retries + 1):
         try:
-            record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch))
+            record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch, on_batch=on_batch))
         except Exception as err:  # noqa: BLE001 - a trial's failure is a result, not a crash
             if is_sticky_cuda_error(err):  # this worker's CUDA context is dead: Tune replaces the
                 raise  # worker and the retry resumes from the checkpoint

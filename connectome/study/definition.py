@@ -1,7 +1,7 @@
 """A results directory belongs to one study definition: what may change on resume and what may not.
 
 The definition is the validated study without what only says where or how fast it runs
-(resources, retries, output, description, the trainer's resource keys). Resuming with a changed
+(resources, retries, output, description, tracking, the trainer's resource keys). Resuming with a changed
 definition is refused, except for two kinds of edit: growing the plan (more seeds, more levels
 of a factor, extra variants, a larger `n_trials`: old trials are kept and only new ones run)
 and resource-only edits (not part of the definition at all).
@@ -16,7 +16,7 @@ from typing import Any, Callable
 from connectome.store.record import RESOURCE_KEYS, flatten
 
 # Study keys that do not change what any trial computes (`limits` only bounds what may be planned).
-NON_DEFINITION_KEYS = ("source", "description", "output", "resources", "retries", "name", "limits")
+NON_DEFINITION_KEYS = ("source", "description", "output", "resources", "retries", "name", "limits", "tracking")
 
 
 def definition(resolved: dict[str, Any]) -> dict[str, Any]:

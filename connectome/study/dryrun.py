@@ -1,6 +1,7 @@
-"""`connectome run --dry-run`: the trials a study would run, with params and FLOPs; no training.
+"""`connectome run --dry-run`: the trials a study would run, with params and multiply-adds; no training.
 
-FLOPs here, as everywhere in connectome, count multiply-adds per image (MACs).
+The record's `flops` column, here as everywhere in connectome, counts multiply-adds per image
+(MACs), not floating-point operations (about twice as many); the tables say so in their header.
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from rich.text import Text
 from connectome.console import make_console
 from connectome.study.schema import GridSearch, Study
 from connectome.study.trials import Trial, expand_grid
+
+# Column header of the record's `flops`: millions of multiply-adds per image.
+MACS_LABEL = "M MACs/image"
 
 
 def print_plan(study: Study, console: Console | None = None) -> None:
@@ -40,14 +44,14 @@ def print_wide(console: Console, table: Table) -> None:
 
 
 def grid_table(study: Study) -> Table:
-    """One row per trial: id, searched values, seed, params, FLOPs, and why it is rejected."""
+    """One row per trial: id, searched values, seed, params, multiply-adds (M MACs), and why it is rejected."""
     trials = expand_grid(study)
     keys = sorted({k for t in trials for k in t.assignment})
     matched = study.budget is not None  # growth chosen per candidate: show it
     table = Table(title=f"{len(trials)} trials ({sum(not t.rejected for t in trials)} to run), "
                         f"{study.train.epochs} epochs each on {study.data.name}")
-    for col in ("trial", *keys, *(["growth"] if matched else []), "seed", "params", "MFLOPs", "status"):
-        table.add_column(col, justify="right" if col in ("params", "MFLOPs", "seed") else "left")
+    for col in ("trial", *keys, *(["growth"] if matched else []), "seed", "params", MACS_LABEL, "status"):
+        table.add_column(col, justify="right" if col in ("params", MACS_LABEL, "seed") else "left")
     for t in trials:
         values = [str(t.assignment.get(k, "")) for k in keys] + ([str(t.config.arch.growth)] if matched else [])
         table.add_row(*_plain(t.trial_id, *values), str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
@@ -89,8 +93,8 @@ def candidates_table(study: Study, n: int = 8) -> Table:
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=study.search.sampler_seed))
     space = {key: spec.distribution() for key, spec in study.space.items()}
     table = Table(title=f"{n} random candidates (the sampler chooses the real ones as results arrive)")
-    for col in ("trial", *space, "params", "MFLOPs", "status"):
-        table.add_column(col, justify="right" if col in ("params", "MFLOPs") else "left")
+    for col in ("trial", *space, "params", MACS_LABEL, "status"):
+        table.add_column(col, justify="right" if col in ("params", MACS_LABEL) else "left")
     for _ in range(n):
         assignment = draw.ask(space).params
         try:

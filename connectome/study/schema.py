@@ -22,7 +22,7 @@ from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
 from connectome.training.device import resource_problem
 
-# Metrics a study can optimise: keys of the trial record. Test metrics are not among them:
+# Metrics a study can optimise: keys of the trial record (`flops` = multiply-adds per image). Test metrics are not among them:
 # selecting on the test set and reporting it biases the reported numbers upward.
 OBJECTIVE_METRICS = (
     "best_val_acc", "final_val_acc", "params", "flops", "wall_time_s", "train_time_s",
@@ -153,6 +153,7 @@ class Constraints(_Frozen):
     """Limits checked from the spec before training; candidates over them are rejected."""
 
     max_params: int | None = Field(None, gt=0)
+    # Multiply-adds per image (the record's `flops` column), not floating-point operations.
     max_flops: int | None = Field(None, gt=0)
 
 
@@ -172,6 +173,24 @@ class Resources(_Frozen):
     gpu: float = Field(0.0, ge=0)
     # At most this many trials at once (default: as many as the resources allow).
     max_concurrent: int | None = Field(None, ge=1)
+
+
+class MLflowTracking(_Frozen):
+    """Where MLflow keeps the study's runs (one run per trial)."""
+
+    # An MLflow tracking URI: http://HOST:5000 (a server), sqlite:///mlflow.db, file:///abs/dir.
+    # Default: MLflow's own ($MLFLOW_TRACKING_URI, else its local default).
+    tracking_uri: str | None = None
+    # The MLflow experiment the runs go to (created if missing); default: the study's name.
+    experiment: str | None = Field(None, min_length=1)
+
+
+class Tracking(_Frozen):
+    """Experiment trackers fed through Ray Tune's logger callbacks (validation/training metrics only)."""
+
+    mlflow: MLflowTracking | None = None
+    # true: TensorBoard event files in results/<name>/tensorboard/<trial_id>/; or a directory.
+    tensorboard: bool | str = False
 
 
 class Study(_Frozen):
@@ -197,6 +216,8 @@ class Study(_Frozen):
     plugins: list[str] = Field(default_factory=list)
     # Size bounds checked before planning (see connectome/study/limits.py); raise one to go beyond.
     limits: Limits = Field(default_factory=Limits)
+    # Experiment tracking (MLflow, TensorBoard); needs the `[tracking]` extra. See README, "Tracking".
+    tracking: Tracking = Field(default_factory=Tracking)
     # Where the file came from (set by load_study, not by the file).
     source: str | None = None
 

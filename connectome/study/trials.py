@@ -94,7 +94,7 @@ def arch_for_data(config: TrialConfig) -> tuple[ArchConfig, tuple[int, int, int]
 
 
 def measure(config: TrialConfig) -> tuple[int, int]:
-    """Params and FLOPs from the spec, with the dataset's channels and classes as the trainer sets them."""
+    """Params and multiply-adds per image (the record's `flops`) from the spec, with the dataset's channels and classes as the trainer sets them."""
     from connectome.builder import build_spec
     from connectome.complexity import complexity
 
@@ -119,7 +119,7 @@ def rejected_by(study: Study, params: int | None, flops: int | None) -> str | No
     if limits.max_params and params is not None and params > limits.max_params:
         return f"{params:,} params > max_params {limits.max_params:,}"
     if limits.max_flops and flops is not None and flops > limits.max_flops:
-        return f"{flops:,} FLOPs > max_flops {limits.max_flops:,}"
+        return f"{flops:,} multiply-adds per image > max_flops {limits.max_flops:,}"
     return None
 
 

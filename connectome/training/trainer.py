@@ -47,6 +47,9 @@ DIVERGENCE_CHECK_EVERY = 20
 __all__ = ["RESOURCE_KEYS", "train_trial", "setup_trial", "evaluate", "config_columns", "flatten"]
 
 EpochCallback = Callable[[dict], Any]
+# on_batch(epoch, batch, batches, images): after each training step, epoch and batch 1-based,
+# `images` trained so far in this epoch. Called with plain ints only: it never syncs the device.
+BatchCallback = Callable[[int, int, int, int], Any]
 
 
 class Diverged(Exception):
@@ -85,6 +88,7 @@ def train_trial(
     *,
     trial_dir: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
+    on_batch: BatchCallback | None = None,
 ) -> dict:
     """Train one trial and return its record (see docs/design.md, "Trial record").
 
@@ -96,6 +100,7 @@ def train_trial(
     resumes). A directory whose result is already `completed`/`diverged` returns that record
     without training; a corrupt result or checkpoint is moved aside and treated as missing. `on_epoch(epoch_dict)` runs after each epoch's
     checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
+    `on_batch` (see BatchCallback) runs after every training step, for progress inside long epochs.
 
     Config and dataset problems raise ConnectomeError before training; anything failing during
     training gives status `failed` with the error text, a NaN/inf loss status `diverged`; a CUDA
@@ -122,7 +127,7 @@ def train_trial(
                 layout.write_trial_config(files, cfg.model_dump(mode="json"))
             record.update(_model_record(trial))
             progress = _restore(trial, files)
-            stopped = _run_epochs(trial, progress, files, on_epoch, started)
+            stopped = _run_epochs(trial, progress, files, on_epoch, started, on_batch)
             record.update(_test_record(trial), status="completed", stopped_early=stopped)
         except Diverged as err:
             record.update(status="diverged", error=str(err))
@@ -223,10 +228,10 @@ def lr_at(train: TrainConfig, epoch: float) -> float:
 
 
 def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | None,
-                on_epoch: EpochCallback | None, started: float) -> bool:
+                on_epoch: EpochCallback | None, started: float, on_batch: BatchCallback | None = None) -> bool:
     """Epochs from the first unfinished one; True if on_epoch asked to stop early."""
     for epoch in range(len(progress.epochs), trial.cfg.train.epochs):
-        row = run_epoch(trial, epoch)
+        row = run_epoch(trial, epoch, on_batch)
         progress.epochs.append(row)
         progress.train_time_s += row["seconds"]
         if files is not None:
@@ -237,10 +242,10 @@ def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | Non
     return False
 
 
-def run_epoch(trial: Trial, epoch: int) -> dict:
+def run_epoch(trial: Trial, epoch: int, on_batch: BatchCallback | None = None) -> dict:
     """One pass over the training set, then validation; the epoch's row of the record."""
     t0 = time.perf_counter()
-    train_loss, train_acc = _train_pass(trial, epoch)
+    train_loss, train_acc = _train_pass(trial, epoch, on_batch)
     t_train = time.perf_counter() - t0
     val_loss, val_acc = evaluate(trial, trial.data.val_x, trial.data.val_y)
     row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
@@ -252,7 +257,7 @@ def run_epoch(trial: Trial, epoch: int) -> dict:
     return row
 
 
-def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
+def _train_pass(trial: Trial, epoch: int, on_batch: BatchCallback | None = None) -> tuple[float, float]:
     """SGD over one shuffled epoch; mean loss and accuracy; raises Diverged on NaN/inf."""
     train, data = trial.cfg.train, trial.data
     gen = torch.Generator().manual_seed(epoch_seed(trial.cfg.seed, epoch))
@@ -275,6 +280,8 @@ def _train_pass(trial: Trial, epoch: int) -> tuple[float, float]:
         correct += (logits.argmax(1) == y).sum()
         if step % DIVERGENCE_CHECK_EVERY == 0 or step == len(batches) - 1:
             _check_finite(loss_sum, epoch, step)
+        if on_batch is not None:
+            on_batch(epoch + 1, step + 1, len(batches), start + len(idx))
     n = len(data.train_y)
     return loss_sum.item() / n, correct.item() / n
 

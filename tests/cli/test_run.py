@@ -33,7 +33,7 @@ def test_dry_run_of_shipped_study(path, capsys, tmp_path, monkeypatch):
     assert main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     study = load_study(path)
-    assert study.name in out and "params" in out and "MFLOPs" in out
+    assert study.name in out and "params" in out and "M MACs/image" in out
     if study.search.kind == "grid":
         trials = expand_grid(study)
         assert f"{len(trials)} trials" in out
@@ -159,7 +159,7 @@ def test_kill_9_then_resume_completes_the_study(tmp_path):
     log = (tmp_path / "run2.log").read_text()
     assert "3 trials, 1 finished, 2 to run" in log
     # the finished trial was not run again; the interrupted one continued from its checkpoint
-    from connectome.orchestration.progress import label_from_trial_file
+    from connectome.store.labels import label_from_trial_file
 
     first_label, second_label = (label_from_trial_file(trials / t / "config.json") for t in (first, second))
     assert f"{first_label}: started" not in log  # the live view names trials by what they are

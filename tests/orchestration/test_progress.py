@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from connectome.orchestration.progress import StudyView, label_from_trial_file, summary_table, trial_label
+from connectome.orchestration.progress import StudyView, summary_table
+from connectome.store.labels import label_from_trial_file, trial_label
 from connectome.cli import main
 from connectome.study import load_study
 from connectome.study.dryrun import print_plan
@@ -97,19 +98,10 @@ def test_log_lines_are_not_wrapped_at_the_console_width():
     assert "x" * 200 in out.export_text(clear=False)
 
 
-def test_trial_label_names_pattern_factors_and_seed():
-    assert trial_label(DENSE, seed=3) == "dense, growth=12, train.lr=0.1, seed 3"
-    assert trial_label({**DENSE, "block_layers": [6, 12]}, keys=["block_layers"]) == "dense, block_layers=6,12"
-    assert trial_label({"growth": 4}, seed=0) == "growth=4, seed 0"
-    assert trial_label({"pattern": "dense", "m": float("nan"), "growth": 4}) == "dense, growth=4"
-
-
 def test_trials_are_labelled_from_their_trial_file(tmp_path):
     (tmp_path / "t1").mkdir()
     (tmp_path / "t1" / "config.json").write_text(json.dumps(
         {"trial_id": "t1", "assignment": {"pattern": "partial", "depth": 40}, "config": {"seed": 2}}))
-    assert label_from_trial_file(tmp_path / "t1" / "config.json") == "partial, depth=40, seed 2"
-    assert label_from_trial_file(tmp_path / "t2" / "config.json") is None  # not written yet
     out = console(False)
     view = StudyView(out, "s", total=2, done=0, describe=lambda t: label_from_trial_file(tmp_path / t / "config.json"))
     view.started("t1")

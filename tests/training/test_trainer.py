@@ -297,3 +297,13 @@ def test_proxies_are_recorded_without_changing_training(tiny):
     assert not any(k.startswith("proxy.") for k in off)
     same = lambda r: {k: v for k, v in computed(r).items() if k not in proxies and k != "train.proxies"}  # noqa: E731
     assert same(on) == same(off)
+
+
+def test_on_batch_sees_every_step_and_changes_nothing(tiny):
+    """The batch hook (progress inside epochs) is called after each step with plain ints; same record."""
+    calls = []
+    record = train_trial(tiny(train={"epochs": 2}), on_batch=lambda *args: calls.append(args))
+    # 320 images in batches of 32: 10 steps per epoch, images counted to the end of each epoch
+    assert calls == [(e, b, 10, 32 * b) for e in (1, 2) for b in range(1, 11)]
+    assert all(type(v) is int for call in calls for v in call)
+    assert train_trial(tiny(train={"epochs": 2}))["final_val_acc"] == record["final_val_acc"]
