@@ -1,6 +1,6 @@
 """Cost of batch progress (issue 11): training passes with and without the worker's on_batch hook.
 
-The hook is connectome.orchestration.batches.BatchReporter, as a Ray worker runs it: called
+The hook is connectome.orchestration.batch_progress.BatchReporter, as a Ray worker runs it: called
 after every step, writing the trial's progress file at most once a second. Each round trains
 one epoch of the same trial twice, plain and hooked (order alternating), with the trainer's own
 training pass, and prints the CPU-time ratio hooked / plain; the summary gives the median and
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from connectome.orchestration.batches import BatchReporter, progress_file
+from connectome.orchestration.batch_progress import BatchReporter, progress_file
 from connectome.training import make_trial_config
 from connectome.training.trainer import _train_pass, setup_trial
 

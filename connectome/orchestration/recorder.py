@@ -1,5 +1,5 @@
 """The driver-side Tune callback: every finished trial is one journal line, shown on the console;
-running trials' batch progress (connectome/orchestration/batches.py) is polled into the live view.
+running trials' batch progress (connectome/orchestration/batch_progress.py) is polled into the live view.
 
 Recording a trial is O(1) in the size of the study: the entry the worker reported through Ray is
 appended to the journal (and written as the trial's result.json on the driver's disk when the
@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from connectome.faults import fault
-from connectome.orchestration.batches import BatchPoller
+from connectome.orchestration.batch_progress import BatchPoller
 from connectome.orchestration.worker import ENTRY_KEY
 from connectome.store.layout import StudyDir, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns

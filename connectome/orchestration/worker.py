@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from connectome.faults import fault
-from connectome.orchestration.batches import BatchReporter, progress_file
+from connectome.orchestration.batch_progress import BatchReporter, progress_file
 from connectome.store.layout import StudyDir, TrialFiles, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS

@@ -7,7 +7,7 @@ import json
 import pytest
 from rich.console import Console
 
-from connectome.orchestration.batches import BatchPoller, BatchReporter, progress_file, read_progress
+from connectome.orchestration.batch_progress import BatchPoller, BatchReporter, progress_file, read_progress
 from connectome.study import load_study
 
 from study.conftest import smoke_dict, write_study
