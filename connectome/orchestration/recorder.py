@@ -49,7 +49,7 @@ def make_recorder(sd: StudyDir, study_name: str, view):
             return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set(), "batches": None}
 
         def on_step_end(self, iteration, trials, **info):
-            # Progress inside epochs: workers write it to files, not to Tune (see batches.py).
+            # Progress inside epochs: workers write it to files, not to Tune (see batch_progress.py).
             for trial_id, update in self.batches.poll(self.view.running):
                 self.view.batch(trial_id, **update)
 
