@@ -18,6 +18,7 @@ from rich.console import Console
 
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.orchestration.batches import batch_size, concurrency, grid_batches, prune_tune_run, search_batches
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.session import (
     check_local_resources,
@@ -213,7 +214,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
             sd.write_plan([t.trial_id for t in trials])
         describe = lambda trial_id: label_from_trial_file(sd.trial(trial_id).config)  # noqa: E731
         with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
-            fit(make_tuner(study, sd, pending, to_run, view))
+            run_batches(study, sd, pending, view)
 
 
 def write_study_files(study: Study, sd: StudyDir, changes) -> None:
@@ -232,6 +233,28 @@ def write_study_files(study: Study, sd: StudyDir, changes) -> None:
              created=(stamp or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), extensions=history)
 
 
+def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView) -> None:
+    """One Tune run per batch of at most K trials, on the warm Ray session (orchestration/batches.py)."""
+    import ray
+
+    size = batch_size(study.resources, concurrency(study.resources, ray.cluster_resources()))
+    if isinstance(study.search, GridSearch):
+        runs = ((batch, len(batch)) for batch in grid_batches(pending, size))
+    else:
+        from connectome.orchestration.storage import count_finished
+
+        def left() -> int:
+            return study.search.n_trials - count_finished(sd, study.name, study.search.storage)
+
+        runs = (([], n) for n in search_batches(left, size))
+    name, previous = f"tune-{time.strftime('%Y%m%d-%H%M%S')}", None
+    for i, (batch, n) in enumerate(runs):
+        if previous:
+            prune_tune_run(sd.root / "ray" / previous)
+        previous = name if i == 0 else f"{name}-{i + 1}"
+        fit(make_tuner(study, sd, batch, n, view, name=previous))
+
+
 def fit(tuner) -> None:
     """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) re-raised as itself."""
     try:
@@ -245,7 +268,8 @@ def fit(tuner) -> None:
         raise cause from None
 
 
-def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, view: StudyView):
+def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, view: StudyView,
+               name: str | None = None):
     """A Tuner over the pending grid trials, or over an Optuna searcher's suggestions."""
     from ray import tune
 
@@ -268,7 +292,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
         reuse_actors=True,
     )
     run_config = tune.RunConfig(
-        name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+        name=name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
         storage_path=str((sd.root / "ray").resolve()),
         verbose=0,
         callbacks=[make_recorder(sd, study.name, view)],
