@@ -12,10 +12,14 @@ Two parts, both printed as a function of N:
 2. `records`: the results layout alone at larger N: N realistic entries appended through
    `StudyDir.record` (the driver's per-trial write), timed per append at the start and at the end
    (O(1) means equal), plus compaction, `load()` and `write_report()` times.
+3. `dirs`: N trial folders (each with a 1 KB config.json) in one directory, as results/<study>/trials/
+   is today, against the same N sharded into 256 subdirectories by id prefix, interleaved round by
+   round: time to create them, to list them all, and to open 1,000 of them by name.
 
     python benchmarks/scale.py run --sizes 100 1000           # minutes; 10000 takes hours here
     python benchmarks/scale.py run --sizes 1000 --batch 250   # four Tune runs of 250 trials
     python benchmarks/scale.py records --sizes 1000 10000 100000
+    python benchmarks/scale.py dirs --sizes 10000 100000 --rounds 3
 """
 from __future__ import annotations
 
@@ -136,17 +140,74 @@ def records_size(n: int) -> dict:
                 load=t_load, report=t_report, size_mb=size / 2**20)
 
 
+def folder_of(root: Path, trial_id: str, sharded: bool) -> Path:
+    return root / trial_id[-2:] / trial_id if sharded else root / trial_id
+
+
+def dirs_round(n: int, sharded: bool) -> dict:
+    """Create n trial folders (flat or sharded), list them all, open 1,000 by name; seconds each."""
+    import os
+    import random
+    import shutil
+
+    ids = [f"dense-{i * 2654435761 % 2**40:010x}" for i in range(n)]
+    payload = b"x" * 1024
+    with tempfile.TemporaryDirectory(prefix="scale-dirs-") as tmp:
+        root = Path(tmp) / "trials"
+        root.mkdir()
+        t0 = time.perf_counter()
+        for trial_id in ids:
+            folder = folder_of(root, trial_id, sharded)
+            folder.mkdir(parents=sharded)
+            (folder / "config.json").write_bytes(payload)
+        t_create = time.perf_counter() - t0
+        os.sync()
+        t0 = time.perf_counter()
+        found = ([e.name for d in os.scandir(root) for e in os.scandir(d.path)] if sharded
+                 else [e.name for e in os.scandir(root)])
+        t_list = time.perf_counter() - t0
+        assert len(found) == n
+        picks = random.Random(0).sample(ids, min(1000, n))
+        t0 = time.perf_counter()
+        for trial_id in picks:
+            (folder_of(root, trial_id, sharded) / "config.json").read_bytes()
+        t_open = time.perf_counter() - t0
+        shutil.rmtree(root)
+    return dict(create=t_create, list=t_list, open_ms=t_open / len(picks) * 1e3)
+
+
+def dirs_table(sizes: list[int], rounds: int) -> None:
+    """Flat against sharded trial folders, interleaved round by round; median and range per cell."""
+    import statistics
+
+    print("| N | layout | create (s) | list all (s) | open one by name (ms) | rounds (create s, each) |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        runs: dict[bool, list[dict]] = {False: [], True: []}
+        for _ in range(rounds):
+            for sharded in (False, True):
+                runs[sharded].append(dirs_round(n, sharded))
+        for sharded, rs in runs.items():
+            med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            each = ", ".join(f"{r['create']:.1f}" for r in rs)
+            print(f"| {n} | {'256 shards' if sharded else 'one directory'} | {med['create']:.2f} | "
+                  f"{med['list']:.3f} | {med['open_ms']:.3f} | {each} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("run", "records", "run-one"))
+    parser.add_argument("part", choices=("run", "records", "dirs", "run-one"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--batch", type=int, default=None, help="resources.trials_per_batch of the run part")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the dirs part")
     args = parser.parse_args()
     if args.part == "run-one":
         print(json.dumps(run_size(args.sizes[0], args.batch)))
         return
     print(f"load average before: {loadavg()}")
-    if args.part == "run":
+    if args.part == "dirs":
+        dirs_table(args.sizes, args.rounds)
+    elif args.part == "run":
         print("| N | wall (s) | sum trial wall (s) | overhead / trial (s) | driver CPU / trial (s) | driver peak RSS (MB) "
               "| results dir (MB) | of which Tune state (MB) | load() (s) | report (s) | load average after |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
