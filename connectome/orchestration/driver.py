@@ -18,6 +18,7 @@ from rich.console import Console
 
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.faults import fault
 from connectome.orchestration.batches import batch_size, concurrency, grid_batches, prune_tune_run, search_batches
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.session import (
@@ -250,6 +251,7 @@ def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyVie
     name, previous = f"tune-{time.strftime('%Y%m%d-%H%M%S')}", None
     for i, (batch, n) in enumerate(runs):
         if previous:
+            fault("batch")
             prune_tune_run(sd.root / "ray" / previous)
         previous = name if i == 0 else f"{name}-{i + 1}"
         fit(make_tuner(study, sd, batch, n, view, name=previous))
