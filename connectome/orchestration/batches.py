@@ -2,10 +2,10 @@
 
 Ray Tune keeps a `Trial` object (config, last result, metric statistics) for every trial of a
 run until the run ends, scans that list on several of its steps, and writes all of them to its
-experiment state at each snapshot: driver memory and snapshot size grow with the trials of one
-run (measured ~0.06 MB per trial, docs/scale.md). Feeding Tune the study in batches of K trials,
-one `Tuner.fit` after the other on the same Ray session (workers stay warm), bounds all three
-by K. Nothing connectome needs lives in Tune's state: results are in the journal, checkpoints in
+experiment state at each snapshot (~15-20 KB per trial on disk). Feeding Tune the study in
+batches of K trials, one `Tuner.fit` after the other on the same Ray session (the cluster
+stays up), bounds all three by K. (The driver's RSS still grows ~0.06-0.09 MB per trial with
+batches, measured side by side in docs/scale.md: that growth is elsewhere.) Nothing connectome needs lives in Tune's state: results are in the journal, checkpoints in
 the trial folders, an Optuna search's history in its storage, so a batch boundary loses nothing
 and a killed driver resumes exactly as before.
 

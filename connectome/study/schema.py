@@ -148,8 +148,8 @@ class Resources(_Frozen):
     # At most this many trials at once (default: as many as the resources allow).
     max_concurrent: int | None = Field(None, ge=1)
     # At most this many trials per Ray Tune run: a longer study runs as consecutive Tune runs,
-    # which bounds the driver's memory and Tune's experiment state (default: 2000, or 50 times
-    # the trials that run at once if more; connectome/orchestration/batches.py).
+    # which bounds Tune's trial list and experiment state (default: 2000, or 50 times the
+    # trials that run at once if more; connectome/orchestration/batches.py).
     trials_per_batch: int | None = Field(None, ge=1)
 
 
