@@ -18,6 +18,8 @@ from rich.console import Console
 
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
+from connectome.faults import fault
+from connectome.orchestration.batches import batch_size, concurrency, grid_batches, prune_tune_run, search_batches
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.resources import resolve_resources
 from connectome.orchestration.session import (
@@ -251,7 +253,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         if chosen:
             console.print(chosen, highlight=False, markup=False)
         with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
-            fit(make_tuner(concrete, sd, pending, to_run, view))
+            run_batches(concrete, sd, pending, view)
 
 
 def write_study_files(study: Study, sd: StudyDir, changes) -> None:
@@ -270,6 +272,29 @@ def write_study_files(study: Study, sd: StudyDir, changes) -> None:
              created=(stamp or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), extensions=history)
 
 
+def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView) -> None:
+    """One Tune run per batch of at most K trials, on the warm Ray session (orchestration/batches.py)."""
+    import ray
+
+    size = batch_size(study.resources, concurrency(study.resources, ray.cluster_resources()))
+    if isinstance(study.search, GridSearch):
+        runs = ((batch, len(batch)) for batch in grid_batches(pending, size))
+    else:
+        from connectome.orchestration.storage import count_finished
+
+        def left() -> int:
+            return study.search.n_trials - count_finished(sd, study.name, study.search.storage)
+
+        runs = (([], n) for n in search_batches(left, size))
+    name, previous = f"tune-{time.strftime('%Y%m%d-%H%M%S')}", None
+    for i, (batch, n) in enumerate(runs):
+        if previous:
+            fault("batch")
+            prune_tune_run(sd.root / "ray" / previous)
+        previous = name if i == 0 else f"{name}-{i + 1}"
+        fit(make_tuner(study, sd, batch, n, view, name=previous))
+
+
 def fit(tuner) -> None:
     """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) re-raised as itself."""
     try:
@@ -283,7 +308,8 @@ def fit(tuner) -> None:
         raise cause from None
 
 
-def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, view: StudyView):
+def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, view: StudyView,
+               name: str | None = None):
     """A Tuner over the pending grid trials, or over an Optuna searcher's suggestions."""
     from ray import tune
 
@@ -306,7 +332,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
         reuse_actors=True,
     )
     run_config = tune.RunConfig(
-        name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+        name=name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
         storage_path=str((sd.root / "ray").resolve()),
         verbose=0,
         callbacks=[make_recorder(sd, study.name, view), *make_tracking_callbacks(study, sd)],

@@ -58,7 +58,10 @@ def make_recorder(sd: StudyDir, study_name: str, view):
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if ENTRY_KEY in result:
-                self._record(trial_name(trial), json.loads(result[ENTRY_KEY]))
+                # Tune keeps every trial's last result until its run ends (in memory and in each
+                # experiment-state snapshot); the entry, with every epoch, is in the journal now.
+                # Tune lets callbacks edit the result in place.
+                self._record(trial_name(trial), json.loads(result.pop(ENTRY_KEY)))
             elif "status" not in result:  # per-epoch reports; the final one carries the status
                 self.view.epoch(trial_name(trial), result)
 

@@ -173,6 +173,10 @@ class Resources(_Frozen):
     gpu: float = Field(0.0, ge=0)
     # At most this many trials at once (default: as many as the resources allow).
     max_concurrent: int | None = Field(None, ge=1)
+    # At most this many trials per Ray Tune run: a longer study runs as consecutive Tune runs,
+    # which bounds Tune's trial list and experiment state (default: 2000, or 50 times the
+    # trials that run at once if more; connectome/orchestration/batches.py).
+    trials_per_batch: int | None = Field(None, ge=1)
 
 
 class MLflowTracking(_Frozen):

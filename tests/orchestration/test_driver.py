@@ -133,6 +133,27 @@ def _grid(tmp_path, name, seeds=1, **changes):
 
 
 @slow
+def test_a_study_longer_than_a_batch_runs_as_several_tune_runs(tmp_path, ray_head):
+    path = _grid(tmp_path, "batched", seeds=5, resources={"cpu": 1, "trials_per_batch": 2})
+    frame, out = _run(load_study(path), ray_head)
+    root = tmp_path / "results" / "batched"
+    assert len(frame) == 5 and set(frame["status"]) == {"completed"}
+    # 2 + 2 + 1 trials: the earlier runs' Tune state is deleted, the last run is kept whole
+    runs = sorted((root / "ray").glob("tune-*"))
+    assert len(runs) == 1 and runs[0].name.endswith("-3") and list(runs[0].glob("experiment_state-*.json"))
+    # an Optuna search asks each Tune run for at most a batch, until n_trials ended
+    data = yaml.safe_load(_optuna_study(tmp_path, n_trials=3).read_text())
+    data["resources"] = {"cpu": 1, "trials_per_batch": 2}
+    frame, _ = _run(load_study(write_study(tmp_path, data, "opt-batched.yaml")), ray_head)
+    sd = StudyDir(tmp_path / "results" / "opt")
+    ran = [t for t in optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}").trials
+           if "trial_id" in t.user_attrs]
+    # (a repeat of a finished candidate counts in n_trials without a new row, as within one Tune run)
+    assert len(ran) == 3 and set(frame["trial_id"]) == {t.user_attrs["trial_id"] for t in ran}
+    assert [p.name[-2:] for p in (sd.root / "ray").glob("tune-*")] == ["-2"]
+
+
+@slow
 def test_changed_definition_is_refused_and_growth_accepted(tmp_path, ray_head):
     path = _grid(tmp_path, "grow")
     first, _ = _run(load_study(path), ray_head)

@@ -1,0 +1,58 @@
+"""Batches of Tune runs: sizes, plan order, and a search loop that recounts and cannot spin."""
+from __future__ import annotations
+
+from connectome.orchestration.batches import (
+    CONCURRENCY_FACTOR,
+    DEFAULT_TRIALS_PER_BATCH,
+    batch_size,
+    concurrency,
+    grid_batches,
+    prune_tune_run,
+    search_batches,
+)
+from connectome.study.schema import Resources
+
+
+def test_batch_size_is_the_study_setting_else_the_default_scaled_to_concurrency():
+    assert batch_size(Resources(trials_per_batch=7), concurrency=500) == 7
+    assert batch_size(Resources(), concurrency=2) == DEFAULT_TRIALS_PER_BATCH
+    assert batch_size(Resources(), concurrency=500) == CONCURRENCY_FACTOR * 500
+    assert batch_size(Resources(), concurrency=None) == DEFAULT_TRIALS_PER_BATCH
+
+
+def test_concurrency_is_max_concurrent_else_what_the_cluster_fits():
+    assert concurrency(Resources(max_concurrent=3), {"CPU": 64}) == 3
+    assert concurrency(Resources(cpu=2), {"CPU": 64}) == 32
+    assert concurrency(Resources(cpu=1, gpu=1), {"CPU": 64, "GPU": 8}) == 8
+    assert concurrency(Resources(cpu=4), {"CPU": 2}) == 1
+
+
+def test_grid_batches_keep_plan_order_and_a_small_study_is_one_batch():
+    assert list(grid_batches(list(range(5)), 2)) == [[0, 1], [2, 3], [4]]
+    assert list(grid_batches(list(range(5)), 5)) == [[0, 1, 2, 3, 4]]
+    assert list(grid_batches([], 5)) == []
+
+
+def test_search_batches_recount_what_finished_after_each_batch():
+    left = iter([5, 3, 2, 0])  # the second batch ended 1 of the 2 it asked for: a third is needed
+    assert list(search_batches(lambda: next(left), 2)) == [2, 2, 2]
+
+
+def test_search_batches_stop_when_a_batch_finished_nothing():
+    assert list(search_batches(lambda: 4, 3)) == [3]
+    assert list(search_batches(lambda: 0, 3)) == []
+
+
+def test_prune_tune_run_keeps_only_trial_folders_with_files(tmp_path):
+    run = tmp_path / "tune-1"
+    (run / "empty-trial").mkdir(parents=True)
+    (run / "failed-trial").mkdir()
+    (run / "failed-trial" / "error.txt").write_text("Traceback ...")
+    for name in ("experiment_state-x.json", "tuner.pkl", "searcher-state-x.pkl"):
+        (run / name).write_text("{}")
+    prune_tune_run(run)
+    assert [p.name for p in run.iterdir()] == ["failed-trial"]
+    (run / "failed-trial" / "error.txt").unlink()
+    prune_tune_run(run)
+    assert not run.exists()
+    prune_tune_run(run)  # already gone: nothing to do
