@@ -33,6 +33,7 @@ from connectome.store import layout
 from connectome.store.record import FINAL_STATUSES, RESOURCE_KEYS, config_columns, flatten, normalize_m, semantic_config
 from connectome.proxies import trial_proxy_columns
 from connectome.topology import topology_columns
+from connectome.training.allocator import keep_freed_memory
 from connectome.training import checkpoint as ckpt
 from connectome.training import device as devices
 from connectome.training.device import resolve_device  # noqa: F401 - re-exported for callers
@@ -120,6 +121,8 @@ def train_trial(
     progress = Progress()
     trial = None
     device = devices.resolve_device(cfg.train.device, devices.ray_gpu_ids())
+    if device.type == "cpu":
+        keep_freed_memory()  # activations stay mapped between steps (connectome/training/allocator.py)
     with devices.trial_scope(device, deterministic=cfg.train.deterministic, compiled=cfg.train.compile):
         try:
             trial = setup_trial(cfg, device)
