@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import math
+
 from connectome.faults import fault
-from connectome.orchestration.worker import ENTRY_KEY
+from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
+from connectome.orchestration.worker import ENTRY_KEY, EPOCH_KEYS
 from connectome.store.layout import StudyDir, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns
 
@@ -20,7 +23,7 @@ def trial_name(trial) -> str:
     return str(trial.config.get("trial_id", trial.trial_id))
 
 
-def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str) -> dict[str, Any]:
+def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str | None) -> dict[str, Any]:
     """A failed row for a trial whose worker died before it could report (config columns if known)."""
     from connectome.training import TrialConfig
 
@@ -28,6 +31,31 @@ def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str) -> d
     columns = config_columns(TrialConfig.model_validate(saved["config"])) if saved else {}
     row = {**columns, "trial_id": trial_id, "study": study_name, "status": "failed", "error": error}
     return {"row": row, "epochs": []}
+
+
+def stopped_entry(sd: StudyDir, study_name: str, trial_id: str, epochs: list[dict[str, Any]],
+                  last: dict[str, Any]) -> dict[str, Any]:
+    """The final row of a trial a scheduler stopped, from its epoch reports: the epoch reached, no test metrics."""
+    entry = failure_entry(sd, study_name, trial_id, error=None)
+    rows = sorted(epochs, key=lambda r: r["epoch"])
+    entry["row"].update(status="completed", stopped_early=True, epochs_completed=int(last[FIDELITY]),
+                        wall_time_s=last.get("elapsed_s"), train_time_s=sum(r.get("seconds") or 0.0 for r in rows),
+                        **_validation_summary(rows))
+    return {"row": entry["row"], "epochs": rows}
+
+
+def _validation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """best/final validation accuracy and the last training loss of the reported epochs (as the trainer's)."""
+    vals = [(r["val_acc"], r["epoch"]) for r in rows if isinstance(r.get("val_acc"), float) and not math.isnan(r["val_acc"])]
+    best = max(vals, key=lambda v: (v[0], -v[1])) if vals else (math.nan, None)
+    return {"best_val_acc": best[0], "best_val_epoch": best[1],
+            "final_val_acc": rows[-1].get("val_acc", math.nan) if rows else math.nan,
+            "final_train_loss": rows[-1].get("train_loss", math.nan) if rows else math.nan}
+
+
+def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
+    """An epochs-table row from a per-epoch Tune report."""
+    return {"epoch": int(result[FIDELITY]), **{key: result.get(key) for key in EPOCH_KEYS}}
 
 
 def make_recorder(sd: StudyDir, study_name: str, view):
@@ -40,10 +68,11 @@ def make_recorder(sd: StudyDir, study_name: str, view):
         def __init__(self, sd: StudyDir, study_name: str, view):
             self.sd, self.study_name, self.view = sd, study_name, view
             self.recorded: set[str] = set()
+            self.epochs: dict[str, dict[int, dict[str, Any]]] = {}  # trial -> epoch -> row, until it ends
 
         def __getstate__(self) -> dict:
             # Tune pickles its callbacks with the experiment state; the live display stays here.
-            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set()}
+            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set(), "epochs": {}}
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.view.started(trial_name(trial))
@@ -51,8 +80,17 @@ def make_recorder(sd: StudyDir, study_name: str, view):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if ENTRY_KEY in result:
                 self._record(trial_name(trial), json.loads(result[ENTRY_KEY]))
-            elif "status" not in result:  # per-epoch reports; the final one carries the status
+            elif is_epoch_report(result):  # the final report carries the entry
+                self.epochs.setdefault(trial_name(trial), {})[int(result[FIDELITY])] = epoch_row(result)
                 self.view.epoch(trial_name(trial), result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            # Ended after an epoch report, without its final one: a scheduler stopped it.
+            trial_id = trial_name(trial)
+            if trial_id not in self.recorded and is_epoch_report(trial.last_result):
+                epochs = list(self.epochs.get(trial_id, {}).values())
+                self._record(trial_id, stopped_entry(self.sd, self.study_name, trial_id, epochs, trial.last_result))
+                self.sd.trial(trial_id).checkpoint.unlink(missing_ok=True)  # final: never resumed
 
         def on_trial_error(self, iteration, trials, trial, **info):
             error = trial.get_error()
@@ -68,6 +106,7 @@ def make_recorder(sd: StudyDir, study_name: str, view):
                 write_trial_result(files, entry["row"], entry.get("epochs") or [])
             self.sd.record(entry)
             self.recorded.add(trial_id)
+            self.epochs.pop(trial_id, None)
             if self.sd.compaction_due():
                 self.sd.compact()
             self.view.finished(trial_id, entry["row"])

@@ -18,6 +18,8 @@ from connectome.study.schema import OBJECTIVE_METRICS
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
+# Epoch-row keys in each per-epoch report: training and validation only, never test metrics.
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
 
 def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str],
@@ -47,7 +49,8 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
         row = {**config_columns(trial_config), **{k: v for k, v in record.items() if k != "epochs"},
                "trial_id": trial_id, "study": study_name}
         entry = write_trial_result(files, row, record.get("epochs") or [])
-    tune.report({**final_metrics(entry["row"]), ENTRY_KEY: json.dumps(entry)})
+    # NaN epoch keys: Tune wants a scheduler's metric (val_acc, val_loss) in every result.
+    tune.report({**final_metrics(entry["row"]), **dict.fromkeys(EPOCH_KEYS, math.nan), ENTRY_KEY: json.dumps(entry)})
 
 
 def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
@@ -56,9 +59,10 @@ def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
     An epoch row may hold test metrics (train.test_each_epoch); they go to the results files,
     never here, so nothing is ever selected or stopped on test data.
     """
-    # Tune wants the searcher's metrics in every result: NaN until the trial ends.
+    # Tune wants the searcher's metrics in every result: NaN until the trial ends. `elapsed_s`
+    # (the trial's wall time so far, resumes included) is the cost of a trial a scheduler stops.
     return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-            "val_acc": epoch.get("val_acc"), "train_loss": epoch.get("train_loss")}
+            **{key: epoch.get(key) for key in EPOCH_KEYS}, "elapsed_s": epoch.get("wall_time_s")}
 
 
 def worker_study_dir(root: str) -> StudyDir:

@@ -229,10 +229,11 @@ def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | Non
         row = run_epoch(trial, epoch)
         progress.epochs.append(row)
         progress.train_time_s += row["seconds"]
+        wall = progress.wall_time_s + time.perf_counter() - started
         if files is not None:
-            wall = progress.wall_time_s + time.perf_counter() - started
             ckpt.save_torch(_checkpoint_state(trial, progress, wall), files.checkpoint)
-        if on_epoch is not None and on_epoch(dict(row)) is True:
+        # the callback also gets the trial's wall time so far (what a scheduler's stop costs)
+        if on_epoch is not None and on_epoch({**row, "wall_time_s": wall}) is True:
             return epoch + 1 < trial.cfg.train.epochs
     return False
 
