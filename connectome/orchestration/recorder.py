@@ -13,7 +13,7 @@ import math
 
 from connectome.faults import fault
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
-from connectome.orchestration.worker import ENTRY_KEY, EPOCH_KEYS
+from connectome.orchestration.worker import COLUMNS_KEY, ENTRY_KEY, EPOCH_KEYS
 from connectome.store.layout import StudyDir, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns
 
@@ -34,12 +34,17 @@ def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str | Non
 
 
 def stopped_entry(sd: StudyDir, study_name: str, trial_id: str, epochs: list[dict[str, Any]],
-                  last: dict[str, Any]) -> dict[str, Any]:
-    """The final row of a trial a scheduler stopped, from its epoch reports: the epoch reached, no test metrics."""
+                  last: dict[str, Any], columns: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The final row of a trial a scheduler stopped, from its epoch reports: the epoch reached, no test metrics.
+
+    `columns` are the trainer's record columns known at setup (resolved arch, params, flops,
+    hashes), so the row matches its finished siblings; without them only the config is known.
+    """
     entry = failure_entry(sd, study_name, trial_id, error=None)
     rows = sorted(epochs, key=lambda r: r["epoch"])
-    entry["row"].update(status="completed", stopped_early=True, epochs_completed=int(last[FIDELITY]),
-                        wall_time_s=last.get("elapsed_s"), train_time_s=sum(r.get("seconds") or 0.0 for r in rows),
+    entry["row"].update(columns or {})
+    entry["row"].update(trial_id=trial_id, study=study_name, error=None, status="completed", stopped_early=True,
+                        epochs_completed=int(last[FIDELITY]), wall_time_s=last.get("elapsed_s"), train_time_s=sum(r.get("seconds") or 0.0 for r in rows),
                         **_validation_summary(rows))
     return {"row": entry["row"], "epochs": rows}
 
@@ -69,10 +74,12 @@ def make_recorder(sd: StudyDir, study_name: str, view):
             self.sd, self.study_name, self.view = sd, study_name, view
             self.recorded: set[str] = set()
             self.epochs: dict[str, dict[int, dict[str, Any]]] = {}  # trial -> epoch -> row, until it ends
+            self.columns: dict[str, dict[str, Any]] = {}  # trial -> record columns known at setup
 
         def __getstate__(self) -> dict:
             # Tune pickles its callbacks with the experiment state; the live display stays here.
-            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set(), "epochs": {}}
+            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set(), "epochs": {},
+                    "columns": {}}
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.view.started(trial_name(trial))
@@ -82,6 +89,8 @@ def make_recorder(sd: StudyDir, study_name: str, view):
                 self._record(trial_name(trial), json.loads(result[ENTRY_KEY]))
             elif is_epoch_report(result):  # the final report carries the entry
                 self.epochs.setdefault(trial_name(trial), {})[int(result[FIDELITY])] = epoch_row(result)
+                if result.get(COLUMNS_KEY):
+                    self.columns[trial_name(trial)] = json.loads(result[COLUMNS_KEY])
                 self.view.epoch(trial_name(trial), result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -89,7 +98,8 @@ def make_recorder(sd: StudyDir, study_name: str, view):
             trial_id = trial_name(trial)
             if trial_id not in self.recorded and is_epoch_report(trial.last_result):
                 epochs = list(self.epochs.get(trial_id, {}).values())
-                self._record(trial_id, stopped_entry(self.sd, self.study_name, trial_id, epochs, trial.last_result))
+                self._record(trial_id, stopped_entry(self.sd, self.study_name, trial_id, epochs, trial.last_result,
+                                                     self.columns.get(trial_id)))
                 self.sd.trial(trial_id).checkpoint.unlink(missing_ok=True)  # final: never resumed
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -107,6 +117,7 @@ def make_recorder(sd: StudyDir, study_name: str, view):
             self.sd.record(entry)
             self.recorded.add(trial_id)
             self.epochs.pop(trial_id, None)
+            self.columns.pop(trial_id, None)
             if self.sd.compaction_due():
                 self.sd.compact()
             self.view.finished(trial_id, entry["row"])

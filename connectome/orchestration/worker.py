@@ -12,12 +12,15 @@ import os
 from typing import Any
 
 from connectome.faults import fault
-from connectome.store.layout import StudyDir, TrialFiles, read_trial_result, write_trial_result
+from connectome.store.layout import StudyDir, TrialFiles, clean_json, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
+# The key of an epoch report carrying the trial's record columns known at setup (JSON; the
+# first report of each attempt): the row of a trial a scheduler stops is built from them.
+COLUMNS_KEY = "connectome_columns"
 # Epoch-row keys in each per-epoch report: training and validation only, never test metrics.
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
@@ -40,12 +43,18 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
     entry = finished_entry(files)
     if entry is None:  # else: an Optuna repeat of a finished trial, or a driver that died after it
         epochs_total = trial_config.train.epochs
+        setup: dict[str, str] = {}
+
+        def on_setup(columns: dict[str, Any]) -> None:
+            setup[COLUMNS_KEY] = json.dumps(clean_json(columns))
 
         def on_epoch(epoch: dict[str, Any]) -> None:
-            tune.report(epoch_metrics(epoch, epochs_total))
+            # the setup columns ride on the attempt's first epoch report only
+            tune.report({**epoch_metrics(epoch, epochs_total), **setup})
+            setup.clear()
             fault("trial")
 
-        record = attempt_trial(trial_config, files, retries, on_epoch)
+        record = attempt_trial(trial_config, files, retries, on_epoch, on_setup)
         row = {**config_columns(trial_config), **{k: v for k, v in record.items() if k != "epochs"},
                "trial_id": trial_id, "study": study_name}
         entry = write_trial_result(files, row, record.get("epochs") or [])
@@ -81,14 +90,14 @@ def finished_entry(files: TrialFiles) -> dict[str, Any] | None:
     return entry if entry is not None and entry["row"].get("status") in FINAL_STATUSES else None
 
 
-def attempt_trial(config, files: TrialFiles, retries: int, on_epoch) -> dict[str, Any]:
+def attempt_trial(config, files: TrialFiles, retries: int, on_epoch, on_setup=None) -> dict[str, Any]:
     """train_trial with up to `retries` more attempts after a failure (each resumes its checkpoint)."""
     from connectome.training import train_trial
     from connectome.training.device import is_sticky_cuda_error
 
     for attempt in range(retries + 1):
         try:
-            record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch))
+            record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch, on_setup=on_setup))
         except Exception as err:  # noqa: BLE001 - a trial's failure is a result, not a crash
             if is_sticky_cuda_error(err):  # this worker's CUDA context is dead: Tune replaces the
                 raise  # worker and the retry resumes from the checkpoint

@@ -85,6 +85,7 @@ def train_trial(
     *,
     trial_dir: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
+    on_setup: EpochCallback | None = None,
 ) -> dict:
     """Train one trial and return its record (see docs/design.md, "Trial record").
 
@@ -95,7 +96,10 @@ def train_trial(
     weights only); the checkpoint is then deleted (a `failed` trial keeps it, so the next call
     resumes). A directory whose result is already `completed`/`diverged` returns that record
     without training; a corrupt result or checkpoint is moved aside and treated as missing. `on_epoch(epoch_dict)` runs after each epoch's
-    checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
+    checkpoint (with `wall_time_s`, the trial's wall time so far, added to the row); returning True
+    stops the trial early (status `completed`, `stopped_early`). `on_setup(columns)` runs once
+    the model is built, with the record's configuration and model columns known before training
+    (resolved arch, params, flops, graph hash), e.g. to record a trial a scheduler stops.
 
     Config and dataset problems raise ConnectomeError before training; anything failing during
     training gives status `failed` with the error text, a NaN/inf loss status `diverged`; a CUDA
@@ -121,6 +125,8 @@ def train_trial(
             if files is not None and not files.config.exists():  # only a config that set up cleanly claims it
                 layout.write_trial_config(files, cfg.model_dump(mode="json"))
             record.update(_model_record(trial))
+            if on_setup is not None:
+                on_setup({k: v for k, v in record.items() if k != "epochs"})
             progress = _restore(trial, files)
             stopped = _run_epochs(trial, progress, files, on_epoch, started)
             record.update(_test_record(trial), status="completed", stopped_early=stopped)
