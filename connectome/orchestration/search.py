@@ -66,8 +66,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
         """Per-epoch results are not the objectives (and no pruner uses them)."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if is_epoch_report(result) and not error:
-            self._prune(trial_id, result)
+        if not error and (is_epoch_report(result) or (result or {}).get("stopped_early") is True):
+            self._prune(trial_id, result)  # stopped now, or a repeat of a trial stopped before
             return
         values = [(result or {}).get(m) for m in _as_list(self.metric)]
         if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
@@ -83,10 +83,13 @@ class ConstrainedOptunaSearch(OptunaSearch):
         """A trial a scheduler stopped is a pruned Optuna trial, with its last validation accuracy."""
         if trial_id not in self._ot_trials or trial_id in self._completed_trials:
             return
-        ot_trial, value = self._ot_trials[trial_id], result.get("val_acc")
+        ot_trial = self._ot_trials[trial_id]
+        epoch = is_epoch_report(result)
+        value = result.get("val_acc" if epoch else "best_val_acc")
+        step = result.get(FIDELITY if epoch else "epochs_completed")
         # an intermediate value ranks the pruned trial (TPE uses it) when the objective is a validation accuracy
-        if self.metric in VALIDATION_METRICS and isinstance(value, float) and math.isfinite(value):
-            ot_trial.report(value, step=int(result[FIDELITY]))
+        if self.metric in VALIDATION_METRICS and isinstance(value, float) and math.isfinite(value) and step:
+            ot_trial.report(value, step=int(step))
         self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 

@@ -110,7 +110,9 @@ def attempt_trial(config, files: TrialFiles, retries: int, on_epoch, on_setup=No
 
 def final_metrics(row: dict[str, Any]) -> dict[str, Any]:
     """The metrics Tune (and an Optuna searcher) see at the end of a trial; NaN when missing."""
-    out: dict[str, Any] = {"status": row.get("status")} if row else {}
+    # stopped_early: a repeat of a trial a scheduler stopped is a pruned Optuna trial too (search.py)
+    out: dict[str, Any] = ({"status": row.get("status"), "stopped_early": bool(row.get("stopped_early")),
+                            "epochs_completed": row.get("epochs_completed")} if row else {})
     for key in OBJECTIVE_METRICS:
         value = row.get(key)
         out[key] = float(value) if isinstance(value, (int, float)) and value is not None else math.nan

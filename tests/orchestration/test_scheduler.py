@@ -116,3 +116,30 @@ def _summary_counts(markdown: str) -> list[int]:
     header = [c.strip() for c in table[0].strip("|").split("|")]
     column = header.index("count")
     return [int(row.strip("|").split("|")[column]) for row in table[2:]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("search, scheduler", [
+    ({"kind": "optuna", "sampler": "random", "n_trials": 6, "space": {"train.lr": {"choices": [0.1, 1.0e-6]}},
+      "objectives": [{"metric": "best_val_acc", "mode": "max"}]}, {"kind": "asha", "reduction_factor": 2}),
+    ({"kind": "grid", "factors": {"train.lr": [0.1, 1.0e-6]}, "seeds": 3}, {"kind": "hyperband", "reduction_factor": 2}),
+], ids=["optuna-asha", "grid-hyperband"])
+def test_scheduler_with_each_search_kind(tmp_path, ray_head, search, scheduler):
+    import optuna
+
+    data = smoke_dict(tmp_path, name="kinds", search=search, scheduler=scheduler)
+    data["train"]["epochs"] = 4
+    frame = run_study(load_study(write_study(tmp_path, data)), address=ray_head.gcs, console=Console(file=io.StringIO()))
+    assert set(frame["status"]) == {"completed"} and len(frame) >= 2
+    stopped = frame[frame["stopped_early"].astype(bool)]
+    assert (stopped["epochs_completed"] < 4).all() and stopped["test_acc"].isna().all()
+    assert frame[~frame["stopped_early"].astype(bool)]["epochs_completed"].eq(4).all()
+    if search["kind"] == "optuna":  # a stopped trial is a pruned Optuna trial, never a completed one
+        sd = StudyDir(tmp_path / "results" / "kinds")
+        ot = optuna.load_study(study_name="kinds", storage=f"sqlite:///{sd.optuna_db}")
+        states: dict[str, set[str]] = {}  # a configuration proposed twice shares one trial id
+        for t in ot.trials:
+            if "trial_id" in t.user_attrs:
+                states.setdefault(t.user_attrs["trial_id"], set()).add(t.state.name)
+        assert all(states[t] == {"PRUNED"} for t in stopped["trial_id"]), states
+        assert all(states[t] == {"COMPLETE"} for t in frame[~frame["stopped_early"].astype(bool)]["trial_id"]), states
