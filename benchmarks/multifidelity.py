@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import time
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def run(path: Path, out: Path) -> tuple[pd.DataFrame, float]:
     resume = (out / study.name / "trials.jsonl").exists() or (out / study.name / "trials").is_dir()
     t0 = time.perf_counter()
     frame = run_study(study, resume=resume, console=Console(file=io.StringIO()), report=False)
-    return frame, time.perf_counter() - t0
+    # a resumed study's wall time is only this call's, not the search's: none is reported
+    return frame, math.nan if resume else time.perf_counter() - t0
 
 
 def trained_to_the_end(frame: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +128,8 @@ def main() -> None:
     print(f"ASHA pick within the full pick's 95% interval: {'yes' if within else 'no'}"
           f"{' (the same configuration)' if same else ''}")
     print(f"cost ratio ASHA / full: {ratio:.3f} (target <= 0.333); epochs {info['asha']['epochs']} / "
-          f"{info['full']['epochs']}; wall ratio {info['asha']['wall'] / info['full']['wall']:.3f}")
+          f"{info['full']['epochs']}; wall ratio {info['asha']['wall'] / info['full']['wall']:.3f} "
+          "(nan: a search was resumed)")
 
 
 if __name__ == "__main__":

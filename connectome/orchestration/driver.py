@@ -290,6 +290,7 @@ def show_summary(study: Study, frame, console: Console) -> None:
     if isinstance(study.search, GridSearch):
         keys += [k for k in study.search.factors if k != "pattern"]
         keys += [k for v in study.search.variants for k in v if k not in keys]
+        keys = list(dict.fromkeys(keys))  # variants sharing keys name each once
     console.print(summary_table(frame, keys, title=f"{study.name}: test accuracy over seeds"))
     if "status" not in frame:
         return
