@@ -38,15 +38,17 @@ SELECTION_METRIC = "best_val_acc"
 
 
 def write_report(results_dir: str | Path, metric: str = "test_error",
-                 out_dir: str | Path | None = None, refused: list[str] | None = None) -> Path:
+                 out_dir: str | Path | None = None, refused: list[str] | None = None,
+                 include_stopped: bool = False) -> Path:
     """Write report.md, report.html and figures/ into the results dir; returns report.md.
 
     Files the report refuses to load (a model.pt that is not plain weights) are left out and
-    their one-line reasons appended to `refused` when given.
+    their one-line reasons appended to `refused` when given. Trials a scheduler stopped early
+    are listed but left out of the summary, comparisons and Pareto front unless `include_stopped`.
     """
     refused = [] if refused is None else refused
     results = load(results_dir)
-    if len(results.completed()) and metric not in results.trials.columns:  # all failed: still a report
+    if len(results.completed(include_stopped)) and metric not in results.trials.columns:  # all failed: still a report
         numeric = results.trials.select_dtypes("number").columns
         raise ConfigError(f"metric {metric!r} is not a trial column of {results.path}; "
                           f"numeric columns: {', '.join(sorted(numeric))}")
@@ -54,7 +56,8 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     doc = Document()
     doc.heading(f"Study `{results.study}`", level=1)
     _status_section(doc, results)
-    completed = results.completed()
+    _stopped_section(doc, results, include_stopped)
+    completed = results.completed(include_stopped)
     if metric in completed and completed[metric].notna().any():
         _summary_section(doc, completed, metric)
         _paper_section(doc, completed)
@@ -97,6 +100,20 @@ def _status_section(doc: Document, results: Results) -> None:
             table["error"] = table["error"].map(_last_line)
         doc.heading("Trials that did not complete", level=3)
         _capped_table(doc, table)
+
+
+def _stopped_section(doc: Document, results: Results, included: bool) -> None:
+    """Trials the study's scheduler stopped early: the epoch each reached, and whether statistics use them."""
+    stopped = results.stopped()
+    if stopped.empty:
+        return
+    use = ("included in the statistics below (asked for), although they trained fewer epochs" if included else
+           "left out of the summary, comparisons and Pareto front (they trained fewer epochs and have no test metrics)")
+    doc.heading("Trials stopped early by the scheduler", level=3)
+    doc.text(f"{len(stopped)} trial(s) were stopped by the study's multi-fidelity scheduler on validation "
+             f"accuracy; {use}.")
+    cols = [c for c in (*TRIAL_COLUMNS, "epochs_completed", "best_val_acc") if c in stopped]
+    _capped_table(doc, stopped[cols])
 
 
 def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> None:

@@ -53,16 +53,28 @@ class Results:
         counts["total"] = len(self.trials) + counts["missing"]
         return counts
 
-    def completed(self) -> pd.DataFrame:
-        """Trials that finished training normally (the ones statistics are computed on)."""
+    def completed(self, include_stopped: bool = False) -> pd.DataFrame:
+        """Trials that finished training normally (the ones statistics are computed on).
+
+        Trials a scheduler stopped early (`stopped_early`: fewer epochs, no test metrics) are
+        left out unless `include_stopped`: they did not get the budget the others got.
+        """
         if "status" not in self.trials:
             return self.trials.iloc[0:0]
-        return self.trials[self.trials["status"] == "completed"]
+        done = self.trials["status"] == "completed"
+        return self.trials[done if include_stopped else done & ~stopped_early(self.trials)]
+
+    def stopped(self) -> pd.DataFrame:
+        """Completed trials that a scheduler stopped before their last epoch."""
+        return self.trials[stopped_early(self.trials)]
 
     def describe_counts(self) -> str:
         """One line such as `12 trials: 9 completed, 1 diverged, 1 failed, 1 missing`."""
         c = self.counts
         parts = [f"{c[s]} {s}" for s in (*STATUSES, "unknown", "missing") if s in c]
+        stopped = int(stopped_early(self.trials).sum())
+        if stopped:  # a subset of the completed ones
+            parts[0] += f" ({stopped} stopped early by the scheduler)"
         return f"{c['total']} trials: " + ", ".join(parts)
 
     def __repr__(self) -> str:
@@ -93,6 +105,13 @@ class Results:
         or a `groupby([*factors, "epoch", "metric"])`.
         """
         return tidy_epochs(self.trials, self.epochs, metrics=metrics, factors=factors)
+
+
+def stopped_early(trials: pd.DataFrame) -> pd.Series:
+    """Per trial: whether it was stopped before its last epoch (False where not recorded)."""
+    if "stopped_early" not in trials:
+        return pd.Series(False, index=trials.index)
+    return trials["stopped_early"].fillna(False).astype(bool)
 
 
 def load(results_dir: str | Path) -> Results:

@@ -19,6 +19,8 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="folder for the report and figures (default: the results directory)")
     parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old name
+    parser.add_argument("--include-stopped", action="store_true",
+                        help="use trials a scheduler stopped early in the statistics (default: listed, left out)")
     parser.add_argument("--json", action="store_true",
                         help="print the written files and the trial counts per status as JSON")
     parser.set_defaults(func=_run)
@@ -29,7 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     from connectome.errors import ConfigError
 
     refused: list[str] = []
-    report = write_report(args.results_dir, metric=args.metric, out_dir=args.output, refused=refused)
+    report = write_report(args.results_dir, metric=args.metric, out_dir=args.output, refused=refused,
+                          include_stopped=args.include_stopped)
     results = load(args.results_dir)
     if args.json:
         print(json.dumps(report_json(report, results.counts), indent=1))

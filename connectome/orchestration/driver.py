@@ -313,6 +313,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     """A Tuner over the pending grid trials, or over an Optuna searcher's suggestions."""
     from ray import tune
 
+    from connectome.orchestration.scheduler import make_scheduler
     from connectome.orchestration.search import make_searcher
 
     configs = {t.trial_id: t.config.model_dump_json() for t in pending}
@@ -324,6 +325,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     grid = isinstance(study.search, GridSearch)
     tune_config = tune.TuneConfig(
         search_alg=None if grid else make_searcher(study, sd),
+        scheduler=make_scheduler(study),
         num_samples=1 if grid else to_run,
         max_concurrent_trials=study.resources.max_concurrent,
         trial_name_creator=trial_name,

@@ -174,6 +174,9 @@ def _outcome(row: Mapping[str, Any] | None) -> str:
     if not row:
         return "ended (no result recorded)"
     status = row.get("status") or "ended"
+    if status == "completed" and row.get("stopped_early"):
+        return (f"stopped early at epoch {row.get('epochs_completed')}, "
+                f"best val acc {_fraction(row.get('best_val_acc'))}")
     if status == "completed":
         return (f"completed, test acc {_fraction(row.get('test_acc'))}, "
                 f"best val acc {_fraction(row.get('best_val_acc'))}")

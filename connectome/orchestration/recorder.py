@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import math
+
 from connectome.faults import fault
 from connectome.orchestration.batch_progress import BatchPoller
-from connectome.orchestration.worker import ENTRY_KEY
+from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
+from connectome.orchestration.worker import COLUMNS_KEY, ENTRY_KEY, EPOCH_KEYS
 from connectome.store.layout import StudyDir, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns
 
@@ -22,7 +25,7 @@ def trial_name(trial) -> str:
     return str(trial.config.get("trial_id", trial.trial_id))
 
 
-def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str) -> dict[str, Any]:
+def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str | None) -> dict[str, Any]:
     """A failed row for a trial whose worker died before it could report (config columns if known)."""
     from connectome.training import TrialConfig
 
@@ -30,6 +33,36 @@ def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str) -> d
     columns = config_columns(TrialConfig.model_validate(saved["config"])) if saved else {}
     row = {**columns, "trial_id": trial_id, "study": study_name, "status": "failed", "error": error}
     return {"row": row, "epochs": []}
+
+
+def stopped_entry(sd: StudyDir, study_name: str, trial_id: str, epochs: list[dict[str, Any]],
+                  last: dict[str, Any], columns: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The final row of a trial a scheduler stopped, from its epoch reports: the epoch reached, no test metrics.
+
+    `columns` are the trainer's record columns known at setup (resolved arch, params, flops,
+    hashes), so the row matches its finished siblings; without them only the config is known.
+    """
+    entry = failure_entry(sd, study_name, trial_id, error=None)
+    rows = sorted(epochs, key=lambda r: r["epoch"])
+    entry["row"].update(columns or {})
+    entry["row"].update(trial_id=trial_id, study=study_name, error=None, status="completed", stopped_early=True,
+                        epochs_completed=int(last[FIDELITY]), wall_time_s=last.get("elapsed_s"), train_time_s=sum(r.get("seconds") or 0.0 for r in rows),
+                        **_validation_summary(rows))
+    return {"row": entry["row"], "epochs": rows}
+
+
+def _validation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """best/final validation accuracy and the last training loss of the reported epochs (as the trainer's)."""
+    vals = [(r["val_acc"], r["epoch"]) for r in rows if isinstance(r.get("val_acc"), float) and not math.isnan(r["val_acc"])]
+    best = max(vals, key=lambda v: (v[0], -v[1])) if vals else (math.nan, None)
+    return {"best_val_acc": best[0], "best_val_epoch": best[1],
+            "final_val_acc": rows[-1].get("val_acc", math.nan) if rows else math.nan,
+            "final_train_loss": rows[-1].get("train_loss", math.nan) if rows else math.nan}
+
+
+def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
+    """An epochs-table row from a per-epoch Tune report."""
+    return {"epoch": int(result[FIDELITY]), **{key: result.get(key) for key in EPOCH_KEYS}}
 
 
 def make_recorder(sd: StudyDir, study_name: str, view):
@@ -43,10 +76,13 @@ def make_recorder(sd: StudyDir, study_name: str, view):
             self.sd, self.study_name, self.view = sd, study_name, view
             self.recorded: set[str] = set()
             self.batches = BatchPoller(lambda trial_id: self.sd.trial(trial_id).dir)
+            self.epochs: dict[str, dict[int, dict[str, Any]]] = {}  # trial -> epoch -> row, until it ends
+            self.columns: dict[str, dict[str, Any]] = {}  # trial -> record columns known at setup
 
         def __getstate__(self) -> dict:
             # Tune pickles its callbacks with the experiment state; the live display stays here.
-            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set(), "batches": None}
+            return {"sd": self.sd, "study_name": self.study_name, "view": None, "recorded": set(), "batches": None,
+                    "epochs": {}, "columns": {}}
 
         def on_step_end(self, iteration, trials, **info):
             # Progress inside epochs: workers write it to files, not to Tune (see batch_progress.py).
@@ -62,8 +98,20 @@ def make_recorder(sd: StudyDir, study_name: str, view):
                 # experiment-state snapshot); the entry, with every epoch, is in the journal now.
                 # Tune lets callbacks edit the result in place.
                 self._record(trial_name(trial), json.loads(result.pop(ENTRY_KEY)))
-            elif "status" not in result:  # per-epoch reports; the final one carries the status
+            elif is_epoch_report(result):  # the final report carries the entry
+                self.epochs.setdefault(trial_name(trial), {})[int(result[FIDELITY])] = epoch_row(result)
+                if result.get(COLUMNS_KEY):
+                    self.columns[trial_name(trial)] = json.loads(result.pop(COLUMNS_KEY))
                 self.view.epoch(trial_name(trial), result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            # Ended after an epoch report, without its final one: a scheduler stopped it.
+            trial_id = trial_name(trial)
+            if trial_id not in self.recorded and is_epoch_report(trial.last_result):
+                epochs = list(self.epochs.get(trial_id, {}).values())
+                self._record(trial_id, stopped_entry(self.sd, self.study_name, trial_id, epochs, trial.last_result,
+                                                     self.columns.get(trial_id)))
+                self.sd.trial(trial_id).checkpoint.unlink(missing_ok=True)  # final: never resumed
 
         def on_trial_error(self, iteration, trials, trial, **info):
             error = trial.get_error()
@@ -79,6 +127,8 @@ def make_recorder(sd: StudyDir, study_name: str, view):
                 write_trial_result(files, entry["row"], entry.get("epochs") or [])
             self.sd.record(entry)
             self.recorded.add(trial_id)
+            self.epochs.pop(trial_id, None)
+            self.columns.pop(trial_id, None)
             if self.sd.compaction_due():
                 self.sd.compact()
             self.view.finished(trial_id, entry["row"])

@@ -16,7 +16,8 @@ from ray.tune.search.optuna import OptunaSearch
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.store.layout import StudyDir, write_trial_config
 from connectome.study.dedup import Deduplicator
-from connectome.study.schema import Study
+from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
+from connectome.study.schema import VALIDATION_METRICS, Study
 from connectome.orchestration.storage import make_storage, requeue_interrupted
 from connectome.study.space import make_sampler
 from connectome.study.trials import make_trial
@@ -65,6 +66,9 @@ class ConstrainedOptunaSearch(OptunaSearch):
         """Per-epoch results are not the objectives (and no pruner uses them)."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if not error and (is_epoch_report(result) or (result or {}).get("stopped_early") is True):
+            self._prune(trial_id, result)  # stopped now, or a repeat of a trial stopped before
+            return
         values = [(result or {}).get(m) for m in _as_list(self.metric)]
         if any(v is None or (isinstance(v, float) and not math.isfinite(v)) for v in values):
             # failed or diverged: Optuna cannot rank it, so it is a failed Optuna trial
@@ -73,6 +77,21 @@ class ConstrainedOptunaSearch(OptunaSearch):
                 self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
+
+
+    def _prune(self, trial_id: str, result: dict) -> None:
+        """A trial a scheduler stopped is a pruned Optuna trial, with its last validation accuracy."""
+        if trial_id not in self._ot_trials or trial_id in self._completed_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        epoch = is_epoch_report(result)
+        value = result.get("val_acc" if epoch else "best_val_acc")
+        step = result.get(FIDELITY if epoch else "epochs_completed")
+        # an intermediate value ranks the pruned trial (TPE uses it) when the objective is a validation accuracy
+        if self.metric in VALIDATION_METRICS and isinstance(value, float) and math.isfinite(value) and step:
+            ot_trial.report(value, step=int(step))
+        self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
 
 
 def _as_list(metric: str | list[str]) -> list[str]:

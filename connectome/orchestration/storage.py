@@ -77,7 +77,8 @@ def requeue_failed(sd: StudyDir, name: str, spec: str | None = None) -> int:
 def ended_trials(study: optuna.Study) -> int:
     """Trials that count towards `n_trials`: ran to an end, not rejected, interrupted or requeued."""
     requeued = set(study.user_attrs.get(REQUEUED, []))
-    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    # PRUNED: stopped by the study's scheduler (final, like a completed trial)
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     return sum("trial_id" in t.user_attrs and "interrupted" not in t.user_attrs and t.number not in requeued
                for t in ended)
 

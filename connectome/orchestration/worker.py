@@ -13,14 +13,18 @@ from typing import Any
 
 from connectome.faults import fault
 from connectome.orchestration.batch_progress import BatchReporter, progress_file
-from connectome.store.layout import StudyDir, TrialFiles, read_trial_result, write_trial_result
+from connectome.store.layout import StudyDir, TrialFiles, clean_json, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
-# The epoch row's keys each per-epoch Tune report carries (and trackers record): no test metric.
-EPOCH_KEYS = ("val_acc", "val_loss", "train_acc", "train_loss", "lr", "images_per_s")
+# The key of an epoch report carrying the trial's record columns known at setup (JSON; the
+# first report of each attempt): the row of a trial a scheduler stops is built from them.
+COLUMNS_KEY = "connectome_columns"
+# Epoch-row keys in each per-epoch report (and what trackers record): training and validation
+# only, never test metrics.
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
 
 def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str],
@@ -41,21 +45,28 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
     entry = finished_entry(files)
     if entry is None:  # else: an Optuna repeat of a finished trial, or a driver that died after it
         epochs_total = trial_config.train.epochs
+        setup: dict[str, str] = {}
+
+        def on_setup(columns: dict[str, Any]) -> None:
+            setup[COLUMNS_KEY] = json.dumps(clean_json(columns))
 
         def on_epoch(epoch: dict[str, Any]) -> None:
-            tune.report(epoch_metrics(epoch, epochs_total))
+            # the setup columns ride on the attempt's first epoch report only
+            tune.report({**epoch_metrics(epoch, epochs_total), **setup})
+            setup.clear()
             fault("trial")
 
         batches = BatchReporter(progress_file(files.dir), epochs_total)
         batches.clear()  # a killed attempt's last update is not this one's progress
         try:
-            record = attempt_trial(trial_config, files, retries, on_epoch, batches)
+            record = attempt_trial(trial_config, files, retries, on_epoch, on_setup, batches)
         finally:
             batches.clear()
         row = {**config_columns(trial_config), **{k: v for k, v in record.items() if k != "epochs"},
                "trial_id": trial_id, "study": study_name}
         entry = write_trial_result(files, row, record.get("epochs") or [])
-    tune.report({**final_metrics(entry["row"]), ENTRY_KEY: json.dumps(entry)})
+    # NaN epoch keys: Tune wants a scheduler's metric (val_acc, val_loss) in every result.
+    tune.report({**final_metrics(entry["row"]), **dict.fromkeys(EPOCH_KEYS, math.nan), ENTRY_KEY: json.dumps(entry)})
 
 
 def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
@@ -64,9 +75,10 @@ def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
     An epoch row may hold test metrics (train.test_each_epoch); they go to the results files,
     never here, so nothing is ever selected or stopped on test data.
     """
-    # Tune wants the searcher's metrics in every result: NaN until the trial ends.
+    # Tune wants the searcher's metrics in every result: NaN until the trial ends. `elapsed_s`
+    # (the trial's wall time so far, resumes included) is the cost of a trial a scheduler stops.
     return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-            **{key: epoch.get(key) for key in EPOCH_KEYS}}
+            **{key: epoch.get(key) for key in EPOCH_KEYS}, "elapsed_s": epoch.get("wall_time_s")}
 
 
 def worker_study_dir(root: str) -> StudyDir:
@@ -85,14 +97,16 @@ def finished_entry(files: TrialFiles) -> dict[str, Any] | None:
     return entry if entry is not None and entry["row"].get("status") in FINAL_STATUSES else None
 
 
-def attempt_trial(config, files: TrialFiles, retries: int, on_epoch, on_batch=None) -> dict[str, Any]:
+def attempt_trial(config, files: TrialFiles, retries: int, on_epoch, on_setup=None,
+                  on_batch=None) -> dict[str, Any]:
     """train_trial with up to `retries` more attempts after a failure (each resumes its checkpoint)."""
     from connectome.training import train_trial
     from connectome.training.device import is_sticky_cuda_error
 
     for attempt in range(retries + 1):
         try:
-            record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch, on_batch=on_batch))
+            record = dict(train_trial(config, trial_dir=files.dir, on_epoch=on_epoch, on_setup=on_setup,
+                                      on_batch=on_batch))
         except Exception as err:  # noqa: BLE001 - a trial's failure is a result, not a crash
             if is_sticky_cuda_error(err):  # this worker's CUDA context is dead: Tune replaces the
                 raise  # worker and the retry resumes from the checkpoint
@@ -105,7 +119,9 @@ def attempt_trial(config, files: TrialFiles, retries: int, on_epoch, on_batch=No
 
 def final_metrics(row: dict[str, Any]) -> dict[str, Any]:
     """The metrics Tune (and an Optuna searcher) see at the end of a trial; NaN when missing."""
-    out: dict[str, Any] = {"status": row.get("status")} if row else {}
+    # stopped_early: a repeat of a trial a scheduler stopped is a pruned Optuna trial too (search.py)
+    out: dict[str, Any] = ({"status": row.get("status"), "stopped_early": bool(row.get("stopped_early")),
+                            "epochs_completed": row.get("epochs_completed")} if row else {})
     for key in OBJECTIVE_METRICS:
         value = row.get(key)
         out[key] = float(value) if isinstance(value, (int, float)) and value is not None else math.nan

@@ -22,6 +22,8 @@ NON_DEFINITION_KEYS = ("source", "description", "output", "resources", "retries"
 def definition(resolved: dict[str, Any]) -> dict[str, Any]:
     """The part of a study dump (model_dump(mode="json")) that fixes what its trials compute."""
     out = {k: v for k, v in resolved.items() if k not in NON_DEFINITION_KEYS}
+    if out.get("scheduler") in (None, {"kind": "none"}):  # no scheduler: the fingerprint of older studies
+        out.pop("scheduler", None)
     for section, keys in RESOURCE_KEYS.items():
         out[section] = {k: v for k, v in dict(out.get(section) or {}).items() if k not in keys}
     return out

@@ -34,6 +34,16 @@ TEST_METRIC_INSTEAD = {
     "test_error": "best_val_acc (mode: max; error = 1 - accuracy) or final_val_acc",
     "test_loss": "best_val_acc (mode: max) or final_val_acc; no validation loss is recorded",
 }
+# Per-epoch metrics a scheduler may stop trials on -> the better direction. Validation only: the
+# worker's per-epoch report never carries test metrics (orchestration/worker.py, epoch_metrics).
+SCHEDULER_METRICS = {"val_acc": "max", "val_loss": "min"}
+
+
+def reject_test_metric(value: Any, instead: str) -> Any:
+    """Raise ValueError for a test metric (reported, never optimised or selected on); else the value."""
+    if isinstance(value, str) and value.startswith("test_"):
+        raise ValueError(f"{value!r} is a test metric: it is reported, never optimised; use {instead} instead")
+    return value
 
 
 class _Frozen(BaseModel):
@@ -113,11 +123,8 @@ class Objective(_Frozen):
     @field_validator("metric", mode="before")
     @classmethod
     def _not_a_test_metric(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.startswith("test_"):
-            instead = TEST_METRIC_INSTEAD.get(v, "best_val_acc (mode: max) or final_val_acc")
-            raise ValueError(f"{v!r} is a test metric: it is reported, never optimised; "
-                             f"optimise {instead} instead")
-        return v
+        instead = TEST_METRIC_INSTEAD.get(v, "best_val_acc (mode: max) or final_val_acc") if isinstance(v, str) else ""
+        return reject_test_metric(v, instead)
 
 
 class OptunaSearchConfig(_Frozen):
@@ -197,6 +204,51 @@ class Tracking(_Frozen):
     tensorboard: bool | str = False
 
 
+class _SchedulerBase(_Frozen):
+    """What every multi-fidelity scheduler shares: the per-epoch metric and the fidelity's maximum."""
+
+    # Per-epoch validation metric the scheduler ranks trials on (a key of SCHEDULER_METRICS).
+    metric: Literal[tuple(SCHEDULER_METRICS)] = "val_acc"  # type: ignore[valid-type]
+    # Rung spacing: a rung keeps about 1/reduction_factor of the trials that reach it.
+    reduction_factor: float = Field(3, gt=1)
+    # Maximum epochs of a trial (the fidelity); None = train.epochs, which it must equal.
+    max_t: int | None = Field(None, ge=1)
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _not_a_test_metric(cls, v: Any) -> Any:
+        return reject_test_metric(v, " or ".join(SCHEDULER_METRICS))
+
+    @property
+    def mode(self) -> str:
+        """`max` or `min`: the direction in which the metric is better."""
+        return SCHEDULER_METRICS[self.metric]
+
+
+class NoScheduler(_Frozen):
+    """Every trial trains for all its epochs (the default)."""
+
+    kind: Literal["none"] = "none"
+
+
+class AshaScheduler(_SchedulerBase):
+    """Asynchronous successive halving (Ray Tune's ASHAScheduler) with the epoch as fidelity."""
+
+    kind: Literal["asha"]
+    # Epochs every trial trains before it can be stopped (the first rung).
+    grace_period: int = Field(1, ge=1)
+
+
+class HyperBandScheduler(_SchedulerBase):
+    """Synchronous HyperBand (Ray Tune's HyperBandScheduler): brackets pause trials at rungs."""
+
+    kind: Literal["hyperband"]
+
+
+SchedulerConfig = Annotated[Union[NoScheduler, AshaScheduler, HyperBandScheduler], Field(discriminator="kind")]
+SCHEDULER_CONFIGS = (NoScheduler, AshaScheduler, HyperBandScheduler)
+
+
 class Study(_Frozen):
     """One study file, validated."""
 
@@ -213,6 +265,9 @@ class Study(_Frozen):
     constraints: Constraints = Field(default_factory=Constraints)
     budget: Budget | None = None
     resources: Resources = Field(default_factory=Resources)
+    # Multi-fidelity early stopping (connectome/orchestration/scheduler.py); `none` trains every
+    # trial to the end. Stopped trials are recorded with `stopped_early` and are final.
+    scheduler: SchedulerConfig = Field(default_factory=NoScheduler)
     # Extra attempts of a failed trial (diverged trials are not retried).
     retries: int = Field(0, ge=0)
     # Modules that register custom patterns, imported by the CLI and by every Ray worker: module
@@ -275,6 +330,13 @@ class Study(_Frozen):
                 raise ValueError(problem)
         return self
 
+    @model_validator(mode="after")
+    def _scheduler_fits_the_study(self) -> "Study":
+        problem = scheduler_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def space(self) -> dict[str, ParamSpec]:
         """The Optuna search space, loaded from search_spaces/ when named."""
@@ -285,6 +347,33 @@ class Study(_Frozen):
 # Prefix of a trial key naming one pattern option (`pattern_options.max_span`), so a single option
 # can be a factor; the pattern itself validates the name and value when the spec is built.
 PATTERN_OPTION = "pattern_options."
+
+
+def scheduler_problem(study: Study) -> str | None:
+    """Why the study's scheduler cannot run as asked, or None."""
+    sched, epochs = study.scheduler, study.train.epochs
+    if isinstance(sched, NoScheduler):
+        return None
+    if "train.epochs" in searched_keys(study.search):
+        return "scheduler: train.epochs is searched, but a scheduler needs one epoch budget (its max_t)"
+    if sched.max_t is not None and sched.max_t != epochs:
+        return (f"scheduler.max_t: {sched.max_t} must equal train.epochs ({epochs}), the fidelity's maximum; "
+                "omit it to use train.epochs")
+    if getattr(sched, "grace_period", 0) >= epochs:
+        return (f"scheduler.grace_period: {sched.grace_period} leaves no epoch to stop at; "
+                f"use fewer than train.epochs ({epochs})")
+    if study.data.val_size == 0:
+        return f"scheduler: {sched.metric} needs a validation split, but data.val_size is 0"
+    if isinstance(study.search, OptunaSearchConfig) and len(study.search.objectives) > 1:
+        return "scheduler: stops trials on one validation metric; use it with a single-objective search"
+    return None
+
+
+def searched_keys(search: GridSearch | OptunaSearchConfig) -> set[str]:
+    """Trial keys a search varies: grid factors and variant keys, or the Optuna space's (when inline)."""
+    if isinstance(search, GridSearch):
+        return set(search.factors) | {k for v in search.variants for k in v}
+    return set(search.space) if isinstance(search.space, dict) else set()
 
 
 def check_trial_key(key: str, where: str) -> None:
@@ -407,8 +496,8 @@ def _model_in(annotation: Any) -> Any:
 
 
 def _union_member(model: Any, tag: Any) -> Any:
-    """The search config class whose `kind` is tag."""
-    for cls in (GridSearch, OptunaSearchConfig):
+    """The search or scheduler config class whose `kind` is tag."""
+    for cls in (GridSearch, OptunaSearchConfig, *SCHEDULER_CONFIGS):
         if tag in typing.get_args(cls.model_fields["kind"].annotation):
             return cls
     return None

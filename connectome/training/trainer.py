@@ -90,6 +90,7 @@ def train_trial(
     trial_dir: str | Path | None = None,
     on_epoch: EpochCallback | None = None,
     on_batch: BatchCallback | None = None,
+    on_setup: EpochCallback | None = None,
 ) -> dict:
     """Train one trial and return its record (see docs/design.md, "Trial record").
 
@@ -100,7 +101,10 @@ def train_trial(
     weights only); the checkpoint is then deleted (a `failed` trial keeps it, so the next call
     resumes). A directory whose result is already `completed`/`diverged` returns that record
     without training; a corrupt result or checkpoint is moved aside and treated as missing. `on_epoch(epoch_dict)` runs after each epoch's
-    checkpoint; returning True stops the trial early (status `completed`, `stopped_early`).
+    checkpoint (with `wall_time_s`, the trial's wall time so far, added to the row); returning True
+    stops the trial early (status `completed`, `stopped_early`). `on_setup(columns)` runs once
+    the model is built, with the record's configuration and model columns known before training
+    (resolved arch, params, flops, graph hash), e.g. to record a trial a scheduler stops.
     `on_batch` (see BatchCallback) runs after every training step, for progress inside long epochs.
 
     Config and dataset problems raise ConnectomeError before training; anything failing during
@@ -129,6 +133,8 @@ def train_trial(
             if files is not None and not files.config.exists():  # only a config that set up cleanly claims it
                 layout.write_trial_config(files, cfg.model_dump(mode="json"))
             record.update(_model_record(trial))
+            if on_setup is not None:
+                on_setup({k: v for k, v in record.items() if k != "epochs"})
             progress = _restore(trial, files)
             stopped = _run_epochs(trial, progress, files, on_epoch, started, on_batch)
             record.update(_test_record(trial), status="completed", stopped_early=stopped)
@@ -237,10 +243,11 @@ def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | Non
         row = run_epoch(trial, epoch, on_batch)
         progress.epochs.append(row)
         progress.train_time_s += row["seconds"]
+        wall = progress.wall_time_s + time.perf_counter() - started
         if files is not None:
-            wall = progress.wall_time_s + time.perf_counter() - started
             ckpt.save_torch(_checkpoint_state(trial, progress, wall), files.checkpoint)
-        if on_epoch is not None and on_epoch(dict(row)) is True:
+        # the callback also gets the trial's wall time so far (what a scheduler's stop costs)
+        if on_epoch is not None and on_epoch({**row, "wall_time_s": wall}) is True:
             return epoch + 1 < trial.cfg.train.epochs
     return False
 

@@ -256,3 +256,17 @@ def test_summary_names_a_key_shared_by_variants_once(tmp_path):
     show_summary(load_study(write_study(tmp_path, data)), pd.DataFrame(), Console(file=out, width=200))
     header = next(line for line in out.getvalue().splitlines() if "pattern" in line)
     assert header.count("depth") == 1, header
+
+
+def test_summary_of_variants_sharing_keys(tmp_path):
+    from connectome.orchestration.driver import show_summary
+
+    data = smoke_dict(tmp_path, search={"kind": "grid", "seeds": 2, "variants": [
+        {"pattern": "dense", "growth": 4, "depth": 10}, {"pattern": "partial", "growth": 8, "depth": 10}]})
+    frame = pd.DataFrame([{"trial_id": f"t{i}", "pattern": p, "growth": g, "depth": 10, "seed": s,
+                           "status": "completed", "test_acc": 0.5 + i / 100, "params": 100}
+                          for i, (p, g, s) in enumerate([("dense", 4, 0), ("dense", 4, 1),
+                                                         ("partial", 8, 0), ("partial", 8, 1)])])
+    out = io.StringIO()
+    show_summary(load_study(write_study(tmp_path, data)), frame, Console(file=out, width=150))
+    assert "partial" in out.getvalue() and "0.5" in out.getvalue()
