@@ -19,6 +19,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from connectome.store.labels import is_missing
+
 # Without a terminal, a trial's batch progress is printed at most this often (seconds);
 # on a terminal, the live display redraws a trial's batch progress at most this often.
 BATCH_LINE_INTERVAL = 60.0
@@ -218,7 +220,7 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
     keys = _summary_keys(trials, group_by)
     _summary_columns(table, keys, metric)
     # every level as text, a missing one as "-" (astype(str) keeps NaN a float under pandas' string dtype)
-    frame = trials.assign(**{k: trials[k].map(lambda v: "-" if _missing(v) else str(v)) for k in keys})
+    frame = trials.assign(**{k: trials[k].map(lambda v: "-" if is_missing(v) else str(v)) for k in keys})
     ok = frame[frame["status"] == "completed"] if "status" in frame else frame
     stats = _group_stats(ok, keys, metric, summarize)
     for values, group in frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]:

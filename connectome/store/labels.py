@@ -20,7 +20,7 @@ def trial_label(values: Mapping[str, Any], seed: int | None = None, keys: Iterab
     """
     keys = [k for k in (values if keys is None else keys) if k not in ("pattern", "seed")]
     parts = [str(values["pattern"])] if values.get("pattern") is not None else []
-    parts += [f"{k}={_short(values[k])}" for k in keys if k in values and not _missing(values[k])]
+    parts += [f"{k}={_short(values[k])}" for k in keys if k in values and not is_missing(values[k])]
     if seed is not None:
         parts.append(f"seed {seed}")
     return ", ".join(parts)
@@ -35,7 +35,7 @@ def label_from_trial_file(path: str | Path) -> str | None:
         return None  # not written yet or unreadable: the caller falls back to the trial id
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     """None or NaN: a factor this trial does not have (a dense trial's `m`)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 

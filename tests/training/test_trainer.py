@@ -303,7 +303,7 @@ def test_on_batch_sees_every_step_and_changes_nothing(tiny):
     """The batch hook (progress inside epochs) is called after each step with plain ints; same record."""
     calls = []
     record = train_trial(tiny(train={"epochs": 2}), on_batch=lambda *args: calls.append(args))
-    # 320 images in batches of 32: 10 steps per epoch, images counted to the end of each epoch
-    assert calls == [(e, b, 10, 32 * b) for e in (1, 2) for b in range(1, 11)]
+    # 320 images, 10% held out for validation: 288 in batches of 32 = 9 steps per epoch
+    assert calls == [(e, b, 9, 32 * b) for e in (1, 2) for b in range(1, 10)]
     assert all(type(v) is int for call in calls for v in call)
     assert train_trial(tiny(train={"epochs": 2}))["final_val_acc"] == record["final_val_acc"]
