@@ -9,13 +9,15 @@ STUDY ?= studies/partial_vs_dense.yaml
 venv: $(VENV)/.installed
 
 # torch/torchvision first, pinned to the releases that install from this machine's disk.
-# The dashboard extra is optional (its test skips without it): best effort where no index answers.
+# The dashboard and tracking extras are optional (their tests skip without them): best effort
+# where no index answers.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -e '.[dev]'
 	-$(PIP) install -q -e '.[dashboard]'
+	-$(PIP) install -q -e '.[tracking]'
 	touch $@
 
 data:
