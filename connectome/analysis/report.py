@@ -229,6 +229,10 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
         doc.text("No per-epoch records: no training curves.")
         return
     completed = results.completed()
+    if results.epochs["epoch"].nunique() < 2:  # one point per group: no curve, and no visible band
+        doc.text("Every trial trained a single epoch: no training curves (the summary and comparisons above "
+                 "hold the end-of-training numbers).")
+        return
     main = main_factor(completed)
     hue = [main, *crossed_factors(completed, main)]
     if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:

@@ -281,3 +281,14 @@ def test_usage_caption_explains_uniform_rows_only_for_summing_layers(tmp_path, p
     spec = build_spec(make_arch(pattern=pattern, block_layers=[3], growth=4, classes=3))
     (tmp_path / "spec.json").write_text(spec.to_json())
     assert _sums_inputs(tmp_path) is sums
+
+
+def test_single_epoch_studies_get_no_training_curves(tmp_path, monkeypatch):
+    """One epoch per trial gives one point per group: no curve and no band, so no figure, and a sentence."""
+    from analysis import fake_results
+
+    monkeypatch.setattr(fake_results, "EPOCHS", 1)
+    path = fake_results.make_results_dir(tmp_path, with_models=False)
+    text = write_report(path).read_text()
+    assert "single epoch: no training curves" in text
+    assert not (path / "figures" / "training_curves.png").exists()
