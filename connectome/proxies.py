@@ -12,12 +12,15 @@ statistics and the training RNG are left as they were. All use one fixed mini-ba
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 PREFIX = "proxy."
 # Images in the proxies' mini-batch (NASWOT's kernel is batch x batch).
@@ -72,6 +75,8 @@ def naswot(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     finally:
         for h in hooks:
             h.remove()
+    if not codes:  # no nn.ReLU modules (e.g. units that call F.relu): no codes to compare
+        return math.nan
     c = torch.cat(codes, 1)  # (B, total ReLU units)
     k = c @ c.T + (1 - c) @ (1 - c).T
     sign, logdet = torch.linalg.slogdet(k)
@@ -91,7 +96,17 @@ def proxy_columns(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[st
     # Dropout masks here must not move the training RNG; only the trial device's generators are touched.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         seed_rng(0, device)
-        return {f"{PREFIX}{name}": fn(copy.deepcopy(model), x, y) for name, fn in PROXIES.items()}
+        return {f"{PREFIX}{name}": _guarded(name, fn, copy.deepcopy(model), x, y) for name, fn in PROXIES.items()}
+
+
+def _guarded(name: str, fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], float], model: nn.Module,
+             x: torch.Tensor, y: torch.Tensor) -> float:
+    """A proxy's value, or NaN with a warning if it cannot be computed: a proxy never fails a trial."""
+    try:
+        return fn(model, x, y)
+    except Exception as err:  # noqa: BLE001 - the proxies are side information about the trial
+        log.warning("proxy %s not computed (%s: %s); recorded as NaN", name, type(err).__name__, err)
+        return math.nan
 
 
 def trial_proxy_columns(trial) -> dict[str, float]:

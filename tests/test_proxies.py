@@ -57,3 +57,22 @@ def test_naswot_rewards_inputs_the_network_separates():
     distinct = naswot(copy.deepcopy(model), x, y)
     repeated = naswot(copy.deepcopy(model), x[:1].repeat(16, 1, 1, 1), y)  # one image 16 times: K singular
     assert distinct > repeated
+
+
+def test_resnet_presets_get_proxies_and_a_proxy_never_fails_a_trial(monkeypatch, caplog):
+    """The ResNet units call F.relu (no nn.ReLU to hook): NASWOT is NaN, the other proxies finite."""
+    import connectome.proxies as proxies
+
+    torch.manual_seed(0)
+    model = ConnectomeNet(build_spec(make_arch(preset="preact-resnet-164", depth=11, classes=4)))
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 4, (8,))
+    cols = proxy_columns(model, x, y)
+    assert math.isnan(cols["proxy.naswot"])
+    assert all(math.isfinite(v) for k, v in cols.items() if k != "proxy.naswot")
+
+    def broken(model, x, y):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(proxies.PROXIES, "broken", broken)
+    cols = proxy_columns(_model(), *_batch())
+    assert math.isnan(cols["proxy.broken"]) and "proxy broken not computed" in caplog.text
