@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from connectome.console import worker_logs_wanted
 from connectome.errors import ConfigError
+from connectome.orchestration.resources import local_cpus
 from connectome.store.layout import StudyDir, read_json, write_json
 from connectome.store.lock import pid_alive
 
@@ -58,7 +59,7 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 
 def check_local_resources(cpu: float, gpu: float) -> None:
     """Refuse per-trial resources a local Ray on this machine can never provide (it would wait forever)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = local_cpus()
     if cpu > cpus:
         raise ConfigError(f"resources.cpu is {cpu:g} but this machine has {cpus} CPUs: no trial could ever "
                           f"start on a local Ray; use at most {cpus}, or --address to run on a cluster")
