@@ -12,7 +12,9 @@ def register(subparsers) -> None:
                     "RESULTS_DIR/export.parquet; with --replay STUDY, answer that study's trials from it "
                     "without training and write replay.csv.")
     parser.add_argument("results_dir", help="folder written by `connectome run`")
-    parser.add_argument("--out", default=None, help="output file (default RESULTS_DIR/export.parquet)")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="output file (default RESULTS_DIR/export.parquet)")
+    parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--replay", metavar="STUDY", default=None,
                         help="study file to replay against the table (grid or Optuna)")
     parser.set_defaults(func=_run)
@@ -25,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from connectome.analysis.export import write_export
 
-    path = write_export(args.results_dir, args.out)
+    path = write_export(args.results_dir, args.output)
     table = pd.read_parquet(path)
     print(f"wrote {path}: {table['canonical_key'].nunique()} architectures, {len(table)} rows")
     if args.replay:

@@ -65,6 +65,13 @@ def test_export_cli_with_replay(finished, capsys):
     assert main(["export", str(tmp / "nowhere")]) == 2
 
 
+@pytest.mark.parametrize("flag", ["-o", "--output", "--out"])  # --out: the old name, hidden
+def test_export_writes_where_the_output_flag_says(finished, tmp_path, flag):
+    _, _, results, _ = finished
+    assert main(["export", str(results), flag, str(tmp_path / "table.parquet")]) == 0
+    assert len(pd.read_parquet(tmp_path / "table.parquet")) > 0
+
+
 def test_optuna_search_is_replayed_from_the_table(finished, tmp_path):
     tmp, _, results, records = finished
     data = smoke_dict(tmp)
