@@ -90,10 +90,15 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
 
 
 def varies_size(trials: pd.DataFrame, hue: str = "pattern") -> bool:
-    """Whether a size factor (depth, growth, ...) takes several values within a level of `hue`."""
+    """Whether configurations within a level of `hue` form a size series (only size factors vary).
+
+    Configurations that also differ in another factor (random graphs of several generators, whose
+    growth a parameter budget sets) are different networks, not points of one curve.
+    """
     if hue not in trials or trials.empty:
         return False
-    return any(f in SIZE_FACTORS for f in crossed_factors(trials, hue))
+    crossed = crossed_factors(trials, hue)
+    return bool(crossed) and all(f in SIZE_FACTORS for f in crossed)
 
 
 def _interval_marks(ax, configs: pd.DataFrame, x: str, y: str, color: str, joined: bool, label: str) -> None:

@@ -94,6 +94,17 @@ def test_error_vs_size_draws_curves_only_when_size_varies(completed):
     assert all(c.lines[0].get_linestyle() == "None" for c in dots.containers)
 
 
+def test_error_vs_size_keeps_different_graphs_at_one_budget_apart():
+    """Random graphs whose growth a budget sets differ in their generator: marks, not a zig-zag curve."""
+    df = pd.DataFrame({"pattern": ["random"] * 4 + ["dense"], "seed": [0] * 5,
+                       "pattern_options.model": ["er", "er", "ws", "ba", None],
+                       "pattern_options.seed": [0, 1, 0, 0, None], "growth": [9, 11, 11, 12, 4],
+                       "params": [64_000, 59_000, 61_000, 56_000, 58_000],
+                       "test_error": [0.16, 0.17, 0.21, 0.18, 0.17]})
+    ax = plot_error_vs_params(df).axes[0]
+    assert all(c.lines[0].get_linestyle() == "None" for c in ax.containers)
+
+
 def test_size_axis_goes_logarithmic_over_wide_ranges():
     df = pd.DataFrame({"pattern": ["dense"] * 3, "params": [1e3, 1e5, 1e7], "test_error": [0.3, 0.2, 0.1]})
     assert plot_error_vs_params(df).axes[0].get_xscale() == "log"
