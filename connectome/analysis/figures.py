@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from connectome.analysis.results import MACS
+from connectome.analysis.results import MACS, factor_columns
 from connectome.analysis.stats import configurations, crossed_factors, pareto, summarize
 from connectome.files import write_atomic
 
@@ -119,9 +119,10 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
     fig = Figure(figsize=(5.2 * max(len(metrics), 1), 4.2), layout="constrained")
     axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
     groups = list(data.groupby(hue, sort=True, dropna=False)) if len(data) else []
+    counts = [replicates(trials[trials["trial_id"].isin(group["trial_id"])]) for _, group in groups]
     for ax, metric in zip(axes, metrics):
-        for i, (level, group) in enumerate(groups):
-            _curve_with_band(ax, group, metric, _group_name(hue, level), color=f"C{i}")
+        for i, ((level, group), count) in enumerate(zip(groups, counts)):
+            _curve_with_band(ax, group, metric, f"{_group_name(hue, level)} ({count})", color=f"C{i}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label(metric))
         ax.set_title(label(metric))
@@ -132,8 +133,19 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
         if groups:
             ax.legend(fontsize=8)
     if len(data) and data.groupby([*hue, "epoch"], dropna=False)["trial_id"].nunique().gt(1).any():
-        fig.suptitle("line: mean over seeds; band: 95% t interval of the mean", fontsize=9)
+        over = "trials (seeds and pooled configurations)" if any("configuration" in c for c in counts) else "seeds"
+        fig.suptitle(f"line: mean over {over}; band: 95% t interval of the mean", fontsize=9)
     return fig
+
+
+def replicates(trials: pd.DataFrame) -> str:
+    """What a group's mean is over: `3 seeds`, or `21 trials of 21 configurations` when factors vary inside it."""
+    n = trials["trial_id"].nunique()
+    varying = factor_columns(trials)
+    if not varying:
+        return plural(n, "seed")
+    configs = trials[varying].astype(str).drop_duplicates()
+    return f"{plural(n, 'trial')} of {plural(len(configs), 'configuration')}"
 
 
 def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
@@ -202,10 +214,9 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
 def _curve_with_band(ax, group: pd.DataFrame, metric: str, name: str, color: str) -> None:
     """Mean over trials per epoch, with a 95% t interval band where several trials reached it."""
     per_epoch = summarize(group, by="epoch", metric=metric).set_index("epoch").sort_index()
-    seeds = group["trial_id"].nunique()
     # markers keep a curve of one or a few epochs visible (a one-point line draws nothing)
     ax.plot(per_epoch.index, per_epoch["mean"], color=color, lw=1.5, marker="o",
-            ms=3 if len(per_epoch) <= 30 else 0, label=f"{name} ({plural(seeds, 'seed')})")
+            ms=3 if len(per_epoch) <= 30 else 0, label=name)
     band = per_epoch.dropna(subset=["ci_low", "ci_high"])
     ax.fill_between(band.index, band["ci_low"], band["ci_high"], color=color, alpha=0.2, linewidth=0)
 

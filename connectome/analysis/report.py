@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from connectome.analysis.document import Document
-from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
-                                         plot_source_usage, plot_training_curves, save_figure)
+from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto, plot_source_usage,
+                                         plot_training_curves, replicates, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.figures import varies_size
 from connectome.analysis.results import MACS, Results, factor_columns, load
@@ -242,8 +242,10 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     metrics = ("train_loss", "test_error") if tested else ("train_loss", "val_acc")
     fig = plot_training_curves(results.epochs, completed, metrics=metrics, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
-    seeds = completed.groupby(hue, dropna=False)["trial_id"].nunique()
-    band = ("mean over seeds, band: 95% t interval of the mean" if seeds.gt(1).any()
+    groups = [trials for _, trials in completed.groupby(hue, dropna=False)]
+    pooled = any("configuration" in replicates(trials) for trials in groups)
+    over = "the group's trials (seeds, and the configurations a group pools, as its legend says)" if pooled else "seeds"
+    band = (f"mean over {over}, band: 95% t interval of the mean" if any(len(t) > 1 for t in groups)
             else "one trial per group: no interval")
     shown = "training loss and test error" if tested else "training loss and validation accuracy"
     doc.figure(*paths, caption=f"{shown.capitalize()} per epoch of completed trials per {', '.join(hue)} "
