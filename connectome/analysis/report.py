@@ -18,6 +18,7 @@ from connectome.analysis.stats import (compare, configurations, crossed_factors,
 from connectome.analysis.proxies import prescreen_section, proxy_section
 from connectome.analysis.span import span_section
 from connectome.analysis.topology import topology_section
+from connectome.analysis.wiring import wiring_section
 from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
@@ -64,6 +65,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         _comparison_section(doc, completed, metric)
         _pareto_section(doc, completed, metric, out)
         span_section(doc, completed, metric, out)  # metric vs max_span of the span pattern (analysis/span.py)
+        wiring_section(doc, completed, metric, out)  # random graphs per generator vs references (analysis/wiring.py)
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out, refused)
