@@ -6,6 +6,7 @@ with the object API and the Agg canvas, so they work headless and in worker thre
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,7 @@ def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
         bar = fig.colorbar(image, ax=list(axes), shrink=0.85)
         bar.set_label("weight norm / layer's largest")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(wrap_title(title, fig.get_figwidth()))
     return fig
 
 
@@ -285,8 +286,14 @@ def plot_feature_usage(frame: pd.DataFrame, title: str = "") -> Figure:
     ax.set_ylabel("source feature map" if per_map else "source layer")
     bar = fig.colorbar(image, ax=ax, shrink=0.85)
     bar.set_label("weight norm / column's largest")
-    ax.set_title(title or f"Feature usage (weight norm per input {'feature map' if per_map else 'source layer'})")
+    title = title or f"Feature usage (weight norm per input {'feature map' if per_map else 'source layer'})"
+    ax.set_title(wrap_title(title, fig.get_figwidth()), fontsize=10)
     return fig
+
+
+def wrap_title(title: str, width_inches: float) -> str:
+    """The title broken into lines that fit a figure this wide (a long trial label would be cut off)."""
+    return textwrap.fill(title, width=max(int(width_inches * 9), 20), break_long_words=False)
 
 
 def _mark_targets(ax, targets: list[str], kinds: dict[str, str], n_rows: int) -> None:
