@@ -63,16 +63,17 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 
 
 def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test_error",
-                         hue: str = "pattern") -> Figure:
+                         hue: str = "pattern", joined: bool | None = None) -> Figure:
     """Error against model size per wiring pattern (Figure 5 of arXiv 1608.06993 v1).
 
     Each marker is a configuration's mean over seeds with its 95% t interval (cut at the
     metric's range); faint dots are single trials. When the study varies size within a
     pattern (depth, growth, ...), a pattern's configurations are joined into a curve;
-    otherwise they stay separate dot-and-interval marks.
+    otherwise they stay separate dot-and-interval marks. `joined` overrides that choice
+    (False for a study whose candidates a parameter budget matched: no size series).
     """
     data = trials.dropna(subset=[x, y])
-    curves = varies_size(data, hue)
+    curves = varies_size(data, hue) if joined is None else joined
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for i, (level, group) in enumerate(data.groupby(hue, sort=True)):

@@ -12,6 +12,7 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usag
                                          plot_training_curves, replicates, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.figures import varies_size
+from connectome.analysis.studyfile import budget_params
 from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
                                        summarize)
@@ -216,11 +217,13 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path, ref
     completed = results.completed()
     figures = out / "figures"
     hue = main_factor(completed)
+    budget = budget_params(results.path)  # matched sizes: the configurations are no size series
+    joined = False if budget is not None else varies_size(completed, hue)
     for size in ("params", MACS):
         if {size, metric, hue} <= set(completed.columns) and completed[metric].notna().any():
-            fig = plot_error_vs_params(completed, x=size, y=metric, hue=hue)
+            fig = plot_error_vs_params(completed, x=size, y=metric, hue=hue, joined=joined)
             paths = save_figure(fig, figures / f"error_vs_{size}")
-            doc.figure(*paths, caption=_size_caption(completed, size, metric, hue))
+            doc.figure(*paths, caption=_size_caption(completed, size, metric, hue, joined, budget))
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, figures, refused)
 
@@ -363,11 +366,13 @@ def _capped_table(doc: Document, table: pd.DataFrame) -> None:
         doc.text(f"... and {len(table) - MAX_ROWS} more (see `connectome.analysis.load`).")
 
 
-def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern") -> str:
+def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern",
+                  joined: bool = False, budget: int | None = None) -> str:
     """What the error-vs-size figure shows: curves or separate marks, intervals or single trials."""
     what = "multiply-adds per image" if size == MACS else size
-    shape = (f"each {hue}'s configurations joined into a curve" if varies_size(completed)
-             else "one mark per configuration")
+    shape = f"each {hue}'s configurations joined into a curve" if joined else "one mark per configuration"
+    if budget is not None:
+        shape += f" (every candidate matched to {budget:,} parameters by its growth rate: no size series)"
     return (f"{metric} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
             f"{_marks_note(completed, metric)}.")
 

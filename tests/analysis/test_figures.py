@@ -105,6 +105,8 @@ def test_error_vs_size_draws_curves_only_when_size_varies(completed):
     one_size = completed[completed["growth"] == 8]
     dots = plot_error_vs_params(one_size).axes[0]
     assert all(c.lines[0].get_linestyle() == "None" for c in dots.containers)
+    matched = plot_error_vs_params(completed, joined=False).axes[0]  # a budget study: no size series
+    assert all(c.lines[0].get_linestyle() == "None" for c in matched.containers)
 
 
 def test_error_vs_size_keeps_different_graphs_at_one_budget_apart():

@@ -90,6 +90,16 @@ def test_captions_name_trials_and_intervals_not_hashes(results_dir):
     assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 1]" in size
 
 
+def test_a_budget_matched_study_draws_no_size_curve(results_dir):
+    """Candidates matched to one parameter count are no size series: marks, and the caption says why."""
+    study = results_dir / "study.yaml"
+    study.write_text(study.read_text() + "budget: {params: 3000}\n")
+    text = write_report(results_dir).read_text()
+    size = next(line for line in text.splitlines() if line.startswith("*test_error vs params"))
+    assert "one mark per configuration (every candidate matched to 3,000 parameters" in size
+    assert "joined into a curve" not in size
+
+
 def test_captions_of_single_trial_configurations_claim_no_interval(results_dir):
     add_optuna_study(results_dir, f"sqlite:///{results_dir / 'optuna.db'}")
     text = write_report(results_dir).read_text()
