@@ -223,8 +223,9 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
     frame = trials.assign(**{k: trials[k].map(lambda v: "-" if is_missing(v) else str(v)) for k in keys})
     ok = frame[frame["status"] == "completed"] if "status" in frame else frame
     stats = _group_stats(ok, keys, metric, summarize)
-    for values, group in frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]:
-        values = values if isinstance(values, tuple) else (values,)
+    groups = [((v if isinstance(v, tuple) else (v,)), g) for v, g in frame.groupby(keys, dropna=False)] if keys \
+        else [((), frame)]
+    for values, group in sorted(groups, key=lambda item: tuple(_level_order(v) for v in item[0])):
         done = group[group["status"] == "completed"] if "status" in group else group
         mean, low, high = stats.get(values, (math.nan,) * 3)
         params = done["params"].astype(float).mean() if "params" in done and len(done) else math.nan
@@ -232,6 +233,16 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
         table.add_row(*(Text(v) for v in values), str(len(group)), _fraction(mean), interval,
                       "-" if math.isnan(params) else f"{params:,.0f}", str(len(group) - len(done)))
     return table
+
+
+def _level_order(text: str) -> tuple:
+    """Sort key of a level shown as text: numbers by value (9 before 10), then text, then "-"."""
+    if text == "-":
+        return (2, 0.0, "")
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
 
 
 def _summary_keys(trials, group_by: list[str]) -> list[str]:
