@@ -211,7 +211,7 @@ def resolve_threads(train: TrainConfig) -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return devices.usable_cpus()
 
 
 def resolve_arch(arch: ArchConfig, data: DataSplits) -> ArchConfig:
