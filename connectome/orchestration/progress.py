@@ -57,7 +57,9 @@ class StudyView:
         self.describe = describe
         self.running: dict[str, _Running] = {}
         self.clock = clock
-        self.start = clock()
+        # The pace is timed from the first trial's start: Ray's and the workers' start-up is
+        # neither trial progress nor repeated per trial, and would inflate the first ETAs.
+        self.start: float | None = None
         self.progress = Progress(
             TextColumn("{task.description}", markup=False, style="bold"), BarColumn(),
             TextColumn("{task.fields[count]}", markup=False), TimeElapsedColumn(),
@@ -87,6 +89,8 @@ class StudyView:
         """A trial began (or resumed)."""
         if label:
             self.labels[trial_id] = label
+        if self.start is None:
+            self.start = self.clock()
         self.running[trial_id] = _Running(self.label(trial_id))
         self._show(f"{self.label(trial_id)}: started")
 
@@ -129,7 +133,7 @@ class StudyView:
     def eta(self) -> float | None:
         """Seconds left at this run's pace so far (finished trials plus the running ones' progress)."""
         units = self.finished_now + sum(t.fraction for t in self.running.values())
-        elapsed = self.clock() - self.start
+        elapsed = self.clock() - self.start if self.start is not None else 0.0
         if units <= 0 or elapsed <= 0:
             return None
         remaining = max(self.total - self.finished_count - sum(t.fraction for t in self.running.values()), 0.0)

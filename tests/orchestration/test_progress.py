@@ -62,6 +62,8 @@ def test_finished_trials_keep_a_line_with_their_result_or_error(terminal):
 def test_terminal_view_shows_eta_batches_and_speed():
     out, clock = console(True), Clock()
     view = StudyView(out, "smoke", total=4, done=0, clock=clock)
+    clock.now += 50  # Ray and the workers starting: not the trials' pace
+    assert view.eta() is None
     view.started("t1", label="dense, seed 0")
     clock.now += 30
     view.batch("t1", epoch=2, epochs=4, batch=20, batches=40, images_per_s=2500.0)
