@@ -83,7 +83,10 @@ def local_gpu_count() -> int:
 # gives its trainables a runtime_env (ray.tune.execution.class_cache), and Ray keeps workers of
 # different runtime_envs apart, so it starts fresh workers for the trials anyway. On a laptop
 # those idle workers only compete with the run's start for the CPUs.
-LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
+# Ray also starts its workers at niceness 15, below everything else of the user's: next to any
+# busy process a trial got 2% of a CPU instead of 36% (benchmarks/worker_priority.py). Trials
+# are the run's work, so they keep the command's own priority (`nice connectome run` still works).
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "worker_niceness": 0}
 
 
 @contextmanager

@@ -26,7 +26,7 @@ def test_a_local_ray_starts_no_idle_workers_but_a_cluster_keeps_its_settings(mon
     seen = fake_ray(monkeypatch)
     with session.ray_session(None, False, Console(file=io.StringIO())):
         pass
-    assert seen["_system_config"] == {"prestart_worker_first_driver": False}
+    assert seen["_system_config"] == {"prestart_worker_first_driver": False, "worker_niceness": 0}
     seen.clear()
     with session.ray_session("10.0.0.1:6379", False, Console(file=io.StringIO())):
         pass
@@ -64,7 +64,8 @@ def test_the_local_raylet_starts_workers_only_for_work():
         assert [cmd for _, cmd in _children(raylets[0]) if "default_worker" in cmd or "IDLE" in cmd] == []
 
         @ray.remote(num_cpus=1)
-        def square(x: int) -> int:
-            return x * x
+        def square_and_niceness(x: int) -> tuple[int, int]:
+            return x * x, os.nice(0)
 
-        assert ray.get(square.remote(3), timeout=120) == 9  # work still gets a worker
+        # work still gets a worker, at the driver's priority (Ray's default would be 15 above it)
+        assert ray.get(square_and_niceness.remote(3), timeout=120) == (9, os.nice(0))
