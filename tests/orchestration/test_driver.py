@@ -148,8 +148,9 @@ def test_a_study_longer_than_a_batch_runs_as_several_tune_runs(tmp_path, ray_hea
     sd = StudyDir(tmp_path / "results" / "opt")
     ran = [t for t in optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}").trials
            if "trial_id" in t.user_attrs]
-    # (a repeat of a finished candidate counts in n_trials without a new row, as within one Tune run)
+    # (a candidate suggested again in a later run is a duplicate: n_trials distinct trials ran)
     assert len(ran) == 3 and set(frame["trial_id"]) == {t.user_attrs["trial_id"] for t in ran}
+    assert len(frame) == len({t.user_attrs["trial_id"] for t in ran}) == 3
     assert [p.name[-2:] for p in (sd.root / "ray").glob("tune-*")] == ["-2"]
 
 
