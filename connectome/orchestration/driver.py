@@ -19,7 +19,14 @@ from rich.console import Console
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
-from connectome.orchestration.batches import batch_size, concurrency, grid_batches, prune_tune_run, search_batches
+from connectome.orchestration.batches import (
+    batch_size,
+    concurrency,
+    grid_batches,
+    prune_earlier_runs,
+    prune_tune_run,
+    search_batches,
+)
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.resources import resolve_resources
 from connectome.orchestration.session import (
@@ -71,6 +78,8 @@ def run_study(
         if screened is not None:
             write_prescreen(sd, screened)
         run_trials(study, sd, trials, changes, address, dashboard, console)
+        # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
+        prune_earlier_runs(sd.tune_dir, sd.statuses())
         sd.compact()
     frame, _ = sd.frames()
     show_summary(study, frame, console)
@@ -290,7 +299,7 @@ def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyVie
     for i, (batch, n) in enumerate(runs):
         if previous:
             fault("batch")
-            prune_tune_run(sd.root / "ray" / previous)
+            prune_tune_run(sd.tune_dir / previous)
         previous = name if i == 0 else f"{name}-{i + 1}"
         fit(make_tuner(study, sd, batch, n, view, name=previous))
 
@@ -335,7 +344,7 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     )
     run_config = tune.RunConfig(
         name=name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-        storage_path=str((sd.root / "ray").resolve()),
+        storage_path=str(sd.tune_dir.resolve()),
         verbose=0,
         callbacks=[make_recorder(sd, study.name, view), *make_tracking_callbacks(study, sd)],
         failure_config=tune.FailureConfig(max_failures=study.retries),
