@@ -325,10 +325,11 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     from connectome.orchestration.scheduler import make_scheduler
     from connectome.orchestration.search import make_searcher
 
-    configs = {t.trial_id: t.config.model_dump_json() for t in pending}
+    # Only small constants go through with_parameters: Tune keeps what it is given there in the
+    # object store for the driver's life (its registry is never released), once per Tune run.
     trainable = tune.with_parameters(
         train_in_worker, root=str(sd.root.resolve()), study_name=study.name, retries=study.retries,
-        configs=configs, plugins=list(study.plugins),
+        plugins=list(study.plugins),
     )
     trainable = tune.with_resources(trainable, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     grid = isinstance(study.search, GridSearch)
@@ -350,8 +351,17 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
         failure_config=tune.FailureConfig(max_failures=study.retries),
         checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
     )
-    space = {"trial_id": tune.grid_search(list(configs))} if grid else None
+    space = grid_space(pending) if grid else None
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+
+
+def grid_space(pending: list[Trial]) -> dict[str, Any]:
+    """Tune's param_space for grid trials: one Tune trial per id, carrying its own config (freed with the run)."""
+    from ray import tune
+
+    configs = {t.trial_id: t.config.model_dump_json() for t in pending}
+    return {"trial_id": tune.grid_search(list(configs)),
+            "trial_config": tune.sample_from(lambda spec: configs[spec.config.trial_id])}
 
 
 # ---------------------------------------------------------------- the end of a run
