@@ -4,9 +4,10 @@ Ray Tune keeps a `Trial` object (config, last result, metric statistics) for eve
 run until the run ends, scans that list on several of its steps, and writes all of them to its
 experiment state at each snapshot (~15-20 KB per trial on disk). Feeding Tune the study in
 batches of K trials, one `Tuner.fit` after the other on the same Ray session (the cluster
-stays up), bounds all three by K. (The driver's RSS still grows ~0.06-0.09 MB per trial with
-batches, measured side by side in docs/scale.md: that growth is elsewhere.) Nothing connectome needs lives in Tune's state: results are in the journal, checkpoints in
-the trial folders, an Optuna search's history in its storage, so a batch boundary loses nothing
+stays up), bounds all three by K: Tune keeps at most two runs' trials in memory (~80 KB of
+Python objects each); the driver's RSS still grows slowly in native memory (docs/scale.md,
+"Driver memory, sampled per trial"). Nothing connectome needs lives in Tune's state: results
+are in the journal, checkpoints in the trial folders, an Optuna search's history in its storage, so a batch boundary loses nothing
 and a killed driver resumes exactly as before.
 
 Tune writes each run's state into its own directory under results/<study>/ray/; when the next
