@@ -11,7 +11,11 @@ training subset; it imports nothing from connectome.
 
     python benchmarks/trial_vs_pytorch.py benchmarks/fashion_small.yaml --rounds 2
     python benchmarks/trial_vs_pytorch.py benchmarks/fashion_densenet40.yaml --rounds 2
+    python benchmarks/trial_vs_pytorch.py benchmarks/fashion_densenet40.yaml --seeds 1 2 3  # a round per seed
     python benchmarks/trial_vs_pytorch.py --peer benchmarks/fashion_small.yaml   # the peer alone
+
+With --seeds, round r uses the r-th seed (both sides; a copy of the YAML with `seed` replaced),
+and the accuracy comparison is paired by seed: per-seed differences, their mean and 95% t interval.
 
 torchvision reads un-gzipped idx files from <root>/FashionMNIST/raw; the script unpacks the
 Debian files (/usr/share/datasets/fashion-mnist) there once, before any timing, as a user would
@@ -37,8 +41,13 @@ TV_ROOT = Path(os.environ.get("TMPDIR", "/tmp")) / "connectome-bench-torchvision
 
 
 # ---------------------------------------------------------------- the plain-PyTorch peer
-def peer(config_path: Path) -> None:
-    """Train the YAML's network and recipe the way a PyTorch user would; print the test accuracy."""
+def peer(config_path: Path, conv_init: str = "fan_in") -> None:
+    """Train the YAML's network and recipe the way a PyTorch user would; print the test accuracy.
+
+    `conv_init` is the mode of the convolutions' He initialisation: `fan_in` as torchvision's
+    DenseNet (the peer as written), `fan_out` as connectome's executor and the DenseNet authors'
+    Torch code (a diagnostic: it isolates what the initialisation does to a short run).
+    """
     import math
 
     import torch
@@ -106,7 +115,7 @@ def peer(config_path: Path) -> None:
             self.bn, self.fc = nn.BatchNorm2d(c), nn.Linear(c, 10)
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight)
+                    nn.init.kaiming_normal_(m.weight, mode=conv_init)
                 elif isinstance(m, nn.BatchNorm2d):
                     nn.init.constant_(m.weight, 1)
                     nn.init.constant_(m.bias, 0)
@@ -161,12 +170,12 @@ def prepare_torchvision_root() -> None:
 
 
 # ---------------------------------------------------------------- the side-by-side runs
-def run_side(name: str, config: Path, env: dict[str, str]) -> tuple[float, float, float]:
+def run_side(name: str, config: Path, env: dict[str, str], conv_init: str = "fan_in") -> tuple[float, float, float]:
     """Wall and CPU seconds (the process and the children it reaped) from start to exit, test accuracy."""
     if name == "connectome":
         cmd = [sys.executable, "-m", "connectome", "train", str(config), "--threads", "1"]
     else:
-        cmd = [sys.executable, __file__, "--peer", str(config)]
+        cmd = [sys.executable, __file__, "--peer", str(config), "--peer-init", conv_init]
     t0, cpu0 = time.perf_counter(), _children_cpu()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
@@ -174,6 +183,31 @@ def run_side(name: str, config: Path, env: dict[str, str]) -> tuple[float, float
         raise SystemExit(f"{name} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
     acc = float(re.findall(r"test acc (\d\.\d+)", out.stdout)[-1])
     return wall, cpu, acc
+
+
+def seeded_copy(config: Path, seed: int) -> Path:
+    """The YAML with `seed` replaced, beside the torchvision data (both sides read the copy)."""
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data["seed"] = seed
+    path = TV_ROOT / f"{config.stem}-seed{seed}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def paired_accuracy(ours: list[float], peer: list[float], seeds: list[int]) -> str:
+    """Per-seed test-accuracy differences (connectome - peer, points), their mean and 95% t interval."""
+    from scipy import stats
+
+    diffs = [100 * (a - b) for a, b in zip(ours, peer)]
+    text = ", ".join(f"seed {s} {d:+.2f}" for s, d in zip(seeds, diffs))
+    if len(diffs) < 2:
+        return f"test acc connectome - pytorch (points): {text}"
+    mean, sem = statistics.mean(diffs), statistics.stdev(diffs) / len(diffs) ** 0.5
+    half = stats.t.ppf(0.975, len(diffs) - 1) * sem
+    return (f"test acc connectome - pytorch (points): {text}; mean {mean:+.2f} "
+            f"[{mean - half:+.2f}, {mean + half:+.2f}] (95% t, n={len(diffs)})")
 
 
 def _children_cpu() -> float:
@@ -186,27 +220,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="YAML trial config (Fashion-MNIST, no augmentation)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (A,B then B,A)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="one round per seed (overrides --rounds)")
     parser.add_argument("--peer", action="store_true", help="run only the plain-PyTorch peer, in this process")
+    parser.add_argument("--peer-init", choices=["fan_in", "fan_out"], default="fan_in",
+                        help="the peer's conv initialisation mode (fan_out: connectome's; a diagnostic)")
+    parser.add_argument("--only", choices=["connectome", "pytorch"], help="run one side only (a diagnostic)")
     args = parser.parse_args(argv)
     if args.peer:
-        peer(args.config)
+        peer(args.config, args.peer_init)
         return 0
     prepare_torchvision_root()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    sides = ["connectome", "pytorch"]
+    sides = [args.only] if args.only else ["connectome", "pytorch"]
     walls: dict[str, list[float]] = {s: [] for s in sides}
     cpus: dict[str, list[float]] = {s: [] for s in sides}
     accs: dict[str, list[float]] = {s: [] for s in sides}
     loads = [Path("/proc/loadavg").read_text().split()[0]]
-    for r in range(args.rounds):
+    seeds = args.seeds or [None] * args.rounds
+    for r, seed in enumerate(seeds):
+        config = args.config if seed is None else seeded_copy(args.config, seed)
         for side in sides if r % 2 == 0 else sides[::-1]:
-            wall, cpu, acc = run_side(side, args.config, env)
+            wall, cpu, acc = run_side(side, config, env, args.peer_init)
             walls[side].append(wall)
             cpus[side].append(cpu)
             accs[side].append(acc)
             loads.append(Path("/proc/loadavg").read_text().split()[0])
-            print(f"round {r + 1} {side:<10} {wall:7.1f} s wall {cpu:7.1f} s CPU  test acc {acc:.4f}  (load {loads[-1]})", flush=True)
+            print(f"round {r + 1}{'' if seed is None else f' seed {seed}'} {side:<10} {wall:7.1f} s wall {cpu:7.1f} s CPU  test acc {acc:.4f}  (load {loads[-1]})", flush=True)
     print()
+    if args.only:  # a diagnostic of one side: no ratio
+        print(json.dumps({"side": args.only, "peer_init": args.peer_init, "walls": walls, "cpus": cpus,
+                          "accs": accs, "seeds": args.seeds}))
+        return 0
     for label, times in (("wall", walls), ("CPU", cpus)):
         ratios = [p / c for p, c in zip(times["pytorch"], times["connectome"])]
         med = {s: statistics.median(v) for s, v in times.items()}
@@ -215,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(per-round {min(ratios):.2f}-{max(ratios):.2f}x)")
     print(f"test acc connectome {accs['connectome']} vs pytorch {accs['pytorch']} (same seed); "
           f"1-min load averages {', '.join(loads)}")
-    print(json.dumps({"walls": walls, "cpus": cpus, "accs": accs}))
+    if args.seeds:
+        print(paired_accuracy(accs["connectome"], accs["pytorch"], args.seeds))
+    print(json.dumps({"walls": walls, "cpus": cpus, "accs": accs, "seeds": args.seeds}))
     return 0
 
 

@@ -16,16 +16,41 @@ Metrics that are fractions (accuracy, error) stay fractions in every frame, tabl
 Statistics use completed trials only in the report; failed, diverged and missing trials are
 counted and listed, and pairs they leave incomplete are named in each comparison.
 """
-from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
-                                         plot_source_usage, plot_training_curves, save_figure)
-from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
-from connectome.analysis.report import write_report
-from connectome.analysis.results import (MACS, Results, column_group, factor_columns, load, order_columns,
-                                         tidy_epochs)
-from connectome.analysis.stats import (Comparison, compare, configurations, crossed_factors, metric_range, pareto,
-                                       pareto_configs, summarize)
-from connectome.analysis.usage import (feature_usage, load_trial_model, model_usage, normalize_usage,
-                                       trial_usage)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it. Imported on first use (PEP 562), so that a caller
+# of one statistics function (the driver's summary table) does not import matplotlib, Optuna
+# and the trainer with the figures and the report.
+_EXPORTS = {
+    "connectome.analysis.figures": ["plot_error_vs_params", "plot_feature_usage", "plot_pareto",
+                                    "plot_source_usage", "plot_training_curves", "save_figure"],
+    "connectome.analysis.optuna_trials": ["OptunaTrials", "load_optuna"],
+    "connectome.analysis.report": ["write_report"],
+    "connectome.analysis.results": ["MACS", "Results", "column_group", "factor_columns", "load", "order_columns",
+                                    "tidy_epochs"],
+    "connectome.analysis.stats": ["Comparison", "compare", "configurations", "crossed_factors", "metric_range",
+                                  "pareto", "pareto_configs", "summarize"],
+    "connectome.analysis.usage": ["feature_usage", "load_trial_model", "model_usage", "normalize_usage",
+                                  "trial_usage"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
 
 __all__ = [
     "MACS", "Comparison", "OptunaTrials", "Results", "column_group", "compare", "configurations",

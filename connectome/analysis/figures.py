@@ -6,6 +6,7 @@ with the object API and the Agg canvas, so they work headless and in worker thre
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from connectome.analysis.results import MACS
+from connectome.analysis.results import MACS, factor_columns
 from connectome.analysis.stats import configurations, crossed_factors, pareto, summarize
 from connectome.files import write_atomic
 
@@ -62,16 +63,17 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 
 
 def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test_error",
-                         hue: str = "pattern") -> Figure:
+                         hue: str = "pattern", joined: bool | None = None) -> Figure:
     """Error against model size per wiring pattern (Figure 5 of arXiv 1608.06993 v1).
 
     Each marker is a configuration's mean over seeds with its 95% t interval (cut at the
     metric's range); faint dots are single trials. When the study varies size within a
     pattern (depth, growth, ...), a pattern's configurations are joined into a curve;
-    otherwise they stay separate dot-and-interval marks.
+    otherwise they stay separate dot-and-interval marks. `joined` overrides that choice
+    (False for a study whose candidates a parameter budget matched: no size series).
     """
     data = trials.dropna(subset=[x, y])
-    curves = varies_size(data, hue)
+    curves = varies_size(data, hue) if joined is None else joined
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
@@ -90,10 +92,15 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
 
 
 def varies_size(trials: pd.DataFrame, hue: str = "pattern") -> bool:
-    """Whether a size factor (depth, growth, ...) takes several values within a level of `hue`."""
+    """Whether configurations within a level of `hue` form a size series (only size factors vary).
+
+    Configurations that also differ in another factor (random graphs of several generators, whose
+    growth a parameter budget sets) are different networks, not points of one curve.
+    """
     if hue not in trials or trials.empty:
         return False
-    return any(f in SIZE_FACTORS for f in crossed_factors(trials, hue))
+    crossed = crossed_factors(trials, hue)
+    return bool(crossed) and all(f in SIZE_FACTORS for f in crossed)
 
 
 def _interval_marks(ax, configs: pd.DataFrame, x: str, y: str, color: str, joined: bool, label: str) -> None:
@@ -114,9 +121,10 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
     fig = Figure(figsize=(5.2 * max(len(metrics), 1), 4.2), layout="constrained")
     axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
     groups = list(data.groupby(hue, sort=True, dropna=False)) if len(data) else []
+    counts = [replicates(trials[trials["trial_id"].isin(group["trial_id"])]) for _, group in groups]
     for ax, metric in zip(axes, metrics):
-        for i, (level, group) in enumerate(groups):
-            _curve_with_band(ax, group, metric, _group_name(hue, level), color=f"C{i}")
+        for i, ((level, group), count) in enumerate(zip(groups, counts)):
+            _curve_with_band(ax, group, metric, f"{_group_name(hue, level)} ({count})", color=f"C{i}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label(metric))
         ax.set_title(label(metric))
@@ -127,8 +135,19 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
         if groups:
             ax.legend(fontsize=8)
     if len(data) and data.groupby([*hue, "epoch"], dropna=False)["trial_id"].nunique().gt(1).any():
-        fig.suptitle("line: mean over seeds; band: 95% t interval of the mean", fontsize=9)
+        over = "trials (seeds and pooled configurations)" if any("configuration" in c for c in counts) else "seeds"
+        fig.suptitle(f"line: mean over {over}; band: 95% t interval of the mean", fontsize=9)
     return fig
+
+
+def replicates(trials: pd.DataFrame) -> str:
+    """What a group's mean is over: `3 seeds`, or `21 trials of 21 configurations` when factors vary inside it."""
+    n = trials["trial_id"].nunique()
+    varying = factor_columns(trials)
+    if not varying:
+        return plural(n, "seed")
+    configs = trials[varying].astype(str).drop_duplicates()
+    return f"{plural(n, 'trial')} of {plural(len(configs), 'configuration')}"
 
 
 def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
@@ -156,7 +175,7 @@ def plot_source_usage(usage: list[np.ndarray], title: str = "") -> Figure:
         bar = fig.colorbar(image, ax=list(axes), shrink=0.85)
         bar.set_label("weight norm / layer's largest")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(wrap_title(title, fig.get_figwidth()))
     return fig
 
 
@@ -197,10 +216,9 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
 def _curve_with_band(ax, group: pd.DataFrame, metric: str, name: str, color: str) -> None:
     """Mean over trials per epoch, with a 95% t interval band where several trials reached it."""
     per_epoch = summarize(group, by="epoch", metric=metric).set_index("epoch").sort_index()
-    seeds = group["trial_id"].nunique()
     # markers keep a curve of one or a few epochs visible (a one-point line draws nothing)
     ax.plot(per_epoch.index, per_epoch["mean"], color=color, lw=1.5, marker="o",
-            ms=3 if len(per_epoch) <= 30 else 0, label=f"{name} ({plural(seeds, 'seed')})")
+            ms=3 if len(per_epoch) <= 30 else 0, label=name)
     band = per_epoch.dropna(subset=["ci_low", "ci_high"])
     ax.fill_between(band.index, band["ci_low"], band["ci_high"], color=color, alpha=0.2, linewidth=0)
 
@@ -269,8 +287,14 @@ def plot_feature_usage(frame: pd.DataFrame, title: str = "") -> Figure:
     ax.set_ylabel("source feature map" if per_map else "source layer")
     bar = fig.colorbar(image, ax=ax, shrink=0.85)
     bar.set_label("weight norm / column's largest")
-    ax.set_title(title or f"Feature usage (weight norm per input {'feature map' if per_map else 'source layer'})")
+    title = title or f"Feature usage (weight norm per input {'feature map' if per_map else 'source layer'})"
+    ax.set_title(wrap_title(title, fig.get_figwidth()), fontsize=10)
     return fig
+
+
+def wrap_title(title: str, width_inches: float) -> str:
+    """The title broken into lines that fit a figure this wide (a long trial label would be cut off)."""
+    return textwrap.fill(title, width=max(int(width_inches * 9), 20), break_long_words=False)
 
 
 def _mark_targets(ax, targets: list[str], kinds: dict[str, str], n_rows: int) -> None:

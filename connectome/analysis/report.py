@@ -8,16 +8,18 @@ from pathlib import Path
 import pandas as pd
 
 from connectome.analysis.document import Document
-from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto,
-                                         plot_source_usage, plot_training_curves, save_figure)
+from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto, plot_source_usage,
+                                         plot_training_curves, replicates, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.figures import varies_size
+from connectome.analysis.studyfile import budget_params
 from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
                                        summarize)
 from connectome.analysis.proxies import prescreen_section, proxy_section
 from connectome.analysis.span import span_section
 from connectome.analysis.topology import topology_section
+from connectome.analysis.wiring import wiring_section
 from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
@@ -61,9 +63,11 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     if metric in completed and completed[metric].notna().any():
         _summary_section(doc, completed, metric)
         _paper_section(doc, completed)
-        _comparison_section(doc, completed, metric)
+        complete = not results.missing and len(completed) == len(results.trials)  # nothing failed, missing or stopped
+        _comparison_section(doc, completed, metric, complete=complete)
         _pareto_section(doc, completed, metric, out)
         span_section(doc, completed, metric, out)  # metric vs max_span of the span pattern (analysis/span.py)
+        wiring_section(doc, completed, metric, out)  # random graphs per generator vs references (analysis/wiring.py)
     else:
         doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out, refused)
@@ -158,8 +162,12 @@ def _paper_section(doc: Document, completed: pd.DataFrame) -> None:
     doc.table(pd.DataFrame(lines))
 
 
-def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> None:
-    """Paired tests between wiring patterns over shared seeds."""
+def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, complete: bool = False) -> None:
+    """Paired tests between wiring patterns over shared seeds.
+
+    With every trial `complete`, a comparison without any pair was never planned on shared
+    configurations (random graphs whose growth a budget sets): it is said so, not listed as missing.
+    """
     if "pattern" not in trials or "seed" not in trials:
         return
     levels = sorted(trials["pattern"].dropna().astype(str).unique())
@@ -175,7 +183,11 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str) -> Non
              "failed, diverged or has not run yet.")
     doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
     for c in comparisons:
-        if len(c.missing):
+        if complete and c.n_pairs == 0:
+            doc.text(f"{c.a} vs {c.b}: no pair, although every trial completed: the two levels share no "
+                     f"configuration (matched on {', '.join(c.matched_on)}), so nothing failed; the study "
+                     "did not plan this comparison.")
+        elif len(c.missing):
             doc.text(f"Missing pairs for {c.a} vs {c.b} (matched on {', '.join(c.matched_on)}):")
             _capped_table(doc, c.missing)
 
@@ -214,11 +226,13 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path, ref
     completed = results.completed()
     figures = out / "figures"
     hue = main_factor(completed)
+    budget = budget_params(results.path)  # matched sizes: the configurations are no size series
+    joined = False if budget is not None else varies_size(completed, hue)
     for size in ("params", MACS):
         if {size, metric, hue} <= set(completed.columns) and completed[metric].notna().any():
-            fig = plot_error_vs_params(completed, x=size, y=metric, hue=hue)
+            fig = plot_error_vs_params(completed, x=size, y=metric, hue=hue, joined=joined)
             paths = save_figure(fig, figures / f"error_vs_{size}")
-            doc.figure(*paths, caption=_size_caption(completed, size, metric, hue))
+            doc.figure(*paths, caption=_size_caption(completed, size, metric, hue, joined, budget))
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, figures, refused)
 
@@ -242,8 +256,10 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     metrics = ("train_loss", "test_error") if tested else ("train_loss", "val_acc")
     fig = plot_training_curves(results.epochs, completed, metrics=metrics, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
-    seeds = completed.groupby(hue, dropna=False)["trial_id"].nunique()
-    band = ("mean over seeds, band: 95% t interval of the mean" if seeds.gt(1).any()
+    groups = [trials for _, trials in completed.groupby(hue, dropna=False)]
+    pooled = any("configuration" in replicates(trials) for trials in groups)
+    over = "the group's trials (seeds, and the configurations a group pools, as its legend says)" if pooled else "seeds"
+    band = (f"mean over {over}, band: 95% t interval of the mean" if any(len(t) > 1 for t in groups)
             else "one trial per group: no interval")
     shown = "training loss and test error" if tested else "training loss and validation accuracy"
     doc.figure(*paths, caption=f"{shown.capitalize()} per epoch of completed trials per {', '.join(hue)} "
@@ -359,11 +375,13 @@ def _capped_table(doc: Document, table: pd.DataFrame) -> None:
         doc.text(f"... and {len(table) - MAX_ROWS} more (see `connectome.analysis.load`).")
 
 
-def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern") -> str:
+def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern",
+                  joined: bool = False, budget: int | None = None) -> str:
     """What the error-vs-size figure shows: curves or separate marks, intervals or single trials."""
     what = "multiply-adds per image" if size == MACS else size
-    shape = (f"each {hue}'s configurations joined into a curve" if varies_size(completed)
-             else "one mark per configuration")
+    shape = f"each {hue}'s configurations joined into a curve" if joined else "one mark per configuration"
+    if budget is not None:
+        shape += f" (every candidate matched to {budget:,} parameters by its growth rate: no size series)"
     return (f"{metric} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
             f"{_marks_note(completed, metric)}.")
 

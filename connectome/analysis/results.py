@@ -7,7 +7,7 @@ without a result; for Optuna studies, the planned `n_trials` less those that end
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +37,9 @@ class Results:
     # Optuna studies: trials asked for (n_trials) and ended so far (a grid's plan is plan.json).
     planned: int | None = None
     ended: int = 0
+    # Grid trials the planner skipped as duplicates of others (isomorphic graph, same training):
+    # trial id -> the trial it repeats. They are not trials of the study and never counted as one.
+    duplicates: dict[str, str] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -75,7 +78,8 @@ class Results:
         stopped = int(stopped_early(self.trials).sum())
         if stopped:  # a subset of the completed ones
             parts[0] += f" ({stopped} stopped early by the scheduler)"
-        return f"{c['total']} trials: " + ", ".join(parts)
+        skipped = f"; {len(self.duplicates)} planned duplicates skipped" if self.duplicates else ""
+        return f"{c['total']} trials: " + ", ".join(parts) + skipped
 
     def __repr__(self) -> str:
         factors = ", ".join(factor_columns(self.trials)) or "none"
@@ -136,7 +140,7 @@ def load(results_dir: str | Path) -> Results:
     ended = count_ended(path) if planned is not None else 0
     return Results(path=path, study=_study_name(path, trials), trials=trials[order_columns(trials.columns)],
                    epochs=epochs,
-                   missing=missing, planned=planned, ended=ended)
+                   missing=missing, planned=planned, ended=ended, duplicates=sd.planned_duplicates())
 
 
 def tidy_epochs(trials: pd.DataFrame, epochs: pd.DataFrame, metrics: list[str] | None = None,

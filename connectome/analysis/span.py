@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from connectome.analysis.figures import label, plural, save_figure
-from connectome.analysis.stats import summarize
+from connectome.analysis.stats import crossed_factors, summarize
 from connectome.store.record import factor_columns
 
 SPAN = "pattern_options.max_span"
@@ -32,15 +32,20 @@ def span_trials(completed: pd.DataFrame) -> pd.DataFrame:
 
 
 def span_groups(trials: pd.DataFrame) -> list[str]:
-    """Factors other than the span (and the pattern, which only says whether there is a limit) that vary."""
-    return [c for c in factor_columns(trials) if c not in (SPAN, "pattern")]
+    """Factors crossed with the span: they vary within a span level (the pattern, which only says whether
+    there is a limit, and a growth a parameter budget sets per span are consequences of the span, not groups)."""
+    crossed = set(crossed_factors(trials, SPAN))
+    return [c for c in factor_columns(trials) if c in crossed and c != "pattern"]
 
 
 def span_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per group and max_span (NaN = no limit): seeds, mean metric with its 95% t interval, mean params."""
     data = trials.assign(**{SPAN: pd.to_numeric(trials[SPAN], errors="coerce")})
-    means = ("params",) if "params" in data and metric != "params" else ()
-    table = summarize(data, by=[*span_groups(data), SPAN], metric=metric, means=means)
+    groups = span_groups(data)
+    # a growth set per span (by a parameter budget) is shown beside the span, as its mean
+    derived = ("growth",) if "growth" in factor_columns(data) and "growth" not in groups else ()
+    means = tuple(c for c in (*derived, "params") if c in data and c != metric)
+    table = summarize(data, by=[*groups, SPAN], metric=metric, means=means)
     return table.rename(columns={"mean": metric})
 
 

@@ -27,3 +27,10 @@ def search_settings(results_dir: str | Path) -> dict[str, Any]:
     """The `search` section of the study ({} when unknown)."""
     search = read_study(results_dir).get("search")
     return search if isinstance(search, dict) else {}
+
+
+def budget_params(results_dir: str | Path) -> int | None:
+    """The parameter count every candidate was matched to (`budget.params`), or None without a budget."""
+    budget = read_study(results_dir).get("budget")
+    params = budget.get("params") if isinstance(budget, dict) else None
+    return params if isinstance(params, int) else None

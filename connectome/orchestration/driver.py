@@ -66,7 +66,8 @@ def run_study(
     console = console or make_console()
     address = preflight(study, address)
     sd = choose_dir(study, StudyDir(Path(study.output) / study.name), resume, restart, on_change, console)
-    trials, screened = plan_grid(study, console) if isinstance(study.search, GridSearch) else (None, None)
+    trials, screened, duplicates = plan_grid(study, console) if isinstance(study.search, GridSearch) \
+        else (None, None, {})
     with DriverLock(sd.lock_file) as lock:
         if lock.previous:
             console.print(f"took over the lock of a dead driver ({describe(lock.previous)}: "
@@ -77,7 +78,7 @@ def run_study(
         changes = check_definition(study, sd)
         if screened is not None:
             write_prescreen(sd, screened)
-        run_trials(study, sd, trials, changes, address, dashboard, console)
+        run_trials(study, sd, trials, changes, address, dashboard, console, duplicates)
         # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
         prune_earlier_runs(sd.tune_dir, sd.statuses())
         sd.compact()
@@ -192,15 +193,19 @@ def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
 # ---------------------------------------------------------------- planning and running
 
 
-def plan_grid(study: Study, console: Console) -> tuple[list[Trial], Any]:
-    """Expand the grid, pre-screen it if asked, report rejected candidates; the accepted trials and the screen's table."""
+def plan_grid(study: Study, console: Console) -> tuple[list[Trial], Any, dict[str, str]]:
+    """Expand the grid, pre-screen it if asked, report rejected candidates.
+
+    Returns the accepted trials, the screen's table and the duplicates skipped (id -> original).
+    """
     trials = expand_grid(study)
     for trial in trials:
         if trial.rejected:
             console.print(f"rejected {trial.trial_id} {trial.assignment} seed {trial.config.seed}: {trial.rejected}",
                           highlight=False, markup=False)
+    duplicates = {t.trial_id: t.duplicate_of for t in trials if t.duplicate_of}
     trials, screened = prescreen_grid(study, trials, console)
-    return [t for t in trials if not t.rejected], screened
+    return [t for t in trials if not t.rejected], screened, duplicates
 
 
 def prescreen_grid(study: Study, trials: list[Trial], console: Console) -> tuple[list[Trial], Any]:
@@ -230,7 +235,7 @@ def write_prescreen(sd: StudyDir, table) -> None:
 
 
 def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, address: str | None,
-               dashboard: bool, console: Console) -> None:
+               dashboard: bool, console: Console, duplicates: dict[str, str] | None = None) -> None:
     """Start Ray only if something is left to run; write the study's files once it is connected."""
     if trials is not None:
         final = sd.final_ids()
@@ -256,7 +261,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
             write_trial_config(sd.trial(trial.trial_id), trial.config.model_dump(mode="json"), study=study.name,
                                assignment=trial.assignment)
         if trials is not None:
-            sd.write_plan([t.trial_id for t in trials])
+            sd.write_plan([t.trial_id for t in trials], duplicates)
         describe = lambda trial_id: label_from_trial_file(sd.trial(trial_id).config)  # noqa: E731
         concrete, chosen = resolve_resources(study, to_run, address)
         if chosen:

@@ -57,7 +57,9 @@ class StudyView:
         self.describe = describe
         self.running: dict[str, _Running] = {}
         self.clock = clock
-        self.start = clock()
+        # The pace is timed from the first trial's start: Ray's and the workers' start-up is
+        # neither trial progress nor repeated per trial, and would inflate the first ETAs.
+        self.start: float | None = None
         self.progress = Progress(
             TextColumn("{task.description}", markup=False, style="bold"), BarColumn(),
             TextColumn("{task.fields[count]}", markup=False), TimeElapsedColumn(),
@@ -87,6 +89,8 @@ class StudyView:
         """A trial began (or resumed)."""
         if label:
             self.labels[trial_id] = label
+        if self.start is None:
+            self.start = self.clock()
         self.running[trial_id] = _Running(self.label(trial_id))
         self._show(f"{self.label(trial_id)}: started")
 
@@ -129,7 +133,7 @@ class StudyView:
     def eta(self) -> float | None:
         """Seconds left at this run's pace so far (finished trials plus the running ones' progress)."""
         units = self.finished_now + sum(t.fraction for t in self.running.values())
-        elapsed = self.clock() - self.start
+        elapsed = self.clock() - self.start if self.start is not None else 0.0
         if units <= 0 or elapsed <= 0:
             return None
         remaining = max(self.total - self.finished_count - sum(t.fraction for t in self.running.values()), 0.0)
@@ -223,8 +227,9 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
     frame = trials.assign(**{k: trials[k].map(lambda v: "-" if is_missing(v) else str(v)) for k in keys})
     ok = frame[frame["status"] == "completed"] if "status" in frame else frame
     stats = _group_stats(ok, keys, metric, summarize)
-    for values, group in frame.groupby(keys, sort=True, dropna=False) if keys else [((), frame)]:
-        values = values if isinstance(values, tuple) else (values,)
+    groups = [((v if isinstance(v, tuple) else (v,)), g) for v, g in frame.groupby(keys, dropna=False)] if keys \
+        else [((), frame)]
+    for values, group in sorted(groups, key=lambda item: tuple(_level_order(v) for v in item[0])):
         done = group[group["status"] == "completed"] if "status" in group else group
         mean, low, high = stats.get(values, (math.nan,) * 3)
         params = done["params"].astype(float).mean() if "params" in done and len(done) else math.nan
@@ -232,6 +237,16 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
         table.add_row(*(Text(v) for v in values), str(len(group)), _fraction(mean), interval,
                       "-" if math.isnan(params) else f"{params:,.0f}", str(len(group) - len(done)))
     return table
+
+
+def _level_order(text: str) -> tuple:
+    """Sort key of a level shown as text: numbers by value (9 before 10), then text, then "-"."""
+    if text == "-":
+        return (2, 0.0, "")
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
 
 
 def _summary_keys(trials, group_by: list[str]) -> list[str]:

@@ -46,7 +46,8 @@ def stopped_entry(sd: StudyDir, study_name: str, trial_id: str, epochs: list[dic
     rows = sorted(epochs, key=lambda r: r["epoch"])
     entry["row"].update(columns or {})
     entry["row"].update(trial_id=trial_id, study=study_name, error=None, status="completed", stopped_early=True,
-                        epochs_completed=int(last[FIDELITY]), wall_time_s=last.get("elapsed_s"), train_time_s=sum(r.get("seconds") or 0.0 for r in rows),
+                        epochs_completed=int(last[FIDELITY]), wall_time_s=last.get("elapsed_s"),
+                        cpu_time_s=last.get("elapsed_cpu_s"), train_time_s=sum(r.get("seconds") or 0.0 for r in rows),
                         **_validation_summary(rows))
     return {"row": entry["row"], "epochs": rows}
 

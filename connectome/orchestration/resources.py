@@ -10,14 +10,13 @@ where the driver does not see the workers' CPU counts before it connects, "auto"
 """
 from __future__ import annotations
 
-import os
-
 from connectome.study.schema import Study
+from connectome.training.device import usable_cpus
 
 
 def local_cpus() -> int:
     """CPUs this process may run on (affinity, not the host's total)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def auto_cpus(to_run: int, cpus: int) -> int:

@@ -79,6 +79,13 @@ def local_gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+# A local Ray starts one idle worker per CPU when the driver connects. Tune never uses them: it
+# gives its trainables a runtime_env (ray.tune.execution.class_cache), and Ray keeps workers of
+# different runtime_envs apart, so it starts fresh workers for the trials anyway. On a laptop
+# those idle workers only compete with the run's start for the CPUs.
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
+
+
 @contextmanager
 def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | None = None,
                 env: dict[str, str] | None = None) -> Iterator[None]:
@@ -109,7 +116,7 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
         ray.init(address=address, **options)
     else:
         ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", **options)
+                 _node_ip_address="127.0.0.1", _system_config=LOCAL_SYSTEM_CONFIG, **options)
         if sd is not None:
             remember_local_ray(sd)
     console.print(f"ray: {'cluster ' + address if address else 'local'}, "

@@ -74,10 +74,12 @@ def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
     An epoch row may hold test metrics (train.test_each_epoch); they go to the results files,
     never here, so nothing is ever selected or stopped on test data.
     """
-    # Tune wants the searcher's metrics in every result: NaN until the trial ends. `elapsed_s`
-    # (the trial's wall time so far, resumes included) is the cost of a trial a scheduler stops.
+    # Tune wants the searcher's metrics in every result: NaN until the trial ends. `elapsed_s` and
+    # `elapsed_cpu_s` (the trial's wall and CPU time so far, resumes included) are the cost of a
+    # trial a scheduler stops.
     return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-            **{key: epoch.get(key) for key in EPOCH_KEYS}, "elapsed_s": epoch.get("wall_time_s")}
+            **{key: epoch.get(key) for key in EPOCH_KEYS}, "elapsed_s": epoch.get("wall_time_s"),
+            "elapsed_cpu_s": epoch.get("cpu_time_s")}
 
 
 def worker_study_dir(root: str) -> StudyDir:

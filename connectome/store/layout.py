@@ -156,13 +156,20 @@ class StudyDir:
         """Write layout.json with the current layout version and the given fields."""
         write_json(self.layout_file, {"layout": LAYOUT_VERSION, **fields})
 
-    def write_plan(self, trial_ids: list[str]) -> None:
-        write_json(self.plan_file, {"trials": trial_ids})
+    def write_plan(self, trial_ids: list[str], duplicates: dict[str, str] | None = None) -> None:
+        """plan.json: the grid's trial ids, and the planned trials skipped as duplicates (id -> original)."""
+        write_json(self.plan_file, {"trials": trial_ids, "duplicates": dict(duplicates or {})})
 
     def planned_ids(self) -> list[str] | None:
         """Trial ids of the grid plan, None if no plan was written (Optuna, or a bare trainer dir)."""
         plan = read_json(self.plan_file)
         return list(plan["trials"]) if isinstance(plan, dict) and "trials" in plan else None
+
+    def planned_duplicates(self) -> dict[str, str]:
+        """Grid trials the planner skipped as duplicates: trial id -> the trial it repeats (`duplicate_of`)."""
+        plan = read_json(self.plan_file)
+        found = plan.get("duplicates") if isinstance(plan, dict) else None
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
     # ------------------------------------------------------------ the journal
 

@@ -36,7 +36,7 @@ METRIC_COLUMNS = (
     "stopped_early", "attempts",
 )
 PROVENANCE_COLUMNS = (
-    "graph_hash", "wall_time_s", "train_time_s", "device", "threads", "torch_version",
+    "graph_hash", "wall_time_s", "cpu_time_s", "train_time_s", "device", "threads", "torch_version",
     "connectome_version", "hostname",
 )
 COLUMN_GROUPS = ("config", "metrics", "provenance", "other")

@@ -175,6 +175,11 @@ def ensure_cublas_workspace() -> None:
     os.environ[CUBLAS_WORKSPACE_ENV] = CUBLAS_WORKSPACE_DETERMINISTIC[0]
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity (a container's or a scheduler's share), not the host's total."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def worker_env() -> dict[str, str]:
     """Environment of Ray workers: a deterministic cuBLAS workspace before any trial starts CUDA."""
     value = os.environ.get(CUBLAS_WORKSPACE_ENV)

@@ -79,6 +79,24 @@ class Progress:
     epochs: list[dict] = field(default_factory=list)
     train_time_s: float = 0.0
     wall_time_s: float = 0.0
+    cpu_time_s: float = 0.0
+
+
+@dataclass
+class Elapsed:
+    """A trial's wall and CPU time so far: its earlier attempts' (in the checkpoint) plus this one's.
+
+    CPU time is this process's (every thread's), a cost that load from other jobs does not inflate.
+    """
+
+    wall0: float = field(default_factory=time.perf_counter)
+    cpu0: float = field(default_factory=time.process_time)
+
+    def wall(self, progress: Progress) -> float:
+        return progress.wall_time_s + time.perf_counter() - self.wall0
+
+    def cpu(self, progress: Progress) -> float:
+        return progress.cpu_time_s + time.process_time() - self.cpu0
 
 
 # ---------------------------------------------------------------- public entry point
@@ -120,7 +138,7 @@ def train_trial(
         finished, study = _check_dir(files, cfg)
         if finished is not None:
             return finished
-    started = time.perf_counter()
+    started = Elapsed()
     record = _config_record(cfg, files, study)
     progress = Progress()
     trial = None
@@ -193,7 +211,7 @@ def resolve_threads(train: TrainConfig) -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return devices.usable_cpus()
 
 
 def resolve_arch(arch: ArchConfig, data: DataSplits) -> ArchConfig:
@@ -237,17 +255,17 @@ def lr_at(train: TrainConfig, epoch: float) -> float:
 
 
 def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | None,
-                on_epoch: EpochCallback | None, started: float, on_batch: BatchCallback | None = None) -> bool:
+                on_epoch: EpochCallback | None, started: Elapsed, on_batch: BatchCallback | None = None) -> bool:
     """Epochs from the first unfinished one; True if on_epoch asked to stop early."""
     for epoch in range(len(progress.epochs), trial.cfg.train.epochs):
         row = run_epoch(trial, epoch, on_batch)
         progress.epochs.append(row)
         progress.train_time_s += row["seconds"]
-        wall = progress.wall_time_s + time.perf_counter() - started
+        spent = {"wall_time_s": started.wall(progress), "cpu_time_s": started.cpu(progress)}
         if files is not None:
-            ckpt.save_torch(_checkpoint_state(trial, progress, wall), files.checkpoint)
-        # the callback also gets the trial's wall time so far (what a scheduler's stop costs)
-        if on_epoch is not None and on_epoch({**row, "wall_time_s": wall}) is True:
+            ckpt.save_torch(_checkpoint_state(trial, progress, **spent), files.checkpoint)
+        # the callback also gets the trial's wall and CPU time so far (what a scheduler's stop costs)
+        if on_epoch is not None and on_epoch({**row, **spent}) is True:
             return epoch + 1 < trial.cfg.train.epochs
     return False
 
@@ -349,10 +367,10 @@ def evaluate(trial: Trial, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[fl
 # ---------------------------------------------------------------- checkpoints and the trial dir
 
 
-def _checkpoint_state(trial: Trial, progress: Progress, wall_time_s: float) -> dict:
+def _checkpoint_state(trial: Trial, progress: Progress, wall_time_s: float, cpu_time_s: float) -> dict:
     return dict(model=trial.model.state_dict(), optimizer=trial.optimizer.state_dict(),
                 scaler=trial.scaler.state_dict(), epochs=progress.epochs,
-                train_time_s=progress.train_time_s, wall_time_s=wall_time_s)
+                train_time_s=progress.train_time_s, wall_time_s=wall_time_s, cpu_time_s=cpu_time_s)
 
 
 def _restore(trial: Trial, files: layout.TrialFiles | None) -> Progress:
@@ -363,8 +381,9 @@ def _restore(trial: Trial, files: layout.TrialFiles | None) -> Progress:
     trial.model.load_state_dict(state["model"])
     trial.optimizer.load_state_dict(state["optimizer"])
     trial.scaler.load_state_dict(state["scaler"])
+    # checkpoints written before CPU time was recorded lack it: the resumed trial counts its own
     return Progress(epochs=list(state["epochs"]), train_time_s=state["train_time_s"],
-                    wall_time_s=state["wall_time_s"])
+                    wall_time_s=state["wall_time_s"], cpu_time_s=state.get("cpu_time_s", 0.0))
 
 
 def _check_dir(files: layout.TrialFiles, cfg: TrialConfig) -> tuple[dict | None, str | None]:
@@ -402,7 +421,7 @@ def _config_record(cfg: TrialConfig, files: layout.TrialFiles | None, study: str
         "params": None, "flops": None, "activations": None, "graph_hash": None,
         "test_acc": nan, "test_error": nan, "test_loss": nan, "test_error_at_best_val": None,
         "best_val_acc": nan, "best_val_epoch": None, "final_val_acc": nan, "final_train_loss": nan,
-        "epochs_completed": 0, "wall_time_s": nan, "train_time_s": nan,
+        "epochs_completed": 0, "wall_time_s": nan, "cpu_time_s": nan, "train_time_s": nan,
         "device": None, "threads": None, "torch_version": torch.__version__,
         "connectome_version": connectome.__version__, "hostname": platform.node(),
     }
@@ -426,7 +445,7 @@ def _test_record(trial: Trial) -> dict:
     return {"test_loss": loss, "test_acc": acc, "test_error": 1.0 - acc}
 
 
-def _progress_record(progress: Progress, started: float) -> dict:
+def _progress_record(progress: Progress, started: Elapsed) -> dict:
     """Per-epoch rows and the summaries derived from them."""
     rows = progress.epochs
     vals = [(r["val_acc"], r["epoch"]) for r in rows if not math.isnan(r["val_acc"])]
@@ -439,6 +458,6 @@ def _progress_record(progress: Progress, started: float) -> dict:
         "final_val_acc": rows[-1]["val_acc"] if rows else math.nan,
         "final_train_loss": rows[-1]["train_loss"] if rows else math.nan,
         "epochs_completed": len(rows), "train_time_s": progress.train_time_s,
-        "wall_time_s": progress.wall_time_s + time.perf_counter() - started,
+        "wall_time_s": started.wall(progress), "cpu_time_s": started.cpu(progress),
         "epochs": [dict(r) for r in rows],
     }

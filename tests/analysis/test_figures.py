@@ -34,7 +34,9 @@ def test_training_curves_mean_and_band_over_seeds(results_dir):
     fig = plot_training_curves(results.epochs, results.completed(), hue="pattern")
     loss_ax, acc_ax = fig.axes
     assert (loss_ax.get_ylabel(), acc_ax.get_ylabel()) == ("training loss", "validation accuracy")
-    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["dense (4 seeds)", "partial (5 seeds)"]
+    # growth 4 and 8 pooled per pattern: the legend says so instead of calling them seeds
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["dense (4 trials of 2 configurations)",
+                                                                        "partial (5 trials of 2 configurations)"]
     epochs = results.epochs.merge(results.completed()[["trial_id", "pattern"]], on="trial_id")
     dense = epochs[epochs["pattern"] == "dense"].groupby("epoch")["val_acc"]
     np.testing.assert_allclose(acc_ax.lines[0].get_ydata(), dense.mean().to_numpy())
@@ -43,7 +45,8 @@ def test_training_curves_mean_and_band_over_seeds(results_dir):
     top = bands[0].get_paths()[0].vertices[:, 1].max()
     half = stats.t.ppf(0.975, dense.count() - 1) * dense.std() / np.sqrt(dense.count())
     assert top == pytest.approx(min((dense.mean() + half).max(), 1.0))  # 95% t interval, not ±1 s.d.
-    assert "95% t interval" in fig.texts[0].get_text()
+    assert fig.texts[0].get_text() == ("line: mean over trials (seeds and pooled configurations); "
+                                       "band: 95% t interval of the mean")
 
 
 def test_training_curves_label_several_grouping_columns(results_dir):
@@ -52,6 +55,16 @@ def test_training_curves_label_several_grouping_columns(results_dir):
                                metrics=("val_acc",))
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels[0] == "dense, growth=4 (2 seeds)" and len(labels) == 4
+
+
+def test_training_curves_call_only_repeats_of_one_configuration_seeds():
+    trials = pd.DataFrame({"trial_id": list("abcd"), "pattern": ["dense", "dense", "random", "random"],
+                           "seed": [0, 1, 0, 0], "pattern_options.model": [None, None, "er", "ws"]})
+    epochs = pd.DataFrame({"trial_id": list("abcd") * 2, "epoch": [1] * 4 + [2] * 4,
+                           "val_acc": [0.5, 0.6, 0.4, 0.45, 0.7, 0.72, 0.6, 0.5]})
+    fig = plot_training_curves(epochs, trials, metrics=("val_acc",))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["dense (2 seeds)", "random (2 trials of 2 configurations)"]
 
 
 def test_pareto_figure_marks_exactly_the_front_of_configurations(completed):
@@ -92,6 +105,19 @@ def test_error_vs_size_draws_curves_only_when_size_varies(completed):
     one_size = completed[completed["growth"] == 8]
     dots = plot_error_vs_params(one_size).axes[0]
     assert all(c.lines[0].get_linestyle() == "None" for c in dots.containers)
+    matched = plot_error_vs_params(completed, joined=False).axes[0]  # a budget study: no size series
+    assert all(c.lines[0].get_linestyle() == "None" for c in matched.containers)
+
+
+def test_error_vs_size_keeps_different_graphs_at_one_budget_apart():
+    """Random graphs whose growth a budget sets differ in their generator: marks, not a zig-zag curve."""
+    df = pd.DataFrame({"pattern": ["random"] * 4 + ["dense"], "seed": [0] * 5,
+                       "pattern_options.model": ["er", "er", "ws", "ba", None],
+                       "pattern_options.seed": [0, 1, 0, 0, None], "growth": [9, 11, 11, 12, 4],
+                       "params": [64_000, 59_000, 61_000, 56_000, 58_000],
+                       "test_error": [0.16, 0.17, 0.21, 0.18, 0.17]})
+    ax = plot_error_vs_params(df).axes[0]
+    assert all(c.lines[0].get_linestyle() == "None" for c in ax.containers)
 
 
 def test_size_axis_goes_logarithmic_over_wide_ranges():

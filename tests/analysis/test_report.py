@@ -90,6 +90,16 @@ def test_captions_name_trials_and_intervals_not_hashes(results_dir):
     assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 1]" in size
 
 
+def test_a_budget_matched_study_draws_no_size_curve(results_dir):
+    """Candidates matched to one parameter count are no size series: marks, and the caption says why."""
+    study = results_dir / "study.yaml"
+    study.write_text(study.read_text() + "budget: {params: 3000}\n")
+    text = write_report(results_dir).read_text()
+    size = next(line for line in text.splitlines() if line.startswith("*test_error vs params"))
+    assert "one mark per configuration (every candidate matched to 3,000 parameters" in size
+    assert "joined into a curve" not in size
+
+
 def test_captions_of_single_trial_configurations_claim_no_interval(results_dir):
     add_optuna_study(results_dir, f"sqlite:///{results_dir / 'optuna.db'}")
     text = write_report(results_dir).read_text()
@@ -292,3 +302,22 @@ def test_single_epoch_studies_get_no_training_curves(tmp_path, monkeypatch):
     text = write_report(path).read_text()
     assert "single epoch: no training curves" in text
     assert not (path / "figures" / "training_curves.png").exists()
+
+
+def test_a_comparison_never_planned_on_shared_configurations_is_not_called_missing():
+    """dense vs budget-matched random graphs, all completed: no pair by design, not 21 failed trials."""
+    import pandas as pd
+
+    from connectome.analysis.document import Document
+    from connectome.analysis.report import _comparison_section
+
+    trials = pd.DataFrame({"pattern": ["dense", "random", "random"], "seed": [0, 0, 0], "growth": [4, 9, 11],
+                           "pattern_options.model": [None, "er", "ws"], "test_error": [0.17, 0.16, 0.21]})
+    doc = Document()
+    _comparison_section(doc, trials, "test_error", complete=True)
+    text = doc.to_markdown(Path("."))
+    assert "dense vs random: no pair, although every trial completed" in text
+    assert "Missing pairs for dense vs random" not in text
+    doc = Document()
+    _comparison_section(doc, trials, "test_error", complete=False)  # something failed: list what is absent
+    assert "Missing pairs for dense vs random" in doc.to_markdown(Path("."))

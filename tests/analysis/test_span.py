@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from connectome.analysis.document import Document
-from connectome.analysis.span import SPAN, span_section, span_table, span_trials
+from connectome.analysis.span import SPAN, plot_span_curve, span_section, span_table, span_trials
 
 
 def _trials(spans=(1, 2, 4, None), seeds=3) -> pd.DataFrame:
@@ -50,3 +50,14 @@ def test_no_section_without_two_finite_spans(tmp_path):
         span_section(doc, trials, "test_acc", tmp_path)
         assert doc.to_markdown(tmp_path) == "" or "longest skip" not in doc.to_markdown(tmp_path)
     assert not (tmp_path / "figures").exists()
+
+
+def test_a_growth_set_per_span_by_a_budget_is_one_curve_not_a_group_per_span():
+    growth = {1: 8, 2: 6, 4: 5, None: 4}  # as studies/span_curve_matched.yaml resolves its 60k budget
+    trials = pd.concat([_trials((s,)).assign(growth=g) for s, g in growth.items()])
+    table = span_table(span_trials(trials), "test_acc")
+    assert table["count"].tolist() == [3, 3, 3, 3]  # one row per span, not per (growth, span)
+    assert table["growth"].tolist() == [8, 6, 5, 4]  # shown beside its span
+    ax = plot_span_curve(table, "test_acc", []).axes[0]
+    curve = ax.containers[0].lines[0]
+    assert len(ax.containers) == 1 and list(curve.get_xdata()) == [1, 2, 4]

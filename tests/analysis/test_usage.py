@@ -122,3 +122,17 @@ def test_plot_feature_usage_marks_transitions_and_classifier():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["block 1", "T1", "block 2", "T2", "block 3", "C"]
     assert sum(p.get_edgecolor()[:3] == (1.0, 0.0, 0.0) for p in ax.patches) == 3  # T1, T2, C boxed
+
+
+def test_plot_feature_usage_keeps_a_long_trial_label_inside_the_figure():
+    from connectome.analysis import feature_usage
+    from connectome.analysis.figures import plot_feature_usage
+
+    title = ("feature usage: random, growth=9, pattern_options.model=er, pattern_options.p=0.2, "
+             "pattern_options.seed=0, seed 0, whole network")
+    fig = plot_feature_usage(feature_usage(build_model(pattern="dense", block_layers=[2, 2, 2], growth=3)), title=title)
+    fig.canvas.draw()
+    shown = fig.axes[0].title
+    box, frame = shown.get_window_extent(), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1
+    assert shown.get_text().replace("\n", " ") == title

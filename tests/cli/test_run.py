@@ -51,6 +51,20 @@ def test_span_curve_runs_distinct_graphs_from_a_chain_to_dense():
     assert study.data.name == "fashion-mnist" and len(study.search.seed_list) == 3
 
 
+def test_span_curve_matched_lands_every_span_near_the_budget():
+    """Growth is chosen per span, so reach no longer buys parameters: all within 15% of 60k."""
+    study = load_study(REPO / "studies" / "span_curve_matched.yaml")
+    trials = [t for t in expand_grid(study) if t.config.seed == 0]
+    assert [t.config.arch.pattern_options["max_span"] for t in trials] == [1, 2, 4, None]
+    assert not any(t.rejected for t in expand_grid(study))
+    assert [t.config.arch.growth for t in trials] == [8, 6, 5, 4]
+    assert all(abs(t.params - 60_000) <= 0.15 * 60_000 for t in trials)
+    fixed = {t.config.arch.pattern_options["max_span"]: t.params
+             for t in expand_grid(load_study(REPO / "studies" / "span_curve.yaml"))}
+    assert [t.params for t in trials][0] == fixed[1]  # the target is the fixed-growth curve's s = 1 network
+    assert study.data == load_study(REPO / "studies" / "span_curve.yaml").data
+
+
 def test_partial_vs_dense_is_the_papers_comparison():
     study = load_study(REPO / "studies" / "partial_vs_dense.yaml")
     trials = expand_grid(study)

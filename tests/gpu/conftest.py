@@ -21,7 +21,7 @@ if torch.cuda.is_available():
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # Keys that measure time or name the run, not what was computed.
-TIMING = {"wall_time_s", "train_time_s", "seconds", "images_per_s", "trial_id"}
+TIMING = {"wall_time_s", "cpu_time_s", "train_time_s", "seconds", "images_per_s", "trial_id"}
 
 TINY: dict[str, Any] = {
     "arch": {"block_layers": [2, 2], "growth": 4, "dropout": 0.1},

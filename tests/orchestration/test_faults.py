@@ -27,7 +27,7 @@ from study.conftest import smoke_dict, write_study
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHAIN = ("checkpoint", "trial", "between", "batch", "compact", "report")
-TIMING = {"seconds", "images_per_s", "wall_time_s", "train_time_s", "hostname", "attempts"}
+TIMING = {"seconds", "images_per_s", "wall_time_s", "cpu_time_s", "train_time_s", "hostname", "attempts"}
 
 
 def _run(study: Path, log: Path, *extra: str, faults: str | None = None) -> int:

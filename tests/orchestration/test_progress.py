@@ -62,6 +62,8 @@ def test_finished_trials_keep_a_line_with_their_result_or_error(terminal):
 def test_terminal_view_shows_eta_batches_and_speed():
     out, clock = console(True), Clock()
     view = StudyView(out, "smoke", total=4, done=0, clock=clock)
+    clock.now += 50  # Ray and the workers starting: not the trials' pace
+    assert view.eta() is None
     view.started("t1", label="dense, seed 0")
     clock.now += 30
     view.batch("t1", epoch=2, epochs=4, batch=20, batches=40, images_per_s=2500.0)
@@ -187,4 +189,13 @@ def test_summary_table_shows_a_factor_left_unset_for_some_trials():
     out = console(False, width=100)
     out.print(summary_table(trials, ["pattern", "pattern_options.max_span"], title="span"))
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.export_text().splitlines() if line.startswith("│ span")]
-    assert [r[:4] for r in rows] == [["span", "-", "2", "0.8500"], ["span", "1.0", "2", "0.5500"]]
+    assert [r[:4] for r in rows] == [["span", "1.0", "2", "0.5500"], ["span", "-", "2", "0.8500"]]
+
+
+def test_summary_table_orders_numeric_levels_by_value():
+    trials = pd.DataFrame({"pattern": ["dense"] * 3, "growth": [12, 9, 10], "status": ["completed"] * 3,
+                           "test_acc": [0.5, 0.6, 0.7], "params": [10, 20, 30]})
+    out = console(False, width=100)
+    out.print(summary_table(trials, ["pattern", "growth"], title="growth"))
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.export_text().splitlines() if line.startswith("│ dense")]
+    assert [r[1] for r in rows] == ["9", "10", "12"]  # as text, 10 and 12 sorted before 9

@@ -56,11 +56,12 @@ def test_stopped_entry_from_epoch_reports(tmp_path):
     sd = StudyDir(tmp_path)
     epochs = [{"epoch": 1, "val_acc": 0.4, "train_loss": 2.0, "seconds": 1.5},
               {"epoch": 2, "val_acc": 0.3, "train_loss": 1.8, "seconds": 1.0}]
-    entry = stopped_entry(sd, "s", "t1", epochs, {"epoch": 2, "elapsed_s": 4.0})
+    entry = stopped_entry(sd, "s", "t1", epochs, {"epoch": 2, "elapsed_s": 4.0, "elapsed_cpu_s": 3.5})
     row = entry["row"]
     assert row["status"] == "completed" and row["stopped_early"] is True and row["epochs_completed"] == 2
     assert (row["best_val_acc"], row["best_val_epoch"], row["final_val_acc"]) == (0.4, 1, 0.3)
-    assert row["wall_time_s"] == 4.0 and row["train_time_s"] == 2.5 and "test_acc" not in row
+    assert row["wall_time_s"] == 4.0 and row["cpu_time_s"] == 3.5 and row["train_time_s"] == 2.5
+    assert "test_acc" not in row
     assert row["error"] is None and entry["epochs"] == epochs
     # with the trainer's setup columns the row carries the resolved arch and sizes of its siblings
     columns = {"dropout": 0.2, "params": 1234, "status": None, "stopped_early": False, "epochs_completed": 0}
@@ -81,6 +82,7 @@ def test_asha_stops_trials_that_are_recorded_final_and_left_out_of_the_report(tm
     assert (stopped["epochs_completed"] < 4).all() and stopped["test_acc"].isna().all()
     assert (full["epochs_completed"] == 4).all() and full["test_acc"].notna().all()
     assert (stopped["wall_time_s"] > 0).all() and stopped["params"].notna().all()
+    assert (stopped["cpu_time_s"] > 0).all() and (full["cpu_time_s"] > 0).all()
     assert (stopped["dropout"] == full["dropout"].iloc[0]).all()  # resolved like its siblings
     assert "stopped early at epoch" in out.getvalue()
     sd = StudyDir(tmp_path / "results" / "asha")

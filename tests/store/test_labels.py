@@ -25,6 +25,10 @@ def test_label_from_trial_file(tmp_path):
     assert label_from_trial_file(tmp_path / "t1" / "config.json") == "partial, depth=40, seed 2"
     assert label_from_trial_file(tmp_path / "t2" / "config.json") is None  # not written yet
     assert label_from_trial_file(tmp_path / "t3.json") is None  # not a trial file
+    # a level the study chose as null (the span curve's "no limit") is named, not dropped
+    (tmp_path / "t4.json").write_text(json.dumps(
+        {"trial_id": "t4", "assignment": {"pattern_options.max_span": None}, "config": {"seed": 1}}))
+    assert label_from_trial_file(tmp_path / "t4.json") == "pattern_options.max_span=null, seed 1"
 
 
 def _module_imports(path: Path) -> set[str]:

@@ -83,3 +83,28 @@ def test_planned_spec_is_the_spec_the_trainer_builds(tmp_path):
     config = expand_grid(_study(tmp_path, [{"pattern": "dense"}]))[0].config
     assert config.arch.dropout is None  # resolved from the (unaugmented) synthetic data: 0.2
     assert planned_spec(config) == setup_trial(config).spec
+
+
+def test_grid_duplicates_are_kept_in_the_plan_and_shown_by_load(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from connectome.analysis import load
+    from connectome.orchestration.driver import plan_grid
+    from connectome.store.layout import StudyDir
+
+    study = _study(tmp_path, [{"pattern": "dense"}, {"pattern": "partial", "m": [20, 28, 36]}])
+    out = io.StringIO()
+    trials, _, duplicates = plan_grid(study, Console(file=out, width=200))
+    dense, = trials
+    assert len(duplicates) == 1 and list(duplicates.values()) == [dense.trial_id]
+    assert f"duplicate_of {dense.trial_id}" in out.getvalue()
+    sd = StudyDir(tmp_path / "results" / study.name)
+    sd.root.mkdir(parents=True)
+    sd.write_plan([t.trial_id for t in trials], duplicates)
+    assert sd.planned_duplicates() == duplicates
+    results = load(sd.root)
+    assert results.duplicates == duplicates
+    assert results.counts["total"] == 1  # the duplicate is not a trial of the study
+    assert results.describe_counts().endswith("; 1 planned duplicates skipped")

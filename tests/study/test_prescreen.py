@@ -90,7 +90,7 @@ def test_driver_skips_the_screened_trials_and_writes_the_table(tmp_path):
     from connectome.store.layout import StudyDir
 
     study = _study(tmp_path, {"proxy": "params", "keep": 0.5})
-    trials, table = plan_grid(study, Console(file=open(tmp_path / "log.txt", "w")))
+    trials, table, _ = plan_grid(study, Console(file=open(tmp_path / "log.txt", "w")))
     assert {t.config.arch.growth for t in trials} == {4, 6} and len(trials) == 4
     sd = StudyDir(tmp_path / "out")
     write_prescreen(sd, table)
@@ -132,7 +132,7 @@ def test_report_says_what_the_screen_skipped(tmp_path):
 
     results = make_results_dir(tmp_path)
     assert "Pre-screen" not in write_report(results, metric="test_acc").read_text()
-    _, table = plan_grid(_study(tmp_path, {"proxy": "params", "keep": 0.5}), Console(file=open(tmp_path / "log", "w")))
+    _, table, _ = plan_grid(_study(tmp_path, {"proxy": "params", "keep": 0.5}), Console(file=open(tmp_path / "log", "w")))
     write_prescreen(StudyDir(results), table)
     text = write_report(results, metric="test_acc").read_text()
     assert "## Pre-screen" in text and "2 of 3 configurations were trained" in text and "not failures" in text

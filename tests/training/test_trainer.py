@@ -18,7 +18,7 @@ from connectome.training.config import TrainConfig
 from connectome.training.trainer import lr_at, train_trial
 
 # Keys that measure time or name the run, not what was computed.
-TIMING = {"wall_time_s", "train_time_s", "seconds", "images_per_s", "trial_id"}
+TIMING = {"wall_time_s", "cpu_time_s", "train_time_s", "seconds", "images_per_s", "trial_id"}
 DESIGN_KEYS = {"trial_id", "study", "seed", "status", "error", "params", "flops", "graph_hash", "test_acc",
                "test_error", "test_loss", "best_val_acc", "best_val_epoch", "final_val_acc",
                "final_train_loss", "epochs_completed", "wall_time_s", "train_time_s", "device",
@@ -97,6 +97,20 @@ def test_resume_after_a_failure_matches_an_uninterrupted_run(tiny, tmp_path):
     assert [r["epoch"] for r in seen] == [2, 3]  # epoch 1 was not retrained
     assert resumed["status"] == "completed"
     assert computed(resumed) == computed(whole)
+    # the resumed trial's times include the first attempt's (kept in the checkpoint)
+    assert seen[0]["cpu_time_s"] > first["cpu_time_s"] * 0.99 and seen[0]["wall_time_s"] > first["wall_time_s"] * 0.99
+    assert resumed["cpu_time_s"] >= seen[-1]["cpu_time_s"] > 0
+
+
+def test_cpu_time_is_this_process_cpu_not_wall(tiny):
+    import time
+
+    record = train_trial(tiny(train={"epochs": 1}))
+    assert 0 < record["cpu_time_s"]
+    cpu, wall = time.process_time(), time.perf_counter()
+    slept = train_trial(tiny(train={"epochs": 1}), on_epoch=lambda row: time.sleep(1.0))
+    assert slept["wall_time_s"] - slept["cpu_time_s"] > 0.9  # sleeping costs wall time, not CPU
+    assert slept["cpu_time_s"] <= (time.process_time() - cpu) + 0.05 and slept["wall_time_s"] <= time.perf_counter() - wall
 
 
 KILLED_RUN = textwrap.dedent("""
