@@ -42,7 +42,7 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, p
     trial_config = TrialConfig.model_validate_json(config["trial_config"])
     files = worker_study_dir(root).trial(trial_id)
     entry = finished_entry(files)
-    if entry is None:  # else: an Optuna repeat of a finished trial, or a driver that died after it
+    if entry is None:  # else: a driver died after it ended, before recording it
         epochs_total = trial_config.train.epochs
         setup: dict[str, str] = {}
 
