@@ -4,16 +4,18 @@ Ray Tune keeps a `Trial` object (config, last result, metric statistics) for eve
 run until the run ends, scans that list on several of its steps, and writes all of them to its
 experiment state at each snapshot (~15-20 KB per trial on disk). Feeding Tune the study in
 batches of K trials, one `Tuner.fit` after the other on the same Ray session (the cluster
-stays up), bounds all three by K. (The driver's RSS still grows ~0.06-0.09 MB per trial with
-batches, measured side by side in docs/scale.md: that growth is elsewhere.) Nothing connectome needs lives in Tune's state: results are in the journal, checkpoints in
-the trial folders, an Optuna search's history in its storage, so a batch boundary loses nothing
+stays up), bounds all three by K: Tune keeps at most two runs' trials in memory (~80 KB of
+Python objects each); the driver's RSS still grows slowly in native memory (docs/scale.md,
+"Driver memory, sampled per trial"). Nothing connectome needs lives in Tune's state: results
+are in the journal, checkpoints in the trial folders, an Optuna search's history in its storage, so a batch boundary loses nothing
 and a killed driver resumes exactly as before.
 
 Tune writes each run's state into its own directory under results/<study>/ray/; when the next
 batch starts, the previous run's state files (every trial of that run, ~25 KB each) and its
 empty trial folders are deleted, so `ray/` stays bounded by a batch too. Trial folders that
 hold an error file (a worker's traceback) are kept; the last run is kept whole, as without
-batches.
+batches. Runs left by earlier drivers (a killed driver's last run, a finished study's last run)
+are pruned the same way by the next driver once their trials are in the journal.
 
 The price is a tail at each boundary: the next batch starts when the last trial of this one
 ends, so up to `concurrency - 1` slots idle for part of a trial's duration. The default K is
@@ -22,8 +24,9 @@ a study of at most K trials is one Tune run, exactly as without batches.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Container, Iterator, Sequence, TypeVar
 
 from connectome.study.schema import Resources
 
@@ -31,6 +34,8 @@ from connectome.study.schema import Resources
 DEFAULT_TRIALS_PER_BATCH = 2000
 # ... or this many times the trials that run at once, if that is more (keeps the tail small).
 CONCURRENCY_FACTOR = 50
+# The name driver.run_batches gives a Tune run under results/<study>/ray/: tune-<start time>[-<batch>].
+RUN_NAME = re.compile(r"tune-(\d{8}-\d{6})(?:-(\d+))?")
 
 T = TypeVar("T")
 
@@ -85,3 +90,27 @@ def prune_tune_run(run_dir: Path) -> None:
             entry.unlink()
     if not any(run_dir.iterdir()):
         run_dir.rmdir()
+
+
+def run_order(run_dir: Path) -> tuple[str, int]:
+    """Where a run of ours falls in time: the driver's start time, then the batch number."""
+    match = RUN_NAME.fullmatch(run_dir.name)
+    assert match is not None, run_dir
+    return match[1], int(match[2] or 1)
+
+
+def prune_earlier_runs(ray_dir: Path, recorded: Container[str]) -> list[Path]:
+    """Prune every Tune run of ours but the latest once all its trials are recorded; the runs pruned.
+
+    A driver prunes each of its runs when the next batch starts, but a killed driver's last run
+    (and a finished study's last run, once a resumed driver has run another) would stay. A run
+    whose trial folders name a trial not in the journal yet is left for a later driver; other
+    directories under `ray/` are not ours and are never touched.
+    """
+    runs = sorted((p for p in ray_dir.glob("tune-*") if p.is_dir() and RUN_NAME.fullmatch(p.name)), key=run_order)
+    pruned = []
+    for run in runs[:-1]:
+        if all(entry.name in recorded for entry in run.iterdir() if entry.is_dir()):
+            prune_tune_run(run)
+            pruned.append(run)
+    return pruned

@@ -19,7 +19,14 @@ from rich.console import Console
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.faults import fault
-from connectome.orchestration.batches import batch_size, concurrency, grid_batches, prune_tune_run, search_batches
+from connectome.orchestration.batches import (
+    batch_size,
+    concurrency,
+    grid_batches,
+    prune_earlier_runs,
+    prune_tune_run,
+    search_batches,
+)
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.resources import resolve_resources
 from connectome.orchestration.session import (
@@ -72,6 +79,8 @@ def run_study(
         if screened is not None:
             write_prescreen(sd, screened)
         run_trials(study, sd, trials, changes, address, dashboard, console, duplicates)
+        # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
+        prune_earlier_runs(sd.tune_dir, sd.statuses())
         sd.compact()
     frame, _ = sd.frames()
     show_summary(study, frame, console)
@@ -295,7 +304,7 @@ def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyVie
     for i, (batch, n) in enumerate(runs):
         if previous:
             fault("batch")
-            prune_tune_run(sd.root / "ray" / previous)
+            prune_tune_run(sd.tune_dir / previous)
         previous = name if i == 0 else f"{name}-{i + 1}"
         fit(make_tuner(study, sd, batch, n, view, name=previous))
 
@@ -321,10 +330,11 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     from connectome.orchestration.scheduler import make_scheduler
     from connectome.orchestration.search import make_searcher
 
-    configs = {t.trial_id: t.config.model_dump_json() for t in pending}
+    # Only small constants go through with_parameters: Tune keeps what it is given there in the
+    # object store for the driver's life (its registry is never released), once per Tune run.
     trainable = tune.with_parameters(
         train_in_worker, root=str(sd.root.resolve()), study_name=study.name, retries=study.retries,
-        configs=configs, plugins=list(study.plugins),
+        plugins=list(study.plugins),
     )
     trainable = tune.with_resources(trainable, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     grid = isinstance(study.search, GridSearch)
@@ -340,14 +350,23 @@ def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, vi
     )
     run_config = tune.RunConfig(
         name=name or f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-        storage_path=str((sd.root / "ray").resolve()),
+        storage_path=str(sd.tune_dir.resolve()),
         verbose=0,
         callbacks=[make_recorder(sd, study.name, view), *make_tracking_callbacks(study, sd)],
         failure_config=tune.FailureConfig(max_failures=study.retries),
         checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
     )
-    space = {"trial_id": tune.grid_search(list(configs))} if grid else None
+    space = grid_space(pending) if grid else None
     return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+
+
+def grid_space(pending: list[Trial]) -> dict[str, Any]:
+    """Tune's param_space for grid trials: one Tune trial per id, carrying its own config (freed with the run)."""
+    from ray import tune
+
+    configs = {t.trial_id: t.config.model_dump_json() for t in pending}
+    return {"trial_id": tune.grid_search(list(configs)),
+            "trial_config": tune.sample_from(lambda spec: configs[spec.config.trial_id])}
 
 
 # ---------------------------------------------------------------- the end of a run

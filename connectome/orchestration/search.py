@@ -1,16 +1,20 @@
 """Optuna searches through Ray Tune, with constraints checked before training.
 
 Candidates that break the constraints (or do not make a valid network) are told to Optuna as
-failed with a `rejected` note and replaced at once, so they never reach a worker. The Optuna
+failed with a `rejected` note and replaced at once, so they never reach a worker; so are
+candidates that repeat a planned trial (`duplicate_of`: an isomorphic graph with the same
+training, or the same configuration suggested again). The Optuna
 study itself is kept in results/<study>/optuna.db (see connectome/orchestration/storage.py).
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from connectome.errors import ConfigError, ConnectomeError
@@ -25,6 +29,8 @@ from connectome.study.trials import make_trial
 # Consecutive rejected candidates after which the search gives up (the constraints are too tight).
 MAX_REJECTIONS = 200
 
+log = logging.getLogger(__name__)
+
 
 class ConstrainedOptunaSearch(OptunaSearch):
     """OptunaSearch whose suggestions are resolved into trials and checked against constraints."""
@@ -35,32 +41,55 @@ class ConstrainedOptunaSearch(OptunaSearch):
         self.dedup = Deduplicator.from_trial_files(sd.trials.glob("*/config.json"))
         super().__init__(**kwargs)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        repeats = 0
         for _ in range(MAX_REJECTIONS):
             params = super().suggest(trial_id)
             if params is None:
                 return None
-            assignment = dict(self._ot_trials[trial_id].params)
+            ot_trial = self._ot_trials[trial_id]
             try:
-                trial = make_trial(self.study, assignment, self.study.search.seed)
-                reason = trial.rejected
-                # Dedup hook: an isomorphic graph with the same training is skipped like a rejection.
-                original = None if reason else self.dedup.duplicate_of(trial.trial_id, trial.config)
-                if original is not None:
-                    reason = f"duplicate_of {original}"
-                    self._ot_trials[trial_id].set_user_attr("duplicate_of", original)
+                trial = make_trial(self.study, dict(ot_trial.params), self.study.search.seed)
+                reason = trial.rejected or self._duplicate(ot_trial, trial)
             except ConnectomeError as err:
                 reason = str(err)
-            ot_trial = self._ot_trials[trial_id]
             if reason is None:
                 ot_trial.set_user_attr("trial_id", trial.trial_id)
                 write_trial_config(self.sd.trial(trial.trial_id), trial.config.model_dump(mode="json"),
                                    study=self.study.name, assignment=trial.assignment)
                 return {"trial_id": trial.trial_id, "trial_config": trial.config.model_dump_json()}
+            repeats += reason.startswith("duplicate_of ")
             ot_trial.set_user_attr("rejected", reason)
             self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
+        if repeats:
+            # A small space (e.g. a few categorical choices) runs out: the sampler keeps asking for
+            # trials already planned. The search ends with fewer than n_trials distinct trials.
+            log.warning("%s: %d candidates in a row were rejected, %d of them repeats of planned trials; "
+                        "the search space has no new candidate, so the search ends here",
+                        self.study.source, MAX_REJECTIONS, repeats)
+            return Searcher.FINISHED
         raise ConfigError(f"{self.study.source}: {MAX_REJECTIONS} candidates in a row broke the constraints "
                           f"({reason}); loosen `constraints` or narrow the search space")
+
+    def _duplicate(self, ot_trial: optuna.Trial, trial) -> str | None:
+        """`duplicate_of <id>` if the candidate repeats a planned trial (itself asked again, or an isomorphic one).
+
+        Optuna may suggest a configuration again (in one Tune run, or in a later batch or driver
+        run whose fresh searcher reads the history from the storage): it is skipped like an
+        isomorphic duplicate, so a trial never runs twice and n_trials counts distinct trials.
+        Parameters enqueued again (a failed or interrupted trial, storage.py) are not repeats:
+        they resume that trial.
+        """
+        if self.dedup.seen(trial.trial_id):
+            if "fixed_params" in self._ot_study._storage.get_trial_system_attrs(ot_trial._trial_id):
+                return None
+            original = trial.trial_id
+        else:
+            original = self.dedup.duplicate_of(trial.trial_id, trial.config)
+        if original is None:
+            return None
+        ot_trial.set_user_attr("duplicate_of", original)
+        return f"duplicate_of {original}"
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Per-epoch results are not the objectives (and no pruner uses them)."""

@@ -1,6 +1,6 @@
 """Experiment tracking from the study file: MLflow and TensorBoard through Ray Tune's logger callbacks.
 
-Tune's own callbacks log a trial's Tune config as its parameters (here only `{"trial_id": ...}`)
+Tune's own callbacks log a trial's Tune config as its parameters (here its id and its config as JSON)
 and every number of every result. The subclasses below log instead the trial's real
 configuration (the record's config columns: the arch fields, `data.*`, `train.*`, `seed`, read
 from the trial's config.json on the driver), named by its label, and only the tracked metrics:

@@ -27,8 +27,7 @@ COLUMNS_KEY = "connectome_columns"
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
 
-def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, configs: dict[str, str],
-                    plugins: list[str] = ()) -> None:
+def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, plugins: list[str] = ()) -> None:
     """Ray Tune trainable: train (or resume) one trial, write its result, report it to the driver."""
     from ray import tune
 
@@ -40,10 +39,10 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, c
     load_plugins(plugins)
 
     trial_id = config["trial_id"]
-    trial_config = TrialConfig.model_validate_json(config.get("trial_config") or configs[trial_id])
+    trial_config = TrialConfig.model_validate_json(config["trial_config"])
     files = worker_study_dir(root).trial(trial_id)
     entry = finished_entry(files)
-    if entry is None:  # else: an Optuna repeat of a finished trial, or a driver that died after it
+    if entry is None:  # else: a driver died after it ended, before recording it
         epochs_total = trial_config.train.epochs
         setup: dict[str, str] = {}
 

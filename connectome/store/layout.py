@@ -12,6 +12,8 @@ results/<study>/
   driver.lock           the running driver (host, pid, heartbeat); see connectome/store/lock.py
   trials/<trial_id>/    config.json (written when planned), checkpoint.pt (each epoch),
                         result.json (row + epochs, when the trial ends), spec.json, model.pt
+  ray/tune-<time>[-<batch>]/  Ray Tune's own state of each Tune run; only the latest is kept whole
+                        (earlier ones are pruned, connectome/orchestration/batches.py)
 
 Recording a trial is O(1): one line appended to the journal. The parquet files are rewritten
 only when the journal tail has grown as large as what they hold (and at the end of a run), so
@@ -132,6 +134,10 @@ class StudyDir:
     @property
     def lock_file(self) -> Path:
         return self.root / "driver.lock"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / "ray"
 
     @property
     def driver_file(self) -> Path:

@@ -51,11 +51,17 @@ class Deduplicator:
     def __init__(self) -> None:
         self._index = CanonicalIndex()
         self._first: dict[tuple[str, str], str] = {}
+        self._ids: set[str] = set()
+
+    def seen(self, trial_id: str) -> bool:
+        """Whether this trial id was planned before (the same configuration and seed, asked again)."""
+        return trial_id in self._ids
 
     def duplicate_of(self, trial_id: str, config: TrialConfig, spec: NetworkSpec | None = None) -> str | None:
         """The original this trial repeats, or None (then it becomes the original of its class)."""
         key = (self._index.key(spec or planned_spec(config)), training_key(config))
         original = self._first.setdefault(key, trial_id)
+        self._ids.add(original)
         return None if original == trial_id else original
 
     @classmethod

@@ -56,3 +56,30 @@ def test_prune_tune_run_keeps_only_trial_folders_with_files(tmp_path):
     prune_tune_run(run)
     assert not run.exists()
     prune_tune_run(run)  # already gone: nothing to do
+
+
+def _tune_run(ray_dir, name, trials=()):
+    run = ray_dir / name
+    run.mkdir(parents=True)
+    (run / "experiment_state-x.json").write_text("{}")
+    for trial_id in trials:
+        (run / trial_id).mkdir()
+    return run
+
+
+def test_prune_earlier_runs_keeps_the_latest_and_runs_with_unrecorded_trials(tmp_path):
+    from connectome.orchestration.batches import prune_earlier_runs
+
+    ray_dir = tmp_path / "ray"
+    killed = _tune_run(ray_dir, "tune-20260101-120000-2", ["t1", "t2"])  # a killed driver's last run
+    waiting = _tune_run(ray_dir, "tune-20260101-130000-2", ["t3"])  # its trial t3 is not recorded yet
+    earlier = _tune_run(ray_dir, "tune-20260101-140000-2", ["t4"])
+    latest = _tune_run(ray_dir, "tune-20260101-140000-10", ["t5"])  # batch 10 comes after batch 2
+    foreign = _tune_run(ray_dir, "tune-by-hand", ["t1"])  # not a name the driver gives: not ours
+    assert prune_earlier_runs(ray_dir, {"t1", "t2", "t4", "t5"}) == [killed, earlier]
+    assert not killed.exists() and not earlier.exists()
+    assert waiting.exists() and latest.exists() and foreign.exists()
+    assert list(latest.glob("experiment_state-*")) and list(foreign.glob("experiment_state-*"))
+    # once t3 is recorded, its run goes too; the latest stays whole
+    assert prune_earlier_runs(ray_dir, {"t3"}) == [waiting] and (latest / "t5").exists()
+    assert prune_earlier_runs(tmp_path / "nothing", set()) == []

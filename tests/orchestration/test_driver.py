@@ -148,8 +148,9 @@ def test_a_study_longer_than_a_batch_runs_as_several_tune_runs(tmp_path, ray_hea
     sd = StudyDir(tmp_path / "results" / "opt")
     ran = [t for t in optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}").trials
            if "trial_id" in t.user_attrs]
-    # (a repeat of a finished candidate counts in n_trials without a new row, as within one Tune run)
+    # (a candidate suggested again in a later run is a duplicate: n_trials distinct trials ran)
     assert len(ran) == 3 and set(frame["trial_id"]) == {t.user_attrs["trial_id"] for t in ran}
+    assert len(frame) == len({t.user_attrs["trial_id"] for t in ran}) == 3
     assert [p.name[-2:] for p in (sd.root / "ray").glob("tune-*")] == ["-2"]
 
 
@@ -270,3 +271,29 @@ def test_summary_of_variants_sharing_keys(tmp_path):
     out = io.StringIO()
     show_summary(load_study(write_study(tmp_path, data)), frame, Console(file=out, width=150))
     assert "partial" in out.getvalue() and "0.5" in out.getvalue()
+
+
+def test_grid_trials_carry_their_config_and_a_tune_run_pins_nothing_that_grows_with_it(tmp_path):
+    """Tune keeps what with_parameters gets for the driver's life: per Tune run, it must not grow with the batch."""
+    import pickle
+
+    import ray._private.worker as ray_worker
+    from ray.tune.search.variant_generator import generate_variants
+
+    from connectome.orchestration.driver import grid_space, make_tuner
+    from connectome.study.trials import expand_grid
+
+    study = load_study(_grid(tmp_path, "pins", seeds=20))
+    trials = expand_grid(study)
+    configs = {spec["config"]["trial_id"]: spec["config"]["trial_config"]
+               for _, spec in generate_variants({"config": grid_space(trials)})}
+    assert configs == {t.trial_id: t.config.model_dump_json() for t in trials}
+
+    def pinned(pending) -> int:
+        """Bytes with_parameters registered for the driver's life by one Tuner over these trials."""
+        before = len(ray_worker._post_init_hooks)
+        make_tuner(study, StudyDir(tmp_path / "results" / "pins"), pending, len(pending), view=None)
+        registries = [hook.__self__ for hook in ray_worker._post_init_hooks[before:]]
+        return sum(len(pickle.dumps(v)) for r in registries for v in {**r.to_flush, **r.references}.values())
+
+    assert pinned(trials[:2]) == pinned(trials)

@@ -5,7 +5,8 @@ each killed at another point (connectome/faults.py): while a checkpoint is writt
 trial, between trials, between two Tune runs, while the parquet tables are compacted, while the
 report is written; then a clean `--resume`. The study must end with every
 planned trial recorded exactly once, completed, with the same numbers as uninterrupted runs,
-and no Ray process of the killed drivers may survive the next run.
+no Ray process of the killed drivers may survive the next run, and only the last run's Tune
+state may be left under ray/.
 """
 from __future__ import annotations
 
@@ -94,3 +95,6 @@ def test_driver_killed_at_six_points_then_resumed(tmp_path):
     # temp files of the killed writers are gone, and so are the killed drivers' Ray processes
     assert not list(sd.root.rglob(".*.tmp"))
     assert killed_nodes and not _processes_of(killed_nodes)
+    # the killed drivers' last Tune runs are pruned once their trials are recorded: one run is left, whole
+    runs = list(sd.tune_dir.iterdir())
+    assert len(runs) == 1 and list(runs[0].glob("experiment_state-*.json")), [p.name for p in runs]
