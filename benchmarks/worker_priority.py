@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from connectome.orchestration.session import keep_ray_on_loopback
+
 BUSY = "while True: pass"
 
 
@@ -55,7 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    keep_ray_on_loopback()
     settings = {"Ray default": None, "worker_niceness 0": 0}
     shares: dict[str, list[float]] = {name: [] for name in settings}
     for r in range(args.rounds):

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from connectome.store.layout import StudyDir, read_json, write_json
 from connectome.store.lock import pid_alive
 
 CONNECT_TIMEOUT_S = 10.0
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 (read on import)
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -39,6 +41,21 @@ def is_loopback(address: str) -> bool:
     """True for addresses on this machine's loopback interface (127.0.0.1:6379, localhost:...)."""
     host = address.split("://")[-1].rsplit(":", 1)[0]
     return host in ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def keep_ray_on_loopback() -> None:
+    """Keep a single-machine Ray on 127.0.0.1, even when something imported ray before us.
+
+    Ray otherwise replaces 127.0.0.1 by the node's public address (and a local Ray listens on
+    all interfaces). It reads this setting once, when first imported; a notebook or a test
+    module may have imported it already, and a loopback head would then be dialled at the
+    public address and never answer. An explicit RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 is kept.
+    """
+    if os.environ.setdefault(LOOPBACK_ENV, "0") != "0":
+        return
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -94,9 +111,7 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
                 env: dict[str, str] | None = None) -> Iterator[None]:
     """Connect to a cluster or start a private local Ray on 127.0.0.1; shut it down afterwards."""
     if not address or is_loopback(address):
-        # A single-machine Ray: Ray otherwise replaces 127.0.0.1 by the node's public address and
-        # listens on all interfaces. Read when ray is first imported, so set before the import.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        keep_ray_on_loopback()
     # Tune's own console output would interleave with ours; verbose=0 silences the classic one.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's per-trial CSV/JSON/TensorBoard files: connectome keeps its own records.

@@ -7,7 +7,6 @@ weights. The head has no CPUs, so every trial runs on the worker node.
 from __future__ import annotations
 
 import io
-import os
 
 import pandas as pd
 import pytest
@@ -25,7 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 @pytest.fixture()
 def two_nodes(tmp_path):
     """A CPU-less head and one worker node whose trial files go to its own directory."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only, before ray loads
     from ray.cluster_utils import Cluster
 
     elsewhere = tmp_path / "worker-disk"

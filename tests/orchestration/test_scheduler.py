@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 
 import pytest
 from rich.console import Console
@@ -33,7 +32,6 @@ def _asha_study(tmp_path, name="asha", **scheduler):
 
 
 def test_registry_covers_every_kind(tmp_path):
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only, before ray loads
     kinds = {cls.model_fields["kind"].annotation.__args__[0] for cls in SCHEDULER_CONFIGS}
     assert kinds == set(SCHEDULERS)
     assert make_scheduler(load_study(write_study(tmp_path, smoke_dict(tmp_path)))) is None

@@ -69,3 +69,25 @@ def test_the_local_raylet_starts_workers_only_for_work():
 
         # work still gets a worker, at the driver's priority (Ray's default would be 15 above it)
         assert ray.get(square_and_niceness.remote(3), timeout=120) == (9, os.nice(0))
+
+
+def test_a_loopback_head_is_dialled_on_loopback_even_if_ray_was_imported_first(monkeypatch):
+    # Ray decides on its first import whether to swap 127.0.0.1 for the public address; a test
+    # module (or notebook) importing ray early made the driver dial a loopback head there forever.
+    from ray._private import ray_constants, services
+
+    monkeypatch.delenv(session.LOOPBACK_ENV, raising=False)
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    monkeypatch.setattr(services, "node_ip_address_from_perspective", lambda *a, **k: "192.0.2.2")
+    assert services.canonicalize_bootstrap_address("127.0.0.1:6379") == "192.0.2.2:6379"  # the defect
+    session.keep_ray_on_loopback()
+    assert services.canonicalize_bootstrap_address("127.0.0.1:6379") == "127.0.0.1:6379"
+
+
+def test_an_explicit_cluster_setting_is_kept(monkeypatch):
+    from ray._private import ray_constants
+
+    monkeypatch.setenv(session.LOOPBACK_ENV, "1")
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    session.keep_ray_on_loopback()
+    assert ray_constants.ENABLE_RAY_CLUSTER

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectome.orchestration.session import keep_ray_on_loopback
+
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
@@ -57,9 +59,8 @@ def loopback_env() -> dict[str, str]:
 
 def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
     """Start `ray start --head` on free loopback ports and wait until the Jobs API answers."""
-    # This process talks to a loopback-only head: Ray must not swap 127.0.0.1 for the public
-    # address, which it decides when first imported (as `connectome run` does, see runner.py).
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # This process talks to a loopback-only head: Ray must not swap 127.0.0.1 for the public address.
+    keep_ray_on_loopback()
     port, dash, client, agent = free_port(), free_port(), free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray puts unix sockets under it
     cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
