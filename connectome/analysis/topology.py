@@ -124,7 +124,8 @@ def plot_topology_correlations(table: pd.DataFrame, metric: str, control: str | 
     ax.set_xlabel(f"rank correlation with {metric}" + (f" given {control}" if control else ""))
     ax.set_title(f"topology vs {metric}: is it the wiring or the parameters?")
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=8, loc="lower right")
+    # below the axes: inside, it covered the last row's marker whichever corner it took
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     return fig
 
 

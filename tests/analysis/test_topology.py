@@ -7,7 +7,7 @@ import pytest
 
 from connectome.analysis import write_report
 from connectome.analysis.topology import (add_topology_columns, bootstrap_interval, partial_rank_correlation,
-                                          topology_correlations)
+                                          plot_topology_correlations, topology_correlations)
 
 
 def _frame(effect_of_topology: float, n: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -31,6 +31,15 @@ def test_wiring_effect_survives_the_control():
     table = topology_correlations(_frame(effect_of_topology=0.5), n_boot=300).set_index("topology")
     row = table.loc["clustering"]
     assert row["partial_rho"] > 0.7 and row["ci_low"] > 0.4 and row["ci_low"] <= row["partial_rho"] <= row["ci_high"]
+
+
+def test_the_legend_covers_no_row_of_the_forest_plot():
+    # Inside the axes it hid the last row's marker (seen in the 213-trial random-wiring report).
+    table = topology_correlations(_frame(effect_of_topology=0.5), n_boot=50)
+    fig = plot_topology_correlations(table, "test_acc", "params")
+    fig.draw_without_rendering()  # runs the constrained layout
+    (ax,), (legend,) = fig.axes, fig.legends
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
 
 
 def test_partial_correlation_matches_a_closed_form():
