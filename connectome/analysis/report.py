@@ -176,18 +176,21 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, comple
     anchor = "dense" if "dense" in levels else None
     pairs = [(anchor, b) for b in levels if b != anchor] if anchor else list(itertools.combinations(levels, 2))
     comparisons = [compare(trials, factor="pattern", a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
+    unplanned = [c for c in comparisons if complete and c.n_pairs == 0]
+    comparisons = [c for c in comparisons if not (complete and c.n_pairs == 0)]
     doc.heading("Comparisons")
-    doc.text(f"Paired differences of `{metric}` (a - b) between patterns over completed trials "
-             "sharing the seed and every factor crossed with the pattern; 95% t interval"
-             f"{_difference_cut_note(metric)} and paired t-test p-value. A pair is missing when one side "
-             "failed, diverged or has not run yet.")
-    doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
+    if comparisons:
+        doc.text(f"Paired differences of `{metric}` (a - b) between patterns over completed trials "
+                 "sharing the seed and every factor crossed with the pattern; 95% t interval"
+                 f"{_difference_cut_note(metric)} and paired t-test p-value. A pair is missing when one side "
+                 "failed, diverged or has not run yet.")
+        doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
+    for c in unplanned:
+        doc.text(f"{c.a} vs {c.b}: no pair, although every trial completed: the two levels share no "
+                 f"configuration (matched on {', '.join(c.matched_on)}), so nothing failed; the study "
+                 "did not plan this comparison, and it is not tabled.")
     for c in comparisons:
-        if complete and c.n_pairs == 0:
-            doc.text(f"{c.a} vs {c.b}: no pair, although every trial completed: the two levels share no "
-                     f"configuration (matched on {', '.join(c.matched_on)}), so nothing failed; the study "
-                     "did not plan this comparison.")
-        elif len(c.missing):
+        if len(c.missing):
             doc.text(f"Missing pairs for {c.a} vs {c.b} (matched on {', '.join(c.matched_on)}):")
             _capped_table(doc, c.missing)
 

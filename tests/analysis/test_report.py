@@ -318,6 +318,7 @@ def test_a_comparison_never_planned_on_shared_configurations_is_not_called_missi
     text = doc.to_markdown(Path("."))
     assert "dense vs random: no pair, although every trial completed" in text
     assert "Missing pairs for dense vs random" not in text
+    assert "| dense | random |" not in text  # no table row saying "3 pair(s) missing" beside it
     doc = Document()
     _comparison_section(doc, trials, "test_error", complete=False)  # something failed: list what is absent
     assert "Missing pairs for dense vs random" in doc.to_markdown(Path("."))
