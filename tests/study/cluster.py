@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectome.orchestration.session import keep_ray_on_loopback
+from connectome.orchestration.session import LOOPBACK_ENV
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -54,13 +54,12 @@ def free_port() -> int:
 
 def loopback_env() -> dict[str, str]:
     """Environment that keeps every Ray server on 127.0.0.1 (see connectome.orchestration.session)."""
-    return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    return {**os.environ, LOOPBACK_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
     """Start `ray start --head` on free loopback ports and wait until the Jobs API answers."""
-    # This process talks to a loopback-only head: Ray must not swap 127.0.0.1 for the public address.
-    keep_ray_on_loopback()
+    # This process keeps Ray on 127.0.0.1 from the start: tests/conftest.py (keep_ray_on_loopback).
     port, dash, client, agent = free_port(), free_port(), free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="cr", dir="/tmp")  # short: Ray puts unix sockets under it
     cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
