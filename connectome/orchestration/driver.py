@@ -365,8 +365,9 @@ def grid_space(pending: list[Trial]) -> dict[str, Any]:
     from ray import tune
 
     configs = {t.trial_id: t.config.model_dump_json() for t in pending}
+    # Tune calls the function with the trial's config (a function of the whole spec is deprecated and logs a warning per trial)
     return {"trial_id": tune.grid_search(list(configs)),
-            "trial_config": tune.sample_from(lambda spec: configs[spec.config.trial_id])}
+            "trial_config": tune.sample_from(lambda config: configs[config["trial_id"]])}
 
 
 # ---------------------------------------------------------------- the end of a run

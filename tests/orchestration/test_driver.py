@@ -285,8 +285,7 @@ def test_grid_trials_carry_their_config_and_a_tune_run_pins_nothing_that_grows_w
 
     study = load_study(_grid(tmp_path, "pins", seeds=20))
     trials = expand_grid(study)
-    configs = {spec["config"]["trial_id"]: spec["config"]["trial_config"]
-               for _, spec in generate_variants({"config": grid_space(trials)})}
+    configs = {config["trial_id"]: config["trial_config"] for _, config in generate_variants(grid_space(trials))}
     assert configs == {t.trial_id: t.config.model_dump_json() for t in trials}
 
     def pinned(pending) -> int:
@@ -297,3 +296,26 @@ def test_grid_trials_carry_their_config_and_a_tune_run_pins_nothing_that_grows_w
         return sum(len(pickle.dumps(v)) for r in registries for v in {**r.to_flush, **r.references}.values())
 
     assert pinned(trials[:2]) == pinned(trials)
+
+
+def test_grid_space_resolves_without_ray_s_deprecation_warning(tmp_path):
+    """Resolved as Tune resolves it (the function gets the trial's config), the space logs nothing per trial."""
+    import logging
+
+    from ray.tune.search.variant_generator import generate_variants
+
+    from connectome.orchestration.driver import grid_space
+    from connectome.study.trials import expand_grid
+
+    trials = expand_grid(load_study(_grid(tmp_path, "quiet", seeds=3)))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("ray.tune.search.sample")  # Ray's loggers do not propagate to caplog
+    logger.addHandler(handler)
+    try:
+        resolved = [config["trial_config"] for _, config in generate_variants(grid_space(trials))]
+    finally:
+        logger.removeHandler(handler)
+    assert len(resolved) == len(trials)
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
