@@ -427,8 +427,37 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def load_splits(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> DataSplits:
-    """Load, split (fixed by split_seed), subsample (by seed) and move the dataset to device."""
+@dataclass(frozen=True)
+class _FixedSplit:
+    """The part of load_splits no seed changes: the dataset, its train/val partition, its statistics."""
+
+    raw: RawData
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+# The last fixed split this process read: trials of one dataset that follow each other in a reused
+# worker skip reading and standardising it (one entry, so a worker holds at most one dataset).
+_LAST_SPLIT: dict[tuple, _FixedSplit] = {}
+
+
+def _split_key(cfg: DataConfig) -> tuple | None:
+    """What the fixed split depends on, files' sizes and times included; None if the files are not there yet."""
+    info = dataset_info(cfg.name)
+    settings = cfg.model_dump_json(exclude={"root", "train_subset", "augment", "download"})
+    if not info.files:
+        return (info.read, settings)
+    directory = find_dataset(cfg.name, cfg)
+    if directory is None:
+        return None
+    stats = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in sorted(directory.iterdir()) if p.is_file())
+    return (info.read, settings, str(directory), stats)
+
+
+def _read_fixed_split(cfg: DataConfig) -> _FixedSplit:
     info = dataset_info(cfg.name)
     raw = load_raw(cfg)
     n_total = raw.train_x.shape[0]
@@ -440,12 +469,37 @@ def load_splits(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") 
     mean, std = channel_stats(raw.train_x[train_idx[:80_000]])
     if info.scale_only:
         mean, std = torch.zeros_like(mean), torch.ones_like(std)
-    train_idx = subsample(train_idx, cfg.train_subset, seed)
-    to = lambda t: t.to(device)  # noqa: E731
+    return _FixedSplit(raw, train_idx, val_idx, mean, std)
+
+
+def fixed_split(cfg: DataConfig) -> _FixedSplit:
+    """The dataset split as cfg fixes it, read once per process while consecutive calls ask for the same one."""
+    key = _split_key(cfg)
+    if key is not None and key in _LAST_SPLIT:
+        return _LAST_SPLIT[key]
+    split = _read_fixed_split(cfg)
+    _LAST_SPLIT.clear()
+    key = key or _split_key(cfg)  # files a download just brought
+    if key is not None:
+        _LAST_SPLIT[key] = split
+    return split
+
+
+def load_splits(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> DataSplits:
+    """Load, split (fixed by split_seed), subsample (by seed) and move the dataset to device.
+
+    Every tensor returned is the trial's own (copies), so a trial cannot change what the next
+    trial of the same worker reads from the process's cached split.
+    """
+    info = dataset_info(cfg.name)
+    fixed = fixed_split(cfg)
+    raw = fixed.raw
+    train_idx = subsample(fixed.train_idx, cfg.train_subset, seed)
+    own = lambda t: t.to(device, copy=True)  # noqa: E731
     return DataSplits(
-        train_x=to(raw.train_x[train_idx]), train_y=to(raw.train_y[train_idx]),
-        val_x=to(raw.train_x[val_idx]), val_y=to(raw.train_y[val_idx]),
-        test_x=to(raw.test_x), test_y=to(raw.test_y), mean=to(mean), std=to(std),
+        train_x=own(raw.train_x[train_idx]), train_y=own(raw.train_y[train_idx]),
+        val_x=own(raw.train_x[fixed.val_idx]), val_y=own(raw.train_y[fixed.val_idx]),
+        test_x=own(raw.test_x), test_y=own(raw.test_y), mean=own(fixed.mean), std=own(fixed.std),
         classes=raw.classes, augment=info.augment if cfg.augment is None else cfg.augment,
         flip=info.flip,
     )

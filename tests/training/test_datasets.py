@@ -262,3 +262,46 @@ def test_svhn_is_scaled_by_255_only(monkeypatch):
     splits = ds.load_splits(DataConfig(name="synthetic", synthetic=SyntheticConfig(train=100, size=8)), seed=0)
     x, _ = splits.batch(torch.arange(10), torch.Generator())
     assert torch.equal(x, splits.train_x[:10].float() / 255.0)
+
+
+@pytest.fixture
+def counted_reads(monkeypatch):
+    """How often the idx reader ran, with a fresh split cache."""
+    monkeypatch.setattr(ds, "_LAST_SPLIT", {})
+    calls = []
+    real = ds._read_idx
+
+    def counting(directory, cfg):
+        calls.append(directory)
+        return real(directory, cfg)
+
+    for name in ("mnist", "fashion-mnist"):
+        monkeypatch.setitem(ds.DATASETS, name, dataclasses.replace(ds.DATASETS[name], read=counting))
+    return calls
+
+
+def test_consecutive_trials_of_one_dataset_read_it_once(no_roots, counted_reads):
+    _fake_idx_dataset(no_roots / "env" / "mnist")
+    cfg = DataConfig(name="mnist", val_size=10, train_subset=20, download=False)
+    a, b, c = ds.load_splits(cfg, seed=0), ds.load_splits(cfg, seed=0), ds.load_splits(cfg.model_copy(update={"train_subset": 30}), seed=1)
+    assert len(counted_reads) == 1  # seed and subset are drawn from the cached split
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.val_x, c.val_x) and len(c.train_y) == 30
+    a.test_x.zero_(), a.val_x.zero_(), a.mean.zero_()  # a trial's tensors are its own
+    d = ds.load_splits(cfg, seed=0)
+    assert torch.equal(d.test_x, b.test_x) and torch.equal(d.val_x, b.val_x) and torch.equal(d.mean, b.mean)
+    assert d.test_x.any() and len(counted_reads) == 1
+
+
+def test_a_changed_split_or_changed_files_are_read_again(no_roots, counted_reads):
+    _fake_idx_dataset(no_roots / "env" / "mnist", n_train=60)
+    cfg = DataConfig(name="mnist", val_size=10, download=False)
+    ds.load_splits(cfg, seed=0)
+    ds.load_splits(cfg.model_copy(update={"split_seed": 1}), seed=0)
+    assert len(counted_reads) == 2
+    ds.load_splits(cfg, seed=0)
+    assert len(counted_reads) == 3  # one split is kept per process
+    (no_roots / "env" / "mnist").rename(no_roots / "env" / "old")
+    _fake_idx_dataset(no_roots / "env" / "mnist", n_train=40)
+    assert len(ds.load_splits(cfg, seed=0).train_y) == 30 and len(counted_reads) == 4
+    _write_idx(no_roots / "env" / "mnist" / "t10k-labels-idx1-ubyte.gz", np.zeros(10))
+    assert ds.load_splits(cfg, seed=0).test_y.tolist() == [0] * 10 and len(counted_reads) == 5
