@@ -428,7 +428,7 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class _FixedSplit:
+class FixedSplit:
     """The part of load_splits no seed changes: the dataset, its train/val partition, its statistics."""
 
     raw: RawData
@@ -440,7 +440,7 @@ class _FixedSplit:
 
 # The last fixed split this process read: trials of one dataset that follow each other in a reused
 # worker skip reading and standardising it (one entry, so a worker holds at most one dataset).
-_LAST_SPLIT: dict[tuple, _FixedSplit] = {}
+_LAST_SPLIT: dict[tuple, FixedSplit] = {}
 
 
 def _split_key(cfg: DataConfig) -> tuple | None:
@@ -457,7 +457,7 @@ def _split_key(cfg: DataConfig) -> tuple | None:
     return (info.read, settings, str(directory), stats)
 
 
-def _read_fixed_split(cfg: DataConfig) -> _FixedSplit:
+def _read_fixed_split(cfg: DataConfig) -> FixedSplit:
     info = dataset_info(cfg.name)
     raw = load_raw(cfg)
     n_total = raw.train_x.shape[0]
@@ -469,10 +469,10 @@ def _read_fixed_split(cfg: DataConfig) -> _FixedSplit:
     mean, std = channel_stats(raw.train_x[train_idx[:80_000]])
     if info.scale_only:
         mean, std = torch.zeros_like(mean), torch.ones_like(std)
-    return _FixedSplit(raw, train_idx, val_idx, mean, std)
+    return FixedSplit(raw, train_idx, val_idx, mean, std)
 
 
-def fixed_split(cfg: DataConfig) -> _FixedSplit:
+def fixed_split(cfg: DataConfig) -> FixedSplit:
     """The dataset split as cfg fixes it, read once per process while consecutive calls ask for the same one."""
     key = _split_key(cfg)
     if key is not None and key in _LAST_SPLIT:
@@ -488,17 +488,18 @@ def fixed_split(cfg: DataConfig) -> _FixedSplit:
 def load_splits(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") -> DataSplits:
     """Load, split (fixed by split_seed), subsample (by seed) and move the dataset to device.
 
-    Every tensor returned is the trial's own (copies), so a trial cannot change what the next
-    trial of the same worker reads from the process's cached split.
+    Every tensor returned is the trial's own, so a trial cannot change what the next trial of
+    the same worker reads from the process's cached split: indexing copies, the rest is copied.
     """
     info = dataset_info(cfg.name)
     fixed = fixed_split(cfg)
     raw = fixed.raw
     train_idx = subsample(fixed.train_idx, cfg.train_subset, seed)
+    to = lambda t: t.to(device)  # noqa: E731
     own = lambda t: t.to(device, copy=True)  # noqa: E731
     return DataSplits(
-        train_x=own(raw.train_x[train_idx]), train_y=own(raw.train_y[train_idx]),
-        val_x=own(raw.train_x[fixed.val_idx]), val_y=own(raw.train_y[fixed.val_idx]),
+        train_x=to(raw.train_x[train_idx]), train_y=to(raw.train_y[train_idx]),
+        val_x=to(raw.train_x[fixed.val_idx]), val_y=to(raw.train_y[fixed.val_idx]),
         test_x=own(raw.test_x), test_y=own(raw.test_y), mean=own(fixed.mean), std=own(fixed.std),
         classes=raw.classes, augment=info.augment if cfg.augment is None else cfg.augment,
         flip=info.flip,
