@@ -16,6 +16,14 @@ machine; ratios are baseline / this checkout.
 
     python benchmarks/overhead.py                                   # studies/smoke.yaml, 3 rounds
     python benchmarks/overhead.py --baseline /tmp/base --rounds 4
+
+With --address HOST:PORT (a Ray already running, e.g. `ray start --head` on this machine) the
+same study also runs as `connectome run --address HOST:PORT`, alternately with the private-Ray
+run: what keeping Ray running between commands saves. Ratios are that variant / this checkout.
+
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --node-ip-address=127.0.0.1 --port=6399 --num-cpus=2 --include-dashboard=false
+    python benchmarks/overhead.py --address 127.0.0.1:6399 --rounds 3
+    ray stop
 """
 from __future__ import annotations
 
@@ -33,13 +41,14 @@ REPO = Path(__file__).resolve().parents[1]
 PHASES = ("plan", "ray", "first", "trials", "tail")
 
 
-def run_once(checkout: Path, study: Path) -> dict:
-    """One `connectome run` under `checkout`: wall time, phases, the trials' own time."""
+def run_once(checkout: Path, study: Path, address: str | None = None) -> dict:
+    """One `connectome run` under `checkout` (on the Ray at `address`, if given): wall time, phases, the trials' own time."""
     import pandas as pd
 
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-        cmd = [sys.executable, "-m", "connectome", "run", str(study), "-o", tmp, "--no-report"]
+        cmd = [sys.executable, "-m", "connectome", "run", str(study), "-o", tmp, "--no-report",
+               *(["--address", address] if address else [])]
         marks: dict[str, float] = {}
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -76,14 +85,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", nargs="?", type=Path, default=REPO / "studies" / "smoke.yaml")
     parser.add_argument("--baseline", type=Path, help="another connectome checkout to run alternately")
+    parser.add_argument("--address", help="a running Ray (HOST:PORT) to run on alternately, as `run --address`")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    variants = {"this": REPO, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    variants = {"this": (REPO, None), **({"baseline": (args.baseline.resolve(), None)} if args.baseline else {}),
+                **({"address": (REPO, args.address)} if args.address else {})}
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for r in range(args.rounds):
         order = list(variants) if r % 2 == 0 else list(variants)[::-1]
         for name in order:
-            row = run_once(variants[name], args.study.resolve())
+            checkout, address = variants[name]
+            row = run_once(checkout, args.study.resolve(), address)
             results[name].append(row)
             print(f"round {r + 1} {name:8s} load {os.getloadavg()[0]:5.2f}  wall {row['wall']:6.2f} s  "
                   f"overhead {row['overhead']:6.2f} s  trials {row['n']} ({row['trial']:.2f} s)  "
@@ -92,9 +104,9 @@ def main() -> None:
         med = {key: statistics.median(row[key] for row in rows) for key in ("wall", "overhead", *PHASES)}
         print(f"{name:8s} median over {len(rows)}: wall {med['wall']:.2f} s, overhead {med['overhead']:.2f} s ("
               + ", ".join(f"{p} {med[p]:.2f}" for p in PHASES) + ")")
-    if args.baseline:
-        ratios = [b["overhead"] / t["overhead"] for t, b in zip(results["this"], results["baseline"])]
-        print(f"overhead baseline / this: median {statistics.median(ratios):.2f}x "
+    for name in list(variants)[1:]:
+        ratios = [o["overhead"] / t["overhead"] for t, o in zip(results["this"], results[name])]
+        print(f"overhead {name} / this: median {statistics.median(ratios):.2f}x "
               f"(per round {min(ratios):.2f}-{max(ratios):.2f})")
 
 

@@ -131,7 +131,7 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     # need it in every worker's environment from the start (docs/gpu.md).
     options["runtime_env"] = {"env_vars": devices.worker_env()}
     if address:
-        ray.init(address=address, **options)
+        connect(address, options)
     else:
         ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
                  _node_ip_address="127.0.0.1", _system_config=LOCAL_SYSTEM_CONFIG, **options)
@@ -145,6 +145,46 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
         ray.shutdown()
         if sd is not None and not address:
             sd.driver_file.unlink(missing_ok=True)
+
+
+AUTH_HELP = ("set RAY_AUTH_MODE=token with the cluster's token in ~/.ray/auth_token, $RAY_AUTH_TOKEN or "
+             "$RAY_AUTH_TOKEN_PATH (https://docs.ray.io/en/latest/ray-security/token-auth.html)")
+
+
+def connect(address: str, options: dict[str, Any]) -> None:
+    """ray.init on a running cluster; a refused authentication token is a one-line ConfigError.
+
+    A head on this machine (loopback address) is joined as Ray joins a local cluster it finds
+    itself (`address="auto"`): with this user's token if there is one, since `ray start --head`
+    turns token authentication on whenever a token exists. For any other address Ray sends a
+    token only when RAY_AUTH_MODE=token says so.
+    """
+    import ray
+
+    if is_loopback(address):
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    try:
+        ray.init(address=address, **options)
+    except ConnectionError as err:
+        if not _auth_refused(err):
+            raise
+        raise ConfigError(f"--address {address}: the cluster refused this process's authentication token "
+                          f"(RAY_AUTH_MODE={os.environ.get('RAY_AUTH_MODE', 'unset')}); {AUTH_HELP}") from err
+
+
+def _auth_refused(err: BaseException | None) -> bool:
+    """True if Ray's connection error was caused by token authentication."""
+    from ray.exceptions import AuthenticationError
+
+    while err is not None:
+        if isinstance(err, AuthenticationError) or "InvalidAuthToken" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def remember_local_ray(sd: StudyDir) -> None:

@@ -91,3 +91,54 @@ def test_an_explicit_cluster_setting_is_kept(monkeypatch):
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
     session.keep_ray_on_loopback()
     assert ray_constants.ENABLE_RAY_CLUSTER
+
+
+def test_a_refused_token_is_a_one_line_config_error_and_other_failures_pass_through(monkeypatch):
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    from connectome.errors import ConfigError
+
+    def refused(**_):
+        try:
+            raise AuthenticationError("RPC error: InvalidAuthToken: Authentication token is missing or incorrect")
+        except AuthenticationError as cause:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379") from cause
+
+    monkeypatch.setattr(ray, "init", refused)
+    with pytest.raises(ConfigError, match=r"10\.0\.0\.1:6379: the cluster refused .*RAY_AUTH_MODE=token") as err:
+        session.connect("10.0.0.1:6379", {})
+    assert "\n" not in str(err.value)
+
+    def down(**_):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6379")
+
+    monkeypatch.setattr(ray, "init", down)
+    with pytest.raises(ConnectionError):
+        session.connect("10.0.0.1:6379", {})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_head_on_this_machine_is_joined_with_the_users_token(monkeypatch, tmp_path):
+    """A head with token authentication (what `ray start --head` does once a token exists): Ray sends
+    the token to an explicit address only under RAY_AUTH_MODE=token, connectome to a loopback one."""
+    import os
+    import subprocess
+
+    from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+
+    from study.cluster import start_head
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    ensure_token_if_auth_enabled(None, create_token_if_missing=True)  # as a first local ray.init would
+    head = start_head()
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+        run = subprocess.run([sys.executable, "-m", "connectome", "run", "studies/smoke.yaml", "-o", str(tmp_path),
+                              "--no-report", "--address", head.gcs], cwd=Path(__file__).parents[2], env=env,
+                             capture_output=True, text=True, timeout=240)
+    finally:
+        head.stop()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "ray: cluster 127.0.0.1" in run.stdout
