@@ -51,7 +51,7 @@ def main() -> int:
         out = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, check=True)
         totals.append(time.perf_counter() - t0)
         phases = json.loads(out.stdout.strip().splitlines()[-1])
-        load = open("/proc/loadavg").read().split()[0]
+        load = f"{os.getloadavg()[0]:.2f}"
         print(f"round {r + 1}: process {totals[-1]:.2f} s = "
               + ", ".join(f"{p} {phases[p]:.2f}" for p in PHASES) + f" + interpreter start/exit (load {load})")
     print(f"median {statistics.median(totals):.2f} s (per round {min(totals):.2f}-{max(totals):.2f} s)")

@@ -452,8 +452,8 @@ def _split_key(cfg: DataConfig) -> tuple | None:
     directory = find_dataset(cfg.name, cfg)
     if directory is None:
         return None
-    stats = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in sorted(directory.iterdir()) if p.is_file())
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    stats = tuple((p.name, st.st_size, st.st_mtime_ns) for p, st in zip(files, map(Path.stat, files)))
     return (info.read, settings, str(directory), stats)
 
 
