@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectome.errors import ConfigError, unknown_name
+from connectome.errors import ConfigError, describe_validation, unknown_name
 
 
 class ArchConfig(BaseModel):
@@ -117,8 +117,8 @@ def make_arch(**options: Any) -> ArchConfig:
     base.update({k: v for k, v in options.items() if v is not None})
     try:
         return ArchConfig(**base)
-    except ValueError as err:  # pydantic.ValidationError is a ValueError
-        raise ConfigError(f"invalid architecture: {err}") from err
+    except ValidationError as err:
+        raise ConfigError(f"invalid architecture: {describe_validation(err, 'see connectome/architecture.py')}") from err
 
 
 def layers_per_block(arch: ArchConfig) -> list[int]:

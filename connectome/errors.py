@@ -20,3 +20,15 @@ class DatasetError(ConnectomeError):
 def unknown_name(kind: str, name: str, known) -> str:
     """Message for an unknown registry key that lists the known ones."""
     return f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}"
+
+
+def describe_validation(err, where: str = "see its schema") -> str:
+    """A pydantic ValidationError on one line: `key: message` per problem, joined by '; '."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key (check spelling; {where})"
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)

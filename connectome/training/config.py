@@ -10,7 +10,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectome.architecture import ArchConfig, make_arch
-from connectome.errors import ConfigError
+from connectome.errors import ConfigError, describe_validation
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -166,16 +166,4 @@ def make_trial_config(config: TrialConfig | Mapping[str, Any], source: str = "tr
     try:
         return TrialConfig.model_validate(dict(config))
     except ValidationError as err:
-        raise ConfigError(f"invalid {source}: {_describe(err)}") from err
-
-
-def _describe(err: ValidationError) -> str:
-    """One line per problem: dotted key and pydantic's message."""
-    parts = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check spelling; see connectome/training/config.py)"
-        parts.append(f"{key}: {msg}")
-    return "; ".join(parts)
+        raise ConfigError(f"invalid {source}: {describe_validation(err, 'see connectome/training/config.py')}") from err
