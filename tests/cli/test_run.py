@@ -112,10 +112,10 @@ def test_table1_studies_cover_the_three_densenet_rows_on_five_settings():
 
 
 def _study_file(tmp_path: Path) -> Path:
-    """Three synthetic trials of ~40 short epochs, one at a time, so a kill lands mid-trial."""
+    """Three synthetic trials of 20 short epochs, one at a time, so a kill lands mid-trial."""
     data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
     data.update(name="resume", output=str(tmp_path / "results"))
-    data["train"]["epochs"] = 40
+    data["train"]["epochs"] = 20
     data["search"] = {"kind": "grid", "variants": [{"pattern": "dense"}, {"pattern": "partial"}, {"pattern": "plain"}]}
     data["resources"] = {"cpu": 1, "max_concurrent": 1}
     path = tmp_path / "resume.yaml"
@@ -179,7 +179,7 @@ def test_kill_9_then_resume_completes_the_study(tmp_path):
     assert f"{first_label}: started" not in log  # the live view names trials by what they are
     resumed_epochs = [int(line.split("epoch ")[1].split("/")[0]) for line in log.splitlines()
                       if f"{second_label}: epoch" in line]
-    assert resumed_epochs and resumed_epochs[0] > 1 and resumed_epochs[-1] == 40
+    assert resumed_epochs and resumed_epochs[0] > 1 and resumed_epochs[-1] == 20
     assert json.loads((trials / first / "result.json").read_text()) == done_before
     # no trial lost or duplicated, every epoch exactly once
     rows = pd.read_parquet(tmp_path / "results" / "resume" / "trials.parquet")
@@ -187,7 +187,7 @@ def test_kill_9_then_resume_completes_the_study(tmp_path):
     assert set(rows["status"]) == {"completed"}
     epochs = pd.read_parquet(tmp_path / "results" / "resume" / "epochs.parquet")
     for trial_id, group in epochs.groupby("trial_id"):
-        assert sorted(group["epoch"]) == list(range(1, 41)), trial_id
+        assert sorted(group["epoch"]) == list(range(1, 21)), trial_id
 
 
 @pytest.mark.parametrize("path", [REPO / "studies" / "smoke.yaml", REPO / "studies" / "partial_vs_dense.yaml"],
