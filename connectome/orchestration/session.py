@@ -133,8 +133,9 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     if address:
         connect(address, options)
     else:
+        # a copy: ray.init writes its session's spill directory into the dict it is given
         ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", _system_config=LOCAL_SYSTEM_CONFIG, **options)
+                 _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
         if sd is not None:
             remember_local_ray(sd)
     console.print(f"ray: {'cluster ' + address if address else 'local'}, "

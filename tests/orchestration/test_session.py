@@ -33,6 +33,26 @@ def test_a_local_ray_starts_no_idle_workers_but_a_cluster_keeps_its_settings(mon
     assert "_system_config" not in seen  # a cluster's system config is set by `ray start`, not here
 
 
+def test_each_local_ray_gets_a_fresh_system_config(monkeypatch):
+    # ray.init writes its session's object spilling directory into the _system_config it is given;
+    # a shared dict sent the next local Ray of the process (a notebook's second study, a benchmark)
+    # to spill into the first one's deleted session directory, with a warning on every start.
+    seen = fake_ray(monkeypatch)
+    given = []
+
+    def init(**kw):
+        given.append(kw["_system_config"])
+        kw["_system_config"]["object_spilling_config"] = f"/tmp/ray/session_{len(given)}"
+        seen.update(kw)
+
+    sys.modules["ray"].init = init
+    for _ in range(2):
+        with session.ray_session(None, False, Console(file=io.StringIO())):
+            pass
+    assert session.LOCAL_SYSTEM_CONFIG == {"prestart_worker_first_driver": False, "worker_niceness": 0}
+    assert given[1] == {**session.LOCAL_SYSTEM_CONFIG, "object_spilling_config": "/tmp/ray/session_2"}
+
+
 def _children(pid: int) -> list[tuple[int, str]]:
     """(pid, command line) of the direct children of `pid`."""
     found = []
