@@ -133,8 +133,13 @@ def main() -> None:
           f"{' (the same configuration)' if same else ''}")
     print(f"cost ratio ASHA / full: {ratio:.3f} in trial wall time, {cpu_ratio:.3f} in trial CPU time "
           f"(target <= 0.333); epochs {info['asha']['epochs']} / "
-          f"{info['full']['epochs']}; wall ratio {info['asha']['wall'] / info['full']['wall']:.3f} "
-          "(nan: a search was resumed)")
+          f"{info['full']['epochs']}; {_wall_ratio(info)}")
+
+
+def _wall_ratio(info: dict) -> str:
+    """The two run_study calls' wall times, compared; a resumed search has none of its own."""
+    ratio = info["asha"]["wall"] / info["full"]["wall"]
+    return "run wall ratio: none (a search was resumed)" if math.isnan(ratio) else f"run wall ratio {ratio:.3f}"
 
 
 if __name__ == "__main__":
