@@ -118,7 +118,8 @@ def make_arch(**options: Any) -> ArchConfig:
     try:
         return ArchConfig(**base)
     except ValidationError as err:
-        raise ConfigError(f"invalid architecture: {describe_validation(err, 'see connectome/architecture.py')}") from err
+        problems = describe_validation(err, "see connectome/architecture.py")
+        raise ConfigError(f"invalid architecture: {problems}") from err
 
 
 def layers_per_block(arch: ArchConfig) -> list[int]:
