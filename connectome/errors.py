@@ -22,8 +22,10 @@ def unknown_name(kind: str, name: str, known) -> str:
     return f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}"
 
 
-def describe_validation(err, where: str = "see its schema") -> str:
-    """A pydantic ValidationError on one line: `key: message` per problem, joined by '; '."""
+def describe_validation(err, where: str) -> str:
+    """A pydantic ValidationError on one line: `key: message` per problem, joined by '; '.
+
+    `where` tells the user where the allowed keys are defined (for an unknown key)."""
     parts = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
