@@ -296,7 +296,11 @@ class PreActEntryStem(nn.Module):
 
 
 class Transition(nn.Sequential):
-    """BN-ReLU-Conv1x1 (compression), dropout, then 2x2 average pooling."""
+    """BN-ReLU-Conv1x1 (compression), dropout, then 2x2 average pooling.
+
+    Without dropout the pooling runs before the 1x1 conv: both are linear, one over channels and
+    one over positions, so the map is the same (up to rounding) for a quarter of the conv's work.
+    """
 
     def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -307,8 +311,16 @@ class Transition(nn.Sequential):
             self.drop = nn.Dropout(dropout)
         self.pool = nn.AvgPool2d(2, stride=2)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.norm(x))  # (B, C_in, H, W)
+        if hasattr(self, "drop"):  # dropout acts on each position of the conv's output: keep the order
+            return self.pool(self.drop(self.conv(x)))  # (B, C_out, H/2, W/2)
+        return self.conv(self.pool(x))  # (B, C_out, H/2, W/2)
+
     @staticmethod
     def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+        # The conventional count (conv at full resolution), as papers report; the forward above
+        # does a quarter of the conv's multiply-adds when there is no dropout.
         out_hw = hw // 2
         cx = norm_act_cx(cin, hw) + conv_cx(cin, cout, 1, hw)
         return cx + Cx(acts=cout * out_hw * out_hw), out_hw

@@ -1,9 +1,9 @@
-"""Ops: the head's global pooling is a mean over H, W, equal to adaptive_avg_pool2d (issue 14)."""
+"""Ops: the head's global pooling (issue 14); the DenseNet transition's pool-first order (issue 9)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from connectome.ops import Head
+from connectome.ops import Head, Transition
 
 
 @pytest.mark.parametrize("shape", [(8, 24, 8, 8), (3, 342, 4, 4), (5, 7, 3, 3), (2, 5, 1, 1)])
@@ -20,3 +20,44 @@ def test_head_pooling_equals_adaptive_avg_pool_values_and_gradients(shape, memor
     ours.sum().backward()
     reference.sum().backward()
     assert torch.equal(a.grad, b.grad)
+
+
+def _paper_transition(t: Transition, x: torch.Tensor) -> torch.Tensor:
+    """The paper's order: BN-ReLU, 1x1 conv, (dropout), 2x2 average pooling."""
+    h = t.conv(t.relu(t.norm(x)))
+    return t.pool(t.drop(h) if hasattr(t, "drop") else h)
+
+
+@pytest.mark.parametrize("hw", [8, 7, 3])
+def test_transition_pools_first_with_the_papers_values_and_gradients(hw):
+    # Pooling before the 1x1 conv (a quarter of its work) computes the same map: float64, so
+    # only rounding could differ. Odd sizes drop the same last row and column in both orders.
+    torch.manual_seed(0)
+    t = Transition(20, 10).double()
+    x = torch.randn(4, 20, hw, hw, dtype=torch.float64)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    seen = []
+    t.conv.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[-1]))
+    ours = t(a)
+    assert seen == [hw // 2]  # the conv ran on the pooled map
+    paper = _paper_transition(t, b)
+    assert ours.shape == paper.shape == (4, 10, hw // 2, hw // 2)
+    torch.testing.assert_close(ours, paper, rtol=1e-12, atol=1e-12)
+    weight = torch.randn_like(ours)
+    (ours * weight).sum().backward()
+    grads = [p.grad.clone() for p in t.parameters()]
+    t.zero_grad()
+    (paper * weight).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)
+    for ours_grad, p in zip(grads, t.parameters()):
+        torch.testing.assert_close(ours_grad, p.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_transition_with_dropout_keeps_the_papers_order():
+    # Dropout acts on each position of the conv's output, so pooling first would change it.
+    t = Transition(6, 4, dropout=0.5).train()
+    x = torch.randn(2, 6, 4, 4)
+    torch.manual_seed(1)
+    ours = t(x)
+    torch.manual_seed(1)
+    assert torch.equal(ours, _paper_transition(t, x))
