@@ -5,6 +5,8 @@ The params equal the built module's count exactly (a test checks every pattern).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
 from connectome.ops import HEADS, OPS, STEMS, TRANSITIONS, Cx
@@ -46,17 +48,43 @@ def match_budget(
     input_size: tuple[int, int, int] | None = None,
     max_growth: int = 1024,
 ) -> ArchConfig:
-    """The arch with the growth rate (layer width) whose params land closest to the target."""
+    """The arch with the growth rate (layer width) whose params land closest to the target.
+
+    Params grow with the growth rate, so this is a search for the smallest k with
+    params(k) >= target (then k or k - 1, whichever is closer; k - 1 on a tie). It brackets k
+    by doubling or halving from the arch's own growth, since a study's base is usually near its
+    budget, and builds each candidate spec once.
+    """
     from connectome.builder import build_spec  # builder imports this module
 
-    def params(k: int) -> int:
-        return complexity(build_spec(arch.model_copy(update={"growth": k})), input_size).params
+    seen: dict[int, int] = {}
 
-    lo, hi = 1, max_growth
+    def params(k: int) -> int:
+        if k not in seen:
+            seen[k] = complexity(build_spec(arch.model_copy(update={"growth": k})), input_size).params
+        return seen[k]
+
+    lo, hi = _bracket(params, target_params, min(max(arch.growth, 1), max_growth), max_growth)
     if params(hi) < target_params:
         raise ConfigError(f"{arch.pattern}: even growth {max_growth} stays under {target_params:,} params")
-    while lo < hi:  # smallest k with params(k) >= target; params grow with k
+    while lo < hi:  # invariant: params(lo - 1) < target <= params(hi)
         mid = (lo + hi) // 2
         lo, hi = (mid + 1, hi) if params(mid) < target_params else (lo, mid)
     best = min({max(lo - 1, 1), lo}, key=lambda k: abs(params(k) - target_params))
     return arch.model_copy(update={"growth": best})
+
+
+def _bracket(params: Callable[[int], int], target: int, start: int, max_growth: int) -> tuple[int, int]:
+    """(lo, hi) with params(lo - 1) < target <= params(hi) (lo = 1: nothing below), from `start`.
+
+    params(hi) < target only when even max_growth is too small.
+    """
+    if params(start) >= target:
+        hi = start
+        while hi > 1 and params(hi // 2) >= target:
+            hi //= 2
+        return hi // 2 + 1, hi
+    lo = start
+    while 2 * lo < max_growth and params(2 * lo) < target:
+        lo *= 2
+    return lo + 1, min(2 * lo, max_growth)

@@ -8,6 +8,7 @@ import reference_resnets
 
 from connectome import PATTERNS, build_model, build_spec, make_arch, match_budget
 from connectome.complexity import complexity
+from connectome.errors import ConfigError
 from connectome.ops import Transition
 
 
@@ -124,6 +125,42 @@ def test_budget_matching_lands_near_the_target(pattern):
              for d in (-1, 1)]
     assert all(abs(params - target) <= abs(w - target) for w in worse)
     assert abs(params - target) / target < 0.1
+
+
+def _closest_by_scan(arch, target, max_growth):
+    """Budget matching by brute force: every growth rate from 1 to max_growth."""
+    counts = {k: complexity(build_spec(arch.model_copy(update={"growth": k}))).params
+              for k in range(1, max_growth + 1)}
+    return min(counts, key=lambda k: (abs(counts[k] - target), k))
+
+
+@pytest.mark.parametrize("pattern, start", [("dense", 12), ("partial", 1), ("residual", 40), ("sparse", 7)])
+@pytest.mark.parametrize("target", [1, 20_000, 45_000, 77_777])
+def test_budget_matching_equals_a_scan_of_every_growth(pattern, start, target):
+    # The search starts at the arch's own growth and brackets up or down; it must land where a
+    # scan of every growth rate does, from any start (ties go to the smaller growth).
+    arch = make_arch(pattern=pattern, depth=10, growth=start)
+    expected = _closest_by_scan(arch, target, max_growth=40)
+    assert match_budget(arch, target, max_growth=40).growth == expected
+
+
+def test_budget_matching_near_the_start_builds_few_specs(monkeypatch):
+    # A planner matches every trial of a study (213 in studies/random_wiring.yaml): starting at
+    # the arch's growth, a nearby match costs a handful of spec builds, each done once.
+    import connectome.builder
+
+    built = []
+    real = connectome.builder.build_spec
+    monkeypatch.setattr(connectome.builder, "build_spec", lambda arch: built.append(arch.growth) or real(arch))
+    arch = make_arch(depth=22, growth=12)
+    target = complexity(real(arch.model_copy(update={"growth": 13}))).params
+    assert match_budget(arch, target).growth == 13
+    assert len(built) == len(set(built)) <= 6, built
+
+
+def test_budget_out_of_reach_is_a_config_error():
+    with pytest.raises(ConfigError, match="even growth 40 stays under 10,000,000 params"):
+        match_budget(make_arch(depth=10, growth=12), 10_000_000, max_growth=40)
 
 
 def _norm_params(model) -> int:
