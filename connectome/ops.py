@@ -7,6 +7,7 @@ Layer ops split into `head` (recomputed in memory-efficient mode) and `tail`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -241,6 +242,22 @@ class CifarStem(nn.Sequential):
         return conv_cx(cin, cout, 3, hw), hw
 
 
+class _ChannelsLast(torch.autograd.Function):
+    """A channels-last copy whose gradient comes back in the input's NCHW layout.
+
+    A plain `.contiguous(memory_format=...)` would pass a channels-last gradient on to the ops
+    before it, whose NCHW backward kernels are slower on it than the copy saves.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
 class ImageNetStem(nn.Sequential):
     """7x7/2 conv, BN, ReLU, 3x3/2 max pool (DenseNet-121/169/201)."""
 
@@ -250,6 +267,14 @@ class ImageNetStem(nn.Sequential):
         self.norm0 = nn.BatchNorm2d(cout)
         self.relu0 = nn.ReLU(inplace=True)
         self.pool0 = nn.MaxPool2d(3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu0(self.norm0(self.conv0(x)))  # (B, C, H/2, W/2)
+        if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
+            # ATen's CPU max pool is several times faster on channels-last memory than on NCHW
+            # (docs/benchmarks.md, "Target 1"); the values and the gradient's routing are the same.
+            return self.pool0(_ChannelsLast.apply(x)).contiguous()  # (B, C, H/4, W/4)
+        return self.pool0(x)  # (B, C, H/4, W/4)
 
     @staticmethod
     def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:

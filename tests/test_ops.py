@@ -1,9 +1,9 @@
-"""Ops: the head's global pooling (issue 14); the DenseNet transition's pool-first order (issue 9)."""
+"""Ops: the head's global pooling (issue 14); the transition's and the ImageNet stem's faster forms (issue 9)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from connectome.ops import Head, Transition
+from connectome.ops import Head, ImageNetStem, Transition
 
 
 @pytest.mark.parametrize("shape", [(8, 24, 8, 8), (3, 342, 4, 4), (5, 7, 3, 3), (2, 5, 1, 1)])
@@ -61,3 +61,44 @@ def test_transition_with_dropout_keeps_the_papers_order():
     ours = t(x)
     torch.manual_seed(1)
     assert torch.equal(ours, _paper_transition(t, x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("hw", [28, 15])
+def test_imagenet_stem_pools_channels_last_with_the_same_values_and_gradients(dtype, hw):
+    # On CPU the stem's max pool runs on a channels-last copy (several times faster there). bf16
+    # and the ReLU's zeros make ties common: the gradient must still go where NCHW sends it.
+    torch.manual_seed(0)
+    stem = ImageNetStem(3, 16).to(dtype)
+    x = torch.randn(4, 3, hw, hw, dtype=dtype)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    layouts = []  # the gradient the pool hands back to the ReLU, BN and conv: NCHW, as they expect
+
+    def watch(module, args, out):
+        out.register_hook(lambda grad: layouts.append(grad.is_contiguous()))
+
+    hook = stem.relu0.register_forward_hook(watch)
+    ours = stem(a)
+    hook.remove()
+    nchw = stem.pool0(stem.relu0(stem.norm0(stem.conv0(b))))
+    assert ours.is_contiguous() and torch.equal(ours, nchw)
+    weight = torch.randn_like(ours)
+    (ours * weight).sum().backward()
+    grads = [p.grad.clone() for p in stem.parameters()]
+    stem.zero_grad()
+    (nchw * weight).sum().backward()
+    assert layouts == [True]
+    assert torch.equal(a.grad, b.grad)
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, stem.parameters()))
+
+
+def test_channels_last_max_pool_routes_ties_like_nchw():
+    # Integer values tie in most 3x3 windows: both layouts must pick the same element.
+    pool = ImageNetStem(1, 1).pool0
+    x = torch.randint(0, 3, (2, 8, 15, 15)).float()
+    a, b = x.clone().requires_grad_(), x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    out_a, out_b = pool(a), pool(b)
+    weight = torch.randn_like(out_a)
+    (out_a * weight).sum().backward()
+    (out_b * weight).sum().backward()
+    assert torch.equal(out_a, out_b) and torch.equal(a.grad, b.grad)
