@@ -188,9 +188,10 @@ def bench_case(pattern: str, input_name: str, variants: list[str], reps: int, st
         ratios = [r / t for r, t in zip(ref, times[name])]
         flops = 6 * macs * BATCH / med
         peak = peaks["bf16"] if "bf16" in name else peaks["fp32"]
+        wall = statistics.median(walls["hand fp32"]) / statistics.median(walls[name])
         print(f"{name:<22} {med:7.3f} {BATCH / med:6.1f} {statistics.median(ref) / med:7.2f}x "
-              f"{min(ratios):5.2f}-{max(ratios):5.2f}x {flops / 1e9:8.1f} {flops / peak:7.1%} {warm[name]:13.1f}",
-              flush=True)
+              f"{min(ratios):5.2f}-{max(ratios):5.2f}x {flops / 1e9:8.1f} {flops / peak:7.1%} {warm[name]:13.1f} "
+              f"{wall:11.2f}x", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

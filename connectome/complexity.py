@@ -42,6 +42,18 @@ def complexity(
     return total + HEADS[spec.head].complexity(spec.blocks[-1].out_channels, spec.classes, hw)
 
 
+def block_sides(spec: NetworkSpec, input_size: tuple[int, int, int] | None = None) -> list[int]:
+    """The side of the feature maps each block runs at, for a (C, H, W) input."""
+    hw = DEFAULT_INPUT[spec.stem] if input_size is None else input_size[-1]
+    _, hw = STEMS[spec.stem].complexity(spec.in_channels, spec.stem_channels, hw)
+    sides = []
+    for i, block in enumerate(spec.blocks):
+        sides.append(hw)
+        if i < len(spec.transitions):
+            _, hw = TRANSITIONS[spec.transition].complexity(block.out_channels, spec.transitions[i], hw)
+    return sides
+
+
 def match_budget(
     arch: ArchConfig,
     target_params: int,

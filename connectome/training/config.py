@@ -96,8 +96,9 @@ class TrainConfig(BaseModel):
     # "auto" (in a study: the GPU Ray assigned, else CPU; elsewhere CUDA if available), "cpu",
     # "cuda", "cuda:1" (not in studies: Ray picks the GPU; see docs/gpu.md).
     device: str = "auto"
-    # Channels-last memory format for activations and weights (faster convs on some hardware).
-    channels_last: bool = False
+    # Channels-last memory format for activations and weights; "auto" = where it was measured
+    # faster (CPU: fp32, or bf16 with small block maps), resolved when the trial is planned.
+    channels_last: bool | Literal["auto"] = "auto"
     # Compile the model with torch.compile (needs a C++ compiler on CPU); "auto" = when the trial
     # is long enough to pay the compile time back, resolved when the trial is planned.
     compile: bool | Literal["auto"] = "auto"

@@ -1,4 +1,4 @@
-"""Execution choices resolved when a trial is planned: `precision: auto` and `compile: auto`.
+"""Execution choices resolved when a trial is planned: `precision`, `channels_last`, `compile` "auto".
 
 The resolved values are written into the trial's config (and so into its id, record and
 checkpoint), so one trial id never means two precisions. `compile` is a resource key (it does
@@ -8,11 +8,16 @@ docs/benchmarks.md, "Speed (issue 9)".
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from connectome.training.config import TrialConfig
+
+if TYPE_CHECKING:
+    from connectome.spec import NetworkSpec
 
 AUTO = "auto"
 # Cold Inductor compile (training + eval graphs) grows with the layer ops: DenseNet-40-12 had used
@@ -25,6 +30,12 @@ COMPILE_S_FIXED = 20.0
 COMPILED_STEP_RATIO = {"cpu": 1.28}
 # Eager training throughput (FLOP/s per thread) used to estimate a trial's length; bf16 / fp32.
 EAGER_FLOPS = {"bf16": 60e9, "fp32": 30e9, "fp16": 60e9}
+# Training step NCHW / channels-last on CPU, per network (benchmarks/channels_last.py, x86-64
+# with AVX-512): in fp32 channels-last was faster on all seven networks measured (1.13-1.47x); in
+# bf16 on those whose largest block map side is 7-8 px (1.08-1.40x), slower at 28-32 px
+# (0.77-0.92x). Sides in between and other CPU architectures were not measured: NCHW there.
+CHANNELS_LAST_BF16_MAX_SIDE = 8
+CHANNELS_LAST_CPUS = ("x86_64", "amd64")
 # SVHN's "extra" training images (data.svhn_extra).
 SVHN_EXTRA = 531_131
 
@@ -60,17 +71,38 @@ def train_images(config: TrialConfig) -> int:
     return min(n, config.data.train_subset) if config.data.train_subset else n
 
 
-def eager_train_seconds(config: TrialConfig, precision: str) -> float:
-    """Estimated eager time of the trial's training passes on one thread: 6 x MACs per image."""
+def _spec_and_input(config: TrialConfig) -> tuple[NetworkSpec, tuple[int, int, int]]:
+    """The trial's network spec with the dataset's channels and classes, and its input size."""
     from connectome.builder import build_spec
-    from connectome.complexity import complexity
     from connectome.training.datasets import data_shape
 
     size, classes = data_shape(config.data)
-    arch = config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
-    macs = complexity(build_spec(arch), input_size=size).flops
+    return build_spec(config.arch.model_copy(update={"in_channels": size[0], "classes": classes})), size
+
+
+def eager_train_seconds(config: TrialConfig, precision: str) -> float:
+    """Estimated eager time of the trial's training passes on one thread: 6 x MACs per image."""
+    from connectome.complexity import complexity
+
+    macs = complexity(*_spec_and_input(config)).flops
     work = 6.0 * macs * train_images(config) * config.train.epochs
     return work / EAGER_FLOPS[precision]
+
+
+def largest_block_side(config: TrialConfig) -> int:
+    """The side of the largest feature maps a block of the trial's network runs at."""
+    from connectome.complexity import block_sides
+
+    return max(block_sides(*_spec_and_input(config)))
+
+
+def resolve_channels_last(value: bool | str, config: TrialConfig, device: torch.device, precision: str) -> bool:
+    """'auto' -> channels-last where it was measured faster (see CHANNELS_LAST_BF16_MAX_SIDE)."""
+    if value != AUTO:
+        return bool(value)
+    if device.type != "cpu" or platform.machine().lower() not in CHANNELS_LAST_CPUS:
+        return False
+    return precision == "fp32" or largest_block_side(config) <= CHANNELS_LAST_BF16_MAX_SIDE
 
 
 def compile_seconds(config: TrialConfig) -> float:
@@ -97,11 +129,14 @@ def resolve_execution(config: TrialConfig, device_kind: str | None = None) -> Tr
 
     device = torch.device(device_kind) if device_kind else resolve_device(config.train.device, ray_gpu_ids())
     precision = resolve_precision(config.train.precision, device)
-    compile_ = resolve_compile(config.train.compile, config, device, precision)
-    if (precision, compile_) == (config.train.precision, config.train.compile):
+    resolved = {
+        "precision": precision,
+        "channels_last": resolve_channels_last(config.train.channels_last, config, device, precision),
+        "compile": resolve_compile(config.train.compile, config, device, precision),
+    }
+    if all(getattr(config.train, key) == value for key, value in resolved.items()):
         return config
-    train = config.train.model_copy(update={"precision": precision, "compile": compile_})
-    return config.model_copy(update={"train": train})
+    return config.model_copy(update={"train": config.train.model_copy(update=resolved)})
 
 
 def use_compile_cache() -> Path:

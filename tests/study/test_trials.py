@@ -125,6 +125,19 @@ def test_precision_auto_is_resolved_before_the_trial_id(tmp_path, monkeypatch):
     assert not {t.trial_id for t in auto} & {t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=fp32"]))}
 
 
+def test_channels_last_auto_is_resolved_before_the_trial_id(tmp_path, monkeypatch):
+    from connectome.training import resolve
+
+    monkeypatch.setattr(resolve.platform, "machine", lambda: "x86_64")
+    study = load_study(_study(tmp_path).source, ["train.precision=fp32"])  # fp32: channels-last on x86-64
+    auto = expand_grid(study)
+    assert {t.config.train.channels_last for t in auto} == {True}
+    pinned = expand_grid(load_study(study.source, ["train.precision=fp32", "train.channels_last=true"]))
+    assert [t.trial_id for t in auto] == [t.trial_id for t in pinned]
+    nchw = expand_grid(load_study(study.source, ["train.precision=fp32", "train.channels_last=false"]))
+    assert not {t.trial_id for t in auto} & {t.trial_id for t in nchw}
+
+
 def test_one_pattern_option_is_a_factor_and_joins_the_base_options(tmp_path):
     data = smoke_dict(tmp_path, arch={"pattern": "random", "pattern_options": {"model": "ws", "k": 2}, "depth": 22})
     data["search"] = {"kind": "grid", "factors": {"pattern_options.p": [0.1, 0.5]}}

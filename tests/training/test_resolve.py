@@ -1,5 +1,7 @@
-"""precision/compile "auto": resolved once, when the trial is planned, and recorded."""
+"""precision/channels_last/compile "auto": resolved once, when the trial is planned, and recorded."""
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -33,9 +35,36 @@ def test_resolution_leaves_no_auto_and_is_idempotent(tiny, bf16_hardware):
     bf16_hardware(True)
     cfg = resolve_execution(make_trial_config(tiny()))
     assert (cfg.train.precision, cfg.train.compile) == ("bf16", False)
+    assert cfg.train.channels_last in (True, False)
     assert resolve_execution(cfg) == cfg
-    explicit = make_trial_config(tiny(train={"precision": "fp32", "compile": True}))
+    explicit = make_trial_config(tiny(train={"precision": "fp32", "compile": True, "channels_last": False}))
     assert resolve_execution(explicit) == explicit
+
+
+def _fashion(**arch):
+    return make_trial_config({"arch": arch, "data": {"name": "fashion-mnist"}})
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])
+def test_channels_last_auto_follows_the_measurements(monkeypatch, machine):
+    # benchmarks/channels_last.py: faster in fp32; in bf16 only where blocks run at <= 8 px.
+    monkeypatch.setattr(resolve.platform, "machine", lambda: machine)
+    cpu = torch.device("cpu")
+    small_maps = _fashion(stem="imagenet", block_layers=[4, 4, 4], growth=16)  # blocks at 7, 3, 1 px
+    large_maps = _fashion(depth=40, growth=12)  # CIFAR stem: blocks at 28, 14, 7 px
+    assert resolve.largest_block_side(small_maps) == 7 and resolve.largest_block_side(large_maps) == 28
+    assert resolve.resolve_channels_last("auto", small_maps, cpu, "bf16")
+    assert not resolve.resolve_channels_last("auto", large_maps, cpu, "bf16")
+    assert resolve.resolve_channels_last("auto", large_maps, cpu, "fp32")
+    assert resolve.resolve_channels_last(False, small_maps, cpu, "fp32") is False
+    assert resolve.resolve_channels_last(True, large_maps, cpu, "bf16") is True
+
+
+def test_channels_last_auto_is_nchw_where_not_measured(monkeypatch):
+    small_maps = _fashion(stem="imagenet", block_layers=[4, 4, 4], growth=16)
+    assert not resolve.resolve_channels_last("auto", small_maps, torch.device("cuda"), "bf16")
+    monkeypatch.setattr(resolve.platform, "machine", lambda: "arm64")
+    assert not resolve.resolve_channels_last("auto", small_maps, torch.device("cpu"), "fp32")
 
 
 def test_compile_auto_pays_off_only_for_long_trials(monkeypatch):
@@ -64,7 +93,9 @@ def test_the_record_and_saved_config_hold_the_resolved_values(tiny, tmp_path, bf
     bf16_hardware(False)  # resolves to fp32 on any machine
     record = train_trial(tiny(train={"epochs": 1}), trial_dir=tmp_path)
     assert (record["train.precision"], record["train.compile"]) == ("fp32", False)
-    assert '"precision": "fp32"' in (tmp_path / "config.json").read_text()
+    assert record["train.channels_last"] in (True, False)
+    saved = json.loads((tmp_path / "config.json").read_text())["config"]["train"]
+    assert saved["precision"] == "fp32" and saved["channels_last"] == record["train.channels_last"]
 
 
 def test_compile_cache_dir_is_stable_unless_set(monkeypatch, tmp_path):
