@@ -272,7 +272,7 @@ class ImageNetStem(nn.Sequential):
         x = self.relu0(self.norm0(self.conv0(x)))  # (B, C, H/2, W/2)
         if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
             # ATen's CPU max pool is several times faster on channels-last memory than on NCHW
-            # (docs/benchmarks.md, "Target 1"); the values and the gradient's routing are the same.
+            # (docs/benchmarks.md, "Layout and exact rewrites"); values and gradients are the same.
             return self.pool0(_ChannelsLast.apply(x)).contiguous()  # (B, C, H/4, W/4)
         return self.pool0(x)  # (B, C, H/4, W/4)
 
