@@ -25,6 +25,9 @@ from connectome.store.labels import is_missing
 # on a terminal, the live display redraws a trial's batch progress at most this often.
 BATCH_LINE_INTERVAL = 60.0
 BATCH_REDRAW_INTERVAL = 0.5
+# Trials' worth of progress before an ETA is shown. Before it, a trial's start-up (data, model,
+# first batches) dominates the pace: a 7-minute study showed "ETA 1h38m" after 16 batches.
+MIN_ETA_PROGRESS = 0.25
 
 
 @dataclass
@@ -134,7 +137,7 @@ class StudyView:
         """Seconds left at this run's pace so far (finished trials plus the running ones' progress)."""
         units = self.finished_now + sum(t.fraction for t in self.running.values())
         elapsed = self.clock() - self.start if self.start is not None else 0.0
-        if units <= 0 or elapsed <= 0:
+        if units < MIN_ETA_PROGRESS or elapsed <= 0:
             return None
         remaining = max(self.total - self.finished_count - sum(t.fraction for t in self.running.values()), 0.0)
         return remaining * elapsed / units

@@ -65,7 +65,10 @@ def test_terminal_view_shows_eta_batches_and_speed():
     clock.now += 50  # Ray and the workers starting: not the trials' pace
     assert view.eta() is None
     view.started("t1", label="dense, seed 0")
-    clock.now += 30
+    clock.now += 8
+    view.batch("t1", epoch=1, epochs=4, batch=1, batches=40, images_per_s=2500.0)
+    assert view.eta() is None  # 1/160 of a trial: the pace is mostly the trial's start-up
+    clock.now += 22
     view.batch("t1", epoch=2, epochs=4, batch=20, batches=40, images_per_s=2500.0)
     # 1.5 of 4 epochs done in 30 s: the trial is 3/8 done, 3.625 trials remain at 80 s each
     assert view.eta() == pytest.approx(3.625 * 30 / 0.375)
