@@ -33,8 +33,7 @@ def training_key(config: TrialConfig, with_seed: bool = True) -> str:
 def planned_spec(config: TrialConfig) -> NetworkSpec:
     """The spec the trainer will build: the dataset's channels and classes, dropout resolved as it does."""
     from connectome.builder import build_spec
-    from connectome.study.trials import arch_for_data
-    from connectome.training.datasets import dataset_info
+    from connectome.training.datasets import arch_for_data, dataset_info
     from connectome.training.trainer import NO_AUGMENT_DROPOUT
 
     arch = arch_for_data(config)[0]

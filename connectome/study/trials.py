@@ -18,6 +18,7 @@ from connectome.study.limits import rejected_by_limits
 from connectome.study.dedup import mark_duplicates
 from connectome.study.schema import PATTERN_OPTION, GridSearch, Study
 from connectome.training import DataConfig, TrainConfig, TrialConfig
+from connectome.training.datasets import arch_for_data
 from connectome.training.datasets import data_shape as dataset_shape
 from connectome.training.resolve import resolve_execution
 
@@ -85,12 +86,6 @@ def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> Trial
 def data_shape(config: TrialConfig) -> tuple[tuple[int, int, int], int]:
     """(C, H, W) of the dataset's images and its number of classes, known without loading them."""
     return dataset_shape(config.data)
-
-
-def arch_for_data(config: TrialConfig) -> tuple[ArchConfig, tuple[int, int, int]]:
-    """The arch with the dataset's channels and classes, as the trainer will set them, and the input size."""
-    size, classes = data_shape(config)
-    return config.arch.model_copy(update={"in_channels": size[0], "classes": classes}), size
 
 
 def measure(config: TrialConfig) -> tuple[int, int]:

@@ -12,14 +12,17 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
 from connectome.errors import DatasetError, unknown_name
 from connectome.training.augment import Draws, apply, augment_batch, draw
-from connectome.training.config import DataConfig, SyntheticConfig
+from connectome.training.config import DataConfig, SyntheticConfig, TrialConfig
+
+if TYPE_CHECKING:
+    from connectome.architecture import ArchConfig
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,12 @@ def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
         return (s.channels, s.size, s.size), s.classes
     info = dataset_info(cfg.name)
     return info.shape, info.classes
+
+
+def arch_for_data(config: TrialConfig) -> tuple[ArchConfig, tuple[int, int, int]]:
+    """The arch with the dataset's channels and classes, as the trainer will set them, and the input size."""
+    size, classes = data_shape(config.data)
+    return config.arch.model_copy(update={"in_channels": size[0], "classes": classes}), size
 
 
 def dataset_info(name: str) -> DatasetInfo:

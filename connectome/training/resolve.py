@@ -74,10 +74,10 @@ def train_images(config: TrialConfig) -> int:
 def _spec_and_input(config: TrialConfig) -> tuple[NetworkSpec, tuple[int, int, int]]:
     """The trial's network spec with the dataset's channels and classes, and its input size."""
     from connectome.builder import build_spec
-    from connectome.training.datasets import data_shape
+    from connectome.training.datasets import arch_for_data
 
-    size, classes = data_shape(config.data)
-    return build_spec(config.arch.model_copy(update={"in_channels": size[0], "classes": classes})), size
+    arch, size = arch_for_data(config)
+    return build_spec(arch), size
 
 
 def eager_train_seconds(config: TrialConfig, precision: str) -> float:
