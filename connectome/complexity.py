@@ -5,7 +5,7 @@ The params equal the built module's count exactly (a test checks every pattern).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
@@ -32,26 +32,31 @@ def complexity(
     spec: NetworkSpec, input_size: tuple[int, int, int] | None = None, memory_efficient: bool = False
 ) -> Cx:
     """Params, FLOPs (multiply-adds) and activation elements per sample for a (C, H, W) input."""
-    hw = DEFAULT_INPUT[spec.stem] if input_size is None else input_size[-1]
-    total, hw = STEMS[spec.stem].complexity(spec.in_channels, spec.stem_channels, hw)
-    for i, block in enumerate(spec.blocks):
-        total += block_complexity(block, hw, spec.bn_size, memory_efficient)
-        if i < len(spec.transitions):
-            cx, hw = TRANSITIONS[spec.transition].complexity(block.out_channels, spec.transitions[i], hw)
-            total += cx
+    total, hw = _stem(spec, input_size)
+    for block, hw, transition in _blocks(spec, hw):
+        total += block_complexity(block, hw, spec.bn_size, memory_efficient) + transition
     return total + HEADS[spec.head].complexity(spec.blocks[-1].out_channels, spec.classes, hw)
 
 
 def block_sides(spec: NetworkSpec, input_size: tuple[int, int, int] | None = None) -> list[int]:
     """The side of the feature maps each block runs at, for a (C, H, W) input."""
+    return [hw for _, hw, _ in _blocks(spec, _stem(spec, input_size)[1])]
+
+
+def _stem(spec: NetworkSpec, input_size: tuple[int, int, int] | None) -> tuple[Cx, int]:
+    """The stem's complexity and the side of the maps it hands to the first block."""
     hw = DEFAULT_INPUT[spec.stem] if input_size is None else input_size[-1]
-    _, hw = STEMS[spec.stem].complexity(spec.in_channels, spec.stem_channels, hw)
-    sides = []
+    return STEMS[spec.stem].complexity(spec.in_channels, spec.stem_channels, hw)
+
+
+def _blocks(spec: NetworkSpec, hw: int) -> Iterator[tuple[BlockSpec, int, Cx]]:
+    """Each block, the side it runs at, and the complexity of the transition after it (none after the last)."""
     for i, block in enumerate(spec.blocks):
-        sides.append(hw)
+        transition, out_hw = Cx(), hw
         if i < len(spec.transitions):
-            _, hw = TRANSITIONS[spec.transition].complexity(block.out_channels, spec.transitions[i], hw)
-    return sides
+            transition, out_hw = TRANSITIONS[spec.transition].complexity(block.out_channels, spec.transitions[i], hw)
+        yield block, hw, transition
+        hw = out_hw
 
 
 def match_budget(
