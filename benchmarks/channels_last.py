@@ -13,6 +13,7 @@ Run with 1 thread, one process at a time, on an idle machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -77,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args(argv)
-    import os
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average "
           f"{[round(x, 2) for x in os.getloadavg()]}; process CPU time per training step")
     print(f"{'network':<40} {'side':>4} {'prec':>5} {'NCHW ms':>9} {'CL ms':>9} {'NCHW/CL':>8} {'per-round':>10}")
