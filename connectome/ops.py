@@ -269,12 +269,15 @@ class ImageNetStem(nn.Sequential):
         self.pool0 = nn.MaxPool2d(3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu0(self.norm0(self.conv0(x)))  # (B, C, H/2, W/2)
+        # ReLU after the max pool: max commutes with a non-decreasing function, so the values and
+        # gradients are those of pool(relu(.)) (a window whose maximum is <= 0 gives 0 and no
+        # gradient either way), with the ReLU on a quarter of the positions.
+        x = self.norm0(self.conv0(x))  # (B, C, H/2, W/2)
         if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
             # ATen's CPU max pool is several times faster on channels-last memory than on NCHW
             # (docs/benchmarks.md, "Layout and exact rewrites"); values and gradients are the same.
-            return self.pool0(_ChannelsLast.apply(x)).contiguous()  # (B, C, H/4, W/4)
-        return self.pool0(x)  # (B, C, H/4, W/4)
+            return self.relu0(self.pool0(_ChannelsLast.apply(x)).contiguous())  # (B, C, H/4, W/4)
+        return self.relu0(self.pool0(x))  # (B, C, H/4, W/4)
 
     @staticmethod
     def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:

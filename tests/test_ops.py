@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from connectome.ops import Head, ImageNetStem, Transition
 
@@ -66,18 +67,19 @@ def test_transition_with_dropout_keeps_the_papers_order():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("hw", [28, 15])
 def test_imagenet_stem_pools_channels_last_with_the_same_values_and_gradients(dtype, hw):
-    # On CPU the stem's max pool runs on a channels-last copy (several times faster there). bf16
-    # and the ReLU's zeros make ties common: the gradient must still go where NCHW sends it.
+    # On CPU the stem's max pool runs on a channels-last copy (several times faster there), and
+    # the ReLU after it. bf16 makes ties common: the gradient must still go where the paper's
+    # order (conv, BN, ReLU, pool) in NCHW sends it.
     torch.manual_seed(0)
     stem = ImageNetStem(3, 16).to(dtype)
     x = torch.randn(4, 3, hw, hw, dtype=dtype)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-    layouts = []  # the gradient the pool hands back to the ReLU, BN and conv: NCHW, as they expect
+    layouts = []  # the gradient the pool hands back to the BN and conv: NCHW, as they expect
 
     def watch(module, args, out):
         out.register_hook(lambda grad: layouts.append(grad.is_contiguous()))
 
-    hook = stem.relu0.register_forward_hook(watch)
+    hook = stem.norm0.register_forward_hook(watch)
     ours = stem(a)
     hook.remove()
     nchw = stem.pool0(stem.relu0(stem.norm0(stem.conv0(b))))
@@ -102,3 +104,20 @@ def test_channels_last_max_pool_routes_ties_like_nchw():
     (out_a * weight).sum().backward()
     (out_b * weight).sum().backward()
     assert torch.equal(out_a, out_b) and torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_imagenet_stem_relu_after_the_pool_gives_the_papers_values_and_gradients(memory_format):
+    # relu(maxpool(z)) == maxpool(relu(z)), gradients included, also where a window's maximum is 0
+    # or negative (the ReLU's zeros tie there): integer pre-activations make both common.
+    stem = ImageNetStem(1, 1)
+    stem.conv0, stem.norm0 = nn.Identity(), nn.Identity()  # the stem's input is its pre-activation z
+    z = torch.randint(-3, 2, (2, 8, 15, 15)).float().contiguous(memory_format=memory_format)
+    a, b = z.clone().requires_grad_(), z.clone().requires_grad_()
+    ours, papers = stem(a), stem.pool0(torch.relu(b))
+    assert torch.equal(ours, papers)
+    weight = torch.randn_like(ours)
+    (ours * weight).sum().backward()
+    (papers * weight).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    assert ((z <= 0) <= (a.grad == 0)).all()  # no gradient reaches a position the ReLU zeroed
