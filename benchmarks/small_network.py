@@ -9,6 +9,7 @@ The whole-trial ratio against a plain-PyTorch pipeline cannot exceed the best st
 by much: training steps are most of both trials.
 
     OMP_NUM_THREADS=1 python benchmarks/small_network.py --reps 5 --steps 10
+    OMP_NUM_THREADS=1 python benchmarks/small_network.py --variants "bf16 cl eager" "bf16 cl compile"
 """
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ from connectome.complexity import complexity  # noqa: E402
 from connectome.executor import ConnectomeNet  # noqa: E402
 
 SHAPE = (1, 28, 28)
-VARIANTS = {  # name -> (bf16, compile)
-    "fp32 eager": (False, False),
-    "bf16 eager": (True, False),
-    "fp32 compile": (False, True),
-    "bf16 compile": (True, True),
+VARIANTS = {  # name -> (bf16, channels_last, compile)
+    "fp32 eager": (False, False, False),
+    "bf16 eager": (True, False, False),
+    "fp32 compile": (False, False, True),
+    "bf16 compile": (True, False, True),
+    "bf16 cl eager": (True, True, False),
+    "bf16 cl compile": (True, True, True),
 }
 
 
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=10, help="steps per variant per round")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="which means to time (fp32 eager, the reference, is always timed)")
     args = parser.parse_args(argv)
     import throughput
 
@@ -59,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load "
           f"{Path('/proc/loadavg').read_text().split()[:3]}; mm peak fp32 {peaks['fp32'] / 1e9:.0f}, "
           f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; network {macs / 1e6:.1f} M MACs/image, batch {args.batch}")
-    runners = {name: step_fn(copy.deepcopy(base), SHAPE, bf16=bf16, channels_last=False, compiled=compiled)
-               for name, (bf16, compiled) in VARIANTS.items()}
+    chosen = ["fp32 eager", *(name for name in args.variants if name != "fp32 eager")]
+    runners = {name: step_fn(copy.deepcopy(base), SHAPE, bf16=bf16, channels_last=cl, compiled=compiled)
+               for name, (bf16, cl, compiled) in VARIANTS.items() if name in chosen}
     warm = {name: _cpu_with_children(lambda: (run(), run())) for name, run in runners.items()}
     times: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
@@ -68,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in names if rep % 2 == 0 else names[::-1]:
             times[name].append(sum(_cpu_timed(runners[name]) for _ in range(args.steps)) / args.steps)
     ref = times["fp32 eager"]
-    print(f"{'variant':<14} {'ms/step':>8} {'img/s':>7} {'vs fp32 eager':>13} {'per-round':>13} "
+    print(f"{'variant':<16} {'ms/step':>8} {'img/s':>7} {'vs fp32 eager':>13} {'per-round':>13} "
           f"{'of peak':>8} {'warm-up CPU s':>13}")
     for name in names:
         med = statistics.median(times[name])
         ratios = [r / t for r, t in zip(ref, times[name])]
         peak = peaks["bf16"] if name.startswith("bf16") else peaks["fp32"]
-        print(f"{name:<14} {1000 * med:8.1f} {args.batch / med:7.0f} {statistics.median(ref) / med:12.2f}x "
+        print(f"{name:<16} {1000 * med:8.1f} {args.batch / med:7.0f} {statistics.median(ref) / med:12.2f}x "
               f"{min(ratios):5.2f}-{max(ratios):5.2f}x {6 * macs * args.batch / med / peak:7.1%} {warm[name]:13.1f}")
     print(f"load at the end {Path('/proc/loadavg').read_text().split()[:3]}")
     return 0
