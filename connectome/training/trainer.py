@@ -195,7 +195,9 @@ def setup_trial(cfg: TrialConfig, device: torch.device | None = None) -> Trial:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
                                 nesterov=train.nesterov and train.momentum > 0,
-                                weight_decay=train.weight_decay)
+                                weight_decay=train.weight_decay, foreach=True)
+    # foreach: PyTorch's default on CUDA; on CPU its default is a Python loop over the parameters,
+    # 2.2x slower for fashion_small.yaml's 49 tensors (1.1 against 0.5 ms a step) for the same bits.
     if train.compile:
         torch._dynamo.reset()  # a reused worker's earlier trials would count towards the recompile limit
         use_compile_cache()

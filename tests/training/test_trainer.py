@@ -321,3 +321,21 @@ def test_on_batch_sees_every_step_and_changes_nothing(tiny):
     assert calls == [(e, b, 9, 32 * b) for e in (1, 2) for b in range(1, 10)]
     assert all(type(v) is int for call in calls for v in call)
     assert train_trial(tiny(train={"epochs": 2}))["final_val_acc"] == record["final_val_acc"]
+
+
+def test_the_trials_foreach_sgd_updates_the_parameters_as_the_python_loop_does(tiny):
+    # The trial's optimiser uses foreach kernels (faster on CPU); the updates must be the same bits
+    # as SGD's per-parameter loop (torch's CPU default), Nesterov and weight decay included.
+    trial = trainer.setup_trial(trainer.make_trial_config(tiny()))
+    assert trial.optimizer.defaults["foreach"] is True
+    ref = [p.detach().clone().requires_grad_() for p in trial.model.parameters()]
+    loop = torch.optim.SGD(ref, **{**trial.optimizer.defaults, "foreach": False})
+    torch.manual_seed(0)
+    grads = [[torch.randn_like(p) for p in ref] for _ in range(3)]
+    ours = list(trial.model.parameters())
+    for step in grads:
+        for p, q, g in zip(ours, ref, step):
+            p.grad, q.grad = g.clone(), g.clone()
+        trial.optimizer.step()
+        loop.step()
+    assert all(torch.equal(p, q) for p, q in zip(ours, ref))
