@@ -1,17 +1,23 @@
 """Exact rewrites of the executor, each timed against the form it replaced (issue 9).
 
-Each rewrite keeps what the network computes (values and gradients; tests/test_executor.py,
-tests/test_ops.py) and changes only how:
-  concat     a dense block's concatenation hands dense copies of its gradient slices back, not
-             strided views (CPU bf16 channels-last: autograd's sums of strided bf16 slices are slow)
-  stem relu  the ImageNet stem's ReLU runs after its max pool, on a quarter of the positions
+Each rewrite keeps what the network computes (values and gradients; tests/test_ops.py) and
+changes only how:
+  stem relu   the ImageNet stem's ReLU runs after its max pool, on a quarter of the positions
+  transition  a transition without dropout average-pools before its 1x1 conv (a quarter of its MACs)
+(A dense-block concatenation that handed dense copies of its gradient slices back, measured
+the same way, did not win and was not kept: docs/benchmarks.md, "Layout and exact rewrites".)
 
 For each network this times the training step with the rewrites as shipped ("after") against
 each one undone ("before: ..."), on one model whose forward is switched between rounds
 (interleaved, rotating the order), in process CPU time, with the trial's allocator settings and
-the layout `channels_last: auto` picks. Ratios > 1: the shipped form is faster.
+the layout `channels_last: auto` picks. Ratios > 1: the shipped form is faster. A step varies
+by several per cent from round to round here, more than a 1-3% rewrite saves, so `--parts`
+also times the part of the network each rewrite touches, forward and backward, on its own:
+fashion_small.yaml's stem (bf16 autocast, channels-last, batch 128).
 
-    OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --reps 12 --steps 4
+    OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --cases fashion_small.yaml --reps 40 --steps 3
+    OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --cases "DenseNet-40-12 on CIFAR" --reps 8 --steps 1
+    OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --parts --reps 30
 
 Run with 1 thread, one process at a time, on an idle machine.
 """
@@ -32,9 +38,8 @@ import throughput  # noqa: E402
 from channels_last import CASES, model  # noqa: E402
 from throughput import _cpu_timed, step_fn  # noqa: E402
 
-from connectome import executor  # noqa: E402
 from connectome.complexity import block_sides  # noqa: E402
-from connectome.ops import ImageNetStem, _ChannelsLast  # noqa: E402
+from connectome.ops import ImageNetStem, Transition, _ChannelsLast  # noqa: E402
 from connectome.training.allocator import keep_freed_memory  # noqa: E402
 from connectome.training.resolve import CHANNELS_LAST_BF16_MAX_SIDE  # noqa: E402
 
@@ -45,6 +50,11 @@ def _stem_relu_before_pool(self: ImageNetStem, x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
         return self.pool0(_ChannelsLast.apply(x)).contiguous()
     return self.pool0(x)
+
+
+def _transition_conv_before_pool(self: Transition, x: torch.Tensor) -> torch.Tensor:
+    """The paper's transition order: BN, ReLU, 1x1 conv, then the average pool."""
+    return self.pool(self.conv(self.relu(self.norm(x))))
 
 
 @contextlib.contextmanager
@@ -59,8 +69,8 @@ def _patched(owner: object, name: str, value: object) -> Iterator[None]:
 
 UNDO: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "after": contextlib.nullcontext,
-    "before: concat": lambda: _patched(executor, "concat_channels", lambda inputs: torch.cat(inputs, 1)),
     "before: stem relu": lambda: _patched(ImageNetStem, "forward", _stem_relu_before_pool),
+    "before: transition": lambda: _patched(Transition, "forward", _transition_conv_before_pool),
 }
 
 
@@ -72,6 +82,8 @@ def bench(name: str, precision: str, reps: int, steps: int) -> None:
     channels_last = not bf16 or max(block_sides(net.spec, shape)) <= CHANNELS_LAST_BF16_MAX_SIDE
     step = step_fn(net, shape, bf16=bf16, channels_last=channels_last, compiled=False)
     variants = [v for v in UNDO if v != "before: stem relu" or options.get("stem") == "imagenet"]
+    if net.spec.dropout > 0:  # transitions with dropout keep the paper's order
+        variants.remove("before: transition")
     for variant in variants:
         with UNDO[variant]():
             step()
@@ -90,16 +102,57 @@ def bench(name: str, precision: str, reps: int, steps: int) -> None:
               f"{min(ratios):5.2f}-{max(ratios):4.2f}x", flush=True)
 
 
+def _parts() -> dict[str, tuple[str, Callable[[], None]]]:
+    """Rewrite -> (the part it touches, one forward + backward of that part)."""
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    stem = ImageNetStem(1, 32).to(memory_format=cl)
+    image = torch.randn(128, 1, 28, 28).contiguous(memory_format=cl)
+
+    def run(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            # A channels-last gradient for the part's output, as the layer after it hands back.
+            weight = torch.randn_like(module(x), dtype=torch.float32).contiguous(memory_format=cl)
+
+        def once() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = module(x)
+            out.float().mul(weight).sum().backward()
+        return once
+
+    return {"before: stem relu": ("ImageNet stem (28x28 -> 7x7)", run(stem, image))}
+
+
+def bench_parts(reps: int, steps: int) -> None:
+    for undone, (part, once) in _parts().items():
+        times: dict[str, list[float]] = {"after": [], undone: []}
+        for rep in range(reps):
+            for variant in list(times) if rep % 2 == 0 else list(times)[::-1]:
+                with UNDO[variant]():
+                    once()
+                    times[variant].append(sum(_cpu_timed(once) for _ in range(steps)) / steps)
+        ratios = [b / a for a, b in zip(times["after"], times[undone])]
+        print(f"{part:<40} {undone:<18} {statistics.median(times['after']) * 1e3:8.2f} ms after, "
+              f"{statistics.median(times[undone]) * 1e3:8.2f} ms before: {statistics.median(ratios):6.3f}x "
+              f"{min(ratios):5.2f}-{max(ratios):4.2f}x", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES)[:3], choices=list(CASES))
+    parser.add_argument("--cases", nargs="+", default=["fashion_small.yaml", "partial_vs_dense.yaml (L=40, k=12)"],
+                        choices=list(CASES))
     parser.add_argument("--precisions", nargs="+", default=["bf16"], choices=["bf16", "fp32"])
     parser.add_argument("--reps", type=int, default=12)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--parts", action="store_true", help="time the parts each rewrite touches, not whole steps")
     args = parser.parse_args(argv)
     keep_freed_memory()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average "
           f"{[round(x, 2) for x in os.getloadavg()]}; process CPU time per training step")
+    if args.parts:
+        bench_parts(args.reps, args.steps)
+        print(f"load average at the end {[round(x, 2) for x in os.getloadavg()]}")
+        return 0
     print(f"{'network':<40} {'prec':>5} {'lay':>5} {'variant':<18} {'ms/step':>8} {'vs after':>8} {'per-round':>10}")
     for name in args.cases:
         for precision in args.precisions:

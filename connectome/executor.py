@@ -7,7 +7,7 @@ local list of feature maps (freed as soon as their last reader has run).
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -37,7 +37,7 @@ class GraphNode(nn.Module):
         if len(inputs) == 1:
             return inputs[0]
         if self.agg == "concat":
-            return concat_channels(inputs)
+            return torch.cat(inputs, 1)
         out = inputs[0]
         for t in inputs[1:]:
             out = out + t
@@ -69,45 +69,6 @@ class GraphNode(nn.Module):
         first, self._tail_fresh = self._tail_fresh, False
         with nullcontext() if first else frozen_norm_stats(self.op):
             return self.op.tail(h)
-
-
-def concat_channels(inputs: list[torch.Tensor]) -> torch.Tensor:
-    """torch.cat over channels (dim 1), with a backward that is faster on CPU in bf16/fp16 channels-last.
-
-    Compiled graphs keep torch.cat: Inductor writes the pieces into one buffer and derives its own
-    backward (and Dynamo in torch 2.14 traced this variadic autograd.Function wrongly).
-    """
-    if torch.compiler.is_compiling():
-        return torch.cat(inputs, 1)
-    return _ConcatChannels.apply(*inputs)
-
-
-class _ConcatChannels(torch.autograd.Function):
-    """torch.cat(inputs, 1); the backward hands out dense copies of the gradient's channel slices where needed.
-
-    A channel slice of a channels-last gradient is strided (its pixels lie C_total apart). ATen's CPU
-    kernels for bf16/fp16 run elementwise ops on such operands ~10x slower than on dense ones, and
-    autograd sums each feature map's gradient slices from all its later readers with exactly such
-    adds (7% of the bf16 training step of fashion_small.yaml's network). One copy per slice makes
-    those sums dense. Same values as torch.cat's backward (copies are exact); elsewhere, views as it.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, *inputs: torch.Tensor) -> torch.Tensor:
-        ctx.widths = [t.shape[1] for t in inputs]
-        return torch.cat(inputs, 1)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        dense = _strided_slices_are_slow(grad)
-        return tuple((p.contiguous(memory_format=torch.channels_last) if dense else p) if needed else None
-                     for p, needed in zip(grad.split(ctx.widths, 1), ctx.needs_input_grad))
-
-
-def _strided_slices_are_slow(grad: torch.Tensor) -> bool:
-    """A CPU bf16/fp16 gradient with channels innermost and more than one pixel (measured, see above)."""
-    return (grad.device.type == "cpu" and grad.dtype in (torch.bfloat16, torch.float16) and grad.dim() == 4
-            and grad.stride(1) == 1 and grad.shape[2] * grad.shape[3] > 1)
 
 
 @contextmanager

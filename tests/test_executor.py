@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from connectome import PATTERNS, build_model, build_spec, make_arch
-from connectome.executor import ConnectomeNet, concat_channels
+from connectome.executor import ConnectomeNet
 from connectome.interop import load_torchvision_densenet
 import reference_resnets
 from reference_resnets import network_state
@@ -139,49 +139,6 @@ def test_channels_last_and_bf16_autocast_run_on_cpu():
         low = model(x)
     assert low.dtype == torch.bfloat16
     assert (low.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.1
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-def test_concat_gives_torch_cats_values_and_gradients(dtype, memory_format):
-    # Each map is read by several later concats, so autograd sums its gradient slices: the same
-    # sums, bit for bit, whether the slices arrive as views (torch.cat) or as dense copies.
-    torch.manual_seed(0)
-    maps = [torch.randn(4, c, 5, 5, dtype=dtype).contiguous(memory_format=memory_format) for c in (8, 3, 3, 3)]
-    weights = [torch.randn(4, 8 + 3 * i, 5, 5, dtype=dtype) for i in range(1, 4)]
-
-    def grads(cat):
-        xs = [m.clone().requires_grad_() for m in maps]
-        outs = [cat(xs[:i + 1]) for i in range(1, 4)]
-        sum((o * w).sum() for o, w in zip(outs, weights)).backward()
-        return outs, [x.grad for x in xs]
-
-    (ours, ours_grads), (ref, ref_grads) = grads(concat_channels), grads(lambda xs: torch.cat(xs, 1))
-    assert all(torch.equal(a, b) for a, b in zip(ours, ref))
-    assert all(torch.equal(a, b) for a, b in zip(ours_grads, ref_grads))
-
-
-def test_concat_hands_dense_gradients_only_where_strided_ones_are_slow():
-    # CPU bf16 channels-last: dense copies (strided bf16 adds run ~10x slower); elsewhere views.
-    def grad_layouts(dtype, memory_format, hw=5):
-        x = torch.randn(2, 6, hw, hw, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
-        seen = []
-        x.register_hook(lambda g: seen.append(g.is_contiguous(memory_format=torch.channels_last)))
-        y = torch.randn(2, 2, hw, hw, dtype=dtype).contiguous(memory_format=memory_format)
-        out = concat_channels([x, y])
-        out.backward(torch.randn_like(out))  # a gradient in the output's layout, as a conv's backward gives
-        return seen
-
-    assert grad_layouts(torch.bfloat16, torch.channels_last) == [True]
-    assert grad_layouts(torch.float32, torch.channels_last) == [False]  # fp32 strided adds are fast
-    assert grad_layouts(torch.bfloat16, torch.contiguous_format) == [False]
-
-
-def test_concat_supports_double_backward():
-    # Second-order proxies (GraSP's Hessian-gradient product) differentiate through the backward.
-    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda a, b: concat_channels([a, b]) ** 2, (x, y))
 
 
 def test_forward_does_not_mutate_the_module():
