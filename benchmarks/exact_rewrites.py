@@ -1,7 +1,7 @@
-"""Exact rewrites of the executor, each timed against the form it replaced (issue 9).
+"""Exact rewrites of the executor's ops, each timed against the form it replaced (issue 9).
 
-Each rewrite keeps what the network computes (values and gradients; tests/test_ops.py) and
-changes only how:
+Each rewrite keeps what the network computes (values and gradients, up to rounding for the
+transition; tests/test_ops.py) and changes only how:
   stem relu   the ImageNet stem's ReLU runs after its max pool, on a quarter of the positions
   transition  a transition without dropout average-pools before its 1x1 conv (a quarter of its MACs)
 (A dense-block concatenation that handed dense copies of its gradient slices back, measured
@@ -16,7 +16,6 @@ also times the part of the network each rewrite touches, forward and backward, o
 fashion_small.yaml's stem (bf16 autocast, channels-last, batch 128).
 
     OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --cases fashion_small.yaml --reps 40 --steps 3
-    OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --cases "DenseNet-40-12 on CIFAR" --reps 8 --steps 1
     OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --parts --reps 30
 
 Run with 1 thread, one process at a time, on an idle machine.
