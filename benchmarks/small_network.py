@@ -9,7 +9,8 @@ The whole-trial ratio against a plain-PyTorch pipeline cannot exceed the best st
 by much: training steps are most of both trials.
 
     OMP_NUM_THREADS=1 python benchmarks/small_network.py --reps 5 --steps 10
-    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) OMP_NUM_THREADS=1 python benchmarks/small_network.py --variants "bf16 eager" "bf16 cl eager" "bf16 cl compile"
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) OMP_NUM_THREADS=1 python benchmarks/small_network.py \
+        --variants "bf16 eager" "bf16 cl eager" "bf16 cl compile"
 """
 from __future__ import annotations
 
