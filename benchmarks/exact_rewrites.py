@@ -40,7 +40,7 @@ from throughput import _cpu_timed, step_fn  # noqa: E402
 from connectome.complexity import block_sides  # noqa: E402
 from connectome.ops import ImageNetStem, Transition, _ChannelsLast  # noqa: E402
 from connectome.training.allocator import keep_freed_memory  # noqa: E402
-from connectome.training.resolve import CHANNELS_LAST_BF16_MAX_SIDE  # noqa: E402
+from connectome.training.resolve import channels_last_faster  # noqa: E402
 
 
 def _stem_relu_before_pool(self: ImageNetStem, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,7 @@ def bench(name: str, precision: str, reps: int, steps: int) -> None:
     throughput.BATCH = batch
     net = model(options, shape)
     bf16 = precision == "bf16"
-    channels_last = not bf16 or max(block_sides(net.spec, shape)) <= CHANNELS_LAST_BF16_MAX_SIDE
+    channels_last = channels_last_faster(torch.device("cpu"), precision, lambda: max(block_sides(net.spec, shape)))
     step = step_fn(net, shape, bf16=bf16, channels_last=channels_last, compiled=False)
     variants = [v for v in UNDO if v != "before: stem relu" or options.get("stem") == "imagenet"]
     if net.spec.dropout > 0:  # transitions with dropout keep the paper's order

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -100,9 +100,14 @@ def resolve_channels_last(value: bool | str, config: TrialConfig, device: torch.
     """'auto' -> channels-last where it was measured faster (see CHANNELS_LAST_BF16_MAX_SIDE)."""
     if value != AUTO:
         return bool(value)
+    return channels_last_faster(device, precision, lambda: largest_block_side(config))
+
+
+def channels_last_faster(device: torch.device, precision: str, largest_side: Callable[[], int]) -> bool:
+    """The measured rule: x86-64 CPUs, fp32 or bf16 with blocks at <= 8 px (the side is computed only if needed)."""
     if device.type != "cpu" or platform.machine().lower() not in CHANNELS_LAST_CPUS:
         return False
-    return precision == "fp32" or largest_block_side(config) <= CHANNELS_LAST_BF16_MAX_SIDE
+    return precision == "fp32" or largest_side() <= CHANNELS_LAST_BF16_MAX_SIDE
 
 
 def compile_seconds(config: TrialConfig) -> float:
