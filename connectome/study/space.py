@@ -91,10 +91,12 @@ def make_sampler(study) -> Any:
     """The study's Optuna sampler, seeded (used by the Ray searcher and by replay)."""
     import optuna
 
+    from connectome.study.samplers import NSGAIISampler
+
     search = study.search
     if search.sampler == "nsga2":
         options = {"population_size": search.population} if search.population else {}
-        return optuna.samplers.NSGAIISampler(seed=search.sampler_seed, **options)
+        return NSGAIISampler(seed=search.sampler_seed, **options)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.sampler_seed)
     return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True)
