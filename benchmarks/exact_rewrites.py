@@ -4,6 +4,7 @@ Each rewrite keeps what the network computes (values and gradients, up to roundi
 transition; tests/test_ops.py) and changes only how:
   stem relu   the ImageNet stem's ReLU runs after its max pool, on a quarter of the positions
   transition  a transition without dropout average-pools before its 1x1 conv (a quarter of its MACs)
+  centre tap  a layer's 3x3 conv on a 1x1 map runs as a 1x1 conv with its centre tap (the rest read padding)
 (A dense-block concatenation that handed dense copies of its gradient slices back, measured
 the same way, did not win and was not kept: docs/benchmarks.md, "Layout and exact rewrites".)
 
@@ -13,9 +14,11 @@ each one undone ("before: ..."), on one model whose forward is switched between 
 the layout `channels_last: auto` picks. Ratios > 1: the shipped form is faster. A step varies
 by several per cent from round to round here, more than a 1-3% rewrite saves, so `--parts`
 also times the part of the network each rewrite touches, forward and backward, on its own:
-fashion_small.yaml's stem (bf16 autocast, channels-last, batch 128).
+fashion_small.yaml's stem (bf16 autocast, channels-last, batch 128). The precision defaults to
+what `precision: auto` picks on this CPU.
 
     OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --cases fashion_small.yaml --reps 40 --steps 3
+    OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --cases fashion_small.yaml "connectivity_search.yaml (L=22, k=16)" --reps 10 --steps 3
     OMP_NUM_THREADS=1 python benchmarks/exact_rewrites.py --parts --reps 30
 
 Run with 1 thread, one process at a time, on an idle machine.
@@ -38,9 +41,9 @@ from channels_last import CASES, model  # noqa: E402
 from throughput import _cpu_timed, step_fn  # noqa: E402
 
 from connectome.complexity import block_sides  # noqa: E402
-from connectome.ops import ImageNetStem, Transition, _ChannelsLast  # noqa: E402
+from connectome.ops import CentreTapConv2d, ImageNetStem, Transition, _ChannelsLast  # noqa: E402
 from connectome.training.allocator import keep_freed_memory  # noqa: E402
-from connectome.training.resolve import channels_last_faster  # noqa: E402
+from connectome.training.resolve import channels_last_faster, resolve_precision  # noqa: E402
 
 
 def _stem_relu_before_pool(self: ImageNetStem, x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +73,7 @@ UNDO: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "after": contextlib.nullcontext,
     "before: stem relu": lambda: _patched(ImageNetStem, "forward", _stem_relu_before_pool),
     "before: transition": lambda: _patched(Transition, "forward", _transition_conv_before_pool),
+    "before: centre tap": lambda: _patched(CentreTapConv2d, "forward", torch.nn.Conv2d.forward),
 }
 
 
@@ -78,9 +82,12 @@ def bench(name: str, precision: str, reps: int, steps: int) -> None:
     throughput.BATCH = batch
     net = model(options, shape)
     bf16 = precision == "bf16"
-    channels_last = channels_last_faster(torch.device("cpu"), precision, lambda: max(block_sides(net.spec, shape)))
+    sides = block_sides(net.spec, shape)
+    channels_last = channels_last_faster(torch.device("cpu"), precision, lambda: max(sides))
     step = step_fn(net, shape, bf16=bf16, channels_last=channels_last, compiled=False)
     variants = [v for v in UNDO if v != "before: stem relu" or options.get("stem") == "imagenet"]
+    if 1 not in sides:  # the centre tap acts on blocks at 1x1 only
+        variants.remove("before: centre tap")
     if net.spec.dropout > 0:  # transitions with dropout keep the paper's order
         variants.remove("before: transition")
     for variant in variants:
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["fashion_small.yaml", "partial_vs_dense.yaml (L=40, k=12)"],
                         choices=list(CASES))
-    parser.add_argument("--precisions", nargs="+", default=["bf16"], choices=["bf16", "fp32"])
+    parser.add_argument("--precisions", nargs="+", choices=["bf16", "fp32"],
+                        default=[resolve_precision("auto", torch.device("cpu"))])
     parser.add_argument("--reps", type=int, default=12)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--parts", action="store_true", help="time the parts each rewrite touches, not whole steps")

@@ -46,6 +46,29 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return F.dropout(x, p, training) if p > 0 else x
 
 
+class CentreTapConv2d(nn.Conv2d):
+    """A zero-padded "same" convolution that runs on 1x1 maps as a 1x1 conv with its centre tap.
+
+    On a 1x1 map every other tap reads zero padding, so the output and the gradients are the same
+    up to rounding (the other taps' gradient is exactly zero either way); oneDNN's 3x3 kernels take
+    about 4x longer there, forward and backward (docs/benchmarks.md, "Layout and exact rewrites").
+    DenseNets with the ImageNet stem on 28x28 inputs run their last block at 1x1.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size[0]
+        same = self.padding == (k // 2, k // 2) and self.dilation == (1, 1) and self.padding_mode == "zeros"
+        if same and x.shape[-2:] == (1, 1):
+            centre = self.weight[:, :, k // 2:k // 2 + 1, k // 2:k // 2 + 1]  # (C_out, C_in/groups, 1, 1)
+            return F.conv2d(x, centre, self.bias, 1, 0, 1, self.groups)  # (B, C_out, 1, 1)
+        return super().forward(x)
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    """A bias-free, zero-padded 3x3 conv of a layer op."""
+    return CentreTapConv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
 class ConvOp(nn.Module):
     """BN-ReLU-Conv3x3, the basic DenseNet layer (names as torchvision's)."""
 
@@ -53,7 +76,7 @@ class ConvOp(nn.Module):
         super().__init__()
         self.norm1 = nn.BatchNorm2d(cin)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.conv1 = conv3x3(cin, cout)
         self.p = dropout
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +110,7 @@ class BottleneckOp(nn.Module):
         self.conv1 = nn.Conv2d(cin, mid, 1, bias=False)
         self.norm2 = nn.BatchNorm2d(mid)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(mid, cout, 3, padding=1, bias=False)
+        self.conv2 = conv3x3(mid, cout)
         self.p = dropout
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +169,7 @@ class PreActBranch(nn.Module):
         self.norm1 = nn.BatchNorm2d(cin)
         self.conv1 = nn.Conv2d(cin, mid, 1, bias=False)
         self.norm2 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=1, bias=False)
+        self.conv2 = conv3x3(mid, mid, stride)
         self.norm3 = nn.BatchNorm2d(mid)
         self.conv3 = nn.Conv2d(mid, cout, 1, bias=False)
         self.p = dropout
@@ -177,9 +200,9 @@ class PostActBasicOp(nn.Module):
 
     def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = conv3x3(cin, cout, stride)
         self.norm1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.conv2 = conv3x3(cout, cout)
         self.norm2 = nn.BatchNorm2d(cout)
         self.p = dropout
 

@@ -1,10 +1,10 @@
-"""Ops: the head's global pooling (issue 14); the transition's and the ImageNet stem's faster forms (issue 9)."""
+"""Ops: the head's global pooling (issue 14); the transition's, the ImageNet stem's and the 3x3 conv's faster forms (issue 9)."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from connectome.ops import Head, ImageNetStem, Transition
+from connectome.ops import OPS, CentreTapConv2d, Head, ImageNetStem, Transition, conv3x3
 
 
 @pytest.mark.parametrize("shape", [(8, 24, 8, 8), (3, 342, 4, 4), (5, 7, 3, 3), (2, 5, 1, 1)])
@@ -121,3 +121,52 @@ def test_imagenet_stem_relu_after_the_pool_gives_the_papers_values_and_gradients
     (papers * weight).sum().backward()
     assert torch.equal(a.grad, b.grad)
     assert ((z <= 0) <= (a.grad == 0)).all()  # no gradient reaches a position the ReLU zeroed
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("hw", [1, 2, 5])
+def test_centre_tap_conv_gives_the_padded_convs_values_and_gradients(hw, memory_format, stride):
+    # On a 1x1 map the 3x3 conv's other taps read zero padding: float64, so only rounding could
+    # differ; the other taps' gradient is exactly zero in both. Other sizes run nn.Conv2d itself.
+    torch.manual_seed(0)
+    ours = conv3x3(12, 5, stride).double().to(memory_format=memory_format)
+    plain = nn.Conv2d(12, 5, 3, stride=stride, padding=1, bias=False).double().to(memory_format=memory_format)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(6, 12, hw, hw, dtype=torch.float64).contiguous(memory_format=memory_format)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    seen = []
+    with _KernelSpy(seen):
+        y = ours(a)
+    assert seen == [1 if hw == 1 else 3]  # the centre tap alone runs on 1x1 maps
+    reference = plain(b)
+    torch.testing.assert_close(y, reference, rtol=1e-12, atol=1e-12)
+    weight = torch.randn_like(y)
+    (y * weight).sum().backward()
+    (reference * weight).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ours.weight.grad, plain.weight.grad, rtol=1e-12, atol=1e-12)
+    if hw == 1:
+        off_centre = ours.weight.grad.clone()
+        off_centre[:, :, 1, 1] = 0
+        assert torch.count_nonzero(off_centre) == 0 and torch.count_nonzero(plain.weight.grad[:, :, 0]) == 0
+
+
+class _KernelSpy(torch.overrides.TorchFunctionMode):
+    """Records the kernel side of every conv2d called inside it."""
+
+    def __init__(self, seen: list) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.conv2d:
+            self.seen.append(args[1].shape[-1])
+        return func(*args, **(kwargs or {}))
+
+
+def test_layer_ops_use_the_centre_tap_conv():
+    # Every layer op's 3x3 conv takes the centre-tap path on 1x1 maps.
+    for name, op in OPS.items():
+        convs = [m for m in op(16, 8, bn_size=2, dropout=0.0).modules() if isinstance(m, nn.Conv2d)]
+        assert all(isinstance(m, CentreTapConv2d) for m in convs if m.kernel_size == (3, 3)), name
