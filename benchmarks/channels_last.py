@@ -1,7 +1,7 @@
 """channels_last against the default NCHW layout, per network (issue 9): the data behind `channels_last: auto`.
 
 For the networks of the shipped studies and benchmarks this times training steps (bf16
-autocast, as `precision: auto` resolves on this CPU, and fp32) in both memory layouts,
+autocast where this CPU has it natively, and fp32) in both memory layouts,
 interleaved (A,B then B,A), in process CPU time, and prints the ratio NCHW / channels-last
 (> 1: channels-last is faster) next to the network's largest block map side, the feature
 `connectome/training/resolve.py` decides on.
@@ -29,6 +29,7 @@ from connectome.architecture import make_arch  # noqa: E402
 from connectome.builder import build_spec  # noqa: E402
 from connectome.complexity import block_sides  # noqa: E402
 from connectome.executor import ConnectomeNet  # noqa: E402
+from connectome.training.resolve import native_bf16  # noqa: E402
 
 FASHION = (1, 28, 28)
 CIFAR = (3, 32, 32)
@@ -74,7 +75,8 @@ def bench(name: str, precisions: list[str], reps: int, steps: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    native = ["bf16", "fp32"] if native_bf16(torch.device("cpu")) else ["fp32"]  # bf16 is emulated, slowly, elsewhere
+    parser.add_argument("--precisions", nargs="+", default=native, choices=["bf16", "fp32"])
     parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args(argv)

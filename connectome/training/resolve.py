@@ -30,10 +30,11 @@ COMPILE_S_FIXED = 20.0
 COMPILED_STEP_RATIO = {"cpu": 1.28}
 # Eager training throughput (FLOP/s per thread) used to estimate a trial's length; bf16 / fp32.
 EAGER_FLOPS = {"bf16": 60e9, "fp32": 30e9, "fp16": 60e9}
-# Training step NCHW / channels-last on CPU, per network (benchmarks/channels_last.py, x86-64
-# with AVX-512): in fp32 channels-last was faster on all seven networks measured (1.13-1.47x); in
-# bf16 on those whose largest block map side is 7-8 px (1.08-1.40x), slower at 28-32 px
-# (0.77-0.92x). Sides in between and other CPU architectures were not measured: NCHW there.
+# Training step NCHW / channels-last on CPU, per network (benchmarks/channels_last.py, x86-64):
+# in fp32 channels-last was faster on all seven networks measured, with AVX-512 (1.13-1.47x) and
+# with AVX2 only (Zen 3: 1.16-1.53x); in bf16 (AVX512-BF16) on those whose largest block map side
+# is 7-8 px (1.08-1.40x), slower at 28-32 px (0.77-0.92x). Sides in between and other CPU
+# architectures were not measured: NCHW there.
 CHANNELS_LAST_BF16_MAX_SIDE = 8
 CHANNELS_LAST_CPUS = ("x86_64", "amd64")
 # SVHN's "extra" training images (data.svhn_extra).
