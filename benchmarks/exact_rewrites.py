@@ -1,7 +1,7 @@
 """Exact rewrites of the executor's ops, each timed against the form it replaced (issue 9).
 
 Each rewrite keeps what the network computes (values and gradients, up to rounding for the
-transition; tests/test_ops.py) and changes only how:
+transition and the centre tap; tests/test_ops.py) and changes only how:
   stem relu   the ImageNet stem's ReLU runs after its max pool, on a quarter of the positions
   transition  a transition without dropout average-pools before its 1x1 conv (a quarter of its MACs)
   centre tap  a layer's 3x3 conv on a 1x1 map runs as a 1x1 conv with its centre tap (the rest read padding)

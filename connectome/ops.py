@@ -47,25 +47,27 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class CentreTapConv2d(nn.Conv2d):
-    """A zero-padded "same" convolution that runs on 1x1 maps as a 1x1 conv with its centre tap.
+    """A zero-padded "same" conv (odd square kernel) that runs on 1x1 maps as a 1x1 conv with its centre tap.
 
-    On a 1x1 map every other tap reads zero padding, so the output and the gradients are the same
-    up to rounding (the other taps' gradient is exactly zero either way); oneDNN's 3x3 kernels take
-    about 4x longer there, forward and backward (docs/benchmarks.md, "Layout and exact rewrites").
-    DenseNets with the ImageNet stem on 28x28 inputs run their last block at 1x1.
+    On a 1x1 map every other tap reads zero padding, whatever the stride, so the output and the
+    gradients are the same up to rounding (the other taps' gradient is exactly zero either way);
+    oneDNN's 3x3 kernels take about 4x longer there on CPU, forward and backward (docs/benchmarks.md,
+    "Layout and exact rewrites"; not measured on GPUs). DenseNets with the ImageNet stem on 28x28
+    inputs run their last block at 1x1. Complexity counts keep every tap, as papers count.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.kernel_size[0]
-        same = self.padding == (k // 2, k // 2) and self.dilation == (1, 1) and self.padding_mode == "zeros"
-        if same and x.shape[-2:] == (1, 1):
+        odd_square = self.kernel_size == (k, k) and k % 2 == 1
+        same = odd_square and self.padding == (k // 2, k // 2) and self.dilation == (1, 1)
+        if same and self.padding_mode == "zeros" and x.shape[-2:] == (1, 1):
             centre = self.weight[:, :, k // 2:k // 2 + 1, k // 2:k // 2 + 1]  # (C_out, C_in/groups, 1, 1)
             return F.conv2d(x, centre, self.bias, 1, 0, 1, self.groups)  # (B, C_out, 1, 1)
         return super().forward(x)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    """A bias-free, zero-padded 3x3 conv of a layer op."""
+    """A bias-free, zero-padded 3x3 conv of a layer op or a residual unit."""
     return CentreTapConv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 

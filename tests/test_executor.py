@@ -97,11 +97,12 @@ def _randomise_norms(model):
 
 
 @torch.no_grad()
-def test_torchvision_densenet121_weights_give_the_same_outputs():
+@pytest.mark.parametrize("side", [64, 32])  # at 32 px the last block runs at 1x1 (the centre-tap conv)
+def test_torchvision_densenet121_weights_give_the_same_outputs(side):
     tv = torchvision.models.densenet121()
     _randomise_norms(tv)
     model = load_torchvision_densenet(build_model(preset="densenet121"), tv.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, side, side)
     diff = (model.eval()(x) - tv.eval()(x)).abs().max().item()
     assert diff < 1e-4
 
@@ -109,6 +110,7 @@ def test_torchvision_densenet121_weights_give_the_same_outputs():
 @pytest.mark.parametrize("preset, extra", [
     ("densenet-40-12", {}), ("densenet-bc-100-12", {}),
     ("partial-40-12", {}), ("densenet-40-12", {"pattern": "residual", "growth": 8}),
+    ("densenet-bc-100-12", {"stem": "imagenet"}),  # blocks at 4, 2 and 1 px: the centre tap, recomputed
 ])
 def test_memory_efficient_mode_gives_identical_outputs_gradients_and_stats(preset, extra):
     arch = make_arch(preset=preset, blocks=3, depth=16 if "bc" in preset else 10, dropout=0.1, **extra)

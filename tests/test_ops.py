@@ -147,9 +147,21 @@ def test_centre_tap_conv_gives_the_padded_convs_values_and_gradients(hw, memory_
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ours.weight.grad, plain.weight.grad, rtol=1e-12, atol=1e-12)
     if hw == 1:
-        off_centre = ours.weight.grad.clone()
-        off_centre[:, :, 1, 1] = 0
-        assert torch.count_nonzero(off_centre) == 0 and torch.count_nonzero(plain.weight.grad[:, :, 0]) == 0
+        for grad in (ours.weight.grad, plain.weight.grad):
+            off_centre = grad.clone()
+            off_centre[:, :, 1, 1] = 0
+            assert torch.count_nonzero(off_centre) == 0
+
+
+@pytest.mark.parametrize("kernel, padding, hw", [(5, 2, (1, 1)), (2, 1, (1, 1)), (4, 2, (1, 1)), (3, 1, (1, 3))])
+def test_centre_tap_conv_equals_the_conv_for_other_kernels_and_shapes(kernel, padding, hw):
+    # An odd kernel takes the centre tap on 1x1 maps; even kernels and other shapes run the conv itself.
+    torch.manual_seed(0)
+    ours = CentreTapConv2d(4, 3, kernel, padding=padding, bias=True).double()
+    plain = nn.Conv2d(4, 3, kernel, padding=padding, bias=True).double()
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 4, *hw, dtype=torch.float64)
+    torch.testing.assert_close(ours(x), plain(x), rtol=1e-12, atol=1e-12)
 
 
 class _KernelSpy(torch.overrides.TorchFunctionMode):

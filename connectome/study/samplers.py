@@ -10,27 +10,32 @@ from typing import Any
 
 import optuna
 
-LOCK_TYPE = type(threading.Lock())
-# State key naming the attributes that held a lock.
+# Lock types pickle refuses, by the name of the factory that makes a new one.
+LOCK_TYPES = {type(threading.Lock()): "Lock", type(threading.RLock()): "RLock"}
+# State key: the attributes that held a lock, and the lock factory of each.
 LOCKS = "_connectome_locks"
 
 
 class LockFreePickle:
-    """Pickles an object without its threading locks and gives the copy new ones."""
+    """Pickles an object's own attributes without their threading locks; the copy gets new ones."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        locks = [key for key, value in state.items() if isinstance(value, LOCK_TYPE)]
+        locks = {key: LOCK_TYPES[type(value)] for key, value in state.items() if type(value) in LOCK_TYPES}
         for key in locks:
             del state[key]
         return {**state, LOCKS: locks}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        locks = state.pop(LOCKS, [])
+        locks = state.pop(LOCKS, {})
         self.__dict__.update(state)
-        self.__dict__.update({key: threading.Lock() for key in locks})
+        self.__dict__.update({key: getattr(threading, factory)() for key, factory in locks.items()})
 
 
 class NSGAIISampler(LockFreePickle, optuna.samplers.NSGAIISampler):
-    """optuna.samplers.NSGAIISampler that pickles (Optuna 5.1 gave it a lock)."""
+    """optuna.samplers.NSGAIISampler that pickles (Optuna 5.1 gave it a lock).
+
+    Keep the name: Optuna keys a GA sampler's generations in the study's storage by its class
+    name, so a renamed subclass would not see the generations of a study it resumes.
+    """
