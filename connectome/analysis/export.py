@@ -2,7 +2,7 @@
 
 One row per (canonical_key, train_hash, seed, epoch): `canonical_key` is the canonical hash
 confirmed by the exact isomorphism check (`hash.1`, ... for a WL collision), `train_hash` the
-training configuration without the seed (`connectome.study.dedup.training_key`). Each row holds
+training configuration without the seed (`connectome.training.plan.training_key`). Each row holds
 the epoch's metrics, the trial's final metrics and the spec as JSON, so a search can be answered
 from the table without training (`connectome.study.replay`). Read from the trainer's files in
 each trial folder (config.json, result.json, spec.json: connectome.store.layout), whatever wrote
@@ -31,7 +31,7 @@ EXPORT_FILE = "export.parquet"
 
 def export_rows(trial_dir: Path, index: CanonicalIndex) -> list[dict]:
     """Rows of one finished trial folder (none if it has no record, config or spec)."""
-    from connectome.study.dedup import training_key
+    from connectome.training.plan import training_key
 
     files = TrialFiles(trial_dir)
     entry, saved = read_trial_result(files), read_trial_config(files)

@@ -259,7 +259,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         write_study_files(study, sd, changes)
         for trial in pending:
             write_trial_config(sd.trial(trial.trial_id), trial.config.model_dump(mode="json"), study=study.name,
-                               assignment=trial.assignment)
+                               assignment=trial.assignment, planned=trial.plan.to_json())
         if trials is not None:
             sd.write_plan([t.trial_id for t in trials], duplicates)
         describe = lambda trial_id: label_from_trial_file(sd.trial(trial_id).config)  # noqa: E731

@@ -56,7 +56,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
             if reason is None:
                 ot_trial.set_user_attr("trial_id", trial.trial_id)
                 write_trial_config(self.sd.trial(trial.trial_id), trial.config.model_dump(mode="json"),
-                                   study=self.study.name, assignment=trial.assignment)
+                                   study=self.study.name, assignment=trial.assignment, planned=trial.plan.to_json())
                 return {"trial_id": trial.trial_id, "trial_config": trial.config.model_dump_json()}
             repeats += reason.startswith("duplicate_of ")
             ot_trial.set_user_attr("rejected", reason)
@@ -85,7 +85,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
                 return None
             original = trial.trial_id
         else:
-            original = self.dedup.duplicate_of(trial.trial_id, trial.config)
+            original = self.dedup.duplicate_of(trial.trial_id, trial.plan)
         if original is None:
             return None
         ot_trial.set_user_attr("duplicate_of", original)

@@ -40,7 +40,7 @@ def table1() -> pd.DataFrame:
 def setting_of(dataset: str, augment: bool | None) -> str | None:
     """Table 1's setting name for a dataset and augmentation (None = the dataset's default)."""
     if augment is None:
-        from connectome.training.datasets import DATASETS
+        from connectome.training.catalog import DATASETS
 
         if dataset not in DATASETS:
             return None

@@ -267,10 +267,14 @@ class StudyDir:
 
 
 def write_trial_config(files: TrialFiles, config: dict[str, Any], *, study: str | None = None,
-                       assignment: dict[str, Any] | None = None) -> None:
-    """config.json: the trial's resolved config and the search values that produced it."""
+                       assignment: dict[str, Any] | None = None, planned: dict[str, Any] | None = None) -> None:
+    """config.json: the trial's resolved config, the search values that produced it and its plan.
+
+    `planned` is connectome.training.plan.PlannedTrial.to_json(): what the config builds (files of
+    layout 2 lack it; readers recompute it from `config`).
+    """
     write_json(files.config, {"layout": LAYOUT_VERSION, "trial_id": files.trial_id, "study": study,
-                              "assignment": assignment or {}, "config": config})
+                              "assignment": assignment or {}, "config": config, "planned": planned})
 
 
 def read_trial_config(files: TrialFiles) -> dict[str, Any] | None:

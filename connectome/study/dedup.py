@@ -1,9 +1,9 @@
 """Duplicate trials: the same architecture up to renumbering, trained the same way, runs once.
 
-Two trials are duplicates when their specs are isomorphic (canonical hash confirmed by the
-exact check in `connectome.canonical.CanonicalIndex`) and their training is identical: data,
-training settings (resource keys excluded), seed, and the raw `dropout` option (the trainer
-resolves None from the data, so None and 0.0 are kept apart). Replicates with other seeds are
+Two trials are duplicates when their planned specs are isomorphic (canonical hash confirmed by
+the exact check in `connectome.canonical.CanonicalIndex`) and their training is identical: data,
+training settings (resource keys excluded), seed, and the raw `dropout` option (the plan decides
+None from the data, so None and 0.0 are kept apart): `PlannedTrial.train_hash` and the seed. Replicates with other seeds are
 not duplicates. The first trial seen is the original; later ones name it in `duplicate_of`.
 """
 from __future__ import annotations
@@ -15,33 +15,9 @@ from pathlib import Path
 from typing import Iterable
 
 from connectome.canonical import CanonicalIndex
-from connectome.spec import NetworkSpec
 from connectome.training.config import TrialConfig
-from connectome.training.trainer import RESOURCE_KEYS
-
-
-def training_key(config: TrialConfig, with_seed: bool = True) -> str:
-    """Hash of everything besides the graph that decides what a trial computes (the seed optional)."""
-    dumped = config.model_dump(mode="json")
-    kept = {section: {k: v for k, v in dumped[section].items() if k not in RESOURCE_KEYS.get(section, ())}
-            for section in ("data", "train")}
-    kept.update(dropout=config.arch.dropout, **({"seed": config.seed} if with_seed else {}))
-    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def planned_spec(config: TrialConfig) -> NetworkSpec:
-    """The spec the trainer will build: the dataset's channels and classes, dropout resolved as it does."""
-    from connectome.builder import build_spec
-    from connectome.training.datasets import arch_for_data, dataset_info
-    from connectome.training.trainer import NO_AUGMENT_DROPOUT
-
-    arch = arch_for_data(config)[0]
-    if arch.dropout is None:  # as trainer.resolve_arch, without loading the data
-        augment = config.data.augment
-        augment = dataset_info(config.data.name).augment if augment is None else augment
-        arch = arch.model_copy(update={"dropout": 0.0 if augment else NO_AUGMENT_DROPOUT})
-    return build_spec(arch)
+from connectome.training.plan import PlannedTrial, plan_trial
+from connectome.training.plan import training_key as training_key  # re-exported: the plan owns it
 
 
 class Deduplicator:
@@ -56,9 +32,9 @@ class Deduplicator:
         """Whether this trial id was planned before (the same configuration and seed, asked again)."""
         return trial_id in self._ids
 
-    def duplicate_of(self, trial_id: str, config: TrialConfig, spec: NetworkSpec | None = None) -> str | None:
+    def duplicate_of(self, trial_id: str, plan: PlannedTrial) -> str | None:
         """The original this trial repeats, or None (then it becomes the original of its class)."""
-        key = (self._index.key(spec or planned_spec(config)), training_key(config))
+        key = (self._index.key(plan.spec), plan.train_hash, plan.config.seed)
         original = self._first.setdefault(key, trial_id)
         self._ids.add(original)
         return None if original == trial_id else original
@@ -69,7 +45,7 @@ class Deduplicator:
         dedup = cls()
         for path in sorted(paths):
             data = json.loads(Path(path).read_text())
-            dedup.duplicate_of(data["trial_id"], TrialConfig.model_validate(data["config"]))
+            dedup.duplicate_of(data["trial_id"], plan_trial(TrialConfig.model_validate(data["config"])))
         return dedup
 
 
@@ -78,7 +54,7 @@ def mark_duplicates(trials: list) -> list:
     dedup = Deduplicator()
     out = []
     for trial in trials:
-        original = None if trial.rejected else dedup.duplicate_of(trial.trial_id, trial.config)
+        original = None if trial.rejected else dedup.duplicate_of(trial.trial_id, trial.plan)
         if original is not None:
             trial = dataclasses.replace(trial, duplicate_of=original,
                                         rejected=f"duplicate_of {original} (isomorphic graph, same training)")

@@ -127,12 +127,12 @@ def plan_json(study: Study) -> dict[str, Any]:
 
 
 def trial_json(trial: Trial) -> dict[str, Any]:
-    """One planned trial: id, pattern, searched values, seed, full arch, params, multiply-adds, status."""
+    """One planned trial: id, pattern, searched values, seed, its plan (the arch built, size, hashes, execution), status."""
+    plan = trial.plan.to_json()
     return {
-        "trial_id": trial.trial_id, "pattern": trial.config.arch.pattern, "assignment": trial.assignment,
-        "seed": trial.config.seed, "arch": trial.config.arch.model_dump(mode="json"),
-        "params": trial.params, "macs": trial.flops, "status": "rejected" if trial.rejected else "run",
-        "rejected": trial.rejected,
+        **plan, "pattern": trial.config.arch.pattern, "assignment": trial.assignment, "seed": trial.config.seed,
+        "macs": plan["flops"], "status": "rejected" if trial.rejected else "run", "rejected": trial.rejected,
+        "duplicate_of": trial.duplicate_of,
     }
 
 

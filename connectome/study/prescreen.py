@@ -34,12 +34,13 @@ def proxy_at_init(trial: Trial, proxy: str) -> float:
     from connectome.training import device as devices
     from connectome.training.trainer import setup_trial
 
+    # Resource keys only: the same planned network, set up on CPU without compiling.
     train = trial.config.train.model_copy(update={"device": "cpu", "compile": False, "proxies": True})
-    config = trial.config.model_copy(update={"train": train})
+    plan = dataclasses.replace(trial.plan, config=trial.config.model_copy(update={"train": train}))
     cpu, threads = torch.device("cpu"), torch.get_num_threads()
     try:
         with devices.trial_scope(cpu):
-            return trial_proxy_columns(setup_trial(config, cpu))[PREFIX + proxy]
+            return trial_proxy_columns(setup_trial(plan, cpu))[PREFIX + proxy]
     finally:
         torch.set_num_threads(threads)  # setup_trial sets the trial's threads process-wide
 

@@ -16,7 +16,6 @@ import pandas as pd
 from connectome.canonical import networks_isomorphic
 from connectome.errors import ConfigError
 from connectome.spec import NetworkSpec
-from connectome.study.dedup import planned_spec, training_key
 from connectome.study.schema import GridSearch, Study
 from connectome.study.trials import Trial, expand_grid, make_trial
 
@@ -42,10 +41,9 @@ class ReplayTable:
 
     def answer(self, trial: Trial) -> dict[str, Any] | None:
         """The stored row of an isomorphic, identically trained architecture, or None."""
-        spec = planned_spec(trial.config)
-        key = (spec.canonical_hash, training_key(trial.config, with_seed=False), trial.config.seed)
-        for row in self._rows.get(key, []):
-            if networks_isomorphic(spec, NetworkSpec.from_json(row["spec"])):
+        plan = trial.plan
+        for row in self._rows.get((plan.canonical_hash, plan.train_hash, plan.config.seed), []):
+            if networks_isomorphic(plan.spec, NetworkSpec.from_json(row["spec"])):
                 return row
         return None
 

@@ -1,9 +1,10 @@
-"""From a study to trials: resolve assignments into TrialConfigs, ids, constraints, grids.
+"""From a study to trials: assignments into planned trials, constraints, grids.
 
 An assignment maps flat trial keys (arch keys unprefixed, `train.*`, `data.*`) to values.
-Resolving it on top of the study's base gives a frozen `TrialConfig`; its id is a hash of
-the resolved config without its resource keys (connectome.store.record.config_hash), so the
-same computation gets the same id in every run, wherever and however fast it runs.
+Applied on top of the study's base it gives a frozen `TrialConfig`, which
+connectome.training.plan.plan_trial turns into the trial the trainer will build. Its id is a
+hash of the config without its resource keys (connectome.store.record.config_hash), so the same
+computation gets the same id in every run, wherever and however fast it runs.
 """
 from __future__ import annotations
 
@@ -13,34 +14,41 @@ from typing import Any
 
 from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.store.record import config_hash
 from connectome.study.limits import rejected_by_limits
 from connectome.study.dedup import mark_duplicates
 from connectome.study.schema import PATTERN_OPTION, GridSearch, Study
-from connectome.training import DataConfig, TrainConfig, TrialConfig
-from connectome.training.datasets import arch_for_data
-from connectome.training.datasets import data_shape as dataset_shape
-from connectome.training.resolve import resolve_execution
+from connectome.training.config import DataConfig, TrainConfig, TrialConfig
+from connectome.training.plan import PlannedTrial, plan_trial, planned_arch
+from connectome.training.plan import trial_id as trial_id  # the planned trial's id, re-exported
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One resolved trial: its id, config, the search values that made it, and its size."""
+    """One planned trial of a study: the plan, the search values that made it, and its verdict."""
 
-    trial_id: str
-    config: TrialConfig
+    plan: PlannedTrial
     assignment: dict[str, Any] = field(default_factory=dict)
-    params: int | None = None
-    flops: int | None = None
     # Why the constraints rejected it (None: accepted).
     rejected: str | None = None
     # The earlier trial with an isomorphic graph and the same training (see study/dedup.py).
     duplicate_of: str | None = None
 
+    @property
+    def trial_id(self) -> str:
+        return self.plan.trial_id
 
-def trial_id(config: TrialConfig) -> str:
-    """Deterministic id: the pattern name plus a hash of the resolved config's semantic part."""
-    return f"{config.arch.pattern}-{config_hash(config.model_dump(mode='json'))}"
+    @property
+    def config(self) -> TrialConfig:
+        return self.plan.config
+
+    @property
+    def params(self) -> int:
+        return self.plan.params
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds per image."""
+        return self.plan.flops
 
 
 def split_assignment(assignment: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -52,7 +60,7 @@ def split_assignment(assignment: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return parts
 
 
-def resolve_arch(study: Study, parts: dict[str, dict[str, Any]]) -> ArchConfig:
+def assigned_arch(study: Study, parts: dict[str, dict[str, Any]]) -> ArchConfig:
     """The study's arch with the assignment's arch keys on top, then its single pattern options."""
     options = {**study.arch.model_dump(exclude_unset=True), **parts["arch"]}
     if parts["pattern_options"]:  # one option set by a factor joins the others, it does not replace them
@@ -60,10 +68,10 @@ def resolve_arch(study: Study, parts: dict[str, dict[str, Any]]) -> ArchConfig:
     return make_arch(**options)
 
 
-def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> TrialConfig:
+def assigned_config(study: Study, assignment: dict[str, Any], seed: int) -> TrialConfig:
     """The study's base with the assignment on top, validated (budget matched if asked)."""
     parts = split_assignment(assignment)
-    arch = resolve_arch(study, parts)
+    arch = assigned_arch(study, parts)
     try:
         config = TrialConfig(
             arch=arch,
@@ -76,33 +84,16 @@ def resolve_config(study: Study, assignment: dict[str, Any], seed: int) -> Trial
     if study.budget is not None:
         from connectome.complexity import match_budget
 
-        arch, size = arch_for_data(config)
+        arch, size = planned_arch(config)
         matched = match_budget(arch, study.budget.params, input_size=size)
         config = config.model_copy(update={"arch": config.arch.model_copy(update={"growth": matched.growth})})
-    # Hook (issue 9): precision/compile "auto" made concrete at planning, before the trial id is taken.
-    return resolve_execution(config)
-
-
-def data_shape(config: TrialConfig) -> tuple[tuple[int, int, int], int]:
-    """(C, H, W) of the dataset's images and its number of classes, known without loading them."""
-    return dataset_shape(config.data)
-
-
-def measure(config: TrialConfig) -> tuple[int, int]:
-    """Params and multiply-adds per image (the record's `flops`) from the spec, with the dataset's channels and classes as the trainer sets them."""
-    from connectome.builder import build_spec
-    from connectome.complexity import complexity
-
-    arch, size = arch_for_data(config)
-    cx = complexity(build_spec(arch), size)
-    return cx.params, cx.flops
+    return config
 
 
 def make_trial(study: Study, assignment: dict[str, Any], seed: int) -> Trial:
-    """Resolve, measure from the spec (which also validates the network) and check constraints."""
-    config = resolve_config(study, assignment, seed)
-    params, flops = measure(config)
-    return Trial(trial_id(config), config, dict(assignment), params, flops, rejected_by(study, params, flops))
+    """Plan the assigned config (which builds and so validates the network) and check constraints."""
+    plan = plan_trial(assigned_config(study, assignment, seed))
+    return Trial(plan, dict(assignment), rejected_by(study, plan.params, plan.flops))
 
 
 def rejected_by(study: Study, params: int | None, flops: int | None) -> str | None:

@@ -141,7 +141,7 @@ class TrialConfig(BaseModel):
 
     @field_validator("arch", mode="before")
     @classmethod
-    def _resolve_preset(cls, v: Any) -> Any:
+    def _apply_preset(cls, v: Any) -> Any:
         # make_arch applies the preset's values under the explicit keys.
         if isinstance(v, Mapping):
             try:

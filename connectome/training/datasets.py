@@ -12,18 +12,16 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from connectome.errors import DatasetError, unknown_name
+from connectome.errors import DatasetError
 from connectome.training.augment import Draws, apply, augment_batch, draw
-from connectome.training.config import DataConfig, SyntheticConfig, TrialConfig
-
-if TYPE_CHECKING:
-    from connectome.architecture import ArchConfig
-
+# DATASETS and DatasetInfo are re-exported: the registry is the catalog's, the readers are here.
+from connectome.training.catalog import DATASETS, DatasetInfo, augments, dataset_info, val_images  # noqa: F401
+from connectome.training.config import DataConfig, SyntheticConfig
 
 @dataclass(frozen=True)
 class RawData:
@@ -36,36 +34,6 @@ class RawData:
     classes: int
     # Only the first `splittable` training images may go to validation (None = all of them).
     splittable: int | None = None
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """How to find, read and split one dataset."""
-
-    # Subdirectories tried under each data root, in order ("" = the root itself).
-    dirs: tuple[str, ...]
-    # Files that must exist in a directory for it to hold the dataset.
-    files: tuple[str, ...]
-    # Reads the dataset from the directory that holds it.
-    read: Callable[[Path, DataConfig], RawData]
-    # Training images held out for validation when DataConfig.val_size is None.
-    val_size: int
-    # Default of DataConfig.augment, and whether a horizontal flip preserves the label.
-    augment: bool
-    flip: bool
-    # How a user gets the files (shown when they are missing).
-    how_to_get: str
-    # (C, H, W) of the images and the number of classes, known without loading anything.
-    shape: tuple[int, int, int] = (0, 0, 0)
-    classes: int = 0
-    # Directories outside the data roots (system packages).
-    system_dirs: tuple[str, ...] = ()
-    # torchvision dataset class name used to download, and its subdirectory under the root.
-    torchvision: str | None = None
-    # Pixels / 255 only, no per-channel standardisation (the paper's SVHN preprocessing).
-    scale_only: bool = False
-    # Training-split images (before validation is held out; SVHN without extra), for estimates.
-    train_images: int = 0
 
 
 # ---------------------------------------------------------------- readers
@@ -222,48 +190,13 @@ def make_synthetic(cfg: SyntheticConfig) -> RawData:
     return RawData(train_x, train_y, test_x, test_y, classes=cfg.classes)
 
 
-_IDX_FILES = tuple(f"{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))
-_PIP_TV = "let torchvision download it (data.download: true, needs network; saved under $CONNECTOME_DATA or ./data)"
-
-DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo(
-        shape=(3, 32, 32), classes=10, train_images=50000,
-        dirs=("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
-        files=("data_batch_1", "data_batch_5", "test_batch"), read=_read_cifar10,
-        val_size=5000, augment=True, flip=True, torchvision="CIFAR10",
-        how_to_get="unpack cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) "
-                   "into $CONNECTOME_DATA, or " + _PIP_TV),
-    "cifar100": DatasetInfo(
-        shape=(3, 32, 32), classes=100, train_images=50000,
-        dirs=("cifar-100-python", "cifar100/cifar-100-python"), files=("train", "test"),
-        read=_read_cifar100, val_size=5000, augment=True, flip=True, torchvision="CIFAR100",
-        how_to_get="unpack cifar-100-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) "
-                   "into $CONNECTOME_DATA, or " + _PIP_TV),
-    # The paper trains SVHN without augmentation (and so with dropout 0.2), pixels / 255.
-    "svhn": DatasetInfo(
-        shape=(3, 32, 32), classes=10, train_images=73257,
-        dirs=("svhn", ""), files=("train_32x32.mat", "test_32x32.mat"), read=_read_svhn,
-        val_size=6000, augment=False, flip=False, torchvision="SVHN", scale_only=True,
-        how_to_get="put train_32x32.mat and test_32x32.mat (http://ufldl.stanford.edu/housenumbers/) "
-                   "in $CONNECTOME_DATA/svhn, or " + _PIP_TV),
-    # No paper split: 5,000 of 60,000 held out, the classic MNIST validation size, like CIFAR's.
-    "fashion-mnist": DatasetInfo(
-        shape=(1, 28, 28), classes=10, train_images=60000,
-        dirs=("fashion-mnist", "FashionMNIST/raw"), files=_IDX_FILES, read=_read_idx,
-        val_size=5000, augment=True, flip=True, torchvision="FashionMNIST",
-        system_dirs=("/usr/share/datasets/fashion-mnist",),
-        how_to_get="install the Debian package: sudo apt-get install dataset-fashion-mnist "
-                   "(or `make data`), or put the four idx .gz files in $CONNECTOME_DATA/fashion-mnist"),
-    # Digits: a mirror image is not the same digit, so crops only.
-    "mnist": DatasetInfo(
-        shape=(1, 28, 28), classes=10, train_images=60000,
-        dirs=("mnist", "MNIST/raw"), files=_IDX_FILES, read=_read_idx,
-        val_size=5000, augment=False, flip=False, torchvision="MNIST",
-        how_to_get="put the four idx .gz files (train/t10k images/labels) in $CONNECTOME_DATA/mnist, "
-                   "or " + _PIP_TV),
-    "synthetic": DatasetInfo(
-        dirs=(), files=(), read=lambda d, cfg: make_synthetic(cfg.synthetic),
-        val_size=-1, augment=False, flip=True, how_to_get="generated in code"),
+# File formats -> readers (connectome.training.catalog.DatasetInfo.reader names one).
+READERS: dict[str, Callable[[Path, DataConfig], RawData]] = {
+    "idx": _read_idx,
+    "cifar10": _read_cifar10,
+    "cifar100": _read_cifar100,
+    "svhn": _read_svhn,
+    "synthetic": lambda directory, cfg: make_synthetic(cfg.synthetic),
 }
 
 
@@ -294,28 +227,6 @@ def find_dataset(name: str, cfg: DataConfig) -> Path | None:
     return next((d for d in candidate_dirs(name, cfg) if _holds(d, info.files)), None)
 
 
-def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
-    """(C, H, W) of a dataset's images and its number of classes, without loading them."""
-    if cfg.name == "synthetic":
-        s = cfg.synthetic
-        return (s.channels, s.size, s.size), s.classes
-    info = dataset_info(cfg.name)
-    return info.shape, info.classes
-
-
-def arch_for_data(config: TrialConfig) -> tuple[ArchConfig, tuple[int, int, int]]:
-    """The arch with the dataset's channels and classes, as the trainer will set them, and the input size."""
-    size, classes = data_shape(config.data)
-    return config.arch.model_copy(update={"in_channels": size[0], "classes": classes}), size
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    """Registry lookup; unknown names list the known ones."""
-    if name not in DATASETS:
-        raise DatasetError(unknown_name("dataset", name, DATASETS))
-    return DATASETS[name]
-
-
 def _download(name: str, cfg: DataConfig) -> None:
     """Fetch the files with torchvision into the first data root."""
     import torchvision.datasets as tvd
@@ -343,7 +254,7 @@ def load_raw(cfg: DataConfig) -> RawData:
     """Read the dataset named by cfg, downloading it if allowed and missing."""
     info = dataset_info(cfg.name)
     if not info.files:
-        return info.read(Path("."), cfg)
+        return READERS[info.reader](Path("."), cfg)
     directory = find_dataset(cfg.name, cfg)
     if directory is None:
         if not cfg.download or info.torchvision is None:
@@ -356,7 +267,7 @@ def load_raw(cfg: DataConfig) -> RawData:
         directory = find_dataset(cfg.name, cfg)
         if directory is None:
             raise _missing(cfg.name, cfg, "download finished but the files are not where expected")
-    return info.read(directory, cfg)
+    return READERS[info.reader](directory, cfg)
 
 
 # ---------------------------------------------------------------- splits on the device
@@ -420,14 +331,6 @@ def subsample(idx: torch.Tensor, k: int | None, seed: int) -> torch.Tensor:
     return idx[pick].sort().values
 
 
-def resolve_val_size(cfg: DataConfig, n_train: int) -> int:
-    """The validation size: explicit, the dataset's paper split, or 10% for synthetic data."""
-    if cfg.val_size is not None:
-        return cfg.val_size
-    size = dataset_info(cfg.name).val_size
-    return n_train // 10 if size < 0 else size
-
-
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of uint8 images scaled to [0, 1], shaped (1, C, 1, 1)."""
     xf = x.float().div_(255.0)
@@ -457,13 +360,13 @@ def _split_key(cfg: DataConfig) -> tuple | None:
     info = dataset_info(cfg.name)
     settings = cfg.model_dump_json(exclude={"root", "train_subset", "augment", "download"})
     if not info.files:
-        return (info.read, settings)
+        return (info.reader, settings)
     directory = find_dataset(cfg.name, cfg)
     if directory is None:
         return None
     files = sorted(p for p in directory.iterdir() if p.is_file())
     stats = tuple((p.name, st.st_size, st.st_mtime_ns) for p, st in zip(files, map(Path.stat, files)))
-    return (info.read, settings, str(directory), stats)
+    return (info.reader, settings, str(directory), stats)
 
 
 def _read_fixed_split(cfg: DataConfig) -> FixedSplit:
@@ -471,7 +374,7 @@ def _read_fixed_split(cfg: DataConfig) -> FixedSplit:
     raw = load_raw(cfg)
     n_total = raw.train_x.shape[0]
     n_split = raw.splittable or n_total
-    train_idx, val_idx = split_indices(n_split, resolve_val_size(cfg, n_split), cfg.split_seed)
+    train_idx, val_idx = split_indices(n_split, val_images(cfg, n_split), cfg.split_seed)
     if n_split < n_total:  # SVHN extra images only ever train, as in the paper
         train_idx = torch.cat([train_idx, torch.arange(n_split, n_total)])
     # Statistics of the fixed training split (capped for SVHN extra), the same for every seed.
@@ -510,6 +413,6 @@ def load_splits(cfg: DataConfig, seed: int, device: torch.device | str = "cpu") 
         train_x=to(raw.train_x[train_idx]), train_y=to(raw.train_y[train_idx]),
         val_x=to(raw.train_x[fixed.val_idx]), val_y=to(raw.train_y[fixed.val_idx]),
         test_x=own(raw.test_x), test_y=own(raw.test_y), mean=own(fixed.mean), std=own(fixed.std),
-        classes=raw.classes, augment=info.augment if cfg.augment is None else cfg.augment,
+        classes=raw.classes, augment=augments(cfg),
         flip=info.flip,
     )

@@ -1,6 +1,9 @@
 """Execution choices resolved when a trial is planned: `precision`, `channels_last`, `compile` "auto".
 
-The resolved values are written into the trial's config (and so into its id, record and
+"Resolve" in connectome means one thing: an "auto" (or unset) execution choice made concrete
+for the hardware (here, and `resolve_device` / `resolve_threads` for the trial's device and
+threads). torch is imported only when there is something to resolve, so planning a study whose
+choices are explicit never loads it. The resolved values are written into the trial's config (and so into its id, record and
 checkpoint), so one trial id never means two precisions. `compile` is a resource key (it does
 not change what is computed), `precision` is not. Measurements behind the choices:
 docs/benchmarks.md, "Speed (issue 9)".
@@ -12,11 +15,12 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import torch
-
+from connectome.training.catalog import train_images as _catalog_train_images
 from connectome.training.config import TrialConfig
 
 if TYPE_CHECKING:
+    import torch
+
     from connectome.spec import NetworkSpec
 
 AUTO = "auto"
@@ -37,12 +41,12 @@ EAGER_FLOPS = {"bf16": 60e9, "fp32": 30e9, "fp16": 60e9}
 # architectures were not measured: NCHW there.
 CHANNELS_LAST_BF16_MAX_SIDE = 8
 CHANNELS_LAST_CPUS = ("x86_64", "amd64")
-# SVHN's "extra" training images (data.svhn_extra).
-SVHN_EXTRA = 531_131
 
 
 def native_bf16(device: torch.device) -> bool:
     """bf16 in hardware: AMX or AVX512-BF16 CPUs, CUDA GPUs of compute capability >= 8.0 (Ampere+)."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
@@ -59,25 +63,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def train_images(config: TrialConfig) -> int:
     """Training images per epoch, known without loading the data."""
-    from connectome.training.datasets import dataset_info
-
-    if config.data.name == "synthetic":
-        total = config.data.synthetic.train
-        val = config.data.val_size if config.data.val_size is not None else total // 10
-    else:
-        info = dataset_info(config.data.name)
-        total = info.train_images + (SVHN_EXTRA if config.data.svhn_extra else 0)
-        val = config.data.val_size if config.data.val_size is not None else info.val_size
-    n = max(total - val, 1)
-    return min(n, config.data.train_subset) if config.data.train_subset else n
+    return _catalog_train_images(config.data)
 
 
 def _spec_and_input(config: TrialConfig) -> tuple[NetworkSpec, tuple[int, int, int]]:
-    """The trial's network spec with the dataset's channels and classes, and its input size."""
+    """The network the trial builds (connectome.training.plan.planned_arch) and its input size."""
     from connectome.builder import build_spec
-    from connectome.training.datasets import arch_for_data
+    from connectome.training.plan import planned_arch
 
-    arch, size = arch_for_data(config)
+    arch, size = planned_arch(config)
     return build_spec(arch), size
 
 
@@ -130,7 +124,11 @@ def resolve_compile(compile_: bool | str, config: TrialConfig, device: torch.dev
 
 
 def resolve_execution(config: TrialConfig, device_kind: str | None = None) -> TrialConfig:
-    """The config with precision and compile resolved for the device the trial will run on."""
+    """The config with precision, channels_last and compile resolved for the device the trial will run on."""
+    if AUTO not in (config.train.precision, config.train.channels_last, config.train.compile):
+        return config  # nothing to resolve: no device to look at
+    import torch
+
     from connectome.training.device import ray_gpu_ids, resolve_device
 
     device = torch.device(device_kind) if device_kind else resolve_device(config.train.device, ray_gpu_ids())

@@ -24,13 +24,12 @@ import torch.nn.functional as F
 
 import connectome
 from connectome.architecture import ArchConfig
-from connectome.builder import build_spec, resolved_m
-from connectome.complexity import complexity
+from connectome.builder import resolved_m
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
 from connectome.store import layout
-from connectome.store.record import FINAL_STATUSES, RESOURCE_KEYS, config_columns, flatten, normalize_m, semantic_config
+from connectome.store.record import FINAL_STATUSES, config_columns, flatten, normalize_m, semantic_config
 from connectome.proxies import trial_proxy_columns
 from connectome.topology import topology_columns
 from connectome.training.allocator import keep_freed_memory
@@ -39,13 +38,12 @@ from connectome.training import device as devices
 from connectome.training.device import resolve_device  # noqa: F401 - re-exported for callers
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
 from connectome.training.datasets import DataSplits, load_splits
-from connectome.training.resolve import resolve_execution, use_compile_cache
+from connectome.training.plan import PlannedTrial, plan_trial
+from connectome.training.resolve import use_compile_cache
 
-# Dropout after each conv when the data is not augmented (paper, Sec. 4.2).
-NO_AUGMENT_DROPOUT = 0.2
 # Steps between checks for a non-finite loss (each check syncs the device).
 DIVERGENCE_CHECK_EVERY = 20
-__all__ = ["RESOURCE_KEYS", "train_trial", "setup_trial", "evaluate", "config_columns", "flatten"]
+__all__ = ["train_trial", "setup_trial", "evaluate", "config_columns", "flatten"]
 
 EpochCallback = Callable[[dict], Any]
 # on_batch(epoch, batch, batches, images): after each training step, epoch and batch 1-based,
@@ -59,17 +57,28 @@ class Diverged(Exception):
 
 @dataclass
 class Trial:
-    """Everything one run needs, built once by `setup_trial`."""
+    """Everything one run needs, built once by `setup_trial` from the planned trial."""
 
-    cfg: TrialConfig
-    arch: ArchConfig  # with classes, in_channels and dropout resolved from the data
-    spec: NetworkSpec
+    plan: PlannedTrial
     data: DataSplits
     device: torch.device
     model: nn.Module  # the module to save (uncompiled)
     forward: nn.Module  # the module to call (compiled or not)
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+
+    @property
+    def cfg(self) -> TrialConfig:
+        return self.plan.config
+
+    @property
+    def arch(self) -> ArchConfig:
+        """The arch built: classes, in_channels and dropout resolved (connectome.training.plan)."""
+        return self.plan.arch
+
+    @property
+    def spec(self) -> NetworkSpec:
+        return self.plan.spec
 
 
 @dataclass
@@ -131,7 +140,8 @@ def train_trial(
     Accuracies and errors are fractions in [0, 1]. The caller's RNG state, backend flags and
     current GPU are left as they were.
     """
-    cfg = resolve_execution(make_trial_config(config))  # "auto" precision/compile made concrete
+    plan = plan_trial(make_trial_config(config))  # "auto" execution choices made concrete, the network planned
+    cfg = plan.config
     files = layout.TrialFiles(Path(trial_dir)) if trial_dir is not None else None
     study = None
     if files is not None:
@@ -147,9 +157,9 @@ def train_trial(
         keep_freed_memory()  # activations stay mapped between steps (connectome/training/allocator.py)
     with devices.trial_scope(device, deterministic=cfg.train.deterministic, compiled=cfg.train.compile):
         try:
-            trial = setup_trial(cfg, device)
+            trial = setup_trial(plan, device)
             if files is not None and not files.config.exists():  # only a config that set up cleanly claims it
-                layout.write_trial_config(files, cfg.model_dump(mode="json"))
+                layout.write_trial_config(files, cfg.model_dump(mode="json"), planned=plan.to_json())
             record.update(_model_record(trial))
             if on_setup is not None:
                 on_setup({k: v for k, v in record.items() if k != "epochs"})
@@ -177,20 +187,19 @@ def train_trial(
 # ---------------------------------------------------------------- setup
 
 
-def setup_trial(cfg: TrialConfig, device: torch.device | None = None) -> Trial:
+def setup_trial(planned: PlannedTrial | TrialConfig, device: torch.device | None = None) -> Trial:
     """Device, threads, data, model, optimiser: all checks that can fail before training."""
-    cfg = resolve_execution(cfg)
-    train = cfg.train
+    plan = planned if isinstance(planned, PlannedTrial) else plan_trial(planned)
+    cfg, train = plan.config, plan.config.train
     device = device or devices.resolve_device(train.device, devices.ray_gpu_ids())
     devices.configure_backends(train.deterministic, train.precision, device)
     devices.check_precision(train.precision, device)
     devices.limit_memory(device, devices.ray_gpu_fraction())
     torch.set_num_threads(resolve_threads(train))
     data = load_splits(cfg.data, cfg.seed, device)
-    arch = resolve_arch(cfg.arch, data)
-    spec = build_spec(arch)
+    check_data(plan, data)
     devices.seed_rng(cfg.seed, device)  # initialisation
-    model = ConnectomeNet(spec, memory_efficient=arch.memory_efficient).to(device)
+    model = ConnectomeNet(plan.spec, memory_efficient=plan.arch.memory_efficient).to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
@@ -203,7 +212,7 @@ def setup_trial(cfg: TrialConfig, device: torch.device | None = None) -> Trial:
         use_compile_cache()
     forward = torch.compile(model) if train.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=train.precision == "fp16")
-    return Trial(cfg, arch, spec, data, device, model, forward, optimizer, scaler)
+    return Trial(plan, data, device, model, forward, optimizer, scaler)
 
 
 def resolve_threads(train: TrainConfig) -> int:
@@ -216,13 +225,12 @@ def resolve_threads(train: TrainConfig) -> int:
     return devices.usable_cpus()
 
 
-def resolve_arch(arch: ArchConfig, data: DataSplits) -> ArchConfig:
-    """The architecture with the dataset's classes and channels, and dropout decided."""
-    dropout = arch.dropout
-    if dropout is None:
-        dropout = 0.0 if data.augment else NO_AUGMENT_DROPOUT
-    update = dict(classes=data.classes, in_channels=data.input_size[0], dropout=dropout)
-    return ArchConfig.model_validate({**arch.model_dump(), **update})
+def check_data(plan: PlannedTrial, data: DataSplits) -> None:
+    """The loaded data must be what the trial was planned for (shape, classes, augmentation)."""
+    if (plan.input_size, plan.arch.classes) != (data.input_size, data.classes):
+        raise ConfigError(f"dataset {plan.config.data.name!r} loaded as (C, H, W) {data.input_size} with "
+                          f"{data.classes} classes, but the trial was planned for {plan.input_size} with "
+                          f"{plan.arch.classes} classes (connectome/training/catalog.py disagrees with the files)")
 
 
 def autocast(trial: Trial) -> contextlib.AbstractContextManager:
@@ -431,11 +439,11 @@ def _config_record(cfg: TrialConfig, files: layout.TrialFiles | None, study: str
 
 def _model_record(trial: Trial) -> dict:
     """Columns known once data and model exist: resolved arch, complexity, device."""
-    cx = complexity(trial.spec, input_size=trial.data.input_size)
+    plan = trial.plan
     return {
-        **flatten(trial.arch.model_dump(mode="json")),
-        "m": normalize_m(resolved_m(trial.arch, trial.spec)),
-        "params": cx.params, "flops": cx.flops, "activations": cx.acts,
+        **flatten(plan.arch.model_dump(mode="json")),
+        "m": normalize_m(resolved_m(plan.arch, plan.spec)),
+        "params": plan.params, "flops": plan.flops, "activations": plan.activations,
         "graph_hash": trial.spec.graph_hash, "canonical_hash": trial.spec.canonical_hash, "device": str(trial.device),
         "threads": torch.get_num_threads(), **topology_columns(trial.spec), **trial_proxy_columns(trial),
     }

@@ -7,6 +7,7 @@ import networkx as nx
 
 from connectome.study import expand_grid, load_study
 from connectome.study.dedup import Deduplicator, training_key
+from connectome.training.plan import plan_trial
 
 from study.conftest import smoke_dict, write_study
 
@@ -58,14 +59,14 @@ def test_other_training_or_dropout_is_not_a_duplicate(tmp_path):
     study = _study(tmp_path, [{"pattern": "dense"}])
     config = expand_grid(study)[0].config
     dedup = Deduplicator()
-    assert dedup.duplicate_of("a", config) is None
-    assert dedup.duplicate_of("a", config) is None  # the same trial is not its own duplicate
-    assert dedup.duplicate_of("b", config.model_copy(update={"train": config.train.model_copy(update={"threads": 3})})) == "a"
+    assert dedup.duplicate_of("a", plan_trial(config)) is None
+    assert dedup.duplicate_of("a", plan_trial(config)) is None  # the same trial is not its own duplicate
+    assert dedup.duplicate_of("b", plan_trial(config.model_copy(update={"train": config.train.model_copy(update={"threads": 3})}))) == "a"
     lr = config.model_copy(update={"train": config.train.model_copy(update={"lr": 0.05})})
-    assert dedup.duplicate_of("c", lr) is None
+    assert dedup.duplicate_of("c", plan_trial(lr)) is None
     dropout = config.model_copy(update={"arch": config.arch.model_copy(update={"dropout": 0.0})})
     assert training_key(dropout) != training_key(config)  # None is resolved from the data later
-    assert dedup.duplicate_of("d", dropout) is None
+    assert dedup.duplicate_of("d", plan_trial(dropout)) is None
 
 
 def test_seeded_from_planned_trial_files(tmp_path):
@@ -73,16 +74,16 @@ def test_seeded_from_planned_trial_files(tmp_path):
     (tmp_path / "t1").mkdir()
     (tmp_path / "t1" / "trial.json").write_text(json.dumps({"trial_id": "t1", "config": config.model_dump(mode="json")}))
     dedup = Deduplicator.from_trial_files(tmp_path.glob("*/trial.json"))
-    assert dedup.duplicate_of("t2", config) == "t1"
+    assert dedup.duplicate_of("t2", plan_trial(config)) == "t1"
 
 
 def test_planned_spec_is_the_spec_the_trainer_builds(tmp_path):
-    from connectome.study.dedup import planned_spec
     from connectome.training.trainer import setup_trial
 
     config = expand_grid(_study(tmp_path, [{"pattern": "dense"}]))[0].config
     assert config.arch.dropout is None  # resolved from the (unaugmented) synthetic data: 0.2
-    assert planned_spec(config) == setup_trial(config).spec
+    assert plan_trial(config).spec == setup_trial(config).spec
+    assert plan_trial(config).arch.dropout == 0.2
 
 
 def test_grid_duplicates_are_kept_in_the_plan_and_shown_by_load(tmp_path):

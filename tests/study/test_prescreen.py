@@ -1,6 +1,7 @@
 """Pre-screening a grid by a proxy: validated rule, ranking, skipped trials, equality with the recorded proxy."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -80,7 +81,7 @@ def test_proxy_at_init_is_the_proxy_the_trainer_records(tmp_path):
     trial = expand_grid(_study(tmp_path, None, growths=(4,), seeds=1, **{}))[0]
     config = trial.config.model_copy(update={"train": trial.config.train.model_copy(update={"epochs": 1, "device": "cpu"})})
     record = train_trial(config)
-    trial = type(trial)(trial.trial_id, config, trial.assignment, trial.params, trial.flops)
+    trial = dataclasses.replace(trial, plan=dataclasses.replace(trial.plan, config=config))
     for proxy in ("synflow", "snip"):
         assert proxy_at_init(trial, proxy) == pytest.approx(record[f"proxy.{proxy}"], rel=1e-4)
 

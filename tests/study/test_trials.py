@@ -7,7 +7,9 @@ from connectome.builder import build_spec
 from connectome.complexity import complexity
 from connectome.errors import ConfigError
 from connectome.study import expand_grid, load_study
-from connectome.study.trials import data_shape, grid_assignments, make_trial, measure
+from connectome.study.trials import grid_assignments, make_trial
+from connectome.training.catalog import data_shape
+from connectome.training.plan import plan_trial
 
 from study.conftest import smoke_dict, write_study
 
@@ -58,10 +60,11 @@ def test_duplicate_combinations_are_merged(tmp_path):
 
 def test_measure_matches_the_spec_with_the_datasets_shape(tmp_path):
     trial = expand_grid(_study(tmp_path))[0]
-    size, classes = data_shape(trial.config)
+    size, classes = data_shape(trial.config.data)
     arch = trial.config.arch.model_copy(update={"in_channels": size[0], "classes": classes})
     cx = complexity(build_spec(arch), size)
-    assert (trial.params, trial.flops) == (cx.params, cx.flops) == measure(trial.config)
+    planned = plan_trial(trial.config)
+    assert (trial.params, trial.flops) == (cx.params, cx.flops) == (planned.params, planned.flops)
 
 
 def test_constraints_reject_before_training(tmp_path):

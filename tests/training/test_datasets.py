@@ -11,6 +11,7 @@ import torch
 
 from connectome.errors import DatasetError
 from connectome.training import datasets as ds
+from connectome.training.catalog import val_images
 from connectome.training.config import DataConfig, SyntheticConfig
 
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -104,8 +105,8 @@ def test_real_fashion_mnist_from_the_system_package(no_roots):
 @pytest.mark.parametrize("name,expected", [("cifar10", 5000), ("cifar100", 5000), ("svhn", 6000),
                                            ("fashion-mnist", 5000), ("mnist", 5000)])
 def test_paper_validation_sizes(name, expected):
-    assert ds.resolve_val_size(DataConfig(name=name), 50_000) == expected
-    assert ds.resolve_val_size(DataConfig(name=name, val_size=0), 50_000) == 0
+    assert val_images(DataConfig(name=name), 50_000) == expected
+    assert val_images(DataConfig(name=name, val_size=0), 50_000) == 0
 
 
 def test_split_is_disjoint_complete_and_fixed():
@@ -275,8 +276,7 @@ def counted_reads(monkeypatch):
         calls.append(directory)
         return real(directory, cfg)
 
-    for name in ("mnist", "fashion-mnist"):
-        monkeypatch.setitem(ds.DATASETS, name, dataclasses.replace(ds.DATASETS[name], read=counting))
+    monkeypatch.setitem(ds.READERS, "idx", counting)
     return calls
 
 

@@ -14,7 +14,8 @@ from connectome.study.trials import trial_id
 from connectome.training import device as devices
 from connectome.training import trainer
 from connectome.training.config import make_trial_config
-from connectome.training.trainer import RESOURCE_KEYS, setup_trial, train_trial
+from connectome.store.record import RESOURCE_KEYS
+from connectome.training.trainer import setup_trial, train_trial
 
 
 def test_auto_in_a_ray_worker_without_gpus_trains_on_cpu_on_a_gpu_node(tiny, monkeypatch):
