@@ -1,19 +1,22 @@
 """From architecture options to a spec, and from a spec to a model.
 
-`build_spec` is pure (options -> immutable NetworkSpec); `build_model` adds the executor.
+`build_spec` is pure (options -> immutable NetworkSpec) and imports no torch; `build_model` adds
+the executor, imported when called.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectome.architecture import ArchConfig, layers_per_block, make_arch
+from connectome.costs import OP_KINDS
 from connectome.errors import ConfigError
-from connectome.executor import ConnectomeNet
-from connectome.ops import OPS
 from connectome.patterns import BlockContext, Pattern, block_graph, get_pattern
 from connectome.spec import BlockSpec, NetworkSpec
+
+if TYPE_CHECKING:
+    from connectome.executor import ConnectomeNet
 
 
 def build_spec(arch: ArchConfig) -> NetworkSpec:
@@ -32,7 +35,7 @@ def _densenet_spec(arch: ArchConfig) -> NetworkSpec:
     for i, n in enumerate(layers):
         ctx = BlockContext(n_layers=n, in_channels=width, growth=arch.growth, op=op, index=i)
         options = dict(arch.pattern_options, **({"m": windows[i]} if windows else {}))
-        block = BlockSpec.from_graph(block_graph(arch.pattern, ctx, **options), frozenset(OPS))
+        block = BlockSpec.from_graph(block_graph(arch.pattern, ctx, **options), frozenset(OP_KINDS.costs))
         blocks.append(block)
         if i < len(layers) - 1:
             width = arch.growth if pattern.fixed_width else math.floor(arch.compression * block.out_channels)
@@ -83,7 +86,8 @@ def _resnet_spec(arch: ArchConfig) -> NetworkSpec:
     for i, width in enumerate(widths):
         units = n if i == 0 and not family.entry_in_stem else n - 1  # the others are stem/transition
         ctx = BlockContext(n_layers=units, in_channels=width, growth=width, op=family.op, index=i)
-        blocks.append(BlockSpec.from_graph(block_graph(arch.pattern, ctx, **arch.pattern_options), frozenset(OPS)))
+        graph = block_graph(arch.pattern, ctx, **arch.pattern_options)
+        blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
     return NetworkSpec(
         stem=family.stem, in_channels=arch.in_channels, stem_channels=widths[0], blocks=tuple(blocks),
         transitions=tuple(widths[1:]), classes=arch.classes, growth=arch.growth, bn_size=arch.bn_size,
@@ -118,6 +122,7 @@ SPEC_BUILDERS = {"densenet": _densenet_spec, "preact-resnet": _resnet_spec, "res
 
 def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet:
     """A model from an ArchConfig or from keyword options (`build_model(preset="densenet121")`)."""
+    from connectome.executor import ConnectomeNet  # torch: only a model needs it, not a spec
     if arch is None:
         arch = make_arch(**options)
     elif options:

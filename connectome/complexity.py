@@ -1,17 +1,19 @@
 """Complexity from the spec alone: params, FLOPs (multiply-adds), stored activations.
 
-Nothing is built, so a study can reject or budget-match thousands of candidates cheaply.
-The params equal the built module's count exactly (a test checks every pattern).
+Nothing is built (and torch is not imported), so a study can reject or budget-match thousands of
+candidates cheaply. Each kind's cost formula lives in `connectome.costs`; the params equal the
+built module's count exactly (tests check every pattern and every kind).
 """
 from __future__ import annotations
 
 from typing import Callable, Iterator
 
 from connectome.architecture import ArchConfig
+from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS, Cx
 from connectome.errors import ConfigError
-from connectome.ops import HEADS, OPS, STEMS, TRANSITIONS, Cx
 from connectome.spec import BlockSpec, NetworkSpec
 
+# The input side each stem was designed for (a test checks that every stem kind has one).
 DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32}
 
 
@@ -19,10 +21,10 @@ def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: 
     """Sum over a block's layer nodes (concatenations count as stored activations)."""
     total = Cx()
     for node in block.nodes:
-        if node.op not in OPS:
+        if node.op not in OP_KINDS.costs:
             continue
         cin = block.input_width(node.id)
-        total += OPS[node.op].complexity(cin, node.width, bn_size, hw, memory_efficient)
+        total += OP_KINDS.costs[node.op](cin, node.width, bn_size, hw, memory_efficient)
         if len(block.inputs[node.id]) > 1 and not memory_efficient:
             total += Cx(acts=cin * hw * hw)
     return total
@@ -35,7 +37,7 @@ def complexity(
     total, hw = _stem(spec, input_size)
     for block, hw, transition in _blocks(spec, hw):
         total += block_complexity(block, hw, spec.bn_size, memory_efficient) + transition
-    return total + HEADS[spec.head].complexity(spec.blocks[-1].out_channels, spec.classes, hw)
+    return total + HEAD_KINDS.formula(spec.head)(spec.blocks[-1].out_channels, spec.classes, hw)
 
 
 def block_sides(spec: NetworkSpec, input_size: tuple[int, int, int] | None = None) -> list[int]:
@@ -45,8 +47,9 @@ def block_sides(spec: NetworkSpec, input_size: tuple[int, int, int] | None = Non
 
 def _stem(spec: NetworkSpec, input_size: tuple[int, int, int] | None) -> tuple[Cx, int]:
     """The stem's complexity and the side of the maps it hands to the first block."""
+    cost = STEM_KINDS.formula(spec.stem)
     hw = DEFAULT_INPUT[spec.stem] if input_size is None else input_size[-1]
-    return STEMS[spec.stem].complexity(spec.in_channels, spec.stem_channels, hw)
+    return cost(spec.in_channels, spec.stem_channels, hw)
 
 
 def _blocks(spec: NetworkSpec, hw: int) -> Iterator[tuple[BlockSpec, int, Cx]]:
@@ -54,7 +57,8 @@ def _blocks(spec: NetworkSpec, hw: int) -> Iterator[tuple[BlockSpec, int, Cx]]:
     for i, block in enumerate(spec.blocks):
         transition, out_hw = Cx(), hw
         if i < len(spec.transitions):
-            transition, out_hw = TRANSITIONS[spec.transition].complexity(block.out_channels, spec.transitions[i], hw)
+            cost = TRANSITION_KINDS.formula(spec.transition)
+            transition, out_hw = cost(block.out_channels, spec.transitions[i], hw)
         yield block, hw, transition
         hw = out_hw
 

@@ -1,45 +1,18 @@
-"""Operations a spec names: layer ops, stems, transitions and the head.
+"""Operations a spec names: the nn.Modules of layer ops, stems, transitions and heads.
 
-Each op is an nn.Module that can also report its complexity without being built
-(`Op.complexity(...)`), so studies reject over-budget candidates before training.
-Layer ops split into `head` (recomputed in memory-efficient mode) and `tail`.
+Each module is registered under the name of its kind in `connectome.costs`, which owns the
+names and each kind's cost formula (so planning needs no torch). Layer ops split into `head`
+(recomputed in memory-efficient mode) and `tail`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class Cx:
-    """Complexity of a piece of network: parameters, multiply-adds, stored activations."""
-
-    params: int = 0
-    flops: int = 0  # multiply-adds (MACs), the name the record's column keeps
-    acts: int = 0
-
-    @property
-    def activations(self) -> int:
-        """Stored activation elements per sample (alias of acts)."""
-        return self.acts
-
-    def __add__(self, other: Cx) -> Cx:
-        return Cx(self.params + other.params, self.flops + other.flops, self.acts + other.acts)
-
-
-def conv_cx(cin: int, cout: int, k: int, hw_out: int) -> Cx:
-    """A bias-free k x k conv producing hw_out x hw_out maps."""
-    params = cin * cout * k * k
-    return Cx(params, params * hw_out * hw_out, cout * hw_out * hw_out)
-
-
-def norm_act_cx(c: int, hw: int) -> Cx:
-    """BN (weight and bias) then an in-place ReLU: one stored map of c channels."""
-    return Cx(2 * c, 0, c * hw * hw)
+from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -71,6 +44,7 @@ def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return CentreTapConv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
+@OP_KINDS.module("conv3x3")
 class ConvOp(nn.Module):
     """BN-ReLU-Conv3x3, the basic DenseNet layer (names as torchvision's)."""
 
@@ -92,12 +66,8 @@ class ConvOp(nn.Module):
         """The conv that reads the aggregated input."""
         return self.conv1
 
-    @staticmethod
-    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
-        cx = norm_act_cx(cin, hw) + conv_cx(cin, cout, 3, hw)
-        return Cx(cx.params, cx.flops, cout * hw * hw) if memory_efficient else cx
 
-
+@OP_KINDS.module("bottleneck")
 class BottleneckOp(nn.Module):
     """DenseNet-B: BN-ReLU-Conv1x1 to bn_size*k channels, then BN-ReLU-Conv3x3."""
 
@@ -125,17 +95,8 @@ class BottleneckOp(nn.Module):
     def in_conv(self) -> nn.Conv2d:
         return self.conv1
 
-    @staticmethod
-    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
-        mid = bn_size * cout
-        head = norm_act_cx(cin, hw) + conv_cx(cin, mid, 1, hw)
-        tail = norm_act_cx(mid, hw) + conv_cx(mid, cout, 3, hw)
-        if memory_efficient:  # only the 1x1 conv's output and the 3x3 conv's output are stored
-            head = Cx(head.params, head.flops, mid * hw * hw)
-            tail = Cx(tail.params, tail.flops, cout * hw * hw)
-        return head + tail
 
-
+@OP_KINDS.module("preact_bottleneck")
 class PreActBottleneckOp(nn.Module):
     """He et al. (2016) residual branch: BN-ReLU-Conv1x1, BN-ReLU-Conv3x3, BN-ReLU-Conv1x1 to 4x.
 
@@ -156,10 +117,6 @@ class PreActBottleneckOp(nn.Module):
     @property
     def in_conv(self) -> nn.Conv2d:
         return self.branch.conv1
-
-    @staticmethod
-    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
-        return norm_act_cx(cin, hw) + PreActBranch.complexity(cin, cout, hw, stride=1)[0]
 
 
 class PreActBranch(nn.Module):
@@ -185,14 +142,8 @@ class PreActBranch(nn.Module):
         h = dropout(self.conv2(F.relu(self.norm2(h))), self.p, self.training)
         return dropout(self.conv3(F.relu(self.norm3(h))), self.p, self.training)
 
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int, stride: int) -> tuple[Cx, int]:
-        """Complexity without the first BN-ReLU (norm1 params are counted by the caller)."""
-        mid, out_hw = cout // 4, (hw - 1) // stride + 1
-        cx = conv_cx(cin, mid, 1, hw) + norm_act_cx(mid, hw) + conv_cx(mid, mid, 3, out_hw)
-        return cx + norm_act_cx(mid, out_hw) + conv_cx(mid, cout, 1, out_hw), out_hw
 
-
+@OP_KINDS.module("postact_basic")
 class PostActBasicOp(nn.Module):
     """He et al. (2015) basic residual branch: Conv3x3-BN-ReLU-Conv3x3-BN (post-activation).
 
@@ -219,14 +170,8 @@ class PostActBasicOp(nn.Module):
     def in_conv(self) -> nn.Conv2d:
         return self.conv1
 
-    @staticmethod
-    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False,
-                   stride: int = 1) -> Cx:
-        out_hw = (hw - 1) // stride + 1
-        cx = conv_cx(cin, cout, 3, out_hw) + norm_act_cx(cout, out_hw) + conv_cx(cout, cout, 3, out_hw)
-        return cx + norm_act_cx(cout, out_hw)
 
-
+@OP_KINDS.module("relu")
 class ReluOp(nn.Module):
     """A parameter-free ReLU: the join after a post-activation unit's sum."""
 
@@ -241,30 +186,18 @@ class ReluOp(nn.Module):
     def tail(self, h: torch.Tensor) -> torch.Tensor:
         return h
 
-    @staticmethod
-    def complexity(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
-        return Cx(acts=cout * hw * hw)
+
+# Each part's modules by kind name, as the decorators above registered them.
+OPS: dict[str, type[nn.Module]] = OP_KINDS.modules
 
 
-OPS: dict[str, type[nn.Module]] = {
-    "conv3x3": ConvOp,
-    "bottleneck": BottleneckOp,
-    "preact_bottleneck": PreActBottleneckOp,
-    "postact_basic": PostActBasicOp,
-    "relu": ReluOp,
-}
-
-
+@STEM_KINDS.module("cifar")
 class CifarStem(nn.Sequential):
     """A single 3x3 conv (the paper's CIFAR/SVHN networks)."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
-        return conv_cx(cin, cout, 3, hw), hw
 
 
 class _ChannelsLast(torch.autograd.Function):
@@ -283,6 +216,7 @@ class _ChannelsLast(torch.autograd.Function):
         return grad.contiguous()
 
 
+@STEM_KINDS.module("imagenet")
 class ImageNetStem(nn.Sequential):
     """7x7/2 conv, BN, ReLU, 3x3/2 max pool (DenseNet-121/169/201)."""
 
@@ -304,14 +238,8 @@ class ImageNetStem(nn.Sequential):
             return self.relu0(self.pool0(_ChannelsLast.apply(x)).contiguous())  # (B, C, H/4, W/4)
         return self.relu0(self.pool0(x))  # (B, C, H/4, W/4)
 
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
-        conv_hw = (hw + 2 * 3 - 7) // 2 + 1
-        pool_hw = (conv_hw + 2 - 3) // 2 + 1
-        cx = conv_cx(cin, cout, 7, conv_hw) + norm_act_cx(cout, conv_hw)
-        return cx + Cx(acts=cout * pool_hw * pool_hw), pool_hw
 
-
+@STEM_KINDS.module("postact")
 class PostActStem(nn.Sequential):
     """3x3 conv, BN, ReLU (He et al. 2015's CIFAR ResNets)."""
 
@@ -321,11 +249,8 @@ class PostActStem(nn.Sequential):
         self.norm0 = nn.BatchNorm2d(cout)
         self.relu0 = nn.ReLU(inplace=True)
 
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
-        return conv_cx(cin, cout, 3, hw) + norm_act_cx(cout, hw), hw
 
-
+@STEM_KINDS.module("preact-entry")
 class PreActEntryStem(nn.Module):
     """3x3 conv to cout/4 channels, then stage 1's first bottleneck unit (projection to cout).
 
@@ -341,13 +266,8 @@ class PreActEntryStem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unit(self.conv0(x))
 
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
-        cx, hw = conv_cx(cin, cout // 4, 3, hw), hw
-        unit, hw = PreActStageTransition.complexity(cout // 4, cout, hw, stride=1)
-        return cx + unit, hw
 
-
+@TRANSITION_KINDS.module("densenet")
 class Transition(nn.Sequential):
     """BN-ReLU-Conv1x1 (compression), dropout, then 2x2 average pooling.
 
@@ -370,15 +290,8 @@ class Transition(nn.Sequential):
             return self.pool(self.drop(self.conv(x)))  # (B, C_out, H/2, W/2)
         return self.conv(self.pool(x))  # (B, C_out, H/2, W/2)
 
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
-        # The conventional count (conv at full resolution), as papers report; the forward above
-        # does a quarter of the conv's multiply-adds when there is no dropout.
-        out_hw = hw // 2
-        cx = norm_act_cx(cin, hw) + conv_cx(cin, cout, 1, hw)
-        return cx + Cx(acts=cout * out_hw * out_hw), out_hw
 
-
+@TRANSITION_KINDS.module("preact")
 class PreActStageTransition(nn.Module):
     """First unit of a pre-activation ResNet stage: shared BN-ReLU, strided bottleneck
     branch plus a strided 1x1 projection shortcut (He et al. 2016)."""
@@ -392,13 +305,8 @@ class PreActStageTransition(nn.Module):
         pre = F.relu(self.branch.norm1(x))  # (B, C_in, H, W), read by both paths
         return self.shortcut(pre) + self.branch.rest(self.branch.first(pre))  # (B, C_out, H/s, W/s)
 
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int, stride: int = 2) -> tuple[Cx, int]:
-        branch, out_hw = PreActBranch.complexity(cin, cout, hw, stride)
-        shortcut = conv_cx(cin, cout, 1, out_hw)
-        return norm_act_cx(cin, hw) + branch + shortcut + Cx(acts=cout * out_hw * out_hw), out_hw
 
-
+@TRANSITION_KINDS.module("postact")
 class PostActStageTransition(nn.Module):
     """First unit of a post-activation ResNet stage: strided basic branch plus the
     parameter-free shortcut (option A of He et al. 2015: subsample, zero-pad channels), ReLU."""
@@ -413,20 +321,11 @@ class PostActStageTransition(nn.Module):
         shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))  # (B, C_out, ...)
         return F.relu(shortcut + self.branch.tail(self.branch.head(x)))
 
-    @staticmethod
-    def complexity(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
-        out_hw = (hw - 1) // 2 + 1
-        branch = PostActBasicOp.complexity(cin, cout, 1, hw, stride=2)
-        return branch + Cx(acts=2 * cout * out_hw * out_hw), out_hw
+
+TRANSITIONS: dict[str, type[nn.Module]] = TRANSITION_KINDS.modules
 
 
-TRANSITIONS: dict[str, type[nn.Module]] = {
-    "densenet": Transition,
-    "preact": PreActStageTransition,
-    "postact": PostActStageTransition,
-}
-
-
+@HEAD_KINDS.module("bn-relu")
 class Head(nn.Module):
     """BN-ReLU, global average pooling, linear classifier."""
 
@@ -441,12 +340,8 @@ class Head(nn.Module):
         x = x.mean(dim=(2, 3))  # (B, C)
         return self.classifier(x)  # (B, classes)
 
-    @staticmethod
-    def complexity(cin: int, classes: int, hw: int) -> Cx:
-        linear = Cx(cin * classes + classes, cin * classes, classes)
-        return norm_act_cx(cin, hw) + Cx(acts=cin) + linear
 
-
+@HEAD_KINDS.module("pool")
 class PoolHead(nn.Module):
     """Global average pooling and a linear classifier (post-activation ResNets end activated)."""
 
@@ -457,12 +352,6 @@ class PoolHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (B, classes)
 
-    @staticmethod
-    def complexity(cin: int, classes: int, hw: int) -> Cx:
-        return Cx(cin * classes + classes, cin * classes, cin + classes)
 
-
-HEADS: dict[str, type[nn.Module]] = {"bn-relu": Head, "pool": PoolHead}
-STEMS: dict[str, type[nn.Module]] = {
-    "cifar": CifarStem, "imagenet": ImageNetStem, "postact": PostActStem, "preact-entry": PreActEntryStem,
-}
+HEADS: dict[str, type[nn.Module]] = HEAD_KINDS.modules
+STEMS: dict[str, type[nn.Module]] = STEM_KINDS.modules

@@ -137,9 +137,9 @@ class NetworkSpec:
     bn_size: int = 4
     dropout: float = 0.0
     meta: dict = field(default_factory=dict, compare=False, hash=False)
-    # Between blocks: a key of connectome.ops.TRANSITIONS (DenseNet transition, ResNet stage unit).
+    # Between blocks: a kind of connectome.costs.TRANSITION_KINDS (DenseNet transition, ResNet stage unit).
     transition: str = "densenet"
-    # After the last block: a key of connectome.ops.HEADS.
+    # After the last block: a kind of connectome.costs.HEAD_KINDS.
     head: str = "bn-relu"
 
     def __post_init__(self) -> None:

@@ -1,4 +1,9 @@
 """Complexity from the spec: Table 1 (v1 2016; DenseNet-BC: CVPR 2017), torchvision's counts, FLOPs, budgets."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -7,9 +12,10 @@ from torch import nn
 import reference_resnets
 
 from connectome import PATTERNS, build_model, build_spec, make_arch, match_budget
-from connectome.complexity import complexity
+from connectome.complexity import DEFAULT_INPUT, complexity
+from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS
 from connectome.errors import ConfigError
-from connectome.ops import Transition
+from connectome.ops import Transition  # importing connectome.ops registers each kind's module
 
 
 def paper_densenet_params(depth, k, bc, classes=10, c_in=3):
@@ -75,8 +81,8 @@ def papers_transition_order(monkeypatch):
     monkeypatch.setattr(Transition, "forward", forward)
 
 
-def _hooked_flops(model, size):
-    """Multiply-adds of convs and linears, counted from a real forward pass."""
+def _hooked_flops(model, size, forward=None):
+    """Multiply-adds of convs and linears, counted from a real forward pass (model's own by default)."""
     flops = []
 
     def conv_hook(m, inp, out):
@@ -90,7 +96,8 @@ def _hooked_flops(model, size):
             m.register_forward_hook(conv_hook)
         elif isinstance(m, nn.Linear):
             m.register_forward_hook(linear_hook)
-    model.eval()(torch.zeros(1, *size))
+    model.eval()
+    (forward or model)(torch.zeros(1, *size))
     return sum(flops)
 
 
@@ -189,7 +196,51 @@ def test_preact_resnet_1001_params_as_he_et_al_count_them():
 
 def test_memory_efficient_bottleneck_stores_only_its_conv_outputs():
     # Both BN-ReLUs are recomputed in backward: the 1x1 output (4k) and the 3x3 output (k) remain.
-    from connectome.ops import BottleneckOp
-
-    cx = BottleneckOp.complexity(40, 12, 4, 8, memory_efficient=True)
+    cx = OP_KINDS.formula("bottleneck")(40, 12, 4, 8, memory_efficient=True)
     assert cx.acts == (4 * 12 + 12) * 8 * 8
+
+
+CIN, COUT, BN_SIZE, HW = 16, 32, 2, 8
+# Per part: its registry, a kind's module built CIN -> COUT, and its formula's (count, output side) on HW x HW maps.
+PARTS = {
+    "op": (OP_KINDS, lambda m: m(CIN, COUT, bn_size=BN_SIZE, dropout=0.0), lambda f: (f(CIN, COUT, BN_SIZE, HW), HW)),
+    "stem": (STEM_KINDS, lambda m: m(CIN, COUT), lambda f: f(CIN, COUT, HW)),
+    "transition": (TRANSITION_KINDS, lambda m: m(CIN, COUT), lambda f: f(CIN, COUT, HW)),
+    "head": (HEAD_KINDS, lambda m: m(CIN, COUT), lambda f: (f(CIN, COUT, HW), None)),
+}
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_every_kind_has_a_cost_formula_and_a_module(part):
+    kinds = PARTS[part][0]
+    assert kinds.costs and set(kinds.modules) == set(kinds.costs)
+    if part == "stem":  # the side complexity() assumes when no input size is given
+        assert set(DEFAULT_INPUT) == set(kinds.costs)
+
+
+@pytest.mark.parametrize("part, name", [(part, name) for part, (kinds, *_) in PARTS.items() for name in kinds.costs])
+def test_each_kinds_formula_counts_its_built_module(part, name, papers_transition_order):
+    kinds, build, count = PARTS[part]
+    module = build(kinds.modules[name])
+    cx, side = count(kinds.costs[name])
+    forward = (lambda x: module.tail(module.head(x))) if part == "op" else module
+    assert cx.params == sum(p.numel() for p in module.parameters())
+    assert cx.flops == _hooked_flops(module, (CIN, HW, HW), forward)
+    if side is not None:
+        assert forward(torch.zeros(1, CIN, HW, HW)).shape[-1] == side
+
+
+def test_specs_and_their_complexity_import_no_torch():
+    # Planning (spec, params, multiply-adds, activations) must not pay for torch; build_model imports it.
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import sys\n"
+            "import connectome.architecture, connectome.canonical, connectome.patterns, connectome.topology\n"
+            "from connectome.builder import build_spec\nfrom connectome.complexity import complexity\n"
+            "from connectome.architecture import make_arch\n"
+            "for preset in ('densenet-40-12', 'densenet121', 'preact-resnet-164', 'resnet-110'):\n"
+            "    assert complexity(build_spec(make_arch(preset=preset))).params > 0\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=repo,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

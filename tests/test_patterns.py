@@ -4,8 +4,8 @@ import json
 import networkx as nx
 import pytest
 
+from connectome.costs import OP_KINDS
 from connectome.errors import ConfigError, SpecError
-from connectome.ops import OPS
 from connectome.patterns import PATTERNS, BlockContext, block_graph, get_pattern
 from connectome.spec import BlockSpec
 
@@ -16,7 +16,7 @@ OPTIONS = {"file": None}  # the file pattern is covered by its own tests
 @pytest.mark.parametrize("name", sorted(set(PATTERNS) - set(OPTIONS)))
 def test_every_pattern_builds_a_valid_block(name):
     ctx = CTX if not PATTERNS[name].fixed_width else BlockContext(6, 12, 12, "conv3x3", 0)
-    block = BlockSpec.from_graph(block_graph(name, ctx), frozenset(OPS))
+    block = BlockSpec.from_graph(block_graph(name, ctx), frozenset(OP_KINDS.costs))
     assert block.n_layers == 6
     assert block.nodes[0].width == ctx.in_channels
     for v in range(1, 8):

@@ -3,8 +3,8 @@ import networkx as nx
 import pytest
 
 from connectome import build_spec, make_arch
+from connectome.costs import OP_KINDS
 from connectome.errors import SpecError
-from connectome.ops import OPS
 from connectome.spec import BlockSpec, NetworkSpec
 
 
@@ -51,7 +51,7 @@ def test_unknown_op_and_aggregation_are_rejected():
     g = _block([(0, 1), (1, 2), (2, 3), (3, 4)])
     g.nodes[2]["op"] = "conv5x5"
     with pytest.raises(SpecError, match="unknown op 'conv5x5'"):
-        BlockSpec.from_graph(g, frozenset(OPS))
+        BlockSpec.from_graph(g, frozenset(OP_KINDS.costs))
     g.nodes[2]["op"], g.nodes[2]["agg"] = "conv3x3", "max"
     with pytest.raises(SpecError, match="unknown aggregation 'max'"):
         BlockSpec.from_graph(g)

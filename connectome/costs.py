@@ -1,0 +1,201 @@
+"""The kinds of each network part by name, and what each costs: params, multiply-adds, activations.
+
+One registry per part (layer ops, stems, transitions, heads). A kind is named here, where its
+cost formula is registered; `connectome.ops` registers the nn.Module implementing it under the
+same name. Nothing here imports torch, so a study plans (spec, params, MACs, activations) without
+it. A new kind (a transformer block, say) is a cost formula here plus a module in `ops.py`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+from connectome.errors import SpecError, unknown_name
+
+F = TypeVar("F", bound=Callable)
+
+
+@dataclass(frozen=True)
+class Cx:
+    """Complexity of a piece of network: parameters, multiply-adds, stored activations."""
+
+    params: int = 0
+    flops: int = 0  # multiply-adds (MACs), the name the record's column keeps
+    acts: int = 0
+
+    @property
+    def activations(self) -> int:
+        """Stored activation elements per sample (alias of acts)."""
+        return self.acts
+
+    def __add__(self, other: Cx) -> Cx:
+        return Cx(self.params + other.params, self.flops + other.flops, self.acts + other.acts)
+
+
+class Kinds(Generic[F]):
+    """The kinds of one network part: a cost formula per name, and the module implementing each."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part  # as errors name it: "unknown stem 'x'"
+        self.costs: dict[str, F] = {}
+        self.modules: dict[str, type] = {}  # filled when connectome.ops is imported
+
+    def cost(self, name: str) -> Callable[[F], F]:
+        """Decorator naming a kind of this part by its cost formula."""
+
+        def add(formula: F) -> F:
+            self.costs[name] = formula
+            return formula
+
+        return add
+
+    def module(self, name: str) -> Callable[[type], type]:
+        """Class decorator registering the module that implements kind `name`."""
+
+        def add(cls: type) -> type:
+            self.formula(name)  # the name must already have its cost formula: one owner of the names
+            self.modules[name] = cls
+            return cls
+
+        return add
+
+    def formula(self, name: str) -> F:
+        """The cost formula of kind `name`, or a SpecError listing the known kinds."""
+        if name not in self.costs:
+            raise SpecError(unknown_name(self.part, name, self.costs))
+        return self.costs[name]
+
+
+# (cin, cout, bn_size, hw, memory_efficient=False) -> Cx, at hw x hw maps (a layer op keeps its side).
+OP_KINDS: Kinds[Callable[..., Cx]] = Kinds("op")
+# (cin, cout, hw) -> (Cx, side of the maps it hands on).
+STEM_KINDS: Kinds[Callable[..., tuple[Cx, int]]] = Kinds("stem")
+TRANSITION_KINDS: Kinds[Callable[..., tuple[Cx, int]]] = Kinds("transition")
+# (cin, classes, hw) -> Cx.
+HEAD_KINDS: Kinds[Callable[..., Cx]] = Kinds("head")
+
+
+def conv_cx(cin: int, cout: int, k: int, hw_out: int) -> Cx:
+    """A bias-free k x k conv producing hw_out x hw_out maps."""
+    params = cin * cout * k * k
+    return Cx(params, params * hw_out * hw_out, cout * hw_out * hw_out)
+
+
+def norm_act_cx(c: int, hw: int) -> Cx:
+    """BN (weight and bias) then an in-place ReLU: one stored map of c channels."""
+    return Cx(2 * c, 0, c * hw * hw)
+
+
+@OP_KINDS.cost("conv3x3")
+def conv_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """BN-ReLU-Conv3x3; memory-efficient mode recomputes the BN-ReLU, storing the conv's output only."""
+    cx = norm_act_cx(cin, hw) + conv_cx(cin, cout, 3, hw)
+    return Cx(cx.params, cx.flops, cout * hw * hw) if memory_efficient else cx
+
+
+@OP_KINDS.cost("bottleneck")
+def bottleneck_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """BN-ReLU-Conv1x1 to bn_size*cout channels, then BN-ReLU-Conv3x3 to cout."""
+    mid = bn_size * cout
+    head = norm_act_cx(cin, hw) + conv_cx(cin, mid, 1, hw)
+    tail = norm_act_cx(mid, hw) + conv_cx(mid, cout, 3, hw)
+    if memory_efficient:  # only the 1x1 conv's output and the 3x3 conv's output are stored
+        head = Cx(head.params, head.flops, mid * hw * hw)
+        tail = Cx(tail.params, tail.flops, cout * hw * hw)
+    return head + tail
+
+
+@OP_KINDS.cost("preact_bottleneck")
+def preact_bottleneck_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """A pre-activation bottleneck branch, its first BN-ReLU included."""
+    return norm_act_cx(cin, hw) + preact_branch_cx(cin, cout, hw, stride=1)[0]
+
+
+def preact_branch_cx(cin: int, cout: int, hw: int, stride: int) -> tuple[Cx, int]:
+    """Conv1x1, BN-ReLU-Conv3x3 (strided), BN-ReLU-Conv1x1; the first BN-ReLU is the caller's."""
+    mid, out_hw = cout // 4, (hw - 1) // stride + 1
+    cx = conv_cx(cin, mid, 1, hw) + norm_act_cx(mid, hw) + conv_cx(mid, mid, 3, out_hw)
+    return cx + norm_act_cx(mid, out_hw) + conv_cx(mid, cout, 1, out_hw), out_hw
+
+
+@OP_KINDS.cost("postact_basic")
+def postact_basic_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False,
+                        stride: int = 1) -> Cx:
+    """Conv3x3 (strided)-BN-ReLU-Conv3x3-BN, a post-activation basic branch."""
+    out_hw = (hw - 1) // stride + 1
+    cx = conv_cx(cin, cout, 3, out_hw) + norm_act_cx(cout, out_hw) + conv_cx(cout, cout, 3, out_hw)
+    return cx + norm_act_cx(cout, out_hw)
+
+
+@OP_KINDS.cost("relu")
+def relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """A parameter-free ReLU: its output map."""
+    return Cx(acts=cout * hw * hw)
+
+
+@STEM_KINDS.cost("cifar")
+def cifar_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """A single 3x3 conv."""
+    return conv_cx(cin, cout, 3, hw), hw
+
+
+@STEM_KINDS.cost("imagenet")
+def imagenet_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """7x7/2 conv, BN-ReLU, 3x3/2 max pool."""
+    conv_hw = (hw + 2 * 3 - 7) // 2 + 1
+    pool_hw = (conv_hw + 2 - 3) // 2 + 1
+    cx = conv_cx(cin, cout, 7, conv_hw) + norm_act_cx(cout, conv_hw)
+    return cx + Cx(acts=cout * pool_hw * pool_hw), pool_hw
+
+
+@STEM_KINDS.cost("postact")
+def postact_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """3x3 conv, BN-ReLU."""
+    return conv_cx(cin, cout, 3, hw) + norm_act_cx(cout, hw), hw
+
+
+@STEM_KINDS.cost("preact-entry")
+def preact_entry_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """3x3 conv to cout/4 channels, then an unstrided pre-activation stage unit to cout."""
+    cx = conv_cx(cin, cout // 4, 3, hw)
+    unit, hw = preact_transition_cx(cout // 4, cout, hw, stride=1)
+    return cx + unit, hw
+
+
+@TRANSITION_KINDS.cost("densenet")
+def densenet_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """BN-ReLU-Conv1x1, 2x2 average pooling."""
+    # The conventional count (conv at full resolution), as papers report; ops.Transition pools
+    # first when there is no dropout, doing a quarter of the conv's multiply-adds.
+    out_hw = hw // 2
+    cx = norm_act_cx(cin, hw) + conv_cx(cin, cout, 1, hw)
+    return cx + Cx(acts=cout * out_hw * out_hw), out_hw
+
+
+@TRANSITION_KINDS.cost("preact")
+def preact_transition_cx(cin: int, cout: int, hw: int, stride: int = 2) -> tuple[Cx, int]:
+    """Shared BN-ReLU, strided bottleneck branch plus a strided 1x1 projection shortcut, their sum."""
+    branch, out_hw = preact_branch_cx(cin, cout, hw, stride)
+    shortcut = conv_cx(cin, cout, 1, out_hw)
+    return norm_act_cx(cin, hw) + branch + shortcut + Cx(acts=cout * out_hw * out_hw), out_hw
+
+
+@TRANSITION_KINDS.cost("postact")
+def postact_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """Strided basic branch plus the parameter-free shortcut (the sum and its ReLU stored)."""
+    out_hw = (hw - 1) // 2 + 1
+    branch = postact_basic_op_cx(cin, cout, 1, hw, stride=2)
+    return branch + Cx(acts=2 * cout * out_hw * out_hw), out_hw
+
+
+@HEAD_KINDS.cost("bn-relu")
+def bn_relu_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """BN-ReLU, global average pooling, linear classifier."""
+    linear = Cx(cin * classes + classes, cin * classes, classes)
+    return norm_act_cx(cin, hw) + Cx(acts=cin) + linear
+
+
+@HEAD_KINDS.cost("pool")
+def pool_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """Global average pooling, linear classifier."""
+    return Cx(cin * classes + classes, cin * classes, cin + classes)
