@@ -129,6 +129,18 @@ def choose_dir(study: Study, sd: StudyDir, resume: bool, restart: bool, on_chang
         return beside
 
 
+def check_fingerprint(study: Study, sd: StudyDir, stamp: dict[str, Any]) -> None:
+    """Without study.resolved.json only the definition layout.json's fingerprint names may resume."""
+    if stamp.get("fingerprint") == fingerprint(resolved(study)):
+        return
+    raise DefinitionChanged(
+        f"{sd.resolved_file} is missing or unreadable and this definition of study {study.name!r} is not the "
+        f"one {sd.layout_file} names (its fingerprint differs), so whether it only grows the plan cannot be "
+        f"checked; restore that file, resume with the stored definition ({sd.study_file}), or use "
+        "--set name=NEW for a new study or --restart to move the old results aside",
+        "a definition that cannot be checked (study.resolved.json is gone)")
+
+
 class DefinitionChanged(ConfigError):
     """The results directory holds another layout or another study definition."""
 
@@ -157,6 +169,7 @@ def check_definition(study: Study, sd: StudyDir):
             "--set name=NEW to run beside it", f"results of layout {stamp.get('layout')}")
     stored = read_json(sd.resolved_file)
     if not isinstance(stored, dict):
+        check_fingerprint(study, sd, stamp)
         return None
     changes = compare(stored, resolved(study))
     if changes.conflicts:

@@ -186,6 +186,22 @@ def test_failed_trials_are_retried_by_resume(tmp_path, ray_head):
     assert (again["status"] == "completed").all() and len(again) == 2
 
 
+def test_a_lost_definition_file_lets_only_the_stored_definition_resume(tmp_path):
+    from connectome.orchestration.driver import DefinitionChanged, check_definition, write_study_files
+
+    path = _grid(tmp_path, "lost")
+    sd = StudyDir(tmp_path / "results" / "lost")
+    write_study_files(load_study(path), sd, None)
+    sd.trial("dense-0").dir.mkdir(parents=True)  # a trial was planned
+    sd.resolved_file.unlink()
+    assert check_definition(load_study(path), sd) is None  # the same definition (layout.json's fingerprint)
+    sd.resolved_file.write_text("{torn")
+    with pytest.raises(DefinitionChanged, match=r"study.resolved.json is missing or unreadable.*"
+                                                 r"fingerprint differs.*--set name=NEW.*--restart"):
+        check_definition(load_study(path, ["train.epochs=3"]), sd)
+    assert check_definition(load_study(path, ["train.threads=1"]), sd) is None  # resource keys are not the definition
+
+
 def test_second_driver_is_refused(tmp_path):
     from connectome.store.lock import DriverLock
 
