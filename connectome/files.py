@@ -20,6 +20,8 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from connectome.errors import ConfigError
 from typing import BinaryIO, Iterator
 
 # A temp file untouched this long belongs to no live writer (one on another host, or a reused pid).
@@ -122,12 +124,26 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
 
 
+def refuse_link(path: Path) -> None:
+    """ConfigError if `path` is a symbolic link: files that are appended to are never followed elsewhere."""
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link (to {os.readlink(path)}); connectome appends only to "
+                          "regular files it owns: replace the link with the file itself")
+
+
 def append_line(path: str | Path, line: str) -> None:
-    """Append one line durably (O_APPEND, fsync); a torn last line left by a killed writer is closed first."""
+    """Append one line durably (O_APPEND, fsync); a torn last line left by a killed writer is closed first.
+
+    A symbolic link at `path` is refused (ConfigError), never followed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = line.rstrip("\n").encode() + b"\n"
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:  # never through a link: a journal linked elsewhere would have its lines appended there
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError:
+        refuse_link(path)
+        raise
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from connectome import files
+from connectome.errors import ConfigError
 from connectome.files import atomic_write, current_umask, remove_stale_temps, write_atomic
 
 
@@ -95,3 +96,16 @@ def test_remove_stale_temps_ignores_other_files(tmp_path):
     past = time.time() - 10 * files.STALE_TEMP_AGE_S
     os.utime(tmp_path / ".hidden", (past, past))
     assert remove_stale_temps(tmp_path) == [] and (tmp_path / ".hidden").exists()
+
+
+def test_append_line_refuses_a_link_and_leaves_its_target_alone(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("theirs\n")
+    journal = tmp_path / "results" / "trials.jsonl"
+    journal.parent.mkdir()
+    journal.symlink_to(outside)
+    with pytest.raises(ConfigError, match=r"trials.jsonl is a symbolic link \(to .*outside.txt\).*replace the link"):
+        files.append_line(journal, '{"trial_id": "a"}')
+    assert outside.read_text() == "theirs\n"
+    files.append_line(tmp_path / "results" / "plain.jsonl", "one")  # regular files as before
+    assert (tmp_path / "results" / "plain.jsonl").read_text() == "one\n"

@@ -40,6 +40,7 @@ from connectome.orchestration.session import (
 from connectome.orchestration.tracking import check_tracking, make_tracking_callbacks
 from connectome.orchestration.worker import train_in_worker
 from connectome.store.labels import label_from_trial_file
+from connectome.files import refuse_link
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
 from connectome.store.lock import DriverLock, describe
 from connectome.study.definition import compare, fingerprint
@@ -75,6 +76,8 @@ def run_study(
         clean_up_after_dead_driver(sd, console)
         if restart:
             move_aside(sd, console)
+        for journal in (sd.journal, sd.optuna_journal):  # before anything is appended to them
+            refuse_link(journal)
         changes = check_definition(study, sd)
         if screened is not None:
             write_prescreen(sd, screened)

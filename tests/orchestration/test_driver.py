@@ -202,6 +202,20 @@ def test_a_lost_definition_file_lets_only_the_stored_definition_resume(tmp_path)
     assert check_definition(load_study(path, ["train.threads=1"]), sd) is None  # resource keys are not the definition
 
 
+def test_a_journal_linked_outside_the_results_is_refused_before_anything_runs(tmp_path):
+    from connectome.orchestration.driver import write_study_files
+
+    path = _grid(tmp_path, "linked")
+    sd = StudyDir(tmp_path / "results" / "linked")
+    write_study_files(load_study(path), sd, None)
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text("")
+    sd.journal.symlink_to(outside)
+    with pytest.raises(ConfigError, match=r"trials.jsonl is a symbolic link.*replace the link"):
+        run_study(load_study(path), resume=True, console=Console(file=io.StringIO()))
+    assert outside.read_text() == "" and not sd.trials.exists()
+
+
 def test_second_driver_is_refused(tmp_path):
     from connectome.store.lock import DriverLock
 
