@@ -81,7 +81,12 @@ def run_study(
         changes = check_definition(study, sd)
         if screened is not None:
             write_prescreen(sd, screened)
-        run_trials(study, sd, trials, changes, address, dashboard, console, duplicates)
+        try:
+            run_trials(study, sd, trials, changes, address, dashboard, console, duplicates, lock)
+        except KeyboardInterrupt:
+            lock.check()  # interrupted because another driver took the lock over: say so
+            raise
+        lock.check()
         # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
         prune_earlier_runs(sd.tune_dir, sd.statuses())
         sd.compact()
@@ -251,7 +256,8 @@ def write_prescreen(sd: StudyDir, table) -> None:
 
 
 def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, address: str | None,
-               dashboard: bool, console: Console, duplicates: dict[str, str] | None = None) -> None:
+               dashboard: bool, console: Console, duplicates: dict[str, str] | None = None,
+               lock: DriverLock | None = None) -> None:
     """Start Ray only if something is left to run; write the study's files once it is connected."""
     if trials is not None:
         final = sd.final_ids()
@@ -283,7 +289,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         if chosen:
             console.print(chosen, highlight=False, markup=False)
         with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
-            run_batches(concrete, sd, pending, view)
+            run_batches(concrete, sd, pending, view, lock)
 
 
 def write_study_files(study: Study, sd: StudyDir, changes) -> None:
@@ -302,7 +308,8 @@ def write_study_files(study: Study, sd: StudyDir, changes) -> None:
              created=(stamp or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), extensions=history)
 
 
-def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView) -> None:
+def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView,
+                lock: DriverLock | None = None) -> None:
     """One Tune run per batch of at most K trials, on the warm Ray session (orchestration/batches.py)."""
     import ray
 
@@ -322,6 +329,8 @@ def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyVie
             fault("batch")
             prune_tune_run(sd.tune_dir / previous)
         previous = name if i == 0 else f"{name}-{i + 1}"
+        if lock is not None:
+            lock.check()  # fencing: a driver that lost the lock schedules nothing more
         fit(make_tuner(study, sd, batch, n, view, name=previous))
 
 

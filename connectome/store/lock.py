@@ -3,15 +3,22 @@
 The lock is created with O_CREAT | O_EXCL (atomic on local filesystems and on NFSv3+), not
 with fcntl locks, which NFS does not honour reliably. The holder rewrites its heartbeat every
 few seconds. Another driver that finds the lock:
-- on the same host, takes it over at once if the holder's process is gone;
-- otherwise takes it over only when the heartbeat is older than `stale_after` seconds (a killed
-  driver on another host of a shared filesystem); the default allows for clock skew between hosts
-  and can be changed with $CONNECTOME_LOCK_STALE_S.
+- on the same host, takes it over at once if the holder's process is gone, and never while it
+  lives (the same pid with the same start time), however old its heartbeat: a driver paused
+  with SIGSTOP or by a suspended laptop still holds the directory;
+- on another host, takes it over only when the heartbeat is older than `stale_after` seconds (a
+  killed driver on another host of a shared filesystem); the default allows for clock skew
+  between hosts and can be changed with $CONNECTOME_LOCK_STALE_S.
+Fencing: a holder whose heartbeat finds the lock file naming another holder (it was presumed
+dead), or whose heartbeat cannot be written, has lost the lock: `lost` is set, the main thread is
+interrupted (as by Ctrl-C, so Ray Tune stops scheduling at once) and `check()` raises.
 """
 from __future__ import annotations
 
+import _thread
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -37,6 +44,7 @@ class DriverLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.previous: dict[str, Any] | None = None  # the stale holder taken over, if any
+        self.lost: str | None = None  # why this holder lost the lock (fencing), None while it holds it
 
     def __enter__(self) -> "DriverLock":
         self.acquire()
@@ -69,12 +77,24 @@ class DriverLock:
 
     def stale_reason(self, holder: dict[str, Any]) -> str | None:
         """Why the holder no longer holds the lock (None: it is alive)."""
+        if holder.get("host") == socket.gethostname():
+            pid = int(holder.get("pid", -1))
+            if not pid_alive(pid):
+                return f"its process {pid} is gone"
+            started = holder.get("pid_start")
+            if started is not None and started != process_start(pid):
+                return f"its process {pid} is gone (the pid now belongs to another process)"
+            return None  # alive here, whatever its heartbeat says (paused, suspended)
         age = time.time() - float(holder.get("heartbeat", 0))
-        if holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1))):
-            return f"its process {holder.get('pid')} is gone"
         if age > self.stale_after:
             return f"its heartbeat is {age:.0f} s old"
         return None
+
+    def check(self) -> None:
+        """Raise ConfigError if this driver lost the lock (fencing); call before scheduling more work."""
+        if self.lost is not None:
+            raise ConfigError(f"{self.path.parent}: this driver stopped: {self.lost}; no further trial was "
+                              "scheduled by it")
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lock if it is still ours."""
@@ -84,8 +104,8 @@ class DriverLock:
         self._remove_if(self.token)
 
     def _content(self) -> str:
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
-                           "started": self._started, "heartbeat": time.time()})
+        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                           "token": self.token, "started": self._started, "heartbeat": time.time()})
 
     def _create(self) -> bool:
         self._started = time.time()
@@ -104,11 +124,21 @@ class DriverLock:
         self._thread.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat):
-            holder = read_holder(self.path)
-            if holder is None or holder.get("token") != self.token:
-                return  # taken over (we were presumed dead): never write over the new holder
-            write_atomic(self.path, self._content())
+        try:
+            while not self._stop.wait(self.heartbeat):
+                holder = read_holder(self.path)
+                if holder is None or holder.get("token") != self.token:  # never write over the new holder
+                    return self._lose(f"another driver took its lock over ({describe(holder) if holder else 'lock file gone'})")
+                write_atomic(self.path, self._content())
+        except Exception as err:  # noqa: BLE001 - a heartbeat that cannot be written lets the lock go stale
+            self._lose(f"its lock heartbeat failed ({type(err).__name__}: {err})")
+
+    def _lose(self, why: str) -> None:
+        """Fencing: remember why and interrupt the main thread (Ray Tune stops as on Ctrl-C)."""
+        if self._stop.is_set():
+            return  # released meanwhile: nothing is running any more
+        self.lost = why
+        _thread.interrupt_main(signal.SIGINT)
 
     def _remove_if(self, token: str | None) -> None:
         """Remove the lock file if its token is `token` (None: whatever it holds)."""
@@ -141,6 +171,15 @@ def describe(holder: dict[str, Any]) -> str:
     """`host H, pid P, heartbeat 3 s ago`."""
     age = time.time() - float(holder.get("heartbeat", 0))
     return f"host {holder.get('host')}, pid {holder.get('pid')}, heartbeat {age:.0f} s ago"
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot, /proc/PID/stat field 22); None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def pid_alive(pid: int) -> bool:

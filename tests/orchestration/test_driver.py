@@ -216,6 +216,21 @@ def test_a_journal_linked_outside_the_results_is_refused_before_anything_runs(tm
     assert outside.read_text() == "" and not sd.trials.exists()
 
 
+def test_a_driver_that_lost_its_lock_schedules_no_further_tune_run(tmp_path, monkeypatch):
+    import ray
+
+    from connectome.orchestration import driver
+    from connectome.store.lock import DriverLock
+
+    study = load_study(_grid(tmp_path, "fenced"))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(driver, "make_tuner", lambda *a, **k: pytest.fail("a Tune run was scheduled"))
+    lock = DriverLock(tmp_path / "driver.lock")
+    lock.lost = "another driver took its lock over (host h, pid 1, heartbeat 0 s ago)"
+    with pytest.raises(ConfigError, match="this driver stopped: another driver took its lock over"):
+        driver.run_batches(study, StudyDir(tmp_path / "out"), driver.expand_grid(study), view=None, lock=lock)
+
+
 def test_second_driver_is_refused(tmp_path):
     from connectome.store.lock import DriverLock
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from connectome.errors import ConfigError
+from connectome.store import lock as lock_module
 from connectome.store.lock import DriverLock, read_holder
 
 
@@ -60,6 +62,89 @@ def test_a_taken_over_holder_never_writes_over_the_new_one(tmp_path):
     old.acquire()
     path.unlink()  # presumed dead and replaced
     with DriverLock(path) as new:
-        time.sleep(0.3)
+        with pytest.raises(KeyboardInterrupt):  # the old holder's fencing interrupts its main thread: this one
+            time.sleep(5)
         assert read_holder(path)["token"] == new.token
+    assert "another driver took its lock over" in old.lost
+    with pytest.raises(ConfigError, match="this driver stopped: another driver took its lock over"):
+        old.check()
     old.release()
+
+
+# A driver in a child process: holds the lock (as host HOST), heartbeat every 0.1 s, and "schedules"
+# until interrupted; exits 3 with the lock's one-line error if it lost the lock, 0 otherwise.
+HOLDER = """
+import sys, time
+from connectome.store import lock as L
+if sys.argv[2] != "-":
+    L.socket.gethostname = lambda: sys.argv[2]
+held = L.DriverLock(sys.argv[1], heartbeat=0.1)
+held.acquire()
+print("held", flush=True)
+try:
+    while True:
+        time.sleep(0.02)
+except KeyboardInterrupt:
+    try:
+        held.check()
+    except L.ConfigError as err:
+        print(err, flush=True)
+        sys.exit(3)
+"""
+
+
+def _holder(path, host="-"):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), host], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_paused_driver_on_this_host_keeps_its_lock_however_old_its_heartbeat(tmp_path):
+    path = tmp_path / "driver.lock"
+    proc = _holder(path)
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        assert time.time() - read_holder(path)["heartbeat"] > 0.5
+        with pytest.raises(ConfigError, match=f"in use by another driver: host {socket.gethostname()}, pid {proc.pid}"):
+            DriverLock(path, stale_after=0.5).acquire()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_reused_pid_does_not_hold_the_lock(tmp_path):
+    path = tmp_path / "driver.lock"
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "pid_start": -1,
+                                "token": "old", "heartbeat": time.time()}))
+    with DriverLock(path) as lock:
+        assert "belongs to another process" in lock.previous["taken_over_because"]
+
+
+def test_a_driver_whose_lock_is_taken_over_stops_with_an_error(tmp_path):
+    path = tmp_path / "driver.lock"
+    proc = _holder(path, host="elsewhere")  # another host of a shared filesystem, paused past stale_after
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(1.0)
+    with DriverLock(path, stale_after=0.5) as new:
+        assert "heartbeat" in new.previous["taken_over_because"]
+        proc.send_signal(signal.SIGCONT)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 3
+        assert "this driver stopped: another driver took its lock over" in out
+        assert read_holder(path)["token"] == new.token  # the stopped driver never wrote over it
+
+
+def test_a_heartbeat_that_cannot_be_written_stops_the_driver(tmp_path, monkeypatch):
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lock_module, "write_atomic", full_disk)
+    held = DriverLock(tmp_path / "driver.lock", heartbeat=0.05)
+    with pytest.raises(KeyboardInterrupt):
+        with held:
+            time.sleep(5)
+    assert "heartbeat failed (OSError" in held.lost
+    with pytest.raises(ConfigError, match="No space left on device"):
+        held.check()
