@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -188,29 +189,62 @@ def _auth_refused(err: BaseException | None) -> bool:
     return False
 
 
+# Written by the driver into its local Ray's session directory: what proves that a driver.json
+# names that session (an attacker who can write the results directory cannot write there).
+SESSION_MARK = "connectome-driver.json"
+
+
 def remember_local_ray(sd: StudyDir) -> None:
-    """driver.json: this driver and its local Ray node, for the next driver to clean up after a kill."""
+    """driver.json: this driver and its local Ray session, for the next driver to clean up after a kill.
+
+    The same host, pid, node id and a random token go into the session directory itself
+    (SESSION_MARK); `stop_orphans` acts only where the two agree.
+    """
     import ray
 
     node = ray._private.worker._global_node  # the only handle on the processes Ray started for us
-    pids = [p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None]
-    write_json(sd.driver_file, {"host": socket.gethostname(), "pid": os.getpid(), "node_id": node.node_id,
-                                "session_dir": node.get_session_dir_path(), "pids": pids})
+    session = node.get_session_dir_path()
+    mark = {"host": socket.gethostname(), "pid": os.getpid(), "node_id": node.node_id, "token": secrets.token_hex(16)}
+    write_json(Path(session) / SESSION_MARK, mark)
+    write_json(sd.driver_file, {**mark, "session_dir": session})
 
 
 def stop_orphans(sd: StudyDir) -> list[int]:
-    """Kill the local Ray processes of a dead driver of this study (same host only); their pids."""
+    """Kill the local Ray processes of a dead driver of this study (same host only); their pids.
+
+    Never on driver.json's word alone: its session directory must hold the mark that driver wrote
+    (same pid, node id and token), the driver must be gone, and a process is killed only if it
+    carries that node's id (RAY_NODE_ID) or runs with an argument inside that session directory.
+    """
     info = read_json(sd.driver_file)
-    if not isinstance(info, dict) or info.get("host") != socket.gethostname() or pid_alive(int(info.get("pid", -1))):
+    if not isinstance(info, dict) or info.get("host") != socket.gethostname():
         return []
-    killed = [pid for pid in _ray_processes(info) if _kill(pid)]
+    pid = info.get("pid")
+    if not isinstance(pid, int) or pid_alive(pid):
+        return []  # a live driver's (or an unreadable) file: not ours to act on
+    mark = _session_mark(info)
+    killed = [p for p in _ray_processes(info["session_dir"], mark["node_id"]) if _kill(p)] if mark else []
     sd.driver_file.unlink(missing_ok=True)
     return killed
 
 
-def _ray_processes(info: dict[str, Any]) -> list[int]:
-    """Processes of that Ray node: started by it (recorded pids) or carrying its node id."""
-    node_id, session = str(info.get("node_id", "")), str(info.get("session_dir", ""))
+def _session_mark(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The mark in driver.json's session directory, if it proves that driver's session (else None)."""
+    session = info.get("session_dir")
+    if not isinstance(session, str) or not os.path.isabs(session):
+        return None
+    mark = read_json(Path(session) / SESSION_MARK)
+    fields = ("host", "pid", "node_id", "token")
+    if not isinstance(mark, dict) or any(mark.get(k) != info.get(k) for k in fields):
+        return None
+    node_id = mark["node_id"]
+    return mark if isinstance(node_id, str) and len(node_id) >= 32 and node_id.isalnum() else None
+
+
+def _ray_processes(session: str, node_id: str) -> list[int]:
+    """Processes of that Ray node: carrying its node id, or Ray programs with an argument inside its session directory."""
+    env_entry = f"RAY_NODE_ID={node_id}".encode()
+    inside = session.rstrip("/").encode() + b"/"
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -220,9 +254,9 @@ def _ray_processes(info: dict[str, Any]) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        # a recorded pid counts only if its command line names that session (pids get reused)
-        recorded = int(proc.name) in info.get("pids", []) and bool(session) and session.encode() in cmdline
-        if recorded or (node_id and f"RAY_NODE_ID={node_id}".encode() in environ.split(b"\0")):
+        args = cmdline.split(b"\0")
+        ray_program = any(b"/ray/" in arg or arg.startswith(b"ray::") for arg in args[:2])
+        if env_entry in environ.split(b"\0") or (ray_program and any(inside in arg for arg in args)):
             found.append(int(proc.name))
     return found
 
