@@ -17,6 +17,17 @@ class DatasetError(ConnectomeError):
     """A dataset is unknown or its files cannot be found."""
 
 
+class Interrupted(Exception):
+    """A run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP): the CLI exits 128 + the signal number."""
+
+    def __init__(self, signum: int, detail: str = "") -> None:
+        import signal
+
+        self.signum, self.detail = signum, detail
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}" + (f": {detail}" if detail else ""))
+
+
 def unknown_name(kind: str, name: str, known) -> str:
     """Message for an unknown registry key that lists the known ones."""
     return f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}"

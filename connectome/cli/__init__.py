@@ -11,7 +11,7 @@ import sys
 
 from connectome import __version__
 from connectome.console import UNWRAPPED_WIDTH
-from connectome.errors import ConnectomeError
+from connectome.errors import ConnectomeError, Interrupted
 
 COMMAND_MODULES = (
     "connectome.cli.graph",
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConnectomeError as err:
         print(f"connectome {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:  # a signal stopped it: 128 + the signal, as a shell reports it
+        print(f"connectome {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0

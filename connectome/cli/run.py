@@ -4,12 +4,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 from typing import Any
 
+from connectome.errors import Interrupted
+
 
 # Exit codes: 0 every trial has a result and none failed; 1 nothing was recorded; 2 a usage or
-# configuration error (nothing ran); 3 the study ran but some trials failed (see the summary).
+# configuration error (nothing ran); 3 the study ran but some trials failed (see the summary);
+# 130, 143, 129: stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP (the message says what is left and
+# the command that resumes it).
 EXIT_TRIALS_FAILED = 3
 
 
@@ -77,9 +82,12 @@ def _run(args: argparse.Namespace) -> int:
     # printed meanwhile (Ray's copies of worker output under -v) go to stderr.
     console = make_console(stderr=args.json, quiet=args.verbosity < 0)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        frame = run_study(study, address=args.address, resume=args.resume, restart=args.restart,
-                          on_change=args.on_change, dashboard=args.dashboard, report=args.report,
-                          console=console)
+        try:
+            frame = run_study(study, address=args.address, resume=args.resume, restart=args.restart,
+                              on_change=args.on_change, dashboard=args.dashboard, report=args.report,
+                              console=console)
+        except Interrupted as err:
+            raise Interrupted(err.signum, f"{err.detail}; resume with: {resume_command(args)}") from None
     if args.json:
         print(json.dumps(summary_json(study, frame), indent=1))
     elif args.verbosity < 0:
@@ -87,6 +95,14 @@ def _run(args: argparse.Namespace) -> int:
     if failed_count(frame):
         return EXIT_TRIALS_FAILED
     return 0 if len(frame) else 1
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues this run: the same study, overrides and cluster, with --resume."""
+    words = ["connectome", "run", args.study, *(w for o in args.overrides for w in ("-s", o))]
+    words += ["-o", args.output] if args.output else []
+    words += ["--address", args.address] if args.address else []
+    return shlex.join([*words, "--resume"])
 
 
 def _dry_run(study, args: argparse.Namespace) -> int:

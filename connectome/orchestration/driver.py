@@ -8,6 +8,7 @@ the driver appends it to the journal (connectome/store/layout.py).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -17,7 +18,7 @@ from typing import Any, Literal
 from rich.console import Console
 
 from connectome.console import make_console
-from connectome.errors import ConfigError, ConnectomeError
+from connectome.errors import ConfigError, ConnectomeError, Interrupted
 from connectome.faults import fault
 from connectome.orchestration.batches import (
     batch_size,
@@ -27,6 +28,7 @@ from connectome.orchestration.batches import (
     prune_tune_run,
     search_batches,
 )
+from connectome.orchestration.interrupts import Interrupts
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.resources import resolve_resources
 from connectome.orchestration.session import (
@@ -83,9 +85,10 @@ def run_study(
             write_prescreen(sd, screened)
         try:
             run_trials(study, sd, trials, changes, address, dashboard, console, duplicates, lock)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted) as err:
             lock.check()  # interrupted because another driver took the lock over: say so
-            raise
+            sd.compact()
+            raise interrupted(err, trials, study, sd) from None
         lock.check()
         # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
         prune_earlier_runs(sd.tune_dir, sd.statuses())
@@ -147,6 +150,17 @@ def check_fingerprint(study: Study, sd: StudyDir, stamp: dict[str, Any]) -> None
         f"checked; restore that file, resume with the stored definition ({sd.study_file}), or use "
         "--set name=NEW for a new study or --restart to move the old results aside",
         "a definition that cannot be checked (study.resolved.json is gone)")
+
+
+def interrupted(err: BaseException, trials: list[Trial] | None, study: Study, sd: StudyDir) -> Interrupted:
+    """The interruption, saying how many planned trials have no final result yet."""
+    import signal
+
+    signum = getattr(err, "signum", signal.SIGINT)  # Interrupted, SignalInterrupt, or a plain Ctrl-C
+    planned = len(trials) if trials is not None else study.search.n_trials
+    left = max(planned - len(sd.final_ids()), 0)
+    return Interrupted(signum, f"{left} of {planned} trials of study {study.name!r} have no result yet "
+                               f"(finished ones are kept in {sd.root})")
 
 
 class DefinitionChanged(ConfigError):
@@ -288,8 +302,9 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         concrete, chosen = resolve_resources(study, to_run, address)
         if chosen:
             console.print(chosen, highlight=False, markup=False)
-        with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
-            run_batches(concrete, sd, pending, view, lock)
+        with Interrupts() as interrupts, \
+                StudyView(console, study.name, total, total - to_run, describe=describe) as view:
+            run_batches(concrete, sd, pending, view, lock, interrupts)
 
 
 def write_study_files(study: Study, sd: StudyDir, changes) -> None:
@@ -309,7 +324,7 @@ def write_study_files(study: Study, sd: StudyDir, changes) -> None:
 
 
 def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView,
-                lock: DriverLock | None = None) -> None:
+                lock: DriverLock | None = None, interrupts: Interrupts | None = None) -> None:
     """One Tune run per batch of at most K trials, on the warm Ray session (orchestration/batches.py)."""
     import ray
 
@@ -329,9 +344,13 @@ def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyVie
             fault("batch")
             prune_tune_run(sd.tune_dir / previous)
         previous = name if i == 0 else f"{name}-{i + 1}"
-        if lock is not None:
-            lock.check()  # fencing: a driver that lost the lock schedules nothing more
-        fit(make_tuner(study, sd, batch, n, view, name=previous))
+        for guard in (lock, interrupts):  # a lost lock or a signal: no further Tune run
+            if guard is not None:
+                guard.check()
+        with interrupts.tune_run() if interrupts is not None else contextlib.nullcontext():
+            fit(make_tuner(study, sd, batch, n, view, name=previous))
+    if interrupts is not None:
+        interrupts.check()
 
 
 def fit(tuner) -> None:

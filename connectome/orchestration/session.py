@@ -107,6 +107,14 @@ def local_gpu_count() -> int:
 LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "worker_niceness": 0}
 
 
+class NoTuneRestoreAdvice(logging.Filter):
+    """Drops Ray Tune's interruption messages (stop signal received, `Tuner.restore(...)`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return "Tuner.restore(" not in text and "Stop signal received" not in text
+
+
 @contextmanager
 def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | None = None,
                 env: dict[str, str] | None = None) -> Iterator[None]:
@@ -124,6 +132,10 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # Tune looks for its own per-trial metric files at the end; connectome turned them off.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # On an interruption Tune advises `Tuner.restore(...)`; connectome resumes with `--resume` and says so.
+    tune_log = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, NoTuneRestoreAdvice) for f in tune_log.filters):
+        tune_log.addFilter(NoTuneRestoreAdvice())
     from connectome.training import device as devices
 
     # Workers' output (prints, warnings, tracebacks) reaches this terminal only under -v.

@@ -16,6 +16,8 @@ import yaml
 from connectome.cli import main
 from connectome.study import expand_grid, load_study
 
+from study.conftest import ray_head  # noqa: F401 - the session's shared Ray head
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "studies").glob("**/*.yaml"))
 
@@ -247,3 +249,47 @@ def test_run_summary_json_is_strict_json():
     assert data["status_counts"] == {"completed": 1, "failed": 1} and data["results_dir"] == "results/smoke"
     assert data["rows"][1]["test_acc"] is None and data["rows"][0]["finished"].startswith("2026-01-02")
     assert counts_line(frame) == "2 trials: 1 completed, 1 failed"
+
+
+def _signal_study(tmp_path: Path) -> Path:
+    """Two synthetic trials of 6 short epochs, one at a time: a signal lands mid-run."""
+    data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
+    data.update(name="signalled", output=str(tmp_path / "results"))
+    data["train"]["epochs"] = 6
+    data["search"] = {"kind": "grid", "variants": [{"pattern": "dense"}, {"pattern": "partial"}]}
+    data["resources"] = {"cpu": 1, "max_concurrent": 1}
+    path = tmp_path / "signalled.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signalled_run_exits_with_the_signal_says_what_is_left_and_resumes(tmp_path, ray_head, sig, code):
+    # issue 30, case 2: Ctrl-C exited 0 with trials never run, SIGTERM dumped Ray's stack trace (SIGHUP,
+    # handled by the same code, is tested in tests/orchestration/test_interrupts.py)
+    path = _signal_study(tmp_path)
+    log = tmp_path / "run1.log"
+    proc = _connectome_run(path, "--address", ray_head.gcs, log=log)
+    try:
+        _wait_for(lambda: "started" in log.read_text(), timeout=120, what=f"a trial to start (see {log})")
+        os.kill(proc.pid, sig)
+        assert proc.wait(timeout=120) == code, log.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+    text = log.read_text()
+    assert f"interrupted by {signal.Signals(sig).name}: " in text and "of 2 trials of study 'signalled' have no " \
+        "result yet" in text, text[-2000:]
+    assert f"resume with: connectome run {path} --address {ray_head.gcs} --resume" in text
+    assert "Tuner.restore" not in text and "SIGTERM received" not in text
+    if sig != signal.SIGTERM:
+        return
+    log = tmp_path / "run2.log"
+    proc = _connectome_run(path, "--address", ray_head.gcs, "--resume", log=log)
+    try:
+        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+    rows = pd.read_parquet(tmp_path / "results" / "signalled" / "trials.parquet")
+    assert len(rows) == 2 and set(rows["status"]) == {"completed"} and rows["trial_id"].is_unique
