@@ -124,6 +124,31 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
 
 
+def cut_torn_tail(path: Path) -> Path | None:
+    """A line journal whose last line is torn (no newline: its writer was killed) loses that line,
+    kept beside it as NAME.torn-TIME-PID; the path of that file, or None if the journal was whole.
+
+    For journals written by others (Optuna's), which would append the next record onto the torn
+    line and make both unreadable; `append_line` closes a torn line itself.
+    """
+    refuse_link(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    if not data or data.endswith(b"\n"):
+        return None
+    keep = data.rfind(b"\n") + 1
+    aside = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    write_atomic(aside, data[keep:])
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return aside
+
+
 def refuse_link(path: Path) -> None:
     """ConfigError if `path` is a symbolic link: files that are appended to are never followed elsewhere."""
     if path.is_symlink():

@@ -109,3 +109,14 @@ def test_append_line_refuses_a_link_and_leaves_its_target_alone(tmp_path):
     assert outside.read_text() == "theirs\n"
     files.append_line(tmp_path / "results" / "plain.jsonl", "one")  # regular files as before
     assert (tmp_path / "results" / "plain.jsonl").read_text() == "one\n"
+
+
+def test_a_torn_last_line_is_cut_off_and_kept_beside_the_journal(tmp_path):
+    journal = tmp_path / "optuna.journal"
+    journal.write_bytes(b'{"op": 1}\n{"op": 2}\n{"op": 3, "tor')
+    aside = files.cut_torn_tail(journal)
+    assert journal.read_bytes() == b'{"op": 1}\n{"op": 2}\n'
+    assert aside.name.startswith("optuna.journal.torn-") and aside.read_bytes() == b'{"op": 3, "tor'
+    assert files.cut_torn_tail(journal) is None and files.cut_torn_tail(tmp_path / "absent") is None
+    journal.write_bytes(b'{"op"')  # a single torn line: the journal becomes empty
+    assert files.cut_torn_tail(journal) is not None and journal.read_bytes() == b""
