@@ -267,10 +267,14 @@ def from_file(ctx: BlockContext, path: str | list[str]) -> nx.DiGraph:
         raise SpecError(f"{path}: {err}") from None
 
 
+# The largest graph file read: a dense block of 1,000 layers (the default `limits.depth`) is about
+# 20 MB of node-link JSON; a multi-GB file used many GB of memory before its error.
+MAX_GRAPH_FILE_BYTES = 64 * 2**20
+
+
 def read_graph(path: Path) -> nx.DiGraph:
-    """Read GraphML or node-link JSON into a DiGraph with integer node ids."""
-    if not path.is_file():
-        raise ConfigError(f"graph file {path} does not exist")
+    """Read GraphML or node-link JSON into a DiGraph with integer node ids (size checked before parsing)."""
+    check_graph_file(path)
     try:
         if path.suffix.lower() == ".json":
             graph = nx.node_link_graph(json.loads(path.read_text()), directed=True, edges="links")
@@ -281,6 +285,18 @@ def read_graph(path: Path) -> nx.DiGraph:
         raise ConfigError(f"cannot read graph file {path}: {err} (need integer node ids)") from err
     except Exception as err:  # the XML parser raises its own types
         raise ConfigError(f"cannot read graph file {path}: {err}") from err
+
+
+def check_graph_file(path: Path) -> None:
+    """ConfigError unless `path` is a regular file of at most MAX_GRAPH_FILE_BYTES (nothing is read)."""
+    if not path.exists():
+        raise ConfigError(f"graph file {path} does not exist")
+    if not path.is_file():  # a directory, a FIFO (reading it would block), a device
+        raise ConfigError(f"graph file {path} is not a regular file")
+    size = path.stat().st_size
+    if size > MAX_GRAPH_FILE_BYTES:
+        raise ConfigError(f"graph file {path} is {size:,} bytes, over the {MAX_GRAPH_FILE_BYTES:,} a graph file may "
+                          "have (a dense block of 1,000 layers is about 20 MB)")
 
 
 def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:

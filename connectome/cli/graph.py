@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if args.lookup_hash is not None or args.results is not None:
         return run_lookup(args)
     arch = make_arch(**arch_options(args))
-    check_limits(arch, args.limit)
+    limits = check_limits(arch, args.limit)
     spec = build_spec(arch)
+    check_built_limits(spec, limits)  # graph files set their own depth: checked before any hash
     if args.block is not None:
         print(export_block(spec, args.block, args.format))
         return 0
@@ -108,8 +109,12 @@ def _block_json(g) -> str:
 BLOCK_FORMATS: dict[str, Callable] = {"graphml": _block_graphml, "json": _block_json}
 
 
-def check_limits(arch, assignments: list[str]) -> None:
-    """The study size bounds for this network, before its spec is built; --limit KEY=N raises one."""
+# How `connectome graph` raises a bound, for the error message.
+LIMIT_HOW = "with --limit {key}=N"
+
+
+def check_limits(arch, assignments: list[str]):
+    """The study size bounds for this network, checked before its spec is built and returned; --limit KEY=N raises one."""
     from pydantic import ValidationError
 
     from connectome.errors import ConfigError
@@ -118,10 +123,22 @@ def check_limits(arch, assignments: list[str]) -> None:
 
     try:
         limits = Limits.model_validate(dict(parse_assignment(a, "--limit", "depth=2000") for a in assignments))
-        check_arch_limits(arch, limits, how="with --limit {key}=N")
+        check_arch_limits(arch, limits, how=LIMIT_HOW)
     except ValidationError as err:
         raise ConfigError(f"--limit: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']} "
                           f"(keys: {', '.join(Limits.model_fields)})") from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return limits
+
+
+def check_built_limits(spec, limits) -> None:
+    """The layers of the built spec (a graph file's count) against the depth bound."""
+    from connectome.errors import ConfigError
+    from connectome.study.limits import check_spec_limits
+
+    try:
+        check_spec_limits(spec, limits, how=LIMIT_HOW)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

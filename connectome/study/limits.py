@@ -76,6 +76,13 @@ def check_arch_limits(arch: Any, limits: Limits, how: str) -> None:
     _check("growth", arch.growth, limits.growth, "growth", how=how)
 
 
+def check_spec_limits(spec: Any, limits: Limits, how: str = IN_STUDY_FILE) -> None:
+    """Raise ValueError if a built spec has more layers than limits.depth (graph files set their own
+    depth); called before anything costly (hashes, complexity, a model) is computed from it."""
+    _check("layers (graph files included)", sum(block.n_layers for block in spec.blocks), limits.depth,
+           "depth", how=how)
+
+
 def _check_synthetic(s: Any, limits: Limits, how: str = IN_STUDY_FILE) -> None:
     mib = (s.train + s.test) * s.channels * s.size * s.size / 2**20
     _check("data.synthetic (MiB of images)", mib, limits.synthetic_mib, "synthetic_mib", how=how)
@@ -89,10 +96,13 @@ def plan_size(search: Any) -> int:
     return len(search.variants) * math.prod(len(levels) for levels in search.factors.values()) * seeds
 
 
-def rejected_by_limits(limits: Limits, params: int | None) -> str | None:
-    """Why a measured candidate is over the study's limits, or None."""
+def rejected_by_limits(limits: Limits, params: int | None, spec: Any = None) -> str | None:
+    """Why a measured candidate is over the study's limits (params, layers of its spec), or None."""
     if params is not None and params > limits.params:
         return f"{params:,} params > limits.params {limits.params:,} (raise it under `limits:`)"
+    layers = 0 if spec is None else sum(block.n_layers for block in spec.blocks)
+    if layers > limits.depth:
+        return f"{layers:,} layers > limits.depth {limits.depth:,} (raise it under `limits:`)"
     return None
 
 

@@ -93,14 +93,15 @@ def assigned_config(study: Study, assignment: dict[str, Any], seed: int) -> Tria
 def make_trial(study: Study, assignment: dict[str, Any], seed: int) -> Trial:
     """Plan the assigned config (which builds and so validates the network) and check constraints."""
     plan = plan_trial(assigned_config(study, assignment, seed))
-    return Trial(plan, dict(assignment), rejected_by(study, plan.params, plan.flops))
+    return Trial(plan, dict(assignment), rejected_by(study, plan))
 
 
-def rejected_by(study: Study, params: int | None, flops: int | None) -> str | None:
-    """Why a candidate breaks the study's constraints or size limits, or None."""
-    over = rejected_by_limits(study.limits, params)
+def rejected_by(study: Study, plan: PlannedTrial) -> str | None:
+    """Why a candidate breaks the study's constraints or size limits, or None (nothing hashed yet)."""
+    over = rejected_by_limits(study.limits, plan.params, plan.spec)
     if over:
         return over
+    params, flops = plan.params, plan.flops
     limits = study.constraints
     if limits.max_params and params is not None and params > limits.max_params:
         return f"{params:,} params > max_params {limits.max_params:,}"

@@ -51,12 +51,12 @@ class PlannedTrial:
     def canonical_hash(self) -> str:
         return self.spec.canonical_hash
 
-    def to_json(self) -> dict[str, Any]:
-        """The plan as written into the trial's config.json and printed by `--dry-run --json`."""
+    def to_json(self, hashes: bool = True) -> dict[str, Any]:
+        """The plan as written into config.json and printed by `--dry-run --json` (canonical hash null without `hashes`)."""
         return {"trial_id": self.trial_id, "arch": self.arch.model_dump(mode="json"),
                 "input_size": list(self.input_size), "params": self.params, "flops": self.flops,
                 "activations": self.activations, "graph_hash": self.graph_hash,
-                "canonical_hash": self.canonical_hash, "train_hash": self.train_hash,
+                "canonical_hash": self.canonical_hash if hashes else None, "train_hash": self.train_hash,
                 "execution": {k: getattr(self.config.train, k) for k in EXECUTION_KEYS}}
 
 

@@ -113,3 +113,67 @@ def test_one_network_commands_are_bounded_too(capsys, args, expected):
 def test_one_network_bounds_can_be_raised(capsys):
     assert main(["graph", "--depth", "1003", "--limit", "depth=2000", "--format", "json"]) == 0
     assert '"depth": 1003' in capsys.readouterr().out
+
+
+def _chain_file(path, layers: int) -> str:
+    """A node-link JSON block of `layers` layers in a chain (each reads the one before)."""
+    import json
+
+    nodes = [{"id": i} for i in range(layers + 1)]
+    links = [{"source": i, "target": i + 1} for i in range(layers)]
+    path.write_text(json.dumps({"directed": True, "multigraph": False, "graph": {}, "nodes": nodes, "links": links}))
+    return str(path)
+
+
+def _chain_study(tmp_path, layers: int) -> dict:
+    data = smoke_dict(tmp_path)
+    data["arch"].update(pattern="file", pattern_options={"path": _chain_file(tmp_path / f"chain{layers}.json", layers)},
+                        blocks=1)
+    data["search"] = {"kind": "grid", "seeds": 1}
+    return data
+
+
+def test_a_graph_file_deeper_than_the_limit_is_rejected_before_it_is_hashed(tmp_path, monkeypatch):
+    # issue 30, case 6: 3,000 layers from a file were accepted (limits.depth 1,000) and took 115 s to hash
+    from connectome import canonical
+
+    data = _chain_study(tmp_path, 1_500)
+    monkeypatch.setattr(canonical, "block_canonical_hash", lambda block: pytest.fail("a rejected network was hashed"))
+    trials = expand_grid(load_study(write_study(tmp_path, data)))
+    assert [t.rejected for t in trials] == ["1,500 layers > limits.depth 1,000 (raise it under `limits:`)"]
+    from connectome.study.dryrun import plan_json
+
+    planned = plan_json(load_study(write_study(tmp_path, data)))["trials"][0]
+    assert planned["status"] == "rejected" and planned["canonical_hash"] is None
+    monkeypatch.undo()
+    raised = expand_grid(load_study(write_study(tmp_path, _chain_study(tmp_path, 12)), ["limits.depth=11"]))
+    assert raised[0].rejected.startswith("12 layers > limits.depth 11")
+    assert not expand_grid(load_study(write_study(tmp_path, _chain_study(tmp_path, 12))))[0].rejected
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "oversized"])
+def test_a_graph_path_that_is_no_small_regular_file_is_one_line_before_it_is_read(tmp_path, capsys, monkeypatch, kind):
+    import os
+
+    from connectome import patterns
+
+    path = tmp_path / "g.json"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    else:
+        _chain_file(path, 50)
+        monkeypatch.setattr(patterns, "MAX_GRAPH_FILE_BYTES", 1_000)
+    code = main(["graph", "--pattern", "file", "--pattern-option", f"path={path}", "--blocks", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert ("is not a regular file" if kind != "oversized" else "bytes, over the 1,000 a graph file may have") in err
+
+
+def test_connectome_graph_applies_the_depth_limit_to_graph_files(tmp_path, capsys):
+    chain = _chain_file(tmp_path / "chain.json", 1_200)
+    code = main(["graph", "--pattern", "file", "--pattern-option", f"path={chain}", "--blocks", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "layers (graph files included) is 1,200, over the limit of 1,000" in err
+    assert "--limit depth=N" in err
