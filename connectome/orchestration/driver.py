@@ -45,7 +45,6 @@ from connectome.store.lock import DriverLock, describe
 from connectome.study.definition import compare, fingerprint
 from connectome.orchestration.progress import StudyView, summary_table
 from connectome.study.schema import GridSearch, Study
-from connectome.study.prescreen import FILE as PRESCREEN_FILE
 from connectome.study.trials import Trial, expand_grid
 
 OnChange = Literal["error", "beside"]
@@ -220,9 +219,11 @@ def prescreen_grid(study: Study, trials: list[Trial], console: Console) -> tuple
     trials, table = screen(trials, rule.proxy, rule.keep)
     if len(table):
         skipped = table[table["status"] == "skipped"]
+        listing = StudyDir(Path(study.output) / study.name).prescreen_file.name
         console.print(f"prescreen: {table['configuration'].nunique() - skipped['configuration'].nunique()} of "
                       f"{table['configuration'].nunique()} configurations kept (top {rule.keep:g} by {rule.proxy}); "
-                      f"{len(skipped)} trials skipped, listed in {PRESCREEN_FILE}", highlight=False, markup=False)
+                      f"{len(skipped)} trials skipped, listed in {listing}",
+                      highlight=False, markup=False)
     return trials, table
 
 
@@ -231,7 +232,7 @@ def write_prescreen(sd: StudyDir, table) -> None:
     from connectome.files import write_atomic
 
     sd.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(sd.root / PRESCREEN_FILE, table.to_csv(index=False).encode())
+    write_atomic(sd.prescreen_file, table.to_csv(index=False).encode())
 
 
 def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, address: str | None,
@@ -242,7 +243,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         pending = [t for t in trials if t.trial_id not in final]
         total, to_run = len(trials), len(pending)
     else:
-        from connectome.orchestration.storage import count_finished, requeue_failed
+        from connectome.store.optuna_storage import count_finished, requeue_failed
 
         requeue_failed(sd, study.name, study.search.storage)
         pending, total = [], study.search.n_trials
@@ -294,7 +295,7 @@ def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyVie
     if isinstance(study.search, GridSearch):
         runs = ((batch, len(batch)) for batch in grid_batches(pending, size))
     else:
-        from connectome.orchestration.storage import count_finished
+        from connectome.store.optuna_storage import count_finished
 
         def left() -> int:
             return study.search.n_trials - count_finished(sd, study.name, study.search.storage)

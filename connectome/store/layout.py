@@ -10,8 +10,14 @@ results/<study>/
   compacted.json        how much of the journal the parquet files hold (byte offset)
   optuna.db             the Optuna storage of an optuna search (or optuna.journal, or a database)
   driver.lock           the running driver (host, pid, heartbeat); see connectome/store/lock.py
+  driver.json           this driver and its local Ray node (for the next driver to clean up after a kill)
+  prescreen.csv         every candidate of a pre-screened grid with its proxy score and rank
+  report.md, report.html, figures/   `connectome report`; lesion.parquet: `connectome lesion`
+  tensorboard/          TensorBoard event files (tracking.tensorboard: true)
+  export.parquet        `connectome export` (a replay table); replay.csv: `connectome export --replay`
   trials/<trial_id>/    config.json (written when planned), checkpoint.pt (each epoch),
-                        result.json (row + epochs, when the trial ends), spec.json, model.pt
+                        result.json (row + epochs, when the trial ends), spec.json, model.pt,
+                        progress.json (mid-epoch progress of a running trial)
   ray/tune-<time>[-<batch>]/  Ray Tune's own state of each Tune run; only the latest is kept whole
                         (earlier ones are pruned, connectome/orchestration/batches.py)
 
@@ -67,6 +73,10 @@ class TrialFiles:
     @property
     def model(self) -> Path:
         return self.dir / "model.pt"
+
+    @property
+    def progress(self) -> Path:
+        return self.dir / "progress.json"
 
     @property
     def trial_id(self) -> str:
@@ -142,6 +152,42 @@ class StudyDir:
     @property
     def driver_file(self) -> Path:
         return self.root / "driver.json"
+
+    @property
+    def prescreen_file(self) -> Path:
+        return self.root / "prescreen.csv"
+
+    @property
+    def export_file(self) -> Path:
+        return self.root / "export.parquet"
+
+    @property
+    def replay_file(self) -> Path:
+        return self.root / "replay.csv"
+
+    @property
+    def lesion_file(self) -> Path:
+        return self.root / "lesion.parquet"
+
+    @property
+    def report_file(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    def figure(self, stem: str) -> Path:
+        """figures/<stem>, without a suffix (save_figure writes .png and .svg)."""
+        return self.figures / stem
 
     # ------------------------------------------------------------ layout stamp and plan
 

@@ -8,7 +8,7 @@ from ray.tune.search import Searcher
 
 from connectome.orchestration import search
 from connectome.orchestration.search import make_searcher
-from connectome.orchestration.storage import requeue_interrupted
+from connectome.store.optuna_storage import requeue_interrupted
 from connectome.store.layout import StudyDir
 from connectome.study import load_study
 
