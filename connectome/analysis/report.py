@@ -22,7 +22,7 @@ from connectome.analysis.topology import topology_section
 from connectome.analysis.wiring import wiring_section
 from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.faults import fault
+from connectome.testing.faults import fault
 from connectome.files import write_atomic
 from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
 from connectome.store.labels import label_from_trial_file, trial_label

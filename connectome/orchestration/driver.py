@@ -18,14 +18,14 @@ from rich.console import Console
 
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.faults import fault
-from connectome.orchestration.batches import (
-    batch_size,
+from connectome.testing.faults import fault
+from connectome.orchestration.waves import (
     concurrency,
-    grid_batches,
+    grid_waves,
     prune_earlier_runs,
     prune_tune_run,
-    search_batches,
+    search_waves,
+    wave_size,
 )
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.resources import resolve_resources
@@ -268,7 +268,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         if chosen:
             console.print(chosen, highlight=False, markup=False)
         with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
-            run_batches(concrete, sd, pending, view)
+            run_waves(concrete, sd, pending, view)
 
 
 def write_study_files(study: Study, sd: StudyDir, changes) -> None:
@@ -287,27 +287,27 @@ def write_study_files(study: Study, sd: StudyDir, changes) -> None:
              created=(stamp or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), extensions=history)
 
 
-def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView) -> None:
-    """One Tune run per batch of at most K trials, on the warm Ray session (orchestration/batches.py)."""
+def run_waves(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView) -> None:
+    """One Tune run per wave of at most K trials, on the warm Ray session (orchestration/waves.py)."""
     import ray
 
-    size = batch_size(study.resources, concurrency(study.resources, ray.cluster_resources()))
+    size = wave_size(study.resources, concurrency(study.resources, ray.cluster_resources()))
     if isinstance(study.search, GridSearch):
-        runs = ((batch, len(batch)) for batch in grid_batches(pending, size))
+        runs = ((wave, len(wave)) for wave in grid_waves(pending, size))
     else:
         from connectome.store.optuna_storage import count_finished
 
         def left() -> int:
             return study.search.n_trials - count_finished(sd, study.name, study.search.storage)
 
-        runs = (([], n) for n in search_batches(left, size))
+        runs = (([], n) for n in search_waves(left, size))
     name, previous = f"tune-{time.strftime('%Y%m%d-%H%M%S')}", None
-    for i, (batch, n) in enumerate(runs):
+    for i, (wave, n) in enumerate(runs):
         if previous:
-            fault("batch")
+            fault("wave")
             prune_tune_run(sd.tune_dir / previous)
         previous = name if i == 0 else f"{name}-{i + 1}"
-        fit(make_tuner(study, sd, batch, n, view, name=previous))
+        fit(make_tuner(study, sd, wave, n, view, name=previous))
 
 
 def fit(tuner) -> None:

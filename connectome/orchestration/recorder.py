@@ -12,7 +12,7 @@ from typing import Any
 
 import math
 
-from connectome.faults import fault
+from connectome.testing.faults import fault
 from connectome.orchestration.batch_progress import BatchPoller
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
 from connectome.orchestration.worker import COLUMNS_KEY, ENTRY_KEY, EPOCH_KEYS

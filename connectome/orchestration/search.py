@@ -74,7 +74,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def _duplicate(self, ot_trial: optuna.Trial, trial) -> str | None:
         """`duplicate_of <id>` if the candidate repeats a planned trial (itself asked again, or an isomorphic one).
 
-        Optuna may suggest a configuration again (in one Tune run, or in a later batch or driver
+        Optuna may suggest a configuration again (in one Tune run, or in a later wave or driver
         run whose fresh searcher reads the history from the storage): it is skipped like an
         isomorphic duplicate, so a trial never runs twice and n_trials counts distinct trials.
         Parameters enqueued again (a failed or interrupted trial, store/optuna_storage.py) are not repeats:

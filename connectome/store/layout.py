@@ -18,8 +18,8 @@ results/<study>/
   trials/<trial_id>/    config.json (written when planned), checkpoint.pt (each epoch),
                         result.json (row + epochs, when the trial ends), spec.json, model.pt,
                         progress.json (mid-epoch progress of a running trial)
-  ray/tune-<time>[-<batch>]/  Ray Tune's own state of each Tune run; only the latest is kept whole
-                        (earlier ones are pruned, connectome/orchestration/batches.py)
+  ray/tune-<time>[-<wave>]/  Ray Tune's own state of each Tune run; only the latest is kept whole
+                        (earlier ones are pruned, connectome/orchestration/waves.py)
 
 Recording a trial is O(1): one line appended to the journal. The parquet files are rewritten
 only when the journal tail has grown as large as what they hold (and at the end of a run), so
@@ -272,7 +272,7 @@ class StudyDir:
 
     def compact(self) -> None:
         """Rewrite trials.parquet / epochs.parquet from the whole journal (last entry per trial)."""
-        from connectome.faults import fault
+        from connectome.testing.faults import fault
 
         offset = self.journal.stat().st_size if self.journal.exists() else 0
         entries = list(self.latest_entries(end=offset).values())

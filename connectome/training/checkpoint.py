@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from connectome.faults import fault
+from connectome.testing.faults import fault
 from connectome.files import atomic_write, write_atomic
 from connectome.store.layout import set_aside
 
