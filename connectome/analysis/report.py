@@ -305,7 +305,7 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
         fig = plot_source_usage(usage, title=f"source usage: {name}")
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
         summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
-                  "row is uniform." if _sums_inputs(StudyDir(results.path).trial(str(trial_id))) else "")
+                  "row is uniform." if _sums_inputs(sd.trial(str(trial_id))) else "")
         doc.figure(*paths, caption=f"Source usage of {name} (arXiv 1608.06993 v1, Fig. 4), the {pattern} trial chosen by "
                                    f"{how}: per-source weight norm of each layer's first conv, divided by the "
                                    f"layer's largest; grey = no edge.{summed}")
