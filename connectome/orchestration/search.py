@@ -38,7 +38,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def __init__(self, study: Study, sd: StudyDir, **kwargs: Any):
         self.study, self.sd = study, sd
         # Dedup hook (connectome/study/dedup.py), seeded with the trials planned before a resume.
-        self.dedup = Deduplicator.from_trial_files(sd.trials.glob("*/config.json"))
+        self.dedup = Deduplicator.from_trial_files(sd.trial_configs())
         super().__init__(**kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:

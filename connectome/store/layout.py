@@ -101,6 +101,11 @@ class StudyDir:
     def trial(self, trial_id: str) -> TrialFiles:
         return TrialFiles(self.trials / trial_id)
 
+    def trial_configs(self) -> Iterator[Path]:
+        """The config.json of every trial folder that has one (O(N) files: not per trial)."""
+        folders = self.trials.iterdir() if self.trials.is_dir() else ()
+        return (files.config for files in map(TrialFiles, folders) if files.config.is_file())
+
     @property
     def layout_file(self) -> Path:
         return self.root / "layout.json"
