@@ -11,8 +11,11 @@ from connectome.errors import ConfigError
 
 # Device types the trainer runs on; "auto" picks CUDA when available (or what Ray assigned).
 DEVICE_TYPES = ("cpu", "cuda")
-# A device name as torch writes one: a type, optionally with an index (cuda:1).
-DEVICE_NAME = re.compile(r"(?P<type>[a-z_]+)(?::(?P<index>\d+))?")
+# The other device types torch.device accepts (c10's DeviceType names): named, but not supported.
+OTHER_TORCH_TYPES = ("ipu", "xpu", "mkldnn", "opengl", "opencl", "ideep", "hip", "ve", "fpga", "maia", "xla", "lazy",
+                     "vulkan", "mps", "meta", "hpu", "mtia", "privateuseone")
+# A device name as torch.device reads one: a type, optionally with an index (cuda:1, not cuda:01).
+DEVICE_NAME = re.compile(r"(?P<type>[a-z]+)(?::(?P<index>0|[1-9][0-9]*))?")
 
 
 def parse_device(name: str) -> tuple[str, int | None] | None:
@@ -20,7 +23,7 @@ def parse_device(name: str) -> tuple[str, int | None] | None:
     if name == "auto":
         return None
     match = DEVICE_NAME.fullmatch(name)
-    if match is None:
+    if match is None or match["type"] not in (*DEVICE_TYPES, *OTHER_TORCH_TYPES):
         raise ConfigError(f"train.device {name!r} is not a device name (use auto, cpu, cuda, cuda:1)")
     if match["type"] not in DEVICE_TYPES:
         raise ConfigError(f"train.device {name!r}: only cpu and cuda devices are supported (or auto)")

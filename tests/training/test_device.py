@@ -10,7 +10,7 @@ import torch
 
 from connectome.errors import ConfigError
 from connectome.training import device as devices
-from connectome.training.device_names import parse_device, resource_problem
+from connectome.training.device_names import OTHER_TORCH_TYPES, parse_device, resource_problem
 
 
 @pytest.fixture
@@ -103,6 +103,20 @@ def test_the_worker_tells_training_what_ray_assigned(monkeypatch):
 def test_torch_free_names_parse_as_torch_does(name):
     assert devices._parse(name) == torch.device(name)
     assert parse_device(name) == (torch.device(name).type, torch.device(name).index)
+
+
+@pytest.mark.filterwarnings("ignore:'mkldnn' is no longer used:UserWarning")
+@pytest.mark.parametrize("name", ["gpu", "CUDA", "cuda:01", "cuda:x", "cuda:", *OTHER_TORCH_TYPES])
+def test_a_name_torch_rejects_is_no_device_name_and_other_torch_types_are_unsupported(name):
+    try:
+        torch.device(name)
+        torch_reads_it = True
+    except RuntimeError:
+        torch_reads_it = False
+    with pytest.raises(ConfigError) as err:
+        parse_device(name)
+    assert ("only cpu and cuda devices are supported" in str(err.value)) is torch_reads_it
+    assert ("is not a device name" in str(err.value)) is not torch_reads_it
 
 
 @pytest.mark.parametrize("device,gpu,problem", [
