@@ -22,11 +22,11 @@ from connectome.analysis.topology import topology_section
 from connectome.analysis.wiring import wiring_section
 from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.testing.faults import fault
 from connectome.files import write_atomic
 from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
 from connectome.store.labels import label_from_trial_file, trial_label
 from connectome.store.layout import StudyDir, TrialFiles
+from connectome.testing.faults import fault
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")

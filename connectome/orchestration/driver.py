@@ -18,15 +18,6 @@ from rich.console import Console
 
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.testing.faults import fault
-from connectome.orchestration.waves import (
-    concurrency,
-    grid_waves,
-    prune_earlier_runs,
-    prune_tune_run,
-    search_waves,
-    wave_size,
-)
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.resources import resolve_resources
 from connectome.orchestration.session import (
@@ -38,6 +29,14 @@ from connectome.orchestration.session import (
     stop_orphans,
 )
 from connectome.orchestration.tracking import check_tracking, make_tracking_callbacks
+from connectome.orchestration.waves import (
+    concurrency,
+    grid_waves,
+    prune_earlier_runs,
+    prune_tune_run,
+    search_waves,
+    wave_size,
+)
 from connectome.orchestration.worker import train_in_worker
 from connectome.store.labels import label_from_trial_file
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
@@ -46,6 +45,7 @@ from connectome.study.definition import compare, fingerprint
 from connectome.orchestration.progress import StudyView, summary_table
 from connectome.study.schema import GridSearch, Study
 from connectome.study.trials import Trial, expand_grid
+from connectome.testing.faults import fault
 
 OnChange = Literal["error", "beside"]
 

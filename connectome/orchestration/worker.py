@@ -11,11 +11,11 @@ import math
 import os
 from typing import Any
 
-from connectome.testing.faults import fault
 from connectome.orchestration.batch_progress import BatchReporter, progress_file
 from connectome.store.layout import StudyDir, TrialFiles, clean_json, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
+from connectome.testing.faults import fault
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
