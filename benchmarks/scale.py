@@ -9,7 +9,7 @@ Four parts, each printed as a function of N:
    driver process's CPU seconds per trial and peak RSS, the results directory's size and the part
    of it that is Ray Tune's experiment state (`ray/`), and the time of `load()` and of
    `write_report()` on the result. Each N runs in its own process, so its peak RSS is its own.
-   `--batch K` sets `resources.trials_per_batch` (trials per Tune run; default: the study's default).
+   `--wave K` sets `resources.trials_per_wave` (trials per Tune run; default: the study's default).
 2. `records`: the results layout alone at larger N: N realistic entries appended through
    `StudyDir.record` (the driver's per-trial write), timed per append at the start and at the end
    (O(1) means equal), plus compaction, `load()` and `write_report()` times.
@@ -22,10 +22,10 @@ Four parts, each printed as a function of N:
    allocation sites) that grew most between the first and the last mark.
 
     python benchmarks/scale.py run --sizes 100 1000           # minutes; 10000 takes hours here
-    python benchmarks/scale.py run --sizes 1000 --batch 250   # four Tune runs of 250 trials
+    python benchmarks/scale.py run --sizes 1000 --wave 250   # four Tune runs of 250 trials
     python benchmarks/scale.py records --sizes 1000 10000 100000
     python benchmarks/scale.py dirs --sizes 10000 100000 --rounds 3
-    python benchmarks/scale.py memory --sizes 1000 --batch 100 --concurrent 1 --marks 50 150 550 950
+    python benchmarks/scale.py memory --sizes 1000 --wave 100 --concurrent 1 --marks 50 150 550 950
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def loadavg() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
-def tiny_study(folder: Path, n: int, batch: int | None = None, concurrent: int = 2) -> Path:
+def tiny_study(folder: Path, n: int, wave: int | None = None, concurrent: int = 2) -> Path:
     """The smoke study shrunk to the cheapest real trial, with n seeds of one pattern."""
     data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
     data.update(name=f"scale-{n}", output=str(folder / "results"))
@@ -68,20 +68,20 @@ def tiny_study(folder: Path, n: int, batch: int | None = None, concurrent: int =
     data["train"].update(epochs=1, batch_size=16, eval_batch_size=16, threads=1)
     data["search"] = {"kind": "grid", "seeds": n, "variants": [{"pattern": "dense"}]}
     data["resources"] = {"cpu": 1, "max_concurrent": concurrent}
-    if batch:
-        data["resources"]["trials_per_batch"] = batch
+    if wave:
+        data["resources"]["trials_per_wave"] = wave
     path = folder / f"scale-{n}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-def run_size(n: int, batch: int | None = None, concurrent: int = 2) -> dict:
+def run_size(n: int, wave: int | None = None, concurrent: int = 2) -> dict:
     from connectome.analysis import load, write_report
     from connectome.orchestration.driver import run_study
     from connectome.study import load_study
 
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
-        study = load_study(tiny_study(Path(tmp), n, batch, concurrent))
+        study = load_study(tiny_study(Path(tmp), n, wave, concurrent))
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         frame, wall = timed(lambda: run_study(study, console=Console(file=io.StringIO()), report=False))
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -97,10 +97,10 @@ def run_size(n: int, batch: int | None = None, concurrent: int = 2) -> dict:
                 report=t_report)
 
 
-def run_in_child(n: int, batch: int | None, concurrent: int) -> dict:
+def run_in_child(n: int, wave: int | None, concurrent: int) -> dict:
     """run_size(n) in a fresh Python process: its peak RSS is this size's alone."""
     cmd = [sys.executable, __file__, "run-one", "--sizes", str(n), "--concurrent", str(concurrent)]
-    cmd += ["--batch", str(batch)] if batch else []
+    cmd += ["--wave", str(wave)] if wave else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -137,7 +137,7 @@ def malloc_in_use_mb() -> float:
     return (info.uordblks + info.hblkhd) / 2**20
 
 
-def memory_size(n: int, marks: list[int], top: int, concurrent: int, batch: int | None, frames: int) -> None:
+def memory_size(n: int, marks: list[int], top: int, concurrent: int, wave: int | None, frames: int) -> None:
     """Run n tiny trials; at each mark (trials recorded) print RSS, malloc'd, Python-traced memory; top growth."""
     import threading
     import tracemalloc
@@ -150,7 +150,7 @@ def memory_size(n: int, marks: list[int], top: int, concurrent: int, batch: int 
     if frames:  # tracemalloc slows the driver several times; only Python's allocations are traced
         tracemalloc.start(frames)
     with tempfile.TemporaryDirectory(prefix="scale-mem-") as tmp:
-        study = load_study(tiny_study(Path(tmp), n, batch, concurrent))
+        study = load_study(tiny_study(Path(tmp), n, wave, concurrent))
         journal = StudyDir(Path(tmp) / "results" / study.name).journal
         seen: dict[int, tuple] = {}
 
@@ -292,7 +292,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=("run", "records", "dirs", "run-one", "memory"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--batch", type=int, default=None, help="resources.trials_per_batch of the run part")
+    parser.add_argument("--wave", "--batch", type=int, default=None, help="resources.trials_per_wave of the run part")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the dirs part")
     parser.add_argument("--concurrent", type=int, default=2, help="trials at once in the run and memory parts")
     parser.add_argument("--top", type=int, default=25, help="rows of the memory part's tables")
@@ -300,11 +300,11 @@ def main() -> None:
     parser.add_argument("--marks", type=int, nargs="*", default=[], help="memory part: trial counts to sample at")
     args = parser.parse_args()
     if args.part == "run-one":
-        print(json.dumps(run_size(args.sizes[0], args.batch, args.concurrent)))
+        print(json.dumps(run_size(args.sizes[0], args.wave, args.concurrent)))
         return
     print(f"load average before: {loadavg()}")
     if args.part == "memory":
-        memory_size(args.sizes[0], args.marks, args.top, args.concurrent, args.batch, args.frames)
+        memory_size(args.sizes[0], args.marks, args.top, args.concurrent, args.wave, args.frames)
     elif args.part == "dirs":
         dirs_table(args.sizes, args.rounds)
     elif args.part == "run":
@@ -312,7 +312,7 @@ def main() -> None:
               "| results dir (MB) | of which Tune state (MB) | load() (s) | report (s) | load average after |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for n in args.sizes:
-            r = run_in_child(n, args.batch, args.concurrent)
+            r = run_in_child(n, args.wave, args.concurrent)
             print(f"| {n} | {r['wall']:.1f} | {r['trials']:.1f} | {r['overhead']:.3f} | {r['driver_cpu']:.3f} | "
                   f"{r['rss_mb']:.0f} | {r['size_mb']:.1f} | {r['tune_mb']:.2f} | {r['load']:.2f} | "
                   f"{r['report']:.1f} | {loadavg()} |", flush=True)

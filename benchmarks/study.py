@@ -1,6 +1,6 @@
 """Study orchestration overhead (issue 4): study wall time vs the sum of its trials' training time.
 
-One synthetic grid study is run end to end through `connectome.study.run_study` (a private local
+One synthetic grid study is run end to end through `connectome.orchestration.driver.run_study` (a private local
 Ray started for each run, Ray Tune, durable results) with 1 and then 2 concurrent trials, side by
 side in one invocation (order alternates over repetitions). Reported per run:
 

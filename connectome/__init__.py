@@ -35,7 +35,7 @@ _EXPORTS = {
     "train_trial": "connectome.training",
     "Study": "connectome.study",
     "load_study": "connectome.study",
-    "run_study": "connectome.study",
+    "run_study": "connectome.orchestration.driver",
     "load_plugins": "connectome.plugins",
     "ConnectomeError": "connectome.errors",
     "ConfigError": "connectome.errors",

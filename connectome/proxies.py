@@ -8,17 +8,20 @@ statistics and the training RNG are left as they were. All use one fixed mini-ba
   BN in eval mode, float64 (Tanaka et al. 2020); reported as log10 since it spans many decades.
 - naswot: log|det K| of the Hamming-similarity kernel of the batch's ReLU on/off codes
   (Mellor et al. 2021, "NASWOT"; the v2 form of the Jacobian-covariance score).
+
+torch is imported when a proxy runs, so planning (the study schema's check of `prescreen.proxy`)
+and analysis read PROXIES and PREFIX without loading it.
 """
 from __future__ import annotations
 
 import copy
 import logging
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +32,15 @@ PROXY_BATCH = 64
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:
     """Conv and linear weights: the parameters the proxies score."""
+    from torch import nn
+
     return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 def _loss_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    import torch
+    import torch.nn.functional as F
+
     model.train()
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
@@ -52,6 +60,8 @@ def snip(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """log10 of sum w * dR/dw for R = sum of outputs on an all-ones input, with |w|, in float64."""
+    import torch
+
     model = model.double().eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -65,6 +75,9 @@ def synflow(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def naswot(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """log|det| of the batch's ReLU-code Hamming kernel (higher: inputs separated better at init)."""
+    import torch
+    from torch import nn
+
     codes: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda m, i, out: codes.append((out.detach() > 0).flatten(1).double()))
              for m in model.modules() if isinstance(m, nn.ReLU)]
@@ -90,6 +103,8 @@ PROXIES: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], float]] = {
 
 def proxy_columns(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """`proxy.<name>` for every registered proxy, each on its own copy of the model."""
+    import torch
+
     from connectome.training.device import seed_rng
 
     device = next(model.parameters()).device
@@ -113,6 +128,8 @@ def trial_proxy_columns(trial) -> dict[str, float]:
     """Proxies of a trainer `Trial` at initialisation on a seeded training batch ({} if switched off)."""
     if not trial.cfg.train.proxies:
         return {}
+    import torch
+
     data = trial.data
     gen = torch.Generator().manual_seed(trial.cfg.seed)
     idx = torch.randperm(len(data.train_y), generator=gen)[:PROXY_BATCH].to(data.train_y.device)

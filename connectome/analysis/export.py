@@ -18,7 +18,7 @@ import pandas as pd
 from connectome.canonical import CanonicalIndex
 from connectome.errors import ConfigError
 from connectome.spec import NetworkSpec
-from connectome.store.layout import TrialFiles, read_trial_config, read_trial_result
+from connectome.store.layout import StudyDir, TrialFiles, read_trial_config, read_trial_result
 from connectome.store.record import FINAL_STATUSES
 from connectome.training.config import TrialConfig
 
@@ -26,7 +26,6 @@ KEY = ["canonical_key", "train_hash", "seed", "epoch"]
 # Trial-level columns repeated on each epoch row (`flops`: multiply-adds per image).
 TRIAL_COLUMNS = ("trial_id", "status", "params", "flops", "graph_hash", "canonical_hash", "test_acc", "test_error",
                  "test_loss", "best_val_acc", "best_val_epoch", "final_val_acc", "epochs_completed")
-EXPORT_FILE = "export.parquet"
 
 
 def export_rows(trial_dir: Path, index: CanonicalIndex) -> list[dict]:
@@ -54,7 +53,7 @@ def export_rows(trial_dir: Path, index: CanonicalIndex) -> list[dict]:
 
 def export_table(results_dir: str | Path) -> pd.DataFrame:
     """The benchmark table of a results directory, sorted by its key."""
-    trials = Path(results_dir) / "trials"
+    trials = StudyDir(results_dir).trials
     if not trials.is_dir():
         raise ConfigError(f"{results_dir} is not a results directory (no trials/ folder)")
     index = CanonicalIndex()
@@ -67,6 +66,6 @@ def export_table(results_dir: str | Path) -> pd.DataFrame:
 
 def write_export(results_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the table as Parquet (default RESULTS_DIR/export.parquet)."""
-    path = Path(out) if out is not None else Path(results_dir) / EXPORT_FILE
+    path = Path(out) if out is not None else StudyDir(results_dir).export_file
     export_table(results_dir).to_parquet(path)
     return path

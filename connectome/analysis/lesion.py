@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from connectome.errors import ConfigError
 from connectome.executor import Block, ConnectomeNet
+from connectome.store.layout import StudyDir, TrialFiles, read_trial_config
 from connectome.topology import node_depths
 
 EdgeId = tuple[int, int, int]  # block index (from 0), source, reader
@@ -145,11 +146,10 @@ def validation_subset(trial_dir: Path, images: int, seed: int = 0) -> tuple[torc
     from connectome.training.config import TrialConfig
     from connectome.training.datasets import load_splits
 
-    from connectome.store.layout import TrialFiles, read_trial_config
-
-    saved = read_trial_config(TrialFiles(trial_dir))
+    files = TrialFiles(trial_dir)
+    saved = read_trial_config(files)
     if saved is None:
-        raise ConfigError(f"{trial_dir / 'config.json'} not found: cannot rebuild the trial's validation split")
+        raise ConfigError(f"{files.config} not found: cannot rebuild the trial's validation split")
     cfg = TrialConfig.model_validate(saved["config"])
     data = load_splits(cfg.data, cfg.seed, "cpu")
     if len(data.val_y) == 0:
@@ -229,16 +229,17 @@ def write_lesions(results_dir: str | Path, trial_id: str | None = None, images: 
 
     results_dir = Path(results_dir)
     trial_id = trial_id or best_trial(results_dir)
-    trial_dir = results_dir / "trials" / trial_id
+    sd = StudyDir(results_dir)
+    trial_dir = sd.trial(trial_id).dir
     if not trial_dir.is_dir():
-        raise ConfigError(f"no trial {trial_id!r} in {results_dir / 'trials'}")
+        raise ConfigError(f"no trial {trial_id!r} in {sd.trials}")
     table = lesion_trial(trial_dir, images, plan)
-    out = results_dir / "lesion.parquet"
+    out = sd.lesion_file
     table.to_parquet(out)
     model = load_trial_model(trial_dir)
     fig = plot_lesions(drop_matrices(table, model), _padded(model_usage(model)),
                        title=f"trial {trial_id}: {len(table[table.kind == 'edge'])} edges lesioned on {table.n_images.iloc[0]} val images")
-    return out, save_figure(fig, results_dir / "figures" / f"lesion_{trial_id}"), table
+    return out, save_figure(fig, sd.figure(f"lesion_{trial_id}")), table
 
 
 def _padded(usage: list[np.ndarray]) -> list[np.ndarray]:
@@ -254,6 +255,6 @@ def best_trial(results_dir: Path) -> str:
     if "best_val_acc" in completed:
         completed = completed.sort_values("best_val_acc", ascending=False, kind="stable")
     for trial_id in completed.get("trial_id", []):
-        if (results_dir / "trials" / str(trial_id) / "model.pt").exists():
+        if StudyDir(results_dir).trial(str(trial_id)).model.exists():
             return str(trial_id)
     raise ConfigError(f"{results_dir} has no completed trial with a saved model.pt to lesion")

@@ -13,6 +13,7 @@ from typing import Iterator
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
 from connectome.spec import NetworkSpec
+from connectome.store.layout import StudyDir, TrialFiles
 
 # Shortest hash prefix accepted (shorter ones match too much by chance).
 MIN_PREFIX = 4
@@ -29,17 +30,18 @@ class SpecMatch:
 
 def trial_specs(results_dir: str | Path) -> Iterator[SpecMatch]:
     """Every trial folder with a spec.json, in id order."""
-    trials = Path(results_dir) / "trials"
+    trials = StudyDir(results_dir).trials
     if not trials.is_dir():
         raise ConfigError(f"{results_dir} is not a results directory (no trials/ folder)")
-    for folder in sorted(p for p in trials.iterdir() if (p / "spec.json").is_file()):
-        spec = NetworkSpec.from_json((folder / "spec.json").read_text())
-        yield SpecMatch(folder.name, _arch(folder, spec), spec)
+    for files in sorted((TrialFiles(p) for p in trials.iterdir()), key=lambda f: f.dir):
+        if files.spec.is_file():
+            spec = NetworkSpec.from_json(files.spec.read_text())
+            yield SpecMatch(files.trial_id, _arch(files, spec), spec)
 
 
-def _arch(folder: Path, spec: NetworkSpec) -> ArchConfig:
+def _arch(files: TrialFiles, spec: NetworkSpec) -> ArchConfig:
     """The trial's arch options with what the trainer resolved from the data (classes, channels, dropout)."""
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    config = json.loads(files.config.read_text()) if files.config.is_file() else {}
     resolved = dict(classes=spec.classes, in_channels=spec.in_channels, dropout=spec.dropout)
     return ArchConfig.model_validate({**config.get("arch", {}), **resolved})
 

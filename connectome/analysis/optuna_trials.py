@@ -7,8 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from connectome.analysis.studyfile import search_settings
-
-JOURNAL_SUFFIXES = (".journal", ".log", ".jsonl")
+from connectome.store.layout import StudyDir
 
 
 @dataclass(frozen=True)
@@ -23,14 +22,10 @@ class OptunaTrials:
 
 def find_storage(results_dir: str | Path) -> str | None:
     """Storage URL or journal path of the Optuna study in a results directory, if any."""
-    path = Path(results_dir)
-    spec = search_settings(path).get("storage")
-    if isinstance(spec, str) and "://" in spec:
-        return spec  # a database named by the study file
-    if (path / "optuna.db").exists():
-        return f"sqlite:///{(path / 'optuna.db').resolve()}"
-    journals = sorted(p for p in path.glob("optuna*") if p.suffix in JOURNAL_SUFFIXES)
-    return str(journals[0]) if journals else None
+    from connectome.store.optuna_storage import find_location
+
+    spec = search_settings(results_dir).get("storage")
+    return find_location(StudyDir(results_dir), spec if isinstance(spec, str) else None)
 
 
 def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> list[OptunaTrials]:
@@ -45,8 +40,10 @@ def load_optuna(results_dir: str | Path, trials: pd.DataFrame | None = None) -> 
         return []
     import optuna
 
+    from connectome.store.optuna_storage import open_storage
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _open_storage(optuna, location)
+    storage = open_storage(location)
     names = _objectives_from_study(Path(results_dir))
     return [_study_trials(optuna.load_study(study_name=name, storage=storage), names, trials)
             for name in optuna.get_all_study_names(storage)]
@@ -56,27 +53,19 @@ def count_ended(results_dir: str | Path) -> int:
     """Optuna trials that ran to an end, as the study driver counts them towards `n_trials`.
 
     Rejected candidates, interrupted and requeued trials do not count
-    (connectome.orchestration.storage.ended_trials).
+    (connectome.store.optuna_storage.ended_trials).
     """
     location = find_storage(results_dir)
     if location is None:
         return 0
     import optuna
 
-    from connectome.orchestration.storage import ended_trials
+    from connectome.store.optuna_storage import ended_trials, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _open_storage(optuna, location)
+    storage = open_storage(location)
     return sum(ended_trials(optuna.load_study(study_name=name, storage=storage))
                for name in optuna.get_all_study_names(storage))
-
-
-def _open_storage(optuna, location: str):
-    if "://" in location:  # sqlite:///..., postgresql://...
-        return location
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(location))
 
 
 def _objectives_from_study(results_dir: Path) -> list[str]:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from connectome.analysis.topology import MIN_TRIALS, bootstrap_interval, partial_rank_correlation
 from connectome.proxies import PREFIX
+from connectome.store.layout import StudyDir
 
 # Parameter count is the baseline every proxy has to beat.
 BASELINE = "params"
@@ -45,9 +46,7 @@ def proxy_section(doc, results, metric: str, out: Path) -> None:
 
 def prescreen_section(doc, results_dir: Path) -> None:
     """Report section: how many configurations the study's pre-screen trained and which it skipped (prescreen.csv)."""
-    from connectome.study.prescreen import FILE
-
-    path = Path(results_dir) / FILE
+    path = StudyDir(results_dir).prescreen_file
     if not path.is_file():
         return
     table = pd.read_csv(path)
@@ -57,6 +56,6 @@ def prescreen_section(doc, results_dir: Path) -> None:
     proxy = table["proxy"].iloc[0] if len(table) else "?"
     doc.text(f"{len(configs) - len(skipped)} of {len(configs)} configurations were trained: the ones ranked highest "
              f"by `{proxy}` at initialisation (mean over seeds). The {len(skipped)} skipped ones were never trained; "
-             f"they are not failures and have no result. Every candidate's score and rank is in `{FILE}`.")
+             f"they are not failures and have no result. Every candidate's score and rank is in `{path.name}`.")
     if len(skipped):
         doc.table(skipped[["configuration", "params", "score", "rank"]].sort_values("rank").head(30))

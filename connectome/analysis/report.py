@@ -22,11 +22,11 @@ from connectome.analysis.topology import topology_section
 from connectome.analysis.wiring import wiring_section
 from connectome.analysis.usage import RefusedFileError, feature_usage, load_trial_model, model_usage
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.faults import fault
 from connectome.files import write_atomic
 from connectome.reference import PAPER_METRIC, paper_rows, trial_settings
 from connectome.store.labels import label_from_trial_file, trial_label
-from connectome.store.layout import StudyDir
+from connectome.store.layout import StudyDir, TrialFiles
+from connectome.testing.faults import fault
 
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
@@ -77,9 +77,9 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     _optuna_section(doc, load_optuna(results.path, results.trials), out)
     _study_file_section(doc, results.path)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "report.html", doc.to_html(f"connectome report: {results.study}"))
+    write_atomic(StudyDir(out).report_html, doc.to_html(f"connectome report: {results.study}"))
     fault("report")
-    report = out / "report.md"
+    report = StudyDir(out).report_file
     write_atomic(report, doc.to_markdown(out))
     return report
 
@@ -219,7 +219,7 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
     cols = [*factor_columns(completed), "count", "params", y, "ci_low", "ci_high", metric]
     doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
     fig = plot_pareto(completed, x="params", y=y, maximize_y=maximize)
-    paths = save_figure(fig, out / "figures" / "pareto_params")
+    paths = save_figure(fig, StudyDir(out).figure("pareto_params"))
     doc.figure(*paths, caption=f"{y} vs parameters per configuration: {_marks_note(completed, y)}; "
                                "black line and circles: the Pareto front of configurations.")
 
@@ -227,7 +227,7 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
 def _figure_section(doc: Document, results: Results, metric: str, out: Path, refused: list[str]) -> None:
     doc.heading("Figures")
     completed = results.completed()
-    figures = out / "figures"
+    figures = StudyDir(out).figures
     hue = main_factor(completed)
     budget = budget_params(results.path)  # matched sizes: the configurations are no size series
     joined = False if budget is not None else varies_size(completed, hue)
@@ -282,7 +282,8 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
     completed = results.completed()
     if "pattern" not in completed or completed.empty:
         return
-    kept = completed[[_has_model(results.path / "trials" / str(t)) for t in completed["trial_id"]]]
+    sd = StudyDir(results.path)
+    kept = completed[[_has_model(sd.trial(str(t))) for t in completed["trial_id"]]]
     if kept.empty:
         doc.text("No completed trial kept `spec.json` and `model.pt`: no source-usage heatmap.")
         return
@@ -292,7 +293,7 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
         pattern, trial_id = row["pattern"], row["trial_id"]
         name = trial_label(row, seed=row.get("seed"), keys=factors)
         try:
-            model = load_trial_model(results.path / "trials" / str(trial_id))
+            model = load_trial_model(sd.trial(str(trial_id)).dir)
             usage = model_usage(model)
         except RefusedFileError as err:
             refused.append(str(err))
@@ -304,7 +305,7 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
         fig = plot_source_usage(usage, title=f"source usage: {name}")
         paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
         summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
-                  "row is uniform." if _sums_inputs(results.path / "trials" / str(trial_id)) else "")
+                  "row is uniform." if _sums_inputs(sd.trial(str(trial_id))) else "")
         doc.figure(*paths, caption=f"Source usage of {name} (arXiv 1608.06993 v1, Fig. 4), the {pattern} trial chosen by "
                                    f"{how}: per-source weight norm of each layer's first conv, divided by the "
                                    f"layer's largest; grey = no edge.{summed}")
@@ -353,13 +354,13 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
         doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
         fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue="pattern",
                           title=f"Optuna study {study.study_name}: Pareto front")
-        paths = save_figure(fig, out / "figures" / f"optuna_pareto_{_slug(study.study_name)}")
+        paths = save_figure(fig, StudyDir(out).figure(f"optuna_pareto_{_slug(study.study_name)}"))
         doc.figure(*paths, caption=f"Optuna study {study.study_name}: {y} vs {x} per configuration: "
                                    f"{_marks_note(frame, y)}; black line and circles: the Pareto front.")
 
 
 def _study_file_section(doc: Document, path: Path) -> None:
-    study_file = path / "study.yaml"
+    study_file = StudyDir(path).study_file
     if study_file.exists():
         doc.heading("Study file")
         doc.code(study_file.read_text())
@@ -418,19 +419,19 @@ def _difference_cut_note(metric: str) -> str:
     return f" (cut at [{-span:g}, {span:g}])" if span < float("inf") else ""
 
 
-def _sums_inputs(trial_dir: Path) -> bool:
+def _sums_inputs(files: TrialFiles) -> bool:
     """Whether a trial's network has layers that sum their inputs (so usage rows are uniform)."""
     from connectome.spec import NetworkSpec
 
     try:
-        spec = NetworkSpec.from_json((trial_dir / "spec.json").read_text())
+        spec = NetworkSpec.from_json(files.spec.read_text())
     except (ConnectomeError, OSError, ValueError):
         return False
     return any(n.agg == "sum" and n.op not in ("input", "identity") for b in spec.blocks for n in b.nodes)
 
 
-def _has_model(trial_dir: Path) -> bool:
-    return (trial_dir / "spec.json").exists() and (trial_dir / "model.pt").exists()
+def _has_model(files: TrialFiles) -> bool:
+    return files.spec.exists() and files.model.exists()
 
 
 def _last_line(error: object) -> object:

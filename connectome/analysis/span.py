@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from connectome.analysis.figures import label, plural, save_figure
 from connectome.analysis.stats import crossed_factors, summarize
+from connectome.store.layout import StudyDir
 from connectome.store.record import factor_columns
 
 SPAN = "pattern_options.max_span"
@@ -97,6 +98,6 @@ def span_section(doc, completed: pd.DataFrame, metric: str, out: Path) -> None:
     if groups and table.groupby(groups).ngroups > MAX_GROUPS:
         doc.text(f"More than {MAX_GROUPS} combinations of other factors: no curve figure.")
         return
-    paths = save_figure(plot_span_curve(table, metric, groups), out / "figures" / "span_curve")
+    paths = save_figure(plot_span_curve(table, metric, groups), StudyDir(out).figure("span_curve"))
     doc.figure(*paths, caption=f"{label(metric)} against max_span (log2 axis): marks are means over seeds, bars 95% "
                                "t intervals (none for a single seed); dashed line and band: no limit (dense).")

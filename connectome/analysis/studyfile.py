@@ -8,16 +8,17 @@ from typing import Any
 import yaml
 
 from connectome.overrides import load_yaml
+from connectome.store.layout import StudyDir
 
 
 def read_study(results_dir: str | Path) -> dict[str, Any]:
     """study.resolved.json (the study after --set overrides), else study.yaml, else {}."""
-    path = Path(results_dir)
+    sd = StudyDir(results_dir)
     try:
-        if (path / "study.resolved.json").exists():
-            data = json.loads((path / "study.resolved.json").read_text())
+        if sd.resolved_file.exists():
+            data = json.loads(sd.resolved_file.read_text())
         else:
-            data = load_yaml((path / "study.yaml").read_text())
+            data = load_yaml(sd.study_file.read_text())
     except (OSError, ValueError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}

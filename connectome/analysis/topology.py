@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from connectome.store.layout import StudyDir
 from connectome.topology import PREFIX, topology_columns
 
 # Fewest trials for a partial correlation with one control to mean anything.
@@ -88,7 +89,7 @@ def add_topology_columns(trials: pd.DataFrame, results_dir: str | Path) -> pd.Da
     """Trials with `topo.*` columns, computed from each trial's spec.json where the record lacks them."""
     if any(c.startswith(PREFIX) for c in trials.columns) or "trial_id" not in trials:
         return trials
-    if not (Path(results_dir) / "trials").is_dir():
+    if not StudyDir(results_dir).trials.is_dir():
         return trials
     from connectome.analysis.lookup import trial_specs
 
@@ -100,7 +101,7 @@ def add_topology_columns(trials: pd.DataFrame, results_dir: str | Path) -> pd.Da
 def count_architectures(trials: pd.DataFrame, results_dir: str | Path | None = None) -> int:
     """Distinct canonical hashes among the trials; from spec.json where the record lacks the column."""
     hashes = trials["canonical_hash"] if "canonical_hash" in trials else pd.Series(index=trials.index, dtype=object)
-    if hashes.isna().any() and results_dir is not None and (Path(results_dir) / "trials").is_dir():
+    if hashes.isna().any() and results_dir is not None and StudyDir(results_dir).trials.is_dir():
         from connectome.analysis.lookup import trial_specs
 
         known = {m.trial_id: m.spec.canonical_hash for m in trial_specs(results_dir)}
@@ -152,5 +153,5 @@ def topology_section(doc, results, metric: str, out: Path) -> None:
              f"95% percentile bootstrap interval over {len(completed)} completed trials "
              f"({archs} distinct architectures; seeds resampled as trials, so intervals are optimistic).")
     doc.table(table.round(3))
-    paths = save_figure(plot_topology_correlations(table, metric, "params"), out / "figures" / "topology_correlation")
+    paths = save_figure(plot_topology_correlations(table, metric, "params"), StudyDir(out).figure("topology_correlation"))
     doc.figure(*paths, caption=f"Partial rank correlation of topology metrics with {metric} given params.")

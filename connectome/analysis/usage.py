@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from connectome.errors import ConfigError
+from connectome.store.layout import TrialFiles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,8 +44,8 @@ def load_trial_model(trial_dir: str | Path):
     from connectome.executor import ConnectomeNet
     from connectome.spec import NetworkSpec
 
-    trial_dir = Path(trial_dir)
-    spec_file, weights = trial_dir / "spec.json", trial_dir / "model.pt"
+    files = TrialFiles(Path(trial_dir))
+    spec_file, weights = files.spec, files.model
     for file in (spec_file, weights):
         if not file.exists():
             raise ConfigError(f"{file} not found: the trial kept no trained model (did it finish?)")

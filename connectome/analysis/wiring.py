@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from connectome.analysis.figures import label, plural, save_figure
 from connectome.analysis.stats import summarize
+from connectome.store.layout import StudyDir
 
 RANDOM = "random"
 OPTION = "pattern_options."
@@ -113,7 +114,7 @@ def wiring_section(doc, completed: pd.DataFrame, metric: str, out: Path) -> None
              "graph-to-graph and seed-to-seed variation; a reference with one trial has no interval.")
     doc.table(wiring_table(completed, metric, by="generator"))
     doc.table(wiring_table(completed, metric, by="setting"))
-    paths = save_figure(plot_wiring(completed, metric), out / "figures" / "random_wiring")
+    paths = save_figure(plot_wiring(completed, metric), StudyDir(out).figure("random_wiring"))
     doc.figure(*paths, caption=f"{label(metric).capitalize()} per random-graph setting: dots are single trials "
                                "(one per graph and training seed), bars their mean; dashed lines: the other "
                                "patterns (their mean when several trials).")

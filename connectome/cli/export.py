@@ -21,11 +21,10 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
     from connectome.analysis.export import write_export
+    from connectome.store.layout import StudyDir
 
     path = write_export(args.results_dir, args.output)
     table = pd.read_parquet(path)
@@ -35,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         from connectome.study.replay import ReplayTable, replay_study
 
         frame = replay_study(load_study(args.replay), ReplayTable(table))
-        out = Path(args.results_dir) / "replay.csv"
+        out = StudyDir(args.results_dir).replay_file
         frame.to_csv(out, index=False)
         print(f"replayed {int((frame['status'] == 'replayed').sum())} of {len(frame)} trials; wrote {out}")
     return 0

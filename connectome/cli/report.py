@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from connectome.store.layout import StudyDir
+
 
 def register(subparsers) -> None:
     """Add the `report` subcommand."""
@@ -38,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(report_json(report, results.counts), indent=1))
     elif args.verbosity >= 0:
         print(results.describe_counts())
-        print(f"wrote {report} and {report.with_suffix('.html')}")
+        print(f"wrote {report} and {StudyDir(report.parent).report_html}")
     if refused:  # the report stands without them, but a tampered results dir must not pass silently
         more = f" (and {len(refused) - 1} more, listed in the report)" if len(refused) > 1 else ""
         raise ConfigError(refused[0] + more)
@@ -47,7 +49,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def report_json(report: Path, counts: dict[str, int]) -> dict:
     """What `report` wrote, and the trial counts per status it summarised."""
-    figures = report.parent / "figures"
-    return {"markdown": str(report), "html": str(report.with_suffix(".html")),
+    sd = StudyDir(report.parent)
+    figures = sd.figures
+    return {"markdown": str(report), "html": str(sd.report_html),
             "figures": sorted(str(p) for p in figures.glob("*")) if figures.is_dir() else [],
             "counts": {str(k): int(v) for k, v in counts.items()}}

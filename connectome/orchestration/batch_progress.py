@@ -17,15 +17,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from connectome.store.layout import TrialFiles
 
-PROGRESS_FILE = "progress.json"
 # Seconds between two writes of a trial's progress file, and between two polls by the driver.
 UPDATE_INTERVAL_S = 1.0
 
 
 def progress_file(trial_dir: str | Path) -> Path:
     """A trial's batch-progress file."""
-    return Path(trial_dir) / PROGRESS_FILE
+    return TrialFiles(Path(trial_dir)).progress
 
 
 class BatchReporter:

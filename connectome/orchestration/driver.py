@@ -19,15 +19,6 @@ from rich.console import Console
 
 from connectome.console import make_console
 from connectome.errors import ConfigError, ConnectomeError, Interrupted
-from connectome.faults import fault
-from connectome.orchestration.batches import (
-    batch_size,
-    concurrency,
-    grid_batches,
-    prune_earlier_runs,
-    prune_tune_run,
-    search_batches,
-)
 from connectome.orchestration.interrupts import Interrupts
 from connectome.orchestration.recorder import make_recorder, trial_name
 from connectome.orchestration.resources import resolve_resources
@@ -40,6 +31,14 @@ from connectome.orchestration.session import (
     stop_orphans,
 )
 from connectome.orchestration.tracking import check_tracking, make_tracking_callbacks
+from connectome.orchestration.waves import (
+    concurrency,
+    grid_waves,
+    prune_earlier_runs,
+    prune_tune_run,
+    search_waves,
+    wave_size,
+)
 from connectome.orchestration.worker import train_in_worker
 from connectome.store.labels import label_from_trial_file
 from connectome.files import refuse_link
@@ -48,8 +47,8 @@ from connectome.store.lock import DriverLock, describe
 from connectome.study.definition import compare, fingerprint
 from connectome.orchestration.progress import StudyView, summary_table
 from connectome.study.schema import GridSearch, Study
-from connectome.study.prescreen import FILE as PRESCREEN_FILE
 from connectome.study.trials import Trial, expand_grid
+from connectome.testing.faults import fault
 
 OnChange = Literal["error", "beside"]
 
@@ -255,9 +254,11 @@ def prescreen_grid(study: Study, trials: list[Trial], console: Console) -> tuple
     trials, table = screen(trials, rule.proxy, rule.keep)
     if len(table):
         skipped = table[table["status"] == "skipped"]
+        listing = StudyDir(Path(study.output) / study.name).prescreen_file.name
         console.print(f"prescreen: {table['configuration'].nunique() - skipped['configuration'].nunique()} of "
                       f"{table['configuration'].nunique()} configurations kept (top {rule.keep:g} by {rule.proxy}); "
-                      f"{len(skipped)} trials skipped, listed in {PRESCREEN_FILE}", highlight=False, markup=False)
+                      f"{len(skipped)} trials skipped, listed in {listing}",
+                      highlight=False, markup=False)
     return trials, table
 
 
@@ -266,7 +267,7 @@ def write_prescreen(sd: StudyDir, table) -> None:
     from connectome.files import write_atomic
 
     sd.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(sd.root / PRESCREEN_FILE, table.to_csv(index=False).encode())
+    write_atomic(sd.prescreen_file, table.to_csv(index=False).encode())
 
 
 def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, address: str | None,
@@ -278,7 +279,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         pending = [t for t in trials if t.trial_id not in final]
         total, to_run = len(trials), len(pending)
     else:
-        from connectome.orchestration.storage import count_finished, requeue_failed
+        from connectome.store.optuna_storage import count_finished, requeue_failed
 
         requeue_failed(sd, study.name, study.search.storage)
         pending, total = [], study.search.n_trials
@@ -304,7 +305,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
             console.print(chosen, highlight=False, markup=False)
         with Interrupts() as interrupts, \
                 StudyView(console, study.name, total, total - to_run, describe=describe) as view:
-            run_batches(concrete, sd, pending, view, lock, interrupts)
+            run_waves(concrete, sd, pending, view, lock, interrupts)
 
 
 def write_study_files(study: Study, sd: StudyDir, changes) -> None:
@@ -323,32 +324,32 @@ def write_study_files(study: Study, sd: StudyDir, changes) -> None:
              created=(stamp or {}).get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), extensions=history)
 
 
-def run_batches(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView,
-                lock: DriverLock | None = None, interrupts: Interrupts | None = None) -> None:
-    """One Tune run per batch of at most K trials, on the warm Ray session (orchestration/batches.py)."""
+def run_waves(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView,
+              lock: DriverLock | None = None, interrupts: Interrupts | None = None) -> None:
+    """One Tune run per wave of at most K trials, on the warm Ray session (orchestration/waves.py)."""
     import ray
 
-    size = batch_size(study.resources, concurrency(study.resources, ray.cluster_resources()))
+    size = wave_size(study.resources, concurrency(study.resources, ray.cluster_resources()))
     if isinstance(study.search, GridSearch):
-        runs = ((batch, len(batch)) for batch in grid_batches(pending, size))
+        runs = ((wave, len(wave)) for wave in grid_waves(pending, size))
     else:
-        from connectome.orchestration.storage import count_finished
+        from connectome.store.optuna_storage import count_finished
 
         def left() -> int:
             return study.search.n_trials - count_finished(sd, study.name, study.search.storage)
 
-        runs = (([], n) for n in search_batches(left, size))
+        runs = (([], n) for n in search_waves(left, size))
     name, previous = f"tune-{time.strftime('%Y%m%d-%H%M%S')}", None
-    for i, (batch, n) in enumerate(runs):
+    for i, (wave, n) in enumerate(runs):
         if previous:
-            fault("batch")
+            fault("wave")
             prune_tune_run(sd.tune_dir / previous)
         previous = name if i == 0 else f"{name}-{i + 1}"
         for guard in (lock, interrupts):  # a lost lock or a signal: no further Tune run
             if guard is not None:
                 guard.check()
         with interrupts.tune_run() if interrupts is not None else contextlib.nullcontext():
-            fit(make_tuner(study, sd, batch, n, view, name=previous))
+            fit(make_tuner(study, sd, wave, n, view, name=previous))
     if interrupts is not None:
         interrupts.check()
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import math
 
-from connectome.faults import fault
 from connectome.orchestration.batch_progress import BatchPoller
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
 from connectome.orchestration.worker import COLUMNS_KEY, ENTRY_KEY, EPOCH_KEYS
 from connectome.store.layout import StudyDir, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns
+from connectome.testing.faults import fault
 
 
 def trial_name(trial) -> str:

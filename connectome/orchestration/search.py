@@ -4,7 +4,7 @@ Candidates that break the constraints (or do not make a valid network) are told 
 failed with a `rejected` note and replaced at once, so they never reach a worker; so are
 candidates that repeat a planned trial (`duplicate_of`: an isomorphic graph with the same
 training, or the same configuration suggested again). The Optuna
-study itself is kept in results/<study>/optuna.db (see connectome/orchestration/storage.py).
+study itself is kept in results/<study>/optuna.db (see connectome/store/optuna_storage.py).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from connectome.store.layout import StudyDir, write_trial_config
 from connectome.study.dedup import Deduplicator
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
 from connectome.study.schema import VALIDATION_METRICS, Study
-from connectome.orchestration.storage import make_storage, requeue_interrupted
+from connectome.store.optuna_storage import make_storage, requeue_interrupted
 from connectome.study.space import make_sampler
 from connectome.study.trials import make_trial
 
@@ -38,7 +38,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def __init__(self, study: Study, sd: StudyDir, **kwargs: Any):
         self.study, self.sd = study, sd
         # Dedup hook (connectome/study/dedup.py), seeded with the trials planned before a resume.
-        self.dedup = Deduplicator.from_trial_files(sd.trials.glob("*/config.json"))
+        self.dedup = Deduplicator.from_trial_files(sd.trial_configs())
         super().__init__(**kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -74,10 +74,10 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def _duplicate(self, ot_trial: optuna.Trial, trial) -> str | None:
         """`duplicate_of <id>` if the candidate repeats a planned trial (itself asked again, or an isomorphic one).
 
-        Optuna may suggest a configuration again (in one Tune run, or in a later batch or driver
+        Optuna may suggest a configuration again (in one Tune run, or in a later wave or driver
         run whose fresh searcher reads the history from the storage): it is skipped like an
         isomorphic duplicate, so a trial never runs twice and n_trials counts distinct trials.
-        Parameters enqueued again (a failed or interrupted trial, storage.py) are not repeats:
+        Parameters enqueued again (a failed or interrupted trial, store/optuna_storage.py) are not repeats:
         they resume that trial.
         """
         if self.dedup.seen(trial.trial_id):

@@ -53,7 +53,7 @@ def tensorboard_dir(study: Study, sd: StudyDir) -> Path | None:
     setting = study.tracking.tensorboard
     if setting is False:
         return None
-    return (sd.root / "tensorboard" if setting is True else Path(setting)).resolve()
+    return (sd.tensorboard if setting is True else Path(setting)).resolve()
 
 
 def check_tracking(study: Study) -> None:

@@ -11,11 +11,11 @@ import math
 import os
 from typing import Any
 
-from connectome.faults import fault
 from connectome.orchestration.batch_progress import BatchReporter, progress_file
 from connectome.store.layout import StudyDir, TrialFiles, clean_json, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
+from connectome.testing.faults import fault
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
@@ -33,6 +33,7 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, p
 
     from connectome.plugins import load_plugins
     from connectome.training import TrialConfig
+    from connectome.training import device as devices
 
     # A worker is a fresh process: custom patterns (entry points and the study's `plugins:`)
     # must be registered here before the trial's model is built.
@@ -40,6 +41,7 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, p
 
     trial_id = config["trial_id"]
     trial_config = TrialConfig.model_validate_json(config["trial_config"])
+    devices.set_ray_assignment(*ray_assignment())
     files = worker_study_dir(root).trial(trial_id)
     entry = finished_entry(files)
     if entry is None:  # else: a driver died after it ended, before recording it
@@ -66,6 +68,17 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, p
         entry = write_trial_result(files, row, record.get("epochs") or [])
     # NaN epoch keys: Tune wants a scheduler's metric (val_acc, val_loss) in every result.
     tune.report({**final_metrics(entry["row"]), **dict.fromkeys(EPOCH_KEYS, math.nan), ENTRY_KEY: json.dumps(entry)})
+
+
+def ray_assignment() -> tuple[list[str] | None, float | None]:
+    """GPU ids Ray assigned to this worker ([] for none) and its share of a GPU; (None, None) outside a Ray actor."""
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+        return None, None  # Tune trials run in actors
+    ids = [str(i) for i in ray.get_gpu_ids()]
+    share = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)) if ids else 0.0
+    return ids, share or None
 
 
 def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:

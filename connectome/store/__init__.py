@@ -2,8 +2,9 @@
 
 `record` says what a trial's flat row holds (column groups, statuses, factors, the trial id's
 config hash); `layout` says where every file of a results directory lives and how it is read
-and written; `lock` keeps one driver per results directory; `labels` names a trial for people
-(pattern, factors, seed). Nothing here imports torch or Ray.
+and written (the one place that names its files); `lock` keeps one driver per results directory;
+`labels` names a trial for people (pattern, factors, seed); `optuna_storage` opens a study's
+Optuna storage (imported on its own: it loads Optuna). Nothing here imports torch or Ray.
 """
 from connectome.store.labels import label_from_trial_file, trial_label
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, TrialFiles, read_trial_result, write_trial_result

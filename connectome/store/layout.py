@@ -10,10 +10,16 @@ results/<study>/
   compacted.json        how much of the journal the parquet files hold (byte offset)
   optuna.db             the Optuna storage of an optuna search (or optuna.journal, or a database)
   driver.lock           the running driver (host, pid, heartbeat); see connectome/store/lock.py
+  driver.json           this driver and its local Ray node (for the next driver to clean up after a kill)
+  prescreen.csv         every candidate of a pre-screened grid with its proxy score and rank
+  report.md, report.html, figures/   `connectome report`; lesion.parquet: `connectome lesion`
+  tensorboard/          TensorBoard event files (tracking.tensorboard: true)
+  export.parquet        `connectome export` (a replay table); replay.csv: `connectome export --replay`
   trials/<trial_id>/    config.json (written when planned), checkpoint.pt (each epoch),
-                        result.json (row + epochs, when the trial ends), spec.json, model.pt
-  ray/tune-<time>[-<batch>]/  Ray Tune's own state of each Tune run; only the latest is kept whole
-                        (earlier ones are pruned, connectome/orchestration/batches.py)
+                        result.json (row + epochs, when the trial ends), spec.json, model.pt,
+                        progress.json (mid-epoch progress of a running trial)
+  ray/tune-<time>[-<wave>]/  Ray Tune's own state of each Tune run; only the latest is kept whole
+                        (earlier ones are pruned, connectome/orchestration/waves.py)
 
 Recording a trial is O(1): one line appended to the journal. The parquet files are rewritten
 only when the journal tail has grown as large as what they hold (and at the end of a run), so
@@ -69,6 +75,10 @@ class TrialFiles:
         return self.dir / "model.pt"
 
     @property
+    def progress(self) -> Path:
+        return self.dir / "progress.json"
+
+    @property
     def trial_id(self) -> str:
         return self.dir.name
 
@@ -90,6 +100,11 @@ class StudyDir:
 
     def trial(self, trial_id: str) -> TrialFiles:
         return TrialFiles(self.trials / trial_id)
+
+    def trial_configs(self) -> Iterator[Path]:
+        """The config.json of every trial folder that has one (O(N) files: not per trial)."""
+        folders = self.trials.iterdir() if self.trials.is_dir() else ()
+        return (files.config for files in map(TrialFiles, folders) if files.config.is_file())
 
     @property
     def layout_file(self) -> Path:
@@ -142,6 +157,42 @@ class StudyDir:
     @property
     def driver_file(self) -> Path:
         return self.root / "driver.json"
+
+    @property
+    def prescreen_file(self) -> Path:
+        return self.root / "prescreen.csv"
+
+    @property
+    def export_file(self) -> Path:
+        return self.root / "export.parquet"
+
+    @property
+    def replay_file(self) -> Path:
+        return self.root / "replay.csv"
+
+    @property
+    def lesion_file(self) -> Path:
+        return self.root / "lesion.parquet"
+
+    @property
+    def report_file(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    def figure(self, stem: str) -> Path:
+        """figures/<stem>, without a suffix (save_figure writes .png and .svg)."""
+        return self.figures / stem
 
     # ------------------------------------------------------------ layout stamp and plan
 
@@ -226,7 +277,7 @@ class StudyDir:
 
     def compact(self) -> None:
         """Rewrite trials.parquet / epochs.parquet from the whole journal (last entry per trial)."""
-        from connectome.faults import fault
+        from connectome.testing.faults import fault
 
         offset = self.journal.stat().st_size if self.journal.exists() else 0
         entries = list(self.latest_entries(end=offset).values())

@@ -20,7 +20,6 @@ import pandas as pd
 from connectome.proxies import PREFIX
 from connectome.study.trials import Trial
 
-FILE = "prescreen.csv"
 TABLE_COLUMNS = ("trial_id", "configuration", "seed", "params", "proxy", "value", "score", "rank", "status")
 
 

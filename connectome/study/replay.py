@@ -16,6 +16,7 @@ import pandas as pd
 from connectome.canonical import networks_isomorphic
 from connectome.errors import ConfigError
 from connectome.spec import NetworkSpec
+from connectome.store.layout import StudyDir
 from connectome.study.schema import GridSearch, Study
 from connectome.study.trials import Trial, expand_grid, make_trial
 
@@ -34,7 +35,7 @@ class ReplayTable:
     def read(cls, path: str | Path) -> ReplayTable:
         """From an `export.parquet` file or a results directory holding one."""
         path = Path(path)
-        path = path / "export.parquet" if path.is_dir() else path
+        path = StudyDir(path).export_file if path.is_dir() else path
         if not path.is_file():
             raise ConfigError(f"{path} not found: write it with `connectome export RESULTS_DIR`")
         return cls(pd.read_parquet(path))

@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectome.architecture import ArchConfig
 from connectome.errors import ConfigError
@@ -20,7 +20,7 @@ from connectome.plugins import is_file_plugin, load_plugins
 from connectome.study.limits import Limits, check_limits
 from connectome.study.space import ParamSpec, find_space_file
 from connectome.training import DataConfig, TrainConfig
-from connectome.training.device import resource_problem
+from connectome.training.device_names import resource_problem
 
 # Metrics a study can optimise: keys of the trial record (`flops` = multiply-adds per image). Test metrics are not among them:
 # selecting on the test set and reporting it biases the reported numbers upward.
@@ -180,10 +180,11 @@ class Resources(_Frozen):
     gpu: float = Field(0.0, ge=0)
     # At most this many trials at once (default: as many as the resources allow).
     max_concurrent: int | None = Field(None, ge=1)
-    # At most this many trials per Ray Tune run: a longer study runs as consecutive Tune runs,
-    # which bounds Tune's trial list and experiment state (default: 2000, or 50 times the
-    # trials that run at once if more; connectome/orchestration/batches.py).
-    trials_per_batch: int | None = Field(None, ge=1)
+    # At most this many trials per Ray Tune run: a longer study runs in waves, consecutive Tune
+    # runs, which bounds Tune's trial list and experiment state (default: 2000, or 50 times the
+    # trials that run at once if more; connectome/orchestration/waves.py). `trials_per_batch`,
+    # its name before "batch" was kept for the training mini-batch, is still read.
+    trials_per_wave: int | None = Field(None, ge=1, validation_alias=AliasChoices("trials_per_wave", "trials_per_batch"))
 
 
 class MLflowTracking(_Frozen):

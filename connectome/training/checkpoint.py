@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from connectome.faults import fault
 from connectome.files import atomic_write, write_atomic
 from connectome.store.layout import set_aside
+from connectome.testing.faults import fault
 
 
 def save_torch(obj: Any, path: Path) -> None:

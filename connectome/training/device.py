@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import sys
 from typing import Any, Iterator, Sequence
 
 import torch
 
 from connectome.errors import ConfigError
+from connectome.training.device_names import parse_device
 
 # bf16 runs natively from Ampere (compute capability 8.0); older GPUs emulate it, slowly.
 BF16_NATIVE_CAPABILITY = (8, 0)
@@ -35,21 +35,27 @@ STICKY_CUDA_ERRORS = (
 # ---------------------------------------------------------------- which device
 
 
+# What Ray assigned to this worker process: (GPU ids, share of a GPU). The orchestration layer's
+# trainable (connectome/orchestration/worker.py) sets it before each trial, so training never
+# imports or asks Ray; (None, None) in a process that is not a Ray trial (connectome train, tests).
+_ray_assignment: tuple[list[str] | None, float | None] = (None, None)
+
+
+def set_ray_assignment(gpu_ids: Sequence[str] | None, gpu_fraction: float | None) -> None:
+    """Record the GPU ids ([] for none) and GPU share Ray assigned to this worker (None: not a Ray trial)."""
+    global _ray_assignment
+    _ray_assignment = (None if gpu_ids is None else [str(i) for i in gpu_ids], gpu_fraction)
+
+
 def ray_gpu_ids() -> list[str] | None:
-    """GPU ids Ray assigned to this worker ([] for none); None outside a Ray actor (Tune trials run in actors)."""
-    ray = sys.modules.get("ray")  # never import Ray just to ask: outside a worker it is not loaded
-    if ray is None or not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
-        return None
-    return [str(i) for i in ray.get_gpu_ids()]
+    """GPU ids Ray assigned to this worker ([] for none); None outside a Ray trial."""
+    ids = _ray_assignment[0]
+    return None if ids is None else list(ids)
 
 
 def ray_gpu_fraction() -> float | None:
-    """The share of a GPU Ray assigned to this worker; None outside a Ray worker or without GPU."""
-    if not ray_gpu_ids():
-        return None
-    import ray
-
-    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)) or None
+    """The share of a GPU Ray assigned to this worker; None outside a Ray trial or without GPU."""
+    return _ray_assignment[1] if _ray_assignment[0] else None
 
 
 def resolve_device(name: str, gpu_ids: Sequence[str] | None = None) -> torch.device:
@@ -65,16 +71,12 @@ def resolve_device(name: str, gpu_ids: Sequence[str] | None = None) -> torch.dev
 
 
 def _parse(name: str) -> torch.device | None:
-    """torch.device(name), None for 'auto'; a ConfigError for anything else."""
-    if name == "auto":
+    """torch.device(name), None for 'auto'; a ConfigError for anything else (device_names.parse_device)."""
+    parsed = parse_device(name)
+    if parsed is None:
         return None
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"train.device {name!r} is not a device name (use auto, cpu, cuda, cuda:1)") from err
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"train.device {name!r}: only cpu and cuda devices are supported (or auto)")
-    return device
+    kind, index = parsed
+    return torch.device(kind) if index is None else torch.device(kind, index)
 
 
 def _check_cuda(name: str, index: int | None) -> None:
@@ -113,26 +115,6 @@ def local_index(gpu_id: str) -> int:
     if str(gpu_id) in visible:
         return visible.index(str(gpu_id))
     return int(gpu_id) if str(gpu_id).isdigit() else 0
-
-
-def resource_problem(device_name: str, gpu: float) -> str | None:
-    """Why a study's train.device and resources.gpu cannot work together (None if they can)."""
-    try:
-        device = _parse(device_name)
-    except ConfigError as err:
-        return str(err)
-    if device is not None and device.type == "cuda" and device.index is not None:
-        return (f"train.device {device_name!r}: a study cannot choose a GPU index, Ray assigns each "
-                "trial its GPU; use device: cuda or auto")
-    if gpu > 1:
-        return (f"resources.gpu {gpu:g}: the trainer uses one device per trial; use gpu <= 1 "
-                "(a fraction such as 0.5 shares a GPU between trials)")
-    if gpu > 0 and device is not None and device.type == "cpu":
-        return f"resources.gpu {gpu:g} with train.device cpu reserves GPUs no trial uses; set resources.gpu: 0"
-    if gpu == 0 and device is not None and device.type == "cuda":
-        return (f"train.device {device_name!r} with resources.gpu 0: Ray gives the trials no GPU; "
-                "set resources.gpu (1, or 0.5 to share a GPU) or device: auto")
-    return None
 
 
 # ---------------------------------------------------------------- precision and backend flags

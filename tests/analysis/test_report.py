@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from connectome.analysis import MACS, load, load_optuna, load_trial_model, write_report
-from connectome.store.layout import StudyDir
+from connectome.store.layout import StudyDir, TrialFiles
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("error_vs_params", f"error_vs_{MACS}", "training_curves", "pareto_params", "source_usage_dense",
@@ -290,7 +290,7 @@ def test_usage_caption_explains_uniform_rows_only_for_summing_layers(tmp_path, p
 
     spec = build_spec(make_arch(pattern=pattern, block_layers=[3], growth=4, classes=3))
     (tmp_path / "spec.json").write_text(spec.to_json())
-    assert _sums_inputs(tmp_path) is sums
+    assert _sums_inputs(TrialFiles(tmp_path)) is sums
 
 
 def test_single_epoch_studies_get_no_training_curves(tmp_path, monkeypatch):

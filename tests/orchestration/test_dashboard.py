@@ -15,7 +15,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from connectome.store.layout import StudyDir
-from connectome.orchestration.storage import make_storage
+from connectome.store.optuna_storage import make_storage
 
 DASHBOARD = shutil.which("optuna-dashboard") or str(Path(sys.executable).with_name("optuna-dashboard"))
 pytestmark = pytest.mark.skipif(not Path(DASHBOARD).exists(),

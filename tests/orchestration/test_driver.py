@@ -133,18 +133,18 @@ def _grid(tmp_path, name, seeds=1, **changes):
 
 
 @slow
-def test_a_study_longer_than_a_batch_runs_as_several_tune_runs(tmp_path, ray_head):
-    path = _grid(tmp_path, "batched", seeds=5, resources={"cpu": 1, "trials_per_batch": 2})
+def test_a_study_longer_than_a_wave_runs_as_several_tune_runs(tmp_path, ray_head):
+    path = _grid(tmp_path, "waves", seeds=5, resources={"cpu": 1, "trials_per_wave": 2})
     frame, out = _run(load_study(path), ray_head)
-    root = tmp_path / "results" / "batched"
+    root = tmp_path / "results" / "waves"
     assert len(frame) == 5 and set(frame["status"]) == {"completed"}
     # 2 + 2 + 1 trials: the earlier runs' Tune state is deleted, the last run is kept whole
     runs = sorted((root / "ray").glob("tune-*"))
     assert len(runs) == 1 and runs[0].name.endswith("-3") and list(runs[0].glob("experiment_state-*.json"))
-    # an Optuna search asks each Tune run for at most a batch, until n_trials ended
+    # an Optuna search asks each Tune run for at most a wave, until n_trials ended
     data = yaml.safe_load(_optuna_study(tmp_path, n_trials=3).read_text())
-    data["resources"] = {"cpu": 1, "trials_per_batch": 2}
-    frame, _ = _run(load_study(write_study(tmp_path, data, "opt-batched.yaml")), ray_head)
+    data["resources"] = {"cpu": 1, "trials_per_wave": 2}
+    frame, _ = _run(load_study(write_study(tmp_path, data, "opt-waves.yaml")), ray_head)
     sd = StudyDir(tmp_path / "results" / "opt")
     ran = [t for t in optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}").trials
            if "trial_id" in t.user_attrs]
@@ -228,7 +228,7 @@ def test_a_driver_that_lost_its_lock_schedules_no_further_tune_run(tmp_path, mon
     lock = DriverLock(tmp_path / "driver.lock")
     lock.lost = "another driver took its lock over (host h, pid 1, heartbeat 0 s ago)"
     with pytest.raises(ConfigError, match="this driver stopped: another driver took its lock over"):
-        driver.run_batches(study, StudyDir(tmp_path / "out"), driver.expand_grid(study), view=None, lock=lock)
+        driver.run_waves(study, StudyDir(tmp_path / "out"), driver.expand_grid(study), view=None, lock=lock)
 
 
 def test_second_driver_is_refused(tmp_path):
@@ -319,7 +319,7 @@ def test_summary_of_variants_sharing_keys(tmp_path):
 
 
 def test_grid_trials_carry_their_config_and_a_tune_run_pins_nothing_that_grows_with_it(tmp_path):
-    """Tune keeps what with_parameters gets for the driver's life: per Tune run, it must not grow with the batch."""
+    """Tune keeps what with_parameters gets for the driver's life: per Tune run, it must not grow with the wave."""
     import pickle
 
     import ray._private.worker as ray_worker

@@ -1,7 +1,7 @@
 """Fault injection with real processes: the driver is SIGKILLed at six points, then resumed.
 
-One chain of runs of a 3-trial study run as one Tune run per trial (resources.trials_per_batch),
-each killed at another point (connectome/faults.py): while a checkpoint is written, during a
+One chain of runs of a 3-trial study run as one Tune run per trial (resources.trials_per_wave),
+each killed at another point (connectome/testing/faults.py): while a checkpoint is written, during a
 trial, between trials, between two Tune runs, while the parquet tables are compacted, while the
 report is written; then a clean `--resume`. The study must end with every
 planned trial recorded exactly once, completed, with the same numbers as uninterrupted runs,
@@ -26,7 +26,7 @@ from study.conftest import smoke_dict, write_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-CHAIN = ("checkpoint", "trial", "between", "batch", "compact", "report")
+CHAIN = ("checkpoint", "trial", "between", "wave", "compact", "report")
 TIMING = {"seconds", "images_per_s", "wall_time_s", "cpu_time_s", "train_time_s", "hostname", "attempts"}
 
 
@@ -66,7 +66,7 @@ def _numbers(row: dict, epochs: list[dict]) -> dict:
 def test_driver_killed_at_six_points_then_resumed(tmp_path):
     data = smoke_dict(tmp_path, name="faults")
     data["search"] = {"kind": "grid", "seeds": 3, "variants": [{"pattern": "dense"}]}
-    data["resources"] = {"cpu": 1, "max_concurrent": 1, "trials_per_batch": 1}
+    data["resources"] = {"cpu": 1, "max_concurrent": 1, "trials_per_wave": 1}
     data["train"]["threads"] = 1
     study = write_study(tmp_path, data)
     sd, log = StudyDir(tmp_path / "results" / "faults"), tmp_path / "runs.log"

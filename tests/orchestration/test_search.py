@@ -8,7 +8,7 @@ from ray.tune.search import Searcher
 
 from connectome.orchestration import search
 from connectome.orchestration.search import make_searcher
-from connectome.orchestration.storage import requeue_interrupted
+from connectome.store.optuna_storage import requeue_interrupted
 from connectome.store.layout import StudyDir
 from connectome.study import load_study
 
@@ -44,7 +44,7 @@ def test_a_configuration_suggested_again_is_a_duplicate(tmp_path, monkeypatch):
     first = _suggest_all(make_searcher(study, sd), "a")
     # two configurations: each planned once, then the space is exhausted instead of repeating one
     assert len(first) == len(set(first)) == 2
-    # a later batch (or driver run) builds a fresh searcher over the same storage: nothing repeats
+    # a later wave (or driver run) builds a fresh searcher over the same storage: nothing repeats
     assert _suggest_all(make_searcher(study, sd), "b") == []
     ot = optuna.load_study(study_name="tiny", storage=f"sqlite:///{sd.optuna_db}")
     repeats = [t for t in ot.trials if "duplicate_of" in t.user_attrs]

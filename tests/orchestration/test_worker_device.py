@@ -65,9 +65,10 @@ def test_a_ray_worker_without_gpus_sees_no_gpu_ids_and_the_workspace(ray_head):
 
                 import torch
 
+                from connectome.orchestration.worker import ray_assignment
                 from connectome.training import device as devices
 
-                ids = devices.ray_gpu_ids()
+                ids, _ = ray_assignment()
                 return ids, str(devices.resolve_device("auto", ids)), os.environ.get("CUBLAS_WORKSPACE_CONFIG")
 
         probe = Probe.remote()

@@ -10,6 +10,7 @@ import torch
 
 from connectome.errors import ConfigError
 from connectome.training import device as devices
+from connectome.training.device_names import OTHER_TORCH_TYPES, parse_device, resource_problem
 
 
 @pytest.fixture
@@ -86,8 +87,36 @@ def test_ray_worker_bad_combinations_are_one_line(fake_gpus, monkeypatch, name, 
 
 
 def test_outside_a_ray_worker_there_are_no_gpu_ids():
-    assert devices.ray_gpu_ids() is None  # no Ray loaded in this process, or not in a worker
+    assert devices.ray_gpu_ids() is None  # no orchestration worker told this process an assignment
     assert devices.ray_gpu_fraction() is None
+
+
+def test_the_worker_tells_training_what_ray_assigned(monkeypatch):
+    monkeypatch.setattr(devices, "_ray_assignment", (None, None))  # restored after the test
+    devices.set_ray_assignment(["3"], 0.5)
+    assert devices.ray_gpu_ids() == ["3"] and devices.ray_gpu_fraction() == 0.5
+    devices.set_ray_assignment([], None)  # a CPU trial in a Ray worker
+    assert devices.ray_gpu_ids() == [] and devices.ray_gpu_fraction() is None
+
+
+@pytest.mark.parametrize("name", ["cpu", "cuda", "cuda:1", "cpu:0"])
+def test_torch_free_names_parse_as_torch_does(name):
+    assert devices._parse(name) == torch.device(name)
+    assert parse_device(name) == (torch.device(name).type, torch.device(name).index)
+
+
+@pytest.mark.filterwarnings("ignore:'mkldnn' is no longer used:UserWarning")
+@pytest.mark.parametrize("name", ["gpu", "CUDA", "cuda:01", "cuda:x", "cuda:", *OTHER_TORCH_TYPES])
+def test_a_name_torch_rejects_is_no_device_name_and_other_torch_types_are_unsupported(name):
+    try:
+        torch.device(name)
+        torch_reads_it = True
+    except RuntimeError:
+        torch_reads_it = False
+    with pytest.raises(ConfigError) as err:
+        parse_device(name)
+    assert ("only cpu and cuda devices are supported" in str(err.value)) is torch_reads_it
+    assert ("is not a device name" in str(err.value)) is not torch_reads_it
 
 
 @pytest.mark.parametrize("device,gpu,problem", [
@@ -98,7 +127,7 @@ def test_outside_a_ray_worker_there_are_no_gpu_ids():
     ("cuda", 0, "Ray gives the trials no GPU"),
 ])
 def test_study_resource_problems(device, gpu, problem):
-    found = devices.resource_problem(device, gpu)
+    found = resource_problem(device, gpu)
     assert (found is None) if problem is None else (problem in found)
 
 

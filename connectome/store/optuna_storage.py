@@ -1,8 +1,10 @@
 """The persistent Optuna storage of a study: optuna.db, optuna.journal or a database (optuna-dashboard opens it).
 
-Kept free of Ray imports: the runner reads it before it starts (and configures) Ray. On resume,
-trials that were running when the driver died are closed as failed and enqueued again with the
-same parameters: they get the same trial id and continue from their checkpoints.
+Part of the store, free of Ray: the runner reads it before it starts (and configures) Ray, and the
+analysis reads it without Ray. `spec` is the study's `search.storage`: None (SQLite optuna.db in
+the results directory), "journal" (optuna.journal there) or a database URL. On resume, trials that
+were running when the driver died are closed as failed and enqueued again with the same
+parameters: they get the same trial id and continue from their checkpoints.
 """
 from __future__ import annotations
 
@@ -12,14 +14,26 @@ from optuna.trial import TrialState
 from connectome.store.layout import StudyDir
 
 
-def make_storage(sd: StudyDir, spec: str | None = None) -> optuna.storages.BaseStorage:
-    """The study's Optuna storage: SQLite in the results dir (default), its journal file, or an RDB URL."""
-    sd.root.mkdir(parents=True, exist_ok=True)
+def storage_location(sd: StudyDir, spec: str | None = None) -> str:
+    """Where the study's Optuna storage lives: a database URL (default: SQLite optuna.db) or the journal file."""
     if spec == "journal":
-        from optuna.storages.journal import JournalFileBackend
+        return str(sd.optuna_journal)
+    return spec or f"sqlite:///{sd.optuna_db.resolve()}"
 
-        return optuna.storages.JournalStorage(JournalFileBackend(str(sd.optuna_journal)))
-    return optuna.storages.RDBStorage(spec or f"sqlite:///{sd.optuna_db.resolve()}")
+
+def open_storage(location: str) -> optuna.storages.BaseStorage:
+    """The Optuna storage at a location given by storage_location: a database URL or a journal file."""
+    if "://" in location:  # sqlite:///..., postgresql://...
+        return optuna.storages.RDBStorage(location)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(location))
+
+
+def make_storage(sd: StudyDir, spec: str | None = None) -> optuna.storages.BaseStorage:
+    """The study's Optuna storage, created if new: SQLite in the results dir (default), its journal file, or an RDB URL."""
+    sd.root.mkdir(parents=True, exist_ok=True)
+    return open_storage(storage_location(sd, spec))
 
 
 def has_storage(sd: StudyDir, spec: str | None) -> bool:
@@ -27,6 +41,13 @@ def has_storage(sd: StudyDir, spec: str | None) -> bool:
     if spec is None:
         return sd.optuna_db.exists()
     return sd.optuna_journal.exists() if spec == "journal" else True
+
+
+def find_location(sd: StudyDir, spec: str | None = None) -> str | None:
+    """The storage a results directory holds: the study's database URL, else its optuna.db or optuna.journal."""
+    if spec is not None and "://" in spec:
+        return spec
+    return next((storage_location(sd, kind) for kind in (None, "journal") if has_storage(sd, kind)), None)
 
 
 def requeue_interrupted(storage: optuna.storages.BaseStorage, name: str) -> int:

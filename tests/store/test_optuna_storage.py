@@ -5,7 +5,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from connectome.orchestration.storage import count_finished, make_storage, requeue_failed, requeue_interrupted
+from connectome.store.optuna_storage import (count_finished, find_location, make_storage, requeue_failed,
+                                             requeue_interrupted, storage_location)
 from connectome.store.layout import StudyDir
 
 SPACE = {"pattern": CategoricalDistribution(["dense", "plain"]), "growth": IntDistribution(2, 8, step=2)}
@@ -51,3 +52,14 @@ def test_failed_trials_are_requeued_once_and_stop_counting(tmp_path):
     assert requeue_failed(sd, "opt") == 0  # and is requeued only once
     again = optuna.load_study(study_name="opt", storage=make_storage(sd))
     assert len(again.get_trials(states=(TrialState.WAITING,))) == 1
+
+
+def test_one_location_for_the_driver_and_the_analysis(tmp_path):
+    sd = StudyDir(tmp_path / "opt")
+    assert find_location(sd) is None and find_location(sd, "journal") is None  # nothing stored yet
+    make_storage(sd, "journal")
+    assert find_location(sd) == find_location(sd, "journal") == storage_location(sd, "journal") == str(sd.optuna_journal)
+    make_storage(sd)
+    assert find_location(sd) == storage_location(sd) == f"sqlite:///{sd.optuna_db.resolve()}"
+    url = "postgresql://u@h/db"
+    assert find_location(sd, url) == storage_location(sd, url) == url

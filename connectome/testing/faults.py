@@ -4,15 +4,16 @@ With $CONNECTOME_FAULTS set to a comma-separated list of point names, `fault(nam
 SIGKILL to the driver ($CONNECTOME_DRIVER_PID, set by the driver for itself and its Ray workers)
 and then to the calling process, as a crash or `kill -9` would. Unset (always, outside tests), it
 does nothing. Points: trial (a worker mid-trial), checkpoint (while a checkpoint is written),
-compact (while the parquet tables are rewritten), between (between two trials), batch (between
-two Tune runs of a batched study), report (while the report is written).
+compact (while the parquet tables are rewritten), between (between two trials), wave (between
+two Tune runs of a study run in waves, connectome/orchestration/waves.py), report (while the
+report is written).
 """
 from __future__ import annotations
 
 import os
 import signal
 
-POINTS = ("trial", "checkpoint", "compact", "between", "batch", "report")
+POINTS = ("trial", "checkpoint", "compact", "between", "wave", "report")
 
 
 def fault(name: str) -> None:

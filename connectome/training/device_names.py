@@ -1,0 +1,51 @@
+"""`train.device` names and the study resources they go with: torch-free, so planning checks them without torch.
+
+training/device.py turns a parsed name into a torch device at run time; the study schema asks
+`resource_problem` when a study file is validated.
+"""
+from __future__ import annotations
+
+import re
+
+from connectome.errors import ConfigError
+
+# Device types the trainer runs on; "auto" picks CUDA when available (or what Ray assigned).
+DEVICE_TYPES = ("cpu", "cuda")
+# The other device types torch.device accepts (c10's DeviceType names): named, but not supported.
+OTHER_TORCH_TYPES = ("ipu", "xpu", "mkldnn", "opengl", "opencl", "ideep", "hip", "ve", "fpga", "maia", "xla", "lazy",
+                     "vulkan", "mps", "meta", "hpu", "mtia", "privateuseone")
+# A device name as torch.device reads one: a type, optionally with an index (cuda:1, not cuda:01).
+DEVICE_NAME = re.compile(r"(?P<type>[a-z]+)(?::(?P<index>0|[1-9][0-9]*))?")
+
+
+def parse_device(name: str) -> tuple[str, int | None] | None:
+    """(type, index) of a train.device name, None for 'auto'; a ConfigError for anything else."""
+    if name == "auto":
+        return None
+    match = DEVICE_NAME.fullmatch(name)
+    if match is None or match["type"] not in (*DEVICE_TYPES, *OTHER_TORCH_TYPES):
+        raise ConfigError(f"train.device {name!r} is not a device name (use auto, cpu, cuda, cuda:1)")
+    if match["type"] not in DEVICE_TYPES:
+        raise ConfigError(f"train.device {name!r}: only cpu and cuda devices are supported (or auto)")
+    return match["type"], None if match["index"] is None else int(match["index"])
+
+
+def resource_problem(device_name: str, gpu: float) -> str | None:
+    """Why a study's train.device and resources.gpu cannot work together (None if they can)."""
+    try:
+        device = parse_device(device_name)
+    except ConfigError as err:
+        return str(err)
+    kind, index = device if device is not None else (None, None)
+    if kind == "cuda" and index is not None:
+        return (f"train.device {device_name!r}: a study cannot choose a GPU index, Ray assigns each "
+                "trial its GPU; use device: cuda or auto")
+    if gpu > 1:
+        return (f"resources.gpu {gpu:g}: the trainer uses one device per trial; use gpu <= 1 "
+                "(a fraction such as 0.5 shares a GPU between trials)")
+    if gpu > 0 and kind == "cpu":
+        return f"resources.gpu {gpu:g} with train.device cpu reserves GPUs no trial uses; set resources.gpu: 0"
+    if gpu == 0 and kind == "cuda":
+        return (f"train.device {device_name!r} with resources.gpu 0: Ray gives the trials no GPU; "
+                "set resources.gpu (1, or 0.5 to share a GPU) or device: auto")
+    return None
