@@ -11,7 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Planning, `connectome graph`, `--dry-run` and `connectome report` must start without torch or Ray.
 LIGHT_MODULES = ("connectome.study", "connectome.study.dryrun", "connectome.cli.graph", "connectome.cli.report",
-                 "connectome.analysis.report")
+                 "connectome.analysis.report", "connectome.training.plan", "connectome.builder",
+                 "connectome.complexity")
 HEAVY = ("torch", "ray")
 # Run in a fresh interpreter: records, for the first import of each heavy package, the connectome
 # lines on the stack (the chain that pulled it in), then imports the module under test.
