@@ -8,10 +8,16 @@ parameters: they get the same trial id and continue from their checkpoints.
 """
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import optuna
 from optuna.trial import TrialState
 
+from connectome.files import cut_torn_tail
 from connectome.store.layout import StudyDir
+
+log = logging.getLogger(__name__)
 
 
 def storage_location(sd: StudyDir, spec: str | None = None) -> str:
@@ -27,6 +33,9 @@ def open_storage(location: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(location)
     from optuna.storages.journal import JournalFileBackend
 
+    torn = cut_torn_tail(Path(location))  # Optuna would append onto it, and no later read would succeed
+    if torn is not None:
+        log.warning("%s: its last record was torn (a writer was killed); moved aside to %s", location, torn.name)
     return optuna.storages.JournalStorage(JournalFileBackend(location))
 
 

@@ -63,3 +63,17 @@ def test_one_location_for_the_driver_and_the_analysis(tmp_path):
     assert find_location(sd) == storage_location(sd) == f"sqlite:///{sd.optuna_db.resolve()}"
     url = "postgresql://u@h/db"
     assert find_location(sd, url) == storage_location(sd, url) == url
+
+
+def test_a_torn_last_journal_record_is_set_aside_and_the_study_resumes(tmp_path):
+    # issue 30, case 4: the next record was appended onto the torn line and every later resume failed
+    sd = StudyDir(tmp_path)
+    study = optuna.create_study(study_name="s", storage=make_storage(sd, "journal"))
+    study.optimize(lambda t: t.suggest_int("x", 0, 9), n_trials=3)
+    whole = sd.optuna_journal.read_bytes()
+    sd.optuna_journal.write_bytes(whole[:-7])  # the driver was killed mid-write
+    again = optuna.load_study(study_name="s", storage=make_storage(sd, "journal"))
+    again.optimize(lambda t: t.suggest_int("x", 0, 9), n_trials=1)
+    reread = optuna.load_study(study_name="s", storage=make_storage(sd, "journal"))
+    assert len(reread.trials) == len(again.trials) >= 3  # every later read works
+    assert [p.name for p in tmp_path.glob("optuna.journal.torn-*")]
