@@ -38,7 +38,7 @@ test-quick: venv
 
 # The fast tests on the declared floors: every core dependency at exactly its `>=` version
 # (scripts/floor_constraints.py), the rest resolved by pip, in $(FLOOR_VENV); $(VENV) is untouched.
-# Here that downloads about 3 GB (torch 2.3's PyPI wheel brings CUDA 12 libraries).
+# Here that downloads about 3 GB (torch's PyPI wheel brings CUDA 12 libraries).
 test-floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -m pytest -q -m "not slow"
 
