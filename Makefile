@@ -3,8 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STUDY ?= studies/partial_vs_dense.yaml
+# The floor venv of `make test-floor`, apart from $(VENV).
+FLOOR_VENV ?= .venv-floor
 
-.PHONY: venv data demo test test-quick test-gpu bench clean
+.PHONY: venv data demo test test-quick test-floor test-gpu bench clean
 
 venv: $(VENV)/.installed
 
@@ -34,6 +36,19 @@ test: venv
 test-quick: venv
 	$(PY) -m pytest -q -m "not slow"
 
+# The fast tests on the declared floors: every core dependency at exactly its `>=` version
+# (scripts/floor_constraints.py), the rest resolved by pip, in $(FLOOR_VENV); $(VENV) is untouched.
+# Here that downloads about 3 GB (torch's PyPI wheel brings CUDA 12 libraries).
+test-floor: $(FLOOR_VENV)/.installed
+	$(FLOOR_VENV)/bin/python -m pytest -q -m "not slow"
+
+$(FLOOR_VENV)/.installed: pyproject.toml scripts/floor_constraints.py
+	python3 -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FLOOR_VENV)/bin/python scripts/floor_constraints.py > $(FLOOR_VENV)/constraints.txt
+	$(FLOOR_VENV)/bin/python -m pip install -q -c $(FLOOR_VENV)/constraints.txt -e '.[dev]'
+	touch $@
+
 # The GPU suite alone (docs/gpu.md); `make test` runs it too, and it skips itself without CUDA.
 test-gpu: venv
 	$(PY) -m pytest -q -rs tests/gpu
@@ -42,4 +57,4 @@ bench: venv
 	$(PY) benchmarks/executor.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache

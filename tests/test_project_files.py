@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,11 @@ import yaml
 
 import connectome
 from connectome.cli import build_parser
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the dev extra installs tomli there
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -76,3 +81,11 @@ def test_license_is_the_one_the_package_declares():
 
 def citation_license() -> str:
     return yaml.safe_load((REPO / "CITATION.cff").read_text())["license"]
+
+
+def test_a_deprecation_in_connectome_code_fails_the_tests():
+    """pyproject's filterwarnings: raised from a connectome module it is an error, elsewhere only reported."""
+    with pytest.raises(DeprecationWarning, match="old API"):
+        warnings.warn_explicit("old API", DeprecationWarning, "connectome/spec.py", 1, module="connectome.spec")
+    with pytest.warns(DeprecationWarning, match="old API"):
+        warnings.warn_explicit("old API", DeprecationWarning, "site-packages/other.py", 1, module="other")
