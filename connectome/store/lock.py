@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import math
 import os
 import signal
 import socket
@@ -37,8 +38,7 @@ class DriverLock:
 
     def __init__(self, path: str | Path, *, stale_after: float | None = None, heartbeat: float = HEARTBEAT_S):
         self.path = Path(path)
-        env = os.environ.get("CONNECTOME_LOCK_STALE_S", "")
-        self.stale_after = stale_after if stale_after is not None else float(env or STALE_AFTER_S)
+        self.stale_after = stale_after if stale_after is not None else stale_after_env()
         self.heartbeat = heartbeat
         self.token = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         self._stop = threading.Event()
@@ -77,17 +77,21 @@ class DriverLock:
 
     def stale_reason(self, holder: dict[str, Any]) -> str | None:
         """Why the holder no longer holds the lock (None: it is alive)."""
+        pid, beat = holder.get("pid"), holder.get("heartbeat")
+        if not isinstance(pid, int) or not isinstance(beat, (int, float)) or not math.isfinite(beat):
+            return "its lock file is not one a driver wrote (pid or heartbeat unreadable)"
         if holder.get("host") == socket.gethostname():
-            pid = int(holder.get("pid", -1))
             if not pid_alive(pid):
                 return f"its process {pid} is gone"
             started = holder.get("pid_start")
             if started is not None and started != process_start(pid):
                 return f"its process {pid} is gone (the pid now belongs to another process)"
             return None  # alive here, whatever its heartbeat says (paused, suspended)
-        age = time.time() - float(holder.get("heartbeat", 0))
+        age = time.time() - beat
         if age > self.stale_after:
             return f"its heartbeat is {age:.0f} s old"
+        if -age > self.stale_after:  # a clock far ahead, or a crafted file: it would lock the directory for good
+            return f"its heartbeat is {-age:.0f} s in the future"
         return None
 
     def check(self) -> None:
@@ -150,6 +154,21 @@ class DriverLock:
                 pass
 
 
+def stale_after_env() -> float:
+    """$CONNECTOME_LOCK_STALE_S (seconds), else STALE_AFTER_S; a one-line ConfigError if it is no positive number."""
+    text = os.environ.get("CONNECTOME_LOCK_STALE_S", "")
+    if not text:
+        return STALE_AFTER_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"CONNECTOME_LOCK_STALE_S={text!r}: expected a positive number of seconds "
+                          f"(default {STALE_AFTER_S:.0f})")
+    return value
+
+
 def _age(path: Path) -> float:
     """Seconds since the file was last modified (0 if it is gone)."""
     try:
@@ -169,8 +188,9 @@ def read_holder(path: Path) -> dict[str, Any] | None:
 
 def describe(holder: dict[str, Any]) -> str:
     """`host H, pid P, heartbeat 3 s ago`."""
-    age = time.time() - float(holder.get("heartbeat", 0))
-    return f"host {holder.get('host')}, pid {holder.get('pid')}, heartbeat {age:.0f} s ago"
+    beat = holder.get("heartbeat")
+    when = f"{time.time() - beat:.0f} s ago" if isinstance(beat, (int, float)) and math.isfinite(beat) else "unreadable"
+    return f"host {holder.get('host')}, pid {holder.get('pid')}, heartbeat {when}"
 
 
 def process_start(pid: int) -> int | None:

@@ -148,3 +148,24 @@ def test_a_heartbeat_that_cannot_be_written_stops_the_driver(tmp_path, monkeypat
     assert "heartbeat failed (OSError" in held.lost
     with pytest.raises(ConfigError, match="No space left on device"):
         held.check()
+
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"pid": "abc"}, "not one a driver wrote"),  # issue 30: a traceback before
+    ({"heartbeat": "soon"}, "not one a driver wrote"),
+    ({"host": "elsewhere", "heartbeat": 1e300}, "in the future"),  # locked the directory for good
+])
+def test_an_unreadable_or_impossible_lock_is_taken_over_with_the_reason(tmp_path, change, why):
+    path = tmp_path / "driver.lock"
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "token": "old",
+                                "heartbeat": time.time(), **change}))
+    with DriverLock(path, stale_after=60) as lock:
+        assert why in lock.previous["taken_over_because"]
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "nan"])
+def test_a_bad_stale_setting_is_one_line(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("CONNECTOME_LOCK_STALE_S", value)
+    with pytest.raises(ConfigError, match=f"CONNECTOME_LOCK_STALE_S='{value}': expected a positive number"):
+        DriverLock(tmp_path / "driver.lock")
