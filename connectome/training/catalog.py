@@ -123,6 +123,14 @@ def split_images(cfg: DataConfig) -> int:
     return cfg.synthetic.train if cfg.name == "synthetic" else dataset_info(cfg.name).train_images
 
 
+def check_split(cfg: DataConfig) -> None:
+    """DatasetError if the validation set would leave no training image (known without loading the data)."""
+    total = split_images(cfg)
+    if total and val_images(cfg, total) >= total:
+        raise DatasetError(f"data.val_size {val_images(cfg, total):,} leaves no training images: dataset "
+                           f"{cfg.name!r} has {total:,} in its training split; use a smaller data.val_size")
+
+
 def train_images(cfg: DataConfig) -> int:
     """Training images per epoch, known without loading the data."""
     total = split_images(cfg)

@@ -19,7 +19,7 @@ from connectome.builder import build_spec
 from connectome.complexity import complexity
 from connectome.spec import NetworkSpec
 from connectome.store.record import RESOURCE_KEYS, config_hash
-from connectome.training.catalog import augments, data_shape
+from connectome.training.catalog import augments, check_split, data_shape
 from connectome.training.config import TrialConfig
 
 # Dropout after each conv when the data is not augmented (paper, Sec. 4.2).
@@ -69,6 +69,7 @@ def plan_trial(config: TrialConfig, device_kind: str | None = None) -> PlannedTr
     from connectome.training.resolve import resolve_execution
 
     config = resolve_execution(config, device_kind)
+    check_split(config.data)
     arch, size = planned_arch(config)
     spec = build_spec(arch)
     cx = complexity(spec, size)

@@ -87,3 +87,16 @@ def test_a_plan_with_explicit_execution_choices_imports_no_torch():
             "print(json.dumps([p.config is c, p.input_size, p.arch.classes, 'torch' in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == [True, [1, 8, 8], 5, False]  # nothing to resolve: no device looked at
+
+
+def test_a_validation_set_larger_than_the_data_is_refused_when_planning(tmp_path):
+    # issue 30: it failed only inside the workers
+    from connectome.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=r"data.val_size 70,000 leaves no training images: dataset 'fashion-mnist' "
+                                           r"has 60,000"):
+        plan_trial(make_trial_config({"data": {"name": "fashion-mnist", "val_size": 70_000}}))
+    data = smoke_dict(tmp_path)
+    data["data"]["val_size"] = 10_000
+    with pytest.raises(ConfigError, match="leaves no training images"):
+        expand_grid(load_study(write_study(tmp_path, data)))
