@@ -253,8 +253,9 @@ SCHEDULER_CONFIGS = (NoScheduler, AshaScheduler, HyperBandScheduler)
 class Study(_Frozen):
     """One study file, validated."""
 
-    # Directory name under `output`; letters, digits, dot, dash, underscore.
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # Directory name under `output`; letters, digits, dot, dash, underscore. At most 100 characters:
+    # the directory's name gains suffixes (`-<fingerprint>`, `.old-<time>`) within a file system's 255.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
     # Parent directory of the results (results/<name>/); relative to the working directory.
     output: str = "results"

@@ -180,3 +180,14 @@ def test_optuna_storage_is_a_file_kind_or_a_database_url(tmp_path):
     assert OptunaSearchConfig.model_validate({**base, "storage": "postgresql://u@h/db"}).storage
     with pytest.raises(ValueError, match="'journal', or a database URL"):
         OptunaSearchConfig.model_validate({**base, "storage": "mydb"})
+
+
+
+def test_a_study_name_too_long_for_its_directories_is_refused_at_load(tmp_path):
+    # issue 30: a 300-character name passed --dry-run and failed later
+    from connectome.errors import ConfigError
+
+    path = write_study(tmp_path, smoke_dict(tmp_path, name="n" * 300))
+    with pytest.raises(ConfigError, match="name: String should have at most 100 characters"):
+        load_study(path)
+    assert load_study(write_study(tmp_path, smoke_dict(tmp_path, name="n" * 100))).name == "n" * 100
