@@ -26,13 +26,25 @@ def trial_name(trial) -> str:
 
 
 def failure_entry(sd: StudyDir, study_name: str, trial_id: str, error: str | None) -> dict[str, Any]:
-    """A failed row for a trial whose worker died before it could report (config columns if known)."""
-    from connectome.training import TrialConfig
-
+    """A failed row for a trial whose worker died before it could report: its config and planned
+    columns (the arch as built, size, hashes) if its config is known, as a finished row has them."""
     saved = read_trial_config(sd.trial(trial_id))
-    columns = config_columns(TrialConfig.model_validate(saved["config"])) if saved else {}
+    columns = planned_columns(saved["config"]) if saved else {}
     row = {**columns, "trial_id": trial_id, "study": study_name, "status": "failed", "error": error}
     return {"row": row, "epochs": []}
+
+
+def planned_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """The record's config columns and those its plan decides (connectome.training.plan)."""
+    from connectome.errors import ConnectomeError
+    from connectome.training.config import TrialConfig
+    from connectome.training.plan import plan_trial
+
+    cfg = TrialConfig.model_validate(config)
+    try:
+        return {**config_columns(cfg), **plan_trial(cfg).record_columns()}
+    except ConnectomeError:  # the config no longer plans (a data file gone): its own columns only
+        return config_columns(cfg)
 
 
 def stopped_entry(sd: StudyDir, study_name: str, trial_id: str, epochs: list[dict[str, Any]],

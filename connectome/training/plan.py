@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectome.architecture import ArchConfig
-from connectome.builder import build_spec
+from connectome.builder import build_spec, resolved_m
 from connectome.complexity import complexity
 from connectome.spec import NetworkSpec
-from connectome.store.record import RESOURCE_KEYS, config_hash
+from connectome.store.record import RESOURCE_KEYS, config_hash, flatten, normalize_m
 from connectome.training.catalog import augments, check_split, data_shape
 from connectome.training.config import TrialConfig
 
@@ -50,6 +50,13 @@ class PlannedTrial:
     @property
     def canonical_hash(self) -> str:
         return self.spec.canonical_hash
+
+    def record_columns(self) -> dict[str, Any]:
+        """The record's columns the plan decides (the arch as built, `m`, size, hashes): a trial's row
+        carries them whether it trained, failed or was stopped."""
+        return {**flatten(self.arch.model_dump(mode="json")), "m": normalize_m(resolved_m(self.arch, self.spec)),
+                "params": self.params, "flops": self.flops, "activations": self.activations,
+                "graph_hash": self.graph_hash, "canonical_hash": self.canonical_hash}
 
     def to_json(self, hashes: bool = True) -> dict[str, Any]:
         """The plan as written into config.json and printed by `--dry-run --json` (canonical hash null without `hashes`)."""

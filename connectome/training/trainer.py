@@ -24,12 +24,11 @@ import torch.nn.functional as F
 
 import connectome
 from connectome.architecture import ArchConfig
-from connectome.builder import resolved_m
 from connectome.errors import ConfigError, ConnectomeError
 from connectome.executor import ConnectomeNet
 from connectome.spec import NetworkSpec
 from connectome.store import layout
-from connectome.store.record import FINAL_STATUSES, config_columns, flatten, normalize_m, semantic_config
+from connectome.store.record import FINAL_STATUSES, config_columns, flatten, semantic_config
 from connectome.proxies import trial_proxy_columns
 from connectome.topology import topology_columns
 from connectome.training.allocator import keep_freed_memory
@@ -439,12 +438,8 @@ def _config_record(cfg: TrialConfig, files: layout.TrialFiles | None, study: str
 
 def _model_record(trial: Trial) -> dict:
     """Columns known once data and model exist: resolved arch, complexity, device."""
-    plan = trial.plan
     return {
-        **flatten(plan.arch.model_dump(mode="json")),
-        "m": normalize_m(resolved_m(plan.arch, plan.spec)),
-        "params": plan.params, "flops": plan.flops, "activations": plan.activations,
-        "graph_hash": trial.spec.graph_hash, "canonical_hash": trial.spec.canonical_hash, "device": str(trial.device),
+        **trial.plan.record_columns(), "device": str(trial.device),
         "threads": torch.get_num_threads(), **topology_columns(trial.spec), **trial_proxy_columns(trial),
     }
 
