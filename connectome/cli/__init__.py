@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as err:  # the file system refused: read-only, full, a file where a directory must be
+        where = f": {err.filename}" if err.filename else ""
+        print(f"connectome {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"connectome {args.command}: interrupted", file=sys.stderr)
         return 130

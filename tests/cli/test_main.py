@@ -179,3 +179,18 @@ def test_lesion_help_defaults_match_the_analysis_module():
     from connectome.cli import lesion as cli
 
     assert (cli.DEFAULT_IMAGES, cli.DEFAULT_BUDGET_S) == (analysis.DEFAULT_IMAGES, analysis.DEFAULT_BUDGET_S)
+
+
+
+def test_an_output_path_that_is_a_file_is_one_line(tmp_path, capsys):
+    # issue 30: `-o` naming a regular file ended in a traceback
+    import yaml
+
+    study = tmp_path / "s.yaml"
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "studies" / "smoke.yaml").read_text())
+    study.write_text(yaml.safe_dump(data))
+    output = tmp_path / "file"
+    output.write_text("not a directory")
+    assert main(["run", str(study), "-o", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: Not a directory" in err and str(output) in err
