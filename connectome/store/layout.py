@@ -342,12 +342,16 @@ def write_trial_result(files: TrialFiles, row: dict[str, Any], epochs: list[dict
 
 
 def read_trial_result(files: TrialFiles) -> dict[str, Any] | None:
-    """result.json's entry, None if missing or corrupt (a corrupt one is moved aside with a warning)."""
+    """result.json's entry, None if missing, corrupt or another trial's (such a file is moved aside with a warning)."""
     data = read_json_checked(files.result)
     if data is None:
         return None
     if not (isinstance(data, dict) and isinstance(data.get("row"), dict)):
         set_aside(files.result, "not a trial result")
+        return None
+    owner = data["row"].get("trial_id")
+    if owner is not None and owner != files.trial_id:  # copied from another trial's folder
+        set_aside(files.result, f"the result of trial {owner!r}, not of {files.trial_id!r}")
         return None
     return data
 

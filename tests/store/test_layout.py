@@ -120,3 +120,17 @@ def test_atomic_json_leaves_no_temp_files(tmp_path):
     write_json(path, {"x": 2})
     assert json.loads(path.read_text()) == {"x": 2}
     assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+
+
+
+def test_a_result_copied_from_another_trial_is_set_aside(tmp_path):
+    # issue 30: the copied record answered for the trial, which then never counted as run ("1 to run" forever)
+    from connectome.store.layout import TrialFiles, read_trial_result, write_trial_result
+
+    mine = TrialFiles(tmp_path / "trials" / "dense-b")
+    mine.dir.mkdir(parents=True)
+    write_trial_result(mine, {"trial_id": "dense-a", "status": "completed"}, [])
+    assert read_trial_result(mine) is None and not mine.result.exists()
+    assert [p.name.split(".corrupt-")[0] for p in mine.dir.iterdir()] == ["result.json"]
+    write_trial_result(mine, {"trial_id": "dense-b", "status": "completed"}, [])
+    assert read_trial_result(mine)["row"]["status"] == "completed"
