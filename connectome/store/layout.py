@@ -33,11 +33,13 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from connectome.errors import ConfigError
 from connectome.files import append_line, atomic_write, write_atomic
 
 LAYOUT_VERSION = 2
@@ -99,6 +101,10 @@ class StudyDir:
         return self.root / "trials"
 
     def trial(self, trial_id: str) -> TrialFiles:
+        """The files of one trial; ConfigError for an id that is no trial id (`..`, a path, a list)."""
+        if not is_trial_id(trial_id):
+            raise ConfigError(f"{self.root}: {trial_id!r} is not a trial id (letters, digits, '_', '.', '+', '-'); "
+                              "a file of this results directory was edited or written by something else")
         return TrialFiles(self.trials / trial_id)
 
     def trial_configs(self) -> Iterator[Path]:
@@ -242,8 +248,11 @@ class StudyDir:
                 log.warning("%s: skipped an unreadable line (%d after byte %d): a writer was killed mid-line",
                             self.journal, number, offset)
                 continue
-            if isinstance(entry, dict) and isinstance(entry.get("row"), dict) and "trial_id" in entry["row"]:
+            if isinstance(entry, dict) and isinstance(entry.get("row"), dict) and is_trial_id(entry["row"].get("trial_id")):
                 yield entry
+            else:
+                log.warning("%s: skipped line %d after byte %d: not a trial's result (no valid trial id)",
+                            self.journal, number, offset)
 
     def latest_entries(self, offset: int = 0, end: int | None = None) -> dict[str, dict[str, Any]]:
         """trial_id -> its last journal entry (a retried trial's newer result replaces the older)."""
@@ -312,6 +321,15 @@ class StudyDir:
             trials = _concat(pd, trials[keep], new_trials)
             epochs = _concat(pd, epochs[keep_e], new_epochs)
         return _sorted(trials, ["trial_id"]), _sorted(epochs, ["trial_id", "epoch"])
+
+
+# A trial id: the pattern name and a hash (connectome.training.plan.trial_id); never a path.
+TRIAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def is_trial_id(value: Any) -> bool:
+    """Whether a value read from a file can be a trial id (so it can name a folder of trials/)."""
+    return isinstance(value, str) and len(value) <= 255 and TRIAL_ID.fullmatch(value) is not None
 
 
 # ---------------------------------------------------------------- one trial's files

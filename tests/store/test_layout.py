@@ -1,6 +1,8 @@
 """The results directory: journal appends, compaction, frames, corrupt files, trial files."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import math
 
@@ -134,3 +136,18 @@ def test_a_result_copied_from_another_trial_is_set_aside(tmp_path):
     assert [p.name.split(".corrupt-")[0] for p in mine.dir.iterdir()] == ["result.json"]
     write_trial_result(mine, {"trial_id": "dense-b", "status": "completed"}, [])
     assert read_trial_result(mine)["row"]["status"] == "completed"
+
+
+
+@pytest.mark.parametrize("bad", ["../../outside", "a/b", ".hidden", "", ["a"], None, 7])
+def test_trial_ids_read_from_files_are_validated(tmp_path, bad):
+    # issue 30: `lesion` on a journal row with trial id ../../outside read weights from outside the results
+    from connectome.errors import ConfigError
+    from connectome.store.layout import StudyDir
+
+    sd = StudyDir(tmp_path)
+    with pytest.raises(ConfigError, match="is not a trial id"):
+        sd.trial(bad)
+    sd.record({"row": {"trial_id": bad, "status": "completed"}, "epochs": []})
+    sd.record({"row": {"trial_id": "dense-0a1b", "status": "completed"}, "epochs": []})
+    assert list(sd.latest_entries()) == ["dense-0a1b"]  # the bad line is skipped with a warning, not a traceback
