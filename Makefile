@@ -26,13 +26,17 @@ data:
 demo: venv data
 	$(VENV)/bin/connectome run $(STUDY) --resume --on-change beside
 
+# Two pytest workers, each with its own Ray head once a test needs one; the readers of the smoke
+# study share a worker (xdist group, tests/conftest.py). Tests and trials use one thread each.
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadgroup
+
 # Real-data tests skip when Fashion-MNIST is absent; fetching it is best effort.
 test: venv
 	-@PYTHON=$(PY) bash scripts/get_data.sh
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-quick: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The GPU suite alone (docs/gpu.md); `make test` runs it too, and it skips itself without CUDA.
 test-gpu: venv

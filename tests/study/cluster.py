@@ -5,6 +5,7 @@ group only, so Ray instances of other processes on the machine are left alone.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -13,10 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectome.orchestration.session import LOOPBACK_ENV
+from rich.console import Console
+
+from connectome.orchestration.session import LOOPBACK_ENV, ray_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -94,6 +98,7 @@ def _jobs_api_up(url: str) -> bool:
 
 
 _HEAD: RayHead | None = None
+_DRIVER = ExitStack()  # this process's connection to the head, as ray_session makes it
 
 
 def shared_head(request) -> RayHead:
@@ -102,4 +107,26 @@ def shared_head(request) -> RayHead:
     if _HEAD is None or _HEAD.process.poll() is not None:
         _HEAD = start_head()
         request.addfinalizer(_HEAD.stop)
+        request.addfinalizer(_DRIVER.close)  # runs first: disconnect, then stop the head
     return _HEAD
+
+
+def join_head(head: RayHead) -> None:
+    """Connect this process to the head and stay connected: every run_study of the tests joins it.
+
+    One driver for the session instead of one ray.init and ray.shutdown per study.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        _DRIVER.close()  # a test left Ray (leave_ray): forget the old connection
+        _DRIVER.enter_context(ray_session(head.gcs, False, Console(file=io.StringIO())))
+
+
+def leave_ray() -> None:
+    """Disconnect this process from any Ray, for a test that needs a Ray of its own."""
+    import ray
+
+    _DRIVER.close()
+    if ray.is_initialized():
+        ray.shutdown()
