@@ -6,6 +6,7 @@ group only, so Ray instances of other processes on the machine are left alone.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from connectome.orchestration.session import LOOPBACK_ENV, ray_session
+from connectome.orchestration.session import LOCAL_SYSTEM_CONFIG, LOOPBACK_ENV, ray_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -71,7 +72,10 @@ def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
            # the agent's default port (52365) may be held by another Ray on this machine: the job
            # agent would not start and every submit would be refused
            f"--dashboard-agent-listen-port={agent}",
-           f"--num-cpus={num_cpus}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+           f"--num-cpus={num_cpus}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+           # as connectome's own local Ray: no idle workers, and trials at the tests' priority (Ray's
+           # niceness 15 would starve them beside the other pytest worker)
+           f"--system-config={json.dumps(LOCAL_SYSTEM_CONFIG)}"]
     log = open(Path(temp_dir) / "head.log", "w")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=loopback_env(), start_new_session=True)
     head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", process, temp_dir)
