@@ -28,13 +28,17 @@ data:
 demo: venv data
 	$(VENV)/bin/connectome run $(STUDY) --resume --on-change beside
 
+# Two pytest workers, each with its own Ray head once a test needs one; the readers of the smoke
+# study share a worker (xdist group, tests/conftest.py). Tests and trials use one thread each.
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadgroup
+
 # Real-data tests skip when Fashion-MNIST is absent; fetching it is best effort.
 test: venv
 	-@PYTHON=$(PY) bash scripts/get_data.sh
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-quick: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The fast tests on the declared floors: every core dependency at exactly its `>=` version
 # (scripts/floor_constraints.py), the rest resolved by pip, in $(FLOOR_VENV); $(VENV) is untouched.

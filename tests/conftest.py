@@ -1,15 +1,33 @@
-"""Shared fixtures: few threads (tests run beside each other on 2 cores), fixed seeds.
+"""Shared fixtures: few threads (tests run beside each other on 2 cores), fixed seeds, one Ray head.
 
 Every Ray of the suite is on 127.0.0.1. Test modules import ray while being collected, before
 any fixture runs, and Ray decides on that first import whether to swap 127.0.0.1 for the public
 address; connectome.orchestration.session.keep_ray_on_loopback sets it from here on.
+
+The session (each xdist worker) starts one Ray head (tests/study/cluster.py) and keeps this
+process connected to it, so studies run in-process join that driver; `connectome` subprocesses get
+its address. The smoke study runs once on it (`smoke_results`) for the report and export/replay tests.
 """
-import pytest
-import torch
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# One thread per process (before torch is imported): trials with threads unset, subprocesses and
+# Ray workers included; two pytest workers on 2 cores with 2 OpenMP threads each spin-wait badly
+# (docs/benchmarks.md).
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from connectome.orchestration.session import keep_ray_on_loopback
 
 keep_ray_on_loopback()
+
+from study.cluster import join_head, leave_ray, shared_head  # noqa: E402 - after the loopback setting
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +35,57 @@ def _torch_defaults():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def text_only(monkeypatch):
+    """Figures are built but not drawn: a test that checks a report's text gets stand-in image files."""
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(Figure, "savefig", lambda self, target, **kw: target.write(b"not drawn"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(request):
+    """The session's Ray head on 127.0.0.1, started on first use."""
+    return shared_head(request)
+
+
+@pytest.fixture
+def ray_head(ray_cluster):
+    """The session's Ray head, with this process connected to it (run_study joins that connection)."""
+    join_head(ray_cluster)
+    return ray_cluster
+
+
+@pytest.fixture
+def no_ray():
+    """This process connected to no Ray, for a test that starts a Ray of its own."""
+    leave_ray()
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory, ray_cluster) -> tuple[Path, subprocess.CompletedProcess]:
+    """`connectome run studies/smoke.yaml` once per session, on the head: (results directory, the run).
+
+    Read-only: a test that changes the directory copies it first.
+    """
+    out = tmp_path_factory.mktemp("smoke")
+    run = subprocess.run([sys.executable, "-m", "connectome", "run", str(REPO / "studies" / "smoke.yaml"),
+                          "--set", f"output={out}", "--address", ray_cluster.gcs],
+                         cwd=out, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out / "smoke", run
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items):
+    """Tests on the Ray head are slow (`make test-quick` leaves them out); the smoke study's readers
+    share one xdist worker, so it runs once. Each worker that needs Ray starts its own head.
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "ray_cluster" in fixtures:
+            item.add_marker(pytest.mark.slow)
+        if "smoke_results" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("smoke"))

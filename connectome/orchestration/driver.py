@@ -289,7 +289,8 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
     if not to_run:
         write_study_files(study, sd, changes)
         return
-    env = {"CONNECTOME_DRIVER_PID": str(os.getpid())} if os.environ.get("CONNECTOME_FAULTS") else {}
+    faults = os.environ.get("CONNECTOME_FAULTS")
+    env = {"CONNECTOME_FAULTS": faults, "CONNECTOME_DRIVER_PID": str(os.getpid())} if faults else {}
     with ray_session(address, dashboard, console, sd=None if address else sd, env=env):
         if address:
             check_shared_results(sd)

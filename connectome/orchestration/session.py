@@ -118,7 +118,11 @@ class NoTuneRestoreAdvice(logging.Filter):
 @contextmanager
 def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | None = None,
                 env: dict[str, str] | None = None) -> Iterator[None]:
-    """Connect to a cluster or start a private local Ray on 127.0.0.1; shut it down afterwards."""
+    """Connect to a cluster or start a private local Ray on 127.0.0.1; shut it down afterwards.
+
+    A Ray this process has initialised already (a notebook's, a test session's) is used as it is
+    and left running: only the one who started a Ray shuts it down, and its workers stay warm.
+    """
     if not address or is_loopback(address):
         keep_ray_on_loopback()
     # Tune's own console output would interleave with ours; verbose=0 silences the classic one.
@@ -136,13 +140,19 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     tune_log = logging.getLogger("ray.tune.tune")
     if not any(isinstance(f, NoTuneRestoreAdvice) for f in tune_log.filters):
         tune_log.addFilter(NoTuneRestoreAdvice())
+    if ray.is_initialized():
+        console.print(f"ray: joined this process's Ray, {ray.cluster_resources().get('CPU', 0):g} CPUs",
+                      highlight=False, markup=False)
+        yield
+        return
     from connectome.training import device as devices
 
     # Workers' output (prints, warnings, tracebacks) reaches this terminal only under -v.
     options: dict[str, Any] = dict(log_to_driver=worker_logs_wanted(), logging_level=logging.WARNING)
     # cuBLAS reads its workspace setting when CUDA starts in a worker, so deterministic trials
     # need it in every worker's environment from the start (docs/gpu.md).
-    options["runtime_env"] = {"env_vars": devices.worker_env()}
+    # `env` too: a cluster's workers do not inherit this process's environment as a local Ray's do.
+    options["runtime_env"] = {"env_vars": {**devices.worker_env(), **(env or {})}}
     if address:
         connect(address, options)
     else:

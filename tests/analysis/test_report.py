@@ -1,4 +1,7 @@
-"""write_report end to end on a fake results directory, and on the real smoke study (slow)."""
+"""write_report end to end on a fake results directory, and on the real smoke study (slow).
+
+Tests of the text take `text_only` (figures built, not drawn); the ones that call check_figures draw.
+"""
 import json
 import re
 import subprocess
@@ -12,7 +15,6 @@ import torch
 from connectome.analysis import MACS, load, load_optuna, load_trial_model, write_report
 from connectome.store.layout import StudyDir, TrialFiles
 
-REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("error_vs_params", f"error_vs_{MACS}", "training_curves", "pareto_params", "source_usage_dense",
            "feature_usage_dense", "source_usage_partial", "feature_usage_partial")
 
@@ -54,7 +56,7 @@ def test_report_of_a_partly_failed_running_study(results_dir):
         assert (results_dir / link).exists()
 
 
-def test_missing_trials_are_named_by_what_they_are(results_dir):
+def test_missing_trials_are_named_by_what_they_are(results_dir, text_only):
     (results_dir / "trials" / "dense-g8-s2" / "config.json").write_text(json.dumps(
         {"trial_id": "dense-g8-s2", "assignment": {"pattern": "dense", "growth": 8}, "config": {"seed": 2}}))
     text = write_report(results_dir).read_text()
@@ -62,7 +64,7 @@ def test_missing_trials_are_named_by_what_they_are(results_dir):
            "(`dense-g8-s2`)." in text
 
 
-def test_html_report_is_self_contained(results_dir):
+def test_html_report_is_self_contained(results_dir, text_only):
     write_report(results_dir)
     html = (results_dir / "report.html").read_text()
     assert html.count("<img") == len(FIGURES) == html.count("src='data:image/png;base64,")
@@ -70,14 +72,14 @@ def test_html_report_is_self_contained(results_dir):
     assert "<h1>Study <code>fake</code></h1>" in html and "`" not in html.split("<pre>")[0]
 
 
-def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path):
+def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path, text_only):
     out = tmp_path / "elsewhere"
     write_report(results_dir, metric="best_val_acc", out_dir=out)
     assert (out / "report.md").exists() and not (results_dir / "report.md").exists()
     assert "`best_val_acc` over completed trials" in (out / "report.md").read_text()
 
 
-def test_captions_name_trials_and_intervals_not_hashes(results_dir):
+def test_captions_name_trials_and_intervals_not_hashes(results_dir, text_only):
     text = write_report(results_dir).read_text()
     captions = [line for line in text.splitlines() if line.startswith("*") and "(arXiv 1608.06993 v1, Fig" in line]
     assert len(captions) == 7  # error vs params, vs MACs, training curves, two heatmaps, two whole-network maps
@@ -90,7 +92,7 @@ def test_captions_name_trials_and_intervals_not_hashes(results_dir):
     assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 1]" in size
 
 
-def test_a_budget_matched_study_draws_no_size_curve(results_dir):
+def test_a_budget_matched_study_draws_no_size_curve(results_dir, text_only):
     """Candidates matched to one parameter count are no size series: marks, and the caption says why."""
     study = results_dir / "study.yaml"
     study.write_text(study.read_text() + "budget: {params: 3000}\n")
@@ -100,7 +102,7 @@ def test_a_budget_matched_study_draws_no_size_curve(results_dir):
     assert "joined into a curve" not in size
 
 
-def test_captions_of_single_trial_configurations_claim_no_interval(results_dir):
+def test_captions_of_single_trial_configurations_claim_no_interval(results_dir, text_only):
     add_optuna_study(results_dir, f"sqlite:///{results_dir / 'optuna.db'}")
     text = write_report(results_dir).read_text()
     caption = next(line for line in text.splitlines() if line.startswith("*Optuna study fake:"))
@@ -111,7 +113,7 @@ def test_captions_of_single_trial_configurations_claim_no_interval(results_dir):
     assert _marks_note(single, "test_error") == "one trial per configuration, so no interval"
 
 
-def test_report_intervals_stay_inside_the_metric_range(results_dir):
+def test_report_intervals_stay_inside_the_metric_range(results_dir, text_only):
     sd = StudyDir(results_dir)
     entries = list(sd.journal_entries())
     for entry in entries:  # two far-apart seeds: the raw t interval leaves [0, 1]
@@ -127,7 +129,7 @@ def test_report_intervals_stay_inside_the_metric_range(results_dir):
     assert cells[2:8] == ["–", "2", "0.5", "0.6364", "0", "1"]  # m, count, mean, std, ci cut at 0 and 1
 
 
-def test_pareto_table_lists_configurations_with_seed_counts(results_dir):
+def test_pareto_table_lists_configurations_with_seed_counts(results_dir, text_only):
     text = write_report(results_dir).read_text()
     section = text.split("## Pareto front")[1].split("##")[0]
     header = next(line for line in section.splitlines() if line.startswith("| pattern"))
@@ -135,7 +137,7 @@ def test_pareto_table_lists_configurations_with_seed_counts(results_dir):
     assert "| partial | 4 | 8 | 3 |" in section  # three seeds of partial growth 4, one row
 
 
-def test_report_of_a_study_with_nothing_finished(tmp_path):
+def test_report_of_a_study_with_nothing_finished(tmp_path, text_only):
     (tmp_path / "early" / "trials" / "t1").mkdir(parents=True)
     StudyDir(tmp_path / "early").write_plan(["t1"])  # planned, not finished
     text = write_report(tmp_path / "early").read_text()
@@ -164,23 +166,20 @@ def test_optuna_journal_storage(results_dir):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_report_of_the_real_smoke_study(tmp_path):
+def test_report_of_the_real_smoke_study(smoke_results, tmp_path):
     """`connectome run studies/smoke.yaml` writes the report; `connectome report` rewrites it."""
-    cli = [sys.executable, "-m", "connectome"]
-    run = subprocess.run([*cli, "run", str(REPO / "studies" / "smoke.yaml"), "--set", f"output={tmp_path}"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=840)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results_dir = tmp_path / "smoke"
+    results_dir, run = smoke_results
     assert "report:" in run.stdout and (results_dir / "report.md").exists()
-    (results_dir / "report.md").unlink()
-    again = subprocess.run([*cli, "report", str(results_dir)], capture_output=True, text=True, timeout=300)
+    out = tmp_path / "again"
+    again = subprocess.run([sys.executable, "-m", "connectome", "report", str(results_dir), "-o", str(out)],
+                           capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    text = (results_dir / "report.md").read_text()
+    text = (out / "report.md").read_text()
     results = load(results_dir)
     assert results.counts["completed"] == len(results.trials) > 0
     assert f"{results.describe_counts()}." in text and "| pattern | dense | partial |" in text
-    check_figures(results_dir / "figures", FIGURES)
-    assert (results_dir / "report.html").stat().st_size > 10_000
+    check_figures(out / "figures", FIGURES)
+    assert (out / "report.html").stat().st_size > 10_000
     for trial_id in results.trials["trial_id"]:  # heatmap weights kept small: final weights only
         trial_dir = results_dir / "trials" / trial_id
         weights = torch.load(trial_dir / "model.pt", weights_only=True)
@@ -188,7 +187,7 @@ def test_report_of_the_real_smoke_study(tmp_path):
         assert not (trial_dir / "checkpoint.pt").exists()
 
 
-def test_long_failure_lists_are_capped(tmp_path):
+def test_long_failure_lists_are_capped(tmp_path, text_only):
     import pandas as pd
 
     path = tmp_path / "many"
@@ -201,7 +200,7 @@ def test_long_failure_lists_are_capped(tmp_path):
     assert text.count("ValueError: boom") == 30 and "... and 10 more" in text
 
 
-def test_report_prints_table_1_next_to_matching_trials(tmp_path):
+def test_report_prints_table_1_next_to_matching_trials(tmp_path, text_only):
     sd = StudyDir(tmp_path / "c10")
     sd.write_plan([f"d40-s{seed}" for seed in range(3)])
     for seed, error in enumerate((0.071, 0.069, 0.072)):
@@ -246,12 +245,12 @@ def test_usage_heatmap_trial_is_chosen_on_validation_not_test():
     assert chosen["trial_id"].tolist() == ["a"] and "no best_val_acc" in how
 
 
-def test_report_captions_the_validation_choice(results_dir):
+def test_report_captions_the_validation_choice(results_dir, text_only):
     text = write_report(results_dir).read_text()
     assert "highest best_val_acc" in text and "best test_error" not in text
 
 
-def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir):
+def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir, text_only):
     import json
 
     import pandas as pd
@@ -272,7 +271,7 @@ def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir):
     assert "dense-g8-s1" not in section
 
 
-def test_report_of_a_study_where_every_trial_failed(tmp_path):
+def test_report_of_a_study_where_every_trial_failed(tmp_path, text_only):
     sd = StudyDir(tmp_path / "allfail")
     sd.write_plan(["dense-a", "dense-b"])
     for trial_id in ("dense-a", "dense-b"):
@@ -293,7 +292,7 @@ def test_usage_caption_explains_uniform_rows_only_for_summing_layers(tmp_path, p
     assert _sums_inputs(TrialFiles(tmp_path)) is sums
 
 
-def test_single_epoch_studies_get_no_training_curves(tmp_path, monkeypatch):
+def test_single_epoch_studies_get_no_training_curves(tmp_path, monkeypatch, text_only):
     """One epoch per trial gives one point per group: no curve and no band, so no figure, and a sentence."""
     from analysis import fake_results
 

@@ -88,7 +88,7 @@ def _study_of(root, layers, seeds):
     return sd.root
 
 
-def test_report_skips_topology_below_five_architectures(results_dir):
+def test_report_skips_topology_below_five_architectures(results_dir, text_only):
     _specs_for_every_seed(results_dir)  # 10 completed trials with specs, but 4 graphs only
     text = write_report(results_dir, metric="test_acc").read_text()
     assert "## Topology and accuracy" in text
@@ -96,7 +96,7 @@ def test_report_skips_topology_below_five_architectures(results_dir):
     assert not (results_dir / "figures" / "topology_correlation.png").exists()
 
 
-def test_two_architectures_with_many_seeds_get_no_correlation(tmp_path):
+def test_two_architectures_with_many_seeds_get_no_correlation(tmp_path, text_only):
     # the reported defect: two graphs x many seeds passed MIN_TRIALS and showed raw Spearman values only
     path = _study_of(tmp_path, layers=(2, 3), seeds=6)
     text = write_report(path, metric="test_acc").read_text()

@@ -126,7 +126,7 @@ def _study_file(tmp_path: Path) -> Path:
 
 
 def _connectome_run(path: Path, *extra: str, log: Path) -> subprocess.Popen:
-    """`connectome run` as a real process in its own process group (its private Ray joins it)."""
+    """`connectome run` as a real process in its own process group."""
     return subprocess.Popen([sys.executable, "-m", "connectome", "run", str(path), *extra],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=path.parent,
                             start_new_session=True)
@@ -141,7 +141,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL what is left of a run's process group (Ray agents the driver started)."""
+    """SIGKILL what is left of a run's process group."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -150,11 +150,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_kill_9_then_resume_completes_the_study(tmp_path):
+def test_kill_9_then_resume_completes_the_study(tmp_path, ray_head):
+    """Both drivers on the session's head; orphans of a killed private Ray: tests/orchestration/test_faults.py."""
     path = _study_file(tmp_path)
     first, second, third = [t.trial_id for t in expand_grid(load_study(path))]
     trials = tmp_path / "results" / "resume" / "trials"
-    proc = _connectome_run(path, log=tmp_path / "run1.log")
+    proc = _connectome_run(path, "--address", ray_head.gcs, log=tmp_path / "run1.log")
     try:
         # wait until the first trial is finished and the second one is mid-way (checkpointed)
         _wait_for(lambda: (trials / first / "result.json").exists() and (trials / second / "checkpoint.pt").exists(),
@@ -167,7 +168,7 @@ def test_kill_9_then_resume_completes_the_study(tmp_path):
     done_before = json.loads((trials / first / "result.json").read_text())
     assert not (trials / second / "result.json").exists() and not (trials / third / "result.json").exists()
 
-    proc = _connectome_run(path, "--resume", log=tmp_path / "run2.log")
+    proc = _connectome_run(path, "--resume", "--address", ray_head.gcs, log=tmp_path / "run2.log")
     try:
         assert proc.wait(timeout=300) == 0, (tmp_path / "run2.log").read_text()
     finally:
@@ -217,7 +218,7 @@ def test_dry_run_json_of_an_optuna_study_gives_its_space(capsys):
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_run_with_a_plugin_pattern_in_ray_workers(tmp_path):
+def test_run_with_a_plugin_pattern_in_ray_workers(tmp_path, ray_head):
     """A study names a plugin file; Ray workers load it, -v shows their output, --json the summary."""
     plugin = (REPO / "examples" / "pairs_pattern.py").read_text()
     marker = "import sys\nprint('pairs plugin loaded', file=sys.stderr)\n"
@@ -228,7 +229,8 @@ def test_run_with_a_plugin_pattern_in_ray_workers(tmp_path):
     study = tmp_path / "plugged.yaml"
     study.write_text(yaml.safe_dump(data, sort_keys=False))
     done = subprocess.run([sys.executable, "-m", "connectome", "run", str(study), "-v", "--json", "--no-report",
-                           "-o", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=400)
+                           "-o", str(tmp_path / "out"), "--address", ray_head.gcs],
+                          capture_output=True, text=True, cwd=REPO, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["status_counts"] == {"completed": 2}

@@ -11,15 +11,7 @@ import pytest
 
 from connectome.cli import main
 
-from study.cluster import shared_head
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def ray_head(request):
-    """The session's Ray head (shared with tests/study)."""
-    return shared_head(request)
 
 
 def _connectome(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

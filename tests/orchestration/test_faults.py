@@ -7,6 +7,10 @@ report is written; then a clean `--resume`. The study must end with every
 planned trial recorded exactly once, completed, with the same numbers as uninterrupted runs,
 no Ray process of the killed drivers may survive the next run, and only the last run's Tune
 state may be left under ray/.
+
+The first run starts its own local Ray, as `connectome run` does on a laptop, so the next driver
+must stop what the killed one left (driver.json); the others join the session's Ray head
+(`--address`), which spares five Ray starts.
 """
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ def _numbers(row: dict, epochs: list[dict]) -> dict:
                                                           for e in epochs]}
 
 
-def test_driver_killed_at_six_points_then_resumed(tmp_path):
+def test_driver_killed_at_six_points_then_resumed(tmp_path, ray_head):
     data = smoke_dict(tmp_path, name="faults")
     data["search"] = {"kind": "grid", "seeds": 3, "variants": [{"pattern": "dense"}]}
     data["resources"] = {"cpu": 1, "max_concurrent": 1, "trials_per_wave": 1}
@@ -72,12 +76,13 @@ def test_driver_killed_at_six_points_then_resumed(tmp_path):
     sd, log = StudyDir(tmp_path / "results" / "faults"), tmp_path / "runs.log"
     killed_nodes: set[str] = set()
     for i, point in enumerate(CHAIN):
-        code = _run(study, log, *(["--resume"] if i else []), faults=point)
+        code = _run(study, log, *(["--resume", "--address", ray_head.gcs] if i else []), faults=point)
         assert code == -9, f"{point}: exit {code}\n{log.read_text()[-3000:]}"
         info = read_json(sd.driver_file)
         if info:
             killed_nodes.add(info["node_id"])
-    assert _run(study, log, "--resume") == 0, log.read_text()[-3000:]
+    assert len(killed_nodes) == 1  # the first run's private Ray: drivers on the head write no driver.json
+    assert _run(study, log, "--resume", "--address", ray_head.gcs) == 0, log.read_text()[-3000:]
     text = log.read_text()
     assert "took over the lock of a dead driver" in text
 

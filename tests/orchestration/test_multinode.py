@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture()
-def two_nodes(tmp_path):
+def two_nodes(tmp_path, no_ray):
     """A CPU-less head and one worker node whose trial files go to its own directory."""
     from ray.cluster_utils import Cluster
 

@@ -17,7 +17,7 @@ def fake_ray(monkeypatch) -> dict:
     """A stand-in ray module recording ray.init's keyword arguments (see test_worker_device.py)."""
     seen: dict = {}
     fake = types.SimpleNamespace(init=lambda **kw: seen.update(kw), cluster_resources=lambda: {"CPU": 1},
-                                 shutdown=lambda: None)
+                                 shutdown=lambda: seen.update(shutdown=True), is_initialized=lambda: False)
     monkeypatch.setitem(sys.modules, "ray", fake)
     return seen
 
@@ -31,6 +31,17 @@ def test_a_local_ray_starts_no_idle_workers_but_a_cluster_keeps_its_settings(mon
     with session.ray_session("10.0.0.1:6379", False, Console(file=io.StringIO())):
         pass
     assert "_system_config" not in seen  # a cluster's system config is set by `ray start`, not here
+
+
+def test_a_ray_this_process_started_is_joined_and_left_running(monkeypatch):
+    seen = fake_ray(monkeypatch)
+    sys.modules["ray"].is_initialized = lambda: True
+    out = io.StringIO()
+    for address in (None, "10.0.0.1:6379"):
+        with session.ray_session(address, False, Console(file=out)):
+            pass
+    assert seen == {}  # neither ray.init nor ray.shutdown: the one who started it shuts it down
+    assert out.getvalue().count("ray: joined this process's Ray, 1 CPUs") == 2
 
 
 def test_each_local_ray_gets_a_fresh_system_config(monkeypatch):
@@ -72,7 +83,7 @@ def _children(pid: int) -> list[tuple[int, str]]:
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-def test_the_local_raylet_starts_workers_only_for_work():
+def test_the_local_raylet_starts_workers_only_for_work(no_ray):
     import os
 
     import ray

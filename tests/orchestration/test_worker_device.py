@@ -44,7 +44,7 @@ def test_ray_session_gives_workers_the_cublas_workspace(monkeypatch):
     # variable, would make later sessions of this process pick a public address.
     seen = {}
     fake = types.SimpleNamespace(init=lambda **kw: seen.update(kw), cluster_resources=lambda: {"CPU": 1},
-                                 shutdown=lambda: None)
+                                 shutdown=lambda: None, is_initialized=lambda: False)
     monkeypatch.setitem(sys.modules, "ray", fake)
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     with session.ray_session(None, False, Console(file=io.StringIO())):

@@ -5,6 +5,8 @@ group only, so Ray instances of other processes on the machine are left alone.
 """
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import signal
@@ -13,10 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectome.orchestration.session import LOOPBACK_ENV
+from rich.console import Console
+
+from connectome.orchestration.session import LOCAL_SYSTEM_CONFIG, LOOPBACK_ENV, ray_session
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -67,7 +72,10 @@ def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
            # the agent's default port (52365) may be held by another Ray on this machine: the job
            # agent would not start and every submit would be refused
            f"--dashboard-agent-listen-port={agent}",
-           f"--num-cpus={num_cpus}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+           f"--num-cpus={num_cpus}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+           # as connectome's own local Ray: no idle workers, and trials at the tests' priority (Ray's
+           # niceness 15 would starve them beside the other pytest worker)
+           f"--system-config={json.dumps(LOCAL_SYSTEM_CONFIG)}"]
     log = open(Path(temp_dir) / "head.log", "w")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=loopback_env(), start_new_session=True)
     head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", process, temp_dir)
@@ -94,6 +102,7 @@ def _jobs_api_up(url: str) -> bool:
 
 
 _HEAD: RayHead | None = None
+_DRIVER = ExitStack()  # this process's connection to the head, as ray_session makes it
 
 
 def shared_head(request) -> RayHead:
@@ -102,4 +111,26 @@ def shared_head(request) -> RayHead:
     if _HEAD is None or _HEAD.process.poll() is not None:
         _HEAD = start_head()
         request.addfinalizer(_HEAD.stop)
+        request.addfinalizer(_DRIVER.close)  # runs first: disconnect, then stop the head
     return _HEAD
+
+
+def join_head(head: RayHead) -> None:
+    """Connect this process to the head and stay connected: every run_study of the tests joins it.
+
+    One driver for the session instead of one ray.init and ray.shutdown per study.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        _DRIVER.close()  # a test left Ray (leave_ray): forget the old connection
+        _DRIVER.enter_context(ray_session(head.gcs, False, Console(file=io.StringIO())))
+
+
+def leave_ray() -> None:
+    """Disconnect this process from any Ray, for a test that needs a Ray of its own."""
+    import ray
+
+    _DRIVER.close()
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,20 +1,11 @@
-"""Study test fixtures: a small study file in a temp dir, and one shared Ray head."""
+"""Study test helpers: a small study file in a temp dir (the shared Ray head is in tests/conftest.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
-from study.cluster import shared_head
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def ray_head(request):
-    """A Ray head on 127.0.0.1 for the whole session."""
-    return shared_head(request)
 
 
 def smoke_dict(tmp_path: Path, **changes) -> dict:

@@ -125,7 +125,7 @@ def test_simulate_reports_cost_and_loss_from_records():
     assert best["best_report_kept"] == best["best_report_all"]
 
 
-def test_report_says_what_the_screen_skipped(tmp_path):
+def test_report_says_what_the_screen_skipped(tmp_path, text_only):
     from analysis.fake_results import make_results_dir
     from connectome.analysis import write_report
     from connectome.orchestration.driver import plan_grid, write_prescreen

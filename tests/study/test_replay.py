@@ -1,6 +1,10 @@
 """Export a finished study and replay it: the replay backend returns the trained numbers, no training."""
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -8,18 +12,20 @@ from connectome.analysis.export import export_table, write_export
 from connectome.cli import main
 from connectome.study import expand_grid, load_study
 from connectome.study.replay import ReplayTable, replay_study
-from connectome.training.trainer import train_trial
+from connectome.store.layout import StudyDir
 
 from study.conftest import smoke_dict, write_study
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The smoke study (dense, partial x 2 seeds) trained into a results folder by the trainer."""
+def finished(tmp_path_factory, smoke_results):
+    """The session's smoke study (dense, partial x 2 seeds), copied: its study, results and records."""
     tmp = tmp_path_factory.mktemp("replay")
     study = load_study(write_study(tmp, smoke_dict(tmp)))
-    results = tmp / "results"
-    records = {t.trial_id: train_trial(t.config, trial_dir=results / "trials" / t.trial_id) for t in expand_grid(study)}
+    results = Path(shutil.copytree(smoke_results[0], tmp / "results"))
+    entries = {t.trial_id: json.loads(StudyDir(results).trial(t.trial_id).result.read_text())
+               for t in expand_grid(study)}
+    records = {trial_id: {**entry["row"], "epochs": entry["epochs"]} for trial_id, entry in entries.items()}
     return tmp, study, results, records
 
 
