@@ -16,8 +16,6 @@ import yaml
 from connectome.cli import main
 from connectome.study import expand_grid, load_study
 
-from study.conftest import ray_head  # noqa: F401 - the session's shared Ray head
-
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "studies").glob("**/*.yaml"))
 
