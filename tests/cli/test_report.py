@@ -37,14 +37,14 @@ def test_report_command_writes_markdown_html_and_figures(results_dir, capsys):
 
 
 @pytest.mark.parametrize("flag", ["-o", "--output", "--out"])  # --out: the old name, hidden
-def test_report_command_metric_and_output(flag, results_dir, tmp_path, capsys):
+def test_report_command_metric_and_output(flag, results_dir, tmp_path, capsys, text_only):
     out_dir = tmp_path / "out"
     assert main(["report", str(results_dir), "--metric", "best_val_acc", flag, str(out_dir)]) == 0
     assert "`best_val_acc` over completed trials" in (out_dir / "report.md").read_text()
     assert not (results_dir / "report.md").exists()
 
 
-def test_report_command_json(results_dir, tmp_path, capsys):
+def test_report_command_json(results_dir, tmp_path, capsys, text_only):
     assert main(["report", str(results_dir), "-o", str(tmp_path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["markdown"] == str(tmp_path / "report.md") and Path(data["html"]).is_file()
@@ -74,7 +74,7 @@ class _RunsCode:
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
-def test_crafted_model_pt_is_refused_in_one_line(tmp_path, capsys, protocol):
+def test_crafted_model_pt_is_refused_in_one_line(tmp_path, capsys, protocol, text_only):
     import pickle
 
     from analysis.fake_results import make_results_dir
