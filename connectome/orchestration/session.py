@@ -186,11 +186,7 @@ def connect(address: str, options: dict[str, Any]) -> None:
     import ray
 
     if is_loopback(address):
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-
-        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+        use_local_token()
     try:
         ray.init(address=address, **options)
     except ConnectionError as err:
@@ -200,12 +196,24 @@ def connect(address: str, options: dict[str, Any]) -> None:
                           f"(RAY_AUTH_MODE={os.environ.get('RAY_AUTH_MODE', 'unset')}); {AUTH_HELP}") from err
 
 
+def use_local_token() -> None:
+    """Send this user's Ray token, if there is one (Ray releases without token authentication: nothing to do)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # Ray before token authentication (the floor, 2.41)
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def _auth_refused(err: BaseException | None) -> bool:
     """True if Ray's connection error was caused by token authentication."""
-    from ray.exceptions import AuthenticationError
+    import ray.exceptions
 
+    refused = getattr(ray.exceptions, "AuthenticationError", ())  # absent before token authentication
     while err is not None:
-        if isinstance(err, AuthenticationError) or "InvalidAuthToken" in str(err):
+        if isinstance(err, refused) or "InvalidAuthToken" in str(err):
             return True
         err = err.__cause__ or err.__context__
     return False

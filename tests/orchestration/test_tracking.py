@@ -36,6 +36,7 @@ def test_bad_tracking_keys_are_one_line_errors(tmp_path, tracking, message):
 
 
 def test_unreachable_mlflow_server_fails_before_anything_runs(tmp_path):
+    pytest.importorskip("mlflow", reason="the tracking extra is not installed")
     from study.cluster import free_port
 
     data = smoke_dict(tmp_path, tracking={"mlflow": {"tracking_uri": f"http://127.0.0.1:{free_port()}"}})

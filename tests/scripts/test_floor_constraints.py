@@ -23,7 +23,7 @@ def load_script():
 def test_every_core_dependency_is_pinned_to_its_floor():
     out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, check=True).stdout
     pins = dict(line.split("==") for line in out.splitlines())
-    assert pins["ray"] == "2.41" and pins["torch"] == "2.5" and pins["pydantic"] == "2.12"
+    assert pins["ray"] == "2.41" and pins["torch"] == "2.5" and pins["pydantic"] == "2.12.2"
     assert len(pins) == len(load_script().tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
 
 

@@ -59,7 +59,9 @@ def counting_compile(monkeypatch):
 def test_compile_is_reset_per_trial_and_never_hits_the_recompile_limit(tiny, counting_compile, monkeypatch, caplog):
     # A low limit makes the test cheap: without a reset per trial, the third architecture in this
     # process would exceed it (or, with the last ragged batch recompiling, the first would).
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # before torch 2.6
+    monkeypatch.setattr(config, limit, 2)
     per_trial = []
     with caplog.at_level(logging.WARNING, logger="torch._dynamo"):
         for growth, layers in ((4, [2, 2]), (6, [1, 2]), (4, [3, 1])):
