@@ -11,7 +11,9 @@ few seconds. Another driver that finds the lock:
   between hosts and can be changed with $CONNECTOME_LOCK_STALE_S.
 Fencing: a holder whose heartbeat finds the lock file naming another holder (it was presumed
 dead), or whose heartbeat cannot be written, has lost the lock: `lost` is set, the main thread is
-interrupted (as by Ctrl-C, so Ray Tune stops scheduling at once) and `check()` raises.
+interrupted (as by Ctrl-C, so Ray Tune stops scheduling at once; a process that ignores SIGINT, as
+a background job may, is not interrupted) and `check()` raises, which the driver calls before each
+Tune run and after the last.
 """
 from __future__ import annotations
 

@@ -56,7 +56,15 @@ def test_another_hosts_lock_is_taken_over_only_when_its_heartbeat_is_stale(tmp_p
         assert "heartbeat" in lock.previous["taken_over_because"]
 
 
-def test_a_taken_over_holder_never_writes_over_the_new_one(tmp_path):
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this process, as in a driver (pytest-xdist workers ignore it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_taken_over_holder_never_writes_over_the_new_one(tmp_path, sigint_raises):
     path = tmp_path / "driver.lock"
     old = DriverLock(path, heartbeat=0.05)
     old.acquire()
@@ -74,8 +82,9 @@ def test_a_taken_over_holder_never_writes_over_the_new_one(tmp_path):
 # A driver in a child process: holds the lock (as host HOST), heartbeat every 0.1 s, and "schedules"
 # until interrupted; exits 3 with the lock's one-line error if it lost the lock, 0 otherwise.
 HOLDER = """
-import sys, time
+import signal, sys, time
 from connectome.store import lock as L
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as the driver's Interrupts has it (xdist ignores SIGINT)
 if sys.argv[2] != "-":
     L.socket.gethostname = lambda: sys.argv[2]
 held = L.DriverLock(sys.argv[1], heartbeat=0.1)
@@ -136,7 +145,7 @@ def test_a_driver_whose_lock_is_taken_over_stops_with_an_error(tmp_path):
         assert read_holder(path)["token"] == new.token  # the stopped driver never wrote over it
 
 
-def test_a_heartbeat_that_cannot_be_written_stops_the_driver(tmp_path, monkeypatch):
+def test_a_heartbeat_that_cannot_be_written_stops_the_driver(tmp_path, monkeypatch, sigint_raises):
     def full_disk(path, data):
         raise OSError(28, "No space left on device")
 

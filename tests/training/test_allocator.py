@@ -10,6 +10,7 @@ from connectome.training import allocator
 PROBE = """
 import resource, sys, threading
 import torch
+import connectome.training.trainer  # what a trial's process has loaded when train_trial applies the settings
 from connectome.training.allocator import keep_freed_memory
 applied = keep_freed_memory()
 def steps():
