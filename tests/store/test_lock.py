@@ -134,15 +134,19 @@ def test_a_reused_pid_does_not_hold_the_lock(tmp_path):
 def test_a_driver_whose_lock_is_taken_over_stops_with_an_error(tmp_path):
     path = tmp_path / "driver.lock"
     proc = _holder(path, host="elsewhere")  # another host of a shared filesystem, paused past stale_after
-    proc.send_signal(signal.SIGSTOP)
-    time.sleep(1.0)
-    with DriverLock(path, stale_after=0.5) as new:
-        assert "heartbeat" in new.previous["taken_over_because"]
-        proc.send_signal(signal.SIGCONT)
-        out, _ = proc.communicate(timeout=20)
-        assert proc.returncode == 3
-        assert "this driver stopped: another driver took its lock over" in out
-        assert read_holder(path)["token"] == new.token  # the stopped driver never wrote over it
+    try:
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        with DriverLock(path, stale_after=0.5) as new:
+            assert "heartbeat" in new.previous["taken_over_because"]
+            proc.send_signal(signal.SIGCONT)
+            out, _ = proc.communicate(timeout=20)
+            assert proc.returncode == 3
+            assert "this driver stopped: another driver took its lock over" in out
+            assert read_holder(path)["token"] == new.token  # the stopped driver never wrote over it
+    finally:
+        proc.kill()  # a holder that failed to stop must not outlive the test
+        proc.wait()
 
 
 def test_a_heartbeat_that_cannot_be_written_stops_the_driver(tmp_path, monkeypatch, sigint_raises):
