@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from connectome.training.catalog import train_images as _catalog_train_images
+from connectome.training.catalog import train_images
 from connectome.training.config import TrialConfig
 
 if TYPE_CHECKING:
@@ -61,11 +61,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if native_bf16(device) else "fp32"
 
 
-def train_images(config: TrialConfig) -> int:
-    """Training images per epoch, known without loading the data."""
-    return _catalog_train_images(config.data)
-
-
 def _spec_and_input(config: TrialConfig) -> tuple[NetworkSpec, tuple[int, int, int]]:
     """The network the trial builds (connectome.training.plan.planned_arch) and its input size."""
     from connectome.builder import build_spec
@@ -80,7 +75,7 @@ def eager_train_seconds(config: TrialConfig, precision: str) -> float:
     from connectome.complexity import complexity
 
     macs = complexity(*_spec_and_input(config)).flops
-    work = 6.0 * macs * train_images(config) * config.train.epochs
+    work = 6.0 * macs * train_images(config.data) * config.train.epochs
     return work / EAGER_FLOPS[precision]
 
 

@@ -8,6 +8,7 @@ import torch
 
 from connectome.training import make_trial_config, train_trial
 from connectome.training import resolve
+from connectome.training.catalog import train_images
 from connectome.training.resolve import resolve_execution, resolve_precision, use_compile_cache
 
 
@@ -83,10 +84,10 @@ def test_compile_auto_pays_off_only_for_long_trials(monkeypatch):
 
 def test_training_images_follow_split_and_subset():
     base = {"data": {"name": "fashion-mnist"}}
-    assert resolve.train_images(make_trial_config(base)) == 55_000
-    assert resolve.train_images(make_trial_config({"data": {"name": "fashion-mnist", "train_subset": 700}})) == 700
+    assert train_images(make_trial_config(base).data) == 55_000
+    assert train_images(make_trial_config({"data": {"name": "fashion-mnist", "train_subset": 700}}).data) == 700
     synthetic = make_trial_config({"data": {"name": "synthetic", "synthetic": {"train": 320}}})
-    assert resolve.train_images(synthetic) == 288
+    assert train_images(synthetic.data) == 288
 
 
 def test_the_record_and_saved_config_hold_the_resolved_values(tiny, tmp_path, bf16_hardware):
