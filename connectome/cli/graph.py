@@ -114,7 +114,7 @@ LIMIT_HOW = "with --limit {key}=N"
 
 
 def check_limits(arch, assignments: list[str]):
-    """The study size bounds for this network, checked before its spec is built and returned; --limit KEY=N raises one."""
+    """The size bounds for this network, checked before its spec is built, and returned; --limit KEY=N raises one."""
     from pydantic import ValidationError
 
     from connectome.errors import ConfigError

@@ -5,8 +5,9 @@ trials never run, and printed Tune's `Tuner.restore(...)` advice, which is wrong
 and Ray's SIGTERM handler dumps a stack trace. While a study runs, `Interrupts` owns the three
 signals: the first one is remembered and, inside a Tune run, passed on as SIGUSR1, Tune's graceful
 stop (running trials keep their last epoch's checkpoint; `--resume` continues them); outside one,
-or at a second signal, it raises `SignalInterrupt` (a KeyboardInterrupt naming the signal) at once. `check()` then raises `Interrupted`,
-whose exit code is 128 + the signal (130, 143, 129), as a shell reports a signal's end.
+or at a second signal, it raises `SignalInterrupt` (a KeyboardInterrupt naming the signal) at
+once. `check()` then raises `Interrupted`, whose exit code is 128 + the signal (130, 143, 129), as
+a shell reports a signal's end.
 """
 from __future__ import annotations
 

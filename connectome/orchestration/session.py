@@ -272,7 +272,7 @@ def _session_mark(info: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _ray_processes(session: str, node_id: str) -> list[int]:
-    """Processes of that Ray node: carrying its node id, or Ray programs with an argument inside its session directory."""
+    """Processes of that Ray node: carrying its node id, or Ray programs with an argument inside its session."""
     env_entry = f"RAY_NODE_ID={node_id}".encode()
     inside = session.rstrip("/").encode() + b"/"
     found = []

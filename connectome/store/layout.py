@@ -248,7 +248,8 @@ class StudyDir:
                 log.warning("%s: skipped an unreadable line (%d after byte %d): a writer was killed mid-line",
                             self.journal, number, offset)
                 continue
-            if isinstance(entry, dict) and isinstance(entry.get("row"), dict) and is_trial_id(entry["row"].get("trial_id")):
+            row = entry.get("row") if isinstance(entry, dict) else None
+            if isinstance(row, dict) and is_trial_id(row.get("trial_id")):
                 yield entry
             else:
                 log.warning("%s: skipped line %d after byte %d: not a trial's result (no valid trial id)",

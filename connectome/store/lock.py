@@ -134,7 +134,8 @@ class DriverLock:
             while not self._stop.wait(self.heartbeat):
                 holder = read_holder(self.path)
                 if holder is None or holder.get("token") != self.token:  # never write over the new holder
-                    return self._lose(f"another driver took its lock over ({describe(holder) if holder else 'lock file gone'})")
+                    now = describe(holder) if holder else "lock file gone"
+                    return self._lose(f"another driver took its lock over ({now})")
                 write_atomic(self.path, self._content())
         except Exception as err:  # noqa: BLE001 - a heartbeat that cannot be written lets the lock go stale
             self._lose(f"its lock heartbeat failed ({type(err).__name__}: {err})")

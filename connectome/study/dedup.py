@@ -3,8 +3,8 @@
 Two trials are duplicates when their planned specs are isomorphic (canonical hash confirmed by
 the exact check in `connectome.canonical.CanonicalIndex`) and their training is identical: data,
 training settings (resource keys excluded), seed, and the raw `dropout` option (the plan decides
-None from the data, so None and 0.0 are kept apart): `PlannedTrial.train_hash` and the seed. Replicates with other seeds are
-not duplicates. The first trial seen is the original; later ones name it in `duplicate_of`.
+None from the data, so None and 0.0 are kept apart): `PlannedTrial.train_hash` and the seed.
+Replicates with other seeds are not duplicates. The first trial seen is the original; later ones name it in `duplicate_of`.
 """
 from __future__ import annotations
 

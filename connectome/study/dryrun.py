@@ -127,7 +127,7 @@ def plan_json(study: Study) -> dict[str, Any]:
 
 
 def trial_json(trial: Trial) -> dict[str, Any]:
-    """One planned trial: id, pattern, searched values, seed, its plan (the arch built, size, hashes, execution), status."""
+    """One planned trial: its plan (id, the arch built, size, hashes, execution), pattern, searched values, seed, status."""
     plan = trial.plan.to_json(hashes=not trial.rejected)  # a rejected network is never hashed (it may be huge)
     return {
         **plan, "pattern": trial.config.arch.pattern, "assignment": trial.assignment, "seed": trial.config.seed,

@@ -59,7 +59,7 @@ class PlannedTrial:
                 "graph_hash": self.graph_hash, "canonical_hash": self.canonical_hash}
 
     def to_json(self, hashes: bool = True) -> dict[str, Any]:
-        """The plan as written into config.json and printed by `--dry-run --json` (canonical hash null without `hashes`)."""
+        """The plan as config.json and `--dry-run --json` hold it (canonical hash null without `hashes`)."""
         return {"trial_id": self.trial_id, "arch": self.arch.model_dump(mode="json"),
                 "input_size": list(self.input_size), "params": self.params, "flops": self.flops,
                 "activations": self.activations, "graph_hash": self.graph_hash,

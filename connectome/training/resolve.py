@@ -3,8 +3,8 @@
 "Resolve" in connectome means one thing: an "auto" (or unset) execution choice made concrete
 for the hardware (here, and `resolve_device` / `resolve_threads` for the trial's device and
 threads). torch is imported only when there is something to resolve, so planning a study whose
-choices are explicit never loads it. The resolved values are written into the trial's config (and so into its id, record and
-checkpoint), so one trial id never means two precisions. `compile` is a resource key (it does
+choices are explicit never loads it. The resolved values are written into the trial's config (and
+so into its id, record and checkpoint), so one trial id never means two precisions. `compile` is a resource key (it does
 not change what is computed), `precision` is not. Measurements behind the choices:
 docs/benchmarks.md, "Speed (issue 9)".
 """
