@@ -166,7 +166,7 @@ def test_kill_9_then_resume_completes_the_study(tmp_path, ray_head):
     done_before = json.loads((trials / first / "result.json").read_text())
     assert not (trials / second / "result.json").exists() and not (trials / third / "result.json").exists()
 
-    proc = _connectome_run(path, "--resume", "--address", ray_head.gcs, log=tmp_path / "run2.log")
+    proc = _connectome_run(path, "--resume", "--no-report", "--address", ray_head.gcs, log=tmp_path / "run2.log")
     try:
         assert proc.wait(timeout=300) == 0, (tmp_path / "run2.log").read_text()
     finally:
@@ -287,7 +287,7 @@ def test_a_signalled_run_exits_with_the_signal_says_what_is_left_and_resumes(tmp
     if sig != signal.SIGTERM:
         return
     log = tmp_path / "run2.log"
-    proc = _connectome_run(path, "--address", ray_head.gcs, "--resume", log=log)
+    proc = _connectome_run(path, "--address", ray_head.gcs, "--resume", "--no-report", log=log)
     try:
         assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
     finally:

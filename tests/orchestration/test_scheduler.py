@@ -72,7 +72,7 @@ def test_stopped_entry_from_epoch_reports(tmp_path):
 def test_asha_stops_trials_that_are_recorded_final_and_left_out_of_the_report(tmp_path, ray_head):
     path = _asha_study(tmp_path)
     out = io.StringIO()
-    frame = run_study(load_study(path), address=ray_head.gcs, console=Console(file=out, width=150))
+    frame = run_study(load_study(path), address=ray_head.gcs, console=Console(file=out, width=150), report=False)
     assert len(frame) == 6 and set(frame["status"]) == {"completed"}
     stopped = frame[frame["stopped_early"].astype(bool)]
     full = frame[~frame["stopped_early"].astype(bool)]
@@ -92,7 +92,8 @@ def test_asha_stops_trials_that_are_recorded_final_and_left_out_of_the_report(tm
     # final: a resume runs nothing again and keeps the stopped rows as they were
     stamps = {t: sd.trial(t).result.stat().st_mtime_ns for t in stopped["trial_id"]}
     out = io.StringIO()
-    again = run_study(load_study(path), address=ray_head.gcs, resume=True, console=Console(file=out, width=150))
+    again = run_study(load_study(path), address=ray_head.gcs, resume=True, console=Console(file=out, width=150),
+                      report=False)
     assert "6 finished, 0 to run" in out.getvalue()
     assert stamps == {t: sd.trial(t).result.stat().st_mtime_ns for t in stopped["trial_id"]}
     assert set(again[again["stopped_early"].astype(bool)]["trial_id"]) == set(stopped["trial_id"])
@@ -129,7 +130,8 @@ def test_scheduler_with_each_search_kind(tmp_path, ray_head, search, scheduler):
 
     data = smoke_dict(tmp_path, name="kinds", search=search, scheduler=scheduler)
     data["train"]["epochs"] = 4
-    frame = run_study(load_study(write_study(tmp_path, data)), address=ray_head.gcs, console=Console(file=io.StringIO()))
+    frame = run_study(load_study(write_study(tmp_path, data)), address=ray_head.gcs, console=Console(file=io.StringIO()),
+                      report=False)
     assert set(frame["status"]) == {"completed"} and len(frame) >= 2
     stopped = frame[frame["stopped_early"].astype(bool)]
     assert (stopped["epochs_completed"] < 4).all() and stopped["test_acc"].isna().all()

@@ -151,27 +151,22 @@ def test_a_refused_token_is_a_one_line_config_error_and_other_failures_pass_thro
         session.connect("10.0.0.1:6379", {})
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_head_on_this_machine_is_joined_with_the_users_token(monkeypatch, tmp_path):
-    """A head with token authentication (what `ray start --head` does once a token exists): Ray sends
-    the token to an explicit address only under RAY_AUTH_MODE=token, connectome to a loopback one."""
+def test_a_head_on_this_machine_is_joined_with_the_users_token(ray_cluster, tmp_path):
+    """A head with token authentication (the session's: tests/study/cluster.py starts it as `ray start
+    --head` does once a token exists): Ray sends the token to an explicit address only under
+    RAY_AUTH_MODE=token, connectome to a loopback one."""
     import os
     import subprocess
+    import urllib.error
+    import urllib.request
 
-    from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
-
-    from study.cluster import start_head
-
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    ensure_token_if_auth_enabled(None, create_token_if_missing=True)  # as a first local ray.init would
-    head = start_head()
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
-        run = subprocess.run([sys.executable, "-m", "connectome", "run", "studies/smoke.yaml", "-o", str(tmp_path),
-                              "--no-report", "--address", head.gcs], cwd=Path(__file__).parents[2], env=env,
-                             capture_output=True, text=True, timeout=240)
-    finally:
-        head.stop()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    # the head does refuse a caller without the token (else this test proves nothing)
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(f"{ray_cluster.dashboard}/api/jobs/", timeout=30)
+    run = subprocess.run([sys.executable, "-m", "connectome", "run", "studies/smoke.yaml", "-o", str(tmp_path),
+                          "--no-report", "--set", "search.seeds=1", "--address", ray_cluster.gcs],
+                         cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ray: cluster 127.0.0.1" in run.stdout

@@ -62,6 +62,26 @@ def loopback_env() -> dict[str, str]:
     return {**os.environ, LOOPBACK_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def token_auth() -> dict[str, str]:
+    """Environment for a head with token authentication, the user's token created if missing.
+
+    As `ray start --head` is on a machine where a first local `ray.init` left a token: the same on
+    every machine, whichever test ran first. Nothing for Rays before token authentication (2.41).
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+    except ImportError:
+        return {}
+    env = {"RAY_AUTH_MODE": "token"}
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ.update(env)
+    try:
+        ensure_token_if_auth_enabled(None, create_token_if_missing=True)
+    finally:
+        os.environ.pop("RAY_AUTH_MODE") if saved is None else os.environ.update(RAY_AUTH_MODE=saved)
+    return env
+
+
 def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
     """Start `ray start --head` on free loopback ports and wait until the Jobs API answers."""
     # This process keeps Ray on 127.0.0.1 from the start: tests/conftest.py (keep_ray_on_loopback).
@@ -77,7 +97,8 @@ def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
            # niceness 15 would starve them beside the other pytest worker)
            f"--system-config={json.dumps(LOCAL_SYSTEM_CONFIG)}"]
     log = open(Path(temp_dir) / "head.log", "w")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=loopback_env(), start_new_session=True)
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**loopback_env(), **token_auth()},
+                               start_new_session=True)
     head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", process, temp_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
