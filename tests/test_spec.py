@@ -200,5 +200,5 @@ def test_exact_hash_tells_kinds_options_and_drops_apart():
 def test_plain_graphs_serialise_as_before():
     """Unset wiring attributes leave the JSON (hence graph_hash and trial records) as it was."""
     d = network(BlockSpec.from_graph(join_graph("sum"))).to_dict()
-    assert d["blocks"] == [{"nodes": [[0, "input", "concat", 4], [1, "conv3x3", "concat", 4], [2, "identity", "sum", 4]],
-                            "edges": [[0, 1, None], [0, 2, None], [1, 2, None]]}]
+    nodes = [[0, "input", "concat", 4], [1, "conv3x3", "concat", 4], [2, "identity", "sum", 4]]
+    assert d["blocks"] == [{"nodes": nodes, "edges": [[0, 1, None], [0, 2, None], [1, 2, None]]}]

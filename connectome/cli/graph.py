@@ -180,7 +180,8 @@ def _block_lines(i: int, block) -> list[str]:
         name = "out" if v == block.output else str(v)
         node = block.nodes[v]
         srcs = ", ".join(_source(e) for e in block.inputs[v])
-        lines.append(f"  {name:>4} <- {srcs}   ({node.agg} {block.input_width(v)} ch{_attributes(node.attributes(), ', ')})")
+        extra = _attributes(node.attributes(), ", ")
+        lines.append(f"  {name:>4} <- {srcs}   ({node.agg} {block.input_width(v)} ch{extra})")
     return lines
 
 
@@ -203,7 +204,8 @@ def _combined_graph(spec):
     g = nx.DiGraph(hash=spec.graph_hash)
     for i, block in enumerate(spec.blocks):
         for n in block.nodes:
-            extra = {**n.attributes(), **({"global_drop": block.global_drop} if n.id == 0 and block.global_drop else {})}
+            extra = {**n.attributes(), **({"global_drop": block.global_drop} if n.id == 0 and block.global_drop
+                                          else {})}
             g.add_node(f"b{i + 1}_{n.id}", block=i + 1, node=n.id, op=n.op, agg=n.agg, width=n.width, **extra)
         for e in block.edges:
             attrs = {"window": f"{e.window[0]}:{e.window[1]}"} if e.window else {}

@@ -152,7 +152,8 @@ def test_an_exported_block_reimports_with_the_flags_that_exported_it(pattern, fm
         assert main(["graph", "--pattern", pattern, *flags, "--block", str(block), "--format", fmt]) == 0
         path = tmp_path / f"block{block}.{fmt}"
         path.write_text(capsys.readouterr().out)
-        code, out, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={path}", *flags, "--format", "json")
+        code, out, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={path}", *flags,
+                             "--format", "json")
         assert code == 0, err
         imported = json.loads(out)["spec"]["blocks"][0]
         assert imported == original.to_dict()["blocks"][block - 1]
