@@ -62,10 +62,7 @@ class Results:
         Trials a scheduler stopped early (`stopped_early`: fewer epochs, no test metrics) are
         left out unless `include_stopped`: they did not get the budget the others got.
         """
-        if "status" not in self.trials:
-            return self.trials.iloc[0:0]
-        done = self.trials["status"] == "completed"
-        return self.trials[done if include_stopped else done & ~stopped_early(self.trials)]
+        return completed_rows(self.trials, include_stopped)
 
     def stopped(self) -> pd.DataFrame:
         """Completed trials that a scheduler stopped before their last epoch."""
@@ -109,6 +106,14 @@ class Results:
         or a `groupby([*factors, "epoch", "metric"])`.
         """
         return tidy_epochs(self.trials, self.epochs, metrics=metrics, factors=factors)
+
+
+def completed_rows(trials: pd.DataFrame, include_stopped: bool = False) -> pd.DataFrame:
+    """The rows of trials that finished training normally (see `Results.completed`)."""
+    if "status" not in trials:
+        return trials.iloc[0:0]
+    done = trials["status"] == "completed"
+    return trials[done if include_stopped else done & ~stopped_early(trials)]
 
 
 def stopped_early(trials: pd.DataFrame) -> pd.Series:
