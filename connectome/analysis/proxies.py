@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from connectome.analysis.topology import MIN_TRIALS, bootstrap_interval, partial_rank_correlation
+from connectome.analysis.topology import (MIN_ARCHITECTURES, MIN_TRIALS, bootstrap_interval, count_architectures,
+                                          informative, partial_rank_correlation, uninformative_text)
 from connectome.proxies import PREFIX
 from connectome.store.layout import StudyDir
 
@@ -34,10 +35,19 @@ def proxy_section(doc, results, metric: str, out: Path) -> None:
     completed = results.completed()
     if not any(c.startswith(PREFIX) for c in completed.columns) or metric not in completed:
         return
-    table = proxy_correlations(completed, metric=metric)
     doc.heading("Zero-cost proxies")
+    archs = count_architectures(completed.dropna(subset=[metric]), results.path)
+    if 0 < archs < MIN_ARCHITECTURES:  # 0: no hash or spec to count them by  # seeds of one graph score alike: the ranks compare a handful of graphs
+        doc.text(f"{archs} distinct architecture(s) among the completed trials with `{metric}`, fewer than "
+                 f"{MIN_ARCHITECTURES}: too few to tell whether a proxy ranks networks, so no proxy correlation "
+                 "is shown.")
+        return
+    table = proxy_correlations(completed, metric=metric)
     if table.empty:
         doc.text(f"Fewer than {MIN_TRIALS} completed trials with proxies and `{metric}`: no proxy correlation.")
+        return
+    if not informative(table):
+        doc.text(uninformative_text("proxy correlation", table))
         return
     doc.text(f"Spearman rank correlation of each proxy, computed at initialisation, with the final `{metric}`, "
              "with a 95% percentile bootstrap interval over trials; `params` is the baseline a proxy must beat.")
