@@ -25,9 +25,6 @@ MIN_TRIALS = 5
 # so with fewer the ranks of wiring and of params barely move and "wiring or parameters?" has no answer.
 MIN_ARCHITECTURES = 5
 BOOTSTRAP_SAMPLES = 1000
-# Widest 95% interval of a rank correlation that still says something (a correlation lies in [-1, 1], width 2):
-# a section whose every interval is wider says so in one sentence instead of a table of noise.
-MAX_INTERVAL_WIDTH = 1.0
 
 
 def network_metric_columns(trials: pd.DataFrame) -> list[str]:
@@ -86,19 +83,6 @@ def topology_correlations(trials: pd.DataFrame, metric: str = "test_acc", contro
                      "rho": partial_rank_correlation(x, y, None),
                      "partial_rho": partial_rank_correlation(x, y, z), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=["topology", "n", "rho", "partial_rho", "ci_low", "ci_high"])
-
-
-def informative(table: pd.DataFrame) -> bool:
-    """Whether any correlation of a table has an interval narrower than MAX_INTERVAL_WIDTH."""
-    return bool(((table["ci_high"] - table["ci_low"]) <= MAX_INTERVAL_WIDTH).any())
-
-
-def uninformative_text(what: str, table: pd.DataFrame) -> str:
-    """The one sentence that replaces a table of correlations too uncertain to rank anything."""
-    widest = (table["ci_high"] - table["ci_low"]).min()
-    return (f"Every {what} has a 95% interval wider than {MAX_INTERVAL_WIDTH:g} (the narrowest is "
-            f"{widest:.2f} wide, of the 2 a correlation can span; over {int(table['n'].max())} trials): "
-            "this study cannot say whether any of them ranks the trials, so no table is shown.")
 
 
 def add_topology_columns(trials: pd.DataFrame, results_dir: str | Path) -> pd.DataFrame:
@@ -163,9 +147,6 @@ def topology_section(doc, results, metric: str, out: Path) -> None:
     if table.empty:
         doc.text(f"Fewer than {MIN_TRIALS} completed trials with varying topology metrics and `{metric}`: "
                  "no topology correlation.")
-        return
-    if not informative(table):
-        doc.text(uninformative_text("topology correlation", table))
         return
     doc.text(f"Spearman rank correlation of each whole-network topology metric with `{metric}` "
              f"(`rho`) and partial rank correlation controlling for `params` (`partial_rho`) with a "
