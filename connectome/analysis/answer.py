@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from connectome.analysis.results import MACS, completed_rows, factor_columns
+from connectome.analysis.results import MACS, Results, completed_rows, factor_columns
 from connectome.analysis.stats import Comparison, compare, configurations
+from connectome.analysis.studyfile import budget_params
 from connectome.analysis.units import format_points, is_points, points_name, scale, with_points, words
 
 # Comparisons a study answers with, at most (dense against each other pattern, else every pair).
@@ -40,6 +41,12 @@ class Sentence:
 
     def __str__(self) -> str:
         return self.text
+
+
+def results_answer(results: Results) -> list[Sentence]:
+    """The answer of a loaded results directory (`connectome.analysis.load`), as its report opens with it."""
+    search = "grid" if results.planned is None else "optuna"
+    return study_answer(results.trials, search=search, budget=budget_params(results.path))
 
 
 def study_answer(trials: pd.DataFrame, metric: str = "test_error", search: str = "grid",
