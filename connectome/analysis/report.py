@@ -136,8 +136,8 @@ def _stopped_section(doc: Document, results: Results, included: bool) -> None:
            "left out of the summary, comparisons and Pareto front (they trained fewer epochs and have no test metrics)")
     doc.heading("Trials stopped early by the scheduler", level=3)
     doc.text(f"{len(stopped)} trial(s) were stopped by the study's multi-fidelity scheduler on validation "
-             f"accuracy; {use}.")
-    cols = [c for c in (*TRIAL_COLUMNS, "epochs_completed", "best_val_acc") if c in stopped]
+             f"error; {use}.")
+    cols = [c for c in (*TRIAL_COLUMNS, "epochs_completed", SELECTION_METRIC) if c in stopped]
     _capped_table(doc, stopped[cols])
 
 
