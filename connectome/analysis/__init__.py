@@ -28,7 +28,8 @@ from typing import Any
 # of one statistics function (the driver's summary table) does not import matplotlib, Optuna
 # and the trainer with the figures and the report.
 _EXPORTS = {
-    "connectome.analysis.answer": ["Sentence", "answer", "pattern_comparisons", "results_answer", "study_answer"],
+    # not `answer` itself: the name is its module's (connectome.analysis.answer)
+    "connectome.analysis.answer": ["Sentence", "pattern_comparisons", "results_answer", "study_answer"],
     "connectome.analysis.figures": ["plot_error_vs_params", "plot_feature_usage", "plot_pareto",
                                     "plot_source_usage", "plot_training_curves", "save_figure"],
     "connectome.analysis.optuna_trials": ["OptunaTrials", "load_optuna"],
@@ -58,7 +59,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "MACS", "Comparison", "OptunaTrials", "Results", "Sentence", "answer", "column_group", "compare",
+    "MACS", "Comparison", "OptunaTrials", "Results", "Sentence", "column_group", "compare",
     "configurations", "pattern_comparisons", "points_name", "results_answer", "study_answer", "with_points",
     "crossed_factors", "factor_columns", "feature_usage", "load", "load_optuna", "load_trial_model", "metric_range",
     "model_usage", "normalize_usage", "order_columns", "pareto", "pareto_configs", "plot_error_vs_params",

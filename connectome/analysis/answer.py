@@ -43,16 +43,21 @@ class Sentence:
         return self.text
 
 
-def results_answer(results: Results) -> list[Sentence]:
+def results_answer(results: Results, metric: str = "test_error", include_stopped: bool = False) -> list[Sentence]:
     """The answer of a loaded results directory (`connectome.analysis.load`), as its report opens with it."""
     search = "grid" if results.planned is None else "optuna"
-    return study_answer(results.trials, search=search, budget=budget_params(results.path))
+    return study_answer(results.trials, metric=metric, search=search, budget=budget_params(results.path),
+                        include_stopped=include_stopped)
 
 
 def study_answer(trials: pd.DataFrame, metric: str = "test_error", search: str = "grid",
-                 budget: int | None = None) -> list[Sentence]:
-    """The answer of a study from its trials frame (any statuses): only trials that completed count."""
-    completed = with_points(completed_rows(trials))
+                 budget: int | None = None, include_stopped: bool = False) -> list[Sentence]:
+    """The answer of a study from its trials frame (any statuses): only trials that completed count.
+
+    `search` is the study's search kind: a grid answers with its paired comparisons of patterns, an
+    Optuna search with the configuration it chose on validation.
+    """
+    completed = with_points(completed_rows(trials, include_stopped))
     shown = points_name(metric)
     if shown not in completed or completed[shown].notna().sum() == 0:
         return [Sentence(f"No completed trial has `{metric}` yet: the study has no answer yet.", "untested")]

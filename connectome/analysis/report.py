@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from connectome.analysis.answer import answer, pattern_comparisons
+from connectome.analysis.answer import pattern_comparisons, results_answer
 from connectome.analysis.document import Document
 from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto, plot_source_usage,
                                          plot_training_curves, replicates, save_figure)
@@ -92,13 +92,8 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
 
 def _answer_section(doc: Document, results: Results, metric: str, include_stopped: bool) -> None:
     """What the study found, in words (analysis/answer.py), and the unit every number below is in."""
-    completed = results.completed(include_stopped)
     doc.heading("Answer")
-    if metric not in completed or completed[metric].isna().all():
-        doc.text("No completed trial has a result yet: the study has no answer yet.")
-        return
-    comparisons = pattern_comparisons(completed, metric) if results.planned is None else []  # a search: its best
-    for sentence in answer(completed, comparisons, metric=metric, budget=budget_params(results.path)):
+    for sentence in results_answer(results, metric=metric, include_stopped=include_stopped):
         doc.answer(sentence.text)
     if is_points(metric):
         doc.text(f"Throughout this report {DIRECTION}. Choices (the Pareto front, the trials of the usage maps, "
