@@ -53,7 +53,8 @@ def proxy_section(doc, results, metric: str, out: Path) -> None:
         return
     doc.heading("Zero-cost proxies")
     archs = count_architectures(completed.dropna(subset=[metric]), results.path)
-    if 0 < archs < MIN_ARCHITECTURES:  # 0: no hash or spec to count them by  # seeds of one graph score alike: the ranks compare a handful of graphs
+    # seeds of one graph score alike, so the ranks compare a handful of graphs (0: no hash or spec to count by)
+    if 0 < archs < MIN_ARCHITECTURES:
         doc.text(f"{archs} distinct architecture(s) among the completed trials with `{metric}`, fewer than "
                  f"{MIN_ARCHITECTURES}: too few to tell whether a proxy ranks networks, so no proxy correlation "
                  "is shown.")
