@@ -421,7 +421,7 @@ def grid_space(pending: list[Trial]) -> dict[str, Any]:
 
 def show_summary(study: Study, frame, console: Console) -> None:
     """The answer in words, the summary table (one row per pattern and searched factor, over seeds), every failure."""
-    from connectome.analysis.units import DIRECTION, points_name, with_points
+    from connectome.analysis.units import points_name, with_points
 
     keys = ["pattern"]
     if isinstance(study.search, GridSearch):
@@ -431,7 +431,7 @@ def show_summary(study: Study, frame, console: Console) -> None:
         console.print(line, highlight=False, markup=False)
     metric = points_name("test_error")
     console.print(summary_table(with_points(frame), keys, metric=metric,
-                                title=f"{study.name}: test error over seeds ({DIRECTION})"))
+                                title=f"{study.name}: test error in percentage points over seeds (lower is better)"))
     if "status" not in frame:
         return
     for _, row in frame[frame["status"] == "failed"].iterrows():

@@ -335,7 +335,7 @@ def test_summary_opens_with_the_answer_and_gives_errors_in_points(tmp_path):
     lines = out.getvalue().splitlines()
     expected = comparison_sentence(compare(with_points(frame), metric="test_error_pts"), with_points(frame)).text
     assert lines[0] == expected and "partial has 26% fewer parameters" in expected
-    assert "test error over seeds" in out.getvalue() and "test_acc" not in out.getvalue()
+    assert "test error in percentage points over seeds" in out.getvalue() and "test_acc" not in out.getvalue()
     assert "19.00" in out.getvalue()  # dense: mean test error 19.00 points
 
 
