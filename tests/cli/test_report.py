@@ -26,6 +26,7 @@ def results_dir(tmp_path):
 def test_report_command_writes_markdown_html_and_figures(results_dir, capsys):
     assert main(["report", str(results_dir)]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("dense - partial: test error -5.00 points [")  # the answer first, as in the report
     assert "4 trials: 4 completed, 0 diverged, 0 failed, 0 missing" in out
     assert f"wrote {results_dir / 'report.md'}" in out
     text = (results_dir / "report.md").read_text()
@@ -50,6 +51,8 @@ def test_report_command_json(results_dir, tmp_path, capsys, text_only):
     assert data["markdown"] == str(tmp_path / "report.md") and Path(data["html"]).is_file()
     assert data["figures"] and all(Path(f).is_file() for f in data["figures"])
     assert data["counts"]["total"] == len(pd.read_parquet(results_dir / "trials.parquet"))
+    [answer] = data["answer"]
+    assert answer.startswith("dense - partial: test error -5.00 points")
 
 
 def test_report_command_missing_directory_is_one_line(tmp_path, capsys):
