@@ -16,6 +16,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from connectome.analysis.results import MACS, factor_columns
 from connectome.analysis.stats import configurations, crossed_factors, pareto, summarize
+from connectome.analysis.units import is_points, words
 from connectome.files import write_atomic
 
 # Factors that change a network's size: a study varying one within a pattern draws curves.
@@ -41,12 +42,16 @@ SHORT_LABELS = {MACS: "MACs"}
 
 
 def label(column: str) -> str:
-    """Axis label of a result column."""
+    """Axis label of a result column: `test error (points)` for an error in points."""
+    if is_points(column):
+        return f"{words(column)} (points)"
     return LABELS.get(column, column)
 
 
 def short_label(column: str) -> str:
     """Name of a result column in a title."""
+    if is_points(column):
+        return words(column)
     return SHORT_LABELS.get(column, label(column))
 
 

@@ -1,21 +1,22 @@
 """`report.md` and `report.html` for a results directory: counts, summary, comparisons, figures."""
 from __future__ import annotations
 
-import itertools
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
+from connectome.analysis.answer import pattern_comparisons, results_answer
 from connectome.analysis.document import Document
 from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto, plot_source_usage,
                                          plot_training_curves, replicates, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
-from connectome.analysis.figures import varies_size
+from connectome.analysis.figures import label, varies_size
 from connectome.analysis.studyfile import budget_params
 from connectome.analysis.results import MACS, Results, factor_columns, load
-from connectome.analysis.stats import (compare, configurations, crossed_factors, metric_range, pareto_configs,
-                                       summarize)
+from connectome.analysis.stats import configurations, crossed_factors, metric_range, pareto_configs, summarize
+from connectome.analysis.units import DIRECTION, ERRORS, is_points, points_name, with_points, words
 from connectome.analysis.proxies import prescreen_section, proxy_section
 from connectome.analysis.span import span_section
 from connectome.analysis.topology import topology_section
@@ -31,12 +32,13 @@ from connectome.testing.faults import fault
 # Columns shown for individual trials in the failure and Pareto tables, when present.
 TRIAL_COLUMNS = ("trial_id", "pattern", "depth", "growth", "m", "bottleneck", "seed")
 SIZE_COLUMNS = ("params", MACS, "activations")
-MAX_COMPARISONS = 6
 MAX_CURVE_GROUPS = 8
 # Rows of a per-trial table (failures, missing pairs) shown before the rest is summarised.
 MAX_ROWS = 30
-# "Best trial" choices are made on validation data; the test metric is only reported.
-SELECTION_METRIC = "best_val_acc"
+# "Best trial" choices are made on validation data (its error in points); the test metric is only reported.
+SELECTION_METRIC = points_name("best_val_acc")
+# Columns of a summary or comparison table that are in the metric's unit (points for an error).
+STAT_COLUMNS = ("std", "ci_low", "ci_high", "mean_diff(a-b)")
 
 
 def write_report(results_dir: str | Path, metric: str = "test_error",
@@ -55,8 +57,12 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         raise ConfigError(f"metric {metric!r} is not a trial column of {results.path}; "
                           f"numeric columns: {', '.join(sorted(numeric))}")
     out = Path(out_dir) if out_dir is not None else results.path
+    # one metric family from here on: every fraction shown as an error in points (analysis/units.py)
+    results = replace(results, trials=with_points(results.trials), epochs=with_points(results.epochs))
+    recorded, metric = metric, points_name(metric)
     doc = Document()
     doc.heading(f"Study `{results.study}`", level=1)
+    _answer_section(doc, results, metric, include_stopped)
     _status_section(doc, results)
     _stopped_section(doc, results, include_stopped)
     completed = results.completed(include_stopped)
@@ -69,7 +75,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         span_section(doc, completed, metric, out)  # metric vs max_span of the span pattern (analysis/span.py)
         wiring_section(doc, completed, metric, out)  # random graphs per generator vs references (analysis/wiring.py)
     else:
-        doc.text(f"No completed trial has `{metric}` yet: no summary, comparison or Pareto front.")
+        doc.text(f"No completed trial has `{recorded}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out, refused)
     topology_section(doc, results, metric, out)  # topology vs accuracy (analysis/topology.py)
     proxy_section(doc, results, metric, out)  # zero-cost proxies vs accuracy (analysis/proxies.py)
@@ -82,6 +88,16 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     report = StudyDir(out).report_file
     write_atomic(report, doc.to_markdown(out))
     return report
+
+
+def _answer_section(doc: Document, results: Results, metric: str, include_stopped: bool) -> None:
+    """What the study found, in words (analysis/answer.py), and the unit every number below is in."""
+    doc.heading("Answer")
+    for sentence in results_answer(results, metric=metric, include_stopped=include_stopped):
+        doc.answer(sentence.text)
+    if is_points(metric):
+        doc.text(f"Throughout this report {DIRECTION}. Choices (the Pareto front, the trials of the usage maps, "
+                 "a search's best) are made on validation data; test numbers are only reported.")
 
 
 def _status_section(doc: Document, results: Results) -> None:
@@ -115,8 +131,8 @@ def _stopped_section(doc: Document, results: Results, included: bool) -> None:
            "left out of the summary, comparisons and Pareto front (they trained fewer epochs and have no test metrics)")
     doc.heading("Trials stopped early by the scheduler", level=3)
     doc.text(f"{len(stopped)} trial(s) were stopped by the study's multi-fidelity scheduler on validation "
-             f"accuracy; {use}.")
-    cols = [c for c in (*TRIAL_COLUMNS, "epochs_completed", "best_val_acc") if c in stopped]
+             f"error; {use}.")
+    cols = [c for c in (*TRIAL_COLUMNS, "epochs_completed", SELECTION_METRIC) if c in stopped]
     _capped_table(doc, stopped[cols])
 
 
@@ -130,7 +146,7 @@ def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> Non
     doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
              "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates)"
              f"{_cut_note(metric)}. `{MACS}`: multiply-adds per image.")
-    doc.table(table)
+    doc.table(table.rename(columns={"mean": metric}), points=_stat_columns(metric))
 
 
 def _paper_section(doc: Document, completed: pd.DataFrame) -> None:
@@ -141,14 +157,16 @@ def _paper_section(doc: Document, completed: pd.DataFrame) -> None:
     settings = trial_settings(completed)
     lines = []
     for row in rows.itertuples():
-        metric = PAPER_METRIC.get(row.setting, "test_error")
+        recorded = PAPER_METRIC.get(row.setting, "test_error")
+        metric = points_name(recorded)
         ours = completed[(completed["preset"] == row.preset) & (settings == row.setting)
                          & (completed["depth"] == row.depth if "depth" in completed else True)]
         if metric not in ours:
             continue
         s = summarize(ours, by=[], metric=metric).iloc[0] if ours[metric].notna().any() else None
+        paper = row.error * 100 if is_points(metric) else row.error
         lines.append({"method": row.method, "depth": row.depth, "setting": row.setting, "preset": row.preset,
-                      "paper error": row.error, "metric": metric, "trials": 0 if s is None else int(s["count"]),
+                      "paper_error_pts": paper, "metric": metric, "trials": 0 if s is None else int(s["count"]),
                       "mean": None if s is None else s["mean"], "ci_low": None if s is None else s["ci_low"],
                       "ci_high": None if s is None else s["ci_high"]})
     if not lines:
@@ -159,7 +177,7 @@ def _paper_section(doc: Document, completed: pd.DataFrame) -> None:
              "paper reports CIFAR's test error at the end of training on all 50,000 training images and "
              "SVHN's at the epoch of lowest validation error; a study that trains shorter or on fewer "
              "images does not reproduce the row.")
-    doc.table(pd.DataFrame(lines))
+    doc.table(pd.DataFrame(lines), points=("mean", *STAT_COLUMNS))
 
 
 def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, complete: bool = False) -> None:
@@ -168,14 +186,9 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, comple
     With every trial `complete`, a comparison without any pair was never planned on shared
     configurations (random graphs whose growth a budget sets): it is said so, not listed as missing.
     """
-    if "pattern" not in trials or "seed" not in trials:
+    comparisons = pattern_comparisons(trials, metric)
+    if not comparisons:
         return
-    levels = sorted(trials["pattern"].dropna().astype(str).unique())
-    if len(levels) < 2:
-        return
-    anchor = "dense" if "dense" in levels else None
-    pairs = [(anchor, b) for b in levels if b != anchor] if anchor else list(itertools.combinations(levels, 2))
-    comparisons = [compare(trials, factor="pattern", a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
     unplanned = [c for c in comparisons if complete and c.n_pairs == 0]
     comparisons = [c for c in comparisons if not (complete and c.n_pairs == 0)]
     doc.heading("Comparisons")
@@ -184,7 +197,7 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, comple
                  "sharing the seed and every factor crossed with the pattern; 95% t interval"
                  f"{_difference_cut_note(metric)} and paired t-test p-value. A pair is missing when one side "
                  "failed, diverged or has not run yet.")
-        doc.table(pd.DataFrame([c.as_row() for c in comparisons]))
+        doc.table(pd.DataFrame([c.as_row() for c in comparisons]), points=_stat_columns(metric))
     for c in unplanned:
         doc.text(f"{c.a} vs {c.b}: no pair, although every trial completed: the two levels share no "
                  f"configuration (matched on {', '.join(c.matched_on)}), so nothing failed; the study "
@@ -196,19 +209,19 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, comple
 
 
 def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
-    """The configurations no other beats on size and validation accuracy, with the reported metric beside them."""
+    """The configurations no other beats on size and validation error, with the reported metric beside them."""
     if "params" not in completed:
         return
     doc.heading("Pareto front")
     if SELECTION_METRIC in completed and completed[SELECTION_METRIC].notna().any():
-        y, maximize = SELECTION_METRIC, True
+        y, maximize = SELECTION_METRIC, False
         how = (f"Configurations (completed trials equal on every factor but the seed) not dominated on "
-               f"(`params` min, mean `{SELECTION_METRIC}` max over seeds): the front is chosen on validation "
+               f"(`params` min, mean `{SELECTION_METRIC}` min over seeds): the front is chosen on validation "
                f"data, and the mean `{metric}` of each is reported beside it")
     else:  # nothing to select on: describe the front of the reported metric itself, and say so
         y, maximize = metric, metric.endswith("_acc")
         how = (f"Configurations not dominated on (`params`, mean `{metric}` over seeds). No trial has "
-               f"`{SELECTION_METRIC}`, so this front is drawn on the reported metric (a description, not a "
+               "a validation accuracy, so this front is drawn on the reported metric (a description, not a "
                "selection)")
     front = pareto_configs(completed, x="params", y=y, maximize_y=maximize)
     if y != metric and metric in completed:
@@ -217,10 +230,10 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
     doc.text(f"{how}; `count` seeds, 95% t interval of the mean of `{y}`{_cut_note(y)}. A single lucky seed "
              "does not move the front.")
     cols = [*factor_columns(completed), "count", "params", y, "ci_low", "ci_high", metric]
-    doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
+    doc.table(front[[c for c in dict.fromkeys(cols) if c in front]], points=_stat_columns(y))
     fig = plot_pareto(completed, x="params", y=y, maximize_y=maximize)
     paths = save_figure(fig, StudyDir(out).figure("pareto_params"))
-    doc.figure(*paths, caption=f"{y} vs parameters per configuration: {_marks_note(completed, y)}; "
+    doc.figure(*paths, caption=f"{label(y)} vs parameters per configuration: {_marks_note(completed, y)}; "
                                "black line and circles: the Pareto front of configurations.")
 
 
@@ -255,8 +268,8 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:
         hue = [main]
     # the paper's Figures 3 and 6 show test error per epoch, when the trials logged it
-    tested = "test_error" in results.epochs and results.epochs["test_error"].notna().any()
-    metrics = ("train_loss", "test_error") if tested else ("train_loss", "val_acc")
+    tested = "test_error_pts" in results.epochs and results.epochs["test_error_pts"].notna().any()
+    metrics = ("train_loss", "test_error_pts") if tested else ("train_loss", "val_error_pts")
     fig = plot_training_curves(results.epochs, completed, metrics=metrics, hue=hue)
     paths = save_figure(fig, figures / "training_curves")
     groups = [trials for _, trials in completed.groupby(hue, dropna=False)]
@@ -264,7 +277,7 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     over = "the group's trials (seeds, and the configurations a group pools, as its legend says)" if pooled else "seeds"
     band = (f"mean over {over}, band: 95% t interval of the mean" if any(len(t) > 1 for t in groups)
             else "one trial per group: no interval")
-    shown = "training loss and test error" if tested else "training loss and validation accuracy"
+    shown = "training loss and test error" if tested else "training loss and validation error"
     doc.figure(*paths, caption=f"{shown.capitalize()} per epoch of completed trials per {', '.join(hue)} "
                                f"(arXiv 1608.06993 v1, Figs. 3 and 6): {band}."
                                + ("" if tested else " Test error per epoch needs train.test_each_epoch: true."))
@@ -312,36 +325,39 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
 
         fig = plot_feature_usage(feature_usage(model), title=f"feature usage: {name}, whole network")
         paths = save_figure(fig, figures / f"feature_usage_{_slug(pattern)}")
-        doc.figure(*paths, caption=f"Feature usage of {name} over the whole network (arXiv 1608.06993 v1, "
+        doc.figure(*paths, folded=True, caption=f"Feature usage of {name} over the whole network (arXiv 1608.06993 v1, "
                                    f"Fig. 4), the {pattern} trial chosen by {how}: each column a conv layer, "
                                    "transition (T) or the classifier (C), each row an input feature map; l2 "
                                    "norm of the weights on that map divided by the column's largest; grey = "
                                    "not read.")
 
 def select_per_pattern(trials: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """One trial per pattern, chosen on validation accuracy (never on a test metric), and why."""
+    """One trial per pattern, chosen on validation error (never on a test metric), and why."""
+    trials = with_points(trials)
     if SELECTION_METRIC in trials and trials[SELECTION_METRIC].notna().any():
         ranked = trials.dropna(subset=[SELECTION_METRIC]).sort_values(
-            [SELECTION_METRIC, "trial_id"], ascending=[False, True], kind="stable")
-        return ranked.groupby("pattern").head(1), f"highest {SELECTION_METRIC}"
+            [SELECTION_METRIC, "trial_id"], ascending=[True, True], kind="stable")
+        return ranked.groupby("pattern").head(1), f"lowest {words(SELECTION_METRIC)}"
     # Without a validation metric there is no honest "best": show the first trial, saying so.
     return (trials.sort_values("trial_id", kind="stable").groupby("pattern").head(1),
-            f"first by trial id: no {SELECTION_METRIC} to select on")
+            "first by trial id: no validation accuracy to select on")
 
 
 def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> None:
     """Pareto front of each Optuna study: its first two objectives, or its one against params."""
     for study in studies:
         doc.heading(f"Optuna study `{study.study_name}`")
-        frame = study.frame
-        if len(study.objectives) >= 2:
-            (x, mx), (y, my) = zip(study.objectives[:2], study.maximize[:2])
+        frame = with_points(study.frame)
+        # an accuracy objective is shown as its error in points, minimised
+        objectives = [(points_name(o), False if o in ERRORS else m) for o, m in zip(study.objectives, study.maximize)]
+        if len(objectives) >= 2:
+            (x, mx), (y, my) = objectives[:2]
             if y in SIZE_COLUMNS and x not in SIZE_COLUMNS:  # size on x, as in the other figures
                 (x, mx), (y, my) = (y, my), (x, mx)
-        elif "params" in frame and study.objectives[0] != "params":
-            x, y, mx, my = "params", study.objectives[0], False, study.maximize[0]
+        elif "params" in frame and objectives[0][0] != "params":
+            (y, my), x, mx = objectives[0], "params", False
         else:
-            doc.text(f"{len(frame)} completed trial(s), one objective `{study.objectives[0]}` and "
+            doc.text(f"{len(frame)} completed trial(s), one objective `{objectives[0][0]}` and "
                      "no parameter counts to trade it against: no front to draw.")
             continue
         front = pareto_configs(frame, x=x, y=y, maximize_x=mx, maximize_y=my)
@@ -351,11 +367,11 @@ def _optuna_section(doc: Document, studies: list[OptunaTrials], out: Path) -> No
                  f"({'max' if mx else 'min'}) vs `{y}` ({'max' if my else 'min'}), over the mean of each "
                  "configuration's seeds.")
         cols = [*factor_columns(frame), "count", x, y, "ci_low", "ci_high"]
-        doc.table(front[[c for c in dict.fromkeys(cols) if c in front]])
+        doc.table(front[[c for c in dict.fromkeys(cols) if c in front]], points=_stat_columns(y))
         fig = plot_pareto(frame, x=x, y=y, maximize_x=mx, maximize_y=my, hue="pattern",
                           title=f"Optuna study {study.study_name}: Pareto front")
         paths = save_figure(fig, StudyDir(out).figure(f"optuna_pareto_{_slug(study.study_name)}"))
-        doc.figure(*paths, caption=f"Optuna study {study.study_name}: {y} vs {x} per configuration: "
+        doc.figure(*paths, caption=f"Optuna study {study.study_name}: {label(y)} vs {label(x)} per configuration: "
                                    f"{_marks_note(frame, y)}; black line and circles: the Pareto front.")
 
 
@@ -386,7 +402,7 @@ def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "p
     shape = f"each {hue}'s configurations joined into a curve" if joined else "one mark per configuration"
     if budget is not None:
         shape += f" (every candidate matched to {budget:,} parameters by its growth rate: no size series)"
-    return (f"{metric} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
+    return (f"{label(metric)} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
             f"{_marks_note(completed, metric)}.")
 
 
@@ -399,16 +415,21 @@ def _marks_note(trials: pd.DataFrame, metric: str) -> str:
             "faint dots: single trials")
 
 
+def _stat_columns(metric: str) -> tuple[str, ...]:
+    """The columns of a statistics table in the metric's unit: fixed decimals when that unit is points."""
+    return STAT_COLUMNS if is_points(metric) else ()
+
+
 def _config_keys(completed: pd.DataFrame) -> list[str]:
     """The columns that identify a configuration (as `configurations` groups them)."""
     return factor_columns(completed, varying=False)
 
 
 def _cut_note(metric: str) -> str:
-    """`, cut at [0, 1]` for a bounded metric (its interval never leaves the possible range)."""
+    """`, cut at [0, 100]` for a bounded metric (its interval never leaves the possible range)."""
     low, high = metric_range(metric)
-    if low == 0.0 and high == 1.0:
-        return ", cut at [0, 1]"
+    if low == 0.0 and high < float("inf"):
+        return f", cut at [0, {high:g}]"
     return ", cut at 0" if low == 0.0 else ""
 
 

@@ -62,10 +62,7 @@ class Results:
         Trials a scheduler stopped early (`stopped_early`: fewer epochs, no test metrics) are
         left out unless `include_stopped`: they did not get the budget the others got.
         """
-        if "status" not in self.trials:
-            return self.trials.iloc[0:0]
-        done = self.trials["status"] == "completed"
-        return self.trials[done if include_stopped else done & ~stopped_early(self.trials)]
+        return completed_rows(self.trials, include_stopped)
 
     def stopped(self) -> pd.DataFrame:
         """Completed trials that a scheduler stopped before their last epoch."""
@@ -92,12 +89,15 @@ class Results:
 
         from connectome.analysis.document import html_table
 
-        cols = [c for c in (*IDENTITY_COLUMNS[:1], *factor_columns(self.trials), "seed", "status",
-                            "params", MACS, "best_val_acc", "test_acc", "test_error") if c in self.trials]
+        from connectome.analysis.units import points_name, with_points
+
+        trials = with_points(self.trials)  # errors in points, as in the report
+        cols = [c for c in (*IDENTITY_COLUMNS[:1], *factor_columns(trials), "seed", "status", "params", MACS,
+                            points_name("best_val_acc"), points_name("test_error")) if c in trials]
         more = len(self.trials) - HTML_ROWS
         return (f"<p><b>Results {html.escape(self.study)}</b> at <code>{html.escape(str(self.path))}</code>"
                 f"<br>{html.escape(self.describe_counts())}; {len(self.epochs)} epoch rows</p>"
-                + html_table(self.trials[cols].head(HTML_ROWS))
+                + html_table(trials[cols].head(HTML_ROWS))
                 + (f"<p>... and {more} more trial(s) in <code>.trials</code></p>" if more > 0 else ""))
 
     def tidy_epochs(self, metrics: list[str] | None = None, factors: list[str] | None = None) -> pd.DataFrame:
@@ -109,6 +109,14 @@ class Results:
         or a `groupby([*factors, "epoch", "metric"])`.
         """
         return tidy_epochs(self.trials, self.epochs, metrics=metrics, factors=factors)
+
+
+def completed_rows(trials: pd.DataFrame, include_stopped: bool = False) -> pd.DataFrame:
+    """The rows of trials that finished training normally (see `Results.completed`)."""
+    if "status" not in trials:
+        return trials.iloc[0:0]
+    done = trials["status"] == "completed"
+    return trials[done if include_stopped else done & ~stopped_early(trials)]
 
 
 def stopped_early(trials: pd.DataFrame) -> pd.Series:

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from connectome.analysis.figures import label, plural, save_figure
 from connectome.analysis.stats import crossed_factors, summarize
+from connectome.analysis.units import is_points
 from connectome.store.layout import StudyDir
 from connectome.store.record import factor_columns
 
@@ -89,12 +90,12 @@ def span_section(doc, completed: pd.DataFrame, metric: str, out: Path) -> None:
         return
     groups = span_groups(trials)
     table = span_table(trials, metric)
-    doc.heading("Accuracy against the longest skip kept")
+    doc.heading(f"{label(metric).capitalize()} against the longest skip kept")
     doc.text(f"`{metric}` per `max_span` (the `span` pattern: inside each block a layer reads only the nodes at "
              "most that many layers back; the block output reads every node), mean over seeds with a 95% "
              "Student-t interval of the mean; `max_span` empty = no limit (the dense block). A span at least "
              "the block's layer count is the dense graph (it runs once; see `duplicate_of`).")
-    doc.table(table)
+    doc.table(table, points=("std", "ci_low", "ci_high") if is_points(metric) else ())
     if groups and table.groupby(groups).ngroups > MAX_GROUPS:
         doc.text(f"More than {MAX_GROUPS} combinations of other factors: no curve figure.")
         return

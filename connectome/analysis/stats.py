@@ -9,6 +9,7 @@ import pandas as pd
 from scipy.special import stdtrit  # the t quantile without importing scipy.stats (0.7 s)
 
 from connectome.analysis.results import FRACTION_METRICS, MACS, factor_columns, is_factor
+from connectome.analysis.units import is_points
 from connectome.errors import ConfigError
 
 
@@ -18,9 +19,11 @@ NONNEGATIVE = frozenset({"params", MACS, "activations", "test_loss", "train_loss
 
 
 def metric_range(metric: str) -> tuple[float, float]:
-    """The values a metric can take: [0, 1] for fractions, [0, inf) for sizes and losses."""
+    """The values a metric can take: [0, 1] for fractions, [0, 100] for points, [0, inf) for sizes and losses."""
     if metric in FRACTION_METRICS:
         return 0.0, 1.0
+    if is_points(metric):
+        return 0.0, 100.0
     return (0.0, np.inf) if metric in NONNEGATIVE else (-np.inf, np.inf)
 
 

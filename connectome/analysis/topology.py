@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from connectome.analysis.units import is_points, words
 from connectome.store.layout import StudyDir
 from connectome.topology import PREFIX, topology_columns
 
@@ -135,7 +136,7 @@ def topology_section(doc, results, metric: str, out: Path) -> None:
     from connectome.analysis.figures import save_figure
 
     completed = add_topology_columns(results.completed(), results.path)
-    doc.heading("Topology and accuracy")
+    doc.heading(f"Topology and {words(metric) if is_points(metric) else metric}")
     scored = completed.dropna(subset=[metric]) if metric in completed else completed.iloc[:0]
     archs = count_architectures(scored, results.path)
     if archs < MIN_ARCHITECTURES:

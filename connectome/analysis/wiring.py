@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from connectome.analysis.figures import label, plural, save_figure
 from connectome.analysis.stats import summarize
+from connectome.analysis.units import is_points
 from connectome.store.layout import StudyDir
 
 RANDOM = "random"
@@ -112,8 +113,9 @@ def wiring_section(doc, completed: pd.DataFrame, metric: str, out: Path) -> None
              "`graphs` distinct architectures (canonical hash), `trials`, mean with a 95% Student-t interval "
              "over the trials, s.d., min and max. With one training seed per graph, a setting's spread mixes "
              "graph-to-graph and seed-to-seed variation; a reference with one trial has no interval.")
-    doc.table(wiring_table(completed, metric, by="generator"))
-    doc.table(wiring_table(completed, metric, by="setting"))
+    shown = ("mean", "std", "ci_low", "ci_high", "min", "max") if is_points(metric) else ()
+    doc.table(wiring_table(completed, metric, by="generator"), points=shown)
+    doc.table(wiring_table(completed, metric, by="setting"), points=shown)
     paths = save_figure(plot_wiring(completed, metric), StudyDir(out).figure("random_wiring"))
     doc.figure(*paths, caption=f"{label(metric).capitalize()} per random-graph setting: dots are single trials "
                                "(one per graph and training seed), bars their mean; dashed lines: the other "

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     """Add the `report` subcommand."""
     parser = subparsers.add_parser(
         "report", help="write report.md and report.html for a results directory",
-        description="Summarise a results directory (finished or still running): trial counts, "
+        description="Summarise a results directory (finished or still running): the answer in words, trial counts, "
                     "per-group means with 95% intervals, paired pattern comparisons, Pareto "
                     "front and the paper's figures (PNG and SVG under figures/).")
     parser.add_argument("results_dir", help="folder written by `connectome run`, e.g. results/smoke")
@@ -29,16 +29,18 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from connectome.analysis import load, write_report
+    from connectome.analysis import load, results_answer, write_report
     from connectome.errors import ConfigError
 
     refused: list[str] = []
     report = write_report(args.results_dir, metric=args.metric, out_dir=args.output, refused=refused,
                           include_stopped=args.include_stopped)
     results = load(args.results_dir)
+    answer = [s.text for s in results_answer(results, metric=args.metric, include_stopped=args.include_stopped)]
     if args.json:
-        print(json.dumps(report_json(report, results.counts), indent=1))
+        print(json.dumps(report_json(report, results.counts, answer), indent=1))
     elif args.verbosity >= 0:
+        print("\n".join(answer))  # what the report opens with
         print(results.describe_counts())
         print(f"wrote {report} and {StudyDir(report.parent).report_html}")
     if refused:  # the report stands without them, but a tampered results dir must not pass silently
@@ -47,10 +49,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_json(report: Path, counts: dict[str, int]) -> dict:
-    """What `report` wrote, and the trial counts per status it summarised."""
+def report_json(report: Path, counts: dict[str, int], answer: list[str] | None = None) -> dict:
+    """What `report` wrote, the study's answer in words, and the trial counts per status it summarised."""
     sd = StudyDir(report.parent)
     figures = sd.figures
     return {"markdown": str(report), "html": str(sd.report_html),
             "figures": sorted(str(p) for p in figures.glob("*")) if figures.is_dir() else [],
-            "counts": {str(k): int(v) for k, v in counts.items()}}
+            "answer": answer or [], "counts": {str(k): int(v) for k, v in counts.items()}}

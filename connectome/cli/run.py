@@ -117,13 +117,16 @@ def _dry_run(study, args: argparse.Namespace) -> int:
 
 
 def summary_json(study, frame) -> dict[str, Any]:
-    """The study's outcome as data: where, how many trials per status, and every trial's row."""
+    """The study's outcome as data: where, its answer in words, how many trials per status, and every trial's row."""
     from pathlib import Path
+
+    from connectome.orchestration.driver import study_answer_lines
 
     # pandas writes NaN as null, numpy values as numbers, timestamps in ISO 8601.
     rows = json.loads(frame.to_json(orient="records", date_format="iso")) if len(frame) else []
     statuses = frame["status"].value_counts().to_dict() if "status" in frame else {}
-    return {"study": study.name, "results_dir": str(Path(study.output) / study.name), "trials": len(frame),
+    return {"study": study.name, "results_dir": str(Path(study.output) / study.name),
+            "answer": study_answer_lines(study, frame), "trials": len(frame),
             "status_counts": {str(k): int(v) for k, v in statuses.items()}, "rows": rows}
 
 

@@ -420,18 +420,35 @@ def grid_space(pending: list[Trial]) -> dict[str, Any]:
 
 
 def show_summary(study: Study, frame, console: Console) -> None:
-    """The summary table (one row per pattern and searched factor, over seeds) and every failure."""
+    """The answer in words, the summary table (one row per pattern and searched factor, over seeds), every failure."""
+    from connectome.analysis.units import points_name, with_points
+
     keys = ["pattern"]
     if isinstance(study.search, GridSearch):
         # each key once, in order of appearance (a key may appear in several variants)
         keys = list(dict.fromkeys([*keys, *study.search.factors, *(k for v in study.search.variants for k in v)]))
-    console.print(summary_table(frame, keys, title=f"{study.name}: test accuracy over seeds"))
+    for line in study_answer_lines(study, frame):
+        console.print(line, highlight=False, markup=False)
+    metric = points_name("test_error")
+    console.print(summary_table(with_points(frame), keys, metric=metric,
+                                title=f"{study.name}: test error in percentage points over seeds (lower is better)"))
     if "status" not in frame:
         return
     for _, row in frame[frame["status"] == "failed"].iterrows():
         error = str(row.get("error") or "no error text").strip().splitlines()
         console.print(f"failed: {row['trial_id']} (seed {row.get('seed')}): {error[-1] if error else ''}",
                       highlight=False, markup=False)
+
+
+def study_answer_lines(study: Study, frame) -> list[str]:
+    """The study's answer (connectome/analysis/answer.py), one line per comparison; none before any result."""
+    from connectome.analysis.answer import study_answer
+
+    if frame is None or len(frame) == 0:
+        return []
+    search = "grid" if isinstance(study.search, GridSearch) else "optuna"
+    budget = study.budget.params if study.budget is not None else None
+    return [sentence.text for sentence in study_answer(frame, search=search, budget=budget)]
 
 
 def failed_count(frame) -> int:

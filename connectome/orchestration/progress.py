@@ -179,16 +179,16 @@ class StudyView:
 
 
 def _outcome(row: Mapping[str, Any] | None) -> str:
-    """`completed, test acc 0.9312, best val acc 0.9350` or `failed: <the error's last line>`."""
+    """`completed, test error 6.88 points, best val error 6.50 points` or `failed: <the error's last line>`."""
     if not row:
         return "ended (no result recorded)"
     status = row.get("status") or "ended"
     if status == "completed" and row.get("stopped_early"):
         return (f"stopped early at epoch {row.get('epochs_completed')}, "
-                f"best val acc {_fraction(row.get('best_val_acc'))}")
-    if status == "completed":
-        return (f"completed, test acc {_fraction(row.get('test_acc'))}, "
-                f"best val acc {_fraction(row.get('best_val_acc'))}")
+                f"best val error {_error_points(row, 'best_val_acc')} points")
+    if status == "completed":  # errors in points, as the summary and the report give them (analysis/units.py)
+        return (f"completed, test error {_error_points(row, 'test_error', 'test_acc')} points, "
+                f"best val error {_error_points(row, 'best_val_acc')} points")
     error = str(row.get("error") or "").strip()
     return f"{status}: {error.splitlines()[-1]}" if error else status
 
@@ -200,6 +200,24 @@ def _number(value: Any) -> bool:
 def _fraction(value: Any) -> str:
     """A metric fraction (accuracy, error) with 4 decimals, as stored; '-' when unknown."""
     return f"{float(value):.4f}" if _number(value) else "-"
+
+
+def _error_points(row: Mapping[str, Any], *metrics: str) -> str:
+    """The first recorded of `metrics` (an error or an accuracy fraction) as an error in points; '-' when unknown."""
+    from connectome.analysis.units import ACCURACIES, format_points
+
+    metric = next((m for m in metrics if _number(row.get(m))), None)
+    if metric is None:
+        return "-"
+    value = float(row[metric])
+    return format_points(100.0 * (1.0 - value) if metric in ACCURACIES else 100.0 * value)
+
+
+def _metric_text(metric: str, value: float) -> str:
+    """A summary cell: an error in points with fixed decimals, a fraction with 4."""
+    from connectome.analysis.units import format_points, is_points
+
+    return format_points(value) if is_points(metric) else _fraction(value)
 
 
 def _duration(seconds: float) -> str:
@@ -236,8 +254,8 @@ def summary_table(trials, group_by: list[str], title: str, metric: str = "test_a
         done = group[group["status"] == "completed"] if "status" in group else group
         mean, low, high = stats.get(values, (math.nan,) * 3)
         params = done["params"].astype(float).mean() if "params" in done and len(done) else math.nan
-        interval = "-" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
-        table.add_row(*(Text(v) for v in values), str(len(group)), _fraction(mean), interval,
+        interval = "-" if math.isnan(low) else f"[{_metric_text(metric, low)}, {_metric_text(metric, high)}]"
+        table.add_row(*(Text(v) for v in values), str(len(group)), _metric_text(metric, mean), interval,
                       "-" if math.isnan(params) else f"{params:,.0f}", str(len(group) - len(done)))
     return table
 

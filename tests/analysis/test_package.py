@@ -17,8 +17,9 @@ def test_every_public_name_resolves_to_its_module_object():
 
 
 def test_the_summary_statistics_do_not_import_matplotlib_or_optuna():
-    # the driver's summary table uses summarize(); the report's imports cost seconds per run
+    # the driver's summary uses summarize() and the answer; the report's imports cost seconds per run
     code = ("import sys; from connectome.analysis.stats import summarize; "
+            "from connectome.analysis.answer import study_answer; "
             "print(sorted(m for m in ('matplotlib', 'optuna', 'connectome.training', 'scipy.stats') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -46,10 +46,10 @@ def test_report_of_a_partly_failed_running_study(results_dir):
     assert "12 trials: 9 completed, 1 diverged, 1 failed, 1 missing" in text
     assert "RuntimeError: CUDA out of memory" in text  # the failed trial's last error line
     assert "`dense-g8-s2`" in text  # the trial with no result yet is named
-    # dense - partial is exactly -0.03 on every complete pair; one pair lacks its dense twin
+    # dense - partial is exactly -3 points on every complete pair; one pair lacks its dense twin
     row = next(line for line in text.splitlines() if line.startswith("| pattern | dense | partial"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4:7] == ["4", "1", "-0.03"]
+    assert cells[4:7] == ["4", "1", "-3.00"]  # points
     assert "| 2 | 4 | dense |" in text  # seed 2, growth 4: dense diverged
     check_figures(results_dir / "figures", FIGURES)
     for link in re.findall(r"\]\((figures/[^)]+)\)", text):
@@ -76,7 +76,7 @@ def test_report_to_another_folder_leaves_results_untouched(results_dir, tmp_path
     out = tmp_path / "elsewhere"
     write_report(results_dir, metric="best_val_acc", out_dir=out)
     assert (out / "report.md").exists() and not (results_dir / "report.md").exists()
-    assert "`best_val_acc` over completed trials" in (out / "report.md").read_text()
+    assert "`best_val_error_pts` over completed trials" in (out / "report.md").read_text()
 
 
 def test_captions_name_trials_and_intervals_not_hashes(results_dir, text_only):
@@ -89,7 +89,7 @@ def test_captions_name_trials_and_intervals_not_hashes(results_dir, text_only):
     assert "Source usage of dense, growth=8, seed 0 (arXiv 1608.06993 v1, Fig. 4)" in usage  # pattern, factors, seed
     assert "residual" not in usage  # no layer of this network sums its inputs
     size = next(c for c in captions if "vs params" in c)
-    assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 1]" in size
+    assert "joined into a curve" in size and "bars: 95% t interval of the mean, cut at [0, 100]" in size
 
 
 def test_a_budget_matched_study_draws_no_size_curve(results_dir, text_only):
@@ -97,7 +97,7 @@ def test_a_budget_matched_study_draws_no_size_curve(results_dir, text_only):
     study = results_dir / "study.yaml"
     study.write_text(study.read_text() + "budget: {params: 3000}\n")
     text = write_report(results_dir).read_text()
-    size = next(line for line in text.splitlines() if line.startswith("*test_error vs params"))
+    size = next(line for line in text.splitlines() if line.startswith("*test error (points) vs params"))
     assert "one mark per configuration (every candidate matched to 3,000 parameters" in size
     assert "joined into a curve" not in size
 
@@ -126,14 +126,15 @@ def test_report_intervals_stay_inside_the_metric_range(results_dir, text_only):
     text = write_report(results_dir).read_text()
     row = next(line for line in text.splitlines() if line.startswith("| dense | 4 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2:8] == ["–", "2", "0.5", "0.6364", "0", "1"]  # m, count, mean, std, ci cut at 0 and 1
+    assert cells[2:8] == ["–", "2", "50.00", "63.64", "0.00", "100.00"]  # m, count, mean, std, ci cut at 0 and 100
 
 
 def test_pareto_table_lists_configurations_with_seed_counts(results_dir, text_only):
     text = write_report(results_dir).read_text()
     section = text.split("## Pareto front")[1].split("##")[0]
     header = next(line for line in section.splitlines() if line.startswith("| pattern"))
-    assert header.startswith("| pattern | growth | m | count | params | best_val_acc | ci_low | ci_high | test_error |")
+    assert header.startswith("| pattern | growth | m | count | params | best_val_error_pts | ci_low | ci_high | "
+                             "test_error_pts |")
     assert "| partial | 4 | 8 | 3 |" in section  # three seeds of partial growth 4, one row
 
 
@@ -211,7 +212,7 @@ def test_report_prints_table_1_next_to_matching_trials(tmp_path, text_only):
     text = write_report(sd.root).read_text()
     section = text.split("Against the paper's Table 1")[1]
     line = next(ln for ln in section.splitlines() if "densenet-40-12" in ln)
-    assert "| C10 |" in line and "| 0.07 |" in line and "| 3 |" in line  # C10 (no "+"), 3 seeds
+    assert "| C10 |" in line and "| 7.00 |" in line and "| 3 |" in line  # C10 (no "+"), 3 seeds
 
 
 def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_path):
@@ -227,7 +228,7 @@ def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_p
                   for e in (1, 2, 3)]
         sd.record({"row": row, "epochs": epochs})
     text = write_report(sd.root).read_text()
-    assert "test_error vs params per family" in text
+    assert "test error (points) vs params per family" in text
     assert "Training loss and test error per epoch" in text
     check_figures(sd.root / "figures", ("error_vs_params", "training_curves"))
 
@@ -240,14 +241,14 @@ def test_usage_heatmap_trial_is_chosen_on_validation_not_test():
     trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "pattern": ["dense"] * 3,
                            "test_error": [0.10, 0.30, 0.20], "best_val_acc": [0.70, 0.90, 0.80]})
     chosen, how = select_per_pattern(trials)
-    assert chosen["trial_id"].tolist() == ["b"] and "best_val_acc" in how
+    assert chosen["trial_id"].tolist() == ["b"] and "validation error" in how
     chosen, how = select_per_pattern(trials.drop(columns="best_val_acc"))
-    assert chosen["trial_id"].tolist() == ["a"] and "no best_val_acc" in how
+    assert chosen["trial_id"].tolist() == ["a"] and "no validation accuracy" in how
 
 
 def test_report_captions_the_validation_choice(results_dir, text_only):
     text = write_report(results_dir).read_text()
-    assert "highest best_val_acc" in text and "best test_error" not in text
+    assert "lowest best validation error" in text and "best test_error" not in text
 
 
 def test_pareto_front_is_chosen_on_validation_and_reports_test(results_dir, text_only):
@@ -321,3 +322,73 @@ def test_a_comparison_never_planned_on_shared_configurations_is_not_called_missi
     doc = Document()
     _comparison_section(doc, trials, "test_error", complete=False)  # something failed: list what is absent
     assert "Missing pairs for dense vs random" in doc.to_markdown(Path("."))
+
+
+def test_the_report_opens_with_the_answer_computed_from_the_comparison(results_dir, text_only):
+    from connectome.analysis import compare
+    from connectome.analysis.answer import comparison_sentence
+    from connectome.analysis.units import with_points
+
+    write_report(results_dir)
+    text = (results_dir / "report.md").read_text()
+    completed = with_points(load(results_dir).completed())
+    expected = comparison_sentence(compare(completed, metric="test_error_pts"), completed).text
+    blocks = text.split("\n\n")
+    assert blocks[:3] == ["# Study `fake`", "## Answer", f"**{expected}**"]
+    assert expected.startswith("dense - partial: test error -3.00 points [-3.00, -3.00]")
+    html = (results_dir / "report.html").read_text()
+    body = html.split("<body>")[1]
+    assert body.index("<h2>Answer</h2>") < body.index("<p class=answer>") < body.index("<h2>Summary</h2>")
+    assert body.lstrip().startswith("<h1>")
+
+
+def test_one_metric_family_in_the_report_text(results_dir, text_only):
+    """Errors in points everywhere: no accuracy, and no fraction beside a point value."""
+    text = write_report(results_dir).read_text()
+    html = (results_dir / "report.html").read_text()
+    for shown in (text, html):
+        assert "test_acc" not in shown and "best_val_acc" not in shown and "accuracy (" not in shown
+    assert "lower is better" in text.split("## Summary")[0]  # the direction, said once at the top
+    assert text.count("lower is better") == 1
+    summary = text.split("## Summary")[1].split("##")[0]
+    values = [line.split("|")[5:9] for line in summary.splitlines() if line.startswith("| dense") or
+              line.startswith("| partial")]
+    assert values and all(re.fullmatch(r" \d+\.\d\d ", v) for row in values for v in row)  # fixed 2 decimals
+
+
+def test_whole_network_usage_maps_are_folded_and_block_maps_inline(results_dir, text_only):
+    text = write_report(results_dir).read_text()
+    assert "![Source usage of dense" in text and "![Feature usage" not in text
+    assert "[PNG](figures/feature_usage_dense.png)" in text
+    html = (results_dir / "report.html").read_text()
+    folded = re.findall(r"<details><summary>(.*?)</summary>", html)
+    assert len(folded) == 2 and all(s.startswith("Feature usage of") for s in folded)
+
+
+def test_proxy_correlations_over_too_few_architectures_are_one_sentence(results_dir, text_only):
+    import pandas as pd
+
+    sd = StudyDir(results_dir)
+    frame = load(results_dir).trials
+    frame.to_parquet(sd.trials_parquet, index=False)
+    for stale in (sd.journal, sd.compacted_file):
+        stale.unlink(missing_ok=True)
+    table = pd.read_parquet(sd.trials_parquet)
+    table["proxy.snip"] = table["params"] * 1.0
+    table["canonical_hash"] = table["pattern"] + table["growth"].astype(str)  # 4 architectures
+    table.to_parquet(sd.trials_parquet, index=False)
+    section = write_report(results_dir).read_text().split("## Zero-cost proxies")[1].split("\n## ")[0]
+    assert "4 distinct architecture(s) among the completed trials" in section and "| proxy |" not in section
+
+
+def test_proxy_section_rule_on_interval_width():
+    import pandas as pd
+
+    from connectome.analysis.proxies import MAX_INTERVAL_WIDTH, informative, uninformative_text
+
+    wide = pd.DataFrame({"proxy": ["snip", "params"], "n": [6, 6], "rho": [0.3, 0.1],
+                         "ci_low": [-1.0, -0.9], "ci_high": [1.0, 0.95]})
+    assert not informative(wide)
+    assert uninformative_text(wide).startswith(f"Every proxy's rank correlation has a 95% interval wider than "
+                                               f"{MAX_INTERVAL_WIDTH:g} (the narrowest is 1.85 wide")
+    assert informative(wide.assign(ci_low=[0.2, -0.9], ci_high=[0.9, 0.95]))

@@ -113,7 +113,8 @@ def test_repr_is_one_line_and_html_shows_counts_and_trials(results_dir):
     assert "12 trials: 9 completed, 1 diverged, 1 failed, 1 missing" in text and "growth" in text
     page = results._repr_html_()
     assert page.count("<tr>") == 1 + 10  # header + the first HTML_ROWS trials
-    assert "and 1 more trial(s)" in page and "<th>growth</th>" in page and "<th>test_error</th>" in page
+    assert "and 1 more trial(s)" in page and "<th>growth</th>" in page and "<th>test_error_pts</th>" in page
+    assert "<th>test_acc</th>" not in page and "<th>best_val_acc</th>" not in page  # one metric family
 
 
 def test_tidy_epochs_has_one_row_per_trial_epoch_and_metric(results_dir):

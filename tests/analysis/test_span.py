@@ -30,7 +30,7 @@ def test_section_draws_the_curve(tmp_path):
     doc = Document()
     span_section(doc, _trials(), "test_acc", tmp_path)
     text = doc.to_markdown(tmp_path)
-    assert "## Accuracy against the longest skip kept" in text and "no limit" in text
+    assert "## Test accuracy against the longest skip kept" in text and "no limit" in text
     assert (tmp_path / "figures" / "span_curve.png").stat().st_size > 1000
 
 

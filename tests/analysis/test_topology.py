@@ -91,7 +91,7 @@ def _study_of(root, layers, seeds):
 def test_report_skips_topology_below_five_architectures(results_dir, text_only):
     _specs_for_every_seed(results_dir)  # 10 completed trials with specs, but 4 graphs only
     text = write_report(results_dir, metric="test_acc").read_text()
-    assert "## Topology and accuracy" in text
+    assert "## Topology and test error" in text
     assert "4 distinct architecture(s) (by canonical hash)" in text and "partial_rho" not in text
     assert not (results_dir / "figures" / "topology_correlation.png").exists()
 
@@ -115,7 +115,7 @@ def test_count_architectures_prefers_the_record_column():
 def test_report_has_the_topology_section(tmp_path):
     path = _study_of(tmp_path, layers=(2, 3, 4, 5, 6), seeds=1)
     text = write_report(path, metric="test_acc").read_text()
-    assert "## Topology and accuracy" in text and "partial_rho" in text and "5 distinct architectures" in text
+    assert "## Topology and test error" in text and "partial_rho" in text and "5 distinct architectures" in text
     assert (path / "figures" / "topology_correlation.png").stat().st_size > 1000
 
 

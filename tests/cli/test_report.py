@@ -26,10 +26,11 @@ def results_dir(tmp_path):
 def test_report_command_writes_markdown_html_and_figures(results_dir, capsys):
     assert main(["report", str(results_dir)]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("dense - partial: test error -5.00 points [")  # the answer first, as in the report
     assert "4 trials: 4 completed, 0 diverged, 0 failed, 0 missing" in out
     assert f"wrote {results_dir / 'report.md'}" in out
     text = (results_dir / "report.md").read_text()
-    assert "| pattern | dense | partial | test_error | 2 | 0 | -0.05 |" in text
+    assert "| pattern | dense | partial | test_error_pts | 2 | 0 | -5.00 |" in text
     assert "No completed trial kept `spec.json` and `model.pt`" in text
     for stem in ("error_vs_params", "training_curves", "pareto_params"):
         assert (results_dir / "figures" / f"{stem}.png").stat().st_size > 1000
@@ -40,7 +41,7 @@ def test_report_command_writes_markdown_html_and_figures(results_dir, capsys):
 def test_report_command_metric_and_output(flag, results_dir, tmp_path, capsys, text_only):
     out_dir = tmp_path / "out"
     assert main(["report", str(results_dir), "--metric", "best_val_acc", flag, str(out_dir)]) == 0
-    assert "`best_val_acc` over completed trials" in (out_dir / "report.md").read_text()
+    assert "`best_val_error_pts` over completed trials" in (out_dir / "report.md").read_text()
     assert not (results_dir / "report.md").exists()
 
 
@@ -50,6 +51,8 @@ def test_report_command_json(results_dir, tmp_path, capsys, text_only):
     assert data["markdown"] == str(tmp_path / "report.md") and Path(data["html"]).is_file()
     assert data["figures"] and all(Path(f).is_file() for f in data["figures"])
     assert data["counts"]["total"] == len(pd.read_parquet(results_dir / "trials.parquet"))
+    [answer] = data["answer"]
+    assert answer.startswith("dense - partial: test error -5.00 points")
 
 
 def test_report_command_missing_directory_is_one_line(tmp_path, capsys):

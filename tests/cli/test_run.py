@@ -249,6 +249,8 @@ def test_run_summary_json_is_strict_json():
     assert data["status_counts"] == {"completed": 1, "failed": 1} and data["results_dir"] == "results/smoke"
     assert data["rows"][1]["test_acc"] is None and data["rows"][0]["finished"].startswith("2026-01-02")
     assert counts_line(frame) == "2 trials: 1 completed, 1 failed"
+    [answer] = data["answer"]  # one completed trial, no validation accuracy: nothing to choose on
+    assert answer.startswith("No trial recorded a validation accuracy, so no configuration can be chosen")
 
 
 def _signal_study(tmp_path: Path) -> Path:

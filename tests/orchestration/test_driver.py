@@ -320,7 +320,28 @@ def test_summary_of_variants_sharing_keys(tmp_path):
                                                          ("partial", 8, 0), ("partial", 8, 1)])])
     out = io.StringIO()
     show_summary(load_study(write_study(tmp_path, data)), frame, Console(file=out, width=150))
-    assert "partial" in out.getvalue() and "0.5" in out.getvalue()
+    assert "partial" in out.getvalue() and "49.50" in out.getvalue()  # dense: test error 49.50 points
+
+
+def test_summary_opens_with_the_answer_and_gives_errors_in_points(tmp_path):
+    from connectome.analysis import compare
+    from connectome.analysis.answer import comparison_sentence
+    from connectome.analysis.units import with_points
+    from connectome.orchestration.driver import show_summary
+
+    data = smoke_dict(tmp_path, search={"kind": "grid", "seeds": 3, "variants": [{"pattern": "dense"},
+                                                                                 {"pattern": "partial"}]})
+    frame = pd.DataFrame([{"trial_id": f"{p}-{s}", "pattern": p, "seed": s, "status": "completed",
+                           "test_acc": acc, "test_error": 1 - acc, "params": 100 if p == "dense" else 74}
+                          for p, accs in (("dense", (0.80, 0.82, 0.81)), ("partial", (0.79, 0.83, 0.80)))
+                          for s, acc in enumerate(accs)])
+    out = io.StringIO()
+    show_summary(load_study(write_study(tmp_path, data)), frame, Console(file=out, width=400))
+    lines = out.getvalue().splitlines()
+    expected = comparison_sentence(compare(with_points(frame), metric="test_error_pts"), with_points(frame)).text
+    assert lines[0] == expected and "partial has 26% fewer parameters" in expected
+    assert "test error in percentage points over seeds" in out.getvalue() and "test_acc" not in out.getvalue()
+    assert "19.00" in out.getvalue()  # dense: mean test error 19.00 points
 
 
 def test_grid_trials_carry_their_config_and_a_tune_run_pins_nothing_that_grows_with_it(tmp_path):

@@ -52,7 +52,8 @@ def test_finished_trials_keep_a_line_with_their_result_or_error(terminal):
     with StudyView(out, "smoke [v2]", total=4, done=0, clock=clock) as view:
         run_two_trials(view, clock)
     text = out.export_text(clear=False)
-    assert "dense, growth=12, train.lr=0.1, seed 0: completed, test acc 0.8312, best val acc 0.8400 [1/4]" in text
+    assert ("dense, growth=12, train.lr=0.1, seed 0: completed, test error 16.88 points, best val error 16.00 points "
+            "[1/4]") in text
     # the error is printed as written: brackets are not eaten as markup
     assert "partial-9f8e7d6c5b: failed: KeyError: '[bold]m[/bold] missing' [2/4]" in text
     assert "dense-0a1b2c3d4e" not in text  # named by what it is, not by its hash

@@ -1,0 +1,121 @@
+"""The answer in words: every number, sign and verdict is the paired comparison's, in points."""
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from connectome.analysis import compare
+from connectome.analysis.answer import answer, best_configuration, comparison_sentence, study_answer
+
+
+def _paired(diffs, base=(0.20, 0.25, 0.22), metric="test_error", params=(1000, 740), macs=(2000, 1140)):
+    """dense and partial over len(diffs) seeds; partial's error = dense's - diff (so dense - partial = diff)."""
+    rows = []
+    for seed, (d, e) in enumerate(zip(diffs, base)):
+        for pattern, error, p, m in (("dense", e, params[0], macs[0]), ("partial", e - d, params[1], macs[1])):
+            value = 1 - error if metric == "test_acc" else error
+            rows.append({"trial_id": f"{pattern}-{seed}", "pattern": pattern, "seed": seed, "status": "completed",
+                         metric: value, "best_val_acc": 1 - error, "params": p, "flops": m})
+    return pd.DataFrame(rows)
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[+-]?\d+\.\d\d(?!\d)", text)]
+
+
+def test_an_unresolved_comparison_says_what_it_rules_out():
+    trials = _paired([0.01, -0.02, 0.018])
+    c = compare(trials, metric="test_error")
+    assert c.ci_low < 0 < c.ci_high
+    sentence = comparison_sentence(c, trials)
+    mean, low, high = (100 * v for v in (c.mean_diff, c.ci_low, c.ci_high))
+    assert sentence.text.startswith(f"dense - partial: test error {mean:+.2f} points [{low:+.2f}, {high:+.2f}] "
+                                    f"(95% t, 3 paired seeds), p = {c.p_value:.2f}: ")
+    assert sentence.kind == "unresolved"
+    assert (f"no difference this study can resolve; it rules out dense being more than {-low:.2f} points better "
+            f"or partial more than {high:.2f} points better.") in sentence.text
+    assert "partial has 26% fewer parameters and 43% fewer multiply-adds." in sentence.text
+
+
+@pytest.mark.parametrize("diffs, winner", [([0.03, 0.031, 0.029], "partial"), ([-0.03, -0.031, -0.029], "dense")])
+def test_a_resolved_difference_names_the_better_level_and_its_bounds(diffs, winner):
+    trials = _paired(diffs)
+    c = compare(trials, metric="test_error")
+    sentence = comparison_sentence(c, trials)
+    low, high = sorted(abs(100 * v) for v in (c.ci_low, c.ci_high))
+    assert sentence.kind == "resolved"
+    assert f"a resolved difference: {winner} is better by between {low:.2f} and {high:.2f} points" in sentence.text
+    assert "rules out" not in sentence.text
+    assert _numbers(sentence.text)[0] == pytest.approx(100 * c.mean_diff, abs=0.005)
+
+
+def test_the_verdict_follows_the_interval_not_the_p_value():
+    """Over random draws, a comparison reads as resolved exactly when its interval leaves out 0."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        trials = _paired(list(rng.normal(0.01, 0.02, 3)))
+        c = compare(trials, metric="test_error")
+        kind = comparison_sentence(c, trials).kind
+        assert kind == ("unresolved" if c.ci_low <= 0 <= c.ci_high else "resolved")
+
+
+def test_an_accuracy_comparison_reads_as_the_same_error_sentence():
+    diffs = [0.01, -0.02, 0.018]
+    on_error = comparison_sentence(compare(_paired(diffs), metric="test_error"), _paired(diffs)).text
+    acc = _paired(diffs, metric="test_acc")
+    on_acc = comparison_sentence(compare(acc, metric="test_acc"), acc).text
+    assert on_acc == on_error
+
+
+def test_matched_sizes_are_said_when_the_study_used_a_budget():
+    trials = _paired([0.01, -0.02, 0.018])
+    text = comparison_sentence(compare(trials), trials, budget=300_000).text
+    assert text.endswith(" The sizes are matched: the study sized every candidate to 300,000 parameters.")
+    assert "fewer parameters" not in text
+    same = _paired([0.01, -0.02, 0.018], params=(1000, 1000), macs=(2000, 2000))
+    assert comparison_sentence(compare(same), same).text.endswith(" dense and partial have the same size (within 1%).")
+
+
+def test_one_pair_gives_no_interval_and_no_verdict():
+    trials = _paired([0.01])
+    sentence = comparison_sentence(compare(trials), trials)
+    assert sentence.kind == "untested" and "too few pairs for an interval, so no conclusion" in sentence.text
+    assert "resolve" not in sentence.text
+
+
+def test_one_line_per_comparison_and_a_search_answers_with_its_choice_on_validation():
+    trials = _paired([0.01, -0.02, 0.018])
+    extra = trials[trials["pattern"] == "dense"].assign(pattern="residual", trial_id=lambda f: "r" + f["trial_id"])
+    three = pd.concat([trials, extra], ignore_index=True)
+    lines = study_answer(three)
+    assert [line.comparison.b for line in lines] == ["partial", "residual"]
+    assert all("\n" not in line.text for line in lines)
+    [best] = study_answer(three, search="optuna")
+    assert best.kind == "best" and best.text.startswith("Best of 3 configuration(s), chosen on validation: ")
+
+
+def test_the_best_configuration_is_chosen_on_validation_and_reported_on_test():
+    trials = pd.DataFrame({"pattern": ["dense", "dense", "partial", "partial"], "seed": [0, 1, 0, 1],
+                           "status": "completed", "test_error": [0.10, 0.12, 0.30, 0.32],
+                           "best_val_acc": [0.60, 0.62, 0.90, 0.92]})
+    sentence = best_configuration(trials, metric="test_error_pts")
+    assert "chosen on validation: pattern=partial (best validation error 9.00 points)" in sentence.text
+    assert "its test error is 31.00 points [" in sentence.text and "(95% t, 2 seeds)" in sentence.text
+    assert "No trial recorded a validation accuracy" in best_configuration(trials.drop(columns="best_val_acc")).text
+
+
+def test_only_completed_trials_count_and_a_study_without_results_says_so():
+    trials = _paired([0.01, -0.02, 0.018])
+    failed = trials.assign(status="failed", trial_id=lambda f: "x" + f["trial_id"], test_error=0.9)
+    with_failures = pd.concat([trials, failed], ignore_index=True)
+    assert [s.text for s in study_answer(with_failures)] == [s.text for s in study_answer(trials)]
+    [none] = study_answer(trials.assign(status="failed"))
+    assert none.kind == "untested" and "no answer yet" in none.text
+
+
+def test_a_comparison_without_any_pair_falls_back_to_the_choice():
+    trials = _paired([0.01, -0.02, 0.018])
+    apart = trials.assign(seed=np.where(trials["pattern"] == "dense", trials["seed"], trials["seed"] + 10))
+    [line] = answer(apart, [compare(apart)], metric="test_error")
+    assert line.kind == "best"
