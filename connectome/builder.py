@@ -120,6 +120,24 @@ def resnet_units(arch: ArchConfig, family: ResNetFamily) -> int:
 SPEC_BUILDERS = {"densenet": _densenet_spec, "preact-resnet": _resnet_spec, "resnet": _resnet_spec}
 
 
+def planned_layers(arch: ArchConfig) -> int | None:
+    """Layer nodes build_spec makes (as BlockSpec.n_layers counts them), from the options alone.
+
+    None when the count is not known before building: a graph file sets it, or the depth does not
+    fit the family (build_spec then says why).
+    """
+    try:
+        if arch.family in RESNET_FAMILIES:
+            family = RESNET_FAMILIES[arch.family]
+            units = resnet_units(arch, family)  # per stage; stem and transitions hold one unit each
+            return arch.blocks * (units - 1) + (0 if family.entry_in_stem else 1)
+        if get_pattern(arch.pattern).own_depth:
+            return None
+        return sum(layers_per_block(arch))
+    except ConfigError:
+        return None
+
+
 def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet:
     """A model from an ArchConfig or from keyword options (`build_model(preset="densenet121")`)."""
     from connectome.executor import ConnectomeNet  # torch: only a model needs it, not a spec
