@@ -20,8 +20,9 @@ class ArchConfig(BaseModel):
     # Name of a preset (see PRESETS); its values are defaults that explicit keys override.
     preset: str | None = None
     # What surrounds the blocks (stem, transitions, unit op, head): "densenet", or the ResNet
-    # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic).
-    family: Literal["densenet", "preact-resnet", "resnet"] = "densenet"
+    # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic), or
+    # "wide-resnet" (Zagoruyko & Komodakis 2016: pre-activation basic units, growth = 16 x widening factor).
+    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
@@ -96,6 +97,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "preact-resnet-1001": dict(family="preact-resnet", pattern="residual", depth=1001, growth=16,
                                bottleneck=True, dropout=0.0),
     "resnet-110": dict(family="resnet", pattern="residual-postact", depth=110, growth=16, dropout=0.0),
+    # Table 1's Wide ResNets, WRN-d-k (Zagoruyko & Komodakis 2016): depth d = 6n + 4, stage widths
+    # 16k/32k/64k (growth = 16k). Dropout sits between a unit's two convs; 0.4 is the rate their
+    # paper gives for SVHN, where Table 1 lists WRN-16-4 with dropout.
+    "wrn-16-8": dict(family="wide-resnet", pattern="residual", depth=16, growth=128, dropout=0.0),
+    "wrn-28-10": dict(family="wide-resnet", pattern="residual", depth=28, growth=160, dropout=0.0),
+    "wrn-16-4-dropout": dict(family="wide-resnet", pattern="residual", depth=16, growth=64, dropout=0.4),
     # ImageNet DenseNets (CVPR 2017 version only), as in torchvision.
     "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),

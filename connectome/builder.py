@@ -67,6 +67,7 @@ class ResNetFamily:
     expansion: int  # a unit's output width / its stage's base width
     bottleneck: bool
     entry_in_stem: bool  # stage 1's first unit widens the stem (bottleneck nets)
+    extra_convs: int = 2  # depth = convs_per_unit * units + extra_convs (stem conv, classifier, ...)
 
 
 RESNET_FAMILIES = {
@@ -74,6 +75,10 @@ RESNET_FAMILIES = {
                                   convs_per_unit=3, expansion=4, bottleneck=True, entry_in_stem=True),
     "resnet": ResNetFamily("residual-postact", "postact_basic", "postact", "postact", "pool",
                            convs_per_unit=2, expansion=1, bottleneck=False, entry_in_stem=False),
+    # Zagoruyko & Komodakis (2016): growth = stage 1's width 16k (k the widening factor); depth = 6n + 4,
+    # as their paper counts it (stem conv, classifier and the two strided projections).
+    "wide-resnet": ResNetFamily("residual", "preact_basic", "wide-entry", "preact-basic", "bn-relu",
+                                convs_per_unit=2, expansion=1, bottleneck=False, entry_in_stem=True, extra_convs=4),
 }
 
 
@@ -108,16 +113,16 @@ def _check_resnet(arch: ArchConfig) -> ResNetFamily:
 
 
 def resnet_units(arch: ArchConfig, family: ResNetFamily) -> int:
-    """Units per stage n from depth = convs_per_unit * n * stages + 2 (stem conv, classifier)."""
-    step = family.convs_per_unit * arch.blocks
-    if arch.depth is None or arch.depth < step + 2 or (arch.depth - 2) % step:
-        fits = ", ".join(str(step * n + 2) for n in (1, 2, 3, 18))
+    """Units per stage n from depth = convs_per_unit * n * stages + extra_convs (stem conv, classifier, ...)."""
+    step, extra = family.convs_per_unit * arch.blocks, family.extra_convs
+    if arch.depth is None or arch.depth < step + extra or (arch.depth - extra) % step:
+        fits = ", ".join(str(step * n + extra) for n in (1, 2, 3, 18))
         raise ConfigError(f"depth {arch.depth} does not fit family {arch.family!r} with {arch.blocks} stages: "
-                          f"need depth = {step}*n + 2 (e.g. {fits})")
-    return (arch.depth - 2) // step
+                          f"need depth = {step}*n + {extra} (e.g. {fits})")
+    return (arch.depth - extra) // step
 
 
-SPEC_BUILDERS = {"densenet": _densenet_spec, "preact-resnet": _resnet_spec, "resnet": _resnet_spec}
+SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES}}
 
 
 def planned_layers(arch: ArchConfig) -> int | None:

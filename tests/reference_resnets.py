@@ -93,6 +93,49 @@ class ResNet(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class WideBasic(nn.Module):
+    """Zagoruyko & Komodakis 2016: BN-ReLU-Conv3x3 (stride), BN-ReLU, dropout, Conv3x3; a 1x1
+    projection of the activated input where the width or size changes, else the raw input."""
+
+    def __init__(self, cin, cout, stride=1, dropout=0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.dropout = dropout
+        self.projection = None
+        if stride != 1 or cin != cout:
+            self.projection = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        pre = F.relu(self.bn1(x))
+        shortcut = x if self.projection is None else self.projection(pre)
+        out = F.dropout(F.relu(self.bn2(self.conv1(pre))), self.dropout, self.training)
+        return self.conv2(out) + shortcut
+
+
+class WideResNet(nn.Module):
+    """WRN-d-k for CIFAR, d = 6n + 4: a 16-channel conv, stages of 16k/32k/64k, BN-ReLU, pool, FC."""
+
+    def __init__(self, depth, k, dropout=0.0, classes=10):
+        super().__init__()
+        n = (depth - 4) // 6
+        self.conv0 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        units, cin = [], 16
+        for i, width in enumerate((16 * k, 32 * k, 64 * k)):
+            for j in range(n):
+                units.append(WideBasic(cin, width, stride=2 if i and not j else 1, dropout=dropout))
+                cin = width
+        self.units = nn.Sequential(*units)
+        self.bn = nn.BatchNorm2d(cin)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.units(self.conv0(x))
+        return self.fc(F.relu(self.bn(x)).mean((2, 3)))
+
+
 def network_state(model) -> list[torch.Tensor]:
     """The executor model's state tensors in network order: stem, block, transition, ..., head."""
     parts = [model.stem]

@@ -184,6 +184,15 @@ def test_resnet_presets_have_table_1_params(preset, millions, reference):
     assert round(params / 1e6, 1) == millions
 
 
+@pytest.mark.parametrize("preset, depth, k, millions", [
+    ("wrn-16-8", 16, 8, 11.0), ("wrn-28-10", 28, 10, 36.5), ("wrn-16-4-dropout", 16, 4, 2.7),
+])
+def test_wide_resnet_presets_have_table_1_params(preset, depth, k, millions):
+    params = complexity(build_spec(make_arch(preset=preset))).params
+    assert params == sum(p.numel() for p in reference_resnets.WideResNet(depth, k).parameters())
+    assert round(params / 1e6, 1) == millions
+
+
 def test_preact_resnet_1001_params_as_he_et_al_count_them():
     """10.33M with BN's scale and shift; Table 1's 10.2M (from He et al. 2016) matches the
     conv and linear weights alone (10.18M), which is how the 164-layer net's 1.7M also rounds."""

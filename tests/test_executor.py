@@ -196,6 +196,28 @@ def test_resnet_presets_equal_hand_written_resnets(preset, depth, reference, tra
     torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("depth, k, dropout", [(10, 2, 0.0), (16, 1, 0.0), (16, 2, 0.3)])
+@pytest.mark.parametrize("train", [True, False])
+def test_wide_resnets_equal_hand_written_wide_resnets(depth, k, dropout, train):
+    # WRN-16-1: stage 1's first unit keeps 16 channels, so its shortcut is the raw input
+    model = build_model(preset="wrn-16-8", depth=depth, growth=16 * k, dropout=dropout)
+    ref = reference_resnets.WideResNet(depth, k, dropout=dropout)
+    _randomise_norms(ref)
+    mine, theirs = network_state(model), list(ref.state_dict().values())
+    assert [t.shape for t in mine] == [t.shape for t in theirs]
+    with torch.no_grad():
+        for a, b in zip(mine, theirs):
+            a.copy_(b)
+    x = torch.randn(3, 3, 16, 16)
+    model.train(train), ref.train(train)
+    outs = []
+    for net in (model, ref):
+        torch.manual_seed(3)  # the same dropout masks, drawn in the same order
+        outs.append(net(x))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
+
+
 def test_dropout_follows_every_conv_including_transitions():
     model = build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.2)
     assert isinstance(model.transitions[0].drop, nn.Dropout) and model.transitions[0].drop.p == 0.2
@@ -204,7 +226,7 @@ def test_dropout_follows_every_conv_including_transitions():
     assert not hasattr(build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.0).transitions[0], "drop")
 
 
-@pytest.mark.parametrize("preset, depth", [("preact-resnet-164", 20), ("resnet-110", 14)])
+@pytest.mark.parametrize("preset, depth", [("preact-resnet-164", 20), ("resnet-110", 14), ("wrn-16-4-dropout", 16)])
 def test_memory_efficient_resnets_give_identical_outputs_and_gradients(preset, depth):
     default = build_model(make_arch(preset=preset, depth=depth, dropout=0.1))
     efficient = copy.deepcopy(default).set_memory_efficient(True)

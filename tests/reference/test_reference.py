@@ -67,3 +67,20 @@ def test_a_preset_with_another_depth_matches_no_row():
                            "data.name": ["cifar10"] * 2, "data.augment": [True] * 2})
     rows = paper_rows(trials)
     assert list(zip(rows.depth, rows.setting)) == [(164, "C10+")]
+
+
+def test_every_preset_named_by_a_row_builds_that_rows_network():
+    from connectome.architecture import PRESETS, make_arch
+
+    named = table1().dropna(subset=["preset"]).drop_duplicates("preset")
+    assert {"wrn-16-8", "wrn-28-10", "wrn-16-4-dropout"} <= set(named.preset)
+    for row in named.itertuples():
+        assert row.preset in PRESETS and make_arch(preset=row.preset).depth == row.depth, row
+
+
+def test_wide_resnet_trials_match_their_own_rows():
+    trials = pd.DataFrame({"preset": ["wrn-16-8", "wrn-16-4-dropout"], "depth": [16, 16],
+                           "data.name": ["cifar10", "svhn"], "data.augment": [True, None]})
+    rows = paper_rows(trials)
+    assert sorted(zip(rows.method, rows.setting, rows.error)) == [
+        ("Wide ResNet", "C10+", 0.0481), ("Wide ResNet with Dropout", "SVHN", 0.0164)]
