@@ -22,7 +22,8 @@ class ArchConfig(BaseModel):
     # What surrounds the blocks (stem, transitions, unit op, head): "densenet", or the ResNet
     # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic), or
     # "wide-resnet" (Zagoruyko & Komodakis 2016: pre-activation basic units, growth = 16 x widening factor).
-    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet"] = "densenet"
+    # "fractalnet" (Larsson et al. 2016: pattern `fractal`, no stem, max pooling between blocks).
+    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.

@@ -104,11 +104,8 @@ def _resnet_spec(arch: ArchConfig) -> NetworkSpec:
 def _check_resnet(arch: ArchConfig) -> ResNetFamily:
     """The family's fixed choices, or a ConfigError naming the conflicting option."""
     family = RESNET_FAMILIES[arch.family]
-    fixed = {"pattern": family.pattern, "bottleneck": family.bottleneck, "stem": "cifar", "stem_channels": None,
-             "block_layers": None, "m": None, "compression": 1.0}
-    for key, value in fixed.items():
-        if getattr(arch, key) != value:
-            raise ConfigError(f"family {arch.family!r} needs {key}={value!r}, got {getattr(arch, key)!r}")
+    _check_fixed(arch, {"pattern": family.pattern, "bottleneck": family.bottleneck, "stem": "cifar",
+                        "stem_channels": None, "block_layers": None, "m": None, "compression": 1.0})
     return family
 
 
@@ -122,7 +119,49 @@ def resnet_units(arch: ArchConfig, family: ResNetFamily) -> int:
     return (arch.depth - extra) // step
 
 
-SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES}}
+def _fractal_spec(arch: ArchConfig) -> NetworkSpec:
+    """FractalNet (Larsson et al. 2016): no stem, blocks of the `fractal` pattern with Conv-BN-ReLU
+    layers, 2x2 max pooling between them, global max pooling and a linear classifier.
+
+    Block widths double from `growth` except for the last block (64, 128, 256, 512, 512 for growth 64
+    and 5 blocks); depth = blocks * 2^(C-1) + 1 counts the deepest column's convs and the classifier.
+    """
+    _check_fixed(arch, {"pattern": "fractal", "stem": "cifar", "stem_channels": None, "block_layers": None,
+                        "m": None, "bottleneck": False, "compression": 1.0})
+    n = fractal_layers(arch)
+    widths = [arch.growth * 2 ** max(0, min(i, arch.blocks - 2)) for i in range(arch.blocks)]
+    blocks = []
+    for i, (cin, width) in enumerate(zip([arch.in_channels, *widths], widths)):
+        ctx = BlockContext(n_layers=n, in_channels=cin, growth=width, op="conv_bn_relu", index=i)
+        graph = block_graph(arch.pattern, ctx, **arch.pattern_options)
+        blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
+    return NetworkSpec(
+        stem="none", in_channels=arch.in_channels, stem_channels=arch.in_channels, blocks=tuple(blocks),
+        transitions=tuple(widths[:-1]), classes=arch.classes, growth=arch.growth, bn_size=arch.bn_size,
+        dropout=arch.dropout or 0.0, meta={"pattern": arch.pattern, "preset": arch.preset, "family": arch.family},
+        transition="maxpool", head="max-linear",
+    )
+
+
+def fractal_layers(arch: ArchConfig) -> int:
+    """The deepest column's layers per block, 2^(C-1), from depth = blocks * 2^(C-1) + 1."""
+    per_block, rest = divmod((arch.depth or 0) - 1, arch.blocks)
+    if per_block < 1 or rest or per_block & (per_block - 1):
+        fits = ", ".join(str(arch.blocks * 2**c + 1) for c in range(4))
+        raise ConfigError(f"depth {arch.depth} does not fit family 'fractalnet' with {arch.blocks} blocks: need "
+                          f"depth = {arch.blocks} * 2^(C-1) + 1 for C columns (e.g. {fits})")
+    return per_block
+
+
+def _check_fixed(arch: ArchConfig, fixed: dict[str, Any]) -> None:
+    """ConfigError naming the first option that differs from what the family fixes."""
+    for key, value in fixed.items():
+        if getattr(arch, key) != value:
+            raise ConfigError(f"family {arch.family!r} needs {key}={value!r}, got {getattr(arch, key)!r}")
+
+
+SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
+                 "fractalnet": _fractal_spec}
 
 
 def planned_layers(arch: ArchConfig) -> int | None:
@@ -136,6 +175,8 @@ def planned_layers(arch: ArchConfig) -> int | None:
             family = RESNET_FAMILIES[arch.family]
             units = resnet_units(arch, family)  # per stage; stem and transitions hold one unit each
             return arch.blocks * (units - 1) + (0 if family.entry_in_stem else 1)
+        if arch.family == "fractalnet":
+            return arch.blocks * (2 * fractal_layers(arch) - 1)  # 2^C - 1 convs in C columns
         if get_pattern(arch.pattern).own_depth:
             return None
         return sum(layers_per_block(arch))

@@ -140,6 +140,12 @@ def preact_basic_branch_cx(cin: int, cout: int, hw: int, stride: int) -> tuple[C
     return cx, out_hw
 
 
+@OP_KINDS.cost("conv_bn_relu")
+def conv_bn_relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """Conv3x3-BN-ReLU (post-activation, FractalNet's layer): the conv's and the BN-ReLU's outputs."""
+    return conv_cx(cin, cout, 3, hw) + norm_act_cx(cout, hw)
+
+
 @OP_KINDS.cost("relu")
 def relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
     """A parameter-free ReLU: its output map."""
@@ -187,6 +193,12 @@ def wide_entry_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     return cx + unit, hw
 
 
+@STEM_KINDS.cost("none")
+def no_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """No stem: the first block reads the image (FractalNet)."""
+    return Cx(), hw
+
+
 @TRANSITION_KINDS.cost("densenet")
 def densenet_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     """BN-ReLU-Conv1x1, 2x2 average pooling."""
@@ -219,6 +231,19 @@ def postact_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     out_hw = (hw - 1) // 2 + 1
     branch = postact_basic_op_cx(cin, cout, 1, hw, stride=2)
     return branch + Cx(acts=2 * cout * out_hw * out_hw), out_hw
+
+
+@TRANSITION_KINDS.cost("maxpool")
+def maxpool_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """2x2 max pooling, stride 2 (FractalNet between blocks); widths change inside the next block."""
+    out_hw = hw // 2
+    return Cx(acts=cout * out_hw * out_hw), out_hw
+
+
+@HEAD_KINDS.cost("max-linear")
+def max_linear_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """Global max pooling, linear classifier (FractalNet pools its last block to 1x1)."""
+    return Cx(cin * classes + classes, cin * classes, cin + classes)
 
 
 @HEAD_KINDS.cost("bn-relu")

@@ -213,6 +213,27 @@ class PreActBasicBranch(nn.Module):
         return self.conv2(dropout(F.relu(self.norm2(h)), self.p, self.training))
 
 
+@OP_KINDS.module("conv_bn_relu")
+class ConvBnReluOp(nn.Module):
+    """Conv3x3-BN-ReLU, FractalNet's layer (Larsson et al. 2016); dropout after the conv."""
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(cin, cout)
+        self.norm1 = nn.BatchNorm2d(cout)
+        self.p = dropout
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(self.conv1(x), self.p, self.training)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm1(h))
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        return self.conv1
+
+
 @OP_KINDS.module("relu")
 class ReluOp(nn.Module):
     """A parameter-free ReLU: the join after a post-activation unit's sum."""
@@ -322,6 +343,14 @@ class WideEntryStem(nn.Module):
         return self.unit(self.conv0(x))
 
 
+@STEM_KINDS.module("none")
+class NoStem(nn.Identity):
+    """No stem: the first block reads the image (FractalNet)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+
+
 @TRANSITION_KINDS.module("densenet")
 class Transition(nn.Sequential):
     """BN-ReLU-Conv1x1 (compression), dropout, then 2x2 average pooling.
@@ -393,6 +422,14 @@ class PostActStageTransition(nn.Module):
         return F.relu(shortcut + self.branch.tail(self.branch.head(x)))
 
 
+@TRANSITION_KINDS.module("maxpool")
+class MaxPoolTransition(nn.MaxPool2d):
+    """2x2 max pooling, stride 2 (FractalNet between blocks)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__(2, stride=2)
+
+
 TRANSITIONS: dict[str, type[nn.Module]] = TRANSITION_KINDS.modules
 
 
@@ -422,6 +459,18 @@ class PoolHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (B, classes)
+
+
+@HEAD_KINDS.module("max-linear")
+class MaxLinearHead(nn.Module):
+    """Global max pooling and a linear classifier (FractalNet ends with a max pool to 1x1 and an FC)."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x.amax(dim=(2, 3)))  # (B, classes)
 
 
 HEADS: dict[str, type[nn.Module]] = HEAD_KINDS.modules

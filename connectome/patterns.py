@@ -127,6 +127,48 @@ def residual_postact(ctx: BlockContext) -> nx.DiGraph:
     return g
 
 
+@register_pattern("fractal")
+def fractal(ctx: BlockContext, drop: float = 0.0, global_drop: float = 0.0) -> nx.DiGraph:
+    """FractalNet's block (Larsson et al. 2016): C columns, the deepest n_layers = 2^(C-1) layers long.
+
+    Column c (1 = shallowest) has a layer at depths d (1..n) where 2^(C-c) divides d; the layers at
+    one depth read their columns' current maps, and a `mean` join (op identity) averages them and
+    feeds every column that met there, so joins are flattened as in the paper's Figure 1 (a join
+    of 3 inputs where 3 columns meet). The last join is the block output. Each join input carries
+    its column label and the local drop-path probability `drop` (at least one input survives);
+    `global_drop` is the share of batches that instead keep one column for the whole network.
+    """
+    columns = _fractal_columns(ctx)
+    g = nx.DiGraph(**({"global_drop": global_drop} if global_drop else {}))
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    current = [0] * columns  # each column's latest map
+    for d in range(1, ctx.n_layers + 1):
+        met = [c for c in range(columns) if d % 2 ** (columns - 1 - c) == 0]
+        layers = []
+        for c in met:
+            layers.append(len(g))
+            g.add_node(layers[-1], op=ctx.op, agg="concat", width=ctx.growth)
+            g.add_edge(current[c], layers[-1])
+        joined = layers[0]
+        if len(met) > 1 or d == ctx.n_layers:  # the block ends in a join (the output node)
+            joined = len(g)
+            g.add_node(joined, op=OUTPUT_OP, agg="mean" if len(met) > 1 else "concat", width=0)
+            for c, v in zip(met, layers):
+                g.add_edge(v, joined, **({"column": c + 1, "drop": drop} if len(met) > 1 else {}))
+        for c in met:
+            current[c] = joined
+    return g
+
+
+def _fractal_columns(ctx: BlockContext) -> int:
+    """C from the deepest column's length n = 2^(C-1); SpecError unless n is a power of two."""
+    n = ctx.n_layers
+    if n < 1 or n & (n - 1):
+        raise SpecError(f"fractal block {ctx.index + 1}: {n} layers in the deepest column; it must be a power "
+                        "of two, 2^(C-1) for C columns (1, 2, 4, 8, ...)")
+    return n.bit_length()
+
+
 @register_pattern("partial")
 def partial(ctx: BlockContext, m: int | None = None) -> nx.DiGraph:
     """The partial DenseNet of arXiv 1608.06993 v1, Sec. 5: each layer reads the m latest channels.

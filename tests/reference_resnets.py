@@ -1,4 +1,5 @@
-"""ResNets written by hand from their papers, independent of connectome's spec and executor.
+"""ResNets (and the other Table 1 networks) written by hand from their papers, independent of
+connectome's spec and executor.
 
 Modules are registered in network order (stem, stage 1, stage 2, ..., head), so their
 state_dict values line up one to one with `network_state(model)` of the executor's model.
@@ -134,6 +135,48 @@ class WideResNet(nn.Module):
     def forward(self, x):
         x = self.units(self.conv0(x))
         return self.fc(F.relu(self.bn(x)).mean((2, 3)))
+
+
+class FractalBlock(nn.Module):
+    """Larsson et al. 2016: C columns; column c (0 = shallowest) has a Conv-BN-ReLU every 2^(C-1-c)
+    depths; the columns meeting at a depth are averaged and all continue from the mean."""
+
+    def __init__(self, cin, cout, columns):
+        super().__init__()
+        self.columns, self.depth = columns, 2 ** (columns - 1)
+        self.met = [[c for c in range(columns) if (d + 1) % 2 ** (columns - 1 - c) == 0] for d in range(self.depth)]
+        self.convs = nn.ModuleList()  # depth-major, shallow column first
+        started = set()
+        for met in self.met:
+            for c in met:
+                layer = nn.Sequential(nn.Conv2d(cout if c in started else cin, cout, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(cout), nn.ReLU())
+                started.add(c)
+                self.convs.append(layer)
+
+    def forward(self, x):
+        outs, convs = [x] * self.columns, iter(self.convs)
+        for met in self.met:
+            joined = torch.stack([next(convs)(outs[c]) for c in met]).mean(0)
+            for c in met:
+                outs[c] = joined
+        return outs[-1]
+
+
+class FractalNet(nn.Module):
+    """FractalNet for CIFAR: blocks of widths 64, 128, 256, 512, 512 (for base 64), each followed by a
+    2x2 max pool, then a linear classifier on the 1x1 map (32x32 inputs)."""
+
+    def __init__(self, columns=3, base=64, blocks=5, classes=10):
+        super().__init__()
+        widths = [base * 2 ** max(0, min(i, blocks - 2)) for i in range(blocks)]
+        self.blocks = nn.ModuleList(FractalBlock(cin, w, columns) for cin, w in zip([3, *widths], widths))
+        self.fc = nn.Linear(widths[-1], classes)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = F.max_pool2d(block(x), 2)
+        return self.fc(x.flatten(1))
 
 
 def network_state(model) -> list[torch.Tensor]:
