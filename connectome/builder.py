@@ -35,7 +35,13 @@ def _densenet_spec(arch: ArchConfig) -> NetworkSpec:
     for i, n in enumerate(layers):
         ctx = BlockContext(n_layers=n, in_channels=width, growth=arch.growth, op=op, index=i)
         options = dict(arch.pattern_options, **({"m": windows[i]} if windows else {}))
-        block = BlockSpec.from_graph(block_graph(arch.pattern, ctx, **options), frozenset(OP_KINDS.costs))
+        graph = block_graph(arch.pattern, ctx, **options)
+        width = _declared_input(arch, graph, i, width)
+        if i == 0:
+            stem = width
+        else:
+            transitions[-1] = width
+        block = BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs))
         blocks.append(block)
         if i < len(layers) - 1:
             width = arch.growth if pattern.fixed_width else math.floor(arch.compression * block.out_channels)
@@ -52,6 +58,15 @@ def _densenet_spec(arch: ArchConfig) -> NetworkSpec:
         dropout=arch.dropout or 0.0,
         meta={"pattern": arch.pattern, "preset": arch.preset},
     )
+
+
+def _declared_input(arch: ArchConfig, graph, index: int, width: int) -> int:
+    """The block's input width: a graph file's node 0 may fix it (the stem or transition then matches)."""
+    declared = graph.nodes[0]["width"]
+    if declared != width and index == 0 and arch.stem_channels is not None:
+        raise ConfigError(f"block 1's graph file gives node 0 (the block input) width {declared}, but "
+                          f"stem_channels={arch.stem_channels}: drop one of them")
+    return declared
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 `NetworkSpec.graph_hash` is exact: renumbering a block's layers changes it. The canonical
 hash here is equal for specs that compute the same function up to a renumbering of layers:
-it keeps every attribute that changes the function (op, aggregation, width, channel windows,
-and the network's stem, transitions, classes, bn_size, dropout) and drops what does not:
-node ids, hence the concatenation order (a permutation of the next layer's input weights),
-the aggregation of single-input nodes (concat and sum of one tensor are the same) and the
+it keeps every attribute that changes the function (op, aggregation kind and its options,
+width, channel windows, drop probabilities, columns, the carry of a gated node, a block's
+global drop-path rate, and the network's stem, transitions, classes, bn_size, dropout) and
+drops what does not: node ids, hence the concatenation order (a permutation of the next layer's
+input weights), the aggregation of single-input nodes whose kind passes one input on (concat,
+sum and mean of one tensor are the same) and the
 nominal `growth` (the widths carry it). It is a Weisfeiler-Lehman hash, so two
 non-isomorphic graphs can share it; `CanonicalIndex` confirms every match with an exact
 isomorphism check (networkx DiGraphMatcher with attribute matching) and separates them.
@@ -29,13 +31,23 @@ NETWORK_FIELDS = ("stem", "in_channels", "stem_channels", "transitions", "classe
 
 def labelled_graph(block: BlockSpec) -> nx.DiGraph:
     """The block with one string `label` per node and edge: what the canonical form compares."""
+    from connectome.aggregations import AGGREGATIONS
+
     g = nx.DiGraph()
     for n in block.nodes:
-        agg = n.agg if len(block.inputs[n.id]) > 1 else "-"  # one input: concat == sum
-        g.add_node(n.id, label=f"{n.op}|{agg}|{n.width}")
+        single = len(block.inputs[n.id]) <= 1 and AGGREGATIONS[n.agg].single_is_identity
+        agg = "-" if single else n.agg  # one input: concat == sum == mean
+        extra = {**n.attributes(), **({"global_drop": block.global_drop} if n.id == 0 and block.global_drop else {})}
+        g.add_node(n.id, label=f"{n.op}|{agg}|{n.width}" + _suffix(extra))
     for e in block.edges:
-        g.add_edge(e.src, e.dst, label="all" if e.window is None else f"{e.window[0]}:{e.window[1]}")
+        window = "all" if e.window is None else f"{e.window[0]}:{e.window[1]}"
+        g.add_edge(e.src, e.dst, label=window + _suffix(e.attributes()))
     return g
+
+
+def _suffix(attributes: dict) -> str:
+    """Wiring attributes as label text; empty when none is set, so older canonical hashes stay valid."""
+    return "".join(f"|{k}={v}" for k, v in sorted(attributes.items()))
 
 
 def _subdivided(g: nx.DiGraph) -> nx.DiGraph:

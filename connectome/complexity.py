@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+from connectome.aggregations import AGGREGATIONS
 from connectome.architecture import ArchConfig
 from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS, Cx
-from connectome.errors import ConfigError
+from connectome.errors import ConfigError, SpecError
 from connectome.spec import BlockSpec, NetworkSpec
 
 # The input side each stem was designed for (a test checks that every stem kind has one).
@@ -18,16 +19,27 @@ DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32
 
 
 def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: bool = False) -> Cx:
-    """Sum over a block's layer nodes (concatenations count as stored activations)."""
+    """Sum over a block's nodes: ops, aggregation kinds' own costs, stored aggregates (not the output's)."""
     total = Cx()
-    for node in block.nodes:
-        if node.op not in OP_KINDS.costs:
-            continue
+    for node in block.nodes[1:]:
         cin = block.input_width(node.id)
-        total += OP_KINDS.costs[node.op](cin, node.width, bn_size, hw, memory_efficient)
-        if len(block.inputs[node.id]) > 1 and not memory_efficient:
-            total += Cx(acts=cin * hw * hw)
+        total += _aggregation_cx(block, node, cin, hw, memory_efficient)
+        if node.op in OP_KINDS.costs:
+            total += OP_KINDS.costs[node.op](cin, node.width, bn_size, hw, memory_efficient)
     return total
+
+
+def _aggregation_cx(block: BlockSpec, node, cin: int, hw: int, memory_efficient: bool) -> Cx:
+    """The kind's learned parameters and work, plus its aggregate when a layer or a later node stores it."""
+    n = len(block.inputs[node.id])
+    kind = AGGREGATIONS[node.agg]
+    cx = kind.cost(n, block.read_width(block.inputs[node.id][0]), hw, dict(node.options))
+    if n == 1 and kind.single_is_identity:
+        return Cx()
+    recomputed = memory_efficient and node.op in OP_KINDS.costs  # checkpointed with the op's head
+    if node.id == block.output or recomputed:
+        return cx
+    return cx + Cx(acts=cin * hw * hw)
 
 
 def complexity(
@@ -49,12 +61,17 @@ def _stem(spec: NetworkSpec, input_size: tuple[int, int, int] | None) -> tuple[C
     """The stem's complexity and the side of the maps it hands to the first block."""
     cost = STEM_KINDS.formula(spec.stem)
     hw = DEFAULT_INPUT[spec.stem] if input_size is None else input_size[-1]
+    if hw < 1:
+        raise SpecError(f"input size {hw}x{hw} is impossible: the side must be at least 1 pixel")
     return cost(spec.in_channels, spec.stem_channels, hw)
 
 
 def _blocks(spec: NetworkSpec, hw: int) -> Iterator[tuple[BlockSpec, int, Cx]]:
     """Each block, the side it runs at, and the complexity of the transition after it (none after the last)."""
     for i, block in enumerate(spec.blocks):
+        if hw < 1:
+            raise SpecError(f"the input is too small for this network: block {i + 1} would run on {hw}x{hw} maps "
+                            f"after {i} downsampling transitions (use a larger input size or fewer blocks)")
         transition, out_hw = Cx(), hw
         if i < len(spec.transitions):
             cost = TRANSITION_KINDS.formula(spec.transition)

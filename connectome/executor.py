@@ -1,8 +1,10 @@
 """The generic executor: compiles a NetworkSpec into one nn.Module, once.
 
 All modules are created in `__init__`; `forward` is a loop over a precomputed
-topological order that slices, aggregates and applies ops, mutating nothing but the
-local list of feature maps (freed as soon as their last reader has run).
+topological order that slices, drops (in training), aggregates and applies ops, mutating
+nothing but the local list of feature maps (freed as soon as their last reader has run).
+Random drops draw from torch's default CPU generator, once per batch, and only where a spec
+asks for them: seeded runs repeat, and evaluation is deterministic.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from connectome.aggregations import AGGREGATIONS
 from connectome.errors import SpecError, unknown_name
+from connectome.joins import make_join
 from connectome.ops import HEADS, OPS, STEMS, TRANSITIONS
 from connectome.spec import BlockSpec, NetworkSpec
 
@@ -25,23 +29,20 @@ Read = tuple[int, int | None, int | None]  # source node, channel window lo, hi
 class GraphNode(nn.Module):
     """One node of a block: aggregate its inputs, then run its op (none for the output)."""
 
-    def __init__(self, agg: str, op: nn.Module | None, memory_efficient: bool = False) -> None:
+    def __init__(self, agg: str, join: nn.Module, op: nn.Module | None, memory_efficient: bool = False) -> None:
         super().__init__()
         self.agg = agg
+        self.join = join  # the aggregation kind's module (connectome.joins)
+        self.single_is_identity = AGGREGATIONS[agg].single_is_identity
         self.op = op
         self.memory_efficient = memory_efficient
         self._fresh = True  # first call of the checkpointed part in this forward
         self._tail_fresh = True
 
     def aggregate(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        if len(inputs) == 1:
+        if len(inputs) == 1 and self.single_is_identity:
             return inputs[0]
-        if self.agg == "concat":
-            return torch.cat(inputs, 1)
-        out = inputs[0]
-        for t in inputs[1:]:
-            out = out + t
-        return out
+        return self.join(inputs)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if self.op is None:
@@ -95,6 +96,44 @@ class Step(NamedTuple):
     keep: bool  # keep this node's aggregate: a later node extends it
     frees: tuple[int, ...]  # feature maps no later step reads
     drops: tuple[int, ...]  # kept aggregates no later step extends
+    wiring: Wiring | None  # drop-path of the in-edges and stochastic depth of the node (None: neither)
+
+
+class Wiring(NamedTuple):
+    """A node's random wiring: per in-edge drop probability and column, its own drop probability."""
+
+    edge_drop: tuple[float, ...]
+    columns: tuple[int, ...]
+    renormalise: bool  # dropped inputs leave the aggregate (mean) instead of reading zeros
+    node_drop: float
+    width: int  # of the node's output (zeros when it is dropped)
+
+    def inputs(self, inputs: list[torch.Tensor], training: bool, column: int | None) -> list[torch.Tensor]:
+        """The inputs after drop-path: drawn per batch in training; all kept (scaled by survival) in evaluation."""
+        if not any(self.edge_drop) and not any(self.columns):
+            return inputs
+        if not training:
+            return inputs if self.renormalise else [t * (1 - p) if p else t for t, p in zip(inputs, self.edge_drop)]
+        keep = self._kept(column)
+        if self.renormalise:
+            return [t for t, k in zip(inputs, keep) if k]
+        return [t if k else torch.zeros_like(t) for t, k in zip(inputs, keep)]
+
+    def _kept(self, column: int | None) -> list[bool]:
+        """Global drop-path keeps the drawn column (and unlabelled edges); local drops each edge at its rate."""
+        if column is not None and column in self.columns:
+            return [c in (0, column) for c in self.columns]
+        if column is not None and any(self.columns):  # no input of the drawn column: the output goes unread
+            return [True] * len(self.columns)
+        draws = torch.rand(len(self.edge_drop)).tolist()
+        keep = [r >= p for r, p in zip(draws, self.edge_drop)]
+        if self.renormalise and not any(keep):  # FractalNet: at least one input survives, drawn uniformly
+            keep[int(torch.randint(len(keep), ()))] = True
+        return keep
+
+    def output_dropped(self, training: bool) -> bool:
+        """Stochastic depth: in training, whether this batch zeroes the node's output."""
+        return training and self.node_drop > 0 and float(torch.rand(())) < self.node_drop
 
 
 class Block(nn.Module):
@@ -109,13 +148,18 @@ class Block(nn.Module):
         self.n_nodes = len(spec.nodes)
 
     def _make_node(self, v: int, bn_size: int, dropout: float, memory_efficient: bool) -> GraphNode:
-        node = self.spec.nodes[v]
+        node, spec = self.spec.nodes[v], self.spec
         op = None
         if node.op in OPS:
-            op = OPS[node.op](self.spec.input_width(v), node.width, bn_size=bn_size, dropout=dropout)
-        return GraphNode(node.agg, op, memory_efficient)
+            op = OPS[node.op](spec.input_width(v), node.width, bn_size=bn_size, dropout=dropout)
+        edges = spec.inputs[v]
+        carry = next((i for i, e in enumerate(edges) if e.carry), 0)
+        width = spec.read_width(edges[0]) if edges else node.width
+        join = make_join(node.agg, n_inputs=len(edges), width=width, carry=carry, options=dict(node.options))
+        return GraphNode(node.agg, join, op, memory_efficient)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, column: int | None = None) -> torch.Tensor:
+        """The block's output; `column`: the column global drop-path keeps in this batch (None: local drops)."""
         feats: list[torch.Tensor | None] = [None] * self.n_nodes
         sums: dict[int, torch.Tensor] = {}
         feats[0] = x  # (B, C_in, H, W)
@@ -124,15 +168,29 @@ class Block(nn.Module):
                 inputs = [sums[step.base] + feats[step.base]]
             else:
                 inputs = [feats[u] if lo is None else feats[u][:, lo:hi] for u, lo, hi in step.reads]
-            if step.keep:
-                inputs = [step.node.aggregate(inputs)]
-                sums[step.v] = inputs[0]
-            feats[step.v] = step.node(inputs)
+            feats[step.v] = self._run(step, inputs, sums, column)
             for u in step.frees:
                 feats[u] = None
             for u in step.drops:
                 del sums[u]
         return feats[-1]  # (B, C_out, H, W)
+
+    def _run(self, step: Step, inputs: list[torch.Tensor], sums: dict, column: int | None) -> torch.Tensor:
+        """One node: drop-path on its inputs, aggregate (kept for running sums), op, stochastic depth."""
+        wiring = step.wiring
+        dropped = wiring is not None and wiring.output_dropped(self.training)
+        if wiring is not None:
+            inputs = wiring.inputs(inputs, self.training, column)
+        if step.keep:  # a later running sum extends this aggregate, dropped or not
+            inputs = [step.node.aggregate(inputs)]
+            sums[step.v] = inputs[0]
+        if dropped:  # the op is skipped, as in Huang et al. 2016
+            b, _, h, w = inputs[0].shape
+            return inputs[0].new_zeros(b, wiring.width, h, w)
+        out = step.node(inputs)
+        if wiring is not None and wiring.node_drop and not self.training:
+            out = out * (1 - wiring.node_drop)  # the expected output: scaled by the survival probability
+        return out
 
 
 def _plan(spec: BlockSpec, order: list[int], nodes: nn.ModuleDict) -> list[Step]:
@@ -144,19 +202,28 @@ def _plan(spec: BlockSpec, order: list[int], nodes: nn.ModuleDict) -> list[Step]
     return [
         Step(v, nodes[str(v)], _reads(spec, v), bases.get(v), v in last_extended,
              tuple(u for u, j in last_read.items() if j == i),
-             tuple(u for u, j in last_extended.items() if j == i))
+             tuple(u for u, j in last_extended.items() if j == i), _wiring(spec, v))
         for i, v in enumerate(order)
     ]
 
 
+def _wiring(spec: BlockSpec, v: int) -> Wiring | None:
+    """Node v's drop-path and stochastic depth, or None when it has neither."""
+    edges, node = spec.inputs[v], spec.nodes[v]
+    if not node.drop and not any(e.drop or e.column for e in edges):
+        return None
+    return Wiring(tuple(e.drop for e in edges), tuple(e.column for e in edges),
+                  AGGREGATIONS[node.agg].renormalise, node.drop, node.width)
+
+
 def _sum_base(spec: BlockSpec, v: int) -> int | None:
-    """The sum node u whose sources plus u itself are exactly v's sources, if any."""
-    if spec.nodes[v].agg != "sum" or any(e.window for e in spec.inputs[v]):
+    """The sum node u whose sources plus u itself are exactly v's sources, if any (no edge drops)."""
+    if spec.nodes[v].agg != "sum" or any(e.window or e.drop for e in spec.inputs[v]):
         return None
     sources = {e.src for e in spec.inputs[v]}
     for u in sorted(sources, reverse=True):
         node_u, edges_u = spec.nodes[u], spec.inputs[u]
-        if u and node_u.agg == "sum" and not any(e.window for e in edges_u):
+        if u and node_u.agg == "sum" and not any(e.window or e.drop for e in edges_u):
             if {e.src for e in edges_u} | {u} == sources:
                 return u
     return None
@@ -180,18 +247,29 @@ class ConnectomeNet(nn.Module):
             transition(b.out_channels, c, dropout=spec.dropout) for b, c in zip(spec.blocks, spec.transitions)
         )
         self.head = lookup(HEADS, "head", spec.head)(spec.blocks[-1].out_channels, spec.classes)
+        # Global drop-path: the column labels a batch may keep (FractalNet: one column for the whole network).
+        self.columns = sorted(set().union(*(b.columns for b in spec.blocks if b.global_drop)))
         init_weights(self)
+        if memory_efficient:
+            check_memory_efficient(spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        draw, column = (float(torch.rand(())), self._column()) if self.training and self.columns else (1.0, None)
         x = self.stem(x)  # (B, C0, H, W)
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x, column if draw < block.spec.global_drop else None)
             if i < len(self.transitions):
                 x = self.transitions[i](x)  # (B, C', H/2, W/2)
         return self.head(x)  # (B, classes)
 
+    def _column(self) -> int:
+        """The column global drop-path keeps in this batch, uniformly among the labels."""
+        return self.columns[int(torch.randint(len(self.columns), ()))]
+
     def set_memory_efficient(self, enabled: bool) -> ConnectomeNet:
         """Switch every node between storing and recomputing its aggregation + BN + ReLU."""
+        if enabled:
+            check_memory_efficient(self.spec)
         for m in self.modules():
             if isinstance(m, GraphNode):
                 m.memory_efficient = enabled
@@ -220,6 +298,16 @@ def _block_usage(block: Block) -> np.ndarray:
                 usage[v - 1, e.src] = float(part.norm()) / width**0.5
             start += width
     return usage
+
+
+def check_memory_efficient(spec: NetworkSpec) -> None:
+    """SpecError naming the first node whose aggregation kind memory-efficient mode cannot recompute."""
+    for i, block in enumerate(spec.blocks):
+        for node in block.nodes:
+            if not AGGREGATIONS[node.agg].memory_efficient:
+                supported = ", ".join(sorted(k for k, a in AGGREGATIONS.items() if a.memory_efficient))
+                raise SpecError(f"memory-efficient mode does not support aggregation {node.agg!r} (block {i + 1}, "
+                                f"node {node.id}); supported: {supported}")
 
 
 def lookup(registry: dict, kind: str, name: str):

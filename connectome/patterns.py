@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import networkx as nx
 
+from connectome.aggregations import option_names
 from connectome.errors import ConfigError, SpecError, unknown_name
 from connectome.spec import INPUT_OP, OUTPUT_OP
 
@@ -294,9 +295,12 @@ def _attach_ends(g: nx.DiGraph, n: int) -> None:
 def from_file(ctx: BlockContext, path: str | list[str]) -> nx.DiGraph:
     """A user's DAG from GraphML or node-link JSON (one file, or one per block).
 
-    Nodes are 0 (input) and 1..n (layers); node attributes `agg`, `op`, `width` and edge
-    attribute `window` ("lo:hi") are optional. The output node n+1 is added, reading every
-    layer that no other layer reads, unless the file already has a node with op identity.
+    Nodes are 0 (input) and 1..n (layers); node attributes `agg`, `op`, `width`, `drop` and the
+    aggregation kinds' options (`weights`, `gate_kernel`, `gate_bias`), edge attributes `window`
+    ("lo:hi"), `drop`, `column` and `carry`, and the graph attribute `global_drop` are optional
+    (docs/design.md, "The wiring language"). A width on node 0 fixes the block's input width
+    (the network's stem or transition then matches it). The output node n+1 is added, reading
+    every layer that no other layer reads, unless the file already has a node with op identity.
     """
     if isinstance(path, list):
         if ctx.index >= len(path):
@@ -348,19 +352,26 @@ def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
     has_output = any(d.get("op") == OUTPUT_OP for _, d in user.nodes(data=True))
     n = len(user) - (2 if has_output else 1)
     g = empty_block(ctx, n_layers=n)
+    g.graph.update({k: user.graph[k] for k in GRAPH_KEYS if k in user.graph})
     for v, data in user.nodes(data=True):
-        g.nodes[v].update({k: data[k] for k in ("op", "agg") if k in data})
+        g.nodes[v].update({k: data[k] for k in NODE_KEYS if k in data})
         if "width" in data:
             g.nodes[v]["width"] = _whole(data["width"], f"node {v} width")
     for u, v, data in user.edges(data=True):
+        attrs = {k: data[k] for k in EDGE_KEYS if k in data}
         window = _window(data.get("window"), f"edge {u}->{v} window")
-        g.add_edge(u, v, **({} if window is None else {"window": window}))
+        g.add_edge(u, v, **attrs, **({} if window is None else {"window": window}))
     if not has_output:
         for v in range(n + 1):
             if g.out_degree(v) == 0:
                 g.add_edge(v, n + 1)
-    g.nodes[0]["width"] = ctx.in_channels
     return g
+
+
+# What a graph file may say beyond node widths and edge windows (the wiring language's attributes).
+NODE_KEYS = ("op", "agg", "drop", *sorted(option_names()))
+EDGE_KEYS = ("drop", "column", "carry")
+GRAPH_KEYS = ("global_drop",)
 
 
 def _whole(value: Any, what: str) -> int:

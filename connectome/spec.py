@@ -2,32 +2,43 @@
 
 A block graph has integer nodes: 0 is the block input, 1..n are layers and n+1 is the
 block output (op `identity`). An edge u -> v means v reads u's output, all of it or the
-channel window `(lo, hi)`. The spec describes an architecture; it executes nothing.
+channel window `(lo, hi)`. A node combines its in-edges with an aggregation kind
+(connectome.aggregations); nodes and edges may be dropped at random in training (the wiring
+language, docs/design.md). The spec describes an architecture; it executes nothing.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import networkx as nx
 
+from connectome.aggregations import AGGREGATIONS, Aggregation, get_aggregation
 from connectome.errors import SpecError
 
-AGGREGATIONS = ("concat", "sum")
 INPUT_OP, OUTPUT_OP = "input", "identity"
-# Parameter-free ops that join branches (post-activation ResNets); not counted as layers.
-JOIN_OPS = frozenset({"relu"})
+# Parameter-free ops that join branches (post-activation ResNets, mean/gated joins inside a block);
+# not counted as layers.
+JOIN_OPS = frozenset({"relu", OUTPUT_OP})
 
 
 @dataclass(frozen=True)
 class Edge:
-    """v reads channels lo:hi of u (window None: all of u)."""
+    """v reads channels lo:hi of u (window None: all of u); it may be dropped in training."""
 
     src: int
     dst: int
     window: tuple[int, int] | None = None
+    drop: float = 0.0  # probability that a training batch drops this edge (the kind's drop rule)
+    column: int = 0  # FractalNet column label for global drop-path (0: none)
+    carry: bool = False  # the carry input x of a gated node
+
+    def attributes(self) -> dict:
+        """The wiring attributes that differ from their defaults (what files and hashes carry)."""
+        return {k: v for k, v in (("drop", self.drop), ("column", self.column), ("carry", self.carry)) if v}
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,12 @@ class Node:
     op: str
     agg: str
     width: int
+    drop: float = 0.0  # stochastic depth: probability that a training batch zeroes this node's output
+    options: tuple[tuple[str, Any], ...] = ()  # the aggregation kind's options, sorted by name
+
+    def attributes(self) -> dict:
+        """The wiring attributes beyond op/agg/width (drop when set, the kind's options)."""
+        return {**({"drop": self.drop} if self.drop else {}), **dict(self.options)}
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,8 @@ class BlockSpec:
 
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
+    # Probability that a training batch uses global drop-path: one column label kept (ConnectomeNet draws it).
+    global_drop: float = 0.0
 
     @classmethod
     def from_graph(cls, graph: nx.DiGraph, ops: frozenset[str] | None = None) -> BlockSpec:
@@ -57,11 +76,15 @@ class BlockSpec:
             data = graph.nodes[v]
             in_edges = [_edge(graph, u, v, widths) for u in sorted(graph.predecessors(v))]
             widths[v] = _node_width(v, data, in_edges, widths)
-            nodes.append(Node(v, data["op"], data.get("agg", "concat"), widths[v]))
+            kind = get_aggregation(data.get("agg", "concat"))
+            in_edges = _marked_carry(v, kind.name, in_edges)
+            options = kind.resolve_options(data, f"node {v}")
+            nodes.append(Node(v, data["op"], kind.name, widths[v], _node_drop(v, data, graph), options))
             edges.extend(in_edges)
         if ops is not None:
             _check_ops(nodes, ops)
-        return cls(tuple(sorted(nodes, key=lambda n: n.id)), tuple(sorted(edges, key=_edge_key)))
+        global_drop = _probability(graph.graph.get("global_drop", 0.0), "block attribute global_drop")
+        return cls(tuple(sorted(nodes, key=lambda n: n.id)), tuple(sorted(edges, key=_edge_key)), global_drop)
 
     @property
     def output(self) -> int:
@@ -102,8 +125,12 @@ class BlockSpec:
 
     def input_width(self, v: int) -> int:
         """Channels of node v's aggregated input."""
-        widths = [self.read_width(e) for e in self.inputs[v]]
-        return sum(widths) if self.nodes[v].agg == "concat" else widths[0]
+        return AGGREGATIONS[self.nodes[v].agg].input_width([self.read_width(e) for e in self.inputs[v]])
+
+    @property
+    def columns(self) -> frozenset[int]:
+        """The column labels of the block's edges (global drop-path keeps one per batch)."""
+        return frozenset(e.column for e in self.edges if e.column)
 
     @cached_property
     def canonical_hash(self) -> str:
@@ -112,13 +139,15 @@ class BlockSpec:
 
         return block_canonical_hash(self)
 
-    def to_graph(self) -> nx.DiGraph:
-        """The block as a networkx DiGraph with op/agg/width and window attributes."""
-        g = nx.DiGraph()
+    def to_graph(self, text_windows: bool = False) -> nx.DiGraph:
+        """The block as a networkx DiGraph with every attribute from_graph reads (windows "lo:hi" if text_windows)."""
+        g = nx.DiGraph(**({"global_drop": self.global_drop} if self.global_drop else {}))
         for n in self.nodes:
-            g.add_node(n.id, op=n.op, agg=n.agg, width=n.width)
+            g.add_node(n.id, op=n.op, agg=n.agg, width=n.width, **n.attributes())
         for e in self.edges:
-            attrs = {} if e.window is None else {"window": e.window}
+            attrs = e.attributes()
+            if e.window is not None:
+                attrs["window"] = f"{e.window[0]}:{e.window[1]}" if text_windows else e.window
             g.add_edge(e.src, e.dst, **attrs)
         return g
 
@@ -197,16 +226,28 @@ def _edge_key(e: Edge) -> tuple[int, int]:
 
 
 def _block_to_dict(b: BlockSpec) -> dict:
-    return {
-        "nodes": [[n.id, n.op, n.agg, n.width] for n in b.nodes],
-        "edges": [[e.src, e.dst, list(e.window) if e.window else None] for e in b.edges],
+    """Plain data; wiring attributes are appended only where set, so older graph hashes stay valid."""
+    d = {
+        "nodes": [[n.id, n.op, n.agg, n.width, *_extra(n.attributes())] for n in b.nodes],
+        "edges": [[e.src, e.dst, list(e.window) if e.window else None, *_extra(e.attributes())] for e in b.edges],
     }
+    return {**d, "global_drop": b.global_drop} if b.global_drop else d
+
+
+def _extra(attributes: dict) -> list[dict]:
+    return [attributes] if attributes else []
 
 
 def _block_from_dict(d: dict) -> BlockSpec:
-    nodes = tuple(Node(*n) for n in d["nodes"])
-    edges = tuple(Edge(s, t, tuple(w) if w else None) for s, t, w in d["edges"])
-    return BlockSpec(nodes, edges)
+    nodes = tuple(_node_from_list(*n) for n in d["nodes"])
+    edges = tuple(Edge(s, t, tuple(w) if w else None, **(extra[0] if extra else {})) for s, t, w, *extra in d["edges"])
+    return BlockSpec(nodes, edges, d.get("global_drop", 0.0))
+
+
+def _node_from_list(v: int, op: str, agg: str, width: int, extra: dict | None = None) -> Node:
+    extra = dict(extra or {})
+    drop = extra.pop("drop", 0.0)
+    return Node(v, op, agg, width, drop, tuple(sorted(extra.items())))
 
 
 def _check_structure(graph: nx.DiGraph) -> None:
@@ -231,33 +272,89 @@ def _check_structure(graph: nx.DiGraph) -> None:
 
 
 def _edge(graph: nx.DiGraph, u: int, v: int, widths: dict[int, int]) -> Edge:
-    """Edge with a validated window."""
-    window = graph.edges[u, v].get("window")
+    """Edge with a validated window and wiring attributes."""
+    data = graph.edges[u, v]
+    attrs = {"drop": _probability(data.get("drop", 0.0), f"edge {u}->{v} drop"),
+             "column": _column(data.get("column", 0), f"edge {u}->{v} column"),
+             "carry": _flag(data.get("carry", False), f"edge {u}->{v} carry")}
+    window = data.get("window")
     if window is None:
-        return Edge(u, v)
+        return Edge(u, v, **attrs)
     lo, hi = (int(x) for x in window)
     if not 0 <= lo < hi <= widths[u]:
         raise SpecError(
             f"edge {u}->{v} reads channels {lo}:{hi} but node {u} has only {widths[u]} channels"
         )
-    return Edge(u, v, None if (lo, hi) == (0, widths[u]) else (lo, hi))
+    return Edge(u, v, None if (lo, hi) == (0, widths[u]) else (lo, hi), **attrs)
+
+
+def _probability(value: Any, what: str) -> float:
+    """A drop probability: a number in [0, 1) (1 would drop always)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise SpecError(f"{what} must be a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _column(value: Any, what: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(f"{what} must be a whole number >= 0 (a column label; 0: none), got {value!r}")
+    return value
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def _node_drop(v: int, data: dict, graph: nx.DiGraph) -> float:
+    """A node's drop probability; the block input and output cannot be dropped."""
+    drop = _probability(data.get("drop", 0.0), f"node {v} drop")
+    if drop and (graph.in_degree(v) == 0 or graph.out_degree(v) == 0):
+        raise SpecError(f"node {v} drop: the block input and output cannot be dropped (drop a layer or an edge)")
+    return drop
+
+
+def _marked_carry(v: int, agg: str, in_edges: list[Edge]) -> list[Edge]:
+    """A gated node's in-edges with exactly one carry (the lowest source unless one is marked)."""
+    marked = [e for e in in_edges if e.carry]
+    if agg != "gated":
+        if marked:
+            raise SpecError(f"edge {marked[0].src}->{v} carry: only a gated node has a carry input, node {v} is {agg}")
+        return in_edges
+    if len(marked) > 1:
+        raise SpecError(f"node {v} (gated) marks {len(marked)} in-edges as carry; mark one")
+    carry = marked[0] if marked else in_edges[0]
+    return [replace(e, carry=e is carry) for e in in_edges]
 
 
 def _node_width(v: int, data: dict, in_edges: list[Edge], widths: dict[int, int]) -> int:
     """Output width: given for input and layers, derived from inputs for identity nodes."""
-    agg = data.get("agg", "concat")
-    if agg not in AGGREGATIONS:
-        raise SpecError(f"node {v}: unknown aggregation {agg!r}; known: {', '.join(AGGREGATIONS)}")
+    kind = get_aggregation(data.get("agg", "concat"), f"node {v}: ")
     reads = [(e.window[1] - e.window[0]) if e.window else widths[e.src] for e in in_edges]
-    if agg == "sum" and len(set(reads)) > 1:
-        detail = ", ".join(f"{e.src}:{w}" for e, w in zip(in_edges, reads))
-        raise SpecError(f"node {v} sums inputs of unequal widths ({detail}); use concat or equal widths")
+    _check_inputs(v, kind, in_edges, reads)
     if data.get("op") == OUTPUT_OP:
-        return sum(reads) if agg == "concat" else reads[0]
+        return kind.input_width(reads)
     width = int(data.get("width", 0))
     if width <= 0:
         raise SpecError(f"node {v} needs a positive width, got {width}")
     return width
+
+
+def _check_inputs(v: int, kind: Aggregation, in_edges: list[Edge], reads: list[int]) -> None:
+    """The kind's arity, width and drop rules on node v's in-edges."""
+    if kind.arity is not None and in_edges and len(in_edges) != kind.arity:
+        raise SpecError(f"node {v} ({kind.name}) needs exactly {kind.arity} in-edges, has {len(in_edges)}")
+    if not kind.concat and len(set(reads)) > 1:
+        detail = ", ".join(f"{e.src}:{w}" for e, w in zip(in_edges, reads))
+        raise SpecError(f"node {v} {kind.verb} inputs of unequal widths ({detail}); use concat or equal widths")
+    labelled = [e for e in in_edges if e.column]
+    if labelled and not kind.renormalise:
+        raise SpecError(f"edge {labelled[0].src}->{v} column: global drop-path columns label the inputs of a "
+                        f"renormalising join ({', '.join(k.name for k in AGGREGATIONS.values() if k.renormalise)}), "
+                        f"node {v} is {kind.name}")
 
 
 def _check_ops(nodes: list[Node], ops: frozenset[str]) -> None:

@@ -83,15 +83,8 @@ def export_block(spec, number: int, fmt: str) -> str:
 
 
 def block_graph(block):
-    """One block as a networkx DiGraph with the attributes the file pattern reads (op, agg, width, window)."""
-    import networkx as nx
-
-    g = nx.DiGraph()
-    for n in block.nodes:
-        g.add_node(n.id, op=n.op, agg=n.agg, width=n.width)
-    for e in block.edges:
-        g.add_edge(e.src, e.dst, **({"window": f"{e.window[0]}:{e.window[1]}"} if e.window else {}))
-    return g
+    """One block as a networkx DiGraph with every attribute the file pattern reads (node 0's width included)."""
+    return block.to_graph(text_windows=True)
 
 
 def _block_graphml(g) -> str:
