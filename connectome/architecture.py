@@ -104,6 +104,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wrn-16-8": dict(family="wide-resnet", pattern="residual", depth=16, growth=128, dropout=0.0),
     "wrn-28-10": dict(family="wide-resnet", pattern="residual", depth=28, growth=160, dropout=0.0),
     "wrn-16-4-dropout": dict(family="wide-resnet", pattern="residual", depth=16, growth=64, dropout=0.4),
+    # Table 1's FractalNet (Larsson et al. 2016), C10 setting: 5 blocks of C = 3 columns (the deepest
+    # 4 convs long: 20 convs + classifier = 21 layers), widths 64/128/256/512/512, mean joins. It
+    # counts 33.7M parameters, as independent reimplementations of the paper's description do;
+    # Table 1 (from the FractalNet paper) says 38.6M (docs/table1_presets.md). The drop-path
+    # variant: local drop-path 0.15 on every join input, global drop-path on half of the batches.
+    "fractalnet-21": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64, dropout=0.0),
+    "fractalnet-21-droppath": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64,
+                                   dropout=0.0, pattern_options={"drop": 0.15, "global_drop": 0.5}),
     # ImageNet DenseNets (CVPR 2017 version only), as in torchvision.
     "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),

@@ -190,11 +190,12 @@ def planned_layers(arch: ArchConfig) -> int | None:
             family = RESNET_FAMILIES[arch.family]
             units = resnet_units(arch, family)  # per stage; stem and transitions hold one unit each
             return arch.blocks * (units - 1) + (0 if family.entry_in_stem else 1)
+        pattern = get_pattern(arch.pattern)
         if arch.family == "fractalnet":
-            return arch.blocks * (2 * fractal_layers(arch) - 1)  # 2^C - 1 convs in C columns
-        if get_pattern(arch.pattern).own_depth:
+            return arch.blocks * pattern.layer_nodes(fractal_layers(arch))
+        if pattern.own_depth:
             return None
-        return sum(layers_per_block(arch))
+        return sum(pattern.layer_nodes(n) for n in layers_per_block(arch))
     except ConfigError:
         return None
 

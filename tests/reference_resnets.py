@@ -154,10 +154,13 @@ class FractalBlock(nn.Module):
                 started.add(c)
                 self.convs.append(layer)
 
-    def forward(self, x):
+    def forward(self, x, column=None):
+        """column: global drop-path keeps only that column (0-based) where it meets others."""
         outs, convs = [x] * self.columns, iter(self.convs)
         for met in self.met:
-            joined = torch.stack([next(convs)(outs[c]) for c in met]).mean(0)
+            layers = [next(convs) for _ in met]
+            kept = [c for c in met if c == column] or met
+            joined = torch.stack([layers[met.index(c)](outs[c]) for c in kept]).mean(0)
             for c in met:
                 outs[c] = joined
         return outs[-1]
@@ -173,9 +176,9 @@ class FractalNet(nn.Module):
         self.blocks = nn.ModuleList(FractalBlock(cin, w, columns) for cin, w in zip([3, *widths], widths))
         self.fc = nn.Linear(widths[-1], classes)
 
-    def forward(self, x):
+    def forward(self, x, column=None):
         for block in self.blocks:
-            x = F.max_pool2d(block(x), 2)
+            x = F.max_pool2d(block(x, column), 2)
         return self.fc(x.flatten(1))
 
 

@@ -74,7 +74,9 @@ def test_every_preset_builds_under_the_default_limits(preset):
 
 
 @pytest.mark.parametrize("options", [dict(depth=40), dict(depth=100, bottleneck=True), dict(block_layers=[3, 5]),
-                                     dict(preset="preact-resnet-164"), dict(preset="resnet-110", blocks=2, depth=14)])
+                                     dict(preset="preact-resnet-164"), dict(preset="resnet-110", blocks=2, depth=14),
+                                     dict(pattern="fractal", block_layers=[4, 6]), dict(preset="fractalnet-21"),
+                                     dict(preset="wrn-16-8", depth=22)])
 def test_planned_layers_count_the_spec_s_layer_nodes(options):
     arch = make_arch(**options)
     assert planned_layers(arch) == sum(block.n_layers for block in build_spec(arch).blocks)

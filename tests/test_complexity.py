@@ -61,7 +61,7 @@ def test_imagenet_presets_match_torchvision(name):
 
 
 def _small(pattern, **kw):
-    kw.setdefault("block_layers", [3, 4])
+    kw.setdefault("block_layers", [4, 2] if pattern == "fractal" else [3, 4])  # fractal: 2^(C-1) layers
     kw.setdefault("growth", 6 if pattern != "residual" else 8)
     opts = {"random": {"model": "er", "p": 0.5, "seed": 1}}.get(pattern, {})
     return make_arch(pattern=pattern, pattern_options=opts, **kw)
@@ -82,7 +82,10 @@ def papers_transition_order(monkeypatch):
 
 
 def _hooked_flops(model, size, forward=None):
-    """Multiply-adds of convs and linears, counted from a real forward pass (model's own by default)."""
+    """Multiply-adds of convs, linears and mean joins (a multiply per element), counted from a real
+    forward pass (model's own by default)."""
+    from connectome.joins import Mean
+
     flops = []
 
     def conv_hook(m, inp, out):
@@ -96,6 +99,8 @@ def _hooked_flops(model, size, forward=None):
             m.register_forward_hook(conv_hook)
         elif isinstance(m, nn.Linear):
             m.register_forward_hook(linear_hook)
+        elif isinstance(m, Mean):
+            m.register_forward_hook(lambda m, inp, out: flops.append(out[0].numel()))
     model.eval()
     (forward or model)(torch.zeros(1, *size))
     return sum(flops)
@@ -191,6 +196,14 @@ def test_wide_resnet_presets_have_table_1_params(preset, depth, k, millions):
     params = complexity(build_spec(make_arch(preset=preset))).params
     assert params == sum(p.numel() for p in reference_resnets.WideResNet(depth, k).parameters())
     assert round(params / 1e6, 1) == millions
+
+
+def test_fractalnet_params_as_its_description_counts_them():
+    """33,724,618 (conv, BN and classifier), as reimplementations of Larsson et al.'s description
+    count; Table 1 (and the FractalNet paper) say 38.6M, which that description does not give."""
+    for preset in ("fractalnet-21", "fractalnet-21-droppath"):
+        params = complexity(build_spec(make_arch(preset=preset))).params
+        assert params == sum(p.numel() for p in reference_resnets.FractalNet().parameters()) == 33_724_618
 
 
 def test_preact_resnet_1001_params_as_he_et_al_count_them():

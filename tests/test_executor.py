@@ -21,7 +21,7 @@ def _arch(pattern, tmp_path=None, **kw):
         path = tmp_path / "user.graphml"
         nx.write_graphml(g, path)
         opts = {"path": str(path)}
-    kw.setdefault("block_layers", [3, 3])
+    kw.setdefault("block_layers", [4, 4] if pattern == "fractal" else [3, 3])  # fractal: 2^(C-1) layers
     return make_arch(pattern=pattern, pattern_options=opts, growth=6, stem_channels=None, **kw)
 
 
@@ -216,6 +216,56 @@ def test_wide_resnets_equal_hand_written_wide_resnets(depth, k, dropout, train):
         outs.append(net(x))
     torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
+
+
+def _copy_weights(model, ref):
+    _randomise_norms(ref)
+    mine, theirs = network_state(model), list(ref.state_dict().values())
+    assert [t.shape for t in mine] == [t.shape for t in theirs]
+    with torch.no_grad():
+        for a, b in zip(mine, theirs):
+            a.copy_(b)
+
+
+@pytest.mark.parametrize("preset, train", [("fractalnet-21", True), ("fractalnet-21", False),
+                                           ("fractalnet-21-droppath", False)])
+def test_fractalnet_equals_a_hand_written_fractalnet(preset, train):
+    # evaluation is deterministic with drop-path set: every join averages all its inputs
+    model = build_model(preset=preset, growth=4)
+    ref = reference_resnets.FractalNet(columns=3, base=4)
+    _copy_weights(model, ref)
+    x = torch.randn(3, 3, 32, 32)
+    model.train(train), ref.train(train)
+    torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("column", [1, 2, 3])
+def test_fractalnet_global_drop_path_runs_one_column_through_the_network(column, monkeypatch):
+    model = build_model(preset="fractalnet-21", growth=4, pattern_options={"global_drop": 0.999999})
+    ref = reference_resnets.FractalNet(columns=3, base=4)
+    _copy_weights(model, ref)
+    monkeypatch.setattr(model, "_column", lambda: column)
+    x = torch.randn(3, 3, 32, 32)
+    torch.manual_seed(0)  # the draw u < global_drop
+    torch.testing.assert_close(model.train()(x), ref.train()(x, column=column - 1), atol=1e-5, rtol=1e-4)
+
+
+def test_fractalnet_local_drop_path_is_seeded_and_off_in_evaluation():
+    model = build_model(preset="fractalnet-21-droppath", growth=4)
+    plain = build_model(preset="fractalnet-21", growth=4)
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(3, 3, 32, 32)
+    outs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        outs.append(model.train()(x))
+    torch.manual_seed(1)
+    dense = plain.train()(x)
+    assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])
+    assert not torch.allclose(outs[0], dense)  # some join input was dropped
+    plain.load_state_dict(model.state_dict())  # the same running statistics
+    torch.testing.assert_close(model.eval()(x), plain.eval()(x))
 
 
 def test_dropout_follows_every_conv_including_transitions():

@@ -17,9 +17,9 @@ OPTIONS = {"file": None}  # the file pattern is covered by its own tests
 def test_every_pattern_builds_a_valid_block(name):
     ctx = CTX if not PATTERNS[name].fixed_width else BlockContext(6, 12, 12, "conv3x3", 0)
     block = BlockSpec.from_graph(block_graph(name, ctx), frozenset(OP_KINDS.costs))
-    assert block.n_layers == 6
+    assert block.n_layers == PATTERNS[name].layer_nodes(6)  # 6, but a fractal's depth counts a path
     assert block.nodes[0].width == ctx.in_channels
-    for v in range(1, 8):
+    for v in range(1, len(block.nodes)):
         assert block.inputs[v], f"node {v} reads nothing"
 
 
@@ -106,7 +106,7 @@ def test_random_rejects_unknown_model():
 def test_unknown_pattern_lists_the_known_ones():
     with pytest.raises(ConfigError) as err:
         get_pattern("densest")
-    assert "densest" in str(err.value) and "dense, file, partial" in str(err.value)
+    assert "densest" in str(err.value) and "dense, file, fractal, partial" in str(err.value)
 
 
 def _user_graph():
@@ -257,3 +257,15 @@ def test_span_is_dense_by_canonical_hash_once_it_reaches_every_layer():
 
     assert spec(pattern="span", pattern_options={"max_span": 6}).canonical_hash == spec(pattern="dense").canonical_hash
     assert spec(pattern="span", pattern_options={"max_span": 5}).canonical_hash != spec(pattern="dense").canonical_hash
+
+
+def test_fractal_block_is_larsson_et_al_s_expansion():
+    # C = 3 columns: the deepest has 4 layers, the middle 2, the shallowest 1; joins average the
+    # columns meeting at depths 2 (two) and 4 (three: the block output), labelled for drop-path
+    ctx = BlockContext(n_layers=4, in_channels=16, growth=12, op="conv3x3", index=0)
+    block = BlockSpec.from_graph(block_graph("fractal", ctx, drop=0.15, global_drop=0.5), frozenset(OP_KINDS.costs))
+    assert block.n_layers == 7 and block.global_drop == 0.5
+    joins = {n.id: [(e.src, e.column, e.drop) for e in block.inputs[n.id]] for n in block.nodes if n.agg == "mean"}
+    assert joins == {4: [(2, 2, 0.15), (3, 3, 0.15)], 9: [(6, 1, 0.15), (7, 2, 0.15), (8, 3, 0.15)]}
+    assert [e.src for e in block.inputs[6]] == [0] and [e.src for e in block.inputs[7]] == [4]
+    assert block.output == 9 and block.out_channels == 12
