@@ -51,6 +51,10 @@ class ArchConfig(BaseModel):
     in_channels: int = Field(3, ge=1)
     # Dropout after each conv; None lets the trainer choose (0.2 without augmentation).
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    # Stochastic depth (Huang et al. 2016): the l-th of the network's L layers (ResNet units) is skipped
+    # in a training batch with probability l/L * stochastic_depth, and scaled by its survival in
+    # evaluation; 0.5 is their p_L = 0.5. Hashed only when set.
+    stochastic_depth: float | None = Field(None, ge=0.0, lt=1.0, exclude_if=lambda v: v is None)
     # Recompute aggregation + BN + ReLU in backward (Pleiss et al. 2017); execution only.
     memory_efficient: bool = False
 
@@ -112,6 +116,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fractalnet-21": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64, dropout=0.0),
     "fractalnet-21-droppath": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64,
                                    dropout=0.0, pattern_options={"drop": 0.15, "global_drop": 0.5}),
+    # Table 1's ResNets with stochastic depth (Huang et al. 2016): He et al.'s basic ResNets, the
+    # l-th of L units skipped with probability l/L * 0.5 (p_L = 0.5). 110 layers: 1.7M as Table 1;
+    # 1202 layers: 19.4M (He et al. 2015's count for ResNet-1202; Table 1 says 10.2M).
+    "resnet-sd-110": dict(family="resnet", pattern="residual-postact", depth=110, growth=16, dropout=0.0,
+                          stochastic_depth=0.5),
+    "resnet-sd-1202": dict(family="resnet", pattern="residual-postact", depth=1202, growth=16, dropout=0.0,
+                           stochastic_depth=0.5),
     # ImageNet DenseNets (CVPR 2017 version only), as in torchvision.
     "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),

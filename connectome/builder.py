@@ -9,11 +9,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import networkx as nx
+
 from connectome.architecture import ArchConfig, layers_per_block, make_arch
 from connectome.costs import OP_KINDS
 from connectome.errors import ConfigError
 from connectome.patterns import BlockContext, Pattern, block_graph, get_pattern
-from connectome.spec import BlockSpec, NetworkSpec
+from connectome.spec import INPUT_OP, JOIN_OPS, BlockSpec, NetworkSpec
 
 if TYPE_CHECKING:
     from connectome.executor import ConnectomeNet
@@ -32,10 +34,12 @@ def _densenet_spec(arch: ArchConfig) -> NetworkSpec:
     op = "bottleneck" if arch.bottleneck else "conv3x3"
     stem = width = stem_channels(arch, pattern)
     blocks, transitions = [], []
+    total, position = _decayed_layers(arch), 1
     for i, n in enumerate(layers):
         ctx = BlockContext(n_layers=n, in_channels=width, growth=arch.growth, op=op, index=i)
         options = dict(arch.pattern_options, **({"m": windows[i]} if windows else {}))
         graph = block_graph(arch.pattern, ctx, **options)
+        position += stochastic_depth(graph, position, total, arch.stochastic_depth)
         width = _declared_input(arch, graph, i, width)
         if i == 0:
             stem = width
@@ -107,6 +111,8 @@ def _resnet_spec(arch: ArchConfig) -> NetworkSpec:
         units = n if i == 0 and not family.entry_in_stem else n - 1  # the others are stem/transition
         ctx = BlockContext(n_layers=units, in_channels=width, growth=width, op=family.op, index=i)
         graph = block_graph(arch.pattern, ctx, **arch.pattern_options)
+        # units are numbered through the network, the stem's and transitions' included (never dropped)
+        stochastic_depth(graph, i * n + 1 + n - units, arch.blocks * n, arch.stochastic_depth)
         blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
     return NetworkSpec(
         stem=family.stem, in_channels=arch.in_channels, stem_channels=widths[0], blocks=tuple(blocks),
@@ -145,10 +151,11 @@ def _fractal_spec(arch: ArchConfig) -> NetworkSpec:
                         "m": None, "bottleneck": False, "compression": 1.0})
     n = fractal_layers(arch)
     widths = [arch.growth * 2 ** max(0, min(i, arch.blocks - 2)) for i in range(arch.blocks)]
-    blocks = []
+    blocks, total, position = [], _decayed_layers(arch), 1
     for i, (cin, width) in enumerate(zip([arch.in_channels, *widths], widths)):
         ctx = BlockContext(n_layers=n, in_channels=cin, growth=width, op="conv_bn_relu", index=i)
         graph = block_graph(arch.pattern, ctx, **arch.pattern_options)
+        position += stochastic_depth(graph, position, total, arch.stochastic_depth)
         blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
     return NetworkSpec(
         stem="none", in_channels=arch.in_channels, stem_channels=arch.in_channels, blocks=tuple(blocks),
@@ -177,6 +184,28 @@ def _check_fixed(arch: ArchConfig, fixed: dict[str, Any]) -> None:
 
 SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
                  "fractalnet": _fractal_spec}
+
+
+def stochastic_depth(graph: nx.DiGraph, first: int, total: int, p_last: float | None) -> int:
+    """Huang et al. (2016): the l-th of the network's `total` layers drops with probability
+    l / total * p_last (linear decay to p_last = 1 - p_L); sets node `drop` on the block's layer nodes,
+    numbered from `first`, and returns how many it has."""
+    layers = [v for v in sorted(graph.nodes) if graph.nodes[v]["op"] not in JOIN_OPS | {INPUT_OP}]
+    if p_last:
+        for j, v in enumerate(layers):
+            graph.nodes[v]["drop"] = (first + j) / total * p_last
+    return len(layers)
+
+
+def _decayed_layers(arch: ArchConfig) -> int:
+    """The layers stochastic depth numbers (0 without it); a ConfigError where a file sets them."""
+    if not arch.stochastic_depth:
+        return 0
+    total = planned_layers(arch)
+    if total is None:
+        raise ConfigError(f"stochastic_depth needs the layer count before building; pattern {arch.pattern!r} "
+                          "sets its own (give the nodes a `drop` attribute in the graph file instead)")
+    return total
 
 
 def planned_layers(arch: ArchConfig) -> int | None:

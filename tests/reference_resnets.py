@@ -57,16 +57,17 @@ class PreActResNet(nn.Module):
 class BasicBlock(nn.Module):
     """He et al. 2015: Conv3x3-BN-ReLU-Conv3x3-BN, add the shortcut (option A), ReLU."""
 
-    def __init__(self, cin, cout, stride=1):
+    def __init__(self, cin, cout, stride=1, survival=1.0):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.stride, self.pad = stride, cout - cin
+        self.survival = survival  # stochastic depth at test time: the branch scaled by p_l (Huang et al. 2016)
 
     def forward(self, x):
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        out = self.survival * self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         shortcut = x[:, :, ::self.stride, ::self.stride]
         if self.pad:
             shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
@@ -74,17 +75,22 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """The original CIFAR ResNet, depth 6n+2: conv-BN-ReLU stem, stages of 16/32/64, pool, FC."""
+    """The original CIFAR ResNet, depth 6n+2: conv-BN-ReLU stem, stages of 16/32/64, pool, FC.
 
-    def __init__(self, depth, classes=10):
+    p_last: stochastic depth's last drop probability (1 - p_L); in evaluation unit l of L scales its
+    branch by 1 - l/L * p_last, except the strided first units of stages 2 and 3 (never dropped)."""
+
+    def __init__(self, depth, classes=10, p_last=0.0, base=16):
         super().__init__()
         n = (depth - 2) // 6
-        self.conv0 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-        self.bn0 = nn.BatchNorm2d(16)
-        units, cin = [], 16
-        for i, width in enumerate((16, 32, 64)):
+        self.conv0 = nn.Conv2d(3, base, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(base)
+        units, cin = [], base
+        for i, width in enumerate((base, 2 * base, 4 * base)):
             for j in range(n):
-                units.append(BasicBlock(cin, width, stride=2 if i and not j else 1))
+                strided = bool(i and not j)
+                survival = 1.0 if strided else 1 - (i * n + j + 1) / (3 * n) * p_last
+                units.append(BasicBlock(cin, width, stride=2 if strided else 1, survival=survival))
                 cin = width
         self.units = nn.Sequential(*units)
         self.fc = nn.Linear(cin, classes)

@@ -206,6 +206,16 @@ def test_fractalnet_params_as_its_description_counts_them():
         assert params == sum(p.numel() for p in reference_resnets.FractalNet().parameters()) == 33_724_618
 
 
+@pytest.mark.parametrize("preset, depth, params", [("resnet-sd-110", 110, 1_727_962), ("resnet-sd-1202", 1202, 19_421_274)])
+def test_stochastic_depth_resnets_count_he_et_al_s_resnets(preset, depth, params):
+    """Stochastic depth adds no parameter: 1.7M as Table 1 for 110 layers; 19.4M for 1202 layers,
+    He et al. (2015)'s ResNet-1202 count (Table 1's 10.2M is not that network's)."""
+    spec = build_spec(make_arch(preset=preset))
+    assert complexity(spec).params == params == sum(p.numel() for p in reference_resnets.ResNet(depth).parameters())
+    drops = [n.drop for b in spec.blocks for n in b.nodes if n.drop]
+    assert max(drops) == 0.5 and min(drops) == pytest.approx(0.5 / ((depth - 2) // 2))
+
+
 def test_preact_resnet_1001_params_as_he_et_al_count_them():
     """10.33M with BN's scale and shift; Table 1's 10.2M (from He et al. 2016) matches the
     conv and linear weights alone (10.18M), which is how the 164-layer net's 1.7M also rounds."""

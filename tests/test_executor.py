@@ -268,6 +268,41 @@ def test_fractalnet_local_drop_path_is_seeded_and_off_in_evaluation():
     torch.testing.assert_close(model.eval()(x), plain.eval()(x))
 
 
+def test_stochastic_depth_resnet_in_evaluation_equals_a_hand_written_one():
+    model = build_model(preset="resnet-sd-110", depth=26, growth=4)  # 12 units, survival 1 - l/12 * 0.5
+    ref = reference_resnets.ResNet(26, p_last=0.5, base=4)
+    _copy_weights(model, ref)
+    x = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(model.eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-4)
+    plain = reference_resnets.ResNet(26, base=4)
+    plain.load_state_dict(ref.state_dict())
+    assert not torch.allclose(model(x), plain.eval()(x))  # the scaling is there
+
+
+def test_stochastic_depth_skips_unit_l_with_probability_l_over_L_times_p_last():
+    model = build_model(preset="resnet-sd-110", depth=20, growth=2).train()  # 9 units; 4 and 7 are strided
+    runs = {}
+    for block in model.blocks:
+        for node in block.nodes.values():
+            if node.op is not None and node.op.in_conv is not None:  # a unit's branch, not its ReLU join
+                runs[node] = 0
+                node.register_forward_hook(lambda m, i, o: runs.__setitem__(m, runs[m] + 1))
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        for _ in range(600):
+            model(x)
+    units = [1, 2, 3, 5, 6, 8, 9]
+    kept = [count / 600 for count in runs.values()]
+    for l, share in zip(units, kept):
+        assert abs(share - (1 - l / 9 * 0.5)) < 0.07, (l, share)
+    torch.manual_seed(3)
+    first = model(x)
+    torch.manual_seed(3)
+    assert torch.equal(first, model(x))  # seeded
+    assert torch.equal(model.eval()(x), model(x))  # nothing random in evaluation
+
+
 def test_dropout_follows_every_conv_including_transitions():
     model = build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.2)
     assert isinstance(model.transitions[0].drop, nn.Dropout) and model.transitions[0].drop.p == 0.2
