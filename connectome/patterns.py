@@ -130,6 +130,28 @@ def residual_postact(ctx: BlockContext) -> nx.DiGraph:
     return g
 
 
+@register_pattern("highway", fixed_width=True)
+def highway(ctx: BlockContext, gate_bias: float = -2.0, gate_kernel: int = 3) -> nx.DiGraph:
+    """Highway layers (Srivastava et al. 2015): y_j = T(x) * H(x) + (1 - T(x)) * x, x = y_{j-1}.
+
+    Each layer is two nodes: H, the block's op reading x, and a `gated` join (op identity) reading
+    x as its carry and H; the gate's kernel and initial bias are the join's options (their defaults
+    as the wiring language's: a 3x3 gate, bias -2). The block outputs the last join.
+    """
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    prev = 0
+    for j in range(1, ctx.n_layers + 1):
+        h, join = 2 * j - 1, 2 * j
+        g.add_node(h, op=ctx.op, agg="concat", width=ctx.growth)
+        g.add_node(join, op=OUTPUT_OP, agg="gated", width=0, gate_bias=gate_bias, gate_kernel=gate_kernel)
+        g.add_edges_from([(prev, h), (prev, join, {"carry": True}), (h, join)])
+        prev = join
+    g.add_node(prev + 1, op=OUTPUT_OP, agg="concat", width=0)
+    g.add_edge(prev, prev + 1)
+    return g
+
+
 def fractal_layer_nodes(n: int) -> int:
     """Layers of a fractal block whose deepest column is n layers long (2^C - 1 when n = 2^(C-1))."""
     columns = max(n, 1).bit_length()

@@ -82,9 +82,9 @@ def papers_transition_order(monkeypatch):
 
 
 def _hooked_flops(model, size, forward=None):
-    """Multiply-adds of convs, linears and mean joins (a multiply per element), counted from a real
-    forward pass (model's own by default)."""
-    from connectome.joins import Mean
+    """Multiply-adds of convs, linears and mean and gated joins (one per element beyond their convs),
+    counted from a real forward pass (model's own by default)."""
+    from connectome.joins import Gated, Mean
 
     flops = []
 
@@ -99,7 +99,7 @@ def _hooked_flops(model, size, forward=None):
             m.register_forward_hook(conv_hook)
         elif isinstance(m, nn.Linear):
             m.register_forward_hook(linear_hook)
-        elif isinstance(m, Mean):
+        elif isinstance(m, (Mean, Gated)):
             m.register_forward_hook(lambda m, inp, out: flops.append(out[0].numel()))
     model.eval()
     (forward or model)(torch.zeros(1, *size))

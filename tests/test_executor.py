@@ -303,6 +303,19 @@ def test_stochastic_depth_skips_unit_l_with_probability_l_over_L_times_p_last():
     assert torch.equal(model.eval()(x), model(x))  # nothing random in evaluation
 
 
+def test_highway_block_computes_t_h_plus_one_minus_t_x():
+    model = build_model(pattern="highway", block_layers=[2], growth=6).eval()
+    block = model.blocks[0]
+    x = torch.randn(2, 6, 5, 5)
+    expected = x
+    for h, join in (("1", "2"), ("3", "4")):
+        hx = block.nodes[h].op.tail(block.nodes[h].op.head(expected))
+        t = torch.sigmoid(block.nodes[join].join.gate(expected))
+        expected = t * hx + (1 - t) * expected
+    torch.testing.assert_close(block(x), expected)
+    assert block.nodes["2"].join.gate.bias.eq(-2.0).all()  # starts carrying x
+
+
 def test_dropout_follows_every_conv_including_transitions():
     model = build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.2)
     assert isinstance(model.transitions[0].drop, nn.Dropout) and model.transitions[0].drop.p == 0.2

@@ -106,7 +106,7 @@ def test_random_rejects_unknown_model():
 def test_unknown_pattern_lists_the_known_ones():
     with pytest.raises(ConfigError) as err:
         get_pattern("densest")
-    assert "densest" in str(err.value) and "dense, file, fractal, partial" in str(err.value)
+    assert "densest" in str(err.value) and "dense, file, fractal, highway, partial" in str(err.value)
 
 
 def _user_graph():
@@ -269,3 +269,13 @@ def test_fractal_block_is_larsson_et_al_s_expansion():
     assert joins == {4: [(2, 2, 0.15), (3, 3, 0.15)], 9: [(6, 1, 0.15), (7, 2, 0.15), (8, 3, 0.15)]}
     assert [e.src for e in block.inputs[6]] == [0] and [e.src for e in block.inputs[7]] == [4]
     assert block.output == 9 and block.out_channels == 12
+
+
+def test_highway_layers_gate_their_op_against_the_carried_input():
+    ctx = BlockContext(n_layers=2, in_channels=12, growth=12, op="conv3x3", index=0)
+    block = BlockSpec.from_graph(block_graph("highway", ctx, gate_bias=-3.0), frozenset(OP_KINDS.costs))
+    assert block.n_layers == 2 and [n.agg for n in block.nodes] == ["concat", "concat", "gated", "concat", "gated",
+                                                                      "concat"]
+    assert [(e.src, e.carry) for e in block.inputs[2]] == [(0, True), (1, False)]
+    assert [(e.src, e.carry) for e in block.inputs[4]] == [(2, True), (3, False)]
+    assert dict(block.nodes[4].options) == {"gate_bias": -3.0, "gate_kernel": 3}
