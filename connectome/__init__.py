@@ -25,6 +25,8 @@ _EXPORTS = {
     "NetworkSpec": "connectome.spec",
     "PATTERNS": "connectome.patterns",
     "register_pattern": "connectome.patterns",
+    "AGGREGATIONS": "connectome.aggregations",
+    "register_aggregation": "connectome.aggregations",
     "build_spec": "connectome.builder",
     "build_model": "connectome.builder",
     "match_budget": "connectome.complexity",

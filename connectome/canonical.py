@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import networkx as nx
 from networkx.algorithms.isomorphism import DiGraphMatcher
 
+from connectome.aggregations import AGGREGATIONS
+
 if TYPE_CHECKING:
     from connectome.spec import BlockSpec, NetworkSpec
 
@@ -31,8 +33,6 @@ NETWORK_FIELDS = ("stem", "in_channels", "stem_channels", "transitions", "classe
 
 def labelled_graph(block: BlockSpec) -> nx.DiGraph:
     """The block with one string `label` per node and edge: what the canonical form compares."""
-    from connectome.aggregations import AGGREGATIONS
-
     g = nx.DiGraph()
     for n in block.nodes:
         single = len(block.inputs[n.id]) <= 1 and AGGREGATIONS[n.agg].single_is_identity

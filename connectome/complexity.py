@@ -12,7 +12,7 @@ from connectome.aggregations import AGGREGATIONS
 from connectome.architecture import ArchConfig
 from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS, Cx
 from connectome.errors import ConfigError, SpecError
-from connectome.spec import BlockSpec, NetworkSpec
+from connectome.spec import BlockSpec, NetworkSpec, Node
 
 # The input side each stem was designed for (a test checks that every stem kind has one).
 DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32, "wide-entry": 32, "none": 32}
@@ -29,7 +29,7 @@ def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: 
     return total
 
 
-def _aggregation_cx(block: BlockSpec, node, cin: int, hw: int, memory_efficient: bool) -> Cx:
+def _aggregation_cx(block: BlockSpec, node: Node, cin: int, hw: int, memory_efficient: bool) -> Cx:
     """The kind's learned parameters and work, plus its aggregate when a layer or a later node stores it."""
     n = len(block.inputs[node.id])
     kind = AGGREGATIONS[node.agg]

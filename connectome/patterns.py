@@ -15,7 +15,7 @@ import networkx as nx
 
 from connectome.aggregations import option_names
 from connectome.errors import ConfigError, SpecError, unknown_name
-from connectome.spec import INPUT_OP, OUTPUT_OP
+from connectome.spec import INPUT_OP, OUTPUT_OP, BlockSpec
 
 
 @dataclass(frozen=True)
@@ -337,7 +337,9 @@ def from_file(ctx: BlockContext, path: str | list[str]) -> nx.DiGraph:
         path = path[ctx.index]
     user = read_graph(Path(path))
     try:
-        return _complete_user_graph(user, ctx)
+        graph = _complete_user_graph(user, ctx)
+        BlockSpec.from_graph(graph)  # validated here too, so an error names the file
+        return graph
     except SpecError as err:
         raise SpecError(f"{path}: {err}") from None
 

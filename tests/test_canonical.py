@@ -112,3 +112,64 @@ def test_presets_keep_distinct_canonical_hashes():
     specs = [build_spec(make_arch(pattern=p, depth=22, growth=6)) for p in ("dense", "plain", "sparse", "residual")]
     assert len({s.canonical_hash for s in specs}) == 4
     assert build_spec(make_arch(depth=22, growth=6)).canonical_hash == specs[0].canonical_hash
+
+
+# The wiring language: kinds, options, drops, columns and carries change the canonical form.
+from wiring_graphs import KINDS, join_graph, network, wiring_graph  # noqa: E402
+
+
+def _canonical(graph):
+    return network(BlockSpec.from_graph(graph)).canonical_hash
+
+
+def test_canonical_hash_tells_aggregation_kinds_and_options_apart():
+    hashes = [_canonical(join_graph(agg, **attrs)) for _, agg, attrs in KINDS]
+    assert len(set(hashes)) == len(KINDS)
+
+
+@pytest.mark.parametrize("change", [
+    lambda g: g.edges[1, 2].update(drop=0.2),
+    lambda g: g.nodes[1].update(drop=0.2),
+    lambda g: g.edges[1, 2].update(column=1),
+    lambda g: g.graph.update(global_drop=0.5),
+])
+def test_canonical_hash_tells_drops_and_columns_apart(change):
+    g = join_graph("mean")
+    before = _canonical(g)
+    change(g)
+    assert _canonical(g) != before
+
+
+def test_canonical_hash_tells_the_carry_apart():
+    carry_x = join_graph("gated")
+    carry_h = join_graph("gated", edge_attrs={(1, 2): {"carry": True}})
+    assert _canonical(carry_x) != _canonical(carry_h)
+
+
+def _branches(node_drop_on, edge_drop_on):
+    """Two parallel conv branches 1, 2 into a mean (node 3); one node drop and one edge drop placed by id."""
+    g = nx.DiGraph([(0, 1), (0, 2), (1, 3), (2, 3)])
+    g.add_node(0, op="input", width=4)
+    g.add_nodes_from([1, 2], op="conv3x3", agg="concat", width=4)
+    g.add_node(3, op="identity", agg="mean")
+    g.nodes[node_drop_on]["drop"] = 0.1
+    g.edges[edge_drop_on, 3]["drop"] = 0.3
+    return network(BlockSpec.from_graph(g))
+
+
+def test_renumbering_keeps_the_canonical_hash_of_a_wired_block():
+    a, renumbered, other = _branches(1, 2), _branches(2, 1), _branches(1, 1)
+    assert a.graph_hash != renumbered.graph_hash
+    assert a.canonical_hash == renumbered.canonical_hash and networks_isomorphic(a, renumbered)
+    assert a.canonical_hash != other.canonical_hash and not networks_isomorphic(a, other)
+
+
+def test_one_input_mean_is_concat_but_one_input_weighted_is_not():
+    def single(agg):
+        g = nx.DiGraph([(0, 1), (1, 2)])
+        g.add_node(0, op="input", width=4)
+        g.add_node(1, op="conv3x3", agg=agg, width=4)
+        g.add_node(2, op="identity", agg="concat")
+        return _canonical(g)
+
+    assert single("mean") == single("concat") == single("sum") != single("weighted")

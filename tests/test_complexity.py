@@ -276,3 +276,51 @@ def test_specs_and_their_complexity_import_no_torch():
                           env={**os.environ, "PYTHONPATH": str(repo)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+# The wiring language: every aggregation kind counts its learned parameters and its work.
+from connectome.aggregations import AGGREGATIONS  # noqa: E402
+from connectome.errors import SpecError  # noqa: E402
+from connectome.joins import JOINS  # noqa: E402
+from wiring_graphs import KINDS, block, join_graph, network, wiring_graph  # noqa: E402
+
+
+def test_every_aggregation_kind_has_a_module():
+    assert set(JOINS) == set(AGGREGATIONS)
+
+
+@pytest.mark.parametrize("name, agg, attrs", KINDS, ids=[k[0] for k in KINDS])
+def test_aggregation_kinds_count_the_built_models_params(name, agg, attrs):
+    from connectome.executor import ConnectomeNet
+
+    spec = network(block(join_graph(agg, width=6, **attrs)))
+    model = ConnectomeNet(spec)
+    cx = complexity(spec, (3, 8, 8))
+    assert cx.params == sum(p.numel() for p in model.parameters())
+    join_params = sum(p.numel() for p in model.blocks[0].nodes["2"].join.parameters())
+    assert join_params == {"weighted": 2, "gated": 6 * 6 * attrs.get("gate_kernel", 3) ** 2 + 6}.get(agg, 0)
+
+
+@pytest.mark.parametrize("name, agg, attrs", KINDS, ids=[k[0] for k in KINDS])
+def test_aggregation_kinds_add_their_multiply_adds(name, agg, attrs):
+    from connectome.executor import ConnectomeNet
+
+    spec = network(block(join_graph(agg, width=6, **attrs)))
+    elementwise = {"mean": 1, "weighted": 2, "gated": 1}.get(agg, 0) * 6 * 8 * 8
+    # convs and linears (the gate conv included) counted in a forward pass, plus the kind's elementwise work
+    assert complexity(spec, (3, 8, 8)).flops == _hooked_flops(ConnectomeNet(spec), (3, 8, 8)) + elementwise
+
+
+def test_a_network_with_every_wiring_attribute_counts_its_params():
+    from connectome.executor import ConnectomeNet
+
+    spec = network(block(wiring_graph()), block(wiring_graph()))
+    assert complexity(spec).params == sum(p.numel() for p in ConnectomeNet(spec).parameters())
+
+
+@pytest.mark.parametrize("side", [-1, 0, 2, 3])
+def test_an_input_too_small_for_the_downsampling_is_an_error(side):
+    spec = build_spec(make_arch(preset="densenet-40-12"))  # three blocks: 32, 16, 8 at a 32 input
+    with pytest.raises(SpecError, match="input size|too small"):
+        complexity(spec, (3, side, side))
+    assert complexity(spec, (3, 4, 4)).params == complexity(spec).params  # 4, 2, 1: the smallest that runs

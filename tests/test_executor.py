@@ -361,3 +361,189 @@ def test_memory_efficient_bottleneck_recomputes_its_second_norm_relu():
     efficient = copy.deepcopy(default).set_memory_efficient(True)
     x = torch.randn(4, 3, 16, 16)
     assert _saved_activation_bytes(efficient, x) < 0.6 * _saved_activation_bytes(default, x)
+
+
+# The wiring language: aggregation kinds and stochastic edges (docs/design.md, "The wiring language").
+from connectome.aggregations import AGGREGATIONS, Aggregation  # noqa: E402
+from connectome.errors import SpecError  # noqa: E402
+from connectome.executor import Block  # noqa: E402
+from connectome.joins import make_join  # noqa: E402
+from wiring_graphs import KINDS, block, join_graph, network, wiring_graph  # noqa: E402
+
+
+def _block_module(graph, memory_efficient=False):
+    torch.manual_seed(0)
+    module = Block(block(graph), bn_size=4, dropout=0.0, memory_efficient=memory_efficient)
+    for p in module.parameters():  # away from the initial values, so formulas see every weight
+        p.data.add_(0.1 * torch.randn_like(p))
+    return module
+
+
+def _join_formula(agg, join, x, h):
+    """The kind's formula, written out with the join's own parameters."""
+    if agg == "concat":
+        return torch.cat([x, h], 1)
+    if agg == "sum":
+        return x + h
+    if agg == "mean":
+        return (x + h) / 2
+    if agg == "weighted":
+        w = torch.sigmoid(join.weight) if join.positive else join.weight
+        return w[0] * x + w[1] * h
+    t = torch.sigmoid(nn.functional.conv2d(x, join.gate.weight, join.gate.bias, padding=join.gate.padding))
+    return t * h + (1 - t) * x
+
+
+@pytest.mark.parametrize("name, agg, attrs", KINDS, ids=[k[0] for k in KINDS])
+def test_each_aggregation_kind_equals_its_formula_in_values_and_gradients(name, agg, attrs):
+    module = _block_module(join_graph(agg, **attrs)).train()
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    out = module(x)
+    layer = module.nodes["1"].op
+    expected = _join_formula(agg, module.nodes["2"].join, x, layer.tail(layer.head(x)))
+    torch.testing.assert_close(out, expected)
+    params = [x, *module.parameters()]
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), params)
+    want = torch.autograd.grad((expected * weights).sum(), params)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("weights, expected", [("ones", [1.0, 1.0]), ("nearest", [0.0, 1.0]),
+                                                ("uniform", [0.5, 0.5]), ("sigmoid", [0.0, 0.0])])
+def test_weighted_initialisations(weights, expected):
+    model = ConnectomeNet(network(block(join_graph("weighted", weights=weights))))
+    assert model.blocks[0].nodes["2"].join.weight.tolist() == expected
+
+
+def test_gate_bias_and_kernel_are_the_nodes_options():
+    model = ConnectomeNet(network(block(join_graph("gated", gate_kernel=1, gate_bias=-3.0))))
+    gate = model.blocks[0].nodes["2"].join.gate
+    assert gate.kernel_size == (1, 1) and torch.all(gate.bias == -3.0)
+
+
+def test_gated_carry_is_the_marked_in_edge():
+    module = _block_module(join_graph("gated", edge_attrs={(1, 2): {"carry": True}}))
+    x = torch.randn(2, 4, 5, 5)
+    layer, join = module.nodes["1"].op, module.nodes["2"].join
+    h = layer.tail(layer.head(x))
+    torch.testing.assert_close(module(x), _join_formula("gated", join, h, x))  # carry h, transform x
+
+
+def test_unknown_join_module_names_the_registered_ones():
+    with pytest.raises(SpecError, match="has no module.*with a module: concat, gated, mean, sum, weighted"):
+        make_join("max", n_inputs=2, width=4, carry=0, options={})
+
+
+def test_evaluation_is_deterministic_and_draws_nothing():
+    model = ConnectomeNet(network(block(wiring_graph()), block(wiring_graph()))).eval()
+    x = torch.randn(2, 3, 8, 8)
+    state = torch.get_rng_state()
+    first = model(x)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(model(x), first)
+
+
+def _outputs(module, x, n, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return [module(x) for _ in range(n)]
+
+
+def test_edge_drop_on_a_sum_drops_at_its_rate_and_scales_in_evaluation():
+    module = _block_module(join_graph("sum", edge_attrs={(1, 2): {"drop": 0.3}})).train()
+    module.nodes["1"].op.eval()  # fixed BN statistics: the branch's value is the same every batch
+    x = torch.randn(2, 4, 5, 5)
+    outs = _outputs(module, x, 400)
+    dropped = sum(torch.equal(o, x) for o in outs) / len(outs)
+    assert 0.24 <= dropped <= 0.36  # p = 0.3; 400 draws: sd 0.023
+    h = outs[[torch.equal(o, x) for o in outs].index(False)] - x
+    module.eval()
+    torch.testing.assert_close(module(x), x + 0.7 * h)
+
+
+def test_mean_local_drop_path_keeps_at_least_one_input_and_renormalises():
+    edges = {(0, 2): {"drop": 0.5}, (1, 2): {"drop": 0.5}}
+    module = _block_module(join_graph("mean", edge_attrs=edges)).train()
+    module.nodes["1"].op.eval()
+    x = torch.randn(2, 4, 5, 5)
+    layer = module.nodes["1"].op
+    with torch.no_grad():
+        h = layer.tail(layer.head(x))
+    outs = _outputs(module, x, 600)
+    kinds = ["x" if torch.equal(o, x) else "h" if torch.allclose(o, h) else "both" for o in outs]
+    assert all(k == "both" and torch.allclose(o, (x + h) / 2) or k != "both" for o, k in zip(outs, kinds))
+    # only x: x kept and h dropped (1/4), or both dropped and x drawn to survive (1/8): 3/8
+    assert 0.31 <= kinds.count("x") / 600 <= 0.44
+    assert 0.19 <= kinds.count("both") / 600 <= 0.31
+    module.eval()
+    torch.testing.assert_close(module(x), (x + h) / 2)
+
+
+def test_stochastic_depth_on_residual_running_sums():
+    """Pattern `residual` with node drops: x + b1 f1(x) + b2 f2(x + b1 f1(x)); evaluation scales by 1 - p."""
+    from connectome.patterns import BlockContext, block_graph
+
+    g = block_graph("residual", BlockContext(n_layers=2, in_channels=4, growth=4, op="conv3x3", index=0))
+    g.nodes[1]["drop"], g.nodes[2]["drop"] = 0.5, 0.2
+    module = _block_module(g).eval()
+    f1, f2 = (module.nodes[str(v)].op for v in (1, 2))
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        s1 = x + 0.5 * f1.tail(f1.head(x))
+        expected = s1 + 0.8 * f2.tail(f2.head(s1))
+        torch.testing.assert_close(module(x), expected)
+        module.train()
+        f1.eval(), f2.eval()
+        a1 = f1.tail(f1.head(x))
+        possible = [x, x + a1, x + f2.tail(f2.head(x)), x + a1 + f2.tail(f2.head(x + a1))]
+        outs = _outputs(module, x, 300)
+    seen = [next(i for i, p in enumerate(possible) if torch.allclose(o, p)) for o in outs]
+    assert 0.4 <= sum(i in (0, 2) for i in seen) / 300 <= 0.6  # layer 1 dropped with p = 0.5
+    assert 0.12 <= sum(i in (0, 1) for i in seen) / 300 <= 0.28  # layer 2 dropped with p = 0.2
+
+
+def test_global_drop_path_keeps_one_column_for_the_whole_network():
+    g = wiring_graph()
+    g.graph["global_drop"] = 0.999
+    model = ConnectomeNet(network(block(g), block(g))).train()
+    seen = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        draw = float(torch.rand(()))
+        seen.append(model.columns[int(torch.randint(len(model.columns), ()))] if draw < 0.999 else None)
+    assert model.columns == [1, 2] and 10 <= seen.count(1) <= 30 and None not in seen
+    kept = {}
+    for b in model.blocks:  # record which inputs every mean join keeps in this batch
+        b.nodes["4"].join.register_forward_pre_hook(lambda m, args: kept.setdefault(id(m), []).append(len(args[0])))
+    x = torch.randn(2, 3, 8, 8)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        model(x)
+    assert all(n == [1] * 20 for n in kept.values())  # global mode: one column at each join
+
+
+def test_memory_efficient_mode_gives_identical_outputs_and_gradients_with_every_kind():
+    spec = network(block(wiring_graph()), block(wiring_graph()))
+    plain, efficient = ConnectomeNet(spec), ConnectomeNet(spec, memory_efficient=True)
+    efficient.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    results = []
+    for model in (plain, efficient):
+        torch.manual_seed(3)
+        out = model(x)
+        out.square().sum().backward()
+        results.append((out, [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_memory_efficient_mode_refuses_a_kind_that_does_not_support_it(monkeypatch):
+    monkeypatch.setitem(AGGREGATIONS, "mean", Aggregation("mean", AGGREGATIONS["mean"].cost, memory_efficient=False))
+    spec = network(block(join_graph("mean")))
+    with pytest.raises(SpecError, match="memory-efficient mode does not support aggregation 'mean' .block 1, node 2"):
+        ConnectomeNet(spec, memory_efficient=True)
+    with pytest.raises(SpecError, match="memory-efficient"):
+        ConnectomeNet(spec).set_memory_efficient(True)

@@ -259,6 +259,51 @@ def test_span_is_dense_by_canonical_hash_once_it_reaches_every_layer():
     assert spec(pattern="span", pattern_options={"max_span": 5}).canonical_hash != spec(pattern="dense").canonical_hash
 
 
+# The wiring language in graph files: every kind and attribute round-trips through GraphML and JSON.
+from pathlib import Path  # noqa: E402
+
+from connectome.patterns import from_file  # noqa: E402
+from wiring_graphs import KINDS, join_graph, wiring_graph  # noqa: E402
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples" / "graphs").glob("*.*[ln]"))
+
+
+def _write(graph, path):
+    if path.suffix == ".json":
+        path.write_text(json.dumps(nx.node_link_data(graph, edges="links")))
+    else:
+        nx.write_graphml(graph, path)
+    return str(path)
+
+
+def _file_block(path, in_channels=4):
+    ctx = BlockContext(n_layers=0, in_channels=in_channels, growth=4, op="conv3x3", index=0)
+    return BlockSpec.from_graph(from_file(ctx, path=path), frozenset(OP_KINDS.costs))
+
+
+@pytest.mark.parametrize("suffix", [".graphml", ".json"])
+@pytest.mark.parametrize("name, agg, attrs", [*KINDS, ("every-attribute", None, None)],
+                         ids=[k[0] for k in KINDS] + ["every-attribute"])
+def test_every_kind_round_trips_through_graph_files(name, agg, attrs, suffix, tmp_path):
+    graph = wiring_graph() if agg is None else join_graph(agg, **attrs)
+    spec = BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs))
+    exported = spec.to_graph(text_windows=True)
+    assert _file_block(_write(exported, tmp_path / f"block{suffix}")) == spec
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_graph_files_build(path):
+    spec = _file_block(str(path), in_channels=99)
+    assert spec.in_channels == 16  # the file's node 0 width wins over the network's
+    assert {n.agg for n in spec.nodes} - {"concat"}  # each example uses a kind beyond concat
+
+
+def test_a_graph_file_with_a_bad_drop_names_the_file(tmp_path):
+    path = _write(join_graph("sum", edge_attrs={(1, 2): {"drop": 1.0}}), tmp_path / "bad.json")
+    with pytest.raises(SpecError, match=r"bad.json: edge 1->2 drop must be a probability in \[0, 1\), got 1.0"):
+        block_graph("file", BlockContext(0, 4, 4, "conv3x3", 0), path=path)
+
+
 def test_fractal_block_is_larsson_et_al_s_expansion():
     # C = 3 columns: the deepest has 4 layers, the middle 2, the shallowest 1; joins average the
     # columns meeting at depths 2 (two) and 4 (three: the block output), labelled for drop-path

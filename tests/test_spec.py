@@ -94,3 +94,111 @@ def test_different_architectures_hash_differently():
     hashes = {build_spec(make_arch(depth=40, growth=k)).graph_hash for k in (11, 12)}
     hashes |= {build_spec(make_arch(pattern=p, depth=40)).graph_hash for p in ("dense", "partial", "sparse")}
     assert len(hashes) == 4
+
+
+# The wiring language (docs/design.md): kinds, options and drop attributes are validated and hashed.
+from connectome.aggregations import AGGREGATIONS  # noqa: E402
+from wiring_graphs import KINDS, join_graph, network, wiring_graph  # noqa: E402
+
+
+def test_unknown_aggregation_names_every_registered_kind():
+    g = join_graph("max")
+    with pytest.raises(SpecError, match="node 2: unknown aggregation 'max'; known: concat, gated, mean, sum, weighted"):
+        BlockSpec.from_graph(g)
+    assert set(AGGREGATIONS) >= {"concat", "sum", "mean", "gated", "weighted"}
+
+
+@pytest.mark.parametrize("agg, verb", [("sum", "sums"), ("mean", "averages"), ("gated", "gates"),
+                                       ("weighted", "weighs")])
+def test_equal_width_kinds_refuse_unequal_inputs(agg, verb):
+    g = join_graph(agg)
+    g.nodes[1]["width"] = 6
+    with pytest.raises(SpecError, match=f"node 2 {verb} inputs of unequal widths \\(0:4, 1:6\\)"):
+        BlockSpec.from_graph(g)
+
+
+def test_gated_needs_exactly_two_in_edges_and_one_carry():
+    g = nx.DiGraph([(0, 1), (0, 2), (0, 3), (1, 3), (2, 3)])
+    g.add_node(0, op="input", width=4)
+    g.add_nodes_from([1, 2], op="conv3x3", agg="concat", width=4)
+    g.add_node(3, op="identity", agg="gated")
+    with pytest.raises(SpecError, match="node 3 \\(gated\\) needs exactly 2 in-edges, has 3"):
+        BlockSpec.from_graph(g)
+    both = join_graph("gated", edge_attrs={(0, 2): {"carry": True}, (1, 2): {"carry": True}})
+    with pytest.raises(SpecError, match="marks 2 in-edges as carry"):
+        BlockSpec.from_graph(both)
+    with pytest.raises(SpecError, match="only a gated node has a carry input"):
+        BlockSpec.from_graph(join_graph("sum", edge_attrs={(0, 2): {"carry": True}}))
+
+
+def test_gated_carry_defaults_to_the_lowest_source_and_is_stored():
+    spec = BlockSpec.from_graph(join_graph("gated"))
+    assert [(e.src, e.carry) for e in spec.inputs[2]] == [(0, True), (1, False)]
+    marked = BlockSpec.from_graph(join_graph("gated", edge_attrs={(0, 2): {"carry": True}}))
+    assert marked == spec
+
+
+@pytest.mark.parametrize("where, value", [("edge", 1.0), ("edge", -0.1), ("edge", "0.5"), ("node", 1.5),
+                                          ("graph", 1), ("node", True)])
+def test_drop_probability_outside_zero_one_is_refused(where, value):
+    g = join_graph("mean")
+    target = {"edge": g.edges[1, 2], "node": g.nodes[1], "graph": g.graph}[where]
+    target["global_drop" if where == "graph" else "drop"] = value
+    with pytest.raises(SpecError, match=r"must be a probability in \[0, 1\), got"):
+        BlockSpec.from_graph(g)
+
+
+def test_block_input_and_output_cannot_be_dropped():
+    g = join_graph("sum")
+    g.nodes[2]["drop"] = 0.5
+    with pytest.raises(SpecError, match="the block input and output cannot be dropped"):
+        BlockSpec.from_graph(g)
+
+
+def test_columns_label_only_the_inputs_of_a_mean():
+    with pytest.raises(SpecError, match="edge 1->2 column: .* renormalising join \\(mean\\), node 2 is sum"):
+        BlockSpec.from_graph(join_graph("sum", edge_attrs={(1, 2): {"column": 1}}))
+    with pytest.raises(SpecError, match="column must be a whole number >= 0"):
+        BlockSpec.from_graph(join_graph("mean", edge_attrs={(1, 2): {"column": -1}}))
+
+
+@pytest.mark.parametrize("attrs, message", [({"weights": "zeros"}, "node 2 weights must be one of ones, nearest"),
+                                            ({"gate_kernel": 5}, "node 2 gate_kernel must be one of 1, 3"),
+                                            ({"gate_bias": "low"}, "node 2 gate_bias must be a number")])
+def test_kind_options_are_validated(attrs, message):
+    agg = "weighted" if "weights" in attrs else "gated"
+    with pytest.raises(SpecError, match=message):
+        BlockSpec.from_graph(join_graph(agg, **attrs))
+
+
+def test_options_are_filled_with_defaults():
+    assert BlockSpec.from_graph(join_graph("gated")).nodes[2].options == (("gate_bias", -2.0), ("gate_kernel", 3))
+    assert BlockSpec.from_graph(join_graph("weighted")).nodes[2].options == (("weights", "ones"),)
+
+
+@pytest.mark.parametrize("name, agg, attrs", KINDS, ids=[k[0] for k in KINDS])
+def test_every_kind_round_trips_through_json_with_its_hash(name, agg, attrs):
+    spec = network(BlockSpec.from_graph(join_graph(agg, **attrs)))
+    again = NetworkSpec.from_json(spec.to_json())
+    assert again == spec and again.graph_hash == spec.graph_hash
+
+
+def test_wiring_attributes_round_trip_through_json_and_to_graph():
+    spec = network(BlockSpec.from_graph(wiring_graph()))
+    assert NetworkSpec.from_json(spec.to_json()) == spec
+    block = spec.blocks[0]
+    assert BlockSpec.from_graph(block.to_graph()) == block
+    assert block.global_drop == 0.5 and block.columns == {1, 2} and block.nodes[1].drop == 0.25
+
+
+def test_exact_hash_tells_kinds_options_and_drops_apart():
+    hashes = {network(BlockSpec.from_graph(join_graph(agg, **attrs))).graph_hash for _, agg, attrs in KINDS}
+    dropped = network(BlockSpec.from_graph(join_graph("sum", edge_attrs={(1, 2): {"drop": 0.1}}))).graph_hash
+    assert len(hashes) == len(KINDS) and dropped not in hashes
+
+
+def test_plain_graphs_serialise_as_before():
+    """Unset wiring attributes leave the JSON (hence graph_hash and trial records) as it was."""
+    d = network(BlockSpec.from_graph(join_graph("sum"))).to_dict()
+    nodes = [[0, "input", "concat", 4], [1, "conv3x3", "concat", 4], [2, "identity", "sum", 4]]
+    assert d["blocks"] == [{"nodes": nodes, "edges": [[0, 1, None], [0, 2, None], [1, 2, None]]}]

@@ -175,18 +175,28 @@ def _block_lines(i: int, block) -> list[str]:
     lines = [
         f"block {i + 1}: {block.in_channels} -> {block.out_channels} channels, {block.n_layers} layers, "
         f"{len(block.edges)} edges, in-degree min {min(degrees)} / mean {sum(degrees) / len(degrees):.1f} "
-        f"/ max {max(degrees)}"
+        f"/ max {max(degrees)}" + (f", global drop-path {block.global_drop:g}" if block.global_drop else "")
     ]
     for v in range(1, block.output + 1):
         name = "out" if v == block.output else str(v)
         node = block.nodes[v]
         srcs = ", ".join(_source(e) for e in block.inputs[v])
-        lines.append(f"  {name:>4} <- {srcs}   ({node.agg} {block.input_width(v)} ch)")
+        extra = _attributes(node.attributes(), ", ")
+        lines.append(f"  {name:>4} <- {srcs}   ({node.agg} {block.input_width(v)} ch{extra})")
     return lines
 
 
 def _source(edge) -> str:
-    return str(edge.src) if edge.window is None else f"{edge.src}[{edge.window[0]}:{edge.window[1]}]"
+    name = str(edge.src) if edge.window is None else f"{edge.src}[{edge.window[0]}:{edge.window[1]}]"
+    return name + _attributes(edge.attributes())
+
+
+def _attributes(attributes: dict, lead: str | None = None) -> str:
+    """Wiring attributes as ` (key=value, ...)`, or after `lead`; empty when none is set."""
+    text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in attributes.items())
+    if not attributes:
+        return ""
+    return f"{lead}{text}" if lead else f" ({text})"
 
 
 def _combined_graph(spec):
@@ -195,10 +205,12 @@ def _combined_graph(spec):
     g = nx.DiGraph(hash=spec.graph_hash)
     for i, block in enumerate(spec.blocks):
         for n in block.nodes:
-            g.add_node(f"b{i + 1}_{n.id}", block=i + 1, node=n.id, op=n.op, agg=n.agg, width=n.width)
+            extra = {**n.attributes(), **({"global_drop": block.global_drop} if n.id == 0 and block.global_drop
+                                          else {})}
+            g.add_node(f"b{i + 1}_{n.id}", block=i + 1, node=n.id, op=n.op, agg=n.agg, width=n.width, **extra)
         for e in block.edges:
             attrs = {"window": f"{e.window[0]}:{e.window[1]}"} if e.window else {}
-            g.add_edge(f"b{i + 1}_{e.src}", f"b{i + 1}_{e.dst}", **attrs)
+            g.add_edge(f"b{i + 1}_{e.src}", f"b{i + 1}_{e.dst}", **attrs, **e.attributes())
         if i < len(spec.transitions):
             g.add_edge(f"b{i + 1}_{block.output}", f"b{i + 2}_0", transition=spec.transitions[i])
     return g
@@ -216,9 +228,10 @@ def as_dot(arch, spec, cx, size) -> str:
         lines.append(f'  subgraph cluster_{i + 1} {{ label="block {i + 1}";')
         for n in block.nodes:
             label = {"input": "in", "identity": "out"}.get(n.op, f"{n.id}: {n.op}")
-            lines.append(f'    b{i + 1}_{n.id} [label="{label}\\n{n.agg} {n.width}ch"];')
+            lines.append(f'    b{i + 1}_{n.id} [label="{label}\\n{n.agg}{_attributes(n.attributes())} {n.width}ch"];')
         for e in block.edges:
-            attr = f' [label="{e.window[0]}:{e.window[1]}"]' if e.window else ""
+            text = (f"{e.window[0]}:{e.window[1]}" if e.window else "") + _attributes(e.attributes())
+            attr = f' [label="{text.strip()}"]' if text else ""
             lines.append(f"    b{i + 1}_{e.src} -> b{i + 1}_{e.dst}{attr};")
         lines.append("  }")
         if i < len(spec.transitions):

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,102 @@ def test_json_has_exact_and_canonical_hash(capsys):
     spec = build_spec(make_arch(pattern="sparse", depth=13))
     data = json.loads(out)
     assert (data["graph_hash"], data["canonical_hash"]) == (spec.graph_hash, spec.canonical_hash)
+
+
+# An exported block re-imports with the flags that exported it (issue 26), for every pattern and kind.
+@pytest.mark.parametrize("fmt", ["graphml", "json"])
+@pytest.mark.parametrize("pattern", SHIPPED_PATTERNS)
+def test_an_exported_block_reimports_with_the_flags_that_exported_it(pattern, fmt, capsys, tmp_path):
+    flags = ["--block-layers", "3,4", "--growth", "4"]
+    original = build_spec(make_arch(pattern=pattern, block_layers=[3, 4], growth=4))
+    for block in (1, 2):
+        assert main(["graph", "--pattern", pattern, *flags, "--block", str(block), "--format", fmt]) == 0
+        path = tmp_path / f"block{block}.{fmt}"
+        path.write_text(capsys.readouterr().out)
+        code, out, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={path}", *flags,
+                             "--format", "json")
+        assert code == 0, err
+        imported = json.loads(out)["spec"]["blocks"][0]
+        assert imported == original.to_dict()["blocks"][block - 1]
+
+
+def test_the_readmes_residual_block_reimports_without_extra_flags(capsys, tmp_path):
+    [path] = export_blocks(capsys, tmp_path, ["--pattern", "residual"], 1, "json")
+    code, out, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={path}", "--format", "json")
+    assert code == 0, err
+    original = build_spec(make_arch(pattern="residual"))
+    assert json.loads(out)["spec"]["blocks"][0] == original.to_dict()["blocks"][0]
+
+
+def test_a_stem_width_that_contradicts_the_file_is_one_line(capsys, tmp_path):
+    [path] = export_blocks(capsys, tmp_path, ["--pattern", "residual"], 1, "json")
+    code, _, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={path}", "--stem-channels", "16")
+    assert code == 2 and "gives node 0 (the block input) width 12, but stem_channels=16" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "graphs").glob("*.*[ln]"))
+
+
+@pytest.mark.parametrize("fmt", ["graphml", "json"])
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_kind_exports_and_reimports_through_the_cli(example, fmt, capsys, tmp_path):
+    argv = ["--pattern", "file", "--pattern-option", f"path={example}", "--blocks", "2"]
+    code, original, _ = run(capsys, *argv, "--format", "json")
+    paths = export_blocks(capsys, tmp_path, argv, 2, fmt)
+    code, again, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={paths[0]}", "--blocks", "2",
+                           "--format", "json")
+    assert code == 0, err
+    keys = ("graph_hash", "canonical_hash", "params", "flops")
+    assert [json.loads(again)[k] for k in keys] == [json.loads(original)[k] for k in keys]
+
+
+def test_text_shows_kinds_drops_columns_and_carries(capsys):
+    examples = {p.name: str(p) for p in EXAMPLES}
+    _, fractal, _ = run(capsys, "--pattern", "file", "--pattern-option", f"path={examples['fractal.json']}")
+    assert "global drop-path 0.5" in fractal
+    assert "out <- 6 (drop=0.15, column=3), 7 (drop=0.15, column=2), 8 (drop=0.15, column=1)   (mean 16 ch)" in fractal
+    _, highway, _ = run(capsys, "--pattern", "file", "--pattern-option", f"path={examples['highway.json']}")
+    assert "2 <- 0 (carry=True), 1   (gated 16 ch, gate_bias=-2, gate_kernel=3)" in highway
+    _, depth, _ = run(capsys, "--pattern", "file", "--pattern-option", f"path={examples['stochastic_depth.graphml']}")
+    assert "3 <- 0, 1, 2   (sum 16 ch, drop=0.5)" in depth
+    _, dot, _ = run(capsys, "--pattern", "file", "--pattern-option", f"path={examples['weighted.graphml']}",
+                    "--format", "dot")
+    assert "weighted (weights=sigmoid) 16ch" in dot
+
+
+@pytest.mark.parametrize("agg, message", [
+    ("max", "unknown aggregation 'max'; known: concat, gated, mean, sum, weighted"),
+    ("gated", "node 2 gates inputs of unequal widths"),
+    ("sum", "node 2 sums inputs of unequal widths"),
+    ("mean", "node 2 averages inputs of unequal widths"),
+    ("weighted", "node 2 weighs inputs of unequal widths"),
+])
+def test_bad_wiring_in_a_file_is_one_line_exit_2(agg, message, capsys, tmp_path):
+    import networkx as nx
+
+    g = nx.DiGraph([(0, 1), (0, 2), (1, 2)])
+    g.add_node(0, width=4)
+    g.add_node(1, width=6 if agg != "max" else 4)
+    g.add_node(2, op="identity", agg=agg)
+    path = tmp_path / "bad.graphml"
+    nx.write_graphml(g, path)
+    code, _, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={path}")
+    assert code == 2 and message in err and str(path) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_drop_probability_of_one_is_one_line_exit_2(capsys, tmp_path):
+    data = json.loads(next(p for p in EXAMPLES if p.name == "fractal.json").read_text())
+    data["links"][-1]["drop"] = 1.0
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    code, _, err = run(capsys, "--pattern", "file", "--pattern-option", f"path={path}")
+    assert code == 2 and "drop must be a probability in [0, 1), got 1.0" in err
+
+
+@pytest.mark.parametrize("side", ["-1", "0", "2"])
+def test_an_input_too_small_for_the_network_is_one_line_exit_2(side, capsys):
+    code, _, err = run(capsys, "--input-size", side)
+    assert code == 2 and ("input size" in err or "too small" in err)
+    assert len(err.strip().splitlines()) == 1

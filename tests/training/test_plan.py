@@ -100,3 +100,14 @@ def test_a_validation_set_larger_than_the_data_is_refused_when_planning(tmp_path
     data["data"]["val_size"] = 10_000
     with pytest.raises(ConfigError, match="leaves no training images"):
         expand_grid(load_study(write_study(tmp_path, data)))
+
+
+def test_an_input_too_small_for_the_network_is_refused_when_planning():
+    # issue 26: `connectome graph --input-size 2` was accepted; train and run plan through the same check
+    from connectome.errors import SpecError
+
+    four_blocks = {"block_layers": [1, 1, 1, 1]}  # maps of 4, 2, 1 and 0 pixels at the smallest synthetic size
+    with pytest.raises(SpecError, match="too small for this network: block 4 would run on 0x0 maps"):
+        plan_trial(make_trial_config({"data": GRAY | {"synthetic": GRAY["synthetic"] | {"size": 4}},
+                                      "arch": four_blocks}))
+    assert plan_trial(make_trial_config({"data": GRAY, "arch": four_blocks})).input_size == (1, 8, 8)
