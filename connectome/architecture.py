@@ -20,8 +20,10 @@ class ArchConfig(BaseModel):
     # Name of a preset (see PRESETS); its values are defaults that explicit keys override.
     preset: str | None = None
     # What surrounds the blocks (stem, transitions, unit op, head): "densenet", or the ResNet
-    # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic).
-    family: Literal["densenet", "preact-resnet", "resnet"] = "densenet"
+    # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic), or
+    # "wide-resnet" (Zagoruyko & Komodakis 2016: pre-activation basic units, growth = 16 x widening factor).
+    # "fractalnet" (Larsson et al. 2016: pattern `fractal`, no stem, max pooling between blocks).
+    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
@@ -49,6 +51,10 @@ class ArchConfig(BaseModel):
     in_channels: int = Field(3, ge=1)
     # Dropout after each conv; None lets the trainer choose (0.2 without augmentation).
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    # Stochastic depth (Huang et al. 2016): the l-th of the network's L layers (ResNet units) is skipped
+    # in a training batch with probability l/L * stochastic_depth, and scaled by its survival in
+    # evaluation; 0.5 is their p_L = 0.5. Hashed only when set.
+    stochastic_depth: float | None = Field(None, ge=0.0, lt=1.0, exclude_if=lambda v: v is None)
     # Recompute aggregation + BN + ReLU in backward (Pleiss et al. 2017); execution only.
     memory_efficient: bool = False
 
@@ -96,6 +102,27 @@ PRESETS: dict[str, dict[str, Any]] = {
     "preact-resnet-1001": dict(family="preact-resnet", pattern="residual", depth=1001, growth=16,
                                bottleneck=True, dropout=0.0),
     "resnet-110": dict(family="resnet", pattern="residual-postact", depth=110, growth=16, dropout=0.0),
+    # Table 1's Wide ResNets, WRN-d-k (Zagoruyko & Komodakis 2016): depth d = 6n + 4, stage widths
+    # 16k/32k/64k (growth = 16k). Dropout sits between a unit's two convs; 0.4 is the rate their
+    # paper gives for SVHN, where Table 1 lists WRN-16-4 with dropout.
+    "wrn-16-8": dict(family="wide-resnet", pattern="residual", depth=16, growth=128, dropout=0.0),
+    "wrn-28-10": dict(family="wide-resnet", pattern="residual", depth=28, growth=160, dropout=0.0),
+    "wrn-16-4-dropout": dict(family="wide-resnet", pattern="residual", depth=16, growth=64, dropout=0.4),
+    # Table 1's FractalNet (Larsson et al. 2016), C10 setting: 5 blocks of C = 3 columns (the deepest
+    # 4 convs long: 20 convs + classifier = 21 layers), widths 64/128/256/512/512, mean joins. It
+    # counts 33.7M parameters, as independent reimplementations of the paper's description do;
+    # Table 1 (from the FractalNet paper) says 38.6M (docs/table1_presets.md). The drop-path
+    # variant: local drop-path 0.15 on every join input, global drop-path on half of the batches.
+    "fractalnet-21": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64, dropout=0.0),
+    "fractalnet-21-droppath": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64,
+                                   dropout=0.0, pattern_options={"drop": 0.15, "global_drop": 0.5}),
+    # Table 1's ResNets with stochastic depth (Huang et al. 2016): He et al.'s basic ResNets, the
+    # l-th of L units skipped with probability l/L * 0.5 (p_L = 0.5). 110 layers: 1.7M as Table 1;
+    # 1202 layers: 19.4M (He et al. 2015's count for ResNet-1202; Table 1 says 10.2M).
+    "resnet-sd-110": dict(family="resnet", pattern="residual-postact", depth=110, growth=16, dropout=0.0,
+                          stochastic_depth=0.5),
+    "resnet-sd-1202": dict(family="resnet", pattern="residual-postact", depth=1202, growth=16, dropout=0.0,
+                           stochastic_depth=0.5),
     # ImageNet DenseNets (CVPR 2017 version only), as in torchvision.
     "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),

@@ -9,11 +9,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import networkx as nx
+
 from connectome.architecture import ArchConfig, layers_per_block, make_arch
 from connectome.costs import OP_KINDS
 from connectome.errors import ConfigError
 from connectome.patterns import BlockContext, Pattern, block_graph, get_pattern
-from connectome.spec import BlockSpec, NetworkSpec
+from connectome.spec import INPUT_OP, JOIN_OPS, BlockSpec, NetworkSpec
 
 if TYPE_CHECKING:
     from connectome.executor import ConnectomeNet
@@ -32,10 +34,12 @@ def _densenet_spec(arch: ArchConfig) -> NetworkSpec:
     op = "bottleneck" if arch.bottleneck else "conv3x3"
     stem = width = stem_channels(arch, pattern)
     blocks, transitions = [], []
+    total, position = _decayed_layers(arch), 1
     for i, n in enumerate(layers):
         ctx = BlockContext(n_layers=n, in_channels=width, growth=arch.growth, op=op, index=i)
         options = dict(arch.pattern_options, **({"m": windows[i]} if windows else {}))
         graph = block_graph(arch.pattern, ctx, **options)
+        position += stochastic_depth(graph, position, total, arch.stochastic_depth)
         width = _declared_input(arch, graph, i, width)
         if i == 0:
             stem = width
@@ -82,6 +86,7 @@ class ResNetFamily:
     expansion: int  # a unit's output width / its stage's base width
     bottleneck: bool
     entry_in_stem: bool  # stage 1's first unit widens the stem (bottleneck nets)
+    extra_convs: int = 2  # depth = convs_per_unit * units + extra_convs (stem conv, classifier, ...)
 
 
 RESNET_FAMILIES = {
@@ -89,6 +94,10 @@ RESNET_FAMILIES = {
                                   convs_per_unit=3, expansion=4, bottleneck=True, entry_in_stem=True),
     "resnet": ResNetFamily("residual-postact", "postact_basic", "postact", "postact", "pool",
                            convs_per_unit=2, expansion=1, bottleneck=False, entry_in_stem=False),
+    # Zagoruyko & Komodakis (2016): growth = stage 1's width 16k (k the widening factor); depth = 6n + 4,
+    # as their paper counts it (stem conv, classifier and the two strided projections).
+    "wide-resnet": ResNetFamily("residual", "preact_basic", "wide-entry", "preact-basic", "bn-relu",
+                                convs_per_unit=2, expansion=1, bottleneck=False, entry_in_stem=True, extra_convs=4),
 }
 
 
@@ -102,6 +111,8 @@ def _resnet_spec(arch: ArchConfig) -> NetworkSpec:
         units = n if i == 0 and not family.entry_in_stem else n - 1  # the others are stem/transition
         ctx = BlockContext(n_layers=units, in_channels=width, growth=width, op=family.op, index=i)
         graph = block_graph(arch.pattern, ctx, **arch.pattern_options)
+        # units are numbered through the network, the stem's and transitions' included (never dropped)
+        stochastic_depth(graph, i * n + 1 + n - units, arch.blocks * n, arch.stochastic_depth)
         blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
     return NetworkSpec(
         stem=family.stem, in_channels=arch.in_channels, stem_channels=widths[0], blocks=tuple(blocks),
@@ -114,25 +125,108 @@ def _resnet_spec(arch: ArchConfig) -> NetworkSpec:
 def _check_resnet(arch: ArchConfig) -> ResNetFamily:
     """The family's fixed choices, or a ConfigError naming the conflicting option."""
     family = RESNET_FAMILIES[arch.family]
-    fixed = {"pattern": family.pattern, "bottleneck": family.bottleneck, "stem": "cifar", "stem_channels": None,
-             "block_layers": None, "m": None, "compression": 1.0}
-    for key, value in fixed.items():
-        if getattr(arch, key) != value:
-            raise ConfigError(f"family {arch.family!r} needs {key}={value!r}, got {getattr(arch, key)!r}")
+    _check_fixed(arch, {"pattern": family.pattern, "bottleneck": family.bottleneck, "stem": "cifar",
+                        "stem_channels": None, "block_layers": None, "m": None, "compression": 1.0})
     return family
 
 
 def resnet_units(arch: ArchConfig, family: ResNetFamily) -> int:
-    """Units per stage n from depth = convs_per_unit * n * stages + 2 (stem conv, classifier)."""
-    step = family.convs_per_unit * arch.blocks
-    if arch.depth is None or arch.depth < step + 2 or (arch.depth - 2) % step:
-        fits = ", ".join(str(step * n + 2) for n in (1, 2, 3, 18))
+    """Units per stage n from depth = convs_per_unit * n * stages + extra_convs (stem conv, classifier, ...)."""
+    step, extra = family.convs_per_unit * arch.blocks, family.extra_convs
+    if arch.depth is None or arch.depth < step + extra or (arch.depth - extra) % step:
+        fits = ", ".join(str(step * n + extra) for n in (1, 2, 3, 18))
         raise ConfigError(f"depth {arch.depth} does not fit family {arch.family!r} with {arch.blocks} stages: "
-                          f"need depth = {step}*n + 2 (e.g. {fits})")
-    return (arch.depth - 2) // step
+                          f"need depth = {step}*n + {extra} (e.g. {fits})")
+    return (arch.depth - extra) // step
 
 
-SPEC_BUILDERS = {"densenet": _densenet_spec, "preact-resnet": _resnet_spec, "resnet": _resnet_spec}
+def _fractal_spec(arch: ArchConfig) -> NetworkSpec:
+    """FractalNet (Larsson et al. 2016): no stem, blocks of the `fractal` pattern with Conv-BN-ReLU
+    layers, 2x2 max pooling between them, global max pooling and a linear classifier.
+
+    Block widths double from `growth` except for the last block (64, 128, 256, 512, 512 for growth 64
+    and 5 blocks); depth = blocks * 2^(C-1) + 1 counts the deepest column's convs and the classifier.
+    """
+    _check_fixed(arch, {"pattern": "fractal", "stem": "cifar", "stem_channels": None, "block_layers": None,
+                        "m": None, "bottleneck": False, "compression": 1.0})
+    n = fractal_layers(arch)
+    widths = [arch.growth * 2 ** max(0, min(i, arch.blocks - 2)) for i in range(arch.blocks)]
+    blocks, total, position = [], _decayed_layers(arch), 1
+    for i, (cin, width) in enumerate(zip([arch.in_channels, *widths], widths)):
+        ctx = BlockContext(n_layers=n, in_channels=cin, growth=width, op="conv_bn_relu", index=i)
+        graph = block_graph(arch.pattern, ctx, **arch.pattern_options)
+        position += stochastic_depth(graph, position, total, arch.stochastic_depth)
+        blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
+    return NetworkSpec(
+        stem="none", in_channels=arch.in_channels, stem_channels=arch.in_channels, blocks=tuple(blocks),
+        transitions=tuple(widths[:-1]), classes=arch.classes, growth=arch.growth, bn_size=arch.bn_size,
+        dropout=arch.dropout or 0.0, meta={"pattern": arch.pattern, "preset": arch.preset, "family": arch.family},
+        transition="maxpool", head="max-linear",
+    )
+
+
+def fractal_layers(arch: ArchConfig) -> int:
+    """The deepest column's layers per block, 2^(C-1), from depth = blocks * 2^(C-1) + 1."""
+    per_block, rest = divmod((arch.depth or 0) - 1, arch.blocks)
+    if per_block < 1 or rest or per_block & (per_block - 1):
+        fits = ", ".join(str(arch.blocks * 2**c + 1) for c in range(4))
+        raise ConfigError(f"depth {arch.depth} does not fit family 'fractalnet' with {arch.blocks} blocks: need "
+                          f"depth = {arch.blocks} * 2^(C-1) + 1 for C columns (e.g. {fits})")
+    return per_block
+
+
+def _check_fixed(arch: ArchConfig, fixed: dict[str, Any]) -> None:
+    """ConfigError naming the first option that differs from what the family fixes."""
+    for key, value in fixed.items():
+        if getattr(arch, key) != value:
+            raise ConfigError(f"family {arch.family!r} needs {key}={value!r}, got {getattr(arch, key)!r}")
+
+
+SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
+                 "fractalnet": _fractal_spec}
+
+
+def stochastic_depth(graph: nx.DiGraph, first: int, total: int, p_last: float | None) -> int:
+    """Huang et al. (2016): the l-th of the network's `total` layers drops with probability
+    l / total * p_last (linear decay to p_last = 1 - p_L); sets node `drop` on the block's layer nodes,
+    numbered from `first`, and returns how many it has."""
+    layers = [v for v in sorted(graph.nodes) if graph.nodes[v]["op"] not in JOIN_OPS | {INPUT_OP}]
+    if p_last:
+        for j, v in enumerate(layers):
+            graph.nodes[v]["drop"] = (first + j) / total * p_last
+    return len(layers)
+
+
+def _decayed_layers(arch: ArchConfig) -> int:
+    """The layers stochastic depth numbers (0 without it); a ConfigError where a file sets them."""
+    if not arch.stochastic_depth:
+        return 0
+    total = planned_layers(arch)
+    if total is None:
+        raise ConfigError(f"stochastic_depth needs the layer count before building; pattern {arch.pattern!r} "
+                          "sets its own (give the nodes a `drop` attribute in the graph file instead)")
+    return total
+
+
+def planned_layers(arch: ArchConfig) -> int | None:
+    """Layer nodes build_spec makes (as BlockSpec.n_layers counts them), from the options alone.
+
+    None when the count is not known before building: a graph file sets it, or the depth does not
+    fit the family (build_spec then says why).
+    """
+    try:
+        if arch.family in RESNET_FAMILIES:
+            family = RESNET_FAMILIES[arch.family]
+            units = resnet_units(arch, family)  # per stage; stem and transitions hold one unit each
+            return arch.blocks * (units - 1) + (0 if family.entry_in_stem else 1)
+        pattern = get_pattern(arch.pattern)
+        if arch.family == "fractalnet":
+            return arch.blocks * pattern.layer_nodes(fractal_layers(arch))
+        if pattern.own_depth:
+            return None
+        return sum(pattern.layer_nodes(n) for n in layers_per_block(arch))
+    except ConfigError:
+        return None
 
 
 def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet:

@@ -15,7 +15,7 @@ from connectome.errors import ConfigError, SpecError
 from connectome.spec import BlockSpec, NetworkSpec, Node
 
 # The input side each stem was designed for (a test checks that every stem kind has one).
-DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32}
+DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32, "wide-entry": 32, "none": 32}
 
 
 def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: bool = False) -> Cx:

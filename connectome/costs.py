@@ -127,6 +127,25 @@ def postact_basic_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_effic
     return cx + norm_act_cx(cout, out_hw)
 
 
+@OP_KINDS.cost("preact_basic")
+def preact_basic_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """A Wide ResNet branch (Zagoruyko & Komodakis 2016), its first BN-ReLU included."""
+    return norm_act_cx(cin, hw) + preact_basic_branch_cx(cin, cout, hw, stride=1)[0]
+
+
+def preact_basic_branch_cx(cin: int, cout: int, hw: int, stride: int) -> tuple[Cx, int]:
+    """Conv3x3 (strided), BN-ReLU, Conv3x3; the first BN-ReLU is the caller's."""
+    out_hw = (hw - 1) // stride + 1
+    cx = conv_cx(cin, cout, 3, out_hw) + norm_act_cx(cout, out_hw) + conv_cx(cout, cout, 3, out_hw)
+    return cx, out_hw
+
+
+@OP_KINDS.cost("conv_bn_relu")
+def conv_bn_relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """Conv3x3-BN-ReLU (post-activation, FractalNet's layer): the conv's and the BN-ReLU's outputs."""
+    return conv_cx(cin, cout, 3, hw) + norm_act_cx(cout, hw)
+
+
 @OP_KINDS.cost("relu")
 def relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
     """A parameter-free ReLU: its output map."""
@@ -162,6 +181,24 @@ def preact_entry_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     return cx + unit, hw
 
 
+# Channels of a Wide ResNet's first conv, whatever the widening factor (Zagoruyko & Komodakis 2016).
+WIDE_STEM_CHANNELS = 16
+
+
+@STEM_KINDS.cost("wide-entry")
+def wide_entry_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """3x3 conv to 16 channels, then an unstrided wide stage unit to cout."""
+    cx = conv_cx(cin, WIDE_STEM_CHANNELS, 3, hw)
+    unit, hw = preact_basic_transition_cx(WIDE_STEM_CHANNELS, cout, hw, stride=1)
+    return cx + unit, hw
+
+
+@STEM_KINDS.cost("none")
+def no_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """No stem: the first block reads the image (FractalNet)."""
+    return Cx(), hw
+
+
 @TRANSITION_KINDS.cost("densenet")
 def densenet_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     """BN-ReLU-Conv1x1, 2x2 average pooling."""
@@ -180,12 +217,33 @@ def preact_transition_cx(cin: int, cout: int, hw: int, stride: int = 2) -> tuple
     return norm_act_cx(cin, hw) + branch + shortcut + Cx(acts=cout * out_hw * out_hw), out_hw
 
 
+@TRANSITION_KINDS.cost("preact-basic")
+def preact_basic_transition_cx(cin: int, cout: int, hw: int, stride: int = 2) -> tuple[Cx, int]:
+    """Shared BN-ReLU, strided wide branch plus a strided 1x1 projection (none if nothing changes), their sum."""
+    branch, out_hw = preact_basic_branch_cx(cin, cout, hw, stride)
+    shortcut = Cx() if stride == 1 and cin == cout else conv_cx(cin, cout, 1, out_hw)
+    return norm_act_cx(cin, hw) + branch + shortcut + Cx(acts=cout * out_hw * out_hw), out_hw
+
+
 @TRANSITION_KINDS.cost("postact")
 def postact_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     """Strided basic branch plus the parameter-free shortcut (the sum and its ReLU stored)."""
     out_hw = (hw - 1) // 2 + 1
     branch = postact_basic_op_cx(cin, cout, 1, hw, stride=2)
     return branch + Cx(acts=2 * cout * out_hw * out_hw), out_hw
+
+
+@TRANSITION_KINDS.cost("maxpool")
+def maxpool_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """2x2 max pooling, stride 2 (FractalNet between blocks); widths change inside the next block."""
+    out_hw = hw // 2
+    return Cx(acts=cout * out_hw * out_hw), out_hw
+
+
+@HEAD_KINDS.cost("max-linear")
+def max_linear_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """Global max pooling, linear classifier (FractalNet pools its last block to 1x1)."""
+    return Cx(cin * classes + classes, cin * classes, cin + classes)
 
 
 @HEAD_KINDS.cost("bn-relu")

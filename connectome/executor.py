@@ -239,7 +239,7 @@ class ConnectomeNet(nn.Module):
     def __init__(self, spec: NetworkSpec, memory_efficient: bool = False) -> None:
         super().__init__()
         self.spec = spec
-        self.stem = lookup(STEMS, "stem", spec.stem)(spec.in_channels, spec.stem_channels)
+        self.stem = lookup(STEMS, "stem", spec.stem)(spec.in_channels, spec.stem_channels, dropout=spec.dropout)
         opts = dict(bn_size=spec.bn_size, dropout=spec.dropout, memory_efficient=memory_efficient)
         self.blocks = nn.ModuleList(Block(b, **opts) for b in spec.blocks)
         transition = lookup(TRANSITIONS, "transition", spec.transition)

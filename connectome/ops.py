@@ -1,5 +1,8 @@
 """Operations a spec names: the nn.Modules of layer ops, stems, transitions and heads.
 
+Stems and transitions take the network's dropout; only the Wide ResNet stem (which holds stage 1's
+first unit) applies it: the others keep their first conv free of it, as the papers' networks do.
+
 Each module is registered under the name of its kind in `connectome.costs`, which owns the
 names and each kind's cost formula (so planning needs no torch). Layer ops split into `head`
 (recomputed in memory-efficient mode) and `tail`.
@@ -12,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS
+from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS, WIDE_STEM_CHANNELS
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -171,6 +174,66 @@ class PostActBasicOp(nn.Module):
         return self.conv1
 
 
+@OP_KINDS.module("preact_basic")
+class PreActBasicOp(nn.Module):
+    """Zagoruyko & Komodakis (2016) wide branch: BN-ReLU-Conv3x3, BN-ReLU, dropout, Conv3x3.
+
+    Summed with its input (pattern `residual`) it is one pre-activation basic unit; the width
+    is the stage's (16k, 32k, 64k for widening factor k).
+    """
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        self.branch = PreActBasicBranch(cin, cout, stride=1, dropout=dropout)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.branch.conv1(F.relu(self.branch.norm1(x)))
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return self.branch.rest(h)
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        return self.branch.conv1
+
+
+class PreActBasicBranch(nn.Module):
+    """The convs of a wide unit after its first BN-ReLU: Conv3x3 (strided), BN-ReLU, dropout, Conv3x3."""
+
+    def __init__(self, cin: int, cout: int, *, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(cin)
+        self.conv1 = conv3x3(cin, cout, stride)
+        self.norm2 = nn.BatchNorm2d(cout)
+        self.conv2 = conv3x3(cout, cout)
+        self.p = dropout  # between the convs only, as in Zagoruyko & Komodakis (2016)
+
+    def rest(self, h: torch.Tensor) -> torch.Tensor:
+        """BN-ReLU, dropout, Conv3x3 of the first conv's output."""
+        return self.conv2(dropout(F.relu(self.norm2(h)), self.p, self.training))
+
+
+@OP_KINDS.module("conv_bn_relu")
+class ConvBnReluOp(nn.Module):
+    """Conv3x3-BN-ReLU, FractalNet's layer (Larsson et al. 2016); dropout after the conv."""
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(cin, cout)
+        self.norm1 = nn.BatchNorm2d(cout)
+        self.p = dropout
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(self.conv1(x), self.p, self.training)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm1(h))
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        return self.conv1
+
+
 @OP_KINDS.module("relu")
 class ReluOp(nn.Module):
     """A parameter-free ReLU: the join after a post-activation unit's sum."""
@@ -195,7 +258,7 @@ OPS: dict[str, type[nn.Module]] = OP_KINDS.modules
 class CifarStem(nn.Sequential):
     """A single 3x3 conv (the paper's CIFAR/SVHN networks)."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
 
@@ -220,7 +283,7 @@ class _ChannelsLast(torch.autograd.Function):
 class ImageNetStem(nn.Sequential):
     """7x7/2 conv, BN, ReLU, 3x3/2 max pool (DenseNet-121/169/201)."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(cin, cout, 7, stride=2, padding=3, bias=False)
         self.norm0 = nn.BatchNorm2d(cout)
@@ -243,7 +306,7 @@ class ImageNetStem(nn.Sequential):
 class PostActStem(nn.Sequential):
     """3x3 conv, BN, ReLU (He et al. 2015's CIFAR ResNets)."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.norm0 = nn.BatchNorm2d(cout)
@@ -258,13 +321,34 @@ class PreActEntryStem(nn.Module):
     projection shortcut; a `residual` block keeps its width, so that unit lives here.
     """
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv0 = nn.Conv2d(cin, cout // 4, 3, padding=1, bias=False)
-        self.unit = PreActStageTransition(cout // 4, cout, stride=1)
+        self.unit = PreActStageTransition(cout // 4, cout, stride=1)  # no dropout here, as before dropout reached stems
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unit(self.conv0(x))
+
+
+@STEM_KINDS.module("wide-entry")
+class WideEntryStem(nn.Module):
+    """3x3 conv to 16 channels, then stage 1's first wide unit (16 -> cout, projection unless equal)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(cin, WIDE_STEM_CHANNELS, 3, padding=1, bias=False)
+        self.unit = PreActBasicStageTransition(WIDE_STEM_CHANNELS, cout, dropout=dropout, stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit(self.conv0(x))
+
+
+@STEM_KINDS.module("none")
+class NoStem(nn.Identity):
+    """No stem: the first block reads the image (FractalNet)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
 
 
 @TRANSITION_KINDS.module("densenet")
@@ -306,6 +390,22 @@ class PreActStageTransition(nn.Module):
         return self.shortcut(pre) + self.branch.rest(self.branch.first(pre))  # (B, C_out, H/s, W/s)
 
 
+@TRANSITION_KINDS.module("preact-basic")
+class PreActBasicStageTransition(nn.Module):
+    """First unit of a Wide ResNet stage: shared BN-ReLU, strided wide branch plus a strided 1x1
+    projection of the activated input; where width and size stay, the shortcut is the raw input."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0, stride: int = 2) -> None:
+        super().__init__()
+        self.branch = PreActBasicBranch(cin, cout, stride=stride, dropout=dropout)
+        self.shortcut = None if stride == 1 and cin == cout else nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.branch.norm1(x))  # (B, C_in, H, W), read by both paths
+        shortcut = x if self.shortcut is None else self.shortcut(pre)  # (B, C_out, H/s, W/s)
+        return shortcut + self.branch.rest(self.branch.conv1(pre))
+
+
 @TRANSITION_KINDS.module("postact")
 class PostActStageTransition(nn.Module):
     """First unit of a post-activation ResNet stage: strided basic branch plus the
@@ -320,6 +420,14 @@ class PostActStageTransition(nn.Module):
         shortcut = x[:, :, ::2, ::2]  # (B, C_in, ceil(H/2), ceil(W/2))
         shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))  # (B, C_out, ...)
         return F.relu(shortcut + self.branch.tail(self.branch.head(x)))
+
+
+@TRANSITION_KINDS.module("maxpool")
+class MaxPoolTransition(nn.MaxPool2d):
+    """2x2 max pooling, stride 2 (FractalNet between blocks)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__(2, stride=2)
 
 
 TRANSITIONS: dict[str, type[nn.Module]] = TRANSITION_KINDS.modules
@@ -351,6 +459,18 @@ class PoolHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))  # (B, classes)
+
+
+@HEAD_KINDS.module("max-linear")
+class MaxLinearHead(nn.Module):
+    """Global max pooling and a linear classifier (FractalNet ends with a max pool to 1x1 and an FC)."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x.amax(dim=(2, 3)))  # (B, classes)
 
 
 HEADS: dict[str, type[nn.Module]] = HEAD_KINDS.modules

@@ -39,12 +39,14 @@ class Pattern:
     fixed_width: bool = False
     # Layer count comes from the pattern (e.g. a file), not from depth.
     own_depth: bool = False
+    # Layer nodes a block of n layers builds, where depth counts a path rather than nodes (fractal).
+    layer_nodes: Callable[[int], int] = int
 
 
 PATTERNS: dict[str, Pattern] = {}
 
 
-def register_pattern(name: str, **flags: bool) -> Callable:
+def register_pattern(name: str, **flags: Any) -> Callable:
     """Decorator adding a block-graph builder to PATTERNS."""
 
     def add(fn: Callable[..., nx.DiGraph]) -> Callable[..., nx.DiGraph]:
@@ -125,6 +127,75 @@ def residual_postact(ctx: BlockContext) -> nx.DiGraph:
         prev = join
     g.add_node(prev + 1, op=OUTPUT_OP, agg="concat", width=0)
     g.add_edge(prev, prev + 1)
+    return g
+
+
+@register_pattern("highway", fixed_width=True)
+def highway(ctx: BlockContext, gate_bias: float = -2.0, gate_kernel: int = 3) -> nx.DiGraph:
+    """Highway layers (Srivastava et al. 2015): y_j = T(x) * H(x) + (1 - T(x)) * x, x = y_{j-1}.
+
+    Each layer is two nodes: H, the block's op reading x, and a `gated` join (op identity) reading
+    x as its carry and H; the gate's kernel and initial bias are the join's options (their defaults
+    as the wiring language's: a 3x3 gate, bias -2). The block outputs the last join.
+    """
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    prev = 0
+    for j in range(1, ctx.n_layers + 1):
+        h, join = 2 * j - 1, 2 * j
+        g.add_node(h, op=ctx.op, agg="concat", width=ctx.growth)
+        g.add_node(join, op=OUTPUT_OP, agg="gated", width=0, gate_bias=gate_bias, gate_kernel=gate_kernel)
+        g.add_edges_from([(prev, h), (prev, join, {"carry": True}), (h, join)])
+        prev = join
+    g.add_node(prev + 1, op=OUTPUT_OP, agg="concat", width=0)
+    g.add_edge(prev, prev + 1)
+    return g
+
+
+def fractal_layer_nodes(n: int) -> int:
+    """Layers of a fractal block whose deepest column is n layers long (2^C - 1 when n = 2^(C-1))."""
+    columns = max(n, 1).bit_length()
+    return sum(len(_fractal_met(d, columns)) for d in range(1, n + 1))
+
+
+def _fractal_met(d: int, columns: int) -> list[int]:
+    """The columns (0 = shallowest) with a layer at depth d."""
+    return [c for c in range(columns) if d % 2 ** (columns - 1 - c) == 0]
+
+
+@register_pattern("fractal", layer_nodes=fractal_layer_nodes)
+def fractal(ctx: BlockContext, drop: float = 0.0, global_drop: float = 0.0) -> nx.DiGraph:
+    """FractalNet's block (Larsson et al. 2016): C columns, the deepest n_layers = 2^(C-1) layers long.
+
+    Column c (1 = shallowest) has a layer at the depths d (1..n) that 2^(C-c) divides; the layers at
+    one depth read their columns' current maps, and a `mean` join (op identity) averages them and
+    feeds every column that met there, so joins are flattened as in the paper's Figure 1 (a join
+    of 3 inputs where 3 columns meet). The last join is the block output. Each join input carries
+    its column label and the local drop-path probability `drop` (at least one input survives);
+    `global_drop` is the share of batches that instead keep one column for the whole network.
+    Another n is the fractal of C = floor(log2 n) + 1 columns truncated after n depths. Depth counts
+    the deepest column, as the paper does; the block has fractal_layer_nodes(n) layer nodes.
+    """
+    columns = max(ctx.n_layers, 1).bit_length()
+    g = nx.DiGraph(**({"global_drop": global_drop} if global_drop else {}))
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    current = [0] * columns  # each column's latest map
+    for d in range(1, ctx.n_layers + 1):
+        met = _fractal_met(d, columns)
+        layers = [len(g) + i for i in range(len(met))]
+        for c, v in zip(met, layers):
+            g.add_node(v, op=ctx.op, agg="concat", width=ctx.growth)
+            g.add_edge(current[c], v)
+        joined = layers[-1]
+        if len(met) > 1:
+            joined = len(g)
+            g.add_node(joined, op=OUTPUT_OP, agg="mean", width=0)
+            g.add_edges_from((v, joined, {"column": c + 1, "drop": drop}) for c, v in zip(met, layers))
+        for c in met:
+            current[c] = joined
+    if g.nodes[len(g) - 1]["op"] != OUTPUT_OP:  # the last depth had one layer (or none): an output reads it
+        g.add_node(len(g), op=OUTPUT_OP, agg="concat", width=0)
+        g.add_edge(current[-1], len(g) - 1)
     return g
 
 

@@ -2,8 +2,11 @@
 import pytest
 
 from connectome import build_spec, make_arch
-from connectome.architecture import layers_per_block
+from connectome.architecture import PRESETS, layers_per_block
+from connectome.builder import planned_layers
+from connectome.complexity import complexity
 from connectome.errors import ConfigError, SpecError
+from connectome.study.limits import IN_STUDY_FILE, Limits, check_arch_limits, check_spec_limits
 
 
 @pytest.mark.parametrize("depth, bc, n", [(40, False, 12), (100, False, 32), (100, True, 16), (250, True, 41), (190, True, 31)])
@@ -58,3 +61,29 @@ def test_block_layers_set_the_recorded_depth_and_blocks():
     arch = make_arch(block_layers=[4, 4, 4], stem="imagenet")
     assert (arch.depth, arch.blocks) == (16, 3)
     assert make_arch(block_layers=[16, 16, 16], bottleneck=True).depth == 100
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_builds_under_the_default_limits(preset):
+    arch = make_arch(preset=preset)
+    check_arch_limits(arch, Limits(), how=IN_STUDY_FILE)
+    spec = build_spec(arch)
+    check_spec_limits(spec, Limits())
+    assert planned_layers(arch) == sum(block.n_layers for block in spec.blocks)
+    assert complexity(spec).params > 0
+
+
+@pytest.mark.parametrize("options", [dict(depth=40), dict(depth=100, bottleneck=True), dict(block_layers=[3, 5]),
+                                     dict(preset="preact-resnet-164"), dict(preset="resnet-110", blocks=2, depth=14),
+                                     dict(pattern="fractal", block_layers=[4, 6]), dict(preset="fractalnet-21"),
+                                     dict(preset="wrn-16-8", depth=22)])
+def test_planned_layers_count_the_spec_s_layer_nodes(options):
+    arch = make_arch(**options)
+    assert planned_layers(arch) == sum(block.n_layers for block in build_spec(arch).blocks)
+
+
+def test_the_depth_limit_counts_layer_nodes_not_convs():
+    # preact-resnet-1001 is L = 1,001 convs in 330 units: it fits; a DenseNet of 1,300 layers does not
+    check_arch_limits(make_arch(preset="preact-resnet-1001"), Limits(), how=IN_STUDY_FILE)
+    with pytest.raises(ValueError, match=r"^depth is 1,300 \(1,296 layers\), over the limit of 1,000 layers"):
+        check_arch_limits(make_arch(depth=1300), Limits(), how=IN_STUDY_FILE)

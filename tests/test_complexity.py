@@ -61,7 +61,7 @@ def test_imagenet_presets_match_torchvision(name):
 
 
 def _small(pattern, **kw):
-    kw.setdefault("block_layers", [3, 4])
+    kw.setdefault("block_layers", [4, 2] if pattern == "fractal" else [3, 4])  # fractal: 2^(C-1) layers
     kw.setdefault("growth", 6 if pattern != "residual" else 8)
     opts = {"random": {"model": "er", "p": 0.5, "seed": 1}}.get(pattern, {})
     return make_arch(pattern=pattern, pattern_options=opts, **kw)
@@ -108,7 +108,19 @@ def test_spec_complexity_equals_the_built_model(pattern, bottleneck, papers_tran
     spec, model = build_spec(arch), build_model(arch)
     cx = complexity(spec, (3, 16, 16))
     assert cx.params == sum(p.numel() for p in model.parameters())
-    assert cx.flops == _hooked_flops(model, (3, 16, 16))
+    assert cx.flops == _hooked_flops(model, (3, 16, 16)) + _join_flops(model, (3, 16, 16))
+
+
+def _join_flops(model, size):
+    """The elementwise multiply-adds of the mean and gated joins (one per output element) in a forward pass."""
+    from connectome.joins import Gated, Mean
+
+    flops = []
+    for m in model.modules():
+        if isinstance(m, (Mean, Gated)):
+            m.register_forward_hook(lambda m, inp, out: flops.append(out[0].numel()))
+    model.eval()(torch.zeros(1, *size))
+    return sum(flops)
 
 
 def test_imagenet_flops_match_a_forward_pass(papers_transition_order):
@@ -182,6 +194,33 @@ def test_resnet_presets_have_table_1_params(preset, millions, reference):
     params = complexity(build_spec(make_arch(preset=preset))).params
     assert params == sum(p.numel() for p in reference.parameters())
     assert round(params / 1e6, 1) == millions
+
+
+@pytest.mark.parametrize("preset, depth, k, millions", [
+    ("wrn-16-8", 16, 8, 11.0), ("wrn-28-10", 28, 10, 36.5), ("wrn-16-4-dropout", 16, 4, 2.7),
+])
+def test_wide_resnet_presets_have_table_1_params(preset, depth, k, millions):
+    params = complexity(build_spec(make_arch(preset=preset))).params
+    assert params == sum(p.numel() for p in reference_resnets.WideResNet(depth, k).parameters())
+    assert round(params / 1e6, 1) == millions
+
+
+def test_fractalnet_params_as_its_description_counts_them():
+    """33,724,618 (conv, BN and classifier), as reimplementations of Larsson et al.'s description
+    count; Table 1 (and the FractalNet paper) say 38.6M, which that description does not give."""
+    for preset in ("fractalnet-21", "fractalnet-21-droppath"):
+        params = complexity(build_spec(make_arch(preset=preset))).params
+        assert params == sum(p.numel() for p in reference_resnets.FractalNet().parameters()) == 33_724_618
+
+
+@pytest.mark.parametrize("preset, depth, params", [("resnet-sd-110", 110, 1_727_962), ("resnet-sd-1202", 1202, 19_421_274)])
+def test_stochastic_depth_resnets_count_he_et_al_s_resnets(preset, depth, params):
+    """Stochastic depth adds no parameter: 1.7M as Table 1 for 110 layers; 19.4M for 1202 layers,
+    He et al. (2015)'s ResNet-1202 count (Table 1's 10.2M is not that network's)."""
+    spec = build_spec(make_arch(preset=preset))
+    assert complexity(spec).params == params == sum(p.numel() for p in reference_resnets.ResNet(depth).parameters())
+    drops = [n.drop for b in spec.blocks for n in b.nodes if n.drop]
+    assert max(drops) == 0.5 and min(drops) == pytest.approx(0.5 / ((depth - 2) // 2))
 
 
 def test_preact_resnet_1001_params_as_he_et_al_count_them():

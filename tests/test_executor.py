@@ -21,7 +21,7 @@ def _arch(pattern, tmp_path=None, **kw):
         path = tmp_path / "user.graphml"
         nx.write_graphml(g, path)
         opts = {"path": str(path)}
-    kw.setdefault("block_layers", [3, 3])
+    kw.setdefault("block_layers", [4, 4] if pattern == "fractal" else [3, 3])  # fractal: 2^(C-1) layers
     return make_arch(pattern=pattern, pattern_options=opts, growth=6, stem_channels=None, **kw)
 
 
@@ -196,6 +196,126 @@ def test_resnet_presets_equal_hand_written_resnets(preset, depth, reference, tra
     torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("depth, k, dropout", [(10, 2, 0.0), (16, 1, 0.0), (16, 2, 0.3)])
+@pytest.mark.parametrize("train", [True, False])
+def test_wide_resnets_equal_hand_written_wide_resnets(depth, k, dropout, train):
+    # WRN-16-1: stage 1's first unit keeps 16 channels, so its shortcut is the raw input
+    model = build_model(preset="wrn-16-8", depth=depth, growth=16 * k, dropout=dropout)
+    ref = reference_resnets.WideResNet(depth, k, dropout=dropout)
+    _randomise_norms(ref)
+    mine, theirs = network_state(model), list(ref.state_dict().values())
+    assert [t.shape for t in mine] == [t.shape for t in theirs]
+    with torch.no_grad():
+        for a, b in zip(mine, theirs):
+            a.copy_(b)
+    x = torch.randn(3, 3, 16, 16)
+    model.train(train), ref.train(train)
+    outs = []
+    for net in (model, ref):
+        torch.manual_seed(3)  # the same dropout masks, drawn in the same order
+        outs.append(net(x))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
+
+
+def _copy_weights(model, ref):
+    _randomise_norms(ref)
+    mine, theirs = network_state(model), list(ref.state_dict().values())
+    assert [t.shape for t in mine] == [t.shape for t in theirs]
+    with torch.no_grad():
+        for a, b in zip(mine, theirs):
+            a.copy_(b)
+
+
+@pytest.mark.parametrize("preset, train", [("fractalnet-21", True), ("fractalnet-21", False),
+                                           ("fractalnet-21-droppath", False)])
+def test_fractalnet_equals_a_hand_written_fractalnet(preset, train):
+    # evaluation is deterministic with drop-path set: every join averages all its inputs
+    model = build_model(preset=preset, growth=4)
+    ref = reference_resnets.FractalNet(columns=3, base=4)
+    _copy_weights(model, ref)
+    x = torch.randn(3, 3, 32, 32)
+    model.train(train), ref.train(train)
+    torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("column", [1, 2, 3])
+def test_fractalnet_global_drop_path_runs_one_column_through_the_network(column, monkeypatch):
+    model = build_model(preset="fractalnet-21", growth=4, pattern_options={"global_drop": 0.999999})
+    ref = reference_resnets.FractalNet(columns=3, base=4)
+    _copy_weights(model, ref)
+    monkeypatch.setattr(model, "_column", lambda: column)
+    x = torch.randn(3, 3, 32, 32)
+    torch.manual_seed(0)  # the draw u < global_drop
+    torch.testing.assert_close(model.train()(x), ref.train()(x, column=column - 1), atol=1e-5, rtol=1e-4)
+
+
+def test_fractalnet_local_drop_path_is_seeded_and_off_in_evaluation():
+    model = build_model(preset="fractalnet-21-droppath", growth=4)
+    plain = build_model(preset="fractalnet-21", growth=4)
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(3, 3, 32, 32)
+    outs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        outs.append(model.train()(x))
+    torch.manual_seed(1)
+    dense = plain.train()(x)
+    assert torch.equal(outs[0], outs[1]) and not torch.allclose(outs[0], outs[2])
+    assert not torch.allclose(outs[0], dense)  # some join input was dropped
+    plain.load_state_dict(model.state_dict())  # the same running statistics
+    torch.testing.assert_close(model.eval()(x), plain.eval()(x))
+
+
+def test_stochastic_depth_resnet_in_evaluation_equals_a_hand_written_one():
+    model = build_model(preset="resnet-sd-110", depth=26, growth=4)  # 12 units, survival 1 - l/12 * 0.5
+    ref = reference_resnets.ResNet(26, p_last=0.5, base=4)
+    _copy_weights(model, ref)
+    x = torch.randn(3, 3, 16, 16)
+    torch.testing.assert_close(model.eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-4)
+    plain = reference_resnets.ResNet(26, base=4)
+    plain.load_state_dict(ref.state_dict())
+    assert not torch.allclose(model(x), plain.eval()(x))  # the scaling is there
+
+
+def test_stochastic_depth_skips_unit_l_with_probability_l_over_L_times_p_last():
+    model = build_model(preset="resnet-sd-110", depth=20, growth=2).train()  # 9 units; 4 and 7 are strided
+    runs = {}
+    for block in model.blocks:
+        for node in block.nodes.values():
+            if node.op is not None and node.op.in_conv is not None:  # a unit's branch, not its ReLU join
+                runs[node] = 0
+                node.register_forward_hook(lambda m, i, o: runs.__setitem__(m, runs[m] + 1))
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        for _ in range(600):
+            model(x)
+    units = [1, 2, 3, 5, 6, 8, 9]
+    kept = [count / 600 for count in runs.values()]
+    for l, share in zip(units, kept):
+        assert abs(share - (1 - l / 9 * 0.5)) < 0.07, (l, share)
+    torch.manual_seed(3)
+    first = model(x)
+    torch.manual_seed(3)
+    assert torch.equal(first, model(x))  # seeded
+    assert torch.equal(model.eval()(x), model(x))  # nothing random in evaluation
+
+
+def test_highway_block_computes_t_h_plus_one_minus_t_x():
+    model = build_model(pattern="highway", block_layers=[2], growth=6).eval()
+    block = model.blocks[0]
+    x = torch.randn(2, 6, 5, 5)
+    expected = x
+    for h, join in (("1", "2"), ("3", "4")):
+        hx = block.nodes[h].op.tail(block.nodes[h].op.head(expected))
+        t = torch.sigmoid(block.nodes[join].join.gate(expected))
+        expected = t * hx + (1 - t) * expected
+    torch.testing.assert_close(block(x), expected)
+    assert block.nodes["2"].join.gate.bias.eq(-2.0).all()  # starts carrying x
+
+
 def test_dropout_follows_every_conv_including_transitions():
     model = build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.2)
     assert isinstance(model.transitions[0].drop, nn.Dropout) and model.transitions[0].drop.p == 0.2
@@ -204,7 +324,7 @@ def test_dropout_follows_every_conv_including_transitions():
     assert not hasattr(build_model(pattern="dense", block_layers=[2, 2], growth=4, dropout=0.0).transitions[0], "drop")
 
 
-@pytest.mark.parametrize("preset, depth", [("preact-resnet-164", 20), ("resnet-110", 14)])
+@pytest.mark.parametrize("preset, depth", [("preact-resnet-164", 20), ("resnet-110", 14), ("wrn-16-4-dropout", 16)])
 def test_memory_efficient_resnets_give_identical_outputs_and_gradients(preset, depth):
     default = build_model(make_arch(preset=preset, depth=depth, dropout=0.1))
     efficient = copy.deepcopy(default).set_memory_efficient(True)

@@ -17,9 +17,9 @@ OPTIONS = {"file": None}  # the file pattern is covered by its own tests
 def test_every_pattern_builds_a_valid_block(name):
     ctx = CTX if not PATTERNS[name].fixed_width else BlockContext(6, 12, 12, "conv3x3", 0)
     block = BlockSpec.from_graph(block_graph(name, ctx), frozenset(OP_KINDS.costs))
-    assert block.n_layers == 6
+    assert block.n_layers == PATTERNS[name].layer_nodes(6)  # 6, but a fractal's depth counts a path
     assert block.nodes[0].width == ctx.in_channels
-    for v in range(1, 8):
+    for v in range(1, len(block.nodes)):
         assert block.inputs[v], f"node {v} reads nothing"
 
 
@@ -106,7 +106,7 @@ def test_random_rejects_unknown_model():
 def test_unknown_pattern_lists_the_known_ones():
     with pytest.raises(ConfigError) as err:
         get_pattern("densest")
-    assert "densest" in str(err.value) and "dense, file, partial" in str(err.value)
+    assert "densest" in str(err.value) and "dense, file, fractal, highway, partial" in str(err.value)
 
 
 def _user_graph():
@@ -302,3 +302,25 @@ def test_a_graph_file_with_a_bad_drop_names_the_file(tmp_path):
     path = _write(join_graph("sum", edge_attrs={(1, 2): {"drop": 1.0}}), tmp_path / "bad.json")
     with pytest.raises(SpecError, match=r"bad.json: edge 1->2 drop must be a probability in \[0, 1\), got 1.0"):
         block_graph("file", BlockContext(0, 4, 4, "conv3x3", 0), path=path)
+
+
+def test_fractal_block_is_larsson_et_al_s_expansion():
+    # C = 3 columns: the deepest has 4 layers, the middle 2, the shallowest 1; joins average the
+    # columns meeting at depths 2 (two) and 4 (three: the block output), labelled for drop-path
+    ctx = BlockContext(n_layers=4, in_channels=16, growth=12, op="conv3x3", index=0)
+    block = BlockSpec.from_graph(block_graph("fractal", ctx, drop=0.15, global_drop=0.5), frozenset(OP_KINDS.costs))
+    assert block.n_layers == 7 and block.global_drop == 0.5
+    joins = {n.id: [(e.src, e.column, e.drop) for e in block.inputs[n.id]] for n in block.nodes if n.agg == "mean"}
+    assert joins == {4: [(2, 2, 0.15), (3, 3, 0.15)], 9: [(6, 1, 0.15), (7, 2, 0.15), (8, 3, 0.15)]}
+    assert [e.src for e in block.inputs[6]] == [0] and [e.src for e in block.inputs[7]] == [4]
+    assert block.output == 9 and block.out_channels == 12
+
+
+def test_highway_layers_gate_their_op_against_the_carried_input():
+    ctx = BlockContext(n_layers=2, in_channels=12, growth=12, op="conv3x3", index=0)
+    block = BlockSpec.from_graph(block_graph("highway", ctx, gate_bias=-3.0), frozenset(OP_KINDS.costs))
+    assert block.n_layers == 2 and [n.agg for n in block.nodes] == ["concat", "concat", "gated", "concat", "gated",
+                                                                      "concat"]
+    assert [(e.src, e.carry) for e in block.inputs[2]] == [(0, True), (1, False)]
+    assert [(e.src, e.carry) for e in block.inputs[4]] == [(2, True), (3, False)]
+    assert dict(block.nodes[4].options) == {"gate_bias": -3.0, "gate_kernel": 3}

@@ -166,6 +166,7 @@ TRANSITION_TEXT = {
     "densenet": "BN-ReLU-Conv1x1, 2x2 avg pool",
     "preact": "pre-activation bottleneck unit, stride 2, projection shortcut",
     "postact": "basic unit, stride 2, zero-padded identity shortcut",
+    "preact-basic": "pre-activation wide basic unit, stride 2, projection shortcut",
 }
 
 

@@ -25,7 +25,10 @@ class Limits(BaseModel):
 
     # Planned trials: grid variants x factor levels x seeds, or an Optuna search's n_trials.
     trials: int = Field(10_000, ge=1)
-    # Layers L of a network (arch `depth`, or the sum of `block_layers`).
+    # Layers of a network, counted as its spec counts them: one per layer node (a DenseNet layer, a
+    # ResNet unit), not the paper's L, which counts every conv (a bottleneck unit is 3). Planning and
+    # hashing cost grows with the nodes, so preact-resnet-1001 (332 units) fits and a 1,500-layer
+    # graph file does not.
     depth: int = Field(1_000, ge=1)
     # Growth rate k (channels each layer adds).
     growth: int = Field(1_024, ge=1)
@@ -46,8 +49,8 @@ def check_limits(study: Any) -> None:
     limits: Limits = study.limits
     _check("the plan", plan_size(study.search), limits.trials, "trials",
            "fewer seeds, factor levels or n_trials")
-    for value in _values(study, "depth"):
-        _check("depth", value, limits.depth, "depth")
+    for arch, depth in _depth_variants(study):
+        _check_layers(arch, depth, limits.depth)
     for value in _values(study, "block_layers"):
         _check("block_layers (total layers)", sum(_numbers(value)), limits.depth, "depth")
     for value in _values(study, "growth"):
@@ -70,7 +73,7 @@ def check_trial_limits(config: Any, limits: Limits, how: str) -> None:
 
 def check_arch_limits(arch: Any, limits: Limits, how: str) -> None:
     """Raise ValueError if an ArchConfig is deeper or wider than the limits (before its spec is built)."""
-    _check("depth", arch.depth, limits.depth, "depth", how=how)
+    _check_layers(arch, arch.depth, limits.depth, how)
     if arch.block_layers:
         _check("block_layers (total layers)", sum(arch.block_layers), limits.depth, "depth", how=how)
     _check("growth", arch.growth, limits.growth, "growth", how=how)
@@ -81,6 +84,41 @@ def check_spec_limits(spec: Any, limits: Limits, how: str = IN_STUDY_FILE) -> No
     depth); called before anything costly (hashes, complexity, a model) is computed from it."""
     _check("layers (graph files included)", sum(block.n_layers for block in spec.blocks), limits.depth,
            "depth", how=how)
+
+
+def _check_layers(arch: Any, depth: Any, bound: int, how: str = IN_STUDY_FILE) -> None:
+    """Raise ValueError if the network of `arch` (None: not buildable) has more layer nodes than bound."""
+    from connectome.builder import planned_layers
+
+    layers = None if arch is None else planned_layers(arch)
+    if layers is None:  # not known before building (graph file, bad depth): bound the depth itself
+        _check("depth", depth, bound, "depth", how=how)
+    elif layers > bound:
+        raise ValueError(f"depth is {depth:,} ({layers:,} layers), over the limit of {bound:,} layers; raise "
+                         "the limit " + how.format(key="depth"))
+
+
+def _depth_variants(study: Any) -> list[tuple[Any, Any]]:
+    """(arch or None, depth) for each depth a study's trials take: the base (its preset applied),
+    grid factors and variants, the Optuna space's largest."""
+    base = study.arch.model_dump(exclude_unset=True)
+    options = [base] + [{**base, "depth": v} for v in _values(study, "depth")]
+    if study.search.kind == "grid":
+        arch_keys = [{k: v for k, v in variant.items() if "." not in k} for variant in study.search.variants]
+        options += [{**base, **keys} for keys in arch_keys if "depth" in keys]
+    archs = [_arch_or_none(o) for o in options]
+    return [(arch, o.get("depth") if arch is None else arch.depth) for arch, o in zip(archs, options)]
+
+
+def _arch_or_none(options: dict[str, Any]) -> Any:
+    """The ArchConfig trials would build from these options (preset applied), or None if invalid."""
+    from connectome.architecture import make_arch
+    from connectome.errors import ConnectomeError
+
+    try:
+        return make_arch(**options)
+    except (ConnectomeError, TypeError):
+        return None
 
 
 def _check_synthetic(s: Any, limits: Limits, how: str = IN_STUDY_FILE) -> None:

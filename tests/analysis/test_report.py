@@ -215,6 +215,20 @@ def test_report_prints_table_1_next_to_matching_trials(tmp_path, text_only):
     assert "| C10 |" in line and "| 7.00 |" in line and "| 3 |" in line  # C10 (no "+"), 3 seeds
 
 
+def test_report_prints_table_1_for_the_other_wirings_presets(tmp_path, text_only):
+    sd = StudyDir(tmp_path / "wirings")
+    presets = [("wrn-28-10", 28, 0.043), ("fractalnet-21-droppath", 21, 0.05), ("resnet-sd-1202", 1202, 0.051)]
+    sd.write_plan([p for p, _, _ in presets])
+    for preset, depth, error in presets:
+        sd.record({"row": {"trial_id": preset, "study": "wirings", "status": "completed", "seed": 0, "preset": preset,
+                           "depth": depth, "pattern": "x", "data.name": "cifar10", "data.augment": True,
+                           "params": 1, "flops": 1, "test_error": error}, "epochs": []})
+    section = write_report(sd.root).read_text().split("Against the paper's Table 1")[1]
+    for preset, paper in (("wrn-28-10", "0.0417"), ("fractalnet-21-droppath", "0.046"), ("resnet-sd-1202", "0.0491")):
+        line = next(ln for ln in section.splitlines() if preset in ln)
+        assert "| C10+ |" in line and f"| {paper} |" in line, line
+
+
 def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_path):
     sd = StudyDir(tmp_path / "fig5")
     runs = [(f, p, s) for f, p, sizes in (("densenet", "dense", (1e5, 2e5)), ("preact-resnet", "residual", (2e5, 4e5)))

@@ -67,3 +67,23 @@ def test_a_preset_with_another_depth_matches_no_row():
                            "data.name": ["cifar10"] * 2, "data.augment": [True] * 2})
     rows = paper_rows(trials)
     assert list(zip(rows.depth, rows.setting)) == [(164, "C10+")]
+
+
+def test_every_preset_named_by_a_row_builds_that_rows_network():
+    from connectome.architecture import PRESETS, make_arch
+
+    named = table1().dropna(subset=["preset"]).drop_duplicates("preset")
+    assert {"wrn-16-8", "wrn-28-10", "wrn-16-4-dropout", "resnet-sd-110", "resnet-sd-1202", "fractalnet-21",
+            "fractalnet-21-droppath"} <= set(named.preset)
+    for row in named.itertuples():
+        assert row.preset in PRESETS and make_arch(preset=row.preset).depth == row.depth, row
+
+
+def test_the_other_wirings_trials_match_their_own_rows():
+    trials = pd.DataFrame({"preset": ["wrn-16-8", "wrn-16-4-dropout", "fractalnet-21-droppath", "resnet-sd-110"],
+                           "depth": [16, 16, 21, 110], "data.name": ["cifar10", "svhn", "cifar10", "cifar100"],
+                           "data.augment": [True, None, True, False]})
+    rows = paper_rows(trials)
+    assert sorted(zip(rows.method, rows.setting, rows.error)) == [
+        ("FractalNet with Dropout/Drop-path", "C10+", 0.0460), ("ResNet with Stochastic Depth", "C100", 0.3780),
+        ("Wide ResNet", "C10+", 0.0481), ("Wide ResNet with Dropout", "SVHN", 0.0164)]

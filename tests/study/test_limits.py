@@ -96,7 +96,7 @@ def test_named_search_space_is_bounded_too(tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["graph", "--depth", "100000000"], "depth is 100,000,000, over the limit of 1,000; raise the limit with --limit depth=N"),
+    (["graph", "--depth", "100000000"], "depth is 100,000,000 (99,999,996 layers), over the limit of 1,000 layers; raise the limit with --limit depth=N"),
     (["graph", "--growth", "5000"], "growth is 5,000"),
     (["graph", "--depth", "40", "--limit", "dpth=5"], "--limit: dpth: Extra inputs"),
     (["train", "--dataset", "synthetic", "--batch-size", "10000000"],
@@ -177,3 +177,20 @@ def test_connectome_graph_applies_the_depth_limit_to_graph_files(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and "layers (graph files included) is 1,200, over the limit of 1,000" in err
     assert "--limit depth=N" in err
+
+
+def test_a_shipped_preset_is_within_the_default_limits_everywhere(tmp_path, capsys):
+    # issue 26: preact-resnet-1001 (L = 1,001 convs, 330 units) was refused as "depth is 1,001"
+    from connectome.cli.train import check_limits
+    from connectome.training.config import TrialConfig
+
+    assert main(["graph", "--preset", "preact-resnet-1001", "--format", "json"]) == 0
+    capsys.readouterr()
+    check_limits(TrialConfig(arch={"preset": "preact-resnet-1001"}), None, "config")
+    data = smoke_dict(tmp_path)
+    data["arch"] = {"preset": "preact-resnet-1001"}
+    data["search"] = {"kind": "grid", "factors": {"depth": [164, 1001]}, "seeds": 1}
+    assert load_study(write_study(tmp_path, data)).arch.preset == "preact-resnet-1001"
+    data["search"]["factors"] = {"depth": [164, 3602]}  # 400 units a stage: over
+    with pytest.raises(ConfigError, match=r"depth is 3,602 \(1,197 layers\), over the limit of 1,000 layers"):
+        load_study(write_study(tmp_path, data))
