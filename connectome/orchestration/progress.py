@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from connectome.console import format_duration
 from connectome.store.labels import is_missing
 
 # Without a terminal, a trial's batch progress is printed at most this often (seconds);
@@ -153,7 +154,7 @@ class StudyView:
         running = sum(t.fraction for t in self.running.values())  # the bar moves inside trials too
         self.progress.update(self.task, completed=self.finished_count + running,
                              count=f"{self.finished_count}/{self.total}",
-                             eta="" if eta is None else f"ETA {_duration(eta)}")
+                             eta="" if eta is None else f"ETA {format_duration(eta)}")
 
     def _render(self) -> Group:
         lines = Table.grid(padding=(0, 2))
@@ -174,7 +175,7 @@ class StudyView:
         stamp = "" if self.live is not None else f"{time.strftime('%H:%M:%S')} "
         eta = self.eta()
         pending = self.live is None and eta is not None and self.finished_count < self.total
-        suffix = f" ETA {_duration(eta)}" if pending else ""
+        suffix = f" ETA {format_duration(eta)}" if pending else ""
         self.console.print(Text(f"{stamp}{line}{suffix}"), soft_wrap=True)
 
 
@@ -200,16 +201,6 @@ def _number(value: Any) -> bool:
 def _fraction(value: Any) -> str:
     """A metric fraction (accuracy, error) with 4 decimals, as stored; '-' when unknown."""
     return f"{float(value):.4f}" if _number(value) else "-"
-
-
-def _duration(seconds: float) -> str:
-    """`45s`, `12m05s`, `3h02m`."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def summary_table(trials, group_by: list[str], title: str, metric: str = "test_acc") -> Table:
