@@ -5,7 +5,8 @@ Tune result: it would reach searchers, trackers and Tune's state) or a Ray queue
 process to start, find and lose on a driver restart). The worker rewrites the file atomically at
 most once a second (a JSON line of a few dozen bytes), the driver reads the files of its running
 trials at most once a second from a Tune callback. A worker whose trial folder the driver cannot
-see (CONNECTOME_WORKER_DIR on a cluster) simply shows per-epoch progress only.
+see (CONNECTOME_WORKER_DIR on a cluster) simply shows per-epoch progress only. `connectome train`
+takes the same updates (BatchMeter) straight to its live view, without a file.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class StudyView:
     def __init__(self, console: Console, name: str, total: int, done: int,
                  labels: Mapping[str, str] | None = None,
                  describe: Callable[[str], str | None] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, transient: bool = False):
         self.console = console
         self.total = total
         self.done_before = done  # trials finished in earlier runs: they do not time this one
@@ -70,7 +70,9 @@ class StudyView:
             TextColumn("{task.fields[eta]}", markup=False), console=console, get_time=clock,
         )
         self.task = self.progress.add_task(name, total=total, completed=done, count=f"{done}/{total}", eta="")
-        self.live = Live(self._render(), console=console, refresh_per_second=2) if console.is_terminal else None
+        # transient: the live display is erased at the end (`connectome train` prints its own summary)
+        self.live = (Live(self._render(), console=console, refresh_per_second=2, transient=transient)
+                     if console.is_terminal else None)
 
     def __enter__(self) -> "StudyView":
         if self.live is not None:
