@@ -35,6 +35,7 @@ examples:
   connectome train --dataset synthetic --pattern partial -s arch.depth=10 -s data.synthetic.size=8 --epochs 2
   connectome run studies/smoke.yaml --dry-run
   connectome run studies/partial_vs_dense.yaml -s train.epochs=2 -o runs
+  connectome status runs/partial_vs_dense
   connectome report results/partial_vs_dense
 
 `connectome COMMAND --help` describes each command's options."""

@@ -96,7 +96,7 @@ def read_status(path: str | Path) -> StudyStatus:
     driver = read_driver(sd)
     running = live_trials(sd, ids, recorded) if driver is not None and driver.gone is None else []
     counts = count_statuses(recorded, {r.trial_id for r in running}, max(len(ids), int(search.get("n_trials") or 0)))
-    resources = Resources.model_validate(resolved.get("resources") or {})
+    resources = study_resources(resolved)
     if planned is None and search.get("kind") == "optuna":  # trials not chosen yet: their mean time each
         left = counts["running"] + counts["pending"] + counts["failed"]
         eta = estimate_by_count(left, [row.get("wall_time_s") for row in final_rows(recorded).values()], resources)
@@ -104,6 +104,14 @@ def read_status(path: str | Path) -> StudyStatus:
         eta = grid_eta(sd, ids, recorded, running, resources)
     name = str((sd.layout() or {}).get("study") or resolved.get("name") or sd.root.name)
     return StudyStatus(sd.root, name, sum(counts.values()), counts, running, driver, eta)
+
+
+def study_resources(resolved: dict[str, Any]) -> Resources:
+    """The resources of study.resolved.json; the defaults if it is missing or unreadable (for the estimate only)."""
+    try:
+        return Resources.model_validate(resolved.get("resources") or {})
+    except ValueError:
+        return Resources()
 
 
 def live_trials(sd: StudyDir, ids: list[str], recorded: dict[str, dict[str, Any]]) -> list[RunningTrial]:

@@ -76,7 +76,7 @@ def trial_status(trial: Trial, row: dict[str, Any] | None) -> str:
 
 
 def status_text(trial: Trial, row: dict[str, Any] | None) -> str:
-    """The status cell: `done (completed)`, `run`, `run (failed before)`, `rejected: why`."""
+    """The status cell: `done (completed)`, `done (diverged)`, `run`, `run (failed)`, `rejected: why`."""
     status = trial_status(trial, row)
     if status == "rejected":
         return f"rejected: {trial.rejected}"
