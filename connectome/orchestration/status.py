@@ -25,7 +25,8 @@ from connectome.store import FINAL_STATUSES, StudyDir
 from connectome.store.labels import label_from_trial_file
 from connectome.store.layout import read_json
 from connectome.store.lock import describe, read_holder, stale_after_env, stale_reason
-from connectome.study.estimate import Estimate, Sample, Work, estimate, estimate_by_count, sample, work_left
+from connectome.study.estimate import (Estimate, Sample, Work, estimate, estimate_by_count, sample, speed_sample,
+                                       work_left)
 from connectome.study.schema import Resources
 
 # The order statuses are counted in: recorded ones (connectome.store.record.STATUSES), then live ones.
@@ -160,21 +161,23 @@ def running_trial(sd: StudyDir, trial_id: str) -> RunningTrial | None:
 def grid_eta(sd: StudyDir, ids: list[str], recorded: dict[str, dict[str, Any]], running: list[RunningTrial],
              resources: Resources) -> Estimate | None:
     """Time left for the trials without a final result (running ones by what is left of them)."""
-    done = {r.trial_id: r.fraction for r in running}
+    live = {r.trial_id: r for r in running}
     final = final_rows(recorded)
     left: list[Work] = []
-    finished: list[Sample] = []
+    finished: list[Sample | None] = []
+    speeds: list[Sample | None] = []
     for trial_id in ids:
         planned = planned_trial(sd, trial_id)
         if planned is None:
             continue
         config, macs = planned
         if trial_id in final:
-            measured = sample(config, macs, final[trial_id])
-            finished += [measured] if measured is not None else []
-        else:
-            left.append(work_left(config, macs, done.get(trial_id, 0.0)))
-    return estimate(left, finished, resources)
+            finished.append(sample(config, macs, final[trial_id]))
+            continue
+        trial = live.get(trial_id)
+        left.append(work_left(config, macs, trial.fraction if trial else 0.0))
+        speeds.append(speed_sample(config, macs, trial.progress.get("images_per_s")) if trial else None)
+    return estimate(left, [s for s in finished if s], resources, running=[s for s in speeds if s])
 
 
 def planned_trial(sd: StudyDir, trial_id: str):

@@ -4,9 +4,11 @@ A trial's work is the FLOPs of its training passes (connectome.training.resolve.
 6 x multiply-adds per image x training images x epochs). Finished trials give the pace, seconds
 per FLOP, from their records' `wall_time_s` (training, evaluation and start-up: what one waits
 for; `train_time_s` holds the training passes alone and would promise too little). Before any
-trial has finished, the pace is the eager training throughput measured per CPU thread
-(resolve.EAGER_FLOPS, by precision) times the trial's threads; no GPU throughput is known, so a
-GPU study gets an estimate once a trial has finished. The work left at that pace is divided by
+trial has finished, it is the training speed (images per second) of the running trials when
+`connectome status` sees some, else the eager training throughput measured per CPU thread
+(resolve.EAGER_FLOPS, by precision) times the trial's threads; both count the training passes
+alone (a lower bound). No GPU throughput is known, so a GPU study without a finished or running
+trial has no estimate. The work left at that pace is divided by
 the trials that run at once on this machine, as the driver resolves `resources`. Torch-free:
 `connectome run --dry-run` and `connectome status` use it.
 """
@@ -21,6 +23,7 @@ from connectome.console import format_duration
 from connectome.study.schema import Resources
 from connectome.training.config import TrialConfig
 from connectome.training.device_names import auto_cpus, usable_cpus
+from connectome.training.catalog import train_images
 from connectome.training.resolve import EAGER_FLOPS, training_flops
 
 
@@ -75,14 +78,26 @@ def sample(config: TrialConfig, macs: int, row: Mapping[str, Any]) -> Sample | N
     return Sample(training_flops(config, macs, float(epochs)), float(seconds))
 
 
+def speed_sample(config: TrialConfig, macs: int, images_per_s: float) -> Sample | None:
+    """What a running trial's training speed measures: one epoch's training passes at that speed."""
+    if not _positive(images_per_s):
+        return None
+    return Sample(training_flops(config, macs, 1.0), train_images(config.data) / images_per_s)
+
+
 def estimate(left: Sequence[Work], finished: Sequence[Sample], resources: Resources,
-             cpus: int | None = None) -> Estimate | None:
-    """Time left for `left` at the pace of `finished`, else at the measured CPU throughput (None on a GPU)."""
+             cpus: int | None = None, running: Sequence[Sample] = ()) -> Estimate | None:
+    """Time left for `left` at the pace of `finished`, else of the `running` trials' training speed (a lower
+    bound: evaluation comes on top), else at the measured CPU throughput (None on a GPU)."""
     threads, at_once = slots(resources, len(left), usable_cpus() if cpus is None else cpus)
     flops, seconds = sum(s.flops for s in finished), sum(s.seconds for s in finished)
     if flops > 0 and seconds > 0:
         total = sum(w.flops for w in left) * seconds / flops
         basis = f"at the pace of the {_count(len(finished), 'finished trial')}"
+    elif running:
+        total = sum(w.flops for w in left) * sum(s.seconds for s in running) / sum(s.flops for s in running)
+        basis = f"training passes only, at the speed of the {_count(len(running), 'running trial')}"
+        return Estimate(total / at_once, len(left), at_once, basis, lower_bound=True)
     elif resources.gpu > 0:
         return None
     else:

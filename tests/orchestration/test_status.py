@@ -66,6 +66,18 @@ def test_a_running_study_shows_its_trials_epoch_and_batch_the_driver_and_the_tim
     assert "about 6s left for 2 trials, 2 at a time" in text
 
 
+def test_before_a_trial_finished_the_running_trials_speed_sets_the_pace(started, capsys):
+    sd, by_key = started
+    report_progress(sd, by_key["dense", 1], epoch=2, batch=3, batches=6)  # 64 img/s, 3/4 done
+    with DriverLock(sd.lock_file):
+        data = status(capsys, sd, "--json")
+    dense, partial = by_key["dense", 0].flops, by_key["partial", 0].flops
+    # 192 training images (256 less 64 held out) x 2 epochs per trial; a dense image takes 1/64 s
+    seconds = 192 * 2 * (0.25 * dense + dense + 2 * partial) / dense / 64 / 2
+    assert data["estimate"]["seconds"] == pytest.approx(seconds, abs=1e-3)
+    assert data["estimate"]["lower_bound"] and "speed of the 1 running trial" in data["estimate"]["basis"]
+
+
 def test_a_dead_driver_runs_nothing(started, capsys):
     sd, by_key = started
     record(sd, by_key["dense", 0], status="failed")

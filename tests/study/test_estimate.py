@@ -45,3 +45,11 @@ def test_a_search_counts_trials_at_their_mean_time():
     eta = estimate_by_count(6, [10.0, 20.0, None, float("nan")], Resources(cpu=1), cpus=3)
     assert eta.seconds == pytest.approx(15.0 * 6 / 3) and (eta.trials, eta.at_once) == (6, 3)
     assert estimate_by_count(6, [], Resources(cpu=1), cpus=3) is None
+
+
+def test_running_trials_speed_sets_the_pace_before_one_finished():
+    running = [Sample(flops=2e9, seconds=4.0)]  # 2 s per GFLOP of training passes
+    eta = estimate([Work(3e9, "fp32")], [], Resources(cpu=1, gpu=1), cpus=2, running=running)
+    assert eta.seconds == pytest.approx(6.0) and eta.lower_bound and "speed of the 1 running trial" in eta.basis
+    finished = [Sample(flops=1e9, seconds=1.0)]  # a finished trial's wall time wins
+    assert estimate([Work(3e9, "fp32")], finished, Resources(cpu=1), cpus=2, running=running).seconds == 3.0
