@@ -66,6 +66,16 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def format_duration(seconds: float) -> str:
+    """`45s`, `12m05s`, `3h02m` (an ETA, a trial's time)."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def worker_logs_wanted() -> bool:
     """True under -v: Ray forwards its workers' output (training prints, warnings) to this terminal."""
     return logging.getLogger("connectome").isEnabledFor(logging.DEBUG)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Planning, `connectome graph`, `--dry-run` and `connectome report` must start without torch or Ray.
-LIGHT_MODULES = ("connectome.study", "connectome.study.dryrun", "connectome.cli.graph", "connectome.cli.report",
+# Planning, `connectome graph`, `--dry-run`, `connectome status DIR` and `connectome report` start without torch or Ray.
+LIGHT_MODULES = ("connectome.study", "connectome.study.dryrun", "connectome.study.estimate",
+                 "connectome.orchestration.status", "connectome.cli.graph", "connectome.cli.report",
                  "connectome.analysis.report", "connectome.training.plan", "connectome.builder",
                  "connectome.complexity")
 HEAVY = ("torch", "ray")

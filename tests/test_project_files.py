@@ -60,6 +60,70 @@ def test_readme_commands_were_found():
     assert any(" stop " in c for c in readme_commands()) and any("--block" in c for c in readme_commands())
 
 
+def first_screen() -> str:
+    """The README up to its table of contents: what a newcomer reads first."""
+    return README.split("\n## Contents", 1)[0]
+
+
+def test_the_first_screen_is_the_path_demo_report_test_then_two_tours():
+    top = first_screen()
+    assert len(top.splitlines()) <= 50
+    order = ["make demo", "make test", "open `results/partial_vs_dense/report.html`", "```python",
+             "```bash\nconnectome"]
+    positions = [top.find(marker) for marker in order]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(order, positions))
+    python = re.findall(r"```python\n(.*?)```", top, flags=re.S)[0]
+    cli = bash_blocks(top)[1]
+    assert len(python.strip().splitlines()) <= 11 and len(cli.strip().splitlines()) <= 10
+    assert "report.html" in top and "docs/reproductions.md" in top
+
+
+def test_the_python_tour_runs_on_a_study_s_results(tmp_path, monkeypatch):
+    from analysis.fake_results import make_results_dir
+
+    results = make_results_dir(tmp_path, with_models=False)
+    tour = re.findall(r"```python\n(.*?)```", first_screen(), flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(tour.replace("results/partial_vs_dense", str(results)), "README tour", "exec"), {})
+    assert (tmp_path / "error_vs_params.png").is_file()
+
+
+def test_every_command_is_in_the_readme():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    shown = {shlex.split(c)[1] for c in readme_commands()}
+    assert set(commands) <= shown, f"missing from the README: {sorted(set(commands) - shown)}"
+    table = README.split("## The command line", 1)[1].split("\n## ", 1)[0]
+    assert all(f"`{name}`" in table for name in commands)
+
+
+def test_every_section_is_in_the_table_of_contents():
+    contents = README.split("\n## Contents", 1)[1].split("\n## ", 1)[0]
+    for heading in re.findall(r"^##+ (.+)$", README, flags=re.M):
+        if heading in ("Quickstart", "Contents"):
+            continue
+        anchor = re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+        assert f"(#{anchor})" in contents, heading
+
+
+def test_the_graph_file_example_exports_before_it_reads_back():
+    lines = [line for block in bash_blocks(README) for line in block.splitlines()]
+    written = [i for i, line in enumerate(lines) if re.search(r"> *my_block\.graphml", line)]
+    read = [i for i, line in enumerate(lines) if "path=my_block.graphml" in line]
+    assert written and read and written[0] < read[0]
+
+
+def test_the_readme_names_the_v1_authors_of_citation_cff():
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    authors = [a["family-names"] for a in citation["references"][0]["authors"]]
+    named = re.search(r'DenseNet: (.+?),\s+"Densely Connected', README, flags=re.S)[1]
+    assert re.split(r",\s+|\s+and\s+", named) == authors
+
+
+def test_the_analysis_section_makes_a_figure_and_a_pareto_front_of_configurations():
+    analysis = README.split("\n## Analysis", 1)[1].split("\n## ", 1)[0]
+    assert "pareto_configs(" in analysis and "save_figure(" in analysis and "plot_" in analysis
+
+
 def test_readme_pattern_example_is_the_tested_plugin():
     example = (REPO / "examples" / "pairs_pattern.py").read_text()
     assert f"```python\n{example}```" in README

@@ -32,9 +32,10 @@ with `run` or `submit`, and turn its results into tables and figures with `repor
 EPILOG = """\
 examples:
   connectome graph --pattern partial --depth 40 --growth 12
-  connectome train --dataset synthetic --preset densenet-40-12 --epochs 1
+  connectome train --dataset synthetic --pattern partial -s arch.depth=10 -s data.synthetic.size=8 --epochs 2
   connectome run studies/smoke.yaml --dry-run
   connectome run studies/partial_vs_dense.yaml -s train.epochs=2 -o runs
+  connectome status runs/partial_vs_dense
   connectome report results/partial_vs_dense
 
 `connectome COMMAND --help` describes each command's options."""
@@ -70,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # subcommand not installed in this build
         module.register(sub)
-    for command in sub.choices.values():
-        command.formatter_class = HelpFormatter
+    for command in sub.choices.values():  # a command's examples (its epilog) keep their line breaks
+        command.formatter_class = RawDescriptionFormatter if command.epilog else HelpFormatter
         add_verbosity_arguments(command)
     return parser
 

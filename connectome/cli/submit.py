@@ -1,5 +1,8 @@
 """`connectome submit` / `status` / `stop`: run a study as a Ray job on a cluster, follow it, stop it.
 
+`status` also reads a results directory on this machine (connectome/orchestration/status.py),
+without Ray: the argument decides, an existing directory or a job id.
+
 The job is `connectome run STUDY` executed on the cluster with this directory's code and
 studies shipped as the job's working directory (Ray Jobs API); `job_files` chooses what is
 shipped (what git would commit, never secrets, data or results). Give `--output` a path every
@@ -40,14 +43,21 @@ def register(subparsers) -> None:
     parser.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
     parser.set_defaults(func=_submit)
 
-    status = subparsers.add_parser("status", help="show (or follow) a submitted study job",
-                                   description="Print the status of a Ray job started by `connectome submit`.")
-    status.add_argument("job_id", help="the id `connectome submit` printed, e.g. raysubmit_...")
+    status = subparsers.add_parser(
+        "status", help="show a study's progress (a results directory) or a submitted job's (a Ray job id)",
+        description="Given a results directory (results/NAME): the study's trials per status, the running trials "
+                    "with their epoch and batch, the driver holding the directory and the time left, read from "
+                    "the directory alone (running or finished, no Ray). Given a job id: the status of the Ray "
+                    "job `connectome submit` started.")
+    status.add_argument("job_id", metavar="RESULTS_DIR|JOB_ID",
+                        help="a study's results directory, e.g. results/smoke, or the id `connectome submit` "
+                             "printed, e.g. raysubmit_...")
     add_dashboard_argument(status)
-    status.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
-    status.add_argument("--logs", action="store_true", help="print the job's logs so far")
+    status.add_argument("--follow", action="store_true", help="a job: stream its logs until it ends")
+    status.add_argument("--logs", action="store_true", help="a job: print its logs so far")
     status.add_argument("--json", action="store_true",
-                        help="print the job's id, status, message, entrypoint and times as JSON")
+                        help="print JSON: a directory's counts, running trials, driver and estimate; a job's id, "
+                             "status, message, entrypoint and times")
     status.set_defaults(func=_status)
 
     stop = subparsers.add_parser("stop", help="stop a submitted study job",
@@ -108,6 +118,10 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    if Path(args.job_id).is_dir():
+        return _local_status(args)
+    if "/" in args.job_id or Path(args.job_id).exists():  # a job id is a bare name
+        raise ConfigError(f"{args.job_id}: no such results directory (nor a job id)")
     jobs = client(args.dashboard_url)
     try:
         info = jobs.get_job_info(args.job_id)
@@ -122,6 +136,21 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(f"{args.job_id}: {status_name(info.status)}" + (f" ({info.message})" if info.message else ""))
     return 0 if status_name(info.status) != "FAILED" else 1
+
+
+def _local_status(args: argparse.Namespace) -> int:
+    """A results directory on this machine: read it, no Ray."""
+    from connectome.console import make_console
+    from connectome.orchestration.status import print_status, read_status, status_json
+
+    if args.follow or args.logs:
+        raise ConfigError(f"{args.job_id} is a results directory: --follow and --logs are for a Ray job id")
+    status = read_status(args.job_id)
+    if args.json:
+        print(json.dumps(status_json(status), indent=1))
+    else:
+        print_status(status, make_console())
+    return 0
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ Tune result: it would reach searchers, trackers and Tune's state) or a Ray queue
 process to start, find and lose on a driver restart). The worker rewrites the file atomically at
 most once a second (a JSON line of a few dozen bytes), the driver reads the files of its running
 trials at most once a second from a Tune callback. A worker whose trial folder the driver cannot
-see (CONNECTOME_WORKER_DIR on a cluster) simply shows per-epoch progress only.
+see (CONNECTOME_WORKER_DIR on a cluster) simply shows per-epoch progress only. `connectome train`
+takes the same updates (BatchMeter) straight to its live view, without a file.
 """
 from __future__ import annotations
 
@@ -28,30 +29,43 @@ def progress_file(trial_dir: str | Path) -> Path:
     return TrialFiles(Path(trial_dir)).progress
 
 
-class BatchReporter:
-    """The trainer's `on_batch` in a worker: writes the trial's progress file at most once per interval."""
+class BatchMeter:
+    """The trainer's `on_batch` made into progress updates: at most one per interval, with the epoch's img/s."""
 
-    def __init__(self, path: Path, epochs: int, interval: float = UPDATE_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic):
-        self.path, self.epochs, self.interval, self.clock = path, epochs, interval, clock
+    def __init__(self, epochs: int, interval: float = UPDATE_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self.epochs, self.interval, self.clock = epochs, interval, clock
         self.epoch = 0
         self.epoch_start = (0.0, 0)  # (time, images) when the current epoch's first batch ended
-        self.last_write = 0.0
+        self.last_update = 0.0
 
-    def __call__(self, epoch: int, batch: int, batches: int, images: int) -> None:
+    def __call__(self, epoch: int, batch: int, batches: int, images: int) -> dict[str, Any] | None:
+        """The update to show now (epoch, epochs, batch, batches, images_per_s), None until an interval has passed."""
         now = self.clock()
         if epoch != self.epoch:
             # img/s is measured from the end of an epoch's first batch (after its data loading and
             # any warm-up), and the first update comes an interval later: an epoch shorter than
             # that shows per-epoch progress only.
-            self.epoch, self.epoch_start, self.last_write = epoch, (now, images), now
-        if now - self.last_write < self.interval:
-            return
-        self.last_write = now
+            self.epoch, self.epoch_start, self.last_update = epoch, (now, images), now
+        if now - self.last_update < self.interval:
+            return None
+        self.last_update = now
         started, images_then = self.epoch_start
         speed = (images - images_then) / (now - started) if now > started else None
-        update = {"epoch": epoch, "epochs": self.epochs, "batch": batch, "batches": batches,
-                  "images_per_s": speed}
+        return {"epoch": epoch, "epochs": self.epochs, "batch": batch, "batches": batches, "images_per_s": speed}
+
+
+class BatchReporter:
+    """The trainer's `on_batch` in a worker: writes the trial's progress file at most once per interval."""
+
+    def __init__(self, path: Path, epochs: int, interval: float = UPDATE_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.path = path
+        self.meter = BatchMeter(epochs, interval, clock)
+
+    def __call__(self, epoch: int, batch: int, batches: int, images: int) -> None:
+        update = self.meter(epoch, batch, batches, images)
+        if update is None:
+            return
         try:
             # Atomic (a reader never sees half a file) but not fsynced: progress need not survive
             # a power cut, and an fsync costs the training loop milliseconds (docs/benchmarks.md).

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from connectome.console import format_duration
 from connectome.store.labels import is_missing
 
 # Without a terminal, a trial's batch progress is printed at most this often (seconds);
@@ -51,7 +52,7 @@ class StudyView:
     def __init__(self, console: Console, name: str, total: int, done: int,
                  labels: Mapping[str, str] | None = None,
                  describe: Callable[[str], str | None] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, transient: bool = False):
         self.console = console
         self.total = total
         self.done_before = done  # trials finished in earlier runs: they do not time this one
@@ -69,7 +70,9 @@ class StudyView:
             TextColumn("{task.fields[eta]}", markup=False), console=console, get_time=clock,
         )
         self.task = self.progress.add_task(name, total=total, completed=done, count=f"{done}/{total}", eta="")
-        self.live = Live(self._render(), console=console, refresh_per_second=2) if console.is_terminal else None
+        # transient: the live display is erased at the end (`connectome train` prints its own summary)
+        self.live = (Live(self._render(), console=console, refresh_per_second=2, transient=transient)
+                     if console.is_terminal else None)
 
     def __enter__(self) -> "StudyView":
         if self.live is not None:
@@ -153,7 +156,7 @@ class StudyView:
         running = sum(t.fraction for t in self.running.values())  # the bar moves inside trials too
         self.progress.update(self.task, completed=self.finished_count + running,
                              count=f"{self.finished_count}/{self.total}",
-                             eta="" if eta is None else f"ETA {_duration(eta)}")
+                             eta="" if eta is None else f"ETA {format_duration(eta)}")
 
     def _render(self) -> Group:
         lines = Table.grid(padding=(0, 2))
@@ -174,7 +177,7 @@ class StudyView:
         stamp = "" if self.live is not None else f"{time.strftime('%H:%M:%S')} "
         eta = self.eta()
         pending = self.live is None and eta is not None and self.finished_count < self.total
-        suffix = f" ETA {_duration(eta)}" if pending else ""
+        suffix = f" ETA {format_duration(eta)}" if pending else ""
         self.console.print(Text(f"{stamp}{line}{suffix}"), soft_wrap=True)
 
 
@@ -218,16 +221,6 @@ def _metric_text(metric: str, value: float) -> str:
     from connectome.analysis.units import format_points, is_points
 
     return format_points(value) if is_points(metric) else _fraction(value)
-
-
-def _duration(seconds: float) -> str:
-    """`45s`, `12m05s`, `3h02m`."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def summary_table(trials, group_by: list[str], title: str, metric: str = "test_acc") -> Table:

@@ -11,17 +11,12 @@ where the driver does not see the workers' CPU counts before it connects, "auto"
 from __future__ import annotations
 
 from connectome.study.schema import Study
-from connectome.training.device import usable_cpus
+from connectome.training.device_names import auto_cpus, usable_cpus
 
 
 def local_cpus() -> int:
     """CPUs this process may run on (affinity, not the host's total)."""
     return usable_cpus()
-
-
-def auto_cpus(to_run: int, cpus: int) -> int:
-    """CPUs per trial: every CPU busy with its own trial, spare CPUs split among the last few."""
-    return max(1, cpus // max(1, min(to_run, cpus)))
 
 
 def resolve_resources(study: Study, to_run: int, address: str | None) -> tuple[Study, str | None]:

@@ -79,22 +79,7 @@ class DriverLock:
 
     def stale_reason(self, holder: dict[str, Any]) -> str | None:
         """Why the holder no longer holds the lock (None: it is alive)."""
-        pid, beat = holder.get("pid"), holder.get("heartbeat")
-        if not isinstance(pid, int) or not isinstance(beat, (int, float)) or not math.isfinite(beat):
-            return "its lock file is not one a driver wrote (pid or heartbeat unreadable)"
-        if holder.get("host") == socket.gethostname():
-            if not pid_alive(pid):
-                return f"its process {pid} is gone"
-            started = holder.get("pid_start")
-            if started is not None and started != process_start(pid):
-                return f"its process {pid} is gone (the pid now belongs to another process)"
-            return None  # alive here, whatever its heartbeat says (paused, suspended)
-        age = time.time() - beat
-        if age > self.stale_after:
-            return f"its heartbeat is {age:.0f} s old"
-        if -age > self.stale_after:  # a clock far ahead, or a crafted file: it would lock the directory for good
-            return f"its heartbeat is {-age:.0f} s in the future"
-        return None
+        return stale_reason(holder, self.stale_after)
 
     def check(self) -> None:
         """Raise ConfigError if this driver lost the lock (fencing); call before scheduling more work."""
@@ -155,6 +140,26 @@ class DriverLock:
                 self.path.unlink()
             except FileNotFoundError:
                 pass
+
+
+def stale_reason(holder: dict[str, Any], stale_after: float) -> str | None:
+    """Why a lock's holder no longer holds it (None: it is alive); see the module's docstring for the rules."""
+    pid, beat = holder.get("pid"), holder.get("heartbeat")
+    if not isinstance(pid, int) or not isinstance(beat, (int, float)) or not math.isfinite(beat):
+        return "its lock file is not one a driver wrote (pid or heartbeat unreadable)"
+    if holder.get("host") == socket.gethostname():
+        if not pid_alive(pid):
+            return f"its process {pid} is gone"
+        started = holder.get("pid_start")
+        if started is not None and started != process_start(pid):
+            return f"its process {pid} is gone (the pid now belongs to another process)"
+        return None  # alive here, whatever its heartbeat says (paused, suspended)
+    age = time.time() - beat
+    if age > stale_after:
+        return f"its heartbeat is {age:.0f} s old"
+    if -age > stale_after:  # a clock far ahead, or a crafted file: it would lock the directory for good
+        return f"its heartbeat is {-age:.0f} s in the future"
+    return None
 
 
 def stale_after_env() -> float:

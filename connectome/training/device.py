@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from connectome.errors import ConfigError
-from connectome.training.device_names import parse_device
+from connectome.training.device_names import parse_device, usable_cpus  # noqa: F401 - the trainer's devices.usable_cpus
 
 # bf16 runs natively from Ampere (compute capability 8.0); older GPUs emulate it, slowly.
 BF16_NATIVE_CAPABILITY = (8, 0)
@@ -155,11 +155,6 @@ def ensure_cublas_workspace() -> None:
         raise ConfigError(f"train.deterministic on CUDA needs {CUBLAS_WORKSPACE_ENV}=:4096:8 set before CUDA "
                           f"starts in this process; export it (studies set it for their workers)")
     os.environ[CUBLAS_WORKSPACE_ENV] = CUBLAS_WORKSPACE_DETERMINISTIC[0]
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity (a container's or a scheduler's share), not the host's total."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def worker_env() -> dict[str, str]:

@@ -1,10 +1,12 @@
 """`train.device` names and the study resources they go with: torch-free, so planning checks them without torch.
 
 training/device.py turns a parsed name into a torch device at run time; the study schema asks
-`resource_problem` when a study file is validated.
+`resource_problem` when a study file is validated. `usable_cpus` and `auto_cpus` count the CPUs a
+trial gets: the driver resolves `resources.cpu: auto` with them, `--dry-run` estimates time left.
 """
 from __future__ import annotations
 
+import os
 import re
 
 from connectome.errors import ConfigError
@@ -49,3 +51,13 @@ def resource_problem(device_name: str, gpu: float) -> str | None:
         return (f"train.device {device_name!r} with resources.gpu 0: Ray gives the trials no GPU; "
                 "set resources.gpu (1, or 0.5 to share a GPU) or device: auto")
     return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity (a container's or a scheduler's share), not the host's total."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def auto_cpus(to_run: int, cpus: int) -> int:
+    """`resources.cpu: auto` per trial: every CPU busy with its own trial, spare CPUs split among the last few."""
+    return max(1, cpus // max(1, min(to_run, cpus)))

@@ -75,8 +75,13 @@ def eager_train_seconds(config: TrialConfig, precision: str) -> float:
     from connectome.complexity import complexity
 
     macs = complexity(*_spec_and_input(config)).flops
-    work = 6.0 * macs * train_images(config.data) * config.train.epochs
-    return work / EAGER_FLOPS[precision]
+    return training_flops(config, macs) / EAGER_FLOPS[precision]
+
+
+def training_flops(config: TrialConfig, macs: int, epochs: float | None = None) -> float:
+    """FLOPs of the training passes (forward and backward: 6 x MACs per image) over `epochs` (default: all)."""
+    epochs = config.train.epochs if epochs is None else epochs
+    return 6.0 * macs * train_images(config.data) * epochs
 
 
 def largest_block_side(config: TrialConfig) -> int:

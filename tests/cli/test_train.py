@@ -1,6 +1,8 @@
 """`connectome train`: YAML file and flags over the same keys, artefacts, one-line errors."""
 import json
+import re
 
+import pytest
 import yaml
 
 from connectome.cli import main
@@ -59,3 +61,40 @@ def test_bad_yaml_names_the_file(tmp_path, capsys):
 def test_malformed_override(capsys):
     code, _, err = run(capsys, "--set", "train.epochs")
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_the_help_example_is_a_trial_of_seconds(capsys):
+    import shlex
+
+    from connectome.cli import build_parser
+    from connectome.cli.train import EXAMPLES, trial_config
+    from connectome.training.plan import plan_trial
+    from connectome.training.resolve import EAGER_FLOPS, training_flops
+
+    with pytest.raises(SystemExit) as shown:
+        main(["train", "--help"])
+    assert shown.value.code == 0
+    first = next(line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("connectome"))
+    assert first == EXAMPLES[0]
+    args = build_parser().parse_args(shlex.split(first)[1:])
+    plan = plan_trial(trial_config(args))
+    assert (plan.config.data.name, plan.config.train.epochs, plan.input_size) == ("synthetic", 2, (3, 8, 8))
+    # its training passes take under 2 s on one core at the measured fp32 throughput (the 40-12 preset took minutes)
+    assert training_flops(plan.config, plan.flops) / EAGER_FLOPS["fp32"] < 2.0
+
+
+def test_progress_inside_an_epoch_is_shown_as_a_study_shows_it(capsys, monkeypatch):
+    from connectome.orchestration import batch_progress, progress
+
+    monkeypatch.setattr(batch_progress, "UPDATE_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "BATCH_LINE_INTERVAL", 0.0)  # a log's batch line at every update
+    code, out, _ = run(capsys, "--dataset", "synthetic", "--pattern", "partial", "--set", "arch.block_layers=[1]",
+                       "--set", "data.synthetic={train: 96, test: 16, size: 8}", "--epochs", "2", "--threads", "1",
+                       "--batch-size", "16")
+    assert code == 0
+    lines = out.splitlines()
+    assert "partial, seed 0: started" in lines[0]
+    shown = [re.search(r"partial, seed 0: epoch 2/2, batch (\d+)/(\d+), [\d,]+ img/s", line) for line in lines]
+    steps = [(int(m[1]), int(m[2])) for m in shown if m]
+    assert len(steps) >= 2 and steps[-1][0] == steps[-1][1] == 6  # 96 images in batches of 16
+    assert sum(line.startswith("epoch ") for line in lines) == 2
