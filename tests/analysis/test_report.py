@@ -224,7 +224,7 @@ def test_report_prints_table_1_for_the_other_wirings_presets(tmp_path, text_only
                            "depth": depth, "pattern": "x", "data.name": "cifar10", "data.augment": True,
                            "params": 1, "flops": 1, "test_error": error}, "epochs": []})
     section = write_report(sd.root).read_text().split("Against the paper's Table 1")[1]
-    for preset, paper in (("wrn-28-10", "0.0417"), ("fractalnet-21-droppath", "0.046"), ("resnet-sd-1202", "0.0491")):
+    for preset, paper in (("wrn-28-10", "4.17"), ("fractalnet-21-droppath", "4.60"), ("resnet-sd-1202", "4.91")):
         line = next(ln for ln in section.splitlines() if preset in ln)
         assert "| C10+ |" in line and f"| {paper} |" in line, line
 

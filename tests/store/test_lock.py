@@ -89,8 +89,8 @@ if sys.argv[2] != "-":
     L.socket.gethostname = lambda: sys.argv[2]
 held = L.DriverLock(sys.argv[1], heartbeat=0.1)
 held.acquire()
-print("held", flush=True)
-try:
+try:  # "held" inside: a test may pause this process right after it, before a later `try` is entered
+    print("held", flush=True)
     while True:
         time.sleep(0.02)
 except KeyboardInterrupt:
