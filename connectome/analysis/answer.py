@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from connectome.analysis.results import MACS, Results, completed_rows, factor_columns
-from connectome.analysis.stats import Comparison, compare, configurations
+from connectome.analysis.stats import Comparison, compare, configurations, crossed_factors
 from connectome.analysis.studyfile import budget_params
 from connectome.analysis.units import format_points, is_points, points_name, scale, with_points, words
 
-# Comparisons a study answers with, at most (dense against each other pattern, else every pair).
-MAX_COMPARISONS = 6
+# Comparisons a study answers with, at most (dense against each other wiring, else every pair).
+MAX_COMPARISONS = 8
 # Size differences smaller than this fraction are "the same size".
 SAME_SIZE = 0.01
 # The column a search's best configuration is chosen on: validation, never test.
@@ -61,18 +61,40 @@ def study_answer(trials: pd.DataFrame, metric: str = "test_error", search: str =
     shown = points_name(metric)
     if shown not in completed or completed[shown].notna().sum() == 0:
         return [Sentence(f"No completed trial has `{metric}` yet: the study has no answer yet.", "untested")]
+    if search == "grid" and "pattern" in completed:
+        completed = completed.assign(wiring=wiring_levels(completed))
     comparisons = pattern_comparisons(completed, shown) if search == "grid" else []
     return answer(completed, comparisons, metric=shown, budget=budget)
 
 
 def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:
-    """Paired comparisons of wiring patterns: dense against each other pattern, else every pair (at most 6)."""
-    if "pattern" not in trials or "seed" not in trials:
+    """Paired comparisons of wirings: dense against each other wiring, else every pair (at most 8).
+
+    The compared levels are the `wiring` column (`wiring_levels`) where the frame has one, else the patterns.
+    """
+    factor = "wiring" if "wiring" in trials else "pattern"
+    if factor not in trials or "seed" not in trials:
         return []
-    levels = sorted(trials["pattern"].dropna().astype(str).unique())
+    levels = sorted(trials[factor].dropna().astype(str).unique())
     anchor = "dense" if "dense" in levels else None
     pairs = [(anchor, b) for b in levels if b != anchor] if anchor else list(itertools.combinations(levels, 2))
-    return [compare(trials, factor="pattern", a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
+    return [compare(trials, factor=factor, a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
+
+
+def wiring_levels(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's wiring: its pattern, plus the keys that only some patterns vary (a variant's own options).
+
+    `residual` with and without `stochastic_depth: 0.5` are two wirings, not one pattern whose
+    seeds are averaged over both; a factor every pattern takes alike (a grid's growth) stays a
+    key the comparison pairs on.
+    """
+    pattern = trials["pattern"].astype(str)
+    label = pattern.copy()
+    for column in crossed_factors(trials, "pattern"):
+        if trials[column].astype(str).fillna("-").groupby(pattern).agg(frozenset).nunique() > 1:
+            given = trials[column].notna()
+            label = label.where(~given, label + f", {column}=" + trials[column].astype(str))
+    return label
 
 
 def answer(trials: pd.DataFrame, comparisons: list[Comparison], metric: str = "test_error",

@@ -228,7 +228,8 @@ def crossed_factors(df: pd.DataFrame, factor: str, exclude: tuple[str, ...] = ("
     """
     candidates = [c for c in df.columns if is_factor(c) and c != factor and c not in exclude]
     per_level = df.astype({c: str for c in candidates}).groupby(df[factor].astype(str))
-    return [c for c in candidates if (per_level[c].nunique() > 1).any()]
+    # dropna=False: a key given in some trials of a level and absent (NaN) in others varies too
+    return [c for c in candidates if (per_level[c].nunique(dropna=False) > 1).any()]
 
 
 def _t_half_width(std: pd.Series, count: pd.Series, confidence: float) -> pd.Series:

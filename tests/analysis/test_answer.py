@@ -119,3 +119,36 @@ def test_a_comparison_without_any_pair_falls_back_to_the_choice():
     apart = trials.assign(seed=np.where(trials["pattern"] == "dense", trials["seed"], trials["seed"] + 10))
     [line] = answer(apart, [compare(apart)], metric="test_error")
     assert line.kind == "best"
+
+
+def _variants_frame(growths=(12,)):
+    """dense, residual and residual with stochastic depth over 3 seeds (x growths), as a grid of variants records them."""
+    rows = []
+    for growth in growths:
+        for seed in range(3):
+            for pattern, sd, error in (("dense", np.nan, 0.20), ("residual", np.nan, 0.21), ("residual", 0.5, 0.30)):
+                rows.append({"trial_id": f"{pattern}-{sd}-{seed}-{growth}", "status": "completed", "seed": seed,
+                             "pattern": pattern, "stochastic_depth": sd, "growth": growth,
+                             "test_error": error + 0.01 * seed, "params": 1000, "flops": 2000})
+    return pd.DataFrame(rows)
+
+
+def test_a_variant_s_own_option_makes_it_a_wiring_of_its_own_not_a_mean_over_both():
+    # issue 26's study: residual with and without stochastic depth were averaged into one "residual"
+    from connectome.analysis.answer import wiring_levels
+
+    frame = _variants_frame()
+    assert sorted(wiring_levels(frame).unique()) == ["dense", "residual", "residual, stochastic_depth=0.5"]
+    lines = study_answer(frame)
+    assert [line.comparison.b for line in lines] == ["residual", "residual, stochastic_depth=0.5"]
+    assert [round(line.comparison.mean_diff, 6) for line in lines] == [-1.0, -10.0]  # points
+    assert all("their mean was used" not in line.text for line in lines)
+
+
+def test_a_factor_every_pattern_takes_alike_stays_a_pairing_key():
+    from connectome.analysis.answer import wiring_levels
+
+    frame = _variants_frame(growths=(12, 24))
+    assert "growth" not in " ".join(wiring_levels(frame).unique())
+    (line, _) = study_answer(frame)
+    assert line.comparison.n_pairs == 6 and "growth" in line.comparison.matched_on

@@ -176,3 +176,11 @@ def test_crossed_factors_leave_out_level_determined_columns():
 def test_compare_notes_a_degenerate_test():
     c = compare(paired_frame(diff=0.02, noise=0.0))
     assert c.mean_diff == pytest.approx(-0.02) and "t-test is degenerate" in c.note
+
+
+def test_a_key_given_in_some_trials_of_a_level_and_absent_in_others_is_crossed():
+    from connectome.analysis.stats import crossed_factors
+
+    frame = pd.DataFrame({"pattern": ["residual"] * 2 + ["dense"] * 2, "stochastic_depth": [np.nan, 0.5, np.nan, np.nan],
+                          "seed": [0, 0, 0, 0]})
+    assert crossed_factors(frame, "pattern") == ["stochastic_depth"]
