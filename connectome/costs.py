@@ -39,12 +39,14 @@ class Kinds(Generic[F]):
         self.part = part  # as errors name it: "unknown stem 'x'"
         self.costs: dict[str, F] = {}
         self.modules: dict[str, type] = {}  # filled when connectome.ops is imported
+        self.layouts: dict[str, str] = {}  # the tensors each kind reads: "maps" or "tokens" (spec.CHANNEL_DIM)
 
-    def cost(self, name: str) -> Callable[[F], F]:
-        """Decorator naming a kind of this part by its cost formula."""
+    def cost(self, name: str, layout: str = "maps") -> Callable[[F], F]:
+        """Decorator naming a kind of this part by its cost formula (and the layout of the tensors it reads)."""
 
         def add(formula: F) -> F:
             self.costs[name] = formula
+            self.layouts[name] = layout
             return formula
 
         return add
@@ -203,7 +205,7 @@ def pool_head_cx(cin: int, classes: int, hw: int) -> Cx:
 
 # The decoder family (docs/design.md, "The decoder family"): tensors are (batch, tokens, width) and
 # every count is per token (hw = 1). Norms and rotary rotations are elementwise: not multiply-adds.
-@OP_KINDS.cost("attention")
+@OP_KINDS.cost("attention", layout="tokens")
 def attention_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False, *,
                     heads: int, context: int, mlp_hidden: int, sublayers: int) -> Cx:
     """RMSNorm, q/k/v projections, causal attention over the context, output projection (no biases).
@@ -216,7 +218,7 @@ def attention_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient
     return Cx(cin) + projections + scores + Cx(acts=cin + 5 * cout)  # normed input, q, k, v, mix, out
 
 
-@OP_KINDS.cost("swiglu")
+@OP_KINDS.cost("swiglu", layout="tokens")
 def swiglu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False, *,
                  heads: int, context: int, mlp_hidden: int, sublayers: int) -> Cx:
     """RMSNorm, gate and up projections to mlp_hidden, SiLU(gate) * up, down projection (no biases)."""
@@ -224,19 +226,19 @@ def swiglu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: b
     return Cx(cin + weights, weights, cin + 3 * mlp_hidden + cout)
 
 
-@STEM_KINDS.cost("tokens")
+@STEM_KINDS.cost("tokens", layout="tokens")
 def token_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     """A token embedding: `cin` (the vocabulary) rows of `cout`; a lookup, no multiply-adds."""
     return Cx(cin * cout, 0, cout), hw
 
 
-@HEAD_KINDS.cost("lm")
+@HEAD_KINDS.cost("lm", layout="tokens")
 def lm_head_cx(cin: int, classes: int, hw: int) -> Cx:
     """Final RMSNorm and an LM head of its own (no bias) over `classes` (the vocabulary)."""
     return Cx(cin + cin * classes, cin * classes, cin + classes)
 
 
-@HEAD_KINDS.cost("lm-tied")
+@HEAD_KINDS.cost("lm-tied", layout="tokens")
 def tied_lm_head_cx(cin: int, classes: int, hw: int) -> Cx:
     """Final RMSNorm and an LM head that reuses the token embedding's matrix (its parameters counted there)."""
     return Cx(cin, cin * classes, cin + classes)

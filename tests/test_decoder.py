@@ -197,3 +197,24 @@ def test_pattern_names_are_per_family():
     assert "partial" in PATTERNS and "partial" in DECODER_PATTERNS and "prenorm" not in PATTERNS
     image = build_spec(make_arch(pattern="partial", depth=10, growth=4))
     assert image.blocks[0].nodes[1].op == "conv3x3" and image.layout == "maps"
+
+
+OPTIONS = {"heads": 2, "context": T, "mlp_hidden": 24, "sublayers": 4}
+
+
+@pytest.mark.parametrize("name", ["attention", "swiglu"])
+@pytest.mark.parametrize("cin", [16, 40])  # 40: a dense-concat sublayer reading more than its width
+def test_each_sublayer_formula_counts_its_built_module(name, cin):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from connectome.costs import OP_KINDS
+
+    module = OP_KINDS.modules[name](cin, 16, bn_size=1, dropout=0.0, **OPTIONS)
+    cx = OP_KINDS.costs[name](cin, 16, 1, 1, **OPTIONS)
+    assert cx.params == sum(p.numel() for p in module.parameters())
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        out = module.tail(module.head(torch.randn(1, T, cin)))
+    scores = (T + 1) * 16 if name == "attention" else 0  # SDPA: not seen by the counter on CPU
+    assert out.shape == (1, T, 16) and counter.get_total_flops() / 2 / T == cx.flops - scores
+
