@@ -210,8 +210,6 @@ class SequenceOp(nn.Module):
     sublayer), so a deep stream starts near the embedding.
     """
 
-    in_conv = None
-
     def __init__(self, cin: int, dropout: float, sublayers: int) -> None:
         super().__init__()
         self.norm = nn.RMSNorm(cin, eps=1e-6)
@@ -236,6 +234,11 @@ class AttentionOp(SequenceOp):
         self.qkv = small_normal_(nn.Linear(cin, 3 * cout, bias=False))
         self.proj = small_normal_(nn.Linear(cout, cout, bias=False), self.out_std)
 
+    @property
+    def in_conv(self) -> nn.Linear:
+        """The projection that reads the aggregated input (weights (out, in), as source_usage slices them)."""
+        return self.qkv
+
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, heads, T, d) each
@@ -253,6 +256,10 @@ class SwiGLUOp(SequenceOp):
         self.gate = small_normal_(nn.Linear(cin, mlp_hidden, bias=False))
         self.up = small_normal_(nn.Linear(cin, mlp_hidden, bias=False))
         self.down = small_normal_(nn.Linear(mlp_hidden, cout, bias=False), self.out_std)
+
+    @property
+    def in_conv(self) -> nn.Linear:
+        return self.gate
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(F.silu(self.gate(x)) * self.up(x))  # (B, T, cout)

@@ -20,7 +20,8 @@ def rotate(x):
     """Rotary positions: channel pairs (i, i + d/2) of each head as one complex number, turned by t * theta_i."""
     t, d = x.shape[-2], x.shape[-1]
     theta = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    turn = torch.polar(torch.ones(t, d // 2, dtype=torch.float64), torch.arange(t, dtype=torch.float64)[:, None] * theta)
+    angles = torch.arange(t, dtype=torch.float64)[:, None] * theta  # (T, d/2)
+    turn = torch.polar(torch.ones_like(angles), angles)
     z = torch.complex(x[..., : d // 2].double(), x[..., d // 2:].double()) * turn
     return torch.cat((z.real, z.imag), -1).to(x.dtype)
 

@@ -1,4 +1,5 @@
 """The decoder family: a hand-written reference, causality of every pattern, DenseFormer's equations, costs."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -218,3 +219,9 @@ def test_each_sublayer_formula_counts_its_built_module(name, cin):
     scores = (T + 1) * 16 if name == "attention" else 0  # SDPA: not seen by the counter on CPU
     assert out.shape == (1, T, 16) and counter.get_total_flops() / 2 / T == cx.flops - scores
 
+
+
+def test_source_usage_reads_the_input_projections():
+    usage = build_model(_arch("dense-concat", sublayers=4)).source_usage()[0]
+    assert usage.shape == (4, 4) and (usage[np.tril_indices(4)] > 0).all()
+    assert np.isnan(usage[np.triu_indices(4, 1)]).all()  # no edge from a later sublayer
