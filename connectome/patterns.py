@@ -55,11 +55,11 @@ DECODER_PATTERNS: dict[str, Pattern] = {}
 FAMILY_PATTERNS = {"decoder": DECODER_PATTERNS}
 
 
-def register_pattern(name: str, registry: dict[str, Pattern] = PATTERNS, **flags: bool) -> Callable:
+def register_pattern(name: str, registry: dict[str, Pattern] | None = None, **flags: bool) -> Callable:
     """Decorator adding a block-graph builder to a registry (PATTERNS unless one is given)."""
 
     def add(fn: Callable[..., nx.DiGraph]) -> Callable[..., nx.DiGraph]:
-        registry[name] = Pattern(name, fn, **flags)
+        (PATTERNS if registry is None else registry)[name] = Pattern(name, fn, **flags)
         return fn
 
     return add
@@ -75,7 +75,8 @@ def get_pattern(name: str, family: str = "densenet") -> Pattern:
     known = patterns_of(family)
     if name not in known:
         what = "decoder pattern" if known is DECODER_PATTERNS else "pattern"
-        raise ConfigError(unknown_name(what, name, known))
+        hint = " (a decoder pattern: set family decoder)" if name in DECODER_PATTERNS and family != "decoder" else ""
+        raise ConfigError(unknown_name(what, name, known) + hint)
     return known[name]
 
 

@@ -198,6 +198,8 @@ def test_pattern_names_are_per_family():
     assert "partial" in PATTERNS and "partial" in DECODER_PATTERNS and "prenorm" not in PATTERNS
     image = build_spec(make_arch(pattern="partial", depth=10, growth=4))
     assert image.blocks[0].nodes[1].op == "conv3x3" and image.layout == "maps"
+    with pytest.raises(ConfigError, match="a decoder pattern: set family decoder"):
+        build_spec(make_arch(pattern="prenorm", depth=10))
 
 
 OPTIONS = {"heads": 2, "context": T, "mlp_hidden": 24, "sublayers": 4}
