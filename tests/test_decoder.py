@@ -227,3 +227,12 @@ def test_source_usage_reads_the_input_projections():
     usage = build_model(_arch("dense-concat", sublayers=4)).source_usage()[0]
     assert usage.shape == (4, 4) and (usage[np.tril_indices(4)] > 0).all()
     assert np.isnan(usage[np.triu_indices(4, 1)]).all()  # no edge from a later sublayer
+
+
+def test_a_copied_tied_model_ties_its_own_embedding():
+    import copy
+
+    original = build_model(_arch("prenorm"))
+    model = copy.deepcopy(original)
+    assert model.head.embedding[0] is model.stem.embedding is not original.stem.embedding
+    assert not any("lm_head" in k or k.startswith("head.embedding") for k in model.state_dict())
