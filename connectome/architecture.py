@@ -23,7 +23,9 @@ class ArchConfig(BaseModel):
     # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic), or
     # "wide-resnet" (Zagoruyko & Komodakis 2016: pre-activation basic units, growth = 16 x widening factor).
     # "fractalnet" (Larsson et al. 2016: pattern `fractal`, no stem, max pooling between blocks).
-    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet"] = "densenet"
+    # "decoder": a decoder-only language model whose layers are attention and SwiGLU sublayers
+    # (token embedding, one block of `sublayers` nodes of width `growth`, final RMSNorm + LM head).
+    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet", "decoder"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
@@ -57,6 +59,20 @@ class ArchConfig(BaseModel):
     stochastic_depth: float | None = Field(None, ge=0.0, lt=1.0, exclude_if=lambda v: v is None)
     # Recompute aggregation + BN + ReLU in backward (Pleiss et al. 2017); execution only.
     memory_efficient: bool = False
+    # Decoder family only (growth is its width). Left out of dumps at their defaults, so trial ids
+    # of earlier studies stay the same.
+    # Sublayers (attention, SwiGLU, attention, ...): twice the number of transformer blocks.
+    sublayers: int = Field(8, ge=1, exclude_if=lambda v: v == 8)
+    # Attention heads; they divide the width, and each head's width is even (rotary pairs).
+    heads: int = Field(4, ge=1, exclude_if=lambda v: v == 4)
+    # Context length in tokens (the longest sequence; attention costs are counted at it).
+    context: int = Field(256, ge=1, exclude_if=lambda v: v == 256)
+    # SwiGLU hidden width = round(mlp_ratio * width); 8/3 matches a 4x GELU MLP's parameters (LLaMA).
+    mlp_ratio: float = Field(8 / 3, gt=0.0, exclude_if=lambda v: v == 8 / 3)
+    # The LM head reuses the token embedding's matrix (tied) or has its own.
+    tie_embeddings: bool = Field(True, exclude_if=lambda v: v is True)
+    # Vocabulary size (256: bytes).
+    vocab: int = Field(256, ge=2, exclude_if=lambda v: v == 256)
 
     @model_validator(mode="before")
     @classmethod
@@ -68,6 +84,16 @@ class ArchConfig(BaseModel):
             if all(isinstance(n, int) for n in layers):
                 data = {**data, "blocks": len(layers), "depth": per_layer * sum(layers) + len(layers) + 1}
         return data
+
+    @model_validator(mode="after")
+    def _decoder_keys_for_decoders(self) -> "ArchConfig":
+        """The decoder's keys on an image family would be silently ignored: refuse them."""
+        if self.family != "decoder":
+            given = sorted(k for k in DECODER_KEYS if getattr(self, k) != type(self).model_fields[k].default)
+            if given:
+                raise ValueError(f"{', '.join(given)}: decoder keys, but family is {self.family!r} "
+                                 "(set family: decoder)")
+        return self
 
     @field_validator("growth")
     @classmethod
@@ -83,6 +109,8 @@ class ArchConfig(BaseModel):
             raise ValueError(f"block_layers needs at least one block, each with >= 1 layer, got {v}")
         return v
 
+
+DECODER_KEYS = ("sublayers", "heads", "context", "mlp_ratio", "tie_embeddings", "vocab")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Table 1 of the paper (arXiv 1608.06993 v1, 2016): its CIFAR/SVHN DenseNets.

@@ -182,10 +182,6 @@ def _check_fixed(arch: ArchConfig, fixed: dict[str, Any]) -> None:
             raise ConfigError(f"family {arch.family!r} needs {key}={value!r}, got {getattr(arch, key)!r}")
 
 
-SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
-                 "fractalnet": _fractal_spec}
-
-
 def stochastic_depth(graph: nx.DiGraph, first: int, total: int, p_last: float | None) -> int:
     """Huang et al. (2016): the l-th of the network's `total` layers drops with probability
     l / total * p_last (linear decay to p_last = 1 - p_L); sets node `drop` on the block's layer nodes,
@@ -215,6 +211,8 @@ def planned_layers(arch: ArchConfig) -> int | None:
     fit the family (build_spec then says why).
     """
     try:
+        if arch.family == "decoder":
+            return arch.sublayers
         if arch.family in RESNET_FAMILIES:
             family = RESNET_FAMILIES[arch.family]
             units = resnet_units(arch, family)  # per stage; stem and transitions hold one unit each
@@ -227,6 +225,50 @@ def planned_layers(arch: ArchConfig) -> int | None:
         return sum(pattern.layer_nodes(n) for n in layers_per_block(arch))
     except ConfigError:
         return None
+
+
+# What the decoder puts around its one block of sublayers, and the ops of the sublayers in turn.
+DECODER_OPS = ("attention", "swiglu")
+DECODER_FIXED = {"stem": "cifar", "stem_channels": None, "block_layers": None, "bottleneck": False,
+                 "compression": 1.0, "memory_efficient": False}
+
+
+def _decoder_spec(arch: ArchConfig) -> NetworkSpec:
+    """A decoder-only LM: token embedding, one block of `sublayers` sublayer nodes, final norm + LM head."""
+    _check_decoder(arch)
+    ctx = BlockContext(n_layers=arch.sublayers, in_channels=arch.growth, growth=arch.growth,
+                       op=DECODER_OPS[0], index=0, ops=DECODER_OPS)
+    options = dict(arch.pattern_options, **({"m": arch.m} if arch.m is not None else {}))
+    graph = block_graph(arch.pattern, ctx, "decoder", **options)
+    block = BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs))
+    if arch.tie_embeddings and block.out_channels != arch.growth:
+        raise ConfigError(f"pattern {arch.pattern!r} hands the head {block.out_channels} channels, not the width "
+                          f"{arch.growth}: a tied LM head needs the width; set tie_embeddings: false")
+    op_options = {"heads": arch.heads, "context": arch.context, "sublayers": arch.sublayers,
+                  "mlp_hidden": max(1, round(arch.mlp_ratio * arch.growth))}
+    return NetworkSpec(
+        stem="tokens", in_channels=arch.vocab, stem_channels=arch.growth, blocks=(block,), transitions=(),
+        classes=arch.vocab, growth=arch.growth, dropout=arch.dropout or 0.0,
+        meta={"pattern": arch.pattern, "preset": arch.preset, "family": arch.family},
+        head="lm-tied" if arch.tie_embeddings else "lm", layout="tokens", op_options=tuple(sorted(op_options.items())),
+    )
+
+
+def _check_decoder(arch: ArchConfig) -> None:
+    """The image-only keys at their defaults, and heads that split the width into even parts."""
+    for key, value in DECODER_FIXED.items():
+        if getattr(arch, key) != value:
+            raise ConfigError(f"family 'decoder' has no {key} (got {getattr(arch, key)!r}); its keys: growth (the "
+                              "width), sublayers, heads, context, mlp_ratio, tie_embeddings, vocab")
+    if not isinstance(arch.m, (int, type(None))):
+        raise ConfigError(f"family 'decoder': m is one number of sublayer outputs, got {arch.m!r}")
+    if arch.growth % arch.heads or (arch.growth // arch.heads) % 2:
+        raise ConfigError(f"family 'decoder': heads={arch.heads} must split the width growth={arch.growth} into "
+                          "equal heads of even width (rotary positions rotate pairs)")
+
+
+SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
+                 "fractalnet": _fractal_spec, "decoder": _decoder_spec}
 
 
 def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet:

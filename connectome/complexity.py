@@ -6,7 +6,7 @@ built module's count exactly (tests check every pattern and every kind).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from connectome.aggregations import AGGREGATIONS
 from connectome.architecture import ArchConfig
@@ -15,17 +15,23 @@ from connectome.errors import ConfigError, SpecError
 from connectome.spec import BlockSpec, NetworkSpec, Node
 
 # The input side each stem was designed for (a test checks that every stem kind has one).
-DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32, "wide-entry": 32, "none": 32}
+# The token stem's "side" is 1: a decoder's counts are per token.
+DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32, "wide-entry": 32, "none": 32,
+                 "tokens": 1}
 
 
-def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: bool = False) -> Cx:
-    """Sum over a block's nodes: ops, aggregation kinds' own costs, stored aggregates (not the output's)."""
+def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: bool = False,
+                     op_options: tuple[tuple[str, Any], ...] = ()) -> Cx:
+    """Sum over a block's nodes: ops, aggregation kinds' own costs, stored aggregates (not the output's).
+
+    `op_options`: the family's keyword options of every op formula (NetworkSpec.op_options).
+    """
     total = Cx()
     for node in block.nodes[1:]:
         cin = block.input_width(node.id)
         total += _aggregation_cx(block, node, cin, hw, memory_efficient)
         if node.op in OP_KINDS.costs:
-            total += OP_KINDS.costs[node.op](cin, node.width, bn_size, hw, memory_efficient)
+            total += OP_KINDS.costs[node.op](cin, node.width, bn_size, hw, memory_efficient, **dict(op_options))
     return total
 
 
@@ -48,7 +54,7 @@ def complexity(
     """Params, FLOPs (multiply-adds) and activation elements per sample for a (C, H, W) input."""
     total, hw = _stem(spec, input_size)
     for block, hw, transition in _blocks(spec, hw):
-        total += block_complexity(block, hw, spec.bn_size, memory_efficient) + transition
+        total += block_complexity(block, hw, spec.bn_size, memory_efficient, spec.op_options) + transition
     return total + HEAD_KINDS.formula(spec.head)(spec.blocks[-1].out_channels, spec.classes, hw)
 
 

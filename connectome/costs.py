@@ -39,12 +39,14 @@ class Kinds(Generic[F]):
         self.part = part  # as errors name it: "unknown stem 'x'"
         self.costs: dict[str, F] = {}
         self.modules: dict[str, type] = {}  # filled when connectome.ops is imported
+        self.layouts: dict[str, str] = {}  # the tensors each kind reads: "maps" or "tokens" (spec.CHANNEL_DIM)
 
-    def cost(self, name: str) -> Callable[[F], F]:
-        """Decorator naming a kind of this part by its cost formula."""
+    def cost(self, name: str, layout: str = "maps") -> Callable[[F], F]:
+        """Decorator naming a kind of this part by its cost formula (and the layout of the tensors it reads)."""
 
         def add(formula: F) -> F:
             self.costs[name] = formula
+            self.layouts[name] = layout
             return formula
 
         return add
@@ -257,3 +259,44 @@ def bn_relu_head_cx(cin: int, classes: int, hw: int) -> Cx:
 def pool_head_cx(cin: int, classes: int, hw: int) -> Cx:
     """Global average pooling, linear classifier."""
     return Cx(cin * classes + classes, cin * classes, cin + classes)
+
+
+# The decoder family (docs/design.md, "The decoder family"): tensors are (batch, tokens, width) and
+# every count is per token (hw = 1). Norms and rotary rotations are elementwise: not multiply-adds.
+@OP_KINDS.cost("attention", layout="tokens")
+def attention_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False, *,
+                    heads: int, context: int, mlp_hidden: int, sublayers: int) -> Cx:
+    """RMSNorm, q/k/v projections, causal attention over the context, output projection (no biases).
+
+    A query at position t reads t keys, so over a full context each token reads (context + 1) / 2 keys
+    on average, a multiply-add per width element for the scores and another for the weighted values.
+    """
+    projections = Cx(cin * 3 * cout + cout * cout, cin * 3 * cout + cout * cout)
+    scores = Cx(flops=(context + 1) * cout)  # 2 * (context + 1) / 2 * cout
+    return Cx(cin) + projections + scores + Cx(acts=cin + 5 * cout)  # normed input, q, k, v, mix, out
+
+
+@OP_KINDS.cost("swiglu", layout="tokens")
+def swiglu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False, *,
+                 heads: int, context: int, mlp_hidden: int, sublayers: int) -> Cx:
+    """RMSNorm, gate and up projections to mlp_hidden, SiLU(gate) * up, down projection (no biases)."""
+    weights = 2 * cin * mlp_hidden + mlp_hidden * cout
+    return Cx(cin + weights, weights, cin + 3 * mlp_hidden + cout)
+
+
+@STEM_KINDS.cost("tokens", layout="tokens")
+def token_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """A token embedding: `cin` (the vocabulary) rows of `cout`; a lookup, no multiply-adds."""
+    return Cx(cin * cout, 0, cout), hw
+
+
+@HEAD_KINDS.cost("lm", layout="tokens")
+def lm_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """Final RMSNorm and an LM head of its own (no bias) over `classes` (the vocabulary)."""
+    return Cx(cin + cin * classes, cin * classes, cin + classes)
+
+
+@HEAD_KINDS.cost("lm-tied", layout="tokens")
+def tied_lm_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """Final RMSNorm and an LM head that reuses the token embedding's matrix (its parameters counted there)."""
+    return Cx(cin, cin * classes, cin + classes)

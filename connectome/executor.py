@@ -139,9 +139,12 @@ class Wiring(NamedTuple):
 class Block(nn.Module):
     """A block's DAG as modules plus a precomputed plan: order, reads, running sums, frees."""
 
-    def __init__(self, spec: BlockSpec, *, bn_size: int, dropout: float, memory_efficient: bool) -> None:
+    def __init__(self, spec: BlockSpec, *, bn_size: int, dropout: float, memory_efficient: bool,
+                 channel_dim: int = 1, op_options: dict | None = None) -> None:
         super().__init__()
         self.spec = spec
+        self.channel_dim = channel_dim  # 1 for (B, C, H, W) maps, -1 for (B, T, C) tokens
+        self.op_options = op_options or {}  # the family's keyword options of every op
         order = [v for v in nx.lexicographical_topological_sort(spec.to_graph()) if v != 0]
         self.nodes = nn.ModuleDict({str(v): self._make_node(v, bn_size, dropout, memory_efficient) for v in order})
         self.plan = _plan(spec, order, self.nodes)
@@ -151,23 +154,25 @@ class Block(nn.Module):
         node, spec = self.spec.nodes[v], self.spec
         op = None
         if node.op in OPS:
-            op = OPS[node.op](spec.input_width(v), node.width, bn_size=bn_size, dropout=dropout)
+            op = OPS[node.op](spec.input_width(v), node.width, bn_size=bn_size, dropout=dropout, **self.op_options)
         edges = spec.inputs[v]
         carry = next((i for i, e in enumerate(edges) if e.carry), 0)
         width = spec.read_width(edges[0]) if edges else node.width
-        join = make_join(node.agg, n_inputs=len(edges), width=width, carry=carry, options=dict(node.options))
+        join = make_join(node.agg, n_inputs=len(edges), width=width, carry=carry, options=dict(node.options),
+                         dim=self.channel_dim)
         return GraphNode(node.agg, join, op, memory_efficient)
 
     def forward(self, x: torch.Tensor, column: int | None = None) -> torch.Tensor:
         """The block's output; `column`: the column global drop-path keeps in this batch (None: local drops)."""
         feats: list[torch.Tensor | None] = [None] * self.n_nodes
         sums: dict[int, torch.Tensor] = {}
-        feats[0] = x  # (B, C_in, H, W)
+        feats[0] = x  # (B, C_in, H, W) or (B, T, C_in)
         for step in self.plan:
             if step.base is not None:  # running sum: x0 + f1 + ... + f_u
                 inputs = [sums[step.base] + feats[step.base]]
             else:
-                inputs = [feats[u] if lo is None else feats[u][:, lo:hi] for u, lo, hi in step.reads]
+                inputs = [feats[u] if lo is None else feats[u].narrow(self.channel_dim, lo, hi - lo)
+                          for u, lo, hi in step.reads]
             feats[step.v] = self._run(step, inputs, sums, column)
             for u in step.frees:
                 feats[u] = None
@@ -185,8 +190,9 @@ class Block(nn.Module):
             inputs = [step.node.aggregate(inputs)]
             sums[step.v] = inputs[0]
         if dropped:  # the op is skipped, as in Huang et al. 2016
-            b, _, h, w = inputs[0].shape
-            return inputs[0].new_zeros(b, wiring.width, h, w)
+            shape = list(inputs[0].shape)
+            shape[self.channel_dim] = wiring.width
+            return inputs[0].new_zeros(shape)
         out = step.node(inputs)
         if wiring is not None and wiring.node_drop and not self.training:
             out = out * (1 - wiring.node_drop)  # the expected output: scaled by the survival probability
@@ -240,13 +246,16 @@ class ConnectomeNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.stem = lookup(STEMS, "stem", spec.stem)(spec.in_channels, spec.stem_channels, dropout=spec.dropout)
-        opts = dict(bn_size=spec.bn_size, dropout=spec.dropout, memory_efficient=memory_efficient)
+        opts = dict(bn_size=spec.bn_size, dropout=spec.dropout, memory_efficient=memory_efficient,
+                    channel_dim=spec.channel_dim, op_options=dict(spec.op_options))
         self.blocks = nn.ModuleList(Block(b, **opts) for b in spec.blocks)
         transition = lookup(TRANSITIONS, "transition", spec.transition)
         self.transitions = nn.ModuleList(
             transition(b.out_channels, c, dropout=spec.dropout) for b, c in zip(spec.blocks, spec.transitions)
         )
         self.head = lookup(HEADS, "head", spec.head)(spec.blocks[-1].out_channels, spec.classes)
+        if hasattr(self.head, "tie"):  # a head that shares the stem's weights (a tied LM head)
+            self.head.tie(self.stem)
         # Global drop-path: the column labels a batch may keep (FractalNet: one column for the whole network).
         self.columns = sorted(set().union(*(b.columns for b in spec.blocks if b.global_drop)))
         init_weights(self)
@@ -255,7 +264,7 @@ class ConnectomeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         draw, column = (float(torch.rand(())), self._column()) if self.training and self.columns else (1.0, None)
-        x = self.stem(x)  # (B, C0, H, W)
+        x = self.stem(x)  # (B, C0, H, W), or (B, T, C0) from (B, T) tokens
         for i, block in enumerate(self.blocks):
             x = block(x, column if draw < block.spec.global_drop else None)
             if i < len(self.transitions):
@@ -325,5 +334,5 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
+        elif isinstance(m, nn.Linear) and m.bias is not None:  # decoder projections have none
             nn.init.zeros_(m.bias)

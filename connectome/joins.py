@@ -29,17 +29,22 @@ def join_module(name: str) -> Callable[[type], type]:
     return add
 
 
-def make_join(name: str, *, n_inputs: int, width: int, carry: int, options: dict[str, Any]) -> nn.Module:
+def make_join(name: str, *, n_inputs: int, width: int, carry: int, options: dict[str, Any],
+              dim: int = 1) -> nn.Module:
     """The module joining one node's inputs, or a SpecError listing the kinds that have one."""
     if name not in JOINS:
         known = ", ".join(sorted(JOINS))
         raise SpecError(f"aggregation {name!r} has no module (declared: {', '.join(sorted(AGGREGATIONS))}; "
                         f"with a module: {known})")
-    return JOINS[name](n_inputs=n_inputs, width=width, carry=carry, **options)
+    join = JOINS[name](n_inputs=n_inputs, width=width, carry=carry, **options)
+    join.dim = dim  # the channel dimension: 1 for (B, C, H, W) maps, -1 for (B, T, C) tokens
+    return join
 
 
 class Join(nn.Module):
     """Base: a join built from the node's in-degree, input width and carry index."""
+
+    dim = 1  # the channel dimension (make_join sets it from the network's layout)
 
     def __init__(self, *, n_inputs: int, width: int, carry: int) -> None:
         super().__init__()
@@ -50,7 +55,7 @@ class Concat(Join):
     """Channel concatenation, oldest source first (as torchvision's DenseNet)."""
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(inputs, 1)  # (B, sum C_i, H, W)
+        return torch.cat(inputs, self.dim)  # (B, sum C_i, H, W) or (B, T, sum C_i)
 
 
 @join_module("sum")

@@ -250,6 +250,84 @@ class ReluOp(nn.Module):
         return h
 
 
+def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary positions (Su et al. 2021) on (B, heads, T, d): pairs (i, i + d/2) rotate by t * base^(-2i/d)."""
+    t, d = x.shape[-2], x.shape[-1]
+    inv_freq = base ** -(torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)  # (d/2,)
+    angles = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv_freq  # (T, d/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), -1)  # (B, heads, T, d)
+
+
+def small_normal_(linear: nn.Linear, std: float = 0.02) -> nn.Linear:
+    """GPT-2's initialisation of a projection: N(0, std^2)."""
+    nn.init.normal_(linear.weight, std=std)
+    return linear
+
+
+class SequenceOp(nn.Module):
+    """A decoder sublayer: RMSNorm then a map of (B, T, cin) to (B, T, cout); all of it is the `head`.
+
+    Output projections start at std 0.02 / sqrt(sublayers) (GPT-2: one residual addition per
+    sublayer), so a deep stream starts near the embedding.
+    """
+
+    def __init__(self, cin: int, dropout: float, sublayers: int) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(cin, eps=1e-6)
+        self.p = dropout
+        self.out_std = 0.02 / sublayers**0.5
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(self.mix(self.norm(x)), self.p, self.training)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+
+@OP_KINDS.module("attention")
+class AttentionOp(SequenceOp):
+    """RMSNorm, causal multi-head self-attention with rotary positions (flash kernels via SDPA), projection."""
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float, heads: int, context: int,
+                 mlp_hidden: int, sublayers: int) -> None:
+        super().__init__(cin, dropout, sublayers)
+        self.heads = heads
+        self.qkv = small_normal_(nn.Linear(cin, 3 * cout, bias=False))
+        self.proj = small_normal_(nn.Linear(cout, cout, bias=False), self.out_std)
+
+    @property
+    def in_conv(self) -> nn.Linear:
+        """The projection that reads the aggregated input (weights (out, in), as source_usage slices them)."""
+        return self.qkv
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, heads, T, d) each
+        y = F.scaled_dot_product_attention(rotary(q), rotary(k), v, is_causal=True)  # (B, heads, T, d)
+        return self.proj(y.transpose(1, 2).reshape(b, t, -1))  # (B, T, cout)
+
+
+@OP_KINDS.module("swiglu")
+class SwiGLUOp(SequenceOp):
+    """RMSNorm, SwiGLU MLP (Shazeer 2020): down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float, heads: int, context: int,
+                 mlp_hidden: int, sublayers: int) -> None:
+        super().__init__(cin, dropout, sublayers)
+        self.gate = small_normal_(nn.Linear(cin, mlp_hidden, bias=False))
+        self.up = small_normal_(nn.Linear(cin, mlp_hidden, bias=False))
+        self.down = small_normal_(nn.Linear(mlp_hidden, cout, bias=False), self.out_std)
+
+    @property
+    def in_conv(self) -> nn.Linear:
+        return self.gate
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))  # (B, T, cout)
+
+
 # Each part's modules by kind name, as the decorators above registered them.
 OPS: dict[str, type[nn.Module]] = OP_KINDS.modules
 
@@ -433,6 +511,21 @@ class MaxPoolTransition(nn.MaxPool2d):
 TRANSITIONS: dict[str, type[nn.Module]] = TRANSITION_KINDS.modules
 
 
+@STEM_KINDS.module("tokens")
+class TokenStem(nn.Module):
+    """A token embedding: (B, T) integer ids -> (B, T, width), initialised N(0, 0.02^2); the network's
+    dropout on it (GPT-2's embedding dropout; 0 by default)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(cin, cout)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.embedding(x))  # (B, T, width)
+
+
 @HEAD_KINDS.module("bn-relu")
 class Head(nn.Module):
     """BN-ReLU, global average pooling, linear classifier."""
@@ -471,6 +564,35 @@ class MaxLinearHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(x.amax(dim=(2, 3)))  # (B, classes)
+
+
+@HEAD_KINDS.module("lm")
+class LMHead(nn.Module):
+    """Final RMSNorm and a bias-free linear map to the vocabulary's logits."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(cin, eps=1e-6)
+        self.lm_head = small_normal_(nn.Linear(cin, classes, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.norm(x))  # (B, T, vocab)
+
+
+@HEAD_KINDS.module("lm-tied")
+class TiedLMHead(nn.Module):
+    """Final RMSNorm and logits x E^T with the token embedding E (Press & Wolf 2017); `tie` hands E over."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(cin, eps=1e-6)
+        self.embedding: list[nn.Embedding] = []  # a list: the stem owns the parameter, not this module
+
+    def tie(self, stem: nn.Module) -> None:
+        self.embedding = [stem.embedding]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(x), self.embedding[0].weight)  # (B, T, vocab)
 
 
 HEADS: dict[str, type[nn.Module]] = HEAD_KINDS.modules

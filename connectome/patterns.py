@@ -27,6 +27,13 @@ class BlockContext:
     growth: int
     op: str
     index: int  # block number, from 0
+    # Layer ops in turn (layer v runs ops[(v - 1) % len(ops)]), e.g. the decoder's attention and
+    # SwiGLU sublayers; empty: every layer runs `op`.
+    ops: tuple[str, ...] = ()
+
+    def op_of(self, v: int) -> str:
+        """The op of layer v (1-based)."""
+        return self.ops[(v - 1) % len(self.ops)] if self.ops else self.op
 
 
 @dataclass(frozen=True)
@@ -43,29 +50,41 @@ class Pattern:
     layer_nodes: Callable[[int], int] = int
 
 
+# The image families' patterns (blocks of conv layers) and the decoder's (blocks of sublayers):
+# one name may mean different wirings in each (`partial` windows channels there, sublayers here).
 PATTERNS: dict[str, Pattern] = {}
+DECODER_PATTERNS: dict[str, Pattern] = {}
+FAMILY_PATTERNS = {"decoder": DECODER_PATTERNS}
 
 
-def register_pattern(name: str, **flags: Any) -> Callable:
-    """Decorator adding a block-graph builder to PATTERNS."""
+def register_pattern(name: str, registry: dict[str, Pattern] | None = None, **flags: Any) -> Callable:
+    """Decorator adding a block-graph builder to a registry (PATTERNS unless one is given)."""
 
     def add(fn: Callable[..., nx.DiGraph]) -> Callable[..., nx.DiGraph]:
-        PATTERNS[name] = Pattern(name, fn, **flags)
+        (PATTERNS if registry is None else registry)[name] = Pattern(name, fn, **flags)
         return fn
 
     return add
 
 
-def get_pattern(name: str) -> Pattern:
-    """The registered pattern, or a ConfigError listing the known ones."""
-    if name not in PATTERNS:
-        raise ConfigError(unknown_name("pattern", name, PATTERNS))
-    return PATTERNS[name]
+def patterns_of(family: str) -> dict[str, Pattern]:
+    """The patterns a family's blocks may use."""
+    return FAMILY_PATTERNS.get(family, PATTERNS)
 
 
-def block_graph(name: str, ctx: BlockContext, **options: Any) -> nx.DiGraph:
-    """Build one block's graph with the named pattern."""
-    pattern = get_pattern(name)
+def get_pattern(name: str, family: str = "densenet") -> Pattern:
+    """The registered pattern of the family, or a ConfigError listing the known ones."""
+    known = patterns_of(family)
+    if name not in known:
+        what = "decoder pattern" if known is DECODER_PATTERNS else "pattern"
+        hint = " (a decoder pattern: set family decoder)" if name in DECODER_PATTERNS and family != "decoder" else ""
+        raise ConfigError(unknown_name(what, name, known) + hint)
+    return known[name]
+
+
+def block_graph(name: str, ctx: BlockContext, family: str = "densenet", **options: Any) -> nx.DiGraph:
+    """Build one block's graph with the named pattern of the family."""
+    pattern = get_pattern(name, family)
     try:
         return pattern.build(ctx, **options)
     except TypeError as err:
@@ -78,7 +97,7 @@ def empty_block(ctx: BlockContext, agg: str = "concat", n_layers: int | None = N
     g = nx.DiGraph()
     g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
     for v in range(1, n + 1):
-        g.add_node(v, op=ctx.op, agg=agg, width=ctx.growth)
+        g.add_node(v, op=ctx.op_of(v), agg=agg, width=ctx.growth)
     g.add_node(n + 1, op=OUTPUT_OP, agg=agg, width=0)
     return g
 
@@ -424,3 +443,64 @@ def _window(value: Any, what: str) -> tuple[int, int] | None:
     if not isinstance(parts, (list, tuple)) or len(parts) != 2:
         raise SpecError(f"{what} must be 'lo:hi' (two channel indices), got {value!r}")
     return _whole(parts[0], what), _whole(parts[1], what)
+
+
+# The decoder's patterns: layers are sublayers (attention, SwiGLU, attention, ...) of one width;
+# node 0 is the token embedding. docs/design.md, "The decoder family", says what each node reads.
+register_pattern("prenorm", DECODER_PATTERNS, fixed_width=True)(residual)
+register_pattern("plain", DECODER_PATTERNS, fixed_width=True)(plain)
+register_pattern("dense-concat", DECODER_PATTERNS)(dense)
+
+
+@register_pattern("partial", DECODER_PATTERNS, fixed_width=True)
+def partial_stream(ctx: BlockContext, m: int = 2) -> nx.DiGraph:
+    """A residual stream that keeps only the m most recent outputs (the embedding counts as output 0).
+
+    Sublayer v reads the sum of nodes max(0, v - m) .. v - 1, the output the last m nodes; m >= n is
+    `prenorm`, m = 1 is `plain`.
+    """
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise SpecError(f"decoder pattern 'partial': m must be a whole number of sublayer outputs >= 1, got {m!r}")
+    g = empty_block(ctx, agg="sum")
+    for v in range(1, ctx.n_layers + 2):
+        g.add_edges_from((u, v) for u in range(max(0, v - m), v))
+    return g
+
+
+@register_pattern("denseformer", DECODER_PATTERNS, fixed_width=True)
+def denseformer(ctx: BlockContext, dilation: int = 1, period: int = 1) -> nx.DiGraph:
+    """DenseFormer (Pagliardini et al. 2024): prenorm blocks, each followed by a depth-weighted average.
+
+    Block i (an attention + SwiGLU pair, residual inside) reads X_{i-1} and outputs
+    Y_i = X_{i-1} + a_i + f_i; then X_i = sum_j alpha_ij Y_j over Y_0 (the embedding) and every
+    Y_j with (i - j) divisible by `dilation`, a `weighted` node started one-hot on Y_i (`nearest`),
+    so the network starts as prenorm. With `period` p the average follows blocks p, 2p, ... only
+    (elsewhere X_i = Y_i); the block output is X_n, so it is an average only when p divides n.
+    """
+    for key, value in (("dilation", dilation), ("period", period)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"decoder pattern 'denseformer': {key} must be a whole number >= 1, got {value!r}")
+    if ctx.n_layers % 2:
+        raise SpecError(f"decoder pattern 'denseformer' pairs attention and MLP sublayers: sublayers must be "
+                        f"even, got {ctx.n_layers}")
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    x, outputs, v = 0, [0], 0  # X_{i-1}, Y_0..Y_{i-1}, last node id
+    pairs = ctx.n_layers // 2
+    for i in range(1, pairs + 1):
+        a, f, y = v + 1, v + 2, v + 3
+        g.add_node(a, op=ctx.op_of(2 * i - 1), agg="sum", width=ctx.growth)
+        g.add_node(f, op=ctx.op_of(2 * i), agg="sum", width=ctx.growth)
+        g.add_node(y, op=OUTPUT_OP, agg="sum", width=0)
+        g.add_edges_from([(x, a), (x, f), (a, f), (x, y), (a, y), (f, y)])
+        outputs.append(y)
+        x = v = y
+        if i % period == 0:  # the depth-weighted average after block i
+            v += 1
+            g.add_node(v, op=OUTPUT_OP, agg="weighted", weights="nearest", width=0)
+            g.add_edges_from((outputs[j], v) for j in range(i + 1) if (i - j) % dilation == 0)
+            x = v
+    if g.nodes[v]["agg"] == "sum":  # Y_n is not averaged: a plain output node reads it
+        g.add_node(v + 1, op=OUTPUT_OP, agg="sum", width=0)
+        g.add_edge(v, v + 1)
+    return g

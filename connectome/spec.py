@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 
 from connectome.aggregations import AGGREGATIONS, Aggregation, get_aggregation
-from connectome.errors import SpecError
+from connectome.errors import SpecError, unknown_name
 
 INPUT_OP, OUTPUT_OP = "input", "identity"
 # Parameter-free ops that join branches (post-activation ResNets, mean/gated joins inside a block);
@@ -170,8 +170,16 @@ class NetworkSpec:
     transition: str = "densenet"
     # After the last block: a kind of connectome.costs.HEAD_KINDS.
     head: str = "bn-relu"
+    # What the tensors between parts are: "maps" (batch, channels, H, W) or "tokens" (batch, tokens,
+    # width); it fixes the dimension the executor slices and concatenates (CHANNEL_DIM).
+    layout: str = "maps"
+    # Keyword options every layer op and op cost formula of the family takes, sorted by name
+    # (the decoder's heads, MLP width, context, sublayer count); none for the image families.
+    op_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.layout not in CHANNEL_DIM:
+            raise SpecError(unknown_name("layout", self.layout, CHANNEL_DIM))
         if len(self.transitions) != len(self.blocks) - 1:
             raise SpecError(f"{len(self.blocks)} blocks need {len(self.blocks) - 1} transitions")
         widths = [self.stem_channels, *self.transitions]
@@ -196,6 +204,7 @@ class NetworkSpec:
         blocks = tuple(_block_from_dict(b) for b in d["blocks"])
         rest = {k: v for k, v in d.items() if k != "blocks"}
         rest["transitions"] = tuple(rest["transitions"])
+        rest["op_options"] = tuple((k, v) for k, v in rest.get("op_options", ()))
         return cls(blocks=blocks, **rest)
 
     @classmethod
@@ -218,7 +227,15 @@ class NetworkSpec:
         return network_canonical_hash(self)
 
 
-_LATER_FIELDS = {"transition": "densenet", "head": "bn-relu"}
+    @property
+    def channel_dim(self) -> int:
+        """The tensor dimension that holds channels (the one windows slice and concat joins)."""
+        return CHANNEL_DIM[self.layout]
+
+
+_LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": ()}
+# Layouts and their channel dimension: images NCHW, token sequences (batch, tokens, width).
+CHANNEL_DIM = {"maps": 1, "tokens": -1}
 
 
 def _edge_key(e: Edge) -> tuple[int, int]:

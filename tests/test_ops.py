@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from connectome.costs import OP_KINDS
 from connectome.ops import OPS, CentreTapConv2d, Head, ImageNetStem, Transition, conv3x3
 
 
@@ -178,7 +179,7 @@ class _KernelSpy(torch.overrides.TorchFunctionMode):
 
 
 def test_layer_ops_use_the_centre_tap_conv():
-    # Every layer op's 3x3 conv takes the centre-tap path on 1x1 maps.
-    for name, op in OPS.items():
+    # Every image layer op's 3x3 conv takes the centre-tap path on 1x1 maps (decoder sublayers have no convs).
+    for name, op in ((n, op) for n, op in OPS.items() if OP_KINDS.layouts[n] == "maps"):
         convs = [m for m in op(16, 8, bn_size=2, dropout=0.0).modules() if isinstance(m, nn.Conv2d)]
         assert all(isinstance(m, CentreTapConv2d) for m in convs if m.kernel_size == (3, 3)), name

@@ -18,14 +18,15 @@ def int_list(text: str) -> list[int]:
 def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     """The ArchConfig keys as flags; unset flags keep the preset's or the default value."""
     from connectome.architecture import PRESETS
-    from connectome.patterns import PATTERNS
+    from connectome.patterns import DECODER_PATTERNS, PATTERNS
 
     g = parser.add_argument_group("architecture")
     g.add_argument("--preset", metavar="NAME", help=f"named configuration: {', '.join(PRESETS)}")
-    g.add_argument("--family", choices=["densenet", "preact-resnet", "resnet"],
-                   help="what surrounds the blocks: DenseNet, or a ResNet baseline (see presets)")
+    g.add_argument("--family", choices=["densenet", "preact-resnet", "resnet", "decoder"],
+                   help="what surrounds the blocks: DenseNet, a ResNet baseline (see presets), or a decoder LM")
     # Lists plugins' patterns too: the CLI loads entry-point plugins before building parsers.
-    g.add_argument("--pattern", metavar="NAME", help=f"block connectivity: {', '.join(PATTERNS)}")
+    g.add_argument("--pattern", metavar="NAME", help=f"block connectivity: {', '.join(PATTERNS)}; "
+                                                     f"decoder: {', '.join(DECODER_PATTERNS)}")
     g.add_argument("--pattern-option", action="append", default=[], metavar="KEY=VALUE",
                    help="pattern option, repeatable (e.g. model=ws, p=0.25, path=g.graphml)")
     g.add_argument("--depth", type=int, help="total depth L as in the paper")
@@ -43,12 +44,20 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--classes", type=int, help="number of output classes (default 10)")
     g.add_argument("--in-channels", type=int, help="input image channels (default 3)")
     g.add_argument("--dropout", type=float, help="dropout rate after each conv (default: chosen by the trainer)")
+    g.add_argument("--sublayers", type=int, help="decoder: attention and MLP sublayers in all (default 8)")
+    g.add_argument("--heads", type=int, help="decoder: attention heads (default 4)")
+    g.add_argument("--context", type=int, help="decoder: context length in tokens (default 256)")
+    g.add_argument("--mlp-ratio", type=float, help="decoder: SwiGLU hidden width / width (default 8/3)")
+    g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="decoder: the LM head reuses the token embedding (default yes)")
+    g.add_argument("--vocab", type=int, help="decoder: vocabulary size (default 256, bytes)")
     g.add_argument("--memory-efficient", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute concatenation + BN + ReLU in backward to save memory (same results)")
 
 
 _KEYS = ("preset", "family", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",
-         "compression", "stem", "stem_channels", "classes", "in_channels", "dropout", "memory_efficient")
+         "compression", "stem", "stem_channels", "classes", "in_channels", "dropout", "memory_efficient",
+         "sublayers", "heads", "context", "mlp_ratio", "tie_embeddings", "vocab")
 
 
 def arch_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -145,8 +145,19 @@ def as_json(arch, spec, cx, size) -> str:
 
 
 def as_text(arch, spec, cx, size) -> str:
+    lines = HEADERS[spec.layout](arch, spec, cx, size)
+    for i, block in enumerate(spec.blocks):
+        lines += _block_lines(i, block, with_ops=spec.layout == "tokens")
+        if i < len(spec.transitions):
+            lines.append(f"transition {i + 1}: {block.out_channels} -> {spec.transitions[i]} channels, "
+                         f"{TRANSITION_TEXT.get(spec.transition, spec.transition)}")
+    return "\n".join(lines)
+
+
+def _maps_header(arch, spec, cx, size) -> list[str]:
+    """An image network's summary: blocks, growth, stem, params, multiply-adds per image."""
     layers = [b.n_layers for b in spec.blocks]
-    lines = [
+    return [
         f"pattern {arch.pattern}{f' (preset {arch.preset})' if arch.preset else ''}: {len(layers)} blocks x "
         f"{layers} layers, growth {spec.growth}, stem {spec.stem} ({spec.stem_channels} ch), "
         f"{spec.classes} classes",
@@ -154,12 +165,23 @@ def as_text(arch, spec, cx, size) -> str:
         f"{f' at {size[0]}x{size[1]}x{size[2]}' if size else ''}   activations {cx.acts / 1e6:.2f}M/sample"
         f"   hash {spec.graph_hash} (canonical {spec.canonical_hash})",
     ]
-    for i, block in enumerate(spec.blocks):
-        lines += _block_lines(i, block)
-        if i < len(spec.transitions):
-            lines.append(f"transition {i + 1}: {block.out_channels} -> {spec.transitions[i]} channels, "
-                         f"{TRANSITION_TEXT.get(spec.transition, spec.transition)}")
-    return "\n".join(lines)
+
+
+def _tokens_header(arch, spec, cx, size) -> list[str]:
+    """A decoder's summary: shape, params, multiply-adds per token at full context."""
+    opts = dict(spec.op_options)
+    head = "tied to the embedding" if spec.head == "lm-tied" else "untied"
+    return [
+        f"decoder pattern {arch.pattern}: {opts['sublayers']} sublayers (attention, swiglu, ...), width "
+        f"{spec.growth}, {opts['heads']} heads, context {opts['context']}, MLP hidden {opts['mlp_hidden']}, "
+        f"vocab {spec.classes}, LM head {head}",
+        f"params {cx.params:,} ({cx.params / 1e6:.2f}M)   {cx.flops:,} multiply-adds per token "
+        f"({cx.flops / 1e6:.3f} M, attention over a full context)   activations {cx.acts:,}/token"
+        f"   hash {spec.graph_hash} (canonical {spec.canonical_hash})",
+    ]
+
+
+HEADERS: dict[str, Callable] = {"maps": _maps_header, "tokens": _tokens_header}
 
 
 TRANSITION_TEXT = {
@@ -170,7 +192,7 @@ TRANSITION_TEXT = {
 }
 
 
-def _block_lines(i: int, block) -> list[str]:
+def _block_lines(i: int, block, with_ops: bool = False) -> list[str]:
     degrees = [len(block.inputs[v]) for v in range(1, block.output + 1)]
     lines = [
         f"block {i + 1}: {block.in_channels} -> {block.out_channels} channels, {block.n_layers} layers, "
@@ -179,6 +201,8 @@ def _block_lines(i: int, block) -> list[str]:
     ]
     for v in range(1, block.output + 1):
         name = "out" if v == block.output else str(v)
+        if with_ops and v != block.output:
+            name += f" {block.nodes[v].op}"
         node = block.nodes[v]
         srcs = ", ".join(_source(e) for e in block.inputs[v])
         extra = _attributes(node.attributes(), ", ")

@@ -239,3 +239,16 @@ def test_an_input_too_small_for_the_network_is_one_line_exit_2(side, capsys):
     code, _, err = run(capsys, "--input-size", side)
     assert code == 2 and ("input size" in err or "too small" in err)
     assert len(err.strip().splitlines()) == 1
+
+
+def test_decoder_shows_params_and_multiply_adds_per_token(capsys):
+    argv = ["--family", "decoder", "--pattern", "denseformer", "--growth", "64", "--heads", "4", "--sublayers", "4",
+            "--context", "128", "--no-tie-embeddings"]
+    code, out, _ = run(capsys, *argv)
+    arch = make_arch(family="decoder", pattern="denseformer", growth=64, heads=4, sublayers=4, context=128,
+                     tie_embeddings=False)
+    cx = complexity(build_spec(arch))
+    assert code == 0 and f"params {cx.params:,}" in out and f"{cx.flops:,} multiply-adds per token" in out
+    assert "1 attention <- 0" in out and "2 swiglu <- 0, 1" in out and "LM head untied" in out
+    code, out, _ = run(capsys, *argv, "--format", "json")
+    assert json.loads(out)["params"] == cx.params
