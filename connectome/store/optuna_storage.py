@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from connectome.errors import ConfigError
 from connectome.files import cut_torn_tail
 from connectome.store.layout import StudyDir
 
@@ -30,13 +31,38 @@ def storage_location(sd: StudyDir, spec: str | None = None) -> str:
 def open_storage(location: str) -> optuna.storages.BaseStorage:
     """The Optuna storage at a location given by storage_location: a database URL or a journal file."""
     if "://" in location:  # sqlite:///..., postgresql://...
-        return optuna.storages.RDBStorage(location)
+        return open_database(location)
     from optuna.storages.journal import JournalFileBackend
 
     torn = cut_torn_tail(Path(location))  # Optuna would append onto it, and no later read would succeed
     if torn is not None:
         log.warning("%s: its last record was torn (a writer was killed); moved aside to %s", location, torn.name)
     return optuna.storages.JournalStorage(JournalFileBackend(location))
+
+
+def open_database(url: str) -> optuna.storages.RDBStorage:
+    """The Optuna database at a URL; ConfigError naming it when it is no readable Optuna database (a corrupt optuna.db)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        storage = optuna.storages.RDBStorage(url)
+        storage.get_all_studies()  # reads the tables: a damaged file fails here, not in the middle of a run
+        return storage
+    except (SQLAlchemyError, RuntimeError) as err:  # RuntimeError: Optuna's schema-version check
+        cause = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise ConfigError(f"{describe_url(url)}: not a readable Optuna database ({cause}); restore it from a copy, "
+                          "or move it aside: `--resume` then starts a new search that counts the trials already "
+                          "in trials.jsonl, and `connectome report` reports them without the Optuna history") from None
+
+
+def describe_url(url: str) -> str:
+    """A database URL for a message: the file of a SQLite URL, else the URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or url
+    return parsed.render_as_string(hide_password=True)
 
 
 def make_storage(sd: StudyDir, spec: str | None = None) -> optuna.storages.BaseStorage:
