@@ -92,7 +92,7 @@ def run_study(
         # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
         prune_earlier_runs(sd.tune_dir, sd.statuses())
         sd.compact()
-    frame, _ = sd.frames()
+    frame = own_rows(sd.frames()[0], study_ids(study, sd, trials), sd, console)
     show_summary(study, frame, console)
     if report:
         write_report(sd, console)
@@ -157,7 +157,8 @@ def interrupted(err: BaseException, trials: list[Trial] | None, study: Study, sd
 
     signum = getattr(err, "signum", signal.SIGINT)  # Interrupted, SignalInterrupt, or a plain Ctrl-C
     planned = len(trials) if trials is not None else study.search.n_trials
-    left = max(planned - len(sd.final_ids()), 0)
+    done = sd.final_ids() & study_ids(study, sd, trials)
+    left = max(planned - len(done), 0)
     return Interrupted(signum, f"{left} of {planned} trials of study {study.name!r} have no result yet "
                                f"(finished ones are kept in {sd.root})")
 
@@ -432,6 +433,28 @@ def show_summary(study: Study, frame, console: Console) -> None:
         error = str(row.get("error") or "no error text").strip().splitlines()
         console.print(f"failed: {row['trial_id']} (seed {row.get('seed')}): {error[-1] if error else ''}",
                       highlight=False, markup=False)
+
+
+def study_ids(study: Study, sd: StudyDir, trials: list[Trial] | None) -> set[str]:
+    """The trial ids this study planned: the grid's, or those of its Optuna search."""
+    if trials is not None:
+        return {t.trial_id for t in trials}
+    from connectome.store.optuna_storage import study_trial_ids
+
+    return study_trial_ids(sd, study.name, study.search.storage)
+
+
+def own_rows(frame, planned: set[str], sd: StudyDir, console: Console):
+    """The rows of planned trials; journal rows of any other trial (written elsewhere) are ignored with a warning."""
+    if "trial_id" not in frame:
+        return frame
+    foreign = sorted(set(frame["trial_id"]) - planned)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        console.print(f"warning: {sd.journal} holds {len(foreign)} trials this study did not plan "
+                      f"({', '.join(foreign[:3])}{more}); they were written by something else and are ignored",
+                      highlight=False, markup=False)
+    return frame[frame["trial_id"].isin(planned)].reset_index(drop=True)
 
 
 def failed_count(frame) -> int:
