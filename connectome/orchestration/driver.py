@@ -39,7 +39,7 @@ from connectome.orchestration.waves import (
     search_waves,
     wave_size,
 )
-from connectome.orchestration.worker import train_in_worker
+from connectome.orchestration.worker import check_worker_dir, train_in_worker
 from connectome.store.labels import label_from_trial_file
 from connectome.files import refuse_link
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
@@ -110,6 +110,7 @@ def preflight(study: Study, address: str | None) -> str | None:
     else:
         cpu = study.resources.cpu
         check_local_resources(1.0 if cpu == "auto" else cpu, study.resources.gpu)
+        check_worker_dir()  # the local workers inherit it
     if study.train.precision == "fp16" and (study.resources.gpu == 0 or study.train.device == "cpu"):
         raise ConfigError(f"{study.source}: train.precision fp16 needs a GPU (resources.gpu > 0); "
                           "on CPU use bf16 or fp32")

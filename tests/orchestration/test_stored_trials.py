@@ -95,3 +95,16 @@ def test_a_journal_row_of_a_trial_not_planned_is_ignored_with_a_warning(tmp_path
     out = capsys.readouterr().out
     assert "holds 1 trials this study did not plan (dense-0123456789)" in out and "ignored" in out
     assert "failed: dense-0123456789" not in out
+
+
+def test_an_unwritable_worker_dir_is_one_line_before_anything_runs(tmp_path, capsys, monkeypatch):
+    """issue 30: CONNECTOME_WORKER_DIR=/proc/nope failed every trial, each recorded as "worker died"."""
+    (tmp_path / "file").write_text("")
+    path = write_study(tmp_path, smoke_dict(tmp_path), "grid.yaml")
+    for bad in ("/proc/nope", str(tmp_path / "file" / "sub")):
+        monkeypatch.setenv("CONNECTOME_WORKER_DIR", bad)
+        assert main(["run", str(path), "--no-report"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"connectome run: error: CONNECTOME_WORKER_DIR={bad}: trial files cannot be written")
+        assert "\n" not in err
+    assert not (tmp_path / "results").exists()
