@@ -86,12 +86,12 @@ def run_study(
             run_trials(study, sd, trials, changes, address, dashboard, console, duplicates, lock)
         except (KeyboardInterrupt, Interrupted) as err:
             lock.check()  # interrupted because another driver took the lock over: say so
-            sd.compact()
+            sd.compact_or_warn()
             raise interrupted(err, trials, study, sd) from None
         lock.check()
         # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
         prune_earlier_runs(sd.tune_dir, sd.statuses())
-        sd.compact()
+        sd.compact_or_warn()
     frame = own_rows(sd.frames()[0], study_ids(study, sd, trials), sd, console)
     show_summary(study, frame, console)
     if report:

@@ -328,6 +328,16 @@ class StudyDir:
         _write_parquet(epochs, self.epochs_parquet)
         write_json(self.compacted_file, {"offset": offset, "trials": len(entries)})
 
+    def compact_or_warn(self) -> bool:
+        """compact(); a file system that refuses (a full disk) only warns: the journal still holds every row."""
+        try:
+            self.compact()
+            return True
+        except OSError as err:
+            log.warning("%s: trials.parquet and epochs.parquet not rewritten (%s); every row stays readable from %s",
+                        self.root, err.strerror or err, self.journal.name)
+            return False
+
     def frames(self):
         """(trials, epochs) DataFrames: the compacted parquet files plus the journal tail."""
         import pandas as pd

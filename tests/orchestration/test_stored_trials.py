@@ -108,3 +108,24 @@ def test_an_unwritable_worker_dir_is_one_line_before_anything_runs(tmp_path, cap
         assert err.startswith(f"connectome run: error: CONNECTOME_WORKER_DIR={bad}: trial files cannot be written")
         assert "\n" not in err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_full_disk_at_the_final_compaction_leaves_the_exit_code_to_the_trials(tmp_path, capsys, monkeypatch):
+    """issue 30: a full disk turned the run's outcome into a traceback (exit 1); compaction is a cache."""
+    import errno
+
+    from connectome.store import layout
+
+    path = write_study(tmp_path, smoke_dict(tmp_path), "grid.yaml")
+    study = load_study(path)
+    sd = StudyDir(tmp_path / "results" / study.name)
+    trials = expand_grid(study)
+    write_study_files(study, sd, None)
+    sd.write_plan([t.trial_id for t in trials])
+    _record_own(sd, study.name, trials)
+
+    def full(df, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(layout, "_write_parquet", full)
+    assert main(["run", str(path), "--resume", "--no-report"]) == 0
+    assert "4 trials, 4 finished, 0 to run" in capsys.readouterr().out

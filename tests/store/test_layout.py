@@ -180,3 +180,22 @@ def test_a_layout_json_that_is_no_stamp_is_one_line_naming_it(tmp_path, text):
     sd.layout_file.write_text(text)
     with pytest.raises(layout.ConfigError, match=r"layout\.json: not a layout stamp.*--restart"):
         sd.layout()
+
+
+def test_a_full_disk_during_compaction_warns_and_every_row_stays_readable(tmp_path, caplog, monkeypatch):
+    """issue 30, full disk: a refused parquet write is a warning (the journal holds every row), not a traceback."""
+    import errno
+
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    sd.record(_entry(trials[0], 0))
+    sd.compact()
+    sd.record(_entry(trials[1], 1))
+
+    def full(df, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(layout, "_write_parquet", full)
+    assert sd.compact_or_warn() is False
+    assert "not rewritten (No space left on device)" in caplog.text
+    got, _ = sd.frames()
+    assert sorted(got["trial_id"]) == sorted(t.trial_id for t in trials[:2])
