@@ -41,7 +41,7 @@ def open_storage(location: str) -> optuna.storages.BaseStorage:
 
 
 def open_database(url: str) -> optuna.storages.RDBStorage:
-    """The Optuna database at a URL; ConfigError naming it when it is no readable Optuna database (a corrupt optuna.db)."""
+    """The Optuna database at a URL; ConfigError naming it when it is no readable one (a corrupt optuna.db)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
