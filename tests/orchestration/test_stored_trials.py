@@ -129,3 +129,15 @@ def test_a_full_disk_at_the_final_compaction_leaves_the_exit_code_to_the_trials(
     monkeypatch.setattr(layout, "_write_parquet", full)
     assert main(["run", str(path), "--resume", "--no-report"]) == 0
     assert "4 trials, 4 finished, 0 to run" in capsys.readouterr().out
+
+
+def test_run_on_a_corrupt_optuna_db_is_one_line_before_ray_starts(tmp_path, capsys):
+    """issue 30: `connectome run --resume` on a damaged optuna.db was an sqlalchemy traceback."""
+    path = _optuna_study_file(tmp_path)
+    sd = StudyDir(tmp_path / "results" / "opt")
+    sd.root.mkdir(parents=True)
+    sd.optuna_db.write_bytes(b"\x00garbage" * 500)
+    assert main(["run", str(path), "--resume", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"connectome run: error: {sd.optuna_db.resolve()}: not a readable Optuna database")
+    assert "\n" not in err
