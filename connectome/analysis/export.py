@@ -20,7 +20,7 @@ from connectome.errors import ConfigError
 from connectome.spec import NetworkSpec
 from connectome.store.layout import StudyDir, TrialFiles, read_trial_config, read_trial_result
 from connectome.store.record import FINAL_STATUSES
-from connectome.training.config import TrialConfig
+from connectome.training.config import make_trial_config
 
 KEY = ["canonical_key", "train_hash", "seed", "epoch"]
 # Trial-level columns repeated on each epoch row (`flops`: multiply-adds per image).
@@ -39,7 +39,7 @@ def export_rows(trial_dir: Path, index: CanonicalIndex) -> list[dict]:
     record = {**entry["row"], "epochs": entry.get("epochs")}
     if record.get("status") not in FINAL_STATUSES:
         return []
-    config = TrialConfig.model_validate(saved["config"])
+    config = make_trial_config(saved["config"], source=str(files.config))
     spec_json = files.spec.read_text()
     spec = NetworkSpec.from_json(spec_json)
     base = {"canonical_key": index.key(spec), "train_hash": training_key(config, with_seed=False),

@@ -143,14 +143,14 @@ def _class_order(cls: str) -> int:
 
 def validation_subset(trial_dir: Path, images: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded subset of the trial's own validation split, normalised as in training."""
-    from connectome.training.config import TrialConfig
+    from connectome.training.config import make_trial_config
     from connectome.training.datasets import load_splits
 
     files = TrialFiles(trial_dir)
     saved = read_trial_config(files)
     if saved is None:
         raise ConfigError(f"{files.config} not found: cannot rebuild the trial's validation split")
-    cfg = TrialConfig.model_validate(saved["config"])
+    cfg = make_trial_config(saved["config"], source=str(files.config))
     data = load_splits(cfg.data, cfg.seed, "cpu")
     if len(data.val_y) == 0:
         raise ConfigError(f"trial {trial_dir.name} has no validation split (data.val_size 0): "

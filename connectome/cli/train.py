@@ -81,6 +81,7 @@ def trial_config(args: argparse.Namespace):
     source = f"trial config {args.config}" if args.config else "trial config (flags)"
     limits = raw.pop("limits", None)  # bounds, not part of the trial (its id and record)
     cfg = make_trial_config(raw, source=source)
+    check_classes(cfg, raw, source)
     check_limits(cfg, limits, source)
     return cfg
 
@@ -111,6 +112,21 @@ def live_progress(cfg) -> Iterator[dict]:
         yield {"on_epoch": on_epoch, "on_batch": on_batch}
 
 
+# How `connectome train` raises a bound, for the error message ({key} is the Limits field).
+RAISE_IN_TRAIN = "with `--set limits.{key}=N` (or `limits:` in the config file)"
+
+
+def check_classes(cfg, raw: dict, source: str) -> None:
+    """An `arch.classes` given explicitly must be the data's (a preset's or the default value comes from the data)."""
+    from connectome.errors import ConfigError
+    from connectome.training.plan import classes_conflict
+
+    arch = raw.get("arch")
+    problem = classes_conflict(cfg.arch.classes, cfg.data) if isinstance(arch, dict) and "classes" in arch else None
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+
+
 def check_limits(cfg, limits: object, source: str) -> None:
     """The study size bounds for one trial; a `limits:` section (or --set limits.KEY=N) raises them."""
     from pydantic import ValidationError
@@ -120,11 +136,18 @@ def check_limits(cfg, limits: object, source: str) -> None:
 
     try:
         bounds = Limits.model_validate(limits or {})
-        check_trial_limits(cfg, bounds, how="with `--set limits.{key}=N` (or `limits:` in the config file)")
+        check_trial_limits(cfg, bounds, how=RAISE_IN_TRAIN)
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"invalid {source}: limits.{'.'.join(map(str, first['loc']))}: {first['msg']} "
                           f"(keys: {', '.join(Limits.model_fields)})") from None
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    from connectome.study.limits import check_planned_limits
+    from connectome.training.plan import plan_trial
+
+    try:  # the network as planned (graph files set their own widths): before any weight is allocated
+        check_planned_limits(plan_trial(cfg), bounds, how=RAISE_IN_TRAIN)
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
 

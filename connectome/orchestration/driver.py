@@ -39,7 +39,7 @@ from connectome.orchestration.waves import (
     search_waves,
     wave_size,
 )
-from connectome.orchestration.worker import train_in_worker
+from connectome.orchestration.worker import check_worker_dir, train_in_worker
 from connectome.store.labels import label_from_trial_file
 from connectome.files import refuse_link
 from connectome.store.layout import LAYOUT_VERSION, StudyDir, read_json, write_json, write_trial_config
@@ -86,13 +86,13 @@ def run_study(
             run_trials(study, sd, trials, changes, address, dashboard, console, duplicates, lock)
         except (KeyboardInterrupt, Interrupted) as err:
             lock.check()  # interrupted because another driver took the lock over: say so
-            sd.compact()
+            sd.compact_or_warn()
             raise interrupted(err, trials, study, sd) from None
         lock.check()
         # a killed driver's last Tune run, and earlier drivers' last runs, once their trials are recorded
         prune_earlier_runs(sd.tune_dir, sd.statuses())
-        sd.compact()
-    frame, _ = sd.frames()
+        sd.compact_or_warn()
+    frame = own_rows(sd.frames()[0], study_ids(study, sd, trials), sd, console)
     show_summary(study, frame, console)
     if report:
         write_report(sd, console)
@@ -110,6 +110,7 @@ def preflight(study: Study, address: str | None) -> str | None:
     else:
         cpu = study.resources.cpu
         check_local_resources(1.0 if cpu == "auto" else cpu, study.resources.gpu)
+        check_worker_dir()  # the local workers inherit it
     if study.train.precision == "fp16" and (study.resources.gpu == 0 or study.train.device == "cpu"):
         raise ConfigError(f"{study.source}: train.precision fp16 needs a GPU (resources.gpu > 0); "
                           "on CPU use bf16 or fp32")
@@ -157,7 +158,8 @@ def interrupted(err: BaseException, trials: list[Trial] | None, study: Study, sd
 
     signum = getattr(err, "signum", signal.SIGINT)  # Interrupted, SignalInterrupt, or a plain Ctrl-C
     planned = len(trials) if trials is not None else study.search.n_trials
-    left = max(planned - len(sd.final_ids()), 0)
+    done = sd.final_ids() & study_ids(study, sd, trials)
+    left = max(planned - len(done), 0)
     return Interrupted(signum, f"{left} of {planned} trials of study {study.name!r} have no result yet "
                                f"(finished ones are kept in {sd.root})")
 
@@ -449,6 +451,28 @@ def study_answer_lines(study: Study, frame) -> list[str]:
     search = "grid" if isinstance(study.search, GridSearch) else "optuna"
     budget = study.budget.params if study.budget is not None else None
     return [sentence.text for sentence in study_answer(frame, search=search, budget=budget)]
+
+
+def study_ids(study: Study, sd: StudyDir, trials: list[Trial] | None) -> set[str]:
+    """The trial ids this study planned: the grid's, or those of its Optuna search."""
+    if trials is not None:
+        return {t.trial_id for t in trials}
+    from connectome.store.optuna_storage import study_trial_ids
+
+    return study_trial_ids(sd, study.name, study.search.storage)
+
+
+def own_rows(frame, planned: set[str], sd: StudyDir, console: Console):
+    """The rows of planned trials; journal rows of any other trial (written elsewhere) are ignored with a warning."""
+    if "trial_id" not in frame:
+        return frame
+    foreign = sorted(set(frame["trial_id"]) - planned)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        console.print(f"warning: {sd.journal} holds {len(foreign)} trials this study did not plan "
+                      f"({', '.join(foreign[:3])}{more}); they were written by something else and are ignored",
+                      highlight=False, markup=False)
+    return frame[frame["trial_id"].isin(planned)].reset_index(drop=True)
 
 
 def failed_count(frame) -> int:

@@ -143,7 +143,7 @@ def make_recorder(sd: StudyDir, study_name: str, view):
             self.epochs.pop(trial_id, None)
             self.columns.pop(trial_id, None)
             if self.sd.compaction_due():
-                self.sd.compact()
+                self.sd.compact_or_warn()
             self.view.finished(trial_id, entry["row"])
             fault("between")
 

@@ -157,8 +157,11 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
         connect(address, options)
     else:
         # a copy: ray.init writes its session's spill directory into the dict it is given
-        ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
+        try:
+            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                     _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
+        except OSError as err:
+            raise token_not_written(err) or err
         if sd is not None:
             remember_local_ray(sd)
     console.print(f"ray: {'cluster ' + address if address else 'local'}, "
@@ -169,6 +172,16 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
         ray.shutdown()
         if sd is not None and not address:
             sd.driver_file.unlink(missing_ok=True)
+
+
+def token_not_written(err: OSError) -> ConfigError | None:
+    """A ConfigError with the fix when a local Ray could not write its token file (a read-only HOME), else None."""
+    token = Path.home() / ".ray" / "auth_token"
+    if not err.filename or not (token == Path(err.filename) or Path(err.filename) in token.parents):
+        return None
+    return ConfigError(f"Ray could not write its authentication token {token} ({err.strerror or err}); make "
+                       f"{Path.home()} writable, or give Ray a token it can read: RAY_AUTH_TOKEN=<token> or "
+                       "RAY_AUTH_TOKEN_PATH=<file>")
 
 
 AUTH_HELP = ("set RAY_AUTH_MODE=token with the cluster's token in ~/.ray/auth_token, $RAY_AUTH_TOKEN or "

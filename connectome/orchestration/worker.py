@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from connectome.errors import ConfigError
 from connectome.orchestration.batch_progress import BatchReporter, progress_file
 from connectome.store.layout import StudyDir, TrialFiles, clean_json, read_trial_result, write_trial_result
 from connectome.store.record import FINAL_STATUSES, config_columns
@@ -103,6 +106,22 @@ def worker_study_dir(root: str) -> StudyDir:
     """
     local = os.environ.get("CONNECTOME_WORKER_DIR")
     return StudyDir(os.path.join(local, os.path.basename(root)) if local else root)
+
+
+def check_worker_dir() -> None:
+    """A $CONNECTOME_WORKER_DIR this machine cannot write is one ConfigError before anything runs (every trial
+    would fail in its worker and be recorded as died)."""
+    local = os.environ.get("CONNECTOME_WORKER_DIR")
+    if not local:
+        return
+    try:
+        Path(local).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=local):
+            pass
+    except OSError as err:
+        raise ConfigError(f"CONNECTOME_WORKER_DIR={local}: trial files cannot be written there "
+                          f"({err.strerror or err}); set it to a writable directory, or unset it to keep trial "
+                          "files in the results directory") from None
 
 
 def finished_entry(files: TrialFiles) -> dict[str, Any] | None:

@@ -203,10 +203,16 @@ class StudyDir:
     # ------------------------------------------------------------ layout stamp and plan
 
     def layout(self) -> dict[str, Any] | None:
-        """The layout stamp; {"layout": 1} for a directory of trials written before stamps existed."""
+        """The layout stamp; {"layout": 1} for a directory of trials written before stamps existed.
+
+        ConfigError for a layout.json that is no stamp: guessing its layout would misread the results."""
+        if not self.layout_file.exists():
+            return {"layout": 1} if self.trials.is_dir() and any(self.trials.iterdir()) else None
         stamp = read_json(self.layout_file)
-        if stamp is None and self.trials.is_dir() and any(self.trials.iterdir()):
-            return {"layout": 1}
+        version = stamp.get("layout") if isinstance(stamp, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigError(f"{self.layout_file}: not a layout stamp (a JSON object with an integer `layout`); "
+                              "restore it, or use --restart to move these results aside and start over")
         return stamp
 
     def stamp(self, **fields: Any) -> None:
@@ -280,10 +286,35 @@ class StudyDir:
 
     def compaction_due(self) -> bool:
         """True when the journal tail has grown as large as the compacted part (O(1) to decide)."""
-        state = read_json(self.compacted_file) or {}
-        offset = int(state.get("offset", 0))
+        offset = self.compacted_offset()
         size = self.journal.stat().st_size if self.journal.exists() else 0
         return size - offset >= max(MIN_COMPACT_BYTES, offset)
+
+    def compacted_offset(self) -> int:
+        """How much of the journal the parquet files hold; 0 (read the whole journal) for a bad compacted.json.
+
+        compacted.json is a cache of the compaction: one that is no offset at a line end of the
+        journal is ignored with a warning, and the next compaction rewrites it."""
+        if not self.compacted_file.exists():
+            return 0
+        state = read_json(self.compacted_file)
+        offset = state.get("offset", 0) if isinstance(state, dict) else None
+        if isinstance(offset, int) and not isinstance(offset, bool) and self._line_end(offset):
+            return offset
+        log.warning("%s: not an offset at a line end of %s; ignored (the tables are read from the whole journal "
+                    "and the next compaction rewrites it)", self.compacted_file, self.journal.name)
+        return 0
+
+    def _line_end(self, offset: int) -> bool:
+        """Whether a byte offset is 0 or just after a newline of the journal."""
+        if offset <= 0:
+            return offset == 0
+        try:
+            with open(self.journal, "rb") as f:
+                f.seek(offset - 1)
+                return f.read(1) == b"\n"
+        except OSError:
+            return False
 
     def compact(self) -> None:
         """Rewrite trials.parquet / epochs.parquet from the whole journal (last entry per trial)."""
@@ -297,12 +328,21 @@ class StudyDir:
         _write_parquet(epochs, self.epochs_parquet)
         write_json(self.compacted_file, {"offset": offset, "trials": len(entries)})
 
+    def compact_or_warn(self) -> bool:
+        """compact(); a file system that refuses (a full disk) only warns: the journal still holds every row."""
+        try:
+            self.compact()
+            return True
+        except OSError as err:
+            log.warning("%s: trials.parquet and epochs.parquet not rewritten (%s); every row stays readable from %s",
+                        self.root, err.strerror or err, self.journal.name)
+            return False
+
     def frames(self):
         """(trials, epochs) DataFrames: the compacted parquet files plus the journal tail."""
         import pandas as pd
 
-        state = read_json(self.compacted_file) or {}
-        offset = int(state.get("offset", 0))
+        offset = self.compacted_offset()
         trials, epochs = _read_parquet(self.trials_parquet), _read_parquet(self.epochs_parquet)
         if offset and (trials is None or epochs is None):
             offset = 0  # a compacted table is gone or corrupt: the whole journal has every row

@@ -14,8 +14,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from connectome.errors import ConfigError
 from connectome.files import cut_torn_tail
-from connectome.store.layout import StudyDir
+from connectome.store.layout import StudyDir, read_trial_config
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,38 @@ def storage_location(sd: StudyDir, spec: str | None = None) -> str:
 def open_storage(location: str) -> optuna.storages.BaseStorage:
     """The Optuna storage at a location given by storage_location: a database URL or a journal file."""
     if "://" in location:  # sqlite:///..., postgresql://...
-        return optuna.storages.RDBStorage(location)
+        return open_database(location)
     from optuna.storages.journal import JournalFileBackend
 
     torn = cut_torn_tail(Path(location))  # Optuna would append onto it, and no later read would succeed
     if torn is not None:
         log.warning("%s: its last record was torn (a writer was killed); moved aside to %s", location, torn.name)
     return optuna.storages.JournalStorage(JournalFileBackend(location))
+
+
+def open_database(url: str) -> optuna.storages.RDBStorage:
+    """The Optuna database at a URL; ConfigError naming it when it is no readable one (a corrupt optuna.db)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        storage = optuna.storages.RDBStorage(url)
+        storage.get_all_studies()  # reads the tables: a damaged file fails here, not in the middle of a run
+        return storage
+    except (SQLAlchemyError, RuntimeError) as err:  # RuntimeError: Optuna's schema-version check
+        cause = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise ConfigError(f"{describe_url(url)}: not a readable Optuna database ({cause}); restore it from a copy, "
+                          "or move it aside: `--resume` then starts a new search that counts the trials already "
+                          "in trials.jsonl, and `connectome report` reports them without the Optuna history") from None
+
+
+def describe_url(url: str) -> str:
+    """A database URL for a message: the file of a SQLite URL, else the URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or url
+    return parsed.render_as_string(hide_password=True)
 
 
 def make_storage(sd: StudyDir, spec: str | None = None) -> optuna.storages.BaseStorage:
@@ -114,6 +140,34 @@ def ended_trials(study: optuna.Study) -> int:
 
 
 def count_finished(sd: StudyDir, name: str, spec: str | None = None) -> int:
-    """Optuna trials that ran to an end (see ended_trials)."""
+    """Trials that count towards `n_trials`: Optuna's (see ended_trials) and those only the journal holds.
+
+    A deleted, emptied or replaced optuna.db forgets trials the journal recorded: each with a final
+    result whose config.json this study wrote still counts, so `--resume` never plans n_trials again."""
     study = load_existing(sd, name, spec)
-    return 0 if study is None else ended_trials(study)
+    lost = unknown_to_storage(sd, name, study, sd.final_ids())
+    return (0 if study is None else ended_trials(study)) + len(lost)
+
+
+def study_trial_ids(sd: StudyDir, name: str, spec: str | None = None) -> set[str]:
+    """The journal's trials of this study: those its storage names and those whose config.json it wrote."""
+    study = load_existing(sd, name, spec)
+    recorded = set(sd.statuses())
+    return (recorded & named_trials(study)) | unknown_to_storage(sd, name, study, recorded)
+
+
+def unknown_to_storage(sd: StudyDir, name: str, study: optuna.Study | None, trial_ids: set[str]) -> set[str]:
+    """Those of trial_ids the Optuna storage does not name but this study planned (its config.json says so)."""
+    return {tid for tid in trial_ids - named_trials(study) if planned_by(sd, tid, name)}
+
+
+def named_trials(study: optuna.Study | None) -> set[str]:
+    """Trial ids the Optuna study's trials carry (set when a candidate is accepted)."""
+    trials = () if study is None else study.get_trials(deepcopy=False)
+    return {t.user_attrs["trial_id"] for t in trials if isinstance(t.user_attrs.get("trial_id"), str)}
+
+
+def planned_by(sd: StudyDir, trial_id: str, name: str) -> bool:
+    """Whether the trial's config.json was written by the study of this name."""
+    config = read_trial_config(sd.trial(trial_id))
+    return config is not None and config.get("study") == name

@@ -121,6 +121,12 @@ def _arch_or_none(options: dict[str, Any]) -> Any:
         return None
 
 
+def check_planned_limits(plan: Any, limits: Limits, how: str) -> None:
+    """Raise ValueError if a planned network has more layers or parameters than the limits (before a model exists)."""
+    check_spec_limits(plan.spec, limits, how)
+    _check("params (counted from the spec)", plan.params, limits.params, "params", how=how)
+
+
 def _check_synthetic(s: Any, limits: Limits, how: str = IN_STUDY_FILE) -> None:
     mib = (s.train + s.test) * s.channels * s.size * s.size / 2**20
     _check("data.synthetic (MiB of images)", mib, limits.synthetic_mib, "synthetic_mib", how=how)

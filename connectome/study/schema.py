@@ -311,6 +311,21 @@ class Study(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _classes_from_the_data(self) -> "Study":
+        # An explicit arch.classes the data contradicts was silently replaced (issue 30: classes 1 trained 4).
+        if "classes" in self.arch.model_fields_set:
+            from connectome.errors import ConnectomeError
+            from connectome.training.plan import classes_conflict
+
+            try:
+                problem = classes_conflict(self.arch.classes, self.data)
+            except ConnectomeError:  # an unknown dataset: planning names it
+                return self
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _validation_split_for_objectives(self) -> "Study":
         if isinstance(self.search, OptunaSearchConfig) and self.data.val_size == 0:
             used = [o.metric for o in self.search.objectives if o.metric in VALIDATION_METRICS]

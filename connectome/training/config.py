@@ -5,9 +5,10 @@ the paper's recipe (Huang et al., arXiv 1608.06993 v1, 2016, Sec. 4.1 "Training 
 """
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from connectome.architecture import ArchConfig, make_arch
 from connectome.errors import ConfigError, describe_validation
@@ -15,7 +16,27 @@ from connectome.errors import ConfigError, describe_validation
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class SyntheticConfig(BaseModel):
+class _Section(BaseModel):
+    """A config section whose numbers are numbers: `epochs: true` is refused, not read as 1 (lax pydantic would)."""
+
+    model_config = _FROZEN
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and not _admits_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"a number is needed, not {str(value).lower()}")
+        return value
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type accepts true/false (bool, a union or Literal with bool, anything untyped)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_admits_bool(arg) or arg is True or arg is False for arg in typing.get_args(annotation))
+
+
+class SyntheticConfig(_Section):
     """Shape of the generated `synthetic` dataset (class prototypes plus noise)."""
 
     model_config = _FROZEN
@@ -36,7 +57,7 @@ class SyntheticConfig(BaseModel):
     seed: int = 0
 
 
-class DataConfig(BaseModel):
+class DataConfig(_Section):
     """Which dataset, which split, which images, which augmentation."""
 
     model_config = _FROZEN
@@ -62,7 +83,7 @@ class DataConfig(BaseModel):
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(_Section):
     """Optimiser, schedule, precision and execution options of one trial."""
 
     model_config = _FROZEN
@@ -125,7 +146,7 @@ class TrainConfig(BaseModel):
         return v
 
 
-class TrialConfig(BaseModel):
+class TrialConfig(_Section):
     """One trial: architecture, data, training recipe and seed."""
 
     model_config = _FROZEN

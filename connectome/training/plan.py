@@ -20,7 +20,7 @@ from connectome.complexity import complexity
 from connectome.spec import NetworkSpec
 from connectome.store.record import RESOURCE_KEYS, config_hash, flatten, normalize_m
 from connectome.training.catalog import augments, check_split, data_shape
-from connectome.training.config import TrialConfig
+from connectome.training.config import DataConfig, TrialConfig
 
 # Dropout after each conv when the data is not augmented (paper, Sec. 4.2).
 NO_AUGMENT_DROPOUT = 0.2
@@ -93,6 +93,15 @@ def planned_arch(config: TrialConfig) -> tuple[ArchConfig, tuple[int, int, int]]
         dropout = 0.0 if augments(config.data) else NO_AUGMENT_DROPOUT
     update = {"in_channels": size[0], "classes": classes, "dropout": dropout}
     return ArchConfig.model_validate({**config.arch.model_dump(), **update}), size
+
+
+def classes_conflict(classes: int, data: DataConfig) -> str | None:
+    """Why an `arch.classes` the user set explicitly cannot be honoured: the output layer is sized from the data."""
+    expected = data_shape(data)[1]
+    if classes == expected:
+        return None
+    return (f"arch.classes is {classes} but the {data.name} data has {expected} classes (the output layer is "
+            f"sized from the data); remove arch.classes or set it to {expected}")
 
 
 def trial_id(config: TrialConfig) -> str:

@@ -94,3 +94,12 @@ def test_crafted_model_pt_is_refused_in_one_line(tmp_path, capsys, protocol, tex
     assert "model.pt: refused, not a weights file" in err
     text = (path / "report.md").read_text()  # the rest of the report is still written
     assert text.count("refused, not a weights file") == 2 and "Summary" in text
+
+
+def test_a_corrupt_optuna_db_is_one_line_naming_it(results_dir, capsys, text_only):
+    """issue 30: a damaged optuna.db was a traceback (exit 1)."""
+    (results_dir / "optuna.db").write_bytes(b"\x00garbage" * 500)
+    assert main(["report", str(results_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("connectome report: error: ") and "optuna.db: not a readable Optuna database" in err
+    assert "\n" not in err

@@ -98,3 +98,44 @@ def test_progress_inside_an_epoch_is_shown_as_a_study_shows_it(capsys, monkeypat
     steps = [(int(m[1]), int(m[2])) for m in shown if m]
     assert len(steps) >= 2 and steps[-1][0] == steps[-1][1] == 6  # 96 images in batches of 16
     assert sum(line.startswith("epoch ") for line in lines) == 2
+
+
+def _fail_if_trained(monkeypatch):
+    import connectome.training
+
+    def trained(*args, **kwargs):
+        raise AssertionError("reached training")
+    monkeypatch.setattr(connectome.training, "train_trial", trained)
+
+
+def test_a_graph_file_over_the_params_limit_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    """issue 30: a graph file with a node 10^12 channels wide tried to allocate 576 TB; limits.params applies."""
+    import networkx as nx
+
+    g = nx.DiGraph([(0, 1), (1, 2)])
+    g.nodes[1]["width"] = 10**12
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(nx.node_link_data(g, edges="links")))
+    path_yaml = tmp_path / "trial.yaml"
+    path_yaml.write_text(yaml.safe_dump({**TINY_YAML, "arch": {"block_layers": [2], "growth": 4, "pattern": "file",
+                                                               "pattern_options": {"path": str(path)}}}))
+    _fail_if_trained(monkeypatch)
+    code, _, err = run(capsys, str(path_yaml))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "params (counted from the spec) is" in err and "over the limit of 500,000,000" in err
+    assert "--set limits.params=N" in err
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.epochs=true", "train.epochs: a number is needed, not true"),
+    ("seed=false", "seed: a number is needed, not false"),
+    ("arch.classes=1", "arch.classes is 1 but the synthetic data has 3 classes"),
+])
+def test_a_boolean_count_or_classes_against_the_data_is_refused_naming_the_key(tmp_path, capsys, monkeypatch,
+                                                                               override, expected):
+    """issue 30: `train.epochs=true` trained 1 epoch; `arch.classes=1` was silently replaced by the data's."""
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(TINY_YAML))
+    _fail_if_trained(monkeypatch)
+    code, _, err = run(capsys, str(path), "--set", override)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1

@@ -151,3 +151,51 @@ def test_trial_ids_read_from_files_are_validated(tmp_path, bad):
     sd.record({"row": {"trial_id": bad, "status": "completed"}, "epochs": []})
     sd.record({"row": {"trial_id": "dense-0a1b", "status": "completed"}, "epochs": []})
     assert list(sd.latest_entries()) == ["dense-0a1b"]  # the bad line is skipped with a warning, not a traceback
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"offset": "abc"}', '{"offset": true}',
+                                  '{"offset": -5}', '{"offset": 10000000}', '{"offset": 7}'])
+def test_a_bad_compacted_json_is_ignored_and_the_journal_read_whole(tmp_path, caplog, text):
+    """compacted.json is a cache: a bad one (issue 30: a traceback) is ignored with a warning."""
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    for i, t in enumerate(trials[:2]):
+        sd.record(_entry(t, i))
+    sd.compact()
+    sd.record(_entry(trials[2], 2))
+    sd.compacted_file.write_text(text)  # offset 7 falls inside the first line
+    got, epochs = sd.frames()
+    assert sorted(got["trial_id"]) == sorted(t.trial_id for t in trials[:3])
+    assert len(epochs) == 6 and "compacted.json: not an offset" in caplog.text
+    assert sd.compaction_due() is False  # the tail is small; it answers instead of raising
+    sd.compact()
+    assert sd.compacted_offset() == sd.journal.stat().st_size
+
+
+@pytest.mark.parametrize("text", ["{garbage", "[]", '{"layout": "2"}', '{"study": "s"}', '{"layout": true}'])
+def test_a_layout_json_that_is_no_stamp_is_one_line_naming_it(tmp_path, text):
+    """A garbage layout.json (issue 30: read as layout 1) is a ConfigError naming the file and the fix."""
+    sd = StudyDir(tmp_path / "r")
+    (sd.trials / "dense-1").mkdir(parents=True)
+    sd.layout_file.write_text(text)
+    with pytest.raises(layout.ConfigError, match=r"layout\.json: not a layout stamp.*--restart"):
+        sd.layout()
+
+
+def test_a_full_disk_during_compaction_warns_and_every_row_stays_readable(tmp_path, caplog, monkeypatch):
+    """issue 30, full disk: a refused parquet write is a warning (the journal holds every row), not a traceback."""
+    import errno
+
+    sd = StudyDir(tmp_path / "r")
+    trials = _trials(tmp_path)
+    sd.record(_entry(trials[0], 0))
+    sd.compact()
+    sd.record(_entry(trials[1], 1))
+
+    def full(df, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(layout, "_write_parquet", full)
+    assert sd.compact_or_warn() is False
+    assert "not rewritten (No space left on device)" in caplog.text
+    got, _ = sd.frames()
+    assert sorted(got["trial_id"]) == sorted(t.trial_id for t in trials[:2])

@@ -77,3 +77,22 @@ def test_a_torn_last_journal_record_is_set_aside_and_the_study_resumes(tmp_path)
     reread = optuna.load_study(study_name="s", storage=make_storage(sd, "journal"))
     assert len(reread.trials) == len(again.trials) >= 3  # every later read works
     assert [p.name for p in tmp_path.glob("optuna.journal.torn-*")]
+
+
+def test_a_corrupt_optuna_db_is_one_line_naming_the_file_and_the_fix(tmp_path):
+    """issue 30: a damaged optuna.db was an sqlalchemy traceback in `run` and `report`."""
+    import pytest
+
+    from connectome.errors import ConfigError
+
+    sd = StudyDir(tmp_path)
+    sd.optuna_db.write_bytes(b"SQLite format 3\x00" + b"\x07" * 4000)
+    with pytest.raises(ConfigError, match=r"optuna\.db: not a readable Optuna database .*move it aside") as err:
+        count_finished(sd, "s")
+    assert "\n" not in str(err.value) and str(sd.optuna_db) in str(err.value)
+
+
+def test_an_empty_optuna_db_is_a_new_storage(tmp_path):
+    sd = StudyDir(tmp_path)
+    sd.optuna_db.write_bytes(b"")
+    assert count_finished(sd, "s") == 0

@@ -1,6 +1,7 @@
 """Study files: validation at the edge, one clear line per problem (file, key path, what is allowed)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -191,3 +192,23 @@ def test_a_study_name_too_long_for_its_directories_is_refused_at_load(tmp_path):
     with pytest.raises(ConfigError, match="name: String should have at most 100 characters"):
         load_study(path)
     assert load_study(write_study(tmp_path, smoke_dict(tmp_path, name="n" * 100))).name == "n" * 100
+
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("train", "epochs", True, "train.epochs: a number is needed, not true"),
+    ("arch", "classes", 1, "arch.classes is 1 but the synthetic data has 4 classes"),
+])
+def test_a_boolean_count_or_classes_against_the_data_is_refused_at_load(tmp_path, section, key, value, expected):
+    """issue 30: `train.epochs: true` ran 1 epoch and `arch.classes: 1` was silently replaced by the data's 4."""
+    data = smoke_dict(tmp_path)
+    data[section][key] = value
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_study(write_study(tmp_path, data))
+
+
+def test_classes_left_out_or_from_a_preset_still_come_from_the_data(tmp_path):
+    data = smoke_dict(tmp_path)
+    del data["arch"]["classes"]
+    load_study(write_study(tmp_path, data))
+    data["arch"] = {"preset": "densenet-121"}  # classes 1000 in the preset: sized from the data, as before
+    load_study(write_study(tmp_path, data))
