@@ -115,12 +115,13 @@ def _usage_rows(model):
     producer = "stem"
     for i, block in enumerate(model.blocks):
         names = _source_names(block.spec, i, producer)
+        known: dict[int, list] = {}  # one block's channel maps, each node's computed once
         for k, v in enumerate(block.spec.layer_ids, start=1):
             op = block.nodes[str(v)].op
             if op.in_conv is not None:
                 yield from _rows(f"block{i + 1}.layer{k}", "layer", i + 1, op.in_conv.weight,
-                                 _channel_map(block.spec, v, names))
-        reads = _channel_map(block.spec, block.spec.output, names)
+                                 _channel_map(block.spec, v, names, known))
+        reads = _channel_map(block.spec, block.spec.output, names, known)
         if i < len(model.transitions):
             producer = f"transition{i + 1}"
             weight = _input_weight(model.transitions[i])
@@ -138,8 +139,15 @@ def _source_names(block, index: int, producer: str) -> dict[int, str]:
     return names
 
 
-def _channel_map(block, v: int, names: dict[int, str]) -> list[list[tuple[str, int]]]:
-    """For each input channel of node v: the (source, channel) maps it carries (several under sum)."""
+def _channel_map(block, v: int, names: dict[int, str], known: dict[int, list]) -> list[list[tuple[str, int]]]:
+    """For each input channel of node v: the (source, channel) maps it carries (several under sum).
+
+    `known` holds the maps of the block's nodes already computed: a chain of joins (a fractal's
+    means, a highway's gates) reads each earlier join through several paths, and recomputing them
+    grew exponentially with the depth (a report of a fractal study ran for minutes in here).
+    """
+    if v in known:
+        return known[v]
     node = block.nodes[v]
     columns: list[list[tuple[str, int]]] = [[] for _ in range(block.input_width(v))]
     start = 0
@@ -147,16 +155,17 @@ def _channel_map(block, v: int, names: dict[int, str]) -> list[list[tuple[str, i
         lo, hi = e.window or (0, block.nodes[e.src].width)
         offset = start if node.agg == "concat" else 0
         for j, c in enumerate(range(lo, hi)):
-            columns[offset + j].extend(_expand(block, e.src, c, names))
+            columns[offset + j].extend(_expand(block, e.src, c, names, known))
         start += hi - lo
+    known[v] = columns
     return columns
 
 
-def _expand(block, u: int, c: int, names: dict[int, str]) -> list[tuple[str, int]]:
+def _expand(block, u: int, c: int, names: dict[int, str], known: dict[int, list]) -> list[tuple[str, int]]:
     """Channel c of node u as produced maps: an output (identity) node passes its inputs through."""
     if block.nodes[u].op != "identity":
         return [(names[u], c)]
-    return _channel_map(block, u, names)[c]
+    return _channel_map(block, u, names, known)[c]
 
 
 def _input_weight(module):

@@ -136,3 +136,18 @@ def test_plot_feature_usage_keeps_a_long_trial_label_inside_the_figure():
     box, frame = shown.get_window_extent(), fig.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1
     assert shown.get_text().replace("\n", " ") == title
+
+
+@pytest.mark.timeout(20)
+def test_feature_usage_of_chains_of_joins_computes_each_join_once():
+    """A highway block's gated joins each read the one before through two paths (carry and layer): each
+    channel map is computed once per node (the table1 wirings study's report hung here, the work growing
+    as width ** layers: 29 s for this block before, under 1 s now)."""
+    from connectome.analysis import feature_usage
+
+    model = build_model(pattern="highway", block_layers=[6], growth=12, classes=3)
+    frame = feature_usage(model, per_source=True)
+    # the last gate mixes the carry (every earlier layer and the stem) with the last layer: all reach the classifier
+    classifier = set(frame.loc[frame["target"] == "classifier", "source"])
+    assert classifier == {"stem", *(f"block1.layer{k}" for k in range(1, 7))}
+    assert frame["value"].between(0, 1).all()
