@@ -111,7 +111,7 @@ def test_results_dir_layout_and_rerun_needs_resume(tmp_path, ray_head):
     for column in ("pattern", "depth", "growth", "train.epochs", "data.name", "seed", "status", "params",
                    "flops", "graph_hash", "test_acc", "best_val_acc", "wall_time_s", "study"):
         assert column in frame.columns
-    assert "test accuracy over seeds" in out and "95% CI" in out
+    assert "test error in percentage points over seeds" in out and "95% CI" in out
     with pytest.raises(ConfigError, match="--resume"):
         run_study(load_study(path), address=ray_head.gcs, console=Console(file=io.StringIO()))
     again, out = _run(load_study(path), ray_head, resume=True)

@@ -11,8 +11,8 @@ from connectome.errors import ConfigError
 from connectome.orchestration.session import ray_session, token_not_written
 
 
-@pytest.mark.skipif(ray.is_initialized(), reason="joins the Ray this process has")
-def test_a_token_file_ray_cannot_write_is_one_line_with_the_fix(tmp_path, monkeypatch):
+def test_a_token_file_ray_cannot_write_is_one_line_with_the_fix(tmp_path, monkeypatch, no_ray):
+    # no_ray: a process still connected to the session's head would join it and start no local Ray
     from ray._private.authentication.authentication_token_setup import generate_and_save_token
 
     (tmp_path / "home").write_text("")  # HOME is a file: ~/.ray cannot be created, as on a read-only HOME

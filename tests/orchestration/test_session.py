@@ -102,7 +102,7 @@ def test_the_local_raylet_starts_workers_only_for_work(no_ray):
         assert ray.get(square_and_niceness.remote(3), timeout=120) == (9, os.nice(0))
 
 
-def test_a_loopback_head_is_dialled_on_loopback_even_if_ray_was_imported_first(monkeypatch):
+def test_a_loopback_head_is_dialled_on_loopback_even_if_ray_was_imported_first(monkeypatch, no_ray):
     # Ray decides on its first import whether to swap 127.0.0.1 for the public address; a test
     # module (or notebook) importing ray early made the driver dial a loopback head there forever.
     from ray._private import ray_constants, services
