@@ -21,11 +21,18 @@ from connectome.training.plan import training_key as training_key  # re-exported
 
 
 class Deduplicator:
-    """Remembers (canonical key, training key) -> first trial id."""
+    """Remembers (canonical key, training key) -> first trial id.
+
+    Isomorphic specs agree on parameters and multiply-adds, so a trial's canonical key (a
+    Weisfeiler-Lehman hash: seconds for a 1,000-layer network) is computed only once another
+    planned trial shares its training, seed and sizes.
+    """
 
     def __init__(self) -> None:
         self._index = CanonicalIndex()
-        self._first: dict[tuple[str, str], str] = {}
+        self._first: dict[tuple, str] = {}
+        self._alone: dict[tuple, tuple[str, PlannedTrial]] = {}  # sizes key -> the one trial with it, unhashed
+        self._hashed: set[tuple] = set()  # sizes keys of several trials: their canonical keys are in _first
         self._ids: set[str] = set()
 
     def seen(self, trial_id: str) -> bool:
@@ -34,8 +41,16 @@ class Deduplicator:
 
     def duplicate_of(self, trial_id: str, plan: PlannedTrial) -> str | None:
         """The original this trial repeats, or None (then it becomes the original of its class)."""
-        key = (self._index.key(plan.spec), plan.train_hash, plan.config.seed)
-        original = self._first.setdefault(key, trial_id)
+        sizes = (plan.train_hash, plan.config.seed, plan.params, plan.flops)
+        if sizes not in self._hashed:
+            if sizes not in self._alone:
+                self._alone[sizes] = (trial_id, plan)
+                self._ids.add(trial_id)
+                return None
+            first_id, first_plan = self._alone.pop(sizes)
+            self._hashed.add(sizes)
+            self._first[(self._index.key(first_plan.spec), sizes)] = first_id
+        original = self._first.setdefault((self._index.key(plan.spec), sizes), trial_id)
         self._ids.add(original)
         return None if original == trial_id else original
 

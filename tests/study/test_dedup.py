@@ -51,6 +51,22 @@ def test_dense_equals_partial_reading_everything(tmp_path):
     assert by_pattern[("partial", None)].duplicate_of is None
 
 
+def test_a_trial_alone_in_its_sizes_is_never_hashed(tmp_path, monkeypatch):
+    """The canonical key (seconds for a long network) is computed only for trials that share training, seed,
+    parameters and multiply-adds with another: isomorphic specs always do."""
+    from connectome.canonical import CanonicalIndex
+
+    hashed = []
+    key = CanonicalIndex.key
+    monkeypatch.setattr(CanonicalIndex, "key", lambda self, spec: hashed.append(spec) or key(self, spec))
+    a, b = _write_graph(tmp_path, "a.json", EDGES_A), _write_graph(tmp_path, "b.json", EDGES_B)
+    variants = [{"pattern": "dense"}, {"pattern": "plain"}, *({"pattern": "file", "pattern_options": {"path": p}}
+                                                              for p in (a, b))]
+    trials = expand_grid(_study(tmp_path, variants))
+    assert [t.duplicate_of is not None for t in trials] == [False, False, False, True]
+    assert len(hashed) == 2  # the two file graphs, once each; dense and plain have sizes of their own
+
+
 def _hashable(m):
     return tuple(m) if isinstance(m, list) else m
 
