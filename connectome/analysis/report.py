@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from connectome.analysis.answer import pattern_comparisons, results_answer
+from connectome.analysis.answer import pattern_comparisons, results_answer, wiring_levels
 from connectome.analysis.document import Document
 from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto, plot_source_usage,
                                          plot_training_curves, replicates, save_figure)
@@ -239,9 +239,8 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
 
 def _figure_section(doc: Document, results: Results, metric: str, out: Path, refused: list[str]) -> None:
     doc.heading("Figures")
-    completed = results.completed()
+    completed, hue = _by_wiring(results.completed())
     figures = StudyDir(out).figures
-    hue = main_factor(completed)
     budget = budget_params(results.path)  # matched sizes: the configurations are no size series
     joined = False if budget is not None else varies_size(completed, hue)
     for size in ("params", MACS):
@@ -251,6 +250,18 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path, ref
             doc.figure(*paths, caption=_size_caption(completed, size, metric, hue, joined, budget))
     _curves_figure(doc, results, figures)
     _usage_figures(doc, results, figures, refused)
+
+
+def _by_wiring(completed: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The trials and the factor the size figures colour by: the pattern, or the `wiring` (the pattern
+    and a variant's own options, as the answer compares them) where a variant's options split a pattern."""
+    hue = main_factor(completed)
+    if hue != "pattern" or "seed" not in completed:
+        return completed, hue
+    wiring = wiring_levels(completed)
+    if (wiring == completed["pattern"].astype(str)).all():
+        return completed, hue
+    return completed.assign(wiring=wiring), "wiring"
 
 
 def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
@@ -263,7 +274,7 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
         doc.text("Every trial trained a single epoch: no training curves (the summary and comparisons above "
                  "hold the end-of-training numbers).")
         return
-    main = main_factor(completed)
+    completed, main = _by_wiring(completed)
     hue = [main, *crossed_factors(completed, main)]
     if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:
         hue = [main]

@@ -406,3 +406,21 @@ def test_proxy_section_rule_on_interval_width():
     assert uninformative_text(wide).startswith(f"Every proxy's rank correlation has a 95% interval wider than "
                                                f"{MAX_INTERVAL_WIDTH:g} (the narrowest is 1.85 wide")
     assert informative(wide.assign(ci_low=[0.2, -0.9], ci_high=[0.9, 0.95]))
+
+
+def test_a_variant_s_own_options_make_a_wiring_of_its_own_in_the_answer_and_the_figures(tmp_path, text_only):
+    """issue 26's study: residual with and without stochastic depth were one colour and one level."""
+    sd = StudyDir(tmp_path / "variants")
+    rows = [(f"{p}-{sd_p}-{seed}", p, sd_p, seed) for seed in range(3)
+            for p, sd_p in (("dense", None), ("residual", None), ("residual", 0.5))]
+    sd.write_plan([r[0] for r in rows])
+    for trial_id, pattern, p_last, seed in rows:
+        row = {"trial_id": trial_id, "study": "variants", "status": "completed", "seed": seed, "pattern": pattern,
+               "depth": 40, "params": 1000, "flops": 2000, "test_error": 0.2 + 0.01 * seed + (p_last or 0) / 10}
+        if p_last is not None:
+            row["stochastic_depth"] = p_last
+        sd.record({"row": row, "epochs": []})
+    text = write_report(sd.root).read_text()
+    assert "dense - residual, stochastic_depth=0.5: test error -5.00 points" in text
+    assert "dense - residual: test error +0.00 points" in text
+    assert "per wiring" in text
