@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from connectome.analysis.answer import pattern_comparisons, results_answer, wiring_levels
@@ -231,7 +232,8 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
              "does not move the front.")
     cols = [*factor_columns(completed), "count", "params", y, "ci_low", "ci_high", metric]
     doc.table(front[[c for c in dict.fromkeys(cols) if c in front]], points=_stat_columns(y))
-    fig = plot_pareto(completed, x="params", y=y, maximize_y=maximize)
+    shown, hue = _by_wiring(completed)
+    fig = plot_pareto(shown, x="params", y=y, maximize_y=maximize, hue=hue)
     paths = save_figure(fig, StudyDir(out).figure("pareto_params"))
     doc.figure(*paths, caption=f"{label(y)} vs parameters per configuration: {_marks_note(completed, y)}; "
                                "black line and circles: the Pareto front of configurations.")
@@ -326,13 +328,17 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
         except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
             doc.text(f"No source-usage heatmap for {name} (`{trial_id}`): {err}")
             continue
-        fig = plot_source_usage(usage, title=f"source usage: {name}")
-        paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
-        summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
-                  "row is uniform." if _sums_inputs(sd.trial(str(trial_id))) else "")
-        doc.figure(*paths, caption=f"Source usage of {name} (arXiv 1608.06993 v1, Fig. 4), the {pattern} trial chosen by "
-                                   f"{how}: per-source weight norm of each layer's first conv, divided by the "
-                                   f"layer's largest; grey = no edge.{summed}")
+        if all(np.isnan(m).all() for m in usage):
+            doc.text(f"No source-usage heatmap for {name}: its layers read joins (gates, means), not earlier "
+                     "layers, so no weight belongs to one source; the whole-network map below follows the joins.")
+        else:
+            fig = plot_source_usage(usage, title=f"source usage: {name}")
+            paths = save_figure(fig, figures / f"source_usage_{_slug(pattern)}")
+            summed = (" Its layers sum their inputs (residual): one weight serves every source, so each "
+                      "row is uniform." if _sums_inputs(sd.trial(str(trial_id))) else "")
+            doc.figure(*paths, caption=f"Source usage of {name} (arXiv 1608.06993 v1, Fig. 4), the {pattern} trial "
+                                       f"chosen by {how}: per-source weight norm of each layer's first conv, divided "
+                                       f"by the layer's largest; grey = no edge.{summed}")
 
         fig = plot_feature_usage(feature_usage(model), title=f"feature usage: {name}, whole network")
         paths = save_figure(fig, figures / f"feature_usage_{_slug(pattern)}")

@@ -424,3 +424,19 @@ def test_a_variant_s_own_options_make_a_wiring_of_its_own_in_the_answer_and_the_
     assert "dense - residual, stochastic_depth=0.5: test error -5.00 points" in text
     assert "dense - residual: test error +0.00 points" in text
     assert "per wiring" in text
+
+
+def test_a_network_whose_layers_read_joins_gets_a_sentence_not_an_empty_source_map(tmp_path, text_only):
+    """A highway trial's source-usage map was all grey (its layers read gated joins): the caption claimed a map."""
+    from analysis.fake_results import save_model
+
+    sd = StudyDir(tmp_path / "hw")
+    sd.write_plan(["hw-0"])
+    files = sd.trial("hw-0")
+    files.dir.mkdir(parents=True)
+    save_model(files.dir, "highway", 4)
+    sd.record({"row": {"trial_id": "hw-0", "study": "hw", "status": "completed", "seed": 0, "pattern": "highway",
+                       "params": 1, "flops": 1, "test_error": 0.3, "best_val_acc": 0.7}, "epochs": []})
+    text = write_report(sd.root).read_text()
+    assert "No source-usage heatmap for" in text and "its layers read joins" in text
+    assert "source_usage_highway" not in text and "feature_usage_highway" in text
