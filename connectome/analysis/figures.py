@@ -200,7 +200,7 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
     if hue and hue in data:
         for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
             ax.scatter(group[x], group[y], s=12, alpha=0.45, color=f"C{i}", linewidths=0)
-            _interval_marks(ax, configs[configs[hue].astype(str) == str(level)], x, y, f"C{i}",
+            _interval_marks(ax, configurations(group, x=x, y=y), x, y, f"C{i}",  # hue need not be a factor
                             joined=False, label=format_level(level))
     else:
         ax.scatter(data[x], data[y], s=12, alpha=0.45, color="C7", linewidths=0)
