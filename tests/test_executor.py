@@ -183,12 +183,7 @@ def test_spec_round_trip_builds_the_same_network():
 def test_resnet_presets_equal_hand_written_resnets(preset, depth, reference, train):
     model = build_model(preset=preset, depth=depth)
     ref = reference(depth)
-    _randomise_norms(ref)
-    mine, theirs = network_state(model), list(ref.state_dict().values())
-    assert [t.shape for t in mine] == [t.shape for t in theirs]
-    with torch.no_grad():
-        for a, b in zip(mine, theirs):
-            a.copy_(b)
+    _copy_weights(model, ref)
     x = torch.randn(3, 3, 16, 16)
     model.train(train), ref.train(train)
     torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=1e-4)
@@ -202,12 +197,7 @@ def test_wide_resnets_equal_hand_written_wide_resnets(depth, k, dropout, train):
     # WRN-16-1: stage 1's first unit keeps 16 channels, so its shortcut is the raw input
     model = build_model(preset="wrn-16-8", depth=depth, growth=16 * k, dropout=dropout)
     ref = reference_resnets.WideResNet(depth, k, dropout=dropout)
-    _randomise_norms(ref)
-    mine, theirs = network_state(model), list(ref.state_dict().values())
-    assert [t.shape for t in mine] == [t.shape for t in theirs]
-    with torch.no_grad():
-        for a, b in zip(mine, theirs):
-            a.copy_(b)
+    _copy_weights(model, ref)
     x = torch.randn(3, 3, 16, 16)
     model.train(train), ref.train(train)
     outs = []
@@ -219,6 +209,7 @@ def test_wide_resnets_equal_hand_written_wide_resnets(depth, k, dropout, train):
 
 
 def _copy_weights(model, ref):
+    """Randomise the reference's norms, then give the model every tensor of it (shapes checked in order)."""
     _randomise_norms(ref)
     mine, theirs = network_state(model), list(ref.state_dict().values())
     assert [t.shape for t in mine] == [t.shape for t in theirs]
