@@ -81,8 +81,8 @@ def test_resume_after_a_lost_optuna_db_plans_only_the_trials_left(tmp_path, caps
     assert "3 trials, 3 finished, 0 to run" in capsys.readouterr().out
 
 
-def test_a_journal_row_of_a_trial_not_planned_is_ignored_with_a_warning(tmp_path, capsys):
-    """Every planned trial completed, plus a failed row from elsewhere: exit 0 (it was 3), the row named."""
+def _finished_grid(tmp_path):
+    """The smoke grid with every planned trial recorded completed: (study file, StudyDir, trials)."""
     path = write_study(tmp_path, smoke_dict(tmp_path), "grid.yaml")
     study = load_study(path)
     sd = StudyDir(tmp_path / "results" / study.name)
@@ -90,6 +90,12 @@ def test_a_journal_row_of_a_trial_not_planned_is_ignored_with_a_warning(tmp_path
     write_study_files(study, sd, None)
     sd.write_plan([t.trial_id for t in trials])
     _record_own(sd, study.name, trials)
+    return path, sd, trials
+
+
+def test_a_journal_row_of_a_trial_not_planned_is_ignored_with_a_warning(tmp_path, capsys):
+    """Every planned trial completed, plus a failed row from elsewhere: exit 0 (it was 3), the row named."""
+    path, sd, trials = _finished_grid(tmp_path)
     sd.record(_entry("dense-0123456789", trials[0].config, status="failed"))
     assert main(["run", str(path), "--resume", "--no-report"]) == 0
     out = capsys.readouterr().out
@@ -116,13 +122,7 @@ def test_a_full_disk_at_the_final_compaction_leaves_the_exit_code_to_the_trials(
 
     from connectome.store import layout
 
-    path = write_study(tmp_path, smoke_dict(tmp_path), "grid.yaml")
-    study = load_study(path)
-    sd = StudyDir(tmp_path / "results" / study.name)
-    trials = expand_grid(study)
-    write_study_files(study, sd, None)
-    sd.write_plan([t.trial_id for t in trials])
-    _record_own(sd, study.name, trials)
+    path, sd, trials = _finished_grid(tmp_path)
 
     def full(df, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
