@@ -104,7 +104,7 @@ class StudyView:
         """A trial ended an epoch: `result` holds `epoch` (1-based), `epochs`, `val_acc`."""
         trial = self._trial(trial_id)
         epoch, epochs = result.get("epoch"), result.get("epochs")
-        trial.text = f"epoch {epoch}/{epochs}, val acc {_fraction(result.get('val_acc'))}"
+        trial.text = f"epoch {epoch}/{epochs}, val error {_error_points(result, 'val_error', 'val_acc')} points"
         if _number(epoch) and _number(epochs) and epochs:
             trial.fraction = min(float(epoch) / float(epochs), 1.0)
         self._show(f"{trial.label}: {trial.text}")

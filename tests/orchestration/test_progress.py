@@ -54,6 +54,9 @@ def test_finished_trials_keep_a_line_with_their_result_or_error(terminal):
     text = out.export_text(clear=False)
     assert ("dense, growth=12, train.lr=0.1, seed 0: completed, test error 16.88 points, best val error 16.00 points "
             "[1/4]") in text
+    # the epoch line speaks the same metric family: validation error in points, not accuracy (a log keeps it)
+    assert terminal or "epoch 1/2, val error 18.75 points" in text
+    assert "val acc" not in text
     # the error is printed as written: brackets are not eaten as markup
     assert "partial-9f8e7d6c5b: failed: KeyError: '[bold]m[/bold] missing' [2/4]" in text
     assert "dense-0a1b2c3d4e" not in text  # named by what it is, not by its hash
