@@ -1,6 +1,7 @@
 """write_report end to end on a fake results directory, and on the real smoke study (slow).
 
-Tests of the text take `text_only` (figures built, not drawn); the ones that call check_figures draw.
+Tests of the text take `text_only` (figures built, not drawn); the ones that call check_figures draw
+those figures (`draw_only`), or all of them where every figure is the point.
 """
 import json
 import re
@@ -146,7 +147,8 @@ def test_report_of_a_study_with_nothing_finished(tmp_path, text_only):
     assert "No completed trial has `test_error` yet" in text
 
 
-def test_report_draws_the_optuna_pareto_front(results_dir):
+def test_report_draws_the_optuna_pareto_front(results_dir, draw_only):
+    draw_only("optuna_pareto_fake")
     add_optuna_study(results_dir, f"sqlite:///{results_dir / 'optuna.db'}")
     [study] = load_optuna(results_dir, load(results_dir).trials)
     assert study.objectives == ("test_error", "params") and study.maximize == (False, False)
@@ -229,7 +231,8 @@ def test_report_prints_table_1_for_the_other_wirings_presets(tmp_path, text_only
         assert "| C10+ |" in line and f"| {paper} |" in line, line
 
 
-def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_path):
+def test_report_draws_figures_3_and_5_per_family_with_test_error_per_epoch(tmp_path, draw_only):
+    draw_only("error_vs_params", "training_curves")
     sd = StudyDir(tmp_path / "fig5")
     runs = [(f, p, s) for f, p, sizes in (("densenet", "dense", (1e5, 2e5)), ("preact-resnet", "residual", (2e5, 4e5)))
             for s in sizes]

@@ -53,6 +53,22 @@ def test_partial_correlation_matches_a_closed_form():
     assert all(math.isnan(v) for v in bootstrap_interval(np.ones(5), y[:5], z[:5], n_boot=50))
 
 
+def test_ties_get_average_ranks_as_pandas_gives_them():
+    from connectome.analysis.topology import _rank
+
+    rng = np.random.default_rng(2)
+    for n in (1, 2, 3, 7, 40):
+        values = rng.integers(0, 3, n).astype(float)  # many ties
+        assert _rank(values).tolist() == pd.Series(values).rank(method="average").tolist(), values
+    assert _rank(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+
+
+def test_partial_correlation_with_ties_and_a_constant_control_is_the_plain_one():
+    x, y = np.array([1.0, 2, 2, 3, 5, 5]), np.array([2.0, 1, 4, 4, 6, 5])
+    assert partial_rank_correlation(x, y, np.ones(6)) == pytest.approx(partial_rank_correlation(x, y, None))
+    assert partial_rank_correlation(x, y, None) == pytest.approx(pd.Series(x).corr(pd.Series(y), method="spearman"))
+
+
 def _specs_for_every_seed(results_dir):
     """The fake study keeps spec.json for seed 0 only; replicates share the architecture."""
     for folder in (results_dir / "trials").iterdir():
@@ -112,7 +128,8 @@ def test_count_architectures_prefers_the_record_column():
     assert count_architectures(frame.drop(columns="canonical_hash")) == 0  # nothing known, no results dir
 
 
-def test_report_has_the_topology_section(tmp_path):
+def test_report_has_the_topology_section(tmp_path, draw_only):
+    draw_only("topology_correlation")
     path = _study_of(tmp_path, layers=(2, 3, 4, 5, 6), seeds=1)
     text = write_report(path, metric="test_acc").read_text()
     assert "## Topology and test error" in text and "partial_rho" in text and "5 distinct architectures" in text
