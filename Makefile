@@ -28,7 +28,7 @@ data:
 demo: venv data
 	$(VENV)/bin/connectome run $(STUDY) --resume --on-change beside
 
-# Two pytest workers, each with its own Ray head once a test needs one; the readers of the smoke
+# Two pytest workers sharing one Ray head once a test needs one; the readers of the smoke
 # study share a worker (xdist group, tests/conftest.py). Tests and trials use one thread each.
 PYTEST := $(PY) -m pytest -q -n 2 --dist loadgroup
 

@@ -4,13 +4,14 @@ Every Ray of the suite is on 127.0.0.1. Test modules import ray while being coll
 any fixture runs, and Ray decides on that first import whether to swap 127.0.0.1 for the public
 address; connectome.orchestration.session.keep_ray_on_loopback sets it from here on.
 
-The session (each xdist worker) starts one Ray head (tests/study/cluster.py) and keeps this
-process connected to it, so studies run in-process join that driver; `connectome` subprocesses get
+The session starts one Ray head, shared by the xdist workers (tests/study/cluster.py), and keeps each
+worker connected to it, so studies run in-process join that driver; `connectome` subprocesses get
 its address. The smoke study runs once on it (`smoke_results`) for the report and export/replay tests.
 """
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 # One thread per process (before torch is imported): trials with threads unset, subprocesses and
@@ -25,7 +26,7 @@ from connectome.orchestration.session import keep_ray_on_loopback
 
 keep_ray_on_loopback()
 
-from study.cluster import join_head, leave_ray, shared_head  # noqa: E402 - after the loopback setting
+from study.cluster import HEAD_DIR_ENV, join_head, leave_ray, shared_head, stop_shared_head  # noqa: E402 - after the loopback setting
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,9 +46,51 @@ def text_only(monkeypatch):
     monkeypatch.setattr(Figure, "savefig", lambda self, target, **kw: target.write(b"not drawn"))
 
 
+@pytest.fixture
+def draw_only(monkeypatch):
+    """`draw_only(*stems)`: the report draws just these figures; the others get stand-in files (text_only).
+
+    For a test that checks one figure of a report: drawing a whole report's PNGs and SVGs takes seconds.
+    """
+    import importlib
+
+    from connectome.analysis import figures
+
+    real = figures.save_figure
+
+    def only(*stems: str) -> None:
+        def save(fig, stem):
+            if Path(stem).name in stems:
+                return real(fig, stem)
+            paths = [Path(stem).with_suffix(suffix) for suffix in (".png", ".svg")]
+            for path in paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"not drawn")
+            return paths
+
+        for name in ("figures", "report", "wiring", "span", "topology", "lesion"):
+            module = importlib.import_module(f"connectome.analysis.{name}")
+            if hasattr(module, "save_figure"):
+                monkeypatch.setattr(module, "save_figure", save)
+
+    return only
+
+
+def pytest_configure(config):
+    """The controller (or a run without xdist) makes the folder where the workers share one Ray head."""
+    if not hasattr(config, "workerinput"):
+        os.environ[HEAD_DIR_ENV] = tempfile.mkdtemp(prefix="crhead", dir="/tmp")
+
+
+def pytest_unconfigure(config):
+    """The controller stops the shared head once every worker has finished."""
+    if not hasattr(config, "workerinput"):
+        stop_shared_head()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(request):
-    """The session's Ray head on 127.0.0.1, started on first use."""
+    """The session's Ray head on 127.0.0.1, shared by the pytest workers, started on first use."""
     return shared_head(request)
 
 
@@ -81,7 +124,7 @@ def smoke_results(tmp_path_factory, ray_cluster) -> tuple[Path, subprocess.Compl
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items):
     """Tests on the Ray head are slow (`make test-quick` leaves them out); the smoke study's readers
-    share one xdist worker, so it runs once. Each worker that needs Ray starts its own head.
+    share one xdist worker, so it runs once. The workers share one Ray head, started on first use.
 
     Slow tests go first (in their collection order): the workers then end on short tests at about
     the same time, instead of one running a minute-long Ray test while the other is idle.

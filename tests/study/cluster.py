@@ -1,10 +1,15 @@
-"""One Ray head on 127.0.0.1 shared by the tests of a session (Ray starts slowly on 2 cores).
+"""One Ray head on 127.0.0.1 shared by every pytest worker of a session (Ray starts slowly on 2 cores).
 
-The head runs as `ray start --head --block` in its own process group; teardown signals that
-group only, so Ray instances of other processes on the machine are left alone.
+The head runs as `ray start --head --block` in its own process group. The first worker that needs
+it starts it under a file lock in the folder $CONNECTOME_TEST_HEAD (made by the pytest controller,
+tests/conftest.py) and writes head.json there; the other workers read that file. The controller
+stops the head when every worker has finished (`stop_shared_head`), signalling that process group
+only, so Ray instances of other processes on the machine are left alone. An idle head costs about
+8% of a core, so one head instead of one per worker spares the suite tens of CPU seconds.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -28,26 +33,36 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 @dataclass
 class RayHead:
-    """A running head: its GCS address, dashboard (Jobs API) URL and process."""
+    """A running head: its GCS address, dashboard (Jobs API) URL, process (group) id and temp dir."""
 
     gcs: str
     dashboard: str
-    process: subprocess.Popen
+    pid: int
     temp_dir: str
+
+    def alive(self) -> bool:
+        """True while the head's `ray start --block` process runs (a zombie counts as gone)."""
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
 
     def stop(self) -> None:
         """SIGTERM the head's process group, then SIGKILL whatever is left."""
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        _signal_group(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _signal_group(self.pid, signal.SIGKILL)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def free_port() -> int:
@@ -99,7 +114,8 @@ def start_head(num_cpus: int = 2, timeout: float = 120) -> RayHead:
     log = open(Path(temp_dir) / "head.log", "w")
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**loopback_env(), **token_auth()},
                                start_new_session=True)
-    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", process, temp_dir)
+    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", process.pid, temp_dir)
+    _POPENS.append(process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -122,18 +138,41 @@ def _jobs_api_up(url: str) -> bool:
         return False
 
 
-_HEAD: RayHead | None = None
+HEAD_DIR_ENV = "CONNECTOME_TEST_HEAD"  # the folder of head.json and its lock, shared by the workers
 _DRIVER = ExitStack()  # this process's connection to the head, as ray_session makes it
+_POPENS: list[subprocess.Popen] = []  # heads this process started, kept so they are not reaped early
 
 
 def shared_head(request) -> RayHead:
-    """The session's head, started on first use; stopped by the fixture that started it."""
-    global _HEAD
-    if _HEAD is None or _HEAD.process.poll() is not None:
-        _HEAD = start_head()
-        request.addfinalizer(_HEAD.stop)
-        request.addfinalizer(_DRIVER.close)  # runs first: disconnect, then stop the head
-    return _HEAD
+    """The session's head, started by the first worker that needs it (a dead one is started again)."""
+    folder = Path(os.environ.get(HEAD_DIR_ENV) or tempfile.mkdtemp(prefix="crhead", dir="/tmp"))
+    os.environ[HEAD_DIR_ENV] = str(folder)
+    with open(folder / "head.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        head = _read_head(folder / "head.json")
+        if head is None or not head.alive():
+            head = start_head()
+            (folder / "head.json").write_text(json.dumps(vars(head)))
+    request.addfinalizer(_DRIVER.close)  # disconnect this worker; the controller stops the head
+    return head
+
+
+def _read_head(path: Path) -> RayHead | None:
+    try:
+        return RayHead(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def stop_shared_head() -> None:
+    """Stop the head the workers shared and remove its folder (the pytest controller, at the end)."""
+    folder = os.environ.get(HEAD_DIR_ENV)
+    if not folder:
+        return
+    head = _read_head(Path(folder) / "head.json")
+    if head is not None:
+        head.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def join_head(head: RayHead) -> None:
