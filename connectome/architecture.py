@@ -23,9 +23,12 @@ class ArchConfig(BaseModel):
     # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic), or
     # "wide-resnet" (Zagoruyko & Komodakis 2016: pre-activation basic units, growth = 16 x widening factor).
     # "fractalnet" (Larsson et al. 2016: pattern `fractal`, no stem, max pooling between blocks).
+    # "highway" (Srivastava et al. 2015: pattern `highway`, a conv + ReLU opening each of 3 stages,
+    # max pooling between them, a 1x1 conv + ReLU, average pooling and a linear classifier).
     # "decoder": a decoder-only language model whose layers are attention and SwiGLU sublayers
     # (token embedding, one block of `sublayers` nodes of width `growth`, final RMSNorm + LM head).
-    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet", "decoder"] = "densenet"
+    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet", "highway",
+                    "decoder"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
@@ -82,7 +85,8 @@ class ArchConfig(BaseModel):
             layers = data["block_layers"]
             per_layer = 2 if data.get("bottleneck") else 1
             if all(isinstance(n, int) for n in layers):
-                data = {**data, "blocks": len(layers), "depth": per_layer * sum(layers) + len(layers) + 1}
+                head = HEAD_LAYERS.get(data.get("family"), 1)
+                data = {**data, "blocks": len(layers), "depth": per_layer * sum(layers) + len(layers) + head}
         return data
 
     @model_validator(mode="after")
@@ -109,6 +113,10 @@ class ArchConfig(BaseModel):
             raise ValueError(f"block_layers needs at least one block, each with >= 1 layer, got {v}")
         return v
 
+
+# Layers that depth counts after the last block: the classifier, and before it the highway
+# family's 1x1 conv (Srivastava et al.'s 19 layers: 17 3x3 convs, the 1x1 conv, the classifier).
+HEAD_LAYERS = {"highway": 2}
 
 DECODER_KEYS = ("sublayers", "heads", "context", "mlp_ratio", "tie_embeddings", "vocab")
 
@@ -151,6 +159,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                           stochastic_depth=0.5),
     "resnet-sd-1202": dict(family="resnet", pattern="residual-postact", depth=1202, growth=16, dropout=0.0,
                            stochastic_depth=0.5),
+    # Table 1's Highway Network (Srivastava et al. 2015), C10+ 7.72%: their 19-layer CIFAR net ("Highway B",
+    # ~2.3M), as their Caffe model (flukeskywalker/highway-networks): stages of 32, 80, 128 channels, each a
+    # conv + ReLU then 4, 5, 5 highway layers; dropout 0.2 on each stage's input and before the classifier.
+    "highway-19": dict(family="highway", pattern="highway", block_layers=[4, 5, 5], growth=32, dropout=0.2),
     # ImageNet DenseNets (CVPR 2017 version only), as in torchvision.
     "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),
@@ -184,13 +196,14 @@ def layers_per_block(arch: ArchConfig) -> list[int]:
     if arch.depth is None:
         raise ConfigError("give either depth or block_layers")
     per_layer = 2 if arch.bottleneck else 1
-    convs = arch.depth - arch.blocks - 1  # stem conv, transitions, classifier
+    extra = arch.blocks + HEAD_LAYERS.get(arch.family, 1)  # stem conv, transitions, head
+    convs = arch.depth - extra
     step = arch.blocks * per_layer
     if convs < step or convs % step:
-        fits = [arch.blocks + 1 + step * n for n in range(1, 4)]
+        fits = [extra + step * n for n in range(1, 4)]
         raise ConfigError(
             f"depth {arch.depth} does not fit {arch.blocks} blocks"
-            f"{' with bottlenecks' if arch.bottleneck else ''}: need depth = {step}*n + {arch.blocks + 1}"
+            f"{' with bottlenecks' if arch.bottleneck else ''}: need depth = {step}*n + {extra}"
             f" (e.g. {', '.join(map(str, fits))}), or give block_layers"
         )
     return [convs // step] * arch.blocks

@@ -253,7 +253,7 @@ class ConnectomeNet(nn.Module):
         self.transitions = nn.ModuleList(
             transition(b.out_channels, c, dropout=spec.dropout) for b, c in zip(spec.blocks, spec.transitions)
         )
-        self.head = lookup(HEADS, "head", spec.head)(spec.blocks[-1].out_channels, spec.classes)
+        self.head = lookup(HEADS, "head", spec.head)(spec.blocks[-1].out_channels, spec.classes, dropout=spec.dropout)
         if hasattr(self.head, "tie"):  # a head that shares the stem's weights (a tied LM head)
             self.head.tie(self.stem)
         # Global drop-path: the column labels a batch may keep (FractalNet: one column for the whole network).

@@ -188,6 +188,40 @@ class FractalNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
+class HighwayLayer(nn.Module):
+    """y = H(x) T(x) + x (1 - T(x)), H = ReLU(Conv3x3(x) + b), T = sigmoid(Conv3x3(x) + b_T)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.h = nn.Conv2d(c, c, 3, padding=1)
+        self.t = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        t = torch.sigmoid(self.t(x))
+        return F.relu(self.h(x)) * t + x * (1 - t)
+
+
+class HighwayNet(nn.Module):
+    """Srivastava et al.'s 19-layer CIFAR highway net, layer by layer as their Caffe model
+    (flukeskywalker/highway-networks, examples/highways/cifar10-19layers/cifar10_network.prototxt)."""
+
+    def __init__(self, widths=(32, 80, 128), layers=(4, 5, 5), classes=10, dropout=0.2):
+        super().__init__()
+        self.p, self.stages, cin = dropout, nn.ModuleList(), 3
+        for width, n in zip(widths, layers):
+            self.stages.append(nn.Sequential(nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(),
+                                             *(HighwayLayer(width) for _ in range(n))))
+            cin = width
+        self.conv_last = nn.Conv2d(cin, 100, 1)
+        self.fc = nn.Linear(100, classes)
+
+    def forward(self, x):
+        for i, stage in enumerate(self.stages):
+            x = stage(F.dropout(F.max_pool2d(x, 2) if i else x, self.p, self.training))
+        x = F.relu(self.conv_last(x)).mean((2, 3))
+        return self.fc(F.dropout(x, self.p, self.training))
+
+
 def network_state(model) -> list[torch.Tensor]:
     """The executor model's state tensors in network order: stem, block, transition, ..., head."""
     parts = [model.stem]
