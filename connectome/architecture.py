@@ -56,6 +56,9 @@ class ArchConfig(BaseModel):
     in_channels: int = Field(3, ge=1)
     # Dropout after each conv; None lets the trainer choose (0.2 without augmentation).
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    # Dropout of the layer ops of each block, one rate per block (FractalNet's 0, 0.1, 0.2, 0.3, 0.4);
+    # None: every block's ops use `dropout` (stems, transitions and heads always do). Hashed only when set.
+    block_dropout: list[float] | None = Field(None, exclude_if=lambda v: v is None)
     # Stochastic depth (Huang et al. 2016): the l-th of the network's L layers (ResNet units) is skipped
     # in a training batch with probability l/L * stochastic_depth, and scaled by its survival in
     # evaluation; 0.5 is their p_L = 0.5. Hashed only when set.
@@ -106,6 +109,13 @@ class ArchConfig(BaseModel):
             raise ValueError(f"growth must be a positive number of channels, got {v}")
         return v
 
+    @field_validator("block_dropout")
+    @classmethod
+    def _dropout_rates(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(not 0.0 <= p < 1.0 for p in v)):
+            raise ValueError(f"block_dropout needs one rate in [0, 1) per block, got {v}")
+        return v
+
     @field_validator("block_layers")
     @classmethod
     def _positive_layers(cls, v: list[int] | None) -> list[int] | None:
@@ -148,10 +158,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 4 convs long: 20 convs + classifier = 21 layers), widths 64/128/256/512/512, mean joins. It
     # counts 33.7M parameters, as independent reimplementations of the paper's description do;
     # Table 1 (from the FractalNet paper) says 38.6M (docs/table1_presets.md). The drop-path
-    # variant: local drop-path 0.15 on every join input, global drop-path on half of the batches.
+    # variant: local drop-path 0.15 on every join input, global drop-path on half of the batches, and
+    # its paper's dropout by block, 0, 0.1, 0.2, 0.3, 0.4.
     "fractalnet-21": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64, dropout=0.0),
     "fractalnet-21-droppath": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64,
-                                   dropout=0.0, pattern_options={"drop": 0.15, "global_drop": 0.5}),
+                                   dropout=0.0, pattern_options={"drop": 0.15, "global_drop": 0.5},
+                                   block_dropout=[0.0, 0.1, 0.2, 0.3, 0.4]),
     # Table 1's ResNets with stochastic depth (Huang et al. 2016): He et al.'s basic ResNets, the
     # l-th of L units skipped with probability l/L * 0.5 (p_L = 0.5). 110 layers: 1.7M as Table 1;
     # 1202 layers: 19.4M (He et al. 2015's count for ResNet-1202; Table 1 says 10.2M).

@@ -6,7 +6,7 @@ the executor, imported when called.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
 
 def build_spec(arch: ArchConfig) -> NetworkSpec:
     """The network spec of an architecture: stem width, block DAGs, transition widths."""
-    return SPEC_BUILDERS[arch.family](arch)
+    return with_block_dropout(SPEC_BUILDERS[arch.family](arch), arch.block_dropout)
+
+
+def with_block_dropout(spec: NetworkSpec, rates: list[float] | None) -> NetworkSpec:
+    """The spec with one dropout rate per block for its layer ops; a ConfigError when the count differs."""
+    if rates is None:
+        return spec
+    if len(rates) != len(spec.blocks):
+        raise ConfigError(f"block_dropout has {len(rates)} rates but the network has {len(spec.blocks)} blocks")
+    return replace(spec, block_dropout=tuple(float(p) for p in rates))
 
 
 def _densenet_spec(arch: ArchConfig) -> NetworkSpec:

@@ -246,9 +246,9 @@ class ConnectomeNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.stem = lookup(STEMS, "stem", spec.stem)(spec.in_channels, spec.stem_channels, dropout=spec.dropout)
-        opts = dict(bn_size=spec.bn_size, dropout=spec.dropout, memory_efficient=memory_efficient,
-                    channel_dim=spec.channel_dim, op_options=dict(spec.op_options))
-        self.blocks = nn.ModuleList(Block(b, **opts) for b in spec.blocks)
+        opts = dict(bn_size=spec.bn_size, memory_efficient=memory_efficient, channel_dim=spec.channel_dim,
+                    op_options=dict(spec.op_options))
+        self.blocks = nn.ModuleList(Block(b, dropout=p, **opts) for b, p in zip(spec.blocks, spec.layer_dropout))
         transition = lookup(TRANSITIONS, "transition", spec.transition)
         self.transitions = nn.ModuleList(
             transition(b.out_channels, c, dropout=spec.dropout) for b, c in zip(spec.blocks, spec.transitions)

@@ -147,7 +147,7 @@ class FractalBlock(nn.Module):
     """Larsson et al. 2016: C columns; column c (0 = shallowest) has a Conv-BN-ReLU every 2^(C-1-c)
     depths; the columns meeting at a depth are averaged and all continue from the mean."""
 
-    def __init__(self, cin, cout, columns):
+    def __init__(self, cin, cout, columns, dropout=0.0):
         super().__init__()
         self.columns, self.depth = columns, 2 ** (columns - 1)
         self.met = [[c for c in range(columns) if (d + 1) % 2 ** (columns - 1 - c) == 0] for d in range(self.depth)]
@@ -156,35 +156,48 @@ class FractalBlock(nn.Module):
         for met in self.met:
             for c in met:
                 layer = nn.Sequential(nn.Conv2d(cout if c in started else cin, cout, 3, padding=1, bias=False),
-                                      nn.BatchNorm2d(cout), nn.ReLU())
+                                      nn.Dropout(dropout), nn.BatchNorm2d(cout), nn.ReLU())
                 started.add(c)
                 self.convs.append(layer)
 
-    def forward(self, x, column=None):
-        """column: global drop-path keeps only that column (0-based) where it meets others."""
+    def forward(self, x, column=None, drop=0.0):
+        """column: global drop-path keeps only that column (0-based) where it meets others; otherwise
+        local drop-path drops each input of a join with probability `drop`, keeping at least one."""
         outs, convs = [x] * self.columns, iter(self.convs)
         for met in self.met:
-            layers = [next(convs) for _ in met]
-            kept = [c for c in met if c == column] or met
-            joined = torch.stack([layers[met.index(c)](outs[c]) for c in kept]).mean(0)
+            maps = [next(convs)(outs[c]) for c in met]
+            kept = self._kept(met, column, drop)
+            joined = torch.stack([m for m, k in zip(maps, kept) if k]).mean(0)
             for c in met:
                 outs[c] = joined
         return outs[-1]
 
+    @staticmethod
+    def _kept(met, column, drop):
+        if len(met) == 1:
+            return [True]
+        if column is not None:
+            return [c == column for c in met] if column in met else [True] * len(met)
+        kept = [r >= drop for r in torch.rand(len(met)).tolist()]  # drawn per join, whatever the rate
+        if not any(kept):
+            kept[int(torch.randint(len(kept), ()))] = True
+        return kept
+
 
 class FractalNet(nn.Module):
     """FractalNet for CIFAR: blocks of widths 64, 128, 256, 512, 512 (for base 64), each followed by a
-    2x2 max pool, then a linear classifier on the 1x1 map (32x32 inputs)."""
+    2x2 max pool, then a linear classifier on the 1x1 map (32x32 inputs); `dropout`: each block's rate
+    after every conv."""
 
-    def __init__(self, columns=3, base=64, blocks=5, classes=10):
+    def __init__(self, columns=3, base=64, blocks=5, classes=10, dropout=(0.0,) * 5):
         super().__init__()
         widths = [base * 2 ** max(0, min(i, blocks - 2)) for i in range(blocks)]
-        self.blocks = nn.ModuleList(FractalBlock(cin, w, columns) for cin, w in zip([3, *widths], widths))
+        self.blocks = nn.ModuleList(FractalBlock(cin, w, columns, p) for cin, w, p in zip([3, *widths], widths, dropout))
         self.fc = nn.Linear(widths[-1], classes)
 
-    def forward(self, x, column=None):
+    def forward(self, x, column=None, drop=0.0):
         for block in self.blocks:
-            x = F.max_pool2d(block(x, column), 2)
+            x = F.max_pool2d(block(x, column, drop), 2)
         return self.fc(x.flatten(1))
 
 

@@ -254,6 +254,30 @@ def test_highway_net_starts_with_biases_zero_and_gate_biases_at_minus_two():
     assert len(others) == 3 + 3 + 1 and all(not b.any() for b in others)  # H convs, stage convs, 1x1 conv
 
 
+def test_fractalnet_dropout_by_block_and_local_drop_path_equal_a_hand_written_fractalnet_in_training():
+    # Larsson et al.'s dropout 0, 0.1, 0.2, 0.3, 0.4 by block with local drop-path 0.15: the same draws
+    rates = [0.0, 0.1, 0.2, 0.3, 0.4]
+    model = build_model(preset="fractalnet-21", growth=4, block_dropout=rates, pattern_options={"drop": 0.15})
+    ref = reference_resnets.FractalNet(columns=3, base=4, dropout=rates)
+    _copy_weights(model, ref)
+    x = torch.randn(3, 3, 32, 32)
+    torch.manual_seed(4)
+    mine = model.train()(x)
+    torch.manual_seed(4)
+    torch.testing.assert_close(mine, ref.train()(x, drop=0.15), atol=1e-5, rtol=1e-4)
+    assert [{op.p for op in _layer_ops(b)} for b in model.blocks] == [{p} for p in rates]
+
+
+def test_the_drop_path_preset_has_its_papers_dropout_by_block():
+    model = build_model(preset="fractalnet-21-droppath", growth=4)
+    assert [{op.p for op in _layer_ops(b)} for b in model.blocks] == [{0.0}, {0.1}, {0.2}, {0.3}, {0.4}]
+    assert model.spec.dropout == 0.0  # nothing outside the blocks
+
+
+def _layer_ops(block):
+    return [n.op for n in block.nodes.values() if n.op is not None]
+
+
 @pytest.mark.parametrize("column", [1, 2, 3])
 def test_fractalnet_global_drop_path_runs_one_column_through_the_network(column, monkeypatch):
     model = build_model(preset="fractalnet-21", growth=4, pattern_options={"global_drop": 0.999999})
