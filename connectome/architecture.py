@@ -5,7 +5,7 @@ are used by the CLI (`connectome graph --pattern ...`), by trial configs and by 
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -123,6 +123,9 @@ class ArchConfig(BaseModel):
             raise ValueError(f"block_layers needs at least one block, each with >= 1 layer, got {v}")
         return v
 
+
+# The families, as the `family` key allows them (the CLI's --family choices).
+FAMILIES = get_args(ArchConfig.model_fields["family"].annotation)
 
 # Layers that depth counts after the last block: the classifier, and before it the highway
 # family's 1x1 conv (Srivastava et al.'s 19 layers: 17 3x3 convs, the 1x1 conv, the classifier).
