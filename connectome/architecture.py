@@ -5,7 +5,7 @@ are used by the CLI (`connectome graph --pattern ...`), by trial configs and by 
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,9 +23,12 @@ class ArchConfig(BaseModel):
     # baselines "preact-resnet" (He et al. 2016, bottleneck) and "resnet" (He et al. 2015, basic), or
     # "wide-resnet" (Zagoruyko & Komodakis 2016: pre-activation basic units, growth = 16 x widening factor).
     # "fractalnet" (Larsson et al. 2016: pattern `fractal`, no stem, max pooling between blocks).
+    # "highway" (Srivastava et al. 2015: pattern `highway`, a conv + ReLU opening each of 3 stages,
+    # max pooling between them, a 1x1 conv + ReLU, average pooling and a linear classifier).
     # "decoder": a decoder-only language model whose layers are attention and SwiGLU sublayers
     # (token embedding, one block of `sublayers` nodes of width `growth`, final RMSNorm + LM head).
-    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet", "decoder"] = "densenet"
+    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet", "highway",
+                    "decoder"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
@@ -53,6 +56,9 @@ class ArchConfig(BaseModel):
     in_channels: int = Field(3, ge=1)
     # Dropout after each conv; None lets the trainer choose (0.2 without augmentation).
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    # Dropout of the layer ops of each block, one rate per block (FractalNet's 0, 0.1, 0.2, 0.3, 0.4);
+    # None: every block's ops use `dropout` (stems, transitions and heads always do). Hashed only when set.
+    block_dropout: list[float] | None = Field(None, exclude_if=lambda v: v is None)
     # Stochastic depth (Huang et al. 2016): the l-th of the network's L layers (ResNet units) is skipped
     # in a training batch with probability l/L * stochastic_depth, and scaled by its survival in
     # evaluation; 0.5 is their p_L = 0.5. Hashed only when set.
@@ -82,7 +88,8 @@ class ArchConfig(BaseModel):
             layers = data["block_layers"]
             per_layer = 2 if data.get("bottleneck") else 1
             if all(isinstance(n, int) for n in layers):
-                data = {**data, "blocks": len(layers), "depth": per_layer * sum(layers) + len(layers) + 1}
+                head = HEAD_LAYERS.get(data.get("family"), 1)
+                data = {**data, "blocks": len(layers), "depth": per_layer * sum(layers) + len(layers) + head}
         return data
 
     @model_validator(mode="after")
@@ -102,6 +109,13 @@ class ArchConfig(BaseModel):
             raise ValueError(f"growth must be a positive number of channels, got {v}")
         return v
 
+    @field_validator("block_dropout")
+    @classmethod
+    def _dropout_rates(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(not 0.0 <= p < 1.0 for p in v)):
+            raise ValueError(f"block_dropout needs one rate in [0, 1) per block, got {v}")
+        return v
+
     @field_validator("block_layers")
     @classmethod
     def _positive_layers(cls, v: list[int] | None) -> list[int] | None:
@@ -109,6 +123,13 @@ class ArchConfig(BaseModel):
             raise ValueError(f"block_layers needs at least one block, each with >= 1 layer, got {v}")
         return v
 
+
+# The families, as the `family` key allows them (the CLI's --family choices).
+FAMILIES = get_args(ArchConfig.model_fields["family"].annotation)
+
+# Layers that depth counts after the last block: the classifier, and before it the highway
+# family's 1x1 conv (Srivastava et al.'s 19 layers: 17 3x3 convs, the 1x1 conv, the classifier).
+HEAD_LAYERS = {"highway": 2}
 
 DECODER_KEYS = ("sublayers", "heads", "context", "mlp_ratio", "tie_embeddings", "vocab")
 
@@ -140,10 +161,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 4 convs long: 20 convs + classifier = 21 layers), widths 64/128/256/512/512, mean joins. It
     # counts 33.7M parameters, as independent reimplementations of the paper's description do;
     # Table 1 (from the FractalNet paper) says 38.6M (docs/table1_presets.md). The drop-path
-    # variant: local drop-path 0.15 on every join input, global drop-path on half of the batches.
+    # variant: local drop-path 0.15 on every join input, global drop-path on half of the batches, and
+    # its paper's dropout by block, 0, 0.1, 0.2, 0.3, 0.4.
     "fractalnet-21": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64, dropout=0.0),
     "fractalnet-21-droppath": dict(family="fractalnet", pattern="fractal", depth=21, blocks=5, growth=64,
-                                   dropout=0.0, pattern_options={"drop": 0.15, "global_drop": 0.5}),
+                                   dropout=0.0, pattern_options={"drop": 0.15, "global_drop": 0.5},
+                                   block_dropout=[0.0, 0.1, 0.2, 0.3, 0.4]),
     # Table 1's ResNets with stochastic depth (Huang et al. 2016): He et al.'s basic ResNets, the
     # l-th of L units skipped with probability l/L * 0.5 (p_L = 0.5). 110 layers: 1.7M as Table 1;
     # 1202 layers: 19.4M (He et al. 2015's count for ResNet-1202; Table 1 says 10.2M).
@@ -151,6 +174,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                           stochastic_depth=0.5),
     "resnet-sd-1202": dict(family="resnet", pattern="residual-postact", depth=1202, growth=16, dropout=0.0,
                            stochastic_depth=0.5),
+    # Table 1's Highway Network (Srivastava et al. 2015), C10+ 7.72%: their 19-layer CIFAR net ("Highway B",
+    # ~2.3M), as their Caffe model (flukeskywalker/highway-networks): stages of 32, 80, 128 channels, each a
+    # conv + ReLU then 4, 5, 5 highway layers; dropout 0.2 on each stage's input and before the classifier.
+    "highway-19": dict(family="highway", pattern="highway", block_layers=[4, 5, 5], growth=32, dropout=0.2),
     # ImageNet DenseNets (CVPR 2017 version only), as in torchvision.
     "densenet121": dict(stem="imagenet", block_layers=[6, 12, 24, 16], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),
@@ -184,13 +211,14 @@ def layers_per_block(arch: ArchConfig) -> list[int]:
     if arch.depth is None:
         raise ConfigError("give either depth or block_layers")
     per_layer = 2 if arch.bottleneck else 1
-    convs = arch.depth - arch.blocks - 1  # stem conv, transitions, classifier
+    extra = arch.blocks + HEAD_LAYERS.get(arch.family, 1)  # stem conv, transitions, head
+    convs = arch.depth - extra
     step = arch.blocks * per_layer
     if convs < step or convs % step:
-        fits = [arch.blocks + 1 + step * n for n in range(1, 4)]
+        fits = [extra + step * n for n in range(1, 4)]
         raise ConfigError(
             f"depth {arch.depth} does not fit {arch.blocks} blocks"
-            f"{' with bottlenecks' if arch.bottleneck else ''}: need depth = {step}*n + {arch.blocks + 1}"
+            f"{' with bottlenecks' if arch.bottleneck else ''}: need depth = {step}*n + {extra}"
             f" (e.g. {', '.join(map(str, fits))}), or give block_layers"
         )
     return [convs // step] * arch.blocks

@@ -6,7 +6,7 @@ the executor, imported when called.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
 
 def build_spec(arch: ArchConfig) -> NetworkSpec:
     """The network spec of an architecture: stem width, block DAGs, transition widths."""
-    return SPEC_BUILDERS[arch.family](arch)
+    return with_block_dropout(SPEC_BUILDERS[arch.family](arch), arch.block_dropout)
+
+
+def with_block_dropout(spec: NetworkSpec, rates: list[float] | None) -> NetworkSpec:
+    """The spec with one dropout rate per block for its layer ops; a ConfigError when the count differs."""
+    if rates is None:
+        return spec
+    if len(rates) != len(spec.blocks):
+        raise ConfigError(f"block_dropout has {len(rates)} rates but the network has {len(spec.blocks)} blocks")
+    return replace(spec, block_dropout=tuple(float(p) for p in rates))
 
 
 def _densenet_spec(arch: ArchConfig) -> NetworkSpec:
@@ -165,6 +174,34 @@ def _fractal_spec(arch: ArchConfig) -> NetworkSpec:
     )
 
 
+# Stage widths over growth: FitNet B's 32, 80 and 128 channels at growth 32 (Srivastava et al. 2015).
+HIGHWAY_STAGE_SCALE = (1.0, 2.5, 4.0)
+
+
+def _highway_spec(arch: ArchConfig) -> NetworkSpec:
+    """Highway Networks (Srivastava et al. 2015): 3 stages of widths growth x (1, 2.5, 4), each a
+    conv + ReLU (the stem, then transitions after 2x2 max pooling) and a block of highway layers whose
+    H is Conv3x3-ReLU; the head's 1x1 conv + ReLU, average pooling and a linear classifier.
+
+    depth = highway layers + 3 stage convs + the 1x1 conv + the classifier (19 for [4, 5, 5]).
+    """
+    _check_fixed(arch, {"pattern": "highway", "blocks": len(HIGHWAY_STAGE_SCALE), "stem": "cifar",
+                        "stem_channels": None, "m": None, "bottleneck": False, "compression": 1.0,
+                        "stochastic_depth": None})
+    widths = [round(arch.growth * scale) for scale in HIGHWAY_STAGE_SCALE]
+    blocks = []
+    for i, (n, width) in enumerate(zip(layers_per_block(arch), widths)):
+        ctx = BlockContext(n_layers=n, in_channels=width, growth=width, op="conv_relu", index=i)
+        graph = block_graph(arch.pattern, ctx, **arch.pattern_options)
+        blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
+    return NetworkSpec(
+        stem="highway", in_channels=arch.in_channels, stem_channels=widths[0], blocks=tuple(blocks),
+        transitions=tuple(widths[1:]), classes=arch.classes, growth=arch.growth, bn_size=arch.bn_size,
+        dropout=arch.dropout or 0.0, meta={"pattern": arch.pattern, "preset": arch.preset, "family": arch.family},
+        transition="highway", head="highway",
+    )
+
+
 def fractal_layers(arch: ArchConfig) -> int:
     """The deepest column's layers per block, 2^(C-1), from depth = blocks * 2^(C-1) + 1."""
     per_block, rest = divmod((arch.depth or 0) - 1, arch.blocks)
@@ -268,7 +305,7 @@ def _check_decoder(arch: ArchConfig) -> None:
 
 
 SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
-                 "fractalnet": _fractal_spec, "decoder": _decoder_spec}
+                 "fractalnet": _fractal_spec, "highway": _highway_spec, "decoder": _decoder_spec}
 
 
 def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet:

@@ -4,7 +4,8 @@
 hash here is equal for specs that compute the same function up to a renumbering of layers:
 it keeps every attribute that changes the function (op, aggregation kind and its options,
 width, channel windows, drop probabilities, columns, the carry of a gated node, a block's
-global drop-path rate, and the network's stem, transitions, classes, bn_size, dropout) and
+global drop-path rate, and the network's stem, transitions, classes, bn_size, dropout, and its
+transition and head kinds, layout, op options and dropout by block where set) and
 drops what does not: node ids, hence the concatenation order (a permutation of the next layer's
 input weights), the aggregation of single-input nodes whose kind passes one input on (concat,
 sum and mean of one tensor are the same) and the
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 
 # Network fields that change the function besides the blocks (growth does not: widths carry it).
 NETWORK_FIELDS = ("stem", "in_channels", "stem_channels", "transitions", "classes", "bn_size", "dropout")
+# Fields added later (the kinds around the blocks, the decoder's options, dropout by block), hashed
+# only away from these defaults.
+LATER_NETWORK_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": (),
+                        "block_dropout": ()}
 
 
 def labelled_graph(block: BlockSpec) -> nx.DiGraph:
@@ -78,9 +83,16 @@ def block_canonical_hash(block: BlockSpec) -> str:
         return nx.weisfeiler_lehman_graph_hash(_subdivided(g), node_attr="label", iterations=rounds, digest_size=16)
 
 
+def network_fields(spec: NetworkSpec) -> dict:
+    """The network fields that change the function; the later ones only where they differ from their
+    default, so canonical hashes of earlier specs stay the same."""
+    later = {k: getattr(spec, k) for k, default in LATER_NETWORK_FIELDS.items() if getattr(spec, k) != default}
+    return {**{name: getattr(spec, name) for name in NETWORK_FIELDS}, **later}
+
+
 def network_canonical_hash(spec: NetworkSpec) -> str:
     """Hash of the network fields and the blocks' canonical hashes, in block order."""
-    fields = {name: getattr(spec, name) for name in NETWORK_FIELDS}
+    fields = network_fields(spec)
     text = json.dumps({**fields, "blocks": [b.canonical_hash for b in spec.blocks]},
                       sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -97,7 +109,7 @@ def blocks_isomorphic(a: BlockSpec, b: BlockSpec) -> bool:
 
 def networks_isomorphic(a: NetworkSpec, b: NetworkSpec) -> bool:
     """Same network fields and block i of one isomorphic to block i of the other."""
-    if any(getattr(a, f) != getattr(b, f) for f in NETWORK_FIELDS) or len(a.blocks) != len(b.blocks):
+    if network_fields(a) != network_fields(b) or len(a.blocks) != len(b.blocks):
         return False
     return all(blocks_isomorphic(x, y) for x, y in zip(a.blocks, b.blocks))
 

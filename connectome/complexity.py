@@ -17,7 +17,7 @@ from connectome.spec import BlockSpec, NetworkSpec, Node
 # The input side each stem was designed for (a test checks that every stem kind has one).
 # The token stem's "side" is 1: a decoder's counts are per token.
 DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32, "wide-entry": 32, "none": 32,
-                 "tokens": 1}
+                 "highway": 32, "tokens": 1}
 
 
 def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: bool = False,

@@ -148,6 +148,17 @@ def conv_bn_relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_effici
     return conv_cx(cin, cout, 3, hw) + norm_act_cx(cout, hw)
 
 
+def conv_relu_cx(cin: int, cout: int, k: int, hw: int) -> Cx:
+    """A k x k conv with bias, then a ReLU (no norm): the conv's and the ReLU's outputs."""
+    return conv_cx(cin, cout, k, hw) + Cx(cout, 0, cout * hw * hw)
+
+
+@OP_KINDS.cost("conv_relu")
+def conv_relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """Conv3x3 with bias, ReLU: a highway layer's H (Srivastava et al. 2015)."""
+    return conv_relu_cx(cin, cout, 3, hw)
+
+
 @OP_KINDS.cost("relu")
 def relu_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
     """A parameter-free ReLU: its output map."""
@@ -240,6 +251,33 @@ def maxpool_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
     """2x2 max pooling, stride 2 (FractalNet between blocks); widths change inside the next block."""
     out_hw = hw // 2
     return Cx(acts=cout * out_hw * out_hw), out_hw
+
+
+# The highway family (Srivastava et al. 2015): each stage opens with a conv + ReLU (the stem's
+# reads the image, a transition's the max-pooled stage before); the head maps to 100 channels
+# by a 1x1 conv + ReLU (their Caffe models' width, for CIFAR-10 and CIFAR-100 alike).
+HIGHWAY_HEAD_CHANNELS = 100
+
+
+@STEM_KINDS.cost("highway")
+def highway_stem_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """Dropout on the image, a 3x3 conv with bias, ReLU."""
+    return conv_relu_cx(cin, cout, 3, hw), hw
+
+
+@TRANSITION_KINDS.cost("highway")
+def highway_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """2x2 max pooling, dropout, a 3x3 conv with bias, ReLU."""
+    out_hw = hw // 2
+    return Cx(acts=cin * out_hw * out_hw) + conv_relu_cx(cin, cout, 3, out_hw), out_hw
+
+
+@HEAD_KINDS.cost("highway")
+def highway_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """A 1x1 conv with bias to 100 channels, ReLU, global average pooling, dropout, linear classifier."""
+    mid = HIGHWAY_HEAD_CHANNELS
+    linear = Cx(mid * classes + classes, mid * classes, classes)
+    return conv_relu_cx(cin, mid, 1, hw) + Cx(acts=mid) + linear
 
 
 @HEAD_KINDS.cost("max-linear")

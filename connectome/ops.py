@@ -1,7 +1,8 @@
 """Operations a spec names: the nn.Modules of layer ops, stems, transitions and heads.
 
-Stems and transitions take the network's dropout; only the Wide ResNet stem (which holds stage 1's
-first unit) applies it: the others keep their first conv free of it, as the papers' networks do.
+Stems, transitions and heads take the network's dropout; among stems only the Wide ResNet's (which
+holds stage 1's first unit) and the highway family's apply it, and among heads only the highway
+family's: the others keep their first conv and classifier free of it, as the papers' networks do.
 
 Each module is registered under the name of its kind in `connectome.costs`, which owns the
 names and each kind's cost formula (so planning needs no torch). Layer ops split into `head`
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from connectome.costs import HEAD_KINDS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS, WIDE_STEM_CHANNELS
+from connectome.costs import (HEAD_KINDS, HIGHWAY_HEAD_CHANNELS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS,
+                              WIDE_STEM_CHANNELS)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -228,6 +230,36 @@ class ConvBnReluOp(nn.Module):
 
     def tail(self, h: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm1(h))
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        return self.conv1
+
+
+def conv_relu(cin: int, cout: int, k: int) -> nn.Conv2d:
+    """A zero-padded k x k conv with a bias, started at zero (the highway family's convs)."""
+    conv = CentreTapConv2d(cin, cout, k, padding=k // 2, bias=True)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+@OP_KINDS.module("conv_relu")
+class ConvReluOp(nn.Module):
+    """Conv3x3 with bias, ReLU: H of a highway layer (Srivastava et al. 2015), which has no norm.
+
+    The network's dropout is not applied here: the highway family drops at each stage's input and
+    before the classifier (stem, transitions, head), as the authors' networks do.
+    """
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        self.conv1 = conv_relu(cin, cout, 3)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1(x)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(h)
 
     @property
     def in_conv(self) -> nn.Conv2d:
@@ -508,6 +540,33 @@ class MaxPoolTransition(nn.MaxPool2d):
         super().__init__(2, stride=2)
 
 
+@STEM_KINDS.module("highway")
+class HighwayStem(nn.Module):
+    """Dropout on the image, a 3x3 conv with bias, ReLU (the highway family's first layer)."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv0 = conv_relu(cin, cout, 3)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv0(dropout(x, self.p, self.training)))  # (B, C0, H, W)
+
+
+@TRANSITION_KINDS.module("highway")
+class HighwayTransition(nn.Module):
+    """2x2 max pooling, dropout, a 3x3 conv with bias to the next stage's width, ReLU."""
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = conv_relu(cin, cout, 3)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = dropout(F.max_pool2d(x, 2), self.p, self.training)  # (B, C_in, H/2, W/2)
+        return F.relu(self.conv(x))  # (B, C_out, H/2, W/2)
+
+
 TRANSITIONS: dict[str, type[nn.Module]] = TRANSITION_KINDS.modules
 
 
@@ -530,7 +589,7 @@ class TokenStem(nn.Module):
 class Head(nn.Module):
     """BN-ReLU, global average pooling, linear classifier."""
 
-    def __init__(self, cin: int, classes: int) -> None:
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.BatchNorm2d(cin)
         self.classifier = nn.Linear(cin, classes)
@@ -546,7 +605,7 @@ class Head(nn.Module):
 class PoolHead(nn.Module):
     """Global average pooling and a linear classifier (post-activation ResNets end activated)."""
 
-    def __init__(self, cin: int, classes: int) -> None:
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.classifier = nn.Linear(cin, classes)
 
@@ -558,7 +617,7 @@ class PoolHead(nn.Module):
 class MaxLinearHead(nn.Module):
     """Global max pooling and a linear classifier (FractalNet ends with a max pool to 1x1 and an FC)."""
 
-    def __init__(self, cin: int, classes: int) -> None:
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.classifier = nn.Linear(cin, classes)
 
@@ -566,11 +625,26 @@ class MaxLinearHead(nn.Module):
         return self.classifier(x.amax(dim=(2, 3)))  # (B, classes)
 
 
+@HEAD_KINDS.module("highway")
+class HighwayHead(nn.Module):
+    """A 1x1 conv with bias to 100 channels, ReLU, global average pooling, dropout, linear classifier."""
+
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = conv_relu(cin, HIGHWAY_HEAD_CHANNELS, 1)
+        self.classifier = nn.Linear(HIGHWAY_HEAD_CHANNELS, classes)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv(x)).mean(dim=(2, 3))  # (B, 100)
+        return self.classifier(dropout(x, self.p, self.training))  # (B, classes)
+
+
 @HEAD_KINDS.module("lm")
 class LMHead(nn.Module):
     """Final RMSNorm and a bias-free linear map to the vocabulary's logits."""
 
-    def __init__(self, cin: int, classes: int) -> None:
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.RMSNorm(cin, eps=1e-6)
         self.lm_head = small_normal_(nn.Linear(cin, classes, bias=False))
@@ -583,7 +657,7 @@ class LMHead(nn.Module):
 class TiedLMHead(nn.Module):
     """Final RMSNorm and logits x E^T with the token embedding E (Press & Wolf 2017); `tie` hands E over."""
 
-    def __init__(self, cin: int, classes: int) -> None:
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = nn.RMSNorm(cin, eps=1e-6)
         self.embedding: list[nn.Embedding] = []  # a list: the stem owns the parameter, not this module

@@ -176,8 +176,13 @@ class NetworkSpec:
     # Keyword options every layer op and op cost formula of the family takes, sorted by name
     # (the decoder's heads, MLP width, context, sublayer count); none for the image families.
     op_options: tuple[tuple[str, Any], ...] = ()
+    # Per block, the dropout of its layer ops (FractalNet's rates by block); empty: `dropout` for all.
+    block_dropout: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.block_dropout and len(self.block_dropout) != len(self.blocks):
+            raise SpecError(f"{len(self.blocks)} blocks need {len(self.blocks)} block_dropout rates, "
+                            f"got {len(self.block_dropout)}")
         if self.layout not in CHANNEL_DIM:
             raise SpecError(unknown_name("layout", self.layout, CHANNEL_DIM))
         if len(self.transitions) != len(self.blocks) - 1:
@@ -186,6 +191,11 @@ class NetworkSpec:
         for i, (block, width) in enumerate(zip(self.blocks, widths)):
             if block.in_channels != width:
                 raise SpecError(f"block {i + 1} expects {block.in_channels} input channels, gets {width}")
+
+    @property
+    def layer_dropout(self) -> tuple[float, ...]:
+        """The dropout of each block's layer ops."""
+        return self.block_dropout or (self.dropout,) * len(self.blocks)
 
     def to_dict(self) -> dict:
         """Plain-data form (JSON-ready); `meta` holds provenance and is not hashed."""
@@ -205,6 +215,7 @@ class NetworkSpec:
         rest = {k: v for k, v in d.items() if k != "blocks"}
         rest["transitions"] = tuple(rest["transitions"])
         rest["op_options"] = tuple((k, v) for k, v in rest.get("op_options", ()))
+        rest["block_dropout"] = tuple(rest.get("block_dropout", ()))
         return cls(blocks=blocks, **rest)
 
     @classmethod
@@ -233,7 +244,8 @@ class NetworkSpec:
         return CHANNEL_DIM[self.layout]
 
 
-_LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": ()}
+_LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": (),
+                 "block_dropout": ()}
 # Layouts and their channel dimension: images NCHW, token sequences (batch, tokens, width).
 CHANNEL_DIM = {"maps": 1, "tokens": -1}
 

@@ -147,7 +147,7 @@ class FractalBlock(nn.Module):
     """Larsson et al. 2016: C columns; column c (0 = shallowest) has a Conv-BN-ReLU every 2^(C-1-c)
     depths; the columns meeting at a depth are averaged and all continue from the mean."""
 
-    def __init__(self, cin, cout, columns):
+    def __init__(self, cin, cout, columns, dropout=0.0):
         super().__init__()
         self.columns, self.depth = columns, 2 ** (columns - 1)
         self.met = [[c for c in range(columns) if (d + 1) % 2 ** (columns - 1 - c) == 0] for d in range(self.depth)]
@@ -156,36 +156,83 @@ class FractalBlock(nn.Module):
         for met in self.met:
             for c in met:
                 layer = nn.Sequential(nn.Conv2d(cout if c in started else cin, cout, 3, padding=1, bias=False),
-                                      nn.BatchNorm2d(cout), nn.ReLU())
+                                      nn.Dropout(dropout), nn.BatchNorm2d(cout), nn.ReLU())
                 started.add(c)
                 self.convs.append(layer)
 
-    def forward(self, x, column=None):
-        """column: global drop-path keeps only that column (0-based) where it meets others."""
+    def forward(self, x, column=None, drop=0.0):
+        """column: global drop-path keeps only that column (0-based) where it meets others; otherwise
+        local drop-path drops each input of a join with probability `drop`, keeping at least one."""
         outs, convs = [x] * self.columns, iter(self.convs)
         for met in self.met:
-            layers = [next(convs) for _ in met]
-            kept = [c for c in met if c == column] or met
-            joined = torch.stack([layers[met.index(c)](outs[c]) for c in kept]).mean(0)
+            maps = [next(convs)(outs[c]) for c in met]
+            kept = self._kept(met, column, drop)
+            joined = torch.stack([m for m, k in zip(maps, kept) if k]).mean(0)
             for c in met:
                 outs[c] = joined
         return outs[-1]
 
+    @staticmethod
+    def _kept(met, column, drop):
+        if len(met) == 1:
+            return [True]
+        if column is not None:
+            return [c == column for c in met] if column in met else [True] * len(met)
+        kept = [r >= drop for r in torch.rand(len(met)).tolist()]  # drawn per join, whatever the rate
+        if not any(kept):
+            kept[int(torch.randint(len(kept), ()))] = True
+        return kept
+
 
 class FractalNet(nn.Module):
     """FractalNet for CIFAR: blocks of widths 64, 128, 256, 512, 512 (for base 64), each followed by a
-    2x2 max pool, then a linear classifier on the 1x1 map (32x32 inputs)."""
+    2x2 max pool, then a linear classifier on the 1x1 map (32x32 inputs); `dropout`: each block's rate
+    after every conv."""
 
-    def __init__(self, columns=3, base=64, blocks=5, classes=10):
+    def __init__(self, columns=3, base=64, blocks=5, classes=10, dropout=(0.0,) * 5):
         super().__init__()
         widths = [base * 2 ** max(0, min(i, blocks - 2)) for i in range(blocks)]
-        self.blocks = nn.ModuleList(FractalBlock(cin, w, columns) for cin, w in zip([3, *widths], widths))
+        self.blocks = nn.ModuleList(FractalBlock(cin, w, columns, p) for cin, w, p in zip([3, *widths], widths, dropout))
         self.fc = nn.Linear(widths[-1], classes)
 
-    def forward(self, x, column=None):
+    def forward(self, x, column=None, drop=0.0):
         for block in self.blocks:
-            x = F.max_pool2d(block(x, column), 2)
+            x = F.max_pool2d(block(x, column, drop), 2)
         return self.fc(x.flatten(1))
+
+
+class HighwayLayer(nn.Module):
+    """y = H(x) T(x) + x (1 - T(x)), H = ReLU(Conv3x3(x) + b), T = sigmoid(Conv3x3(x) + b_T)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.h = nn.Conv2d(c, c, 3, padding=1)
+        self.t = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        t = torch.sigmoid(self.t(x))
+        return F.relu(self.h(x)) * t + x * (1 - t)
+
+
+class HighwayNet(nn.Module):
+    """Srivastava et al.'s 19-layer CIFAR highway net, layer by layer as their Caffe model
+    (flukeskywalker/highway-networks, examples/highways/cifar10-19layers/cifar10_network.prototxt)."""
+
+    def __init__(self, widths=(32, 80, 128), layers=(4, 5, 5), classes=10, dropout=0.2):
+        super().__init__()
+        self.p, self.stages, cin = dropout, nn.ModuleList(), 3
+        for width, n in zip(widths, layers):
+            self.stages.append(nn.Sequential(nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(),
+                                             *(HighwayLayer(width) for _ in range(n))))
+            cin = width
+        self.conv_last = nn.Conv2d(cin, 100, 1)
+        self.fc = nn.Linear(100, classes)
+
+    def forward(self, x):
+        for i, stage in enumerate(self.stages):
+            x = stage(F.dropout(F.max_pool2d(x, 2) if i else x, self.p, self.training))
+        x = F.relu(self.conv_last(x)).mean((2, 3))
+        return self.fc(F.dropout(x, self.p, self.training))
 
 
 def network_state(model) -> list[torch.Tensor]:

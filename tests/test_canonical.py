@@ -114,6 +114,17 @@ def test_presets_keep_distinct_canonical_hashes():
     assert build_spec(make_arch(depth=22, growth=6)).canonical_hash == specs[0].canonical_hash
 
 
+def test_canonical_hash_tells_the_kinds_around_the_blocks_and_dropout_by_block_apart():
+    # decoders with 4 or 8 heads have the same params and multiply-adds: only op_options tell them apart
+    heads = [build_spec(make_arch(family="decoder", pattern="prenorm", growth=32, heads=h)) for h in (4, 8)]
+    fractal = [build_spec(make_arch(preset="fractalnet-21", growth=4, block_dropout=r)) for r in (None, [0.1] * 5)]
+    tied = [build_spec(make_arch(family="decoder", pattern="prenorm", growth=32, tie_embeddings=t)) for t in (1, 0)]
+    for a, b in (heads, fractal, tied):
+        assert a.canonical_hash != b.canonical_hash and not networks_isomorphic(a, b)
+    # the fields at their defaults stay out: a DenseNet's canonical hash is the one earlier releases gave
+    assert build_spec(make_arch(preset="densenet-40-12")).canonical_hash == "18f56e121b4e62e5"
+
+
 # The wiring language: kinds, options, drops, columns and carries change the canonical form.
 from wiring_graphs import KINDS, join_graph, network, wiring_graph  # noqa: E402
 

@@ -213,6 +213,13 @@ def test_fractalnet_params_as_its_description_counts_them():
         assert params == sum(p.numel() for p in reference_resnets.FractalNet().parameters()) == 33_724_618
 
 
+def test_highway_net_has_its_papers_params():
+    """Srivastava et al. (2015) Table 1: Highway B, 19 layers, ~2.3M; their Caffe model counts 2,256,838."""
+    params = complexity(build_spec(make_arch(preset="highway-19"))).params
+    assert params == sum(p.numel() for p in reference_resnets.HighwayNet().parameters()) == 2_256_838
+    assert round(params / 1e6, 1) == 2.3 and make_arch(preset="highway-19").depth == 19
+
+
 @pytest.mark.parametrize("preset, depth, params", [("resnet-sd-110", 110, 1_727_962), ("resnet-sd-1202", 1202, 19_421_274)])
 def test_stochastic_depth_resnets_count_he_et_al_s_resnets(preset, depth, params):
     """Stochastic depth adds no parameter: 1.7M as Table 1 for 110 layers; 19.4M for 1202 layers,

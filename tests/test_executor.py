@@ -231,6 +231,53 @@ def test_fractalnet_equals_a_hand_written_fractalnet(preset, train):
     torch.testing.assert_close(network_state(model), list(ref.state_dict().values()), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_highway_net_equals_a_hand_written_highway_net(train):
+    # a small one (growth 4: widths 4, 10, 16), the same layout; dropout masks drawn in the same order
+    model = build_model(preset="highway-19", growth=4, block_layers=[1, 2, 1])
+    ref = reference_resnets.HighwayNet(widths=(4, 10, 16), layers=(1, 2, 1))
+    _copy_weights(model, ref)
+    x = torch.randn(3, 3, 16, 16)
+    model.train(train), ref.train(train)
+    outs = []
+    for net in (model, ref):
+        torch.manual_seed(5)
+        outs.append(net(x))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-4)
+
+
+def test_highway_net_starts_with_biases_zero_and_gate_biases_at_minus_two():
+    model = build_model(preset="highway-19", growth=4, block_layers=[1, 1, 1])
+    gates = [m.gate.bias for m in model.modules() if hasattr(m, "gate")]
+    others = [p for n, p in model.named_parameters() if n.endswith("bias") and "gate" not in n and "classifier" not in n]
+    assert len(gates) == 3 and all(torch.equal(b, torch.full_like(b, -2.0)) for b in gates)
+    assert len(others) == 3 + 3 + 1 and all(not b.any() for b in others)  # H convs, stage convs, 1x1 conv
+
+
+def test_fractalnet_dropout_by_block_and_local_drop_path_equal_a_hand_written_fractalnet_in_training():
+    # Larsson et al.'s dropout 0, 0.1, 0.2, 0.3, 0.4 by block with local drop-path 0.15: the same draws
+    rates = [0.0, 0.1, 0.2, 0.3, 0.4]
+    model = build_model(preset="fractalnet-21", growth=4, block_dropout=rates, pattern_options={"drop": 0.15})
+    ref = reference_resnets.FractalNet(columns=3, base=4, dropout=rates)
+    _copy_weights(model, ref)
+    x = torch.randn(3, 3, 32, 32)
+    torch.manual_seed(4)
+    mine = model.train()(x)
+    torch.manual_seed(4)
+    torch.testing.assert_close(mine, ref.train()(x, drop=0.15), atol=1e-5, rtol=1e-4)
+    assert [{op.p for op in _layer_ops(b)} for b in model.blocks] == [{p} for p in rates]
+
+
+def test_the_drop_path_preset_has_its_papers_dropout_by_block():
+    model = build_model(preset="fractalnet-21-droppath", growth=4)
+    assert [{op.p for op in _layer_ops(b)} for b in model.blocks] == [{0.0}, {0.1}, {0.2}, {0.3}, {0.4}]
+    assert model.spec.dropout == 0.0  # nothing outside the blocks
+
+
+def _layer_ops(block):
+    return [n.op for n in block.nodes.values() if n.op is not None]
+
+
 @pytest.mark.parametrize("column", [1, 2, 3])
 def test_fractalnet_global_drop_path_runs_one_column_through_the_network(column, monkeypatch):
     model = build_model(preset="fractalnet-21", growth=4, pattern_options={"global_drop": 0.999999})

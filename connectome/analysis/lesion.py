@@ -1,8 +1,9 @@
 """Lesion studies: which edges of a trained DAG matter, measured by test-time knockout.
 
 Removing edge u -> v zeroes u's channels at v's input (the reader's BN then sees zeros, in
-eval mode with its running statistics); every other weight is unchanged. The accuracy drop
-on a fixed validation subset is the edge's importance. Every edge of a DenseNet-40 would take
+eval mode with its running statistics); every other weight is unchanged. The rise of the
+validation error on a fixed subset, in percentage points (connectome.analysis.units), is the edge's
+importance. Every edge of a DenseNet-40 would take
 hours on a CPU, so `lesion_trial` first removes whole span classes (every edge of span 1, 2,
 3-4, 5-8, ... in one block), then single edges in a seeded random order until a time budget is
 spent. The executor is not changed: `knockout` swaps a block's plan for one that reads every
@@ -23,6 +24,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from connectome.analysis.units import format_points
 from connectome.errors import ConfigError
 from connectome.executor import Block, ConnectomeNet
 from connectome.store.layout import StudyDir, TrialFiles, read_trial_config
@@ -92,11 +94,11 @@ def span_class(span: int) -> str:
 
 
 @torch.no_grad()
-def accuracy(model: ConnectomeNet, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    """Fraction of correct predictions on normalised images."""
+def error_pts(model: ConnectomeNet, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    """Error on normalised images in percentage points (100 x the fraction misclassified)."""
     model.eval()
-    correct = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
-    return correct / len(y)
+    wrong = sum(int((model(x[i:i + batch]).argmax(1) != y[i:i + batch]).sum()) for i in range(0, len(y), batch))
+    return 100.0 * wrong / len(y)
 
 
 @dataclass(frozen=True)
@@ -109,18 +111,20 @@ class LesionPlan:
 
 
 def lesion_model(model: ConnectomeNet, x: torch.Tensor, y: torch.Tensor, plan: LesionPlan = LesionPlan()) -> pd.DataFrame:
-    """Rows (kind, block, src, dst, span, n_edges, acc, baseline_acc, drop, seconds) per knockout."""
+    """Rows (kind, block, src, dst, span, n_edges, val_error_pts, baseline_val_error_pts, val_error_rise_pts,
+    seconds) per knockout: validation errors in points, and the rise the knockout causes."""
     started = time.perf_counter()
-    base = accuracy(model, x, y)
+    base = error_pts(model, x, y)
     spans = edge_spans(model)
     rows = []
 
     def run(kind: str, edges: list[EdgeId], **where) -> None:
         t0 = time.perf_counter()
         with knockout(model, edges):
-            acc = accuracy(model, x, y)
-        rows.append({"kind": kind, **where, "n_edges": len(edges), "acc": acc, "baseline_acc": base,
-                     "drop": base - acc, "seconds": time.perf_counter() - t0})
+            error = error_pts(model, x, y)
+        rows.append({"kind": kind, **where, "n_edges": len(edges), "val_error_pts": error,
+                     "baseline_val_error_pts": base, "val_error_rise_pts": error - base,
+                     "seconds": time.perf_counter() - t0})
 
     groups: dict[tuple[int, str], list[EdgeId]] = {}
     for edge, s in spans.items():
@@ -170,36 +174,37 @@ def lesion_trial(trial_dir: str | Path, images: int = DEFAULT_IMAGES, plan: Lesi
     return table.assign(trial_id=trial_dir.name, n_images=len(y))
 
 
-def drop_matrices(table: pd.DataFrame, model: ConnectomeNet) -> list[np.ndarray]:
-    """Per block, (readers 1..n+1) x (sources 0..n) accuracy drop of single-edge lesions; NaN: not measured."""
+def rise_matrices(table: pd.DataFrame, model: ConnectomeNet) -> list[np.ndarray]:
+    """Per block, (readers 1..n+1) x (sources 0..n) validation error rise (points) of single-edge lesions;
+    NaN: not measured."""
     out = []
     for b, block in enumerate(model.blocks, start=1):
         n = block.spec.n_layers
         m = np.full((n + 1, n + 1), np.nan)
         edges = table[(table["kind"] == "edge") & (table["block"] == b)]
         for row in edges.itertuples():
-            m[int(row.dst) - 1, int(row.src)] = row.drop
+            m[int(row.dst) - 1, int(row.src)] = row.val_error_rise_pts
         out.append(m)
     return out
 
 
-def plot_lesions(drops: list[np.ndarray], usage: list[np.ndarray], title: str = "") -> Figure:
-    """Per block: weight-norm source usage (left) beside the accuracy drop of each lesioned edge (right)."""
-    n_blocks = len(drops)
+def plot_lesions(rises: list[np.ndarray], usage: list[np.ndarray], title: str = "") -> Figure:
+    """Per block: weight-norm source usage (left) beside the validation error rise of each lesioned edge (right)."""
+    n_blocks = len(rises)
     fig = Figure(figsize=(8.0, 3.4 * n_blocks), layout="constrained")
     axes = fig.subplots(n_blocks, 2, squeeze=False)
-    vmax = max([np.nanmax(np.abs(d)) for d in drops if np.isfinite(d).any()] + [1e-3])
-    for b, (drop, use) in enumerate(zip(drops, usage)):
+    vmax = max([np.nanmax(np.abs(r)) for r in rises if np.isfinite(r).any()] + [0.1])
+    for b, (rise, use) in enumerate(zip(rises, usage)):
         left, right = axes[b]
         im = left.imshow(np.ma.masked_invalid(use), cmap="viridis", vmin=0, vmax=1)
         left.set_title(f"block {b + 1}: first-conv weight norm (row max = 1)", fontsize=9)
         fig.colorbar(im, ax=left, shrink=0.8)
-        im = right.imshow(np.ma.masked_invalid(drop), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        right.set_title(f"block {b + 1}: val accuracy drop when the edge is cut", fontsize=9)
-        fig.colorbar(im, ax=right, shrink=0.8)
-        _annotate(right, drop)
+        im = right.imshow(np.ma.masked_invalid(rise), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        right.set_title(f"block {b + 1}: val error rise (points) when the edge is cut", fontsize=9)
+        fig.colorbar(im, ax=right, shrink=0.8, label="validation error rise, points")
+        _annotate(right, rise)
         for ax in (left, right):
-            _label_axes(ax, drop.shape[0])
+            _label_axes(ax, rise.shape[0])
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -214,16 +219,16 @@ def _label_axes(ax, size: int) -> None:
     ax.set_ylabel("reader")
 
 
-def _annotate(ax, drop: np.ndarray) -> None:
-    """Drops of at least half a point written in the cell, in percentage points."""
-    for (r, c), value in np.ndenumerate(drop):
-        if np.isfinite(value) and abs(value) >= 0.005:
-            ax.text(c, r, f"{100 * value:.0f}", ha="center", va="center", fontsize=6)
+def _annotate(ax, rise: np.ndarray) -> None:
+    """Rises (and falls) of at least half a point written in the cell, in percentage points."""
+    for (r, c), value in np.ndenumerate(rise):
+        if np.isfinite(value) and abs(value) >= 0.5:
+            ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=6)
 
 
 def write_lesions(results_dir: str | Path, trial_id: str | None = None, images: int = DEFAULT_IMAGES,
                   plan: LesionPlan = LesionPlan()) -> tuple[Path, list[Path], pd.DataFrame]:
-    """lesion.parquet and figures/lesion_<trial>.png/.svg for one trial (default: best validation accuracy)."""
+    """lesion.parquet and figures/lesion_<trial>.png/.svg for one trial (default: lowest validation error)."""
     from connectome.analysis.figures import save_figure
     from connectome.analysis.usage import load_trial_model, model_usage
 
@@ -237,9 +242,15 @@ def write_lesions(results_dir: str | Path, trial_id: str | None = None, images: 
     out = sd.lesion_file
     table.to_parquet(out)
     model = load_trial_model(trial_dir)
-    fig = plot_lesions(drop_matrices(table, model), _padded(model_usage(model)),
-                       title=f"trial {trial_id}: {len(table[table.kind == 'edge'])} edges lesioned on {table.n_images.iloc[0]} val images")
+    fig = plot_lesions(rise_matrices(table, model), _padded(model_usage(model)), title=_title(trial_id, table))
     return out, save_figure(fig, sd.figure(f"lesion_{trial_id}")), table
+
+
+def _title(trial_id: str, table: pd.DataFrame) -> str:
+    """The figure's title: the trial, what was lesioned, and the baseline error in points."""
+    base = format_points(float(table["baseline_val_error_pts"].iloc[0]))
+    return (f"trial {trial_id}: {len(table[table.kind == 'edge'])} edges lesioned on {table.n_images.iloc[0]} "
+            f"val images (baseline val error {base} points)")
 
 
 def _padded(usage: list[np.ndarray]) -> list[np.ndarray]:
@@ -248,7 +259,7 @@ def _padded(usage: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def best_trial(results_dir: Path) -> str:
-    """The completed trial with a saved model and the best validation accuracy (selection on validation)."""
+    """The completed trial with a saved model and the lowest validation error (selection on validation)."""
     from connectome.analysis import load
 
     completed = load(results_dir).completed()

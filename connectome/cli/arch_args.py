@@ -15,15 +15,23 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
 
 
+def float_list(text: str) -> list[float]:
+    """'0,0.1,0.2' -> [0.0, 0.1, 0.2]."""
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+
+
 def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     """The ArchConfig keys as flags; unset flags keep the preset's or the default value."""
-    from connectome.architecture import PRESETS
+    from connectome.architecture import FAMILIES, PRESETS
     from connectome.patterns import DECODER_PATTERNS, PATTERNS
 
     g = parser.add_argument_group("architecture")
     g.add_argument("--preset", metavar="NAME", help=f"named configuration: {', '.join(PRESETS)}")
-    g.add_argument("--family", choices=["densenet", "preact-resnet", "resnet", "decoder"],
-                   help="what surrounds the blocks: DenseNet, a ResNet baseline (see presets), or a decoder LM")
+    g.add_argument("--family", choices=FAMILIES,
+                   help="what surrounds the blocks: DenseNet, a Table 1 network's family (see presets), or a decoder LM")
     # Lists plugins' patterns too: the CLI loads entry-point plugins before building parsers.
     g.add_argument("--pattern", metavar="NAME", help=f"block connectivity: {', '.join(PATTERNS)}; "
                                                      f"decoder: {', '.join(DECODER_PATTERNS)}")
@@ -44,6 +52,10 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--classes", type=int, help="number of output classes (default 10)")
     g.add_argument("--in-channels", type=int, help="input image channels (default 3)")
     g.add_argument("--dropout", type=float, help="dropout rate after each conv (default: chosen by the trainer)")
+    g.add_argument("--block-dropout", type=float_list, metavar="P,P,...",
+                   help="dropout of each block's layers, one rate per block (FractalNet: 0,0.1,0.2,0.3,0.4)")
+    g.add_argument("--stochastic-depth", type=float, metavar="P",
+                   help="stochastic depth: the l-th of L layers skipped with probability l/L * P in training")
     g.add_argument("--sublayers", type=int, help="decoder: attention and MLP sublayers in all (default 8)")
     g.add_argument("--heads", type=int, help="decoder: attention heads (default 4)")
     g.add_argument("--context", type=int, help="decoder: context length in tokens (default 256)")
@@ -56,8 +68,8 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _KEYS = ("preset", "family", "pattern", "depth", "blocks", "block_layers", "growth", "bottleneck", "bn_size",
-         "compression", "stem", "stem_channels", "classes", "in_channels", "dropout", "memory_efficient",
-         "sublayers", "heads", "context", "mlp_ratio", "tie_embeddings", "vocab")
+         "compression", "stem", "stem_channels", "classes", "in_channels", "dropout", "block_dropout",
+         "stochastic_depth", "memory_efficient", "sublayers", "heads", "context", "mlp_ratio", "tie_embeddings", "vocab")
 
 
 def arch_options(args: argparse.Namespace) -> dict[str, Any]:

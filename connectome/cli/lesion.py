@@ -13,12 +13,13 @@ DEFAULT_BUDGET_S = 120.0
 def register(subparsers) -> None:
     """Add the `lesion` subcommand."""
     parser = subparsers.add_parser(
-        "lesion", help="knock out edges of a trained network and measure the validation accuracy drop",
+        "lesion", help="knock out edges of a trained network and measure the validation error rise (points)",
         description="Zero a source's channels at its reader's input (BN in eval mode), per span class and "
-                    "then for single edges in a seeded random order until the time budget is spent; "
-                    "writes RESULTS_DIR/lesion.parquet and figures/lesion_<trial>.png/.svg.")
+                    "then for single edges in a seeded random order until the time budget is spent; each "
+                    "knockout's cost is the rise of the validation error in percentage points. "
+                    "Writes RESULTS_DIR/lesion.parquet and figures/lesion_<trial>.png/.svg.")
     parser.add_argument("results_dir", help="folder written by `connectome run`")
-    parser.add_argument("--trial", default=None, help="trial id (default: best validation accuracy)")
+    parser.add_argument("--trial", default=None, help="trial id (default: lowest validation error)")
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES,
                         help=f"validation images used (default {DEFAULT_IMAGES})")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
@@ -30,6 +31,7 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from connectome.analysis.lesion import LesionPlan, write_lesions
+    from connectome.analysis.units import format_points
     from connectome.errors import ConfigError
 
     if args.images < 1 or args.budget < 0:
@@ -37,8 +39,9 @@ def _run(args: argparse.Namespace) -> int:
     plan = LesionPlan(budget_s=args.budget, spans=args.spans, seed=args.seed)
     out, figures, table = write_lesions(args.results_dir, args.trial, args.images, plan)
     edges = table[table["kind"] == "edge"]
-    print(f"trial {table['trial_id'].iloc[0]}: baseline val acc {table['baseline_acc'].iloc[0]:.4f} on "
-          f"{table['n_images'].iloc[0]} images; {len(edges)} single edges and "
-          f"{int((table['kind'] == 'span').sum())} span classes lesioned")
+    print(f"trial {table['trial_id'].iloc[0]}: baseline val error {format_points(table['baseline_val_error_pts'].iloc[0])}"
+          f" points on {table['n_images'].iloc[0]} images; {len(edges)} single edges and "
+          f"{int((table['kind'] == 'span').sum())} span classes lesioned (val_error_rise_pts: the cost of each)")
     print(f"wrote {out} and {figures[0]}")
     return 0
+

@@ -5,7 +5,7 @@ import torch
 
 from connectome import build_spec, make_arch
 from connectome.analysis.lesion import (LesionPlan, edge_spans, explicit_reads, knockout, lesion_model,
-                                        span_class)
+                                        plot_lesions, rise_matrices, span_class)
 from connectome.cli import main
 from connectome.executor import ConnectomeNet
 from connectome.training.trainer import train_trial
@@ -78,7 +78,16 @@ def test_lesion_model_covers_spans_then_edges_within_budget():
     x, y = torch.randn(32, 3, 8, 8), torch.randint(0, 4, (32,))
     table = lesion_model(model, x, y, LesionPlan(budget_s=1e9))
     assert (table["kind"] == "edge").sum() == 20 and set(table[table.kind == "span"]["span"]) == {"1", "2", "3-4"}
-    assert (table["drop"] == table["baseline_acc"] - table["acc"]).all()
+    # errors in points (100 x the share misclassified), and the rise a knockout causes
+    with torch.no_grad():
+        wrong = int((model(x).argmax(1) != y).sum())
+    assert (table["baseline_val_error_pts"] == 100.0 * wrong / 32).all()
+    assert (table["val_error_rise_pts"] == table["val_error_pts"] - table["baseline_val_error_pts"]).all()
+    assert table["val_error_pts"].between(0, 100).all() and not {"acc", "baseline_acc", "drop"} & set(table)
+    with knockout(model, [(1, 0, 4)]), torch.no_grad():  # block 2's input -> output edge
+        cut = 100.0 * int((model(x).argmax(1) != y).sum()) / 32
+    row = table[(table.kind == "edge") & (table.block == 2) & (table.src == 0) & (table.dst == 4)]
+    assert row["val_error_rise_pts"].item() == pytest.approx(cut - 100.0 * wrong / 32)
     spans_only = lesion_model(model, x, y, LesionPlan(budget_s=0.0))
     assert (spans_only["kind"] == "span").all()
 
@@ -94,5 +103,18 @@ def test_lesion_cli_writes_table_and_figure(tmp_path, capsys):
     table = pd.read_parquet(tmp_path / "lesion.parquet")
     assert (table["kind"] == "edge").sum() == 2 * 6 and (table["n_images"] == 40).all()
     assert (tmp_path / "figures" / "lesion_tiny.png").stat().st_size > 1000
-    assert "baseline val acc" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "baseline val error" in out and " points on 40 images" in out and "acc" not in out
     assert main(["lesion", str(tmp_path), "--trial", "nope"]) == 2
+
+
+def test_the_lesion_figure_speaks_error_points():
+    model = _model()
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    table = lesion_model(model, x, y, LesionPlan(budget_s=1e9, spans=False))
+    rises = rise_matrices(table, model)
+    assert rises[1][3, 0] == table[(table.block == 2) & (table.src == 0) & (table.dst == 4)]["val_error_rise_pts"].item()
+    fig = plot_lesions(rises, [r * 0 for r in rises])
+    texts = [ax.get_title() for ax in fig.axes] + [ax.get_ylabel() for ax in fig.axes]
+    assert any("val error rise (points)" in t for t in texts) and not any("accuracy" in t for t in texts)
+    assert any(t == "validation error rise, points" for t in texts)  # the colour bar's label

@@ -60,6 +60,10 @@ def test_dot_and_graphml_parse(capsys):
     (["--growth", "0"], "growth must be a positive"),
     (["--preset", "resnet50"], "unknown preset 'resnet50'"),
     (["--pattern", "file", "--pattern-option", "path=/nonexistent.graphml"], "does not exist"),
+    (["--preset", "fractalnet-21", "--block-dropout", "0.1,0.2"], "block_dropout has 2 rates but the network has 5"),
+    (["--preset", "fractalnet-21", "--block-dropout", "0,0,0,0,1"], "block_dropout needs one rate in [0, 1)"),
+    (["--preset", "resnet-sd-110", "--stochastic-depth", "1.0"], "stochastic_depth: Input should be less than 1"),
+    (["--pattern", "fractal", "--depth", "13", "--pattern-option", "drop=1.5"], "drop must be a probability in [0, 1)"),
 ])
 def test_bad_input_is_one_line_without_traceback(capsys, argv, message):
     code, _, err = run(capsys, *argv)  # an exception escaping main would fail the test here
@@ -75,7 +79,8 @@ def test_bad_input_from_the_real_executable_exits_2_without_traceback():
 
 
 @pytest.mark.parametrize("preset, millions", [
-    ("preact-resnet-164", 1.7), ("resnet-110", 1.7), ("densenet-40-12", 1.0), ("densenet-100-24", 27.2)])
+    ("preact-resnet-164", 1.7), ("resnet-110", 1.7), ("densenet-40-12", 1.0), ("densenet-100-24", 27.2),
+    ("highway-19", 2.3), ("wrn-16-4-dropout", 2.7)])
 def test_presets_give_table_1_params_to_the_papers_rounding(capsys, preset, millions):
     code, out, _ = run(capsys, "--preset", preset, "--format", "json")
     assert code == 0 and round(json.loads(out)["params"] / 1e6, 1) == millions
@@ -252,3 +257,14 @@ def test_decoder_shows_params_and_multiply_adds_per_token(capsys):
     assert "1 attention <- 0" in out and "2 swiglu <- 0, 1" in out and "LM head untied" in out
     code, out, _ = run(capsys, *argv, "--format", "json")
     assert json.loads(out)["params"] == cx.params
+
+
+def test_every_family_is_a_flag_choice(capsys):
+    from connectome.architecture import FAMILIES
+
+    assert {"wide-resnet", "fractalnet", "highway"} <= set(FAMILIES)
+    code, out, _ = run(capsys, "--family", "highway", "--pattern", "highway", "--depth", "20", "--format", "json")
+    arch = make_arch(family="highway", pattern="highway", depth=20)
+    assert code == 0 and json.loads(out)["params"] == complexity(build_spec(arch)).params
+    code, out, _ = run(capsys, "--preset", "fractalnet-21", "--block-dropout", "0,0.1,0.2,0.3,0.4", "--format", "json")
+    assert code == 0 and json.loads(out)["arch"]["block_dropout"] == [0.0, 0.1, 0.2, 0.3, 0.4]

@@ -74,16 +74,19 @@ def test_every_preset_named_by_a_row_builds_that_rows_network():
 
     named = table1().dropna(subset=["preset"]).drop_duplicates("preset")
     assert {"wrn-16-8", "wrn-28-10", "wrn-16-4-dropout", "resnet-sd-110", "resnet-sd-1202", "fractalnet-21",
-            "fractalnet-21-droppath"} <= set(named.preset)
+            "fractalnet-21-droppath", "highway-19"} <= set(named.preset)
     for row in named.itertuples():
         assert row.preset in PRESETS and make_arch(preset=row.preset).depth == row.depth, row
 
 
 def test_the_other_wirings_trials_match_their_own_rows():
-    trials = pd.DataFrame({"preset": ["wrn-16-8", "wrn-16-4-dropout", "fractalnet-21-droppath", "resnet-sd-110"],
-                           "depth": [16, 16, 21, 110], "data.name": ["cifar10", "svhn", "cifar10", "cifar100"],
-                           "data.augment": [True, None, True, False]})
+    trials = pd.DataFrame({"preset": ["wrn-16-8", "wrn-16-4-dropout", "fractalnet-21-droppath", "resnet-sd-110",
+                                      "highway-19"],
+                           "depth": [16, 16, 21, 110, 19],
+                           "data.name": ["cifar10", "svhn", "cifar10", "cifar100", "cifar100"],
+                           "data.augment": [True, None, True, False, True]})
     rows = paper_rows(trials)
     assert sorted(zip(rows.method, rows.setting, rows.error)) == [
-        ("FractalNet with Dropout/Drop-path", "C10+", 0.0460), ("ResNet with Stochastic Depth", "C100", 0.3780),
+        ("FractalNet with Dropout/Drop-path", "C10+", 0.0460), ("Highway Network", "C100+", 0.3239),
+        ("ResNet with Stochastic Depth", "C100", 0.3780),
         ("Wide ResNet", "C10+", 0.0481), ("Wide ResNet with Dropout", "SVHN", 0.0164)]

@@ -29,9 +29,9 @@ def test_paper_study_builds_the_published_networks_at_their_recipes():
     by_preset = {t.config.arch.preset: t for t in trials}
     assert {p: round(t.params / 1e6, 1) for p, t in by_preset.items()} == {
         "wrn-16-8": 11.0, "wrn-28-10": 36.5, "resnet-sd-110": 1.7, "resnet-sd-1202": 19.4,
-        "fractalnet-21": 33.7, "fractalnet-21-droppath": 33.7}
+        "fractalnet-21": 33.7, "fractalnet-21-droppath": 33.7, "highway-19": 2.3}
     recipes = {p: (t.config.train.epochs, t.config.train.batch_size, t.config.train.lr) for p, t in by_preset.items()}
     assert recipes["wrn-28-10"] == (200, 128, 0.1) and recipes["resnet-sd-1202"] == (500, 128, 0.1)
-    assert recipes["fractalnet-21"] == (400, 100, 0.02)
+    assert recipes["fractalnet-21"] == (400, 100, 0.02) and recipes["highway-19"] == (400, 100, 0.025)
     assert by_preset["fractalnet-21-droppath"].config.arch.pattern_options == {"drop": 0.15, "global_drop": 0.5}
     assert all(t.config.data.augment and t.config.data.val_size == 0 for t in trials)
