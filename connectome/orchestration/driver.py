@@ -9,9 +9,11 @@ the driver appends it to the journal (connectome/store/layout.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -370,10 +372,44 @@ def fit(tuner) -> None:
         raise cause from None
 
 
+def tag_own_callbacks_without_integrations() -> None:
+    """Spare each Tune run the import of Tune's mlflow, wandb and comet integrations.
+
+    Tune's telemetry (ray.air._internal.usage.tag_callbacks) imports those integrations only to read
+    their class names, and with them mlflow where it is installed (the tracking extra): about 2 s of
+    CPU per driver. Callbacks of connectome's own are tagged as Tune tags any custom one; a list
+    holding one of Tune's integration callbacks goes to Tune's function unchanged. Nothing is
+    changed where Tune's internals are not as expected.
+    """
+    try:
+        from ray.air._internal import usage
+        from ray.tune.logger import LoggerCallback
+    except ImportError:
+        return
+    original = getattr(usage, "tag_callbacks", None)
+    if original is None or getattr(original, "connectome", False) or not hasattr(usage, "record_extra_usage_tag"):
+        return
+
+    def tag_callbacks(callbacks) -> bool:
+        if any(k.__module__.startswith("ray.air.integrations") for c in callbacks or () for k in type(c).__mro__):
+            return original(callbacks)  # a tracking callback: its integration is imported already
+        if not callbacks:
+            return False
+        counts = Counter("CustomLoggerCallback" if isinstance(c, LoggerCallback) else "CustomCallback"
+                         for c in callbacks)
+        usage.record_extra_usage_tag(usage.TagKey.AIR_CALLBACKS, json.dumps(counts))
+        return True
+
+    tag_callbacks.connectome = True
+    usage.tag_callbacks = tag_callbacks
+
+
 def make_tuner(study: Study, sd: StudyDir, pending: list[Trial], to_run: int, view: StudyView,
                name: str | None = None):
     """A Tuner over the pending grid trials, or over an Optuna searcher's suggestions."""
     from ray import tune
+
+    tag_own_callbacks_without_integrations()
 
     from connectome.orchestration.scheduler import make_scheduler
     from connectome.orchestration.search import make_searcher

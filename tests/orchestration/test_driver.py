@@ -390,3 +390,40 @@ def test_grid_space_resolves_without_ray_s_deprecation_warning(tmp_path):
         logger.removeHandler(handler)
     assert len(resolved) == len(trials)
     assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
+
+
+TELEMETRY = """
+import json, sys
+from ray.air._internal import usage
+from ray.tune import Callback
+from ray.tune.logger import LoggerCallback
+from connectome.orchestration.driver import tag_own_callbacks_without_integrations
+
+recorded = []
+usage.record_extra_usage_tag = lambda key, value: recorded.append(json.loads(value))
+usage.tag_callbacks = lambda callbacks: "tune's own"  # stands in for Tune's function
+tag_own_callbacks_without_integrations()
+tag_own_callbacks_without_integrations()  # idempotent: wrapped once
+
+class Recorder(Callback): pass
+class Logger(LoggerCallback): pass
+assert usage.tag_callbacks([Recorder(), Recorder(), Logger()]) is True
+assert usage.tag_callbacks([]) is False
+light = "mlflow" not in sys.modules and "ray.air.integrations.mlflow" not in sys.modules
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+class Tracker(MLflowLoggerCallback): pass
+print(json.dumps([recorded, light, usage.tag_callbacks([Recorder(), object.__new__(Tracker)])]))
+"""
+
+
+def test_tune_runs_tag_connectome_callbacks_without_importing_mlflow():
+    """Tune's callback telemetry would import its mlflow integration (and mlflow: ~2 s per driver)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", TELEMETRY], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    recorded, light, tracked = json.loads(done.stdout.strip().splitlines()[-1])
+    assert recorded == [{"CustomCallback": 2, "CustomLoggerCallback": 1}]  # as Tune tags custom callbacks
+    assert light
+    assert tracked == "tune's own"  # a list with one of Tune's integrations goes to Tune unchanged
