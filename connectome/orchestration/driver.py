@@ -66,6 +66,8 @@ def run_study(
 ):
     """Run every trial of the study without a final result; returns the trials DataFrame."""
     console = console or make_console()
+    # first of all: a killed driver's workers may still be writing into this directory
+    stop_dead_drivers_ray(StudyDir(Path(study.output) / study.name), console)
     address = preflight(study, address)
     sd = choose_dir(study, StudyDir(Path(study.output) / study.name), resume, restart, on_change, console)
     trials, screened, duplicates = plan_grid(study, console) if isinstance(study.search, GridSearch) \
@@ -216,11 +218,16 @@ def move_aside(sd: StudyDir, console: Console) -> None:
     console.print(f"--restart: moved the old results to {target}", highlight=False, markup=False)
 
 
-def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
-    """Stop a killed driver's local Ray, remove temp files its writers left."""
+def stop_dead_drivers_ray(sd: StudyDir, console: Console) -> None:
+    """Stop the local Ray processes a killed driver of this directory left running (session.stop_orphans)."""
     killed = stop_orphans(sd)
     if killed:
         console.print(f"stopped {len(killed)} Ray processes left by a killed driver", highlight=False)
+
+
+def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
+    """Stop a killed driver's local Ray (again: `sd` may be a directory beside the study's), remove its temp files."""
+    stop_dead_drivers_ray(sd, console)
     from connectome.files import remove_stale_temps
 
     remove_stale_temps(sd.root, recursive=True)  # study files, and every trial's records and checkpoints

@@ -171,7 +171,7 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     finally:
         ray.shutdown()
         if sd is not None and not address:
-            sd.driver_file.unlink(missing_ok=True)
+            forget_local_ray(sd)
 
 
 def token_not_written(err: OSError) -> ConfigError | None:
@@ -241,24 +241,44 @@ def remember_local_ray(sd: StudyDir) -> None:
     """driver.json: this driver and its local Ray session, for the next driver to clean up after a kill.
 
     The same host, pid, node id and a random token go into the session directory itself
-    (SESSION_MARK); `stop_orphans` acts only where the two agree.
+    (SESSION_MARK), with the results directory: `stop_orphans` acts only where the two agree, or,
+    when the results were moved away (driver.json with them), on a mark naming this directory.
     """
     import ray
 
     node = ray._private.worker._global_node  # the only handle on the processes Ray started for us
     session = node.get_session_dir_path()
     mark = {"host": socket.gethostname(), "pid": os.getpid(), "node_id": node.node_id, "token": secrets.token_hex(16)}
-    write_json(Path(session) / SESSION_MARK, mark)
+    write_json(Path(session) / SESSION_MARK, {**mark, "results": str(sd.root.resolve())})
     write_json(sd.driver_file, {**mark, "session_dir": session})
 
 
+def forget_local_ray(sd: StudyDir) -> None:
+    """After a clean shutdown: nothing is left to stop, so neither file may point at the session any more."""
+    info = read_json(sd.driver_file)
+    if isinstance(info, dict) and isinstance(info.get("session_dir"), str) and info.get("pid") == os.getpid():
+        (Path(info["session_dir"]) / SESSION_MARK).unlink(missing_ok=True)
+    sd.driver_file.unlink(missing_ok=True)
+
+
 def stop_orphans(sd: StudyDir) -> list[int]:
-    """Kill the local Ray processes of a dead driver of this study (same host only); their pids.
+    """Kill the local Ray processes of dead drivers of this results directory (same host only); their pids.
 
     Never on driver.json's word alone: its session directory must hold the mark that driver wrote
     (same pid, node id and token), the driver must be gone, and a process is killed only if it
     carries that node's id (RAY_NODE_ID) or runs with an argument inside that session directory.
+    A dead driver's results may also have been moved away (driver.json with them) while its
+    workers go on writing here: a mark in Ray's own session directories that names this directory
+    is the same proof.
     """
+    killed = _stop_driver_file_session(sd)
+    for session, mark in _marks_naming(sd.root):
+        killed += _stop_session(session, mark)
+    return killed
+
+
+def _stop_driver_file_session(sd: StudyDir) -> list[int]:
+    """The processes of the session driver.json names, if its mark proves it; driver.json is then removed."""
     info = read_json(sd.driver_file)
     if not isinstance(info, dict) or info.get("host") != socket.gethostname():
         return []
@@ -266,9 +286,43 @@ def stop_orphans(sd: StudyDir) -> list[int]:
     if not isinstance(pid, int) or pid_alive(pid):
         return []  # a live driver's (or an unreadable) file: not ours to act on
     mark = _session_mark(info)
-    killed = [p for p in _ray_processes(info["session_dir"], mark["node_id"]) if _kill(p)] if mark else []
+    killed = _stop_session(info["session_dir"], mark) if mark else []
     sd.driver_file.unlink(missing_ok=True)
     return killed
+
+
+def _stop_session(session: str, mark: dict[str, Any]) -> list[int]:
+    """Kill a proven dead driver's session processes and remove its mark (it is acted on once)."""
+    killed = [p for p in _ray_processes(session, mark["node_id"]) if _kill(p)]
+    (Path(session) / SESSION_MARK).unlink(missing_ok=True)
+    return killed
+
+
+def ray_temp_dir() -> Path:
+    """Where a local Ray keeps its session directories (as ray._common.utils.get_default_ray_temp_dir)."""
+    base = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None)
+    return Path(base or "/tmp") / "ray"
+
+
+def _marks_naming(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(session directory, mark) of this user's Ray sessions on this host whose dead driver wrote into `root`."""
+    results = str(root.resolve())
+    for path in ray_temp_dir().glob(f"session_*/{SESSION_MARK}"):
+        mark = read_json(path)
+        if not isinstance(mark, dict) or mark.get("results") != results:
+            continue
+        info = {**mark, "session_dir": str(path.parent)}
+        if _owned(path) and mark.get("host") == socket.gethostname() and isinstance(mark.get("pid"), int) \
+                and not pid_alive(mark["pid"]) and _session_mark(info):
+            yield str(path.parent), mark
+
+
+def _owned(path: Path) -> bool:
+    """The file and its directory belong to this user (no one else wrote the mark)."""
+    try:
+        return path.stat().st_uid == path.parent.stat().st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def _session_mark(info: dict[str, Any]) -> dict[str, Any] | None:
