@@ -155,15 +155,16 @@ def check_fingerprint(study: Study, sd: StudyDir, stamp: dict[str, Any]) -> None
 
 
 def interrupted(err: BaseException, trials: list[Trial] | None, study: Study, sd: StudyDir) -> Interrupted:
-    """The interruption, saying how many planned trials have no final result yet."""
+    """The interruption (a signal, or a lost Ray), saying how many planned trials have no final result yet."""
     import signal
 
-    signum = getattr(err, "signum", signal.SIGINT)  # Interrupted, SignalInterrupt, or a plain Ctrl-C
+    # Interrupted, SignalInterrupt, or a plain Ctrl-C
+    stop = err if isinstance(err, Interrupted) else Interrupted(getattr(err, "signum", signal.SIGINT))
     planned = len(trials) if trials is not None else study.search.n_trials
     done = sd.final_ids() & study_ids(study, sd, trials)
     left = max(planned - len(done), 0)
-    return Interrupted(signum, f"{left} of {planned} trials of study {study.name!r} have no result yet "
-                               f"(finished ones are kept in {sd.root})")
+    return stop.with_detail(f"{left} of {planned} trials of study {study.name!r} have no result yet "
+                            f"(finished ones are kept in {sd.root})")
 
 
 class DefinitionChanged(ConfigError):
@@ -300,7 +301,9 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         return
     faults = os.environ.get("CONNECTOME_FAULTS")
     env = {"CONNECTOME_FAULTS": faults, "CONNECTOME_DRIVER_PID": str(os.getpid())} if faults else {}
-    with ray_session(address, dashboard, console, sd=None if address else sd, env=env):
+    # Interrupts first: a signal while Ray starts waits for it, so that the Ray it started is shut down
+    with Interrupts() as interrupts, \
+            ray_session(address, dashboard, console, sd=None if address else sd, env=env, interrupts=interrupts):
         if address:
             check_shared_results(sd)
         write_study_files(study, sd, changes)
@@ -313,8 +316,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         concrete, chosen = resolve_resources(study, to_run, address)
         if chosen:
             console.print(chosen, highlight=False, markup=False)
-        with Interrupts() as interrupts, \
-                StudyView(console, study.name, total, total - to_run, describe=describe) as view:
+        with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
             run_waves(concrete, sd, pending, view, lock, interrupts)
 
 
@@ -365,12 +367,12 @@ def run_waves(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView,
 
 
 def fit(tuner) -> None:
-    """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) re-raised as itself."""
+    """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) or an interruption re-raised as itself."""
     try:
         tuner.fit()
     except Exception as err:  # noqa: BLE001 - Tune wraps what its searcher raises
         cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, ConnectomeError):
+        while cause is not None and not isinstance(cause, (ConnectomeError, Interrupted)):
             cause = cause.__cause__ or cause.__context__
         if cause is None:
             raise

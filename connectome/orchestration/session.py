@@ -8,19 +8,22 @@ left behind (Ray's agents survive a SIGKILLed driver).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from connectome.console import worker_logs_wanted
-from connectome.errors import ConfigError
+from connectome.errors import ConfigError, ray_lost
+from connectome.orchestration.interrupts import Interrupts
 from connectome.orchestration.resources import local_cpus
 from connectome.store.layout import StudyDir, read_json, write_json
 from connectome.store.lock import pid_alive
@@ -117,11 +120,13 @@ class NoTuneRestoreAdvice(logging.Filter):
 
 @contextmanager
 def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | None = None,
-                env: dict[str, str] | None = None) -> Iterator[None]:
+                env: dict[str, str] | None = None, interrupts: Interrupts | None = None) -> Iterator[None]:
     """Connect to a cluster or start a private local Ray on 127.0.0.1; shut it down afterwards.
 
     A Ray this process has initialised already (a notebook's, a test session's) is used as it is
     and left running: only the one who started a Ray shuts it down, and its workers stay warm.
+    With `interrupts` (a study run), signals wait until Ray has started, and the death of the local
+    Ray's raylet stops the run at once (Ray itself would end this process about 15 s later, exit 1).
     """
     if not address or is_loopback(address):
         keep_ray_on_loopback()
@@ -153,25 +158,76 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     # need it in every worker's environment from the start (docs/gpu.md).
     # `env` too: a cluster's workers do not inherit this process's environment as a local Ray's do.
     options["runtime_env"] = {"env_vars": {**devices.worker_env(), **(env or {})}}
-    if address:
-        connect(address, options)
-    else:
-        # a copy: ray.init writes its session's spill directory into the dict it is given
-        try:
-            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                     _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
-        except OSError as err:
-            raise token_not_written(err) or err
-        if sd is not None:
-            remember_local_ray(sd)
-    console.print(f"ray: {'cluster ' + address if address else 'local'}, "
-                  f"{ray.cluster_resources().get('CPU', 0):g} CPUs", highlight=False, markup=False)
-    try:
+    unwatch = None
+    try:  # from the start: a signal remembered while Ray started is raised once it has
+        with interrupts.starting_ray() if interrupts is not None else contextlib.nullcontext():
+            start_ray(address, dashboard, options, sd)
+        if interrupts is not None and not address:
+            unwatch = watch_raylet(lambda reason: interrupts.stop_now(ray_lost(reason)))
+        console.print(f"ray: {'cluster ' + address if address else 'local'}, "
+                      f"{ray.cluster_resources().get('CPU', 0):g} CPUs", highlight=False, markup=False)
         yield
     finally:
+        if unwatch is not None:
+            unwatch()  # before the shutdown, which stops the raylet
         ray.shutdown()
         if sd is not None and not address:
             forget_local_ray(sd)
+
+
+def start_ray(address: str | None, dashboard: bool, options: dict[str, Any], sd: StudyDir | None) -> None:
+    """ray.init on the cluster, or of a private local Ray (remembered in sd's driver.json)."""
+    import ray
+
+    if address:
+        connect(address, options)
+        return
+    # a copy: ray.init writes its session's spill directory into the dict it is given
+    try:
+        ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
+    except OSError as err:
+        raise token_not_written(err) or err
+    if sd is not None:
+        remember_local_ray(sd)
+
+
+RAYLET_POLL_S = 0.5
+
+
+def watch_raylet(on_death: Callable[[str], None]) -> Callable[[], None]:
+    """Call on_death(what happened) from a thread if this process's local raylet dies; returns the unwatch function."""
+    import ray
+
+    node = ray._private.worker._global_node
+    raylet = node.all_processes["raylet"][0].process  # the Popen Ray started it with
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(RAYLET_POLL_S):
+            code = raylet.poll()
+            if code is not None and not stop.is_set():
+                on_death(raylet_death(raylet.pid, code))
+                return
+
+    thread = threading.Thread(target=watch, name="connectome-raylet-watch", daemon=True)
+    thread.start()
+
+    def unwatch() -> None:
+        stop.set()
+        thread.join()
+    return unwatch
+
+
+def raylet_death(pid: int, code: int) -> str:
+    """What a raylet's exit status says, in words."""
+    if code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+        if -code == signal.SIGKILL:
+            how += " (by hand, or by the out-of-memory killer)"
+    else:
+        how = f"exited with status {code}"
+    return f"the local Ray's raylet (pid {pid}) {how}"
 
 
 def token_not_written(err: OSError) -> ConfigError | None:
