@@ -30,6 +30,7 @@ from connectome.store.lock import pid_alive
 
 CONNECT_TIMEOUT_S = 10.0
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 (read on import)
+TUNE_TRIAL_ERRORS = "TUNE_PRINT_ALL_TRIAL_ERRORS"  # read by each Tune run's controller
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -134,6 +135,9 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's per-trial CSV/JSON/TensorBoard files: connectome keeps its own records.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune logs a traceback for each trial whose worker failed or died; the live view and the summary
+    # say it in one line (the row keeps the error). Under -v, with the workers' own output, it stays.
+    os.environ.setdefault(TUNE_TRIAL_ERRORS, "1" if worker_logs_wanted() else "0")
     os.environ.update(env or {})
     import ray
 

@@ -106,6 +106,7 @@ def test_a_hangup_and_a_killed_raylet_stop_the_run_saying_what_is_left_and_leave
     text = log.read_text()
     assert f"connectome run: stopped: the local Ray's raylet (pid {raylet}) was killed by SIGKILL" in text, text[-2000:]
     assert "trials of study 'local' have no result yet" in text and resume in text
+    assert "Traceback" not in text, text[-3000:]  # Tune's per-trial traceback too (the live view says "failed")
     assert finished and finished <= sd.final_ids()  # every finished result kept
     for trial_id in finished:
         assert json.loads(sd.trial(trial_id).result.read_text())["row"]["status"] == "completed"

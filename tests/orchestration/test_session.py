@@ -170,3 +170,25 @@ def test_a_head_on_this_machine_is_joined_with_the_users_token(ray_cluster, tmp_
                          cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ray: cluster 127.0.0.1" in run.stdout
+
+
+def test_tunes_traceback_per_failed_trial_is_left_out_unless_verbose(monkeypatch):
+    """issue 30: a worker killed mid-trial printed Tune's full traceback; the live view and summary say it in one line."""
+    import logging
+
+    fake_ray(monkeypatch)
+    log, level = logging.getLogger("connectome"), logging.getLogger("connectome").level
+    try:
+        for verbose, expected in ((False, "0"), (True, "1")):
+            monkeypatch.delenv(session.TUNE_TRIAL_ERRORS, raising=False)
+            log.setLevel(logging.DEBUG if verbose else logging.INFO)
+            with session.ray_session(None, False, Console(file=io.StringIO())):
+                pass
+            assert session.os.environ[session.TUNE_TRIAL_ERRORS] == expected
+        monkeypatch.setenv(session.TUNE_TRIAL_ERRORS, "1")  # the user's own choice stays
+        log.setLevel(logging.INFO)
+        with session.ray_session(None, False, Console(file=io.StringIO())):
+            pass
+        assert session.os.environ[session.TUNE_TRIAL_ERRORS] == "1"
+    finally:
+        log.setLevel(level)
