@@ -203,8 +203,10 @@ def watch_raylet(on_death: Callable[[str], None]) -> Callable[[], None]:
     """Call on_death(what happened) from a thread if this process's local raylet dies; returns the unwatch function."""
     import ray
 
-    node = ray._private.worker._global_node
-    raylet = node.all_processes["raylet"][0].process  # the Popen Ray started it with
+    started = getattr(ray._private.worker._global_node, "all_processes", {}).get("raylet") or []
+    if not started:  # a Ray that keeps its processes elsewhere: nothing to watch
+        return lambda: None
+    raylet = started[0].process  # the Popen Ray started it with
     stop = threading.Event()
 
     def watch() -> None:
