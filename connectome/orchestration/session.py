@@ -164,7 +164,8 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     options["runtime_env"] = {"env_vars": {**devices.worker_env(), **(env or {})}}
     unwatch = None
     try:  # from the start: a signal remembered while Ray started is raised once it has
-        with interrupts.starting_ray() if interrupts is not None else contextlib.nullcontext():
+        with interrupts.starting_ray() if interrupts is not None else contextlib.nullcontext(), \
+                no_ray_sigterm_handler() if interrupts is not None else contextlib.nullcontext():
             start_ray(address, dashboard, options, sd)
         if interrupts is not None and not address:
             unwatch = watch_raylet(lambda reason: interrupts.stop_now(ray_lost(reason)))
@@ -177,6 +178,22 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
         ray.shutdown()
         if sd is not None and not address:
             forget_local_ray(sd)
+
+
+@contextmanager
+def no_ray_sigterm_handler() -> Iterator[None]:
+    """Keep ray.init from installing its SIGTERM handler, which exits the process (in the middle of the start too)."""
+    import ray._private.utils as utils
+
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is None:  # a Ray that installs none this way
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
 
 
 def start_ray(address: str | None, dashboard: bool, options: dict[str, Any], sd: StudyDir | None) -> None:

@@ -192,3 +192,22 @@ def test_tunes_traceback_per_failed_trial_is_left_out_unless_verbose(monkeypatch
         assert session.os.environ[session.TUNE_TRIAL_ERRORS] == "1"
     finally:
         log.setLevel(level)
+
+
+def test_ray_init_installs_no_sigterm_handler_of_its_own_while_a_run_holds_the_signals():
+    """Ray's handler exits the process, in the middle of ray.init too; a run's Interrupts hold the signal instead."""
+    import signal
+
+    import ray._private.utils as utils
+    import ray._private.worker as worker
+
+    mine = signal.getsignal(signal.SIGTERM)
+    assert "set_sigterm_handler(" in Path(worker.__file__).read_text()  # how this Ray's init installs it
+    with session.no_ray_sigterm_handler():
+        utils.set_sigterm_handler(lambda *_: None)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    try:
+        utils.set_sigterm_handler(lambda *_: None)  # put back afterwards
+        assert signal.getsignal(signal.SIGTERM) is not mine
+    finally:
+        signal.signal(signal.SIGTERM, mine)
