@@ -387,6 +387,8 @@ def _marks_naming(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(session directory, mark) of this user's Ray sessions on this host whose dead driver wrote into `root`."""
     results = str(root.resolve())
     for path in ray_temp_dir().glob(f"session_*/{SESSION_MARK}"):
+        if path.parent.is_symlink():  # session_latest: the same session under its own name
+            continue
         mark = read_json(path)
         if not isinstance(mark, dict) or mark.get("results") != results:
             continue

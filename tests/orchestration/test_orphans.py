@@ -119,6 +119,7 @@ def _killed_and_moved(tmp_path, monkeypatch, procs):
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "tmp"))
     session = tmp_path / "tmp" / "ray" / "session_2026-01-01_00-00-00_000000_1"
     session.mkdir(parents=True)
+    (session.parent / "session_latest").symlink_to(session)  # as Ray links its newest session
     old, new = StudyDir(tmp_path / "results" / "moved"), StudyDir(tmp_path / "elsewhere" / "moved")
     info = dict(host=socket.gethostname(), pid=_dead_pid(), node_id=NODE_ID, token="t")
     (session / SESSION_MARK).write_text(json.dumps({**info, "results": str(old.root.resolve())}))
