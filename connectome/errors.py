@@ -18,14 +18,30 @@ class DatasetError(ConnectomeError):
 
 
 class Interrupted(Exception):
-    """A run stopped by a signal (Ctrl-C, SIGTERM, SIGHUP): the CLI exits 128 + the signal number."""
+    """A run stopped before its end: by a signal (Ctrl-C, SIGTERM, SIGHUP: the CLI exits 128 + the signal
+    number), or because its Ray went away under it (`ray_lost`: exit 3, as for trials that failed)."""
 
-    def __init__(self, signum: int, detail: str = "") -> None:
+    def __init__(self, signum: int | None, detail: str = "", *, headline: str | None = None,
+                 exit_code: int | None = None) -> None:
         import signal
 
         self.signum, self.detail = signum, detail
-        self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}" + (f": {detail}" if detail else ""))
+        self.headline = headline or f"interrupted by {signal.Signals(signum).name}"
+        self.exit_code = exit_code if exit_code is not None else 128 + (signum or 0)
+        super().__init__(self.headline + (f": {detail}" if detail else ""))
+
+    def with_detail(self, detail: str) -> "Interrupted":
+        """The same interruption, saying more (what is left, how to resume)."""
+        return Interrupted(self.signum, detail, headline=self.headline, exit_code=self.exit_code)
+
+
+# A run whose Ray was lost ends as one with failed trials does (cli/run.py): trials are left to run again.
+RAY_LOST_EXIT = 3
+
+
+def ray_lost(reason: str) -> Interrupted:
+    """The interruption of a run whose Ray stopped under it (a killed raylet)."""
+    return Interrupted(None, headline=f"stopped: {reason}", exit_code=RAY_LOST_EXIT)
 
 
 def unknown_name(kind: str, name: str, known) -> str:

@@ -5,6 +5,8 @@ command reads files and overrides the same way and says the same thing when they
 """
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,12 @@ def load_yaml(text: str) -> Any:
 def read_text_file(path: str | Path, what: str) -> str:
     """A UTF-8 text file of at most MAX_YAML_BYTES; ConfigError naming the file otherwise."""
     try:
-        with open(path, "rb") as f:
+        # non-blocking: a FIFO opens at once (a blocking open waits for a writer forever) and is refused below
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"{what} {path}: a FIFO, socket or device, not a regular file; give the path of a "
+                                  "YAML file")
             raw = f.read(MAX_YAML_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"cannot read {what} {path}: {err.strerror}") from None

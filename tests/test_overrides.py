@@ -61,3 +61,18 @@ def test_read_yaml_mapping_names_the_file(tmp_path):
     path.write_bytes(b"\x80")
     with pytest.raises(ConfigError, match=f"search space {path}: not UTF-8"):
         read_yaml_mapping(path, "search space", "parameter: ...")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_study_path_that_is_no_regular_file_is_one_line_and_never_blocks(tmp_path, capsys, kind):
+    """issue 30: a FIFO as the study file blocked `connectome run` forever (its open waited for a writer)."""
+    import os
+
+    path = tmp_path / "study.yaml"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"connectome run: error: cannot read study file {path}: Is a directory" if kind == "directory" else
+                   f"connectome run: error: study file {path}: a FIFO, socket or device, not a regular file; give the "
+                   "path of a YAML file")

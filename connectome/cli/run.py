@@ -12,10 +12,11 @@ from connectome.errors import Interrupted
 
 
 # Exit codes: 0 every trial has a result and none failed; 1 nothing was recorded; 2 a usage or
-# configuration error (nothing ran); 3 the study ran but some trials failed (see the summary);
-# 130, 143, 129: stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP (the message says what is left and
-# the command that resumes it).
-EXIT_TRIALS_FAILED = 3
+# configuration error (nothing ran); 3 the study ran but some trials failed (see the summary), or
+# its local Ray was lost under it (a killed raylet: the message says what happened, what is left
+# and the command that resumes it); 130, 143, 129: stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP
+# (the message says what is left and the command that resumes it).
+EXIT_TRIALS_FAILED = 3  # = connectome.errors.RAY_LOST_EXIT
 
 
 def register(subparsers) -> None:
@@ -87,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
                               on_change=args.on_change, dashboard=args.dashboard, report=args.report,
                               console=console)
         except Interrupted as err:
-            raise Interrupted(err.signum, f"{err.detail}; resume with: {resume_command(args)}") from None
+            raise err.with_detail(f"{err.detail}; resume with: {resume_command(args)}") from None
     if args.json:
         print(json.dumps(summary_json(study, frame), indent=1))
     elif args.verbosity < 0:

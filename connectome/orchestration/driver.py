@@ -68,6 +68,8 @@ def run_study(
 ):
     """Run every trial of the study without a final result; returns the trials DataFrame."""
     console = console or make_console()
+    # first of all: a killed driver's workers may still be writing into this directory
+    stop_dead_drivers_ray(StudyDir(Path(study.output) / study.name), console)
     address = preflight(study, address)
     sd = choose_dir(study, StudyDir(Path(study.output) / study.name), resume, restart, on_change, console)
     trials, screened, duplicates = plan_grid(study, console) if isinstance(study.search, GridSearch) \
@@ -155,15 +157,16 @@ def check_fingerprint(study: Study, sd: StudyDir, stamp: dict[str, Any]) -> None
 
 
 def interrupted(err: BaseException, trials: list[Trial] | None, study: Study, sd: StudyDir) -> Interrupted:
-    """The interruption, saying how many planned trials have no final result yet."""
+    """The interruption (a signal, or a lost Ray), saying how many planned trials have no final result yet."""
     import signal
 
-    signum = getattr(err, "signum", signal.SIGINT)  # Interrupted, SignalInterrupt, or a plain Ctrl-C
+    # Interrupted, SignalInterrupt, or a plain Ctrl-C
+    stop = err if isinstance(err, Interrupted) else Interrupted(getattr(err, "signum", signal.SIGINT))
     planned = len(trials) if trials is not None else study.search.n_trials
     done = sd.final_ids() & study_ids(study, sd, trials)
     left = max(planned - len(done), 0)
-    return Interrupted(signum, f"{left} of {planned} trials of study {study.name!r} have no result yet "
-                               f"(finished ones are kept in {sd.root})")
+    return stop.with_detail(f"{left} of {planned} trials of study {study.name!r} have no result yet "
+                            f"(finished ones are kept in {sd.root})")
 
 
 class DefinitionChanged(ConfigError):
@@ -218,11 +221,16 @@ def move_aside(sd: StudyDir, console: Console) -> None:
     console.print(f"--restart: moved the old results to {target}", highlight=False, markup=False)
 
 
-def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
-    """Stop a killed driver's local Ray, remove temp files its writers left."""
+def stop_dead_drivers_ray(sd: StudyDir, console: Console) -> None:
+    """Stop the local Ray processes a killed driver of this directory left running (session.stop_orphans)."""
     killed = stop_orphans(sd)
     if killed:
         console.print(f"stopped {len(killed)} Ray processes left by a killed driver", highlight=False)
+
+
+def clean_up_after_dead_driver(sd: StudyDir, console: Console) -> None:
+    """Stop a killed driver's local Ray (again: `sd` may be a directory beside the study's), remove its temp files."""
+    stop_dead_drivers_ray(sd, console)
     from connectome.files import remove_stale_temps
 
     remove_stale_temps(sd.root, recursive=True)  # study files, and every trial's records and checkpoints
@@ -295,7 +303,9 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         return
     faults = os.environ.get("CONNECTOME_FAULTS")
     env = {"CONNECTOME_FAULTS": faults, "CONNECTOME_DRIVER_PID": str(os.getpid())} if faults else {}
-    with ray_session(address, dashboard, console, sd=None if address else sd, env=env):
+    # Interrupts first: a signal while Ray starts waits for it, so that the Ray it started is shut down
+    with Interrupts() as interrupts, \
+            ray_session(address, dashboard, console, sd=None if address else sd, env=env, interrupts=interrupts):
         if address:
             check_shared_results(sd)
         write_study_files(study, sd, changes)
@@ -308,8 +318,7 @@ def run_trials(study: Study, sd: StudyDir, trials: list[Trial] | None, changes, 
         concrete, chosen = resolve_resources(study, to_run, address)
         if chosen:
             console.print(chosen, highlight=False, markup=False)
-        with Interrupts() as interrupts, \
-                StudyView(console, study.name, total, total - to_run, describe=describe) as view:
+        with StudyView(console, study.name, total, total - to_run, describe=describe) as view:
             run_waves(concrete, sd, pending, view, lock, interrupts)
 
 
@@ -360,12 +369,12 @@ def run_waves(study: Study, sd: StudyDir, pending: list[Trial], view: StudyView,
 
 
 def fit(tuner) -> None:
-    """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) re-raised as itself."""
+    """tuner.fit(), with a user error raised inside Tune (e.g. by the searcher) or an interruption re-raised as itself."""
     try:
         tuner.fit()
     except Exception as err:  # noqa: BLE001 - Tune wraps what its searcher raises
         cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, ConnectomeError):
+        while cause is not None and not isinstance(cause, (ConnectomeError, Interrupted)):
             cause = cause.__cause__ or cause.__context__
         if cause is None:
             raise

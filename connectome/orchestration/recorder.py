@@ -8,6 +8,7 @@ worker ran elsewhere); the parquet tables are compacted only when due (connectom
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import math
@@ -15,9 +16,12 @@ import math
 from connectome.orchestration.batch_progress import BatchPoller
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
 from connectome.orchestration.worker import COLUMNS_KEY, ENTRY_KEY, EPOCH_KEYS
-from connectome.store.layout import StudyDir, read_trial_config, read_trial_result, write_trial_result
+from connectome.store.layout import StudyDir, TrialFiles, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns
 from connectome.testing.faults import fault
+
+
+log = logging.getLogger(__name__)
 
 
 def trial_name(trial) -> str:
@@ -76,6 +80,14 @@ def _validation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
     """An epochs-table row from a per-epoch Tune report."""
     return {"epoch": int(result[FIDELITY]), **{key: result.get(key) for key in EPOCH_KEYS}}
+
+
+def write_copy(files: TrialFiles, entry: dict[str, Any], sd: StudyDir) -> None:
+    """The trial folder's result.json; one the file system refuses (a full disk) is a warning: the journal is the record."""
+    try:
+        write_trial_result(files, entry["row"], entry.get("epochs") or [])
+    except OSError as err:
+        log.warning("%s: not written (%s); the trial's row goes to %s", files.result, err.strerror or err, sd.journal)
 
 
 def make_recorder(sd: StudyDir, study_name: str, view):
@@ -137,7 +149,7 @@ def make_recorder(sd: StudyDir, study_name: str, view):
             files = self.sd.trial(trial_id)
             mine = read_trial_result(files)
             if mine is None or mine.get("row") != entry["row"]:  # the worker wrote elsewhere (or died)
-                write_trial_result(files, entry["row"], entry.get("epochs") or [])
+                write_copy(files, entry, self.sd)
             self.sd.record(entry)
             self.recorded.add(trial_id)
             self.epochs.pop(trial_id, None)

@@ -8,25 +8,29 @@ left behind (Ray's agents survive a SIGKILLed driver).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from connectome.console import worker_logs_wanted
-from connectome.errors import ConfigError
+from connectome.errors import ConfigError, ray_lost
+from connectome.orchestration.interrupts import Interrupts
 from connectome.orchestration.resources import local_cpus
 from connectome.store.layout import StudyDir, read_json, write_json
 from connectome.store.lock import pid_alive
 
 CONNECT_TIMEOUT_S = 10.0
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 (read on import)
+TUNE_TRIAL_ERRORS = "TUNE_PRINT_ALL_TRIAL_ERRORS"  # read by each Tune run's controller
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -117,11 +121,13 @@ class NoTuneRestoreAdvice(logging.Filter):
 
 @contextmanager
 def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | None = None,
-                env: dict[str, str] | None = None) -> Iterator[None]:
+                env: dict[str, str] | None = None, interrupts: Interrupts | None = None) -> Iterator[None]:
     """Connect to a cluster or start a private local Ray on 127.0.0.1; shut it down afterwards.
 
     A Ray this process has initialised already (a notebook's, a test session's) is used as it is
     and left running: only the one who started a Ray shuts it down, and its workers stay warm.
+    With `interrupts` (a study run), signals wait until Ray has started, and the death of the local
+    Ray's raylet stops the run at once (Ray itself would end this process about 15 s later, exit 1).
     """
     if not address or is_loopback(address):
         keep_ray_on_loopback()
@@ -129,6 +135,9 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's per-trial CSV/JSON/TensorBoard files: connectome keeps its own records.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune logs a traceback for each trial whose worker failed or died; the live view and the summary
+    # say it in one line (the row keeps the error). Under -v, with the workers' own output, it stays.
+    os.environ.setdefault(TUNE_TRIAL_ERRORS, "1" if worker_logs_wanted() else "0")
     os.environ.update(env or {})
     import ray
 
@@ -153,25 +162,95 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
     # need it in every worker's environment from the start (docs/gpu.md).
     # `env` too: a cluster's workers do not inherit this process's environment as a local Ray's do.
     options["runtime_env"] = {"env_vars": {**devices.worker_env(), **(env or {})}}
-    if address:
-        connect(address, options)
-    else:
-        # a copy: ray.init writes its session's spill directory into the dict it is given
-        try:
-            ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                     _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
-        except OSError as err:
-            raise token_not_written(err) or err
-        if sd is not None:
-            remember_local_ray(sd)
-    console.print(f"ray: {'cluster ' + address if address else 'local'}, "
-                  f"{ray.cluster_resources().get('CPU', 0):g} CPUs", highlight=False, markup=False)
+    unwatch = None
+    try:  # from the start: a signal remembered while Ray started is raised once it has
+        with interrupts.starting_ray() if interrupts is not None else contextlib.nullcontext(), \
+                no_ray_sigterm_handler() if interrupts is not None else contextlib.nullcontext():
+            start_ray(address, dashboard, options, sd)
+        if interrupts is not None and not address:
+            unwatch = watch_raylet(lambda reason: interrupts.stop_now(ray_lost(reason)))
+        console.print(f"ray: {'cluster ' + address if address else 'local'}, "
+                      f"{ray.cluster_resources().get('CPU', 0):g} CPUs", highlight=False, markup=False)
+        yield
+    finally:
+        if unwatch is not None:
+            unwatch()  # before the shutdown, which stops the raylet
+        ray.shutdown()
+        if sd is not None and not address:
+            forget_local_ray(sd)
+
+
+@contextmanager
+def no_ray_sigterm_handler() -> Iterator[None]:
+    """Keep ray.init from installing its SIGTERM handler, which exits the process (in the middle of the start too)."""
+    import ray._private.utils as utils
+
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is None:  # a Ray that installs none this way
+        yield
+        return
+    utils.set_sigterm_handler = lambda handler: None
     try:
         yield
     finally:
-        ray.shutdown()
-        if sd is not None and not address:
-            sd.driver_file.unlink(missing_ok=True)
+        utils.set_sigterm_handler = original
+
+
+def start_ray(address: str | None, dashboard: bool, options: dict[str, Any], sd: StudyDir | None) -> None:
+    """ray.init on the cluster, or of a private local Ray (remembered in sd's driver.json)."""
+    import ray
+
+    if address:
+        connect(address, options)
+        return
+    # a copy: ray.init writes its session's spill directory into the dict it is given
+    try:
+        ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
+    except OSError as err:
+        raise token_not_written(err) or err
+    if sd is not None:
+        remember_local_ray(sd)
+
+
+RAYLET_POLL_S = 0.5
+
+
+def watch_raylet(on_death: Callable[[str], None]) -> Callable[[], None]:
+    """Call on_death(what happened) from a thread if this process's local raylet dies; returns the unwatch function."""
+    import ray
+
+    started = getattr(ray._private.worker._global_node, "all_processes", {}).get("raylet") or []
+    if not started:  # a Ray that keeps its processes elsewhere: nothing to watch
+        return lambda: None
+    raylet = started[0].process  # the Popen Ray started it with
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(RAYLET_POLL_S):
+            code = raylet.poll()
+            if code is not None and not stop.is_set():
+                on_death(raylet_death(raylet.pid, code))
+                return
+
+    thread = threading.Thread(target=watch, name="connectome-raylet-watch", daemon=True)
+    thread.start()
+
+    def unwatch() -> None:
+        stop.set()
+        thread.join()
+    return unwatch
+
+
+def raylet_death(pid: int, code: int) -> str:
+    """What a raylet's exit status says, in words."""
+    if code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+        if -code == signal.SIGKILL:
+            how += " (by hand, or by the out-of-memory killer)"
+    else:
+        how = f"exited with status {code}"
+    return f"the local Ray's raylet (pid {pid}) {how}"
 
 
 def token_not_written(err: OSError) -> ConfigError | None:
@@ -241,24 +320,44 @@ def remember_local_ray(sd: StudyDir) -> None:
     """driver.json: this driver and its local Ray session, for the next driver to clean up after a kill.
 
     The same host, pid, node id and a random token go into the session directory itself
-    (SESSION_MARK); `stop_orphans` acts only where the two agree.
+    (SESSION_MARK), with the results directory: `stop_orphans` acts only where the two agree, or,
+    when the results were moved away (driver.json with them), on a mark naming this directory.
     """
     import ray
 
     node = ray._private.worker._global_node  # the only handle on the processes Ray started for us
     session = node.get_session_dir_path()
     mark = {"host": socket.gethostname(), "pid": os.getpid(), "node_id": node.node_id, "token": secrets.token_hex(16)}
-    write_json(Path(session) / SESSION_MARK, mark)
+    write_json(Path(session) / SESSION_MARK, {**mark, "results": str(sd.root.resolve())})
     write_json(sd.driver_file, {**mark, "session_dir": session})
 
 
+def forget_local_ray(sd: StudyDir) -> None:
+    """After a clean shutdown: nothing is left to stop, so neither file may point at the session any more."""
+    info = read_json(sd.driver_file)
+    if isinstance(info, dict) and isinstance(info.get("session_dir"), str) and info.get("pid") == os.getpid():
+        (Path(info["session_dir"]) / SESSION_MARK).unlink(missing_ok=True)
+    sd.driver_file.unlink(missing_ok=True)
+
+
 def stop_orphans(sd: StudyDir) -> list[int]:
-    """Kill the local Ray processes of a dead driver of this study (same host only); their pids.
+    """Kill the local Ray processes of dead drivers of this results directory (same host only); their pids.
 
     Never on driver.json's word alone: its session directory must hold the mark that driver wrote
     (same pid, node id and token), the driver must be gone, and a process is killed only if it
     carries that node's id (RAY_NODE_ID) or runs with an argument inside that session directory.
+    A dead driver's results may also have been moved away (driver.json with them) while its
+    workers go on writing here: a mark in Ray's own session directories that names this directory
+    is the same proof.
     """
+    killed = _stop_driver_file_session(sd)
+    for session, mark in _marks_naming(sd.root):
+        killed += _stop_session(session, mark)
+    return killed
+
+
+def _stop_driver_file_session(sd: StudyDir) -> list[int]:
+    """The processes of the session driver.json names, if its mark proves it; driver.json is then removed."""
     info = read_json(sd.driver_file)
     if not isinstance(info, dict) or info.get("host") != socket.gethostname():
         return []
@@ -266,9 +365,45 @@ def stop_orphans(sd: StudyDir) -> list[int]:
     if not isinstance(pid, int) or pid_alive(pid):
         return []  # a live driver's (or an unreadable) file: not ours to act on
     mark = _session_mark(info)
-    killed = [p for p in _ray_processes(info["session_dir"], mark["node_id"]) if _kill(p)] if mark else []
+    killed = _stop_session(info["session_dir"], mark) if mark else []
     sd.driver_file.unlink(missing_ok=True)
     return killed
+
+
+def _stop_session(session: str, mark: dict[str, Any]) -> list[int]:
+    """Kill a proven dead driver's session processes and remove its mark (it is acted on once)."""
+    killed = [p for p in _ray_processes(session, mark["node_id"]) if _kill(p)]
+    (Path(session) / SESSION_MARK).unlink(missing_ok=True)
+    return killed
+
+
+def ray_temp_dir() -> Path:
+    """Where a local Ray keeps its session directories (as ray._common.utils.get_default_ray_temp_dir)."""
+    base = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None)
+    return Path(base or "/tmp") / "ray"
+
+
+def _marks_naming(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(session directory, mark) of this user's Ray sessions on this host whose dead driver wrote into `root`."""
+    results = str(root.resolve())
+    for path in ray_temp_dir().glob(f"session_*/{SESSION_MARK}"):
+        if path.parent.is_symlink():  # session_latest: the same session under its own name
+            continue
+        mark = read_json(path)
+        if not isinstance(mark, dict) or mark.get("results") != results:
+            continue
+        info = {**mark, "session_dir": str(path.parent)}
+        if _owned(path) and mark.get("host") == socket.gethostname() and isinstance(mark.get("pid"), int) \
+                and not pid_alive(mark["pid"]) and _session_mark(info):
+            yield str(path.parent), mark
+
+
+def _owned(path: Path) -> bool:
+    """The file and its directory belong to this user (no one else wrote the mark)."""
+    try:
+        return path.stat().st_uid == path.parent.stat().st_uid == os.getuid()
+    except OSError:
+        return False
 
 
 def _session_mark(info: dict[str, Any]) -> dict[str, Any] | None:

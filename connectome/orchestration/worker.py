@@ -7,6 +7,7 @@ record never depends on reading files a worker wrote on another node's disk.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -15,10 +16,19 @@ from typing import Any
 
 from connectome.errors import ConfigError
 from connectome.orchestration.batch_progress import BatchReporter, progress_file
-from connectome.store.layout import StudyDir, TrialFiles, clean_json, read_trial_result, write_trial_result
+from connectome.store.layout import (
+    StudyDir,
+    TrialFiles,
+    clean_json,
+    read_trial_result,
+    trial_entry,
+    write_trial_result,
+)
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
 from connectome.testing.faults import fault
+
+log = logging.getLogger(__name__)
 
 # The key of the final Tune report that carries the trial's entry ({"row", "epochs"}) as JSON.
 ENTRY_KEY = "connectome_entry"
@@ -68,9 +78,22 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, p
             batches.clear()
         row = {**config_columns(trial_config), **{k: v for k, v in record.items() if k != "epochs"},
                "trial_id": trial_id, "study": study_name}
-        entry = write_trial_result(files, row, record.get("epochs") or [])
+        entry = write_result(files, row, record.get("epochs") or [])
     # NaN epoch keys: Tune wants a scheduler's metric (val_acc, val_loss) in every result.
     tune.report({**final_metrics(entry["row"]), **dict.fromkeys(EPOCH_KEYS, math.nan), ENTRY_KEY: json.dumps(entry)})
+
+
+def write_result(files: TrialFiles, row: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """result.json; where the file system refuses it (a full disk) the entry still goes to the driver, which records it.
+
+    The trainer could not write result.json either then, so the row is `failed` with that error: its
+    checkpoint is kept and `--resume` finishes the trial from it once there is room.
+    """
+    try:
+        return write_trial_result(files, row, epochs)
+    except OSError as err:
+        log.warning("%s: not written (%s); the driver records the trial's row", files.result, err.strerror or err)
+        return trial_entry(row, epochs)
 
 
 def ray_assignment() -> tuple[list[str] | None, float | None]:

@@ -393,9 +393,17 @@ def read_trial_config(files: TrialFiles) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("config"), dict) else None
 
 
+def trial_entry(row: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What result.json holds (and the journal records): the trial's flat row and per-epoch rows."""
+    return clean_json({"layout": LAYOUT_VERSION, "row": row, "epochs": epochs})
+
+
 def write_trial_result(files: TrialFiles, row: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, Any]:
     """result.json: the trial's flat row and per-epoch rows; returns the entry written."""
-    entry = clean_json({"layout": LAYOUT_VERSION, "row": row, "epochs": epochs})
+    from connectome.testing.faults import full_disk
+
+    entry = trial_entry(row, epochs)
+    full_disk(files.result)
     write_json(files.result, entry)
     return entry
 

@@ -7,11 +7,16 @@ does nothing. Points: trial (a worker mid-trial), checkpoint (while a checkpoint
 compact (while the parquet tables are rewritten), between (between two trials), wave (between
 two Tune runs of a study run in waves, connectome/orchestration/waves.py), report (while the
 report is written).
+
+`full:<path tail>` (e.g. `full:result.json`, `full:dense-1/result.json`) makes `full_disk(path)`
+raise ENOSPC for the files whose path ends so, as a full disk would, in the driver and its workers.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
+from pathlib import Path
 
 POINTS = ("trial", "checkpoint", "compact", "between", "wave", "report")
 
@@ -28,3 +33,13 @@ def fault(name: str) -> None:
         except ProcessLookupError:
             pass
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def full_disk(path: str | Path) -> None:
+    """Raise OSError(ENOSPC) for this file if $CONNECTOME_FAULTS names `full:<a tail of its path>`."""
+    wanted = os.environ.get("CONNECTOME_FAULTS")
+    if not wanted:
+        return
+    tails = [w.removeprefix("full:") for w in wanted.split(",") if w.startswith("full:")]
+    if any(tail and Path(path).as_posix().endswith(tail) for tail in tails):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))

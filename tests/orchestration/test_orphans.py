@@ -101,3 +101,67 @@ def test_a_live_drivers_file_is_left_alone(tmp_path, procs):
     assert stop_orphans(sd) == [] and _alive(procs[0]) and sd.driver_file.exists()
     _driver_file(sd, **{**info, "pid": "abc"})  # unreadable: nothing done, no traceback
     assert stop_orphans(sd) == [] and _alive(procs[0])
+
+
+def _orphan_writer(target, node_id: str) -> subprocess.Popen:
+    """A stand-in for a dead driver's worker: carries the node's id and keeps (re)writing a checkpoint."""
+    code = ("import os, sys, time\n"
+            "while True:\n"
+            "    os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)\n"
+            "    open(sys.argv[1], 'wb').write(b'checkpoint')\n"
+            "    time.sleep(0.05)\n")
+    return subprocess.Popen([sys.executable, "-c", code, str(target)], env={**os.environ, "RAY_NODE_ID": node_id})
+
+
+def _killed_and_moved(tmp_path, monkeypatch, procs):
+    """A driver of results/moved killed (its Ray session marked), the results moved to elsewhere/moved,
+    and an orphan worker re-creating a checkpoint at the old path: (old StudyDir, new StudyDir, the orphan)."""
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "tmp"))
+    session = tmp_path / "tmp" / "ray" / "session_2026-01-01_00-00-00_000000_1"
+    session.mkdir(parents=True)
+    (session.parent / "session_latest").symlink_to(session)  # as Ray links its newest session
+    old, new = StudyDir(tmp_path / "results" / "moved"), StudyDir(tmp_path / "elsewhere" / "moved")
+    info = dict(host=socket.gethostname(), pid=_dead_pid(), node_id=NODE_ID, token="t")
+    (session / SESSION_MARK).write_text(json.dumps({**info, "results": str(old.root.resolve())}))
+    _driver_file(new, **info, session_dir=str(session))  # moved with the results
+    orphan = _orphan_writer(old.trial("dense-1").checkpoint, NODE_ID)
+    procs.append(orphan)
+    deadline = time.monotonic() + 30
+    while not old.trial("dense-1").checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return old, new, orphan
+
+
+def test_orphans_writing_into_a_moved_away_directory_are_stopped_from_it(tmp_path, monkeypatch, procs):
+    """issue 30: after kill -9 and a move of the results, orphan workers re-created checkpoints at the old path,
+    where no driver.json is left: the mark in Ray's session directory names the directory."""
+    old, new, orphan = _killed_and_moved(tmp_path, monkeypatch, procs)
+    other = StudyDir(tmp_path / "results" / "other")  # a mark names one results directory only
+    assert stop_orphans(other) == [] and _alive(orphan)
+    assert stop_orphans(old) == [orphan.pid] and not _alive(orphan)
+    old.trial("dense-1").checkpoint.unlink()
+    time.sleep(0.3)
+    assert not old.trial("dense-1").checkpoint.exists()
+    assert not list((tmp_path / "tmp" / "ray").glob(f"*/{SESSION_MARK}"))  # acted on once
+    assert stop_orphans(new) == [] and not new.driver_file.exists()
+
+
+def test_the_next_run_stops_the_orphans_before_anything_else(tmp_path, monkeypatch, procs, capsys):
+    """`connectome run --resume` on the moved directory: the orphans are gone before the first check or plan."""
+    from connectome.cli import main
+    from connectome.errors import ConfigError
+    from connectome.orchestration import driver
+
+    from study.conftest import smoke_dict, write_study
+
+    old, new, orphan = _killed_and_moved(tmp_path, monkeypatch, procs)
+    seen = []
+
+    def first_check(study, address):
+        seen.append(_alive(orphan))
+        raise ConfigError("stopped here by the test")
+    monkeypatch.setattr(driver, "preflight", first_check)
+    path = write_study(tmp_path, smoke_dict(tmp_path, name="moved", output=str(new.root.parent)))
+    assert main(["run", str(path), "--resume", "--no-report"]) == 2
+    assert seen == [False]
+    assert "stopped 1 Ray processes left by a killed driver" in capsys.readouterr().out

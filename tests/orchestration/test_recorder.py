@@ -59,3 +59,17 @@ def test_a_dead_workers_row_carries_the_planned_columns_of_a_finished_row(tmp_pa
                                          "final_val_acc", "final_train_loss", "epochs_completed", "wall_time_s",
                                          "cpu_time_s", "train_time_s", "torch_version", "connectome_version",
                                          "hostname"} | {k for k in finished if k.startswith(("topo.", "proxy."))}
+
+
+def test_a_result_json_the_full_disk_refuses_is_a_warning_and_the_row_is_journaled(tmp_path, monkeypatch, caplog):
+    # issue 30: the driver's copy of result.json raised inside Tune's callback on a full disk
+    sd, view = StudyDir(tmp_path / "s"), _View()
+    recorder = make_recorder(sd, "s", view)
+    entry = {"row": {"trial_id": "dense-1", "study": "s", "status": "failed", "error": "OSError: no space"},
+             "epochs": []}
+    trial = SimpleNamespace(config={"trial_id": "dense-1"}, trial_id="t0")
+    monkeypatch.setenv("CONNECTOME_FAULTS", "full:result.json")
+    recorder.on_trial_result(iteration=1, trials=[trial], trial=trial, result={ENTRY_KEY: json.dumps(entry)})
+    assert [e["row"]["status"] for e in sd.journal_entries()] == ["failed"] and view.finished_ids == ["dense-1"]
+    assert not sd.trial("dense-1").result.exists()
+    assert "result.json: not written (No space left on device)" in caplog.text

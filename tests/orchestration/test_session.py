@@ -170,3 +170,44 @@ def test_a_head_on_this_machine_is_joined_with_the_users_token(ray_cluster, tmp_
                          cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ray: cluster 127.0.0.1" in run.stdout
+
+
+def test_tunes_traceback_per_failed_trial_is_left_out_unless_verbose(monkeypatch):
+    """issue 30: a worker killed mid-trial printed Tune's full traceback; the live view and summary say it in one line."""
+    import logging
+
+    fake_ray(monkeypatch)
+    log, level = logging.getLogger("connectome"), logging.getLogger("connectome").level
+    try:
+        for verbose, expected in ((False, "0"), (True, "1")):
+            monkeypatch.delenv(session.TUNE_TRIAL_ERRORS, raising=False)
+            log.setLevel(logging.DEBUG if verbose else logging.INFO)
+            with session.ray_session(None, False, Console(file=io.StringIO())):
+                pass
+            assert session.os.environ[session.TUNE_TRIAL_ERRORS] == expected
+        monkeypatch.setenv(session.TUNE_TRIAL_ERRORS, "1")  # the user's own choice stays
+        log.setLevel(logging.INFO)
+        with session.ray_session(None, False, Console(file=io.StringIO())):
+            pass
+        assert session.os.environ[session.TUNE_TRIAL_ERRORS] == "1"
+    finally:
+        log.setLevel(level)
+
+
+def test_ray_init_installs_no_sigterm_handler_of_its_own_while_a_run_holds_the_signals():
+    """Ray's handler exits the process, in the middle of ray.init too; a run's Interrupts hold the signal instead."""
+    import signal
+
+    import ray._private.utils as utils
+    import ray._private.worker as worker
+
+    mine = signal.getsignal(signal.SIGTERM)
+    assert "set_sigterm_handler(" in Path(worker.__file__).read_text()  # how this Ray's init installs it
+    with session.no_ray_sigterm_handler():
+        utils.set_sigterm_handler(lambda *_: None)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    try:
+        utils.set_sigterm_handler(lambda *_: None)  # put back afterwards
+        assert signal.getsignal(signal.SIGTERM) is not mine
+    finally:
+        signal.signal(signal.SIGTERM, mine)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from connectome.orchestration.worker import epoch_metrics
 
 
@@ -15,3 +17,26 @@ def test_per_epoch_reports_carry_no_test_metrics():
     # no test metric carries a value (a test-named objective key, if any, stays NaN until the end)
     assert all(math.isnan(v) for k, v in report.items() if k.startswith("test"))
     assert not {0.4, 0.9, 0.1} & {v for v in report.values() if isinstance(v, float)}
+
+
+def test_a_result_json_the_full_disk_refuses_is_a_failed_row_that_still_reaches_the_driver(tmp_path, monkeypatch):
+    """issue 30: a full disk while result.json was written raised out of the worker (a Tune traceback, then the
+    driver's own write failed too); now the trial is `failed` with the reason, its checkpoint kept for --resume."""
+    from connectome.orchestration.worker import attempt_trial, write_result
+    from connectome.store.layout import StudyDir
+    from connectome.study import expand_grid, load_study
+
+    from study.conftest import smoke_dict, write_study
+
+    trial = expand_grid(load_study(write_study(tmp_path, smoke_dict(tmp_path))))[0]
+    files = StudyDir(tmp_path / "out").trial(trial.trial_id)
+    monkeypatch.setenv("CONNECTOME_FAULTS", f"full:{trial.trial_id}/result.json")
+    record = attempt_trial(trial.config, files, retries=0, on_epoch=lambda epoch: None)
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    assert "\n" not in record["error"] and files.checkpoint.exists() and not files.result.exists()
+    entry = write_result(files, {"trial_id": trial.trial_id, "status": "failed", "error": record["error"]}, [])
+    assert entry["row"]["error"] == record["error"] and not files.result.exists()
+
+    monkeypatch.delenv("CONNECTOME_FAULTS")  # room again: the trial ends from its last checkpoint
+    record = attempt_trial(trial.config, files, retries=0, on_epoch=lambda epoch: pytest.fail("trained again"))
+    assert record["status"] == "completed" and files.result.exists() and not files.checkpoint.exists()
