@@ -52,6 +52,7 @@ class Aggregation:
     renormalise: bool = False
     memory_efficient: bool = True  # memory-efficient mode may recompute it
     single_is_identity: bool = True  # with one input it passes the input on unchanged
+    dynamic: bool = False  # weights its inputs per token: needs at least two (a SpecError names the node)
 
     def input_width(self, reads: list[int]) -> int:
         """Channels of the aggregate from the channels of the in-edges."""

@@ -38,6 +38,7 @@ def make_join(name: str, *, n_inputs: int, width: int, carry: int, options: dict
                         f"with a module: {known})")
     join = JOINS[name](n_inputs=n_inputs, width=width, carry=carry, **options)
     join.dim = dim  # the channel dimension: 1 for (B, C, H, W) maps, -1 for (B, T, C) tokens
+    join.kind = name  # the declared kind (its traits: connectome.aggregations)
     return join
 
 

@@ -344,8 +344,10 @@ def from_file(ctx: BlockContext, path: str | list[str]) -> nx.DiGraph:
     """A user's DAG from GraphML or node-link JSON (one file, or one per block).
 
     Nodes are 0 (input) and 1..n (layers); node attributes `agg`, `op`, `width`, `drop` and the
-    aggregation kinds' options (`weights`, `gate_kernel`, `gate_bias`), edge attributes `window`
-    ("lo:hi"), `drop`, `column` and `carry`, and the graph attribute `global_drop` are optional
+    aggregation kinds' options (`weights`, `gate_kernel`, `gate_bias`), a named port's `p.agg` and
+    `p.<option>`, edge attributes `window` ("lo:hi"), `drop`, `column`, `carry`, `port` (the input
+    port it feeds) and `out` (the output it reads; a multigraph may join a pair once per port), and
+    the graph attribute `global_drop` are optional
     (docs/design.md, "The wiring language"). A width on node 0 fixes the block's input width
     (the network's stem or transition then matches it). The output node n+1 is added, reading
     every layer that no other layer reads, unless the file already has a node with op identity.
@@ -376,7 +378,8 @@ def read_graph(path: Path) -> nx.DiGraph:
             graph = nx.node_link_graph(json.loads(path.read_text()), directed=True, edges="links")
         else:
             graph = nx.read_graphml(path)
-        return nx.relabel_nodes(nx.DiGraph(graph), int)
+        kind = nx.MultiDiGraph if graph.is_multigraph() else nx.DiGraph  # named ports may join a pair twice
+        return nx.relabel_nodes(kind(graph), int)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot read graph file {path}: {err} (need integer node ids)") from err
     except Exception as err:  # the XML parser raises its own types
@@ -402,9 +405,11 @@ def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
     has_output = any(d.get("op") == OUTPUT_OP for _, d in user.nodes(data=True))
     n = len(user) - (2 if has_output else 1)
     g = empty_block(ctx, n_layers=n)
+    if user.is_multigraph():
+        g = nx.MultiDiGraph(g)
     g.graph.update({k: user.graph[k] for k in GRAPH_KEYS if k in user.graph})
     for v, data in user.nodes(data=True):
-        g.nodes[v].update({k: data[k] for k in NODE_KEYS if k in data})
+        g.nodes[v].update({k: data[k] for k in data if k in NODE_KEYS or _port_key(k)})
         if "width" in data:
             g.nodes[v]["width"] = _whole(data["width"], f"node {v} width")
     for u, v, data in user.edges(data=True):
@@ -418,10 +423,17 @@ def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
     return g
 
 
-# What a graph file may say beyond node widths and edge windows (the wiring language's attributes).
+# What a graph file may say beyond node widths and edge windows (the wiring language's attributes);
+# a node's named input port p also takes `p.agg` and `p.<option>`.
 NODE_KEYS = ("op", "agg", "drop", *sorted(option_names()))
-EDGE_KEYS = ("drop", "column", "carry")
+EDGE_KEYS = ("drop", "column", "carry", "port", "out")
 GRAPH_KEYS = ("global_drop",)
+
+
+def _port_key(key: str) -> bool:
+    """A named port's attribute: `port.agg` or `port.<option>`."""
+    port, _, rest = key.partition(".")
+    return bool(port) and (rest == "agg" or rest in option_names())
 
 
 def _whole(value: Any, what: str) -> int:
@@ -450,6 +462,9 @@ def _window(value: Any, what: str) -> tuple[int, int] | None:
 register_pattern("prenorm", DECODER_PATTERNS, fixed_width=True)(residual)
 register_pattern("plain", DECODER_PATTERNS, fixed_width=True)(plain)
 register_pattern("dense-concat", DECODER_PATTERNS)(dense)
+# A user's sublayer DAG (unlabelled layers alternate attention and SwiGLU); named ports and outputs
+# make MUDD-like and value-residual wirings files (examples/graphs/).
+register_pattern("file", DECODER_PATTERNS, fixed_width=True, own_depth=True)(from_file)
 
 
 @register_pattern("partial", DECODER_PATTERNS, fixed_width=True)
