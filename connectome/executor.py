@@ -39,7 +39,9 @@ class GraphNode(nn.Module):
         self.memory_efficient = memory_efficient
         self._fresh = True  # first call of the checkpointed part in this forward
         self._tail_fresh = True
-        self.port_joins = nn.ModuleDict(port_joins or {})  # each named input port's join
+        self.port_joins = nn.Module()  # each named input port's join, by port name (a ModuleDict has `values`)
+        for port, join in (port_joins or {}).items():
+            self.port_joins.add_module(port, join)
         self.own = own or {}  # ports whose aggregate starts with the op's own output of that name
 
     def aggregate(self, inputs: list[torch.Tensor], join: nn.Module | None = None) -> torch.Tensor:
@@ -53,9 +55,9 @@ class GraphNode(nn.Module):
         grouped: dict[str, list[torch.Tensor]] = {}
         for t, p in zip(inputs, ports):
             grouped.setdefault(p, []).append(t)
-        streams = {p: self.aggregate(ts, self.port_joins[p] if p else None)
-                   for p, ts in grouped.items() if p not in self.own}
-        late = {p: (lambda mine, p=p: self.port_joins[p]([mine, *grouped[p]])) for p in self.own if p in grouped}
+        joins = self.port_joins._modules
+        streams = {p: self.aggregate(ts, joins[p] if p else None) for p, ts in grouped.items() if p not in self.own}
+        late = {p: (lambda mine, p=p: joins[p]([mine, *grouped[p]])) for p in self.own if p in grouped}
         return self.op.forward_ports(streams, late)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -256,12 +258,12 @@ def _wiring(spec: BlockSpec, v: int) -> Wiring | None:
 
 def _sum_base(spec: BlockSpec, v: int) -> int | None:
     """The sum node u whose sources plus u itself are exactly v's sources, if any (no edge drops)."""
-    if spec.nodes[v].agg != "sum" or spec.nodes[v].ports or any(_special(e) for e in spec.inputs[v]):
+    if spec.nodes[v].agg != "sum" or _ports(spec, v) is not None or any(_special(e) for e in spec.inputs[v]):
         return None
     sources = {e.src for e in spec.inputs[v]}
     for u in sorted(sources, reverse=True):
         node_u, edges_u = spec.nodes[u], spec.inputs[u]
-        if u and node_u.agg == "sum" and not node_u.ports and not any(_special(e) for e in edges_u):
+        if u and node_u.agg == "sum" and _ports(spec, u) is None and not any(_special(e) for e in edges_u):
             if {e.src for e in edges_u} | {u} == sources:
                 return u
     return None
@@ -277,8 +279,9 @@ def _reads(spec: BlockSpec, v: int) -> tuple[Read, ...]:
 
 
 def _ports(spec: BlockSpec, v: int) -> tuple[str, ...] | None:
-    """The port each of v's in-edges feeds, or None when v has no named ports."""
-    return tuple(e.port for e in spec.inputs[v]) if spec.nodes[v].ports else None
+    """The port each of v's in-edges feeds, or None when v has no named ports and no named output is read."""
+    ported = spec.nodes[v].ports or any(e.src == v and e.out for e in spec.edges)
+    return tuple(e.port for e in spec.inputs[v]) if ported else None
 
 
 class ConnectomeNet(nn.Module):

@@ -519,3 +519,24 @@ def denseformer(ctx: BlockContext, dilation: int = 1, period: int = 1) -> nx.DiG
         g.add_node(v + 1, op=OUTPUT_OP, agg="sum", width=0)
         g.add_edge(v, v + 1)
     return g
+
+
+@register_pattern("value-residual", DECODER_PATTERNS, fixed_width=True)
+def value_residual(ctx: BlockContext, learned: bool = False) -> nx.MultiDiGraph:
+    """Value residual learning (ResFormer, Zhou et al. 2024): prenorm, and every later attention mixes its values
+    V_n with the first attention's values V_1 before attending: V'_n = lambda_1 V_1 + lambda_2 V_n.
+
+    Each later attention node's `values` port reads the first attention's output `v` (edge attribute
+    out: v). The paper's ResFormer fixes lambda_1 = lambda_2 = 0.5 (`mean`); `learned` makes them two
+    learned scalars starting at 0.5 (`weighted`, weights uniform). V_1 is the first layer's projected
+    values, as in the paper (not detached: gradients reach layer 1 through every later layer).
+    """
+    if not isinstance(learned, bool):
+        raise SpecError(f"decoder pattern 'value-residual': learned must be true or false, got {learned!r}")
+    g = nx.MultiDiGraph(residual(ctx))
+    attentions = [v for v in range(1, ctx.n_layers + 1) if ctx.op_of(v) == "attention"]
+    mix = {"values.agg": "weighted", "values.weights": "uniform"} if learned else {"values.agg": "mean"}
+    for v in attentions[1:]:
+        g.nodes[v].update(mix)
+        g.add_edge(attentions[0], v, out="v", port="values")
+    return g

@@ -398,7 +398,8 @@ def _node_ports(v: int, data: dict, in_edges: list[Edge]) -> tuple[tuple[str, st
     ports = []
     for p in fed:
         kind = get_aggregation(data.get(f"{p}.agg", data.get("agg", "concat")), f"node {v} port {p}: ")
-        merged = {k: data.get(f"{p}.{k}", data[k]) for k in kind.options if f"{p}.{k}" in data or k in data}
+        merged = {k: data[f"{p}.{k}"] if f"{p}.{k}" in data else data[k]
+                  for k in kind.options if f"{p}.{k}" in data or k in data}
         ports.append((p, kind.name, kind.resolve_options(merged, f"node {v} port {p}")))
     return tuple(ports)
 
