@@ -124,3 +124,23 @@ def gated_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     k = options["gate_kernel"]
     gate = conv_cx(width, width, k, hw)
     return Cx(gate.params + width, gate.flops + width * hw * hw, gate.acts)
+
+
+def mudd_hidden(n: int, options: dict) -> int:
+    """Hidden width of a port's weight MLP: `expand` times its source count (MUDDFormer's C * L per port)."""
+    return max(1, round(options["expand"] * n))
+
+
+@register_aggregation("mudd", verb="mixes", single_is_identity=False, dynamic=True,
+                      options={"expand": Option(1.0)})
+def mudd_cx(n: int, width: int, hw: int, options: dict) -> Cx:
+    """MUDDFormer's dynamic dense aggregation: per-token weights GELU(RMSNorm(x_cur) W1) W2 + a over n inputs."""
+    h = mudd_hidden(n, options)
+    weights = width * h + h * n
+    return Cx(params=weights + n, flops=(weights + n * width) * hw * hw, acts=(h + n) * hw * hw)
+
+
+@register_aggregation("depth-attention", verb="attends over", single_is_identity=False, dynamic=True)
+def depth_attention_cx(n: int, width: int, hw: int, options: dict) -> Cx:
+    """Attention Residuals: softmax over inputs of w . RMSNorm(x_i), a learned query w per node; scores and sum."""
+    return Cx(params=width, flops=2 * n * width * hw * hw, acts=n * hw * hw)

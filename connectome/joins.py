@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from connectome.aggregations import AGGREGATIONS, get_aggregation
+from connectome.aggregations import AGGREGATIONS, get_aggregation, mudd_hidden
 from connectome.errors import SpecError
 
 JOINS: dict[str, Callable[..., nn.Module]] = {}
@@ -124,3 +125,58 @@ class Gated(Join):
         x, h = inputs[self.carry], inputs[1 - self.carry]  # (B, C, H, W) each
         t = torch.sigmoid(self.gate(x))
         return x + t * (h - x)  # = t * h + (1 - t) * x
+
+
+def rms_normed(x: torch.Tensor, dim: int, eps: float = 1e-6) -> torch.Tensor:
+    """x / RMS(x) along the channel dimension, without a gain."""
+    return x * torch.rsqrt(x.pow(2).mean(dim, keepdim=True) + eps)
+
+
+def weigh(inputs: list[torch.Tensor], weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """sum_i w_i x_i with per-position weights (..., n) whose positions are the inputs' without the channel dim."""
+    out = weights[..., 0].unsqueeze(dim) * inputs[0]
+    for i in range(1, len(inputs)):
+        out = out + weights[..., i].unsqueeze(dim) * inputs[i]
+    return out
+
+
+@join_module("mudd")
+class DynamicDense(Join):
+    """MUDDFormer (Xiao et al. 2025): per position, w = GELU(RMSNorm(x_cur) W1) W2 + a; output sum_i w_i x_i.
+
+    x_cur is the input of the highest source id (the current state). As its official code: RMSNorm
+    without a gain, W1 ~ N(0, 1/width), W2 = 0, a one-hot on x_cur, so the port starts by reading
+    x_cur alone. Hidden width: `expand` times the number of inputs (docs/design.md says why).
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, expand: float) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        hidden = mudd_hidden(n_inputs, {"expand": expand})
+        self.w1 = nn.Linear(width, hidden, bias=False)
+        nn.init.normal_(self.w1.weight, std=width ** -0.5)
+        self.w2 = nn.Linear(hidden, n_inputs, bias=False)
+        nn.init.zeros_(self.w2.weight)
+        self.prior = nn.Parameter(torch.eye(n_inputs)[-1])  # the static weights a
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x = rms_normed(inputs[-1], self.dim).movedim(self.dim, -1)  # (B, T, C) or (B, H, W, C)
+        weights = self.w2(F.gelu(self.w1(x))) + self.prior  # (B, T, n)
+        return weigh(inputs, weights, self.dim)
+
+
+@join_module("depth-attention")
+class DepthAttention(Join):
+    """Attention Residuals: per position, alpha = softmax_i(w . RMSNorm(x_i)); output sum_i alpha_i x_i.
+
+    The query w is learned per node and starts at zero, so the node starts as the mean of its inputs;
+    keys are RMS-normed without a gain (w scales channels already).
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        self.query = nn.Parameter(torch.zeros(width))
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        scores = [(rms_normed(x, self.dim).movedim(self.dim, -1) * self.query).sum(-1) for x in inputs]
+        alpha = torch.stack(scores, -1).softmax(-1)  # (B, T, n)
+        return weigh(inputs, alpha, self.dim)

@@ -540,3 +540,87 @@ def value_residual(ctx: BlockContext, learned: bool = False) -> nx.MultiDiGraph:
         g.nodes[v].update(mix)
         g.add_edge(attentions[0], v, out="v", port="values")
     return g
+
+
+def _pairs(name: str, ctx: BlockContext) -> int:
+    """The attention + MLP pairs of a decoder block (a SpecError for an odd sublayer count)."""
+    if ctx.n_layers % 2:
+        raise SpecError(f"decoder pattern {name!r} pairs attention and MLP sublayers: sublayers must be even, "
+                        f"got {ctx.n_layers}")
+    return ctx.n_layers // 2
+
+
+@register_pattern("muddformer", DECODER_PATTERNS, fixed_width=True)
+def muddformer(ctx: BlockContext, dynamic: bool = True, expand: float = 1.0) -> nx.MultiDiGraph:
+    """MUDDFormer (Xiao et al. 2025): the q, k, v and residual inputs of every block are separate dense
+    aggregations of the embedding X_0 and all earlier block outputs X_1 .. X_{i-1}.
+
+    Block i: attention a_i with ports q, k, v (each RMS-normed) and r (added to its output); the MLP
+    f_i reads a_i; X_i (an identity node) = a_i + f_i. Block 1 reads X_0 (no aggregation yet, as the
+    official code). The head reads one more aggregation of X_0 .. X_n. `dynamic`: per-token weights
+    (`mudd`, MLP hidden `expand` x sources); otherwise static learned scalars (`weighted`). Both start
+    one-hot on X_{i-1}, so the network starts as prenorm.
+    """
+    if not isinstance(dynamic, bool):
+        raise SpecError(f"decoder pattern 'muddformer': dynamic must be true or false, got {dynamic!r}")
+    kind = {"agg": "mudd", "expand": expand} if dynamic else {"agg": "weighted", "weights": "nearest"}
+    g = nx.MultiDiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    outputs = [0]
+    for i in range(1, _pairs("muddformer", ctx) + 1):
+        a, f, x = len(g), len(g) + 1, len(g) + 2
+        ported = {f"{p}.{k}": value for p in "qkvr" for k, value in kind.items()} if i > 1 else {}
+        g.add_node(a, op=ctx.op_of(1), agg="sum", width=ctx.growth, **ported)
+        g.add_node(f, op=ctx.op_of(2), agg="sum", width=ctx.growth)
+        g.add_node(x, op=OUTPUT_OP, agg="sum", width=0)
+        if i == 1:  # X_1 = X_0 + a_1 + f_1, f_1 reading X_0 + a_1
+            g.add_edges_from([(0, a), (0, f), (a, f), (0, x), (a, x), (f, x)])
+        else:
+            g.add_edges_from((u, a, {"port": p}) for p in "qkvr" for u in outputs)
+            g.add_edges_from([(a, f), (a, x), (f, x)])
+        outputs.append(x)
+    g.add_node(len(g), op=OUTPUT_OP, width=0, **kind)
+    g.add_edges_from((u, len(g) - 1) for u in outputs)
+    return g
+
+
+@register_pattern("attnres", DECODER_PATTERNS, fixed_width=True)
+def attention_residuals(ctx: BlockContext, block: int = 0) -> nx.DiGraph:
+    """Attention Residuals (Kimi 2026): each sublayer reads a softmax attention over earlier outputs
+    (`depth-attention`: a learned query per sublayer, RMS-normed keys) instead of their sum.
+
+    Full form (block 0): sublayer v attends over x0, f_1 .. f_{v-1}; the head over all. Block form
+    (block S): the sublayers form groups of S; a group's outputs are summed into one representation
+    b_k (b_0 = x0), and sublayer v attends over b_0 .. b_{k-1} and the sum of its own group's earlier
+    outputs (when there are any); the head over every b_k. A single source is read as it is.
+    """
+    if isinstance(block, bool) or not isinstance(block, int) or block < 0:
+        raise SpecError(f"decoder pattern 'attnres': block must be a whole number of sublayers >= 0 "
+                        f"(0: the full form), got {block!r}")
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    done, group = [0], []  # completed representations (b_k, or single outputs), the current group's outputs
+    for v in range(1, ctx.n_layers + 1):
+        sources = done + ([_group_sum(g, group)] if group else [])
+        node = len(g)
+        g.add_node(node, op=ctx.op_of(v), agg="depth-attention" if len(sources) > 1 else "sum", width=ctx.growth)
+        g.add_edges_from((u, node) for u in sources)
+        group.append(node)
+        if block == 0 or len(group) == block:
+            done.append(_group_sum(g, group))
+            group = []
+    if group:
+        done.append(_group_sum(g, group))
+    g.add_node(len(g), op=OUTPUT_OP, agg="depth-attention" if len(done) > 1 else "sum", width=0)
+    g.add_edges_from((u, len(g) - 1) for u in done)
+    return g
+
+
+def _group_sum(g: nx.DiGraph, group: list[int]) -> int:
+    """A node summing a group of sublayer outputs (the output itself when the group has one)."""
+    if len(group) == 1:
+        return group[0]
+    node = len(g)
+    g.add_node(node, op=OUTPUT_OP, agg="sum", width=0)
+    g.add_edges_from((u, node) for u in group)
+    return node

@@ -34,3 +34,20 @@ def attention(xq, xk, xv, norms, qkv_weight, wo, heads, values_mix=None):
 def swiglu(x, gain, w_gate, w_up, w_down):
     h = rms_norm(x, gain)
     return (F.silu(h @ w_gate.T) * (h @ w_up.T)) @ w_down.T
+
+
+def rms(x, eps=1e-6):
+    """RMSNorm without a gain."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def mudd_mix(sources, w1, w2, prior):
+    """MUDDFormer's dynamic dense aggregation of one port: A = GELU(RMSNorm(X_cur) W1) W2 + a; sum_j A_j X_j."""
+    a = F.gelu(rms(sources[-1]) @ w1.T) @ w2.T + prior  # (B, T, n)
+    return sum(a[..., j, None] * x for j, x in enumerate(sources))
+
+
+def depth_attention(sources, query):
+    """Attention Residuals: alpha_j = softmax_j(w . RMSNorm(x_j)); sum_j alpha_j x_j."""
+    alpha = torch.stack([(rms(x) * query).sum(-1) for x in sources], -1).softmax(-1)
+    return sum(alpha[..., j, None] * x for j, x in enumerate(sources))
