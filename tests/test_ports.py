@@ -191,3 +191,14 @@ def test_a_bad_port_in_a_file_exits_2_with_one_line(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 2, run.stderr
     assert "has no input port 'x'" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_topology_and_every_graph_format_take_a_multigraph_block():
+    from connectome.cli.graph import FORMATS
+    from connectome.topology import topology_columns
+
+    spec = decoder(_crossed_graph(), sublayers=3)
+    assert topology_columns(spec)["topo.block1.edges"] == 7  # 9 edges; pairs 0->3 and 2->3 feed two ports each
+    arch = make_arch(family="decoder", pattern="prenorm", growth=WIDTH, heads=HEADS)
+    for fmt, render in FORMATS.items():
+        assert "port" in render(arch, spec, complexity(spec), None), fmt
