@@ -53,6 +53,7 @@ class Aggregation:
     memory_efficient: bool = True  # memory-efficient mode may recompute it
     single_is_identity: bool = True  # with one input it passes the input on unchanged
     dynamic: bool = False  # weights its inputs per token: needs at least two (a SpecError names the node)
+    carried: bool = False  # one in-edge is the carry input x (edge attribute carry; the lowest source if unmarked)
 
     def input_width(self, reads: list[int]) -> int:
         """Channels of the aggregate from the channels of the in-edges."""
@@ -117,7 +118,7 @@ def weighted_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     return Cx(params=n, flops=n * width * hw * hw)
 
 
-@register_aggregation("gated", verb="gates", arity=2, single_is_identity=False,
+@register_aggregation("gated", verb="gates", arity=2, single_is_identity=False, carried=True,
                       options={"gate_kernel": Option(3, (1, 3)), "gate_bias": Option(-2.0)})
 def gated_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """Highway: the gate conv (with bias) on the carry input, its sigmoid map, one multiply-add per element."""
@@ -144,3 +145,17 @@ def mudd_cx(n: int, width: int, hw: int, options: dict) -> Cx:
 def depth_attention_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """Attention Residuals: softmax over inputs of w . RMSNorm(x_i), a learned query w per node; scores and sum."""
     return Cx(params=width, flops=2 * n * width * hw * hw, acts=n * hw * hw)
+
+
+LAUREL_FORMS = ("rw", "lr", "rw+lr")
+LAUREL_RANKS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@register_aggregation("laurel", verb="combines", arity=2, single_is_identity=False, carried=True,
+                      options={"form": Option("rw+lr", LAUREL_FORMS), "rank": Option(4, LAUREL_RANKS)})
+def laurel_cx(n: int, width: int, hw: int, options: dict) -> Cx:
+    """LAuReL: y = alpha h + beta (x + B A x) (RW: scalars alpha, beta; LR: rank-r A, B); x the carry."""
+    rw = Cx(params=2, flops=2 * width * hw * hw) if "rw" in options["form"] else Cx()
+    r = options["rank"]
+    lr = Cx(params=2 * r * width, flops=2 * r * width * hw * hw, acts=r * hw * hw) if "lr" in options["form"] else Cx()
+    return rw + lr

@@ -180,3 +180,31 @@ class DepthAttention(Join):
         scores = [(rms_normed(x, self.dim).movedim(self.dim, -1) * self.query).sum(-1) for x in inputs]
         alpha = torch.stack(scores, -1).softmax(-1)  # (B, T, n)
         return weigh(inputs, alpha, self.dim)
+
+
+@join_module("laurel")
+class Laurel(Join):
+    """LAuReL (Menghani et al. 2025): y = alpha h + beta (x + B A x), x the carry input, h the other.
+
+    `form` rw: learned scalars alpha, beta (no A, B); lr: alpha = beta = 1 and the rank-`rank` map
+    B A; rw+lr: both. alpha = beta = 1 and B = 0 at start (A ~ N(0, 1/width)), so the node starts
+    as the residual sum x + h.
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, form: str, rank: int) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        self.carry = carry
+        self.alpha = nn.Parameter(torch.ones(())) if "rw" in form else None
+        self.beta = nn.Parameter(torch.ones(())) if "rw" in form else None
+        self.down = self.up = None
+        if "lr" in form:
+            self.down = nn.Linear(width, rank, bias=False)  # A
+            nn.init.normal_(self.down.weight, std=width ** -0.5)
+            self.up = nn.Linear(rank, width, bias=False)  # B
+            nn.init.zeros_(self.up.weight)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x, h = inputs[self.carry], inputs[1 - self.carry]
+        if self.up is not None:
+            x = x + self.up(self.down(x.movedim(self.dim, -1))).movedim(-1, self.dim)
+        return h + x if self.alpha is None else self.alpha * h + self.beta * x

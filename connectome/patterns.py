@@ -624,3 +624,25 @@ def _group_sum(g: nx.DiGraph, group: list[int]) -> int:
     g.add_node(node, op=OUTPUT_OP, agg="sum", width=0)
     g.add_edges_from((u, node) for u in group)
     return node
+
+
+@register_pattern("laurel", DECODER_PATTERNS, fixed_width=True)
+def laurel(ctx: BlockContext, form: str = "rw+lr", rank: int = 4) -> nx.DiGraph:
+    """LAuReL (Menghani et al. 2025): every residual addition x_v = x_{v-1} + f_v becomes a `laurel` join
+    x_v = alpha f_v + beta (x_{v-1} + B A x_{v-1}) (form rw, lr or rw+lr; rank r of B A).
+
+    Sublayer v reads the stream x_{v-1}; the join (op identity) reads x_{v-1} as its carry and f_v.
+    It starts as prenorm (alpha = beta = 1, B = 0).
+    """
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    stream = 0
+    for v in range(1, ctx.n_layers + 1):
+        f, join = len(g), len(g) + 1
+        g.add_node(f, op=ctx.op_of(v), agg="sum", width=ctx.growth)
+        g.add_node(join, op=OUTPUT_OP, agg="laurel", width=0, form=form, rank=rank)
+        g.add_edges_from([(stream, f), (stream, join, {"carry": True}), (f, join)])
+        stream = join
+    g.add_node(len(g), op=OUTPUT_OP, agg="sum", width=0)
+    g.add_edge(stream, len(g) - 1)
+    return g

@@ -95,7 +95,7 @@ class BlockSpec:
             widths[v] = _node_width(v, data, [e for e in in_edges if not e.port], widths)
             _check_port_widths(v, data, ports, in_edges, widths)
             kind = get_aggregation(data.get("agg", "concat"))
-            in_edges = _marked_carry(v, kind.name, in_edges)
+            in_edges = _marked_carry(v, kind, in_edges)
             options = kind.resolve_options(data, f"node {v}")
             nodes.append(Node(v, data["op"], kind.name, widths[v], _node_drop(v, data, graph), options, ports))
             edges.extend(in_edges)
@@ -463,15 +463,17 @@ def _node_drop(v: int, data: dict, graph: nx.DiGraph) -> float:
     return drop
 
 
-def _marked_carry(v: int, agg: str, in_edges: list[Edge]) -> list[Edge]:
-    """A gated node's in-edges with exactly one carry (the lowest source unless one is marked)."""
+def _marked_carry(v: int, kind: Aggregation, in_edges: list[Edge]) -> list[Edge]:
+    """A carrying node's in-edges (gated, laurel) with exactly one carry (the lowest source unless one is marked)."""
     marked = [e for e in in_edges if e.carry]
-    if agg != "gated":
+    if not kind.carried:
         if marked:
-            raise SpecError(f"edge {marked[0].src}->{v} carry: only a gated node has a carry input, node {v} is {agg}")
+            carried = " or ".join(k.name for k in AGGREGATIONS.values() if k.carried)
+            raise SpecError(f"edge {marked[0].src}->{v} carry: only a {carried} node has a carry input, "
+                            f"node {v} is {kind.name}")
         return in_edges
     if len(marked) > 1:
-        raise SpecError(f"node {v} (gated) marks {len(marked)} in-edges as carry; mark one")
+        raise SpecError(f"node {v} ({kind.name}) marks {len(marked)} in-edges as carry; mark one")
     carry = marked[0] if marked else in_edges[0]
     return [replace(e, carry=e is carry) for e in in_edges]
 

@@ -16,9 +16,10 @@ WIDTH, HEADS, T, N = 16, 2, 8, 6
 # Every decoder wiring with the options that change its graph (the file pattern is any of them).
 VARIANTS = [("prenorm", {}), ("plain", {}), ("partial", {"m": 2}), ("dense-concat", {}), ("denseformer", {}),
             ("denseformer", {"dilation": 2}), ("value-residual", {}), ("value-residual", {"learned": True}),
-            ("muddformer", {}), ("muddformer", {"dynamic": False}), ("attnres", {}), ("attnres", {"block": 2})]
+            ("muddformer", {}), ("muddformer", {"dynamic": False}), ("attnres", {}), ("attnres", {"block": 2}),
+            ("laurel", {}), ("laurel", {"form": "rw"}), ("laurel", {"form": "lr", "rank": 2})]
 # Who equals prenorm at initialisation (given the same body weights) and, for the others, why not.
-EQUAL_AT_INIT = {"prenorm", "denseformer", "muddformer"}
+EQUAL_AT_INIT = {"prenorm", "denseformer", "muddformer", "laurel"}
 NOT_EQUAL_AT_INIT = {
     "plain": "no skip connection",
     "partial": "the stream keeps only the m latest outputs",
@@ -45,7 +46,7 @@ def _randomised(model):
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 p.copy_(torch.rand_like(p) + 0.5)
-            elif ".w2." in name:
+            elif ".w2." in name or ".up." in name and "join" in name:
                 p.normal_(std=0.3)
     return model
 
@@ -212,3 +213,27 @@ def test_the_example_mudd_graph_file_is_the_pattern():
     kw = dict(family="decoder", growth=64, heads=4, sublayers=4)
     from_file = build_spec(make_arch(pattern="file", pattern_options={"path": str(path)}, **kw))
     assert from_file.canonical_hash == build_spec(make_arch(pattern="muddformer", **kw)).canonical_hash
+
+
+@pytest.mark.parametrize("form", ["rw", "lr", "rw+lr"])
+def test_laurel_follows_its_equations_values_and_gradients(form):
+    """x_v = alpha f_v(x_{v-1}) + beta (x_{v-1} + B A x_{v-1}); RW: no B A; LR: alpha = beta = 1."""
+    model = _randomised(build_model(_arch("laurel", form=form, rank=2)))
+    joins = [n.join for _, n in sorted(model.blocks[0].nodes.items(), key=lambda kv: int(kv[0])) if n.agg == "laurel"]
+    with torch.no_grad():
+        for j in joins:
+            for p in j.parameters():
+                p.normal_() if p.dim() else p.uniform_(0.5, 1.5)
+    x = _tokens()
+    h = model.stem(x)
+    for op, j in zip(_sublayers(model), joins, strict=True):
+        f = op.head(h)
+        skip = h + (h @ j.down.weight.T @ j.up.weight.T if "lr" in form else 0)
+        h = j.alpha * f + j.beta * skip if "rw" in form else f + skip
+    out, expected = model(x), model.head(h)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    params = [p for j in joins for p in j.parameters()]
+    assert len(params) == len(joins) * {"rw": 2, "lr": 2, "rw+lr": 4}[form]
+    for g, e in zip(torch.autograd.grad(out.square().mean(), params),
+                    torch.autograd.grad(expected.square().mean(), params)):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
