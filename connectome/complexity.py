@@ -50,7 +50,7 @@ def _aggregation_cx(block: BlockSpec, node: Node, port: str, edges: tuple, hw: i
     kind = AGGREGATIONS[agg]
     width = block.read_width(edges[0])
     cx = kind.cost(n, width, hw, options)
-    cin = kind.input_width([block.read_width(e) for e in edges])
+    cin = kind.input_width([block.read_width(e) for e in edges], options)
     if n == 1 and kind.single_is_identity:
         return Cx()
     recomputed = memory_efficient and node.op in OP_KINDS.costs  # checkpointed with the op's head

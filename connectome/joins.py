@@ -7,6 +7,7 @@ input of a gated node marked by its index) and returns one tensor.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -208,3 +209,119 @@ class Laurel(Join):
         if self.up is not None:
             x = x + self.up(self.down(x.movedim(self.dim, -1))).movedim(-1, self.dim)
         return h + x if self.alpha is None else self.alpha * h + self.beta * x
+
+
+# Multi-stream state: n streams of width C side by side as one (.., n*C) tensor (connectome.aggregations).
+def sinkhorn(logits: torch.Tensor, iterations: int = 20) -> torch.Tensor:
+    """A doubly stochastic matrix from (..., n, n) logits: exp, then rows and columns normalised in turn (mHC)."""
+    m = (logits - logits.amax((-2, -1), keepdim=True)).exp()
+    for _ in range(iterations):
+        m = m / m.sum(-1, keepdim=True)
+        m = m / m.sum(-2, keepdim=True)
+    return m
+
+
+class StreamJoin(Join):
+    """Base of the multi-stream kinds: the stream count n, the stream width C, and the state as (..., n, C)."""
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, streams: int, **options: Any) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        self.n = streams
+
+    def split(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, T, n*C) or (B, n*C, H, W) -> (..., n, C), channels last."""
+        return state.movedim(self.dim, -1).unflatten(-1, (self.n, -1))
+
+    def joined(self, streams: torch.Tensor) -> torch.Tensor:
+        """(..., n, C) -> the state's layout."""
+        return streams.flatten(-2).movedim(-1, self.dim)
+
+
+@join_module("streams")
+class OpenStreams(StreamJoin):
+    """n copies of the input side by side: Hyper-Connections' initial state."""
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(inputs * self.n, self.dim)  # (B, T, n*C)
+
+
+@join_module("stream-sum")
+class SumStreams(StreamJoin):
+    """The sum of the n streams (what the head reads)."""
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.split(inputs[0]).sum(-2).movedim(-1, self.dim)  # (B, T, C)
+
+
+@join_module("hc-read")
+class HyperRead(StreamJoin):
+    """A layer's input from the streams: sum_i A_m[i] H_i (Hyper-Connections' width connection A_m).
+
+    hc: A_m = a + s tanh(RMSNorm(H_i) . w_m) per stream (dynamic) or a (static); a one-hot on stream
+    `start`. mhc: A_m = sigmoid(b + alpha RMSNorm(H) phi) over the flattened state, b = -log(n - 1)
+    (A_m = 1/n: the mean of the streams). w_m and phi start at zero, s and alpha at 0.01.
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, streams: int, mode: str, mixing: str,
+                 start: int) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry, streams=streams)
+        self.mhc, self.dynamic = mixing == "mhc", mode == "dynamic"
+        start_weights = torch.full((streams,), -math.log(max(streams - 1, 1))) if self.mhc else torch.eye(streams)[start]
+        self.prior = nn.Parameter(start_weights)
+        if self.dynamic:
+            self.scale = nn.Parameter(torch.tensor(0.01))
+            self.proj = nn.Parameter(torch.zeros(width, streams) if self.mhc else torch.zeros(width // streams))
+
+    def weights(self, streams: torch.Tensor) -> torch.Tensor:
+        """A_m per position, (..., n)."""
+        if self.mhc:
+            dynamic = self.scale * (rms_normed(streams.flatten(-2), -1) @ self.proj) if self.dynamic else 0
+            return torch.sigmoid(self.prior + dynamic)
+        if not self.dynamic:
+            return self.prior
+        return self.prior + self.scale * torch.tanh(rms_normed(streams, -1) @ self.proj)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        streams = self.split(inputs[0])  # (..., n, C)
+        return (self.weights(streams).unsqueeze(-1) * streams).sum(-2).movedim(-1, self.dim)  # (B, T, C)
+
+
+@join_module("hc-write")
+class HyperWrite(StreamJoin):
+    """The next state: H'_j = B_j y + sum_i A_r[i, j] H_i (Hyper-Connections' depth connection B, width A_r).
+
+    hc: A_r = I + s_a tanh(RMSNorm(H_i) W_r), B = 1 + s_b tanh(RMSNorm(H_j) . w_b) (static: I and 1).
+    mhc: A_r = Sinkhorn(b_r + alpha_r RMSNorm(H) phi_r) (doubly stochastic; b_r = 0: uniform 1/n),
+    B = 2 sigmoid(b_b + alpha_b RMSNorm(H) phi_b) (b_b = 0: B = 1). Projections start at zero, scales at 0.01.
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, streams: int, mode: str, mixing: str) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry, streams=streams)
+        self.mhc, self.dynamic = mixing == "mhc", mode == "dynamic"
+        n, c = streams, width // streams
+        self.mix_prior = nn.Parameter(torch.zeros(n, n) if self.mhc else torch.eye(n))
+        self.out_prior = nn.Parameter(torch.zeros(n) if self.mhc else torch.ones(n))
+        if self.dynamic:
+            self.mix_scale, self.out_scale = nn.Parameter(torch.tensor(0.01)), nn.Parameter(torch.tensor(0.01))
+            self.mix_proj = nn.Parameter(torch.zeros(width, n * n) if self.mhc else torch.zeros(c, n))
+            self.out_proj = nn.Parameter(torch.zeros(width, n) if self.mhc else torch.zeros(c))
+
+    def weights(self, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A_r (..., n, n) and B (..., n) per position."""
+        if not self.dynamic:
+            mix, out = self.mix_prior, self.out_prior
+        elif self.mhc:
+            flat = rms_normed(streams.flatten(-2), -1)  # (..., n*C)
+            mix = self.mix_prior + self.mix_scale * (flat @ self.mix_proj).unflatten(-1, (self.n, self.n))
+            out = self.out_prior + self.out_scale * (flat @ self.out_proj)
+        else:
+            normed = rms_normed(streams, -1)  # (..., n, C)
+            mix = self.mix_prior + self.mix_scale * torch.tanh(normed @ self.mix_proj)
+            out = self.out_prior + self.out_scale * torch.tanh(normed @ self.out_proj)
+        return (sinkhorn(mix), 2 * torch.sigmoid(out)) if self.mhc else (mix, out)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        streams, y = self.split(inputs[0]), inputs[1].movedim(self.dim, -1)  # (..., n, C), (..., C)
+        mix, out = self.weights(streams)
+        mixed = (mix.unsqueeze(-1) * streams.unsqueeze(-2)).sum(-3)  # sum_i A_r[i, j] H_i: (..., n, C)
+        return self.joined(mixed + out.unsqueeze(-1) * y.unsqueeze(-2))

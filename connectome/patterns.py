@@ -646,3 +646,43 @@ def laurel(ctx: BlockContext, form: str = "rw+lr", rank: int = 4) -> nx.DiGraph:
     g.add_node(len(g), op=OUTPUT_OP, agg="sum", width=0)
     g.add_edge(stream, len(g) - 1)
     return g
+
+
+def _multi_stream(ctx: BlockContext, name: str, streams: int, dynamic: bool, mixing: str) -> nx.DiGraph:
+    """n streams opened from the embedding; each sublayer reads them (`hc-read`) and is written back
+    (`hc-write`); the head reads their sum. The stream state nodes are n x width wide."""
+    if not isinstance(dynamic, bool):
+        raise SpecError(f"decoder pattern {name!r}: dynamic must be true or false, got {dynamic!r}")
+    kind = {"streams": streams, "mode": "dynamic" if dynamic else "static", "mixing": mixing}
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    g.add_node(1, op=OUTPUT_OP, agg="streams", width=0, streams=streams)
+    g.add_edge(0, 1)
+    state = 1
+    for v in range(1, ctx.n_layers + 1):
+        f, write = len(g), len(g) + 1
+        start = (v - 1) % streams if isinstance(streams, int) and streams > 0 else 0
+        g.add_node(f, op=ctx.op_of(v), agg="hc-read", width=ctx.growth, start=start, **kind)
+        g.add_node(write, op=OUTPUT_OP, agg="hc-write", width=0, **kind)
+        g.add_edges_from([(state, f), (state, write), (f, write)])
+        state = write
+    g.add_node(len(g), op=OUTPUT_OP, agg="stream-sum", width=0, streams=streams)
+    g.add_edge(state, len(g) - 1)
+    return g
+
+
+@register_pattern("hyper-connections", DECODER_PATTERNS, fixed_width=True)
+def hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: bool = True) -> nx.DiGraph:
+    """Hyper-Connections (Zhu et al. 2025): n residual streams; sublayer l reads sum_i A_m[i] H_i and the
+    streams become H'_j = B_j f_l + sum_i A_r[i, j] H_i (`dynamic`: per-token A_m, A_r, B from each
+    normed stream). Starts as prenorm: every stream starts as the embedding, A_m one-hot on stream
+    (l - 1) mod n, A_r = I, B = 1, dynamic projections zero."""
+    return _multi_stream(ctx, "hyper-connections", streams, dynamic, "hc")
+
+
+@register_pattern("mhc", DECODER_PATTERNS, fixed_width=True)
+def manifold_hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: bool = True) -> nx.DiGraph:
+    """mHC (Xie et al. 2025, DeepSeek): Hyper-Connections whose stream mixing A_r is projected onto the doubly
+    stochastic matrices (Sinkhorn), A_m = sigmoid(.), B = 2 sigmoid(.), dynamic parts from the whole
+    flattened, RMS-normed state. Starts as prenorm (A_m = 1/n, A_r = 1/n, B = 1, projections zero)."""
+    return _multi_stream(ctx, "mhc", streams, dynamic, "mhc")

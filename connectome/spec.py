@@ -151,7 +151,8 @@ class BlockSpec:
     def input_width(self, v: int) -> int:
         """Channels of node v's aggregated input (of its default input, else of its first named port)."""
         port, edges = next(iter(self.port_inputs(v).items()), ("", ()))
-        return AGGREGATIONS[self.nodes[v].port_kind(port)[0]].input_width([self.read_width(e) for e in edges])
+        agg, options = self.nodes[v].port_kind(port)
+        return AGGREGATIONS[agg].input_width([self.read_width(e) for e in edges], options)
 
     @property
     def parallel(self) -> bool:
@@ -413,13 +414,14 @@ def _check_port_widths(v: int, data: dict, ports: tuple, in_edges: list[Edge], w
     own = dict(op_ports(data.get("op")).own)
     default = [e for e in in_edges if not e.port]
     node_kind = get_aggregation(data.get("agg", "concat"))
-    stream = {node_kind.input_width([_read(e, widths) for e in default])} if default else set()
-    for p, agg, _ in ports:
+    node_options = dict(node_kind.resolve_options(data, f"node {v}"))
+    stream = {node_kind.input_width([_read(e, widths) for e in default], node_options)} if default else set()
+    for p, agg, options in ports:
         edges = [e for e in in_edges if e.port == p]
         reads = [_read(e, widths) for e in edges]
         kind = get_aggregation(agg)
-        _check_inputs(v, kind, edges, reads, own=p in own, port=p)
-        width = kind.input_width(reads)
+        _check_inputs(v, kind, edges, reads, own=p in own, port=p, options=dict(options))
+        width = kind.input_width(reads, dict(options))
         if p in own and width != widths[v]:
             raise SpecError(f"node {v} port {p} mixes the node's own {own[p]} ({widths[v]} channels) with "
                             f"{width}-channel inputs")
@@ -481,10 +483,11 @@ def _marked_carry(v: int, kind: Aggregation, in_edges: list[Edge]) -> list[Edge]
 def _node_width(v: int, data: dict, in_edges: list[Edge], widths: dict[int, int]) -> int:
     """Output width: given for input and layers, derived from inputs for identity nodes."""
     kind = get_aggregation(data.get("agg", "concat"), f"node {v}: ")
+    options = dict(kind.resolve_options(data, f"node {v}"))
     reads = [(e.window[1] - e.window[0]) if e.window else widths[e.src] for e in in_edges]
-    _check_inputs(v, kind, in_edges, reads)
+    _check_inputs(v, kind, in_edges, reads, options=options)
     if data.get("op") == OUTPUT_OP:
-        return kind.input_width(reads)
+        return kind.input_width(reads, options)
     width = int(data.get("width", 0))
     if width <= 0:
         raise SpecError(f"node {v} needs a positive width, got {width}")
@@ -492,16 +495,21 @@ def _node_width(v: int, data: dict, in_edges: list[Edge], widths: dict[int, int]
 
 
 def _check_inputs(v: int, kind: Aggregation, in_edges: list[Edge], reads: list[int], own: bool = False,
-                  port: str = "") -> None:
+                  port: str = "", options: dict | None = None) -> None:
     """The kind's arity, width and drop rules on node v's in-edges (of one port; `own`: the op's output joins)."""
     where = f"node {v}" + (f" port {port}" if port else "")
+    if kind.width_rule is not None and in_edges:
+        try:
+            kind.width_rule(reads, options or {})
+        except ValueError as err:
+            raise SpecError(f"{where} ({kind.name}) {err}") from None
     n = len(in_edges) + own
     if kind.arity is not None and in_edges and n != kind.arity:
         raise SpecError(f"{where} ({kind.name}) needs exactly {kind.arity} in-edges, has {n}")
     if kind.dynamic and in_edges and n < 2:
         raise SpecError(f"{where} ({kind.name}) weighs its inputs per token and needs at least 2 in-edges, has {n}; "
                         "use sum for one input")
-    if not kind.concat and len(set(reads)) > 1:
+    if not kind.concat and kind.width_rule is None and len(set(reads)) > 1:
         detail = ", ".join(f"{e.src}:{w}" for e, w in zip(in_edges, reads))
         raise SpecError(f"node {v} {kind.verb} inputs of unequal widths ({detail}); use concat or equal widths")
     labelled = [e for e in in_edges if e.column]

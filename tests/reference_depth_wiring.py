@@ -51,3 +51,44 @@ def depth_attention(sources, query):
     """Attention Residuals: alpha_j = softmax_j(w . RMSNorm(x_j)); sum_j alpha_j x_j."""
     alpha = torch.stack([(rms(x) * query).sum(-1) for x in sources], -1).softmax(-1)
     return sum(alpha[..., j, None] * x for j, x in enumerate(sources))
+
+
+def sinkhorn(m, iterations=20):
+    """Sinkhorn-Knopp on exp(m): alternately divide each row, then each column, by its sum."""
+    p = torch.exp(m - m.amax((-2, -1), keepdim=True))
+    for _ in range(iterations):
+        p = p / p.sum(-1, keepdim=True)
+        p = p / p.sum(-2, keepdim=True)
+    return p
+
+
+def hc_weights(streams, read, write, mhc):
+    """Hyper-Connections' A_m (..., n), A_r (..., n, n), B (..., n) from the streams H_1..H_n (a list)."""
+    n = len(streams)
+    if mhc:  # mHC: from the whole flattened state, RMS-normed
+        flat = rms(torch.cat(streams, -1))
+        pre, res, post = read.prior, write.mix_prior, write.out_prior
+        if hasattr(read, "proj"):
+            pre = pre + read.scale * flat @ read.proj
+            res = res + write.mix_scale * (flat @ write.mix_proj).view(*flat.shape[:-1], n, n)
+            post = post + write.out_scale * flat @ write.out_proj
+        return torch.sigmoid(pre), sinkhorn(res), 2 * torch.sigmoid(post)
+    if not hasattr(read, "proj"):
+        return read.prior, write.mix_prior, write.out_prior
+    a_m = torch.stack([read.prior[i] + read.scale * torch.tanh(rms(h) @ read.proj) for i, h in enumerate(streams)], -1)
+    rows = [write.mix_prior[i] + write.mix_scale * torch.tanh(rms(h) @ write.mix_proj) for i, h in enumerate(streams)]
+    b = torch.stack([write.out_prior[j] + write.out_scale * torch.tanh(rms(h) @ write.out_proj)
+                     for j, h in enumerate(streams)], -1)
+    return a_m, torch.stack(rows, -2), b
+
+
+def hyper_connections(h0, layers, n, mhc):
+    """H = n copies of h0; per layer: x = sum_i A_m[i] H_i, y = layer(x), H'_j = B_j y + sum_i A_r[i, j] H_i;
+    returns sum_j H_j. `layers`: (layer, read join, write join) triples."""
+    streams = [h0] * n
+    for layer, read, write in layers:
+        a_m, a_r, b = hc_weights(streams, read, write, mhc)
+        y = layer(sum(a_m[..., i, None] * h for i, h in enumerate(streams)))
+        streams = [b[..., j, None] * y + sum(a_r[..., i, j, None] * h for i, h in enumerate(streams))
+                   for j in range(n)]
+    return sum(streams)

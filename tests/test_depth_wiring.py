@@ -10,16 +10,18 @@ from connectome.errors import SpecError
 from connectome.joins import Join
 from connectome.patterns import DECODER_PATTERNS
 from connectome.spec import BlockSpec
-from reference_depth_wiring import attention, depth_attention, mudd_mix, swiglu
+from reference_depth_wiring import attention, depth_attention, hyper_connections, mudd_mix, sinkhorn, swiglu
 
 WIDTH, HEADS, T, N = 16, 2, 8, 6
 # Every decoder wiring with the options that change its graph (the file pattern is any of them).
 VARIANTS = [("prenorm", {}), ("plain", {}), ("partial", {"m": 2}), ("dense-concat", {}), ("denseformer", {}),
             ("denseformer", {"dilation": 2}), ("value-residual", {}), ("value-residual", {"learned": True}),
             ("muddformer", {}), ("muddformer", {"dynamic": False}), ("attnres", {}), ("attnres", {"block": 2}),
-            ("laurel", {}), ("laurel", {"form": "rw"}), ("laurel", {"form": "lr", "rank": 2})]
+            ("laurel", {}), ("laurel", {"form": "rw"}), ("laurel", {"form": "lr", "rank": 2}),
+            ("hyper-connections", {}), ("hyper-connections", {"dynamic": False}),
+            ("hyper-connections", {"streams": 2}), ("mhc", {}), ("mhc", {"dynamic": False})]
 # Who equals prenorm at initialisation (given the same body weights) and, for the others, why not.
-EQUAL_AT_INIT = {"prenorm", "denseformer", "muddformer", "laurel"}
+EQUAL_AT_INIT = {"prenorm", "denseformer", "muddformer", "laurel", "hyper-connections", "mhc"}
 NOT_EQUAL_AT_INIT = {
     "plain": "no skip connection",
     "partial": "the stream keeps only the m latest outputs",
@@ -46,8 +48,10 @@ def _randomised(model):
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 p.copy_(torch.rand_like(p) + 0.5)
-            elif ".w2." in name or ".up." in name and "join" in name:
+            elif ".w2." in name or ".up." in name and "join" in name or "proj" in name and "join" in name:
                 p.normal_(std=0.3)
+            elif "join" in name and p.dim() == 2:  # the stream mixing priors
+                p.add_(torch.randn_like(p) * 0.3)
     return model
 
 
@@ -70,10 +74,17 @@ def _tokens():
 
 @pytest.mark.parametrize("pattern, options", [v for v in VARIANTS if v[0] in EQUAL_AT_INIT], ids=str)
 def test_claimed_variants_equal_prenorm_at_initialisation(pattern, options):
+    """Multi-stream wirings hand the head the sum of n equal streams, n times prenorm's stream (the paper's
+    sum; the head's RMSNorm removes the factor up to its epsilon): their block output is compared over n."""
     prenorm = _randomised(build_model(_arch("prenorm")))
     model = build_model(_arch(pattern, **options))
     _copy_body(prenorm, model)
     x = _tokens()
+    if pattern in ("hyper-connections", "mhc"):
+        streams = options.get("streams", 4)
+        h = model.stem(x)
+        torch.testing.assert_close(model.blocks[0](h) / streams, prenorm.blocks[0](h), atol=1e-6, rtol=1e-5)
+        return
     torch.testing.assert_close(model(x), prenorm(x), atol=1e-6, rtol=1e-5)
 
 
@@ -237,3 +248,55 @@ def test_laurel_follows_its_equations_values_and_gradients(form):
     for g, e in zip(torch.autograd.grad(out.square().mean(), params),
                     torch.autograd.grad(expected.square().mean(), params)):
         torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pattern, options", [("hyper-connections", {}), ("hyper-connections", {"dynamic": False}),
+                                              ("mhc", {}), ("mhc", {"dynamic": False, "streams": 3})], ids=str)
+def test_multi_stream_wirings_follow_their_equations_values_and_gradients(pattern, options):
+    model = _randomised(build_model(_arch(pattern, **options)))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale"):
+                p.fill_(0.7)
+    nodes = [n for _, n in sorted(model.blocks[0].nodes.items(), key=lambda kv: int(kv[0]))]
+    triples = [(n.op.head, n.join, w.join) for n, w in zip(nodes, nodes[1:]) if n.agg == "hc-read"]
+    x = _tokens()
+    out = model(x)
+    expected = model.head(hyper_connections(model.stem(x), triples, options.get("streams", 4), pattern == "mhc"))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    joins = [p for n, p in model.named_parameters() if "join" in n]
+    for g, e in zip(torch.autograd.grad(out.square().mean(), joins),
+                    torch.autograd.grad(expected.square().mean(), joins)):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
+
+
+def test_mhc_mixing_is_doubly_stochastic():
+    from connectome.joins import sinkhorn as projected
+
+    logits = torch.randn(5, 4, 4)
+    mixed = projected(logits)
+    torch.testing.assert_close(mixed.sum(-1), torch.ones(5, 4), atol=1e-3, rtol=0)  # 20 iterations: near
+    torch.testing.assert_close(mixed.sum(-2), torch.ones(5, 4), atol=1e-6, rtol=0)  # the last step: exact
+    assert (mixed >= 0).all()
+    torch.testing.assert_close(mixed, sinkhorn(logits))
+
+
+@pytest.mark.parametrize("streams", [3, 5])
+def test_streams_that_do_not_divide_the_width_are_an_error(streams):
+    g = nx.DiGraph()
+    g.add_node(0, op="input", agg="concat", width=WIDTH)
+    g.add_node(1, op="identity", agg="streams", width=0, streams=4)  # 64 channels
+    g.add_node(2, op="swiglu", agg="hc-read", width=WIDTH, streams=streams)
+    g.add_node(3, op="identity", agg="sum", width=0)
+    g.add_edges_from([(0, 1), (1, 2), (2, 3)])
+    with pytest.raises(SpecError, match=rf"node 2 \(hc-read\) {streams} streams do not divide the width 64"):
+        BlockSpec.from_graph(g)
+
+
+def test_the_graph_shows_the_streams():
+    spec = build_spec(_arch("hyper-connections", streams=2))
+    states = [n for n in spec.blocks[0].nodes if n.agg in ("streams", "hc-write")]
+    assert states and all(n.width == 2 * WIDTH and dict(n.options)["streams"] == 2 for n in states)
+    from connectome.cli.graph import as_text
+
+    assert "hc-write 32 ch" in as_text(_arch("hyper-connections", streams=2), spec, complexity(spec), None)
