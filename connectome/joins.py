@@ -266,8 +266,8 @@ class HyperRead(StreamJoin):
                  start: int) -> None:
         super().__init__(n_inputs=n_inputs, width=width, carry=carry, streams=streams)
         self.mhc, self.dynamic = mixing == "mhc", mode == "dynamic"
-        start_weights = torch.full((streams,), -math.log(max(streams - 1, 1))) if self.mhc else torch.eye(streams)[start]
-        self.prior = nn.Parameter(start_weights)
+        mean = torch.full((streams,), -math.log(max(streams - 1, 1)))  # sigmoid(-log(n - 1)) = 1/n
+        self.prior = nn.Parameter(mean if self.mhc else torch.eye(streams)[start])
         if self.dynamic:
             self.scale = nn.Parameter(torch.tensor(0.01))
             self.proj = nn.Parameter(torch.zeros(width, streams) if self.mhc else torch.zeros(width // streams))

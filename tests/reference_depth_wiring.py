@@ -1,9 +1,10 @@
-"""Hand-written equations of the depth wirings (ports, value residual, dynamic aggregations), independent of the executor.
+"""Hand-written equations of the depth wirings, independent of the executor.
 
 Each function takes plain tensors and the weights of connectome's modules, and computes what the
 papers write: MUDDFormer's per-port dynamic dense aggregation (Xiao et al. 2025, Sec. 3), value
 residual learning (Zhou et al. 2024: V'_n = lambda_1 V_1 + lambda_2 V_n), depth attention
-(Attention Residuals: softmax over sources of w . RMSNorm(source)).
+(Attention Residuals: softmax over sources of w . RMSNorm(source)), Hyper-Connections (Zhu et al.
+2025: H' = B^T y + A_r^T H, y = layer(A_m^T H)) and mHC's Sinkhorn projection.
 """
 import math
 

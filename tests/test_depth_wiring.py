@@ -300,3 +300,18 @@ def test_the_graph_shows_the_streams():
     from connectome.cli.graph import as_text
 
     assert "hc-write 32 ch" in as_text(_arch("hyper-connections", streams=2), spec, complexity(spec), None)
+
+
+PLAIN_SUMS = ("prenorm", "plain", "partial", "dense-concat")  # covered by the image kinds' file tests
+
+
+@pytest.mark.parametrize("suffix", ["graphml", "json"])
+@pytest.mark.parametrize("pattern, options", [v for v in VARIANTS if v[0] not in PLAIN_SUMS], ids=str)
+def test_every_variant_round_trips_through_a_graph_file(pattern, options, suffix, tmp_path):
+    from connectome.cli.graph import BLOCK_FORMATS, block_graph
+
+    spec = build_spec(_arch(pattern, **options))
+    path = tmp_path / f"block.{suffix}"
+    path.write_text(BLOCK_FORMATS[suffix](block_graph(spec.blocks[0])))
+    again = build_spec(_arch("file", path=str(path)))
+    assert again.blocks[0] == spec.blocks[0] and again.canonical_hash == spec.canonical_hash
