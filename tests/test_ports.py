@@ -202,3 +202,13 @@ def test_topology_and_every_graph_format_take_a_multigraph_block():
     arch = make_arch(family="decoder", pattern="prenorm", growth=WIDTH, heads=HEADS)
     for fmt, render in FORMATS.items():
         assert "port" in render(arch, spec, complexity(spec), None), fmt
+
+
+def test_a_lesion_into_a_ported_node_is_refused_not_ignored():
+    from connectome.analysis.lesion import knockout
+    from connectome.errors import ConfigError
+
+    model = ConnectomeNet(decoder(_crossed_graph(), sublayers=3))
+    with pytest.raises(ConfigError, match="node 3 has named ports"):
+        with knockout(model, [(0, 2, 3)]):
+            pass
