@@ -220,7 +220,7 @@ def test_bad_options_name_the_problem():
 def test_the_example_mudd_graph_file_is_the_pattern():
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "examples/graphs/muddformer.json"
+    path = Path(__file__).parents[1] / "examples/graphs/decoder/muddformer.json"
     kw = dict(family="decoder", growth=64, heads=4, sublayers=4)
     from_file = build_spec(make_arch(pattern="file", pattern_options={"path": str(path)}, **kw))
     assert from_file.canonical_hash == build_spec(make_arch(pattern="muddformer", **kw)).canonical_hash

@@ -81,7 +81,7 @@ def test_value_residual_rejects_a_non_boolean_learned():
 def test_the_example_graph_file_is_the_pattern():
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "examples/graphs/value_residual.json"
+    path = Path(__file__).parents[1] / "examples/graphs/decoder/value_residual.json"
     kw = dict(family="decoder", growth=64, heads=4, sublayers=4)
     from_file = build_spec(make_arch(pattern="file", pattern_options={"path": str(path)}, **kw))
     assert from_file.canonical_hash == build_spec(make_arch(pattern="value-residual", **kw)).canonical_hash
