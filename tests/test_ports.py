@@ -179,18 +179,19 @@ def test_bad_ports_are_one_line_errors(edit, message):
         BlockSpec.from_graph(_bad(edit), OPS)
 
 
-def test_a_bad_port_in_a_file_exits_2_with_one_line(tmp_path):
-    import subprocess
-    import sys
+@pytest.mark.parametrize("edit, message", [
+    (lambda g: g.add_edge(1, 3, port="x"), "has no input port 'x'"),
+    (lambda g: g.nodes[2].update({"agg": "mudd"}) or g.remove_edge(0, 2), "weighs its inputs per token"),
+])
+def test_bad_wiring_in_a_file_exits_2_with_one_line(edit, message, tmp_path, capsys):
+    from connectome.cli import main
 
-    g = _bad(lambda g: g.add_edge(1, 3, port="x"))
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps(nx.node_link_data(g, edges="links")))
-    run = subprocess.run([sys.executable, "-m", "connectome", "graph", "--family", "decoder", "--pattern", "file",
-                          "--pattern-option", f"path={path}", "--growth", str(WIDTH), "--heads", str(HEADS)],
-                         capture_output=True, text=True)
-    assert run.returncode == 2, run.stderr
-    assert "has no input port 'x'" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    path.write_text(json.dumps(nx.node_link_data(_bad(edit), edges="links")))
+    code = main(["graph", "--family", "decoder", "--pattern", "file", "--pattern-option", f"path={path}",
+                 "--growth", str(WIDTH), "--heads", str(HEADS)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_topology_and_every_graph_format_take_a_multigraph_block():
