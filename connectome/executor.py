@@ -280,7 +280,7 @@ def _reads(spec: BlockSpec, v: int) -> tuple[Read, ...]:
 
 def _ports(spec: BlockSpec, v: int) -> tuple[str, ...] | None:
     """The port each of v's in-edges feeds, or None when v has no named ports and no named output is read."""
-    ported = spec.nodes[v].ports or any(e.src == v and e.out for e in spec.edges)
+    ported = spec.nodes[v].ports or v in spec.named_output_sources
     return tuple(e.port for e in spec.inputs[v]) if ported else None
 
 

@@ -154,6 +154,11 @@ class BlockSpec:
         agg, options = self.nodes[v].port_kind(port)
         return AGGREGATIONS[agg].input_width([self.read_width(e) for e in edges], options)
 
+    @cached_property
+    def named_output_sources(self) -> frozenset[int]:
+        """Nodes some edge reads a named output of (an attention node's values)."""
+        return frozenset(e.src for e in self.edges if e.out)
+
     @property
     def parallel(self) -> bool:
         """Whether two edges join the same pair of nodes (different ports or outputs): a multigraph."""
@@ -333,6 +338,8 @@ def _check_structure(graph: nx.DiGraph) -> None:
 
 def _in_edges(graph: nx.DiGraph, v: int) -> list[tuple[int, dict]]:
     """(source, attributes) of v's in-edges by ascending source (a MultiDiGraph may join a pair twice)."""
+    if not graph.is_multigraph():
+        return [(u, graph.edges[u, v]) for u in sorted(graph.predecessors(v))]
     return sorted(((u, d) for u, _, d in graph.in_edges(v, data=True)),
                   key=lambda ud: (ud[0], str(ud[1].get("out", "")), str(ud[1].get("port", ""))))
 
@@ -370,7 +377,7 @@ def op_ports(op: str | None) -> Ports:
 def _check_ports(v: int, op: str | None, in_edges: list[Edge], graph: nx.DiGraph) -> None:
     """Every edge feeds a port its target has and reads an output its source has; no drops into ports."""
     inputs = op_ports(op).inputs
-    for e in in_edges:
+    for e in (e for e in in_edges if e.port or e.out):
         outputs = op_ports(graph.nodes[e.src].get("op")).outputs
         if e.out and e.out not in outputs:
             raise SpecError(f"edge {e.src}->{v} out: node {e.src} ({graph.nodes[e.src].get('op')}) has no output "
