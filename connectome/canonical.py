@@ -4,7 +4,8 @@
 hash here is equal for specs that compute the same function up to a renumbering of layers:
 it keeps every attribute that changes the function (op, aggregation kind and its options,
 width, channel windows, drop probabilities, columns, the carry of a gated node, a block's
-global drop-path rate, and the network's stem, transitions, classes, bn_size, dropout, and its
+global drop-path rate, named ports (each port's kind and options, the port an edge feeds and the
+output it reads), and the network's stem, transitions, classes, bn_size, dropout, and its
 transition and head kinds, layout, op options and dropout by block where set) and
 drops what does not: node ids, hence the concatenation order (a permutation of the next layer's
 input weights), the aggregation of single-input nodes whose kind passes one input on (concat,
@@ -46,7 +47,10 @@ def labelled_graph(block: BlockSpec) -> nx.DiGraph:
         g.add_node(n.id, label=f"{n.op}|{agg}|{n.width}" + _suffix(extra))
     for e in block.edges:
         window = "all" if e.window is None else f"{e.window[0]}:{e.window[1]}"
-        g.add_edge(e.src, e.dst, label=window + _suffix(e.attributes()))
+        label = window + _suffix(e.attributes())
+        if g.has_edge(e.src, e.dst):  # edges into other ports or from other outputs: one label for the pair
+            label = "+".join(sorted((g.edges[e.src, e.dst]["label"], label)))
+        g.add_edge(e.src, e.dst, label=label)
     return g
 
 

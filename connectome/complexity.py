@@ -29,17 +29,28 @@ def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: 
     total = Cx()
     for node in block.nodes[1:]:
         cin = block.input_width(node.id)
-        total += _aggregation_cx(block, node, cin, hw, memory_efficient)
+        own = dict(OP_KINDS.ports[node.op].own) if node.ports else {}
+        for port, edges in block.port_inputs(node.id).items():
+            total += _aggregation_cx(block, node, port, edges, hw, memory_efficient, own=port in own)
         if node.op in OP_KINDS.costs:
-            total += OP_KINDS.costs[node.op](cin, node.width, bn_size, hw, memory_efficient, **dict(op_options))
+            ported = {"ports": tuple(p for p, _, _ in node.ports)} if node.ports else {}
+            total += OP_KINDS.costs[node.op](cin, node.width, bn_size, hw, memory_efficient, **dict(op_options),
+                                             **ported)
     return total
 
 
-def _aggregation_cx(block: BlockSpec, node: Node, cin: int, hw: int, memory_efficient: bool) -> Cx:
-    """The kind's learned parameters and work, plus its aggregate when a layer or a later node stores it."""
-    n = len(block.inputs[node.id])
-    kind = AGGREGATIONS[node.agg]
-    cx = kind.cost(n, block.read_width(block.inputs[node.id][0]), hw, dict(node.options))
+def _aggregation_cx(block: BlockSpec, node: Node, port: str, edges: tuple, hw: int, memory_efficient: bool,
+                    own: bool = False) -> Cx:
+    """One input port's kind: its learned parameters and work, plus its aggregate when stored.
+
+    `own`: the op's own output joins the port's inputs first (an attention node's `values`).
+    """
+    n = len(edges) + own
+    agg, options = node.port_kind(port)
+    kind = AGGREGATIONS[agg]
+    width = block.read_width(edges[0])
+    cx = kind.cost(n, width, hw, options)
+    cin = kind.input_width([block.read_width(e) for e in edges], options)
     if n == 1 and kind.single_is_identity:
         return Cx()
     recomputed = memory_efficient and node.op in OP_KINDS.costs  # checkpointed with the op's head

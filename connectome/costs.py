@@ -32,6 +32,21 @@ class Cx:
         return Cx(self.params + other.params, self.flops + other.flops, self.acts + other.acts)
 
 
+@dataclass(frozen=True)
+class Ports:
+    """An op kind's named input and output ports, beside its one default input and output (docs/design.md).
+
+    A named input port aggregates its own in-edges; one left without in-edges reads the default input,
+    and a `required` one must have in-edges when the node has no default input. An `own` port
+    (input, output) aggregates the op's own output of that name first, then its in-edges.
+    """
+
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    own: tuple[tuple[str, str], ...] = ()
+
+
 class Kinds(Generic[F]):
     """The kinds of one network part: a cost formula per name, and the module implementing each."""
 
@@ -40,13 +55,16 @@ class Kinds(Generic[F]):
         self.costs: dict[str, F] = {}
         self.modules: dict[str, type] = {}  # filled when connectome.ops is imported
         self.layouts: dict[str, str] = {}  # the tensors each kind reads: "maps" or "tokens" (spec.CHANNEL_DIM)
+        self.ports: dict[str, Ports] = {}  # named ports of the kinds that have them
 
-    def cost(self, name: str, layout: str = "maps") -> Callable[[F], F]:
-        """Decorator naming a kind of this part by its cost formula (and the layout of the tensors it reads)."""
+    def cost(self, name: str, layout: str = "maps", ports: Ports | None = None) -> Callable[[F], F]:
+        """Decorator naming a kind of this part by its cost formula (the layout it reads, its named ports)."""
 
         def add(formula: F) -> F:
             self.costs[name] = formula
             self.layouts[name] = layout
+            if ports is not None:
+                self.ports[name] = ports
             return formula
 
         return add
@@ -301,17 +319,31 @@ def pool_head_cx(cin: int, classes: int, hw: int) -> Cx:
 
 # The decoder family (docs/design.md, "The decoder family"): tensors are (batch, tokens, width) and
 # every count is per token (hw = 1). Norms and rotary rotations are elementwise: not multiply-adds.
-@OP_KINDS.cost("attention", layout="tokens")
+# Attention's streams q, k, v (each RMS-normed and projected), the residual r added to its output
+# (MUDDFormer), its projected values as output `v` and the input `values` that mixes its own values
+# with earlier ones (value residual learning); docs/design.md, "Ports".
+ATTENTION_PORTS = Ports(inputs=("q", "k", "v", "r", "values"), outputs=("v",), required=("q", "k", "v"),
+                        own=(("values", "v"),))
+
+
+def attention_norms(ports: tuple[str, ...]) -> int:
+    """RMSNorms of an attention node: one per named q/k/v port, one more if any of them reads the default input."""
+    named = [p for p in ("q", "k", "v") if p in ports]
+    return len(named) + (len(named) < 3)
+
+
+@OP_KINDS.cost("attention", layout="tokens", ports=ATTENTION_PORTS)
 def attention_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False, *,
-                    heads: int, context: int, mlp_hidden: int, sublayers: int) -> Cx:
-    """RMSNorm, q/k/v projections, causal attention over the context, output projection (no biases).
+                    heads: int, context: int, mlp_hidden: int, sublayers: int, ports: tuple[str, ...] = ()) -> Cx:
+    """RMSNorm(s), q/k/v projections, causal attention over the context, output projection (no biases).
 
     A query at position t reads t keys, so over a full context each token reads (context + 1) / 2 keys
     on average, a multiply-add per width element for the scores and another for the weighted values.
     """
     projections = Cx(cin * 3 * cout + cout * cout, cin * 3 * cout + cout * cout)
     scores = Cx(flops=(context + 1) * cout)  # 2 * (context + 1) / 2 * cout
-    return Cx(cin) + projections + scores + Cx(acts=cin + 5 * cout)  # normed input, q, k, v, mix, out
+    norms = attention_norms(ports)
+    return Cx(norms * cin) + projections + scores + Cx(acts=norms * cin + 5 * cout)  # normed inputs, q, k, v, mix, out
 
 
 @OP_KINDS.cost("swiglu", layout="tokens")

@@ -21,15 +21,16 @@ from connectome.aggregations import AGGREGATIONS
 from connectome.errors import SpecError, unknown_name
 from connectome.joins import make_join
 from connectome.ops import HEADS, OPS, STEMS, TRANSITIONS
-from connectome.spec import BlockSpec, NetworkSpec
+from connectome.spec import BlockSpec, NetworkSpec, op_ports
 
-Read = tuple[int, int | None, int | None]  # source node, channel window lo, hi
+Read = tuple[int, str, int | None, int | None]  # source node, its output read ("": the main one), window lo, hi
 
 
 class GraphNode(nn.Module):
     """One node of a block: aggregate its inputs, then run its op (none for the output)."""
 
-    def __init__(self, agg: str, join: nn.Module, op: nn.Module | None, memory_efficient: bool = False) -> None:
+    def __init__(self, agg: str, join: nn.Module, op: nn.Module | None, memory_efficient: bool = False,
+                 port_joins: dict[str, nn.Module] | None = None, own: dict[str, str] | None = None) -> None:
         super().__init__()
         self.agg = agg
         self.join = join  # the aggregation kind's module (connectome.joins)
@@ -38,11 +39,26 @@ class GraphNode(nn.Module):
         self.memory_efficient = memory_efficient
         self._fresh = True  # first call of the checkpointed part in this forward
         self._tail_fresh = True
+        self.port_joins = nn.Module()  # each named input port's join, by port name (a ModuleDict has `values`)
+        for port, join in (port_joins or {}).items():
+            self.port_joins.add_module(port, join)
+        self.own = own or {}  # ports whose aggregate starts with the op's own output of that name
 
-    def aggregate(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        if len(inputs) == 1 and self.single_is_identity:
+    def aggregate(self, inputs: list[torch.Tensor], join: nn.Module | None = None) -> torch.Tensor:
+        join = self.join if join is None else join
+        if len(inputs) == 1 and AGGREGATIONS[join.kind].single_is_identity:
             return inputs[0]
-        return self.join(inputs)
+        return join(inputs)
+
+    def forward_ports(self, inputs: list[torch.Tensor], ports: tuple[str, ...]) -> tuple[torch.Tensor, dict]:
+        """A node with named ports: each port aggregated on its own; the op returns its output and named outputs."""
+        grouped: dict[str, list[torch.Tensor]] = {}
+        for t, p in zip(inputs, ports):
+            grouped.setdefault(p, []).append(t)
+        joins = self.port_joins._modules
+        streams = {p: self.aggregate(ts, joins[p] if p else None) for p, ts in grouped.items() if p not in self.own}
+        late = {p: (lambda mine, p=p: joins[p]([mine, *grouped[p]])) for p in self.own if p in grouped}
+        return self.op.forward_ports(streams, late)
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         if self.op is None:
@@ -91,7 +107,8 @@ class Step(NamedTuple):
 
     v: int
     node: GraphNode
-    reads: tuple[Read, ...]  # sources and windows (unused when base is set)
+    reads: tuple[Read, ...]  # sources, outputs and windows (unused when base is set)
+    ports: tuple[str, ...] | None  # the input port each read feeds (None: the node has no named ports)
     base: int | None  # sum node whose aggregate + output is this node's aggregate
     keep: bool  # keep this node's aggregate: a later node extends it
     frees: tuple[int, ...]  # feature maps no later step reads
@@ -153,32 +170,49 @@ class Block(nn.Module):
     def _make_node(self, v: int, bn_size: int, dropout: float, memory_efficient: bool) -> GraphNode:
         node, spec = self.spec.nodes[v], self.spec
         op = None
+        ported = {"ports": tuple(p for p, _, _ in node.ports)} if node.ports else {}
         if node.op in OPS:
-            op = OPS[node.op](spec.input_width(v), node.width, bn_size=bn_size, dropout=dropout, **self.op_options)
-        edges = spec.inputs[v]
+            op = OPS[node.op](spec.input_width(v), node.width, bn_size=bn_size, dropout=dropout, **self.op_options,
+                              **ported)
+        by_port = spec.port_inputs(v)
+        own = dict(op_ports(node.op).own) if node.ports else {}
+        joins = {p: self._join(v, p, by_port[p], own=p in own) for p, _, _ in node.ports}
+        join = self._join(v, "", by_port.get("", ()))
+        return GraphNode(node.agg, join, op, memory_efficient, joins, {p: own[p] for p in joins if p in own})
+
+    def _join(self, v: int, port: str, edges: tuple, own: bool = False) -> nn.Module:
+        """The join of one input port of node v ("": the default input); `own`: the op's own output joins first."""
+        node = self.spec.nodes[v]
+        agg, options = node.port_kind(port)
         carry = next((i for i, e in enumerate(edges) if e.carry), 0)
-        width = spec.read_width(edges[0]) if edges else node.width
-        join = make_join(node.agg, n_inputs=len(edges), width=width, carry=carry, options=dict(node.options),
+        width = self.spec.read_width(edges[0]) if edges else node.width
+        return make_join(agg, n_inputs=len(edges) + own, width=width, carry=carry, options=options,
                          dim=self.channel_dim)
-        return GraphNode(node.agg, join, op, memory_efficient)
 
     def forward(self, x: torch.Tensor, column: int | None = None) -> torch.Tensor:
         """The block's output; `column`: the column global drop-path keeps in this batch (None: local drops)."""
         feats: list[torch.Tensor | None] = [None] * self.n_nodes
         sums: dict[int, torch.Tensor] = {}
+        named: dict[tuple[int, str], torch.Tensor] = {}  # named outputs (an attention node's values)
         feats[0] = x  # (B, C_in, H, W) or (B, T, C_in)
         for step in self.plan:
             if step.base is not None:  # running sum: x0 + f1 + ... + f_u
                 inputs = [sums[step.base] + feats[step.base]]
             else:
-                inputs = [feats[u] if lo is None else feats[u].narrow(self.channel_dim, lo, hi - lo)
-                          for u, lo, hi in step.reads]
-            feats[step.v] = self._run(step, inputs, sums, column)
+                inputs = [self._read(named[u, out] if out else feats[u], lo, hi) for u, out, lo, hi in step.reads]
+            if step.ports is not None:
+                feats[step.v], outputs = step.node.forward_ports(inputs, step.ports)
+                named.update(((step.v, k), t) for k, t in outputs.items())
+            else:
+                feats[step.v] = self._run(step, inputs, sums, column)
             for u in step.frees:
                 feats[u] = None
             for u in step.drops:
                 del sums[u]
         return feats[-1]  # (B, C_out, H, W)
+
+    def _read(self, t: torch.Tensor, lo: int | None, hi: int | None) -> torch.Tensor:
+        return t if lo is None else t.narrow(self.channel_dim, lo, hi - lo)
 
     def _run(self, step: Step, inputs: list[torch.Tensor], sums: dict, column: int | None) -> torch.Tensor:
         """One node: drop-path on its inputs, aggregate (kept for running sums), op, stochastic depth."""
@@ -206,7 +240,7 @@ def _plan(spec: BlockSpec, order: list[int], nodes: nn.ModuleDict) -> list[Step]
     last_read = {u: i for i, srcs in enumerate(used) for u in srcs}
     last_extended = {u: i for i, v in enumerate(order) if (u := bases.get(v)) is not None}
     return [
-        Step(v, nodes[str(v)], _reads(spec, v), bases.get(v), v in last_extended,
+        Step(v, nodes[str(v)], _reads(spec, v), _ports(spec, v), bases.get(v), v in last_extended,
              tuple(u for u, j in last_read.items() if j == i),
              tuple(u for u, j in last_extended.items() if j == i), _wiring(spec, v))
         for i, v in enumerate(order)
@@ -224,19 +258,30 @@ def _wiring(spec: BlockSpec, v: int) -> Wiring | None:
 
 def _sum_base(spec: BlockSpec, v: int) -> int | None:
     """The sum node u whose sources plus u itself are exactly v's sources, if any (no edge drops)."""
-    if spec.nodes[v].agg != "sum" or any(e.window or e.drop for e in spec.inputs[v]):
+    if spec.nodes[v].agg != "sum" or _ports(spec, v) is not None or any(_special(e) for e in spec.inputs[v]):
         return None
     sources = {e.src for e in spec.inputs[v]}
     for u in sorted(sources, reverse=True):
         node_u, edges_u = spec.nodes[u], spec.inputs[u]
-        if u and node_u.agg == "sum" and not any(e.window or e.drop for e in edges_u):
+        if u and node_u.agg == "sum" and _ports(spec, u) is None and not any(_special(e) for e in edges_u):
             if {e.src for e in edges_u} | {u} == sources:
                 return u
     return None
 
 
+def _special(e) -> bool:
+    """An edge a running sum cannot stand for: windowed, dropped, or from a named output or into a named port."""
+    return bool(e.window or e.drop or e.out or e.port)
+
+
 def _reads(spec: BlockSpec, v: int) -> tuple[Read, ...]:
-    return tuple((e.src, *(e.window or (None, None))) for e in spec.inputs[v])
+    return tuple((e.src, e.out, *(e.window or (None, None))) for e in spec.inputs[v])
+
+
+def _ports(spec: BlockSpec, v: int) -> tuple[str, ...] | None:
+    """The port each of v's in-edges feeds, or None when v has no named ports and no named output is read."""
+    ported = spec.nodes[v].ports or v in spec.named_output_sources
+    return tuple(e.port for e in spec.inputs[v]) if ported else None
 
 
 class ConnectomeNet(nn.Module):
@@ -313,6 +358,8 @@ def check_memory_efficient(spec: NetworkSpec) -> None:
     """SpecError naming the first node whose aggregation kind memory-efficient mode cannot recompute."""
     for i, block in enumerate(spec.blocks):
         for node in block.nodes:
+            if node.ports:
+                raise SpecError(f"memory-efficient mode does not support named ports (block {i + 1}, node {node.id})")
             if not AGGREGATIONS[node.agg].memory_efficient:
                 supported = ", ".join(sorted(k for k, a in AGGREGATIONS.items() if a.memory_efficient))
                 raise SpecError(f"memory-efficient mode does not support aggregation {node.agg!r} (block {i + 1}, "

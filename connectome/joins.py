@@ -7,12 +7,14 @@ input of a gated node marked by its index) and returns one tensor.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from connectome.aggregations import AGGREGATIONS, get_aggregation
+from connectome.aggregations import AGGREGATIONS, get_aggregation, mudd_hidden
 from connectome.errors import SpecError
 
 JOINS: dict[str, Callable[..., nn.Module]] = {}
@@ -38,6 +40,7 @@ def make_join(name: str, *, n_inputs: int, width: int, carry: int, options: dict
                         f"with a module: {known})")
     join = JOINS[name](n_inputs=n_inputs, width=width, carry=carry, **options)
     join.dim = dim  # the channel dimension: 1 for (B, C, H, W) maps, -1 for (B, T, C) tokens
+    join.kind = name  # the declared kind (its traits: connectome.aggregations)
     return join
 
 
@@ -123,3 +126,202 @@ class Gated(Join):
         x, h = inputs[self.carry], inputs[1 - self.carry]  # (B, C, H, W) each
         t = torch.sigmoid(self.gate(x))
         return x + t * (h - x)  # = t * h + (1 - t) * x
+
+
+def rms_normed(x: torch.Tensor, dim: int, eps: float = 1e-6) -> torch.Tensor:
+    """x / RMS(x) along the channel dimension, without a gain."""
+    return x * torch.rsqrt(x.pow(2).mean(dim, keepdim=True) + eps)
+
+
+def weigh(inputs: list[torch.Tensor], weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """sum_i w_i x_i with per-position weights (..., n) whose positions are the inputs' without the channel dim."""
+    out = weights[..., 0].unsqueeze(dim) * inputs[0]
+    for i in range(1, len(inputs)):
+        out = out + weights[..., i].unsqueeze(dim) * inputs[i]
+    return out
+
+
+@join_module("mudd")
+class DynamicDense(Join):
+    """MUDDFormer (Xiao et al. 2025): per position, w = GELU(RMSNorm(x_cur) W1) W2 + a; output sum_i w_i x_i.
+
+    x_cur is the input of the highest source id (the current state). As its official code: RMSNorm
+    without a gain, W1 ~ N(0, 1/width), W2 = 0, a one-hot on x_cur, so the port starts by reading
+    x_cur alone. Hidden width: `expand` times the number of inputs (docs/design.md says why).
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, expand: float) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        hidden = mudd_hidden(n_inputs, {"expand": expand})
+        self.w1 = nn.Linear(width, hidden, bias=False)
+        nn.init.normal_(self.w1.weight, std=width ** -0.5)
+        self.w2 = nn.Linear(hidden, n_inputs, bias=False)
+        nn.init.zeros_(self.w2.weight)
+        self.prior = nn.Parameter(torch.eye(n_inputs)[-1])  # the static weights a
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x = rms_normed(inputs[-1], self.dim).movedim(self.dim, -1)  # (B, T, C) or (B, H, W, C)
+        weights = self.w2(F.gelu(self.w1(x))) + self.prior  # (B, T, n)
+        return weigh(inputs, weights, self.dim)
+
+
+@join_module("depth-attention")
+class DepthAttention(Join):
+    """Attention Residuals: per position, alpha = softmax_i(w . RMSNorm(x_i)); output sum_i alpha_i x_i.
+
+    The query w is learned per node and starts at zero, so the node starts as the mean of its inputs;
+    keys are RMS-normed without a gain (w scales channels already).
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        self.query = nn.Parameter(torch.zeros(width))
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        scores = [(rms_normed(x, self.dim).movedim(self.dim, -1) * self.query).sum(-1) for x in inputs]
+        alpha = torch.stack(scores, -1).softmax(-1)  # (B, T, n)
+        return weigh(inputs, alpha, self.dim)
+
+
+@join_module("laurel")
+class Laurel(Join):
+    """LAuReL (Menghani et al. 2025): y = alpha h + beta (x + B A x), x the carry input, h the other.
+
+    `form` rw: learned scalars alpha, beta (no A, B); lr: alpha = beta = 1 and the rank-`rank` map
+    B A; rw+lr: both. alpha = beta = 1 and B = 0 at start (A ~ N(0, 1/width)), so the node starts
+    as the residual sum x + h.
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, form: str, rank: int) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        self.carry = carry
+        self.alpha = nn.Parameter(torch.ones(())) if "rw" in form else None
+        self.beta = nn.Parameter(torch.ones(())) if "rw" in form else None
+        self.down = self.up = None
+        if "lr" in form:
+            self.down = nn.Linear(width, rank, bias=False)  # A
+            nn.init.normal_(self.down.weight, std=width ** -0.5)
+            self.up = nn.Linear(rank, width, bias=False)  # B
+            nn.init.zeros_(self.up.weight)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x, h = inputs[self.carry], inputs[1 - self.carry]
+        if self.up is not None:
+            x = x + self.up(self.down(x.movedim(self.dim, -1))).movedim(-1, self.dim)
+        return h + x if self.alpha is None else self.alpha * h + self.beta * x
+
+
+# Multi-stream state: n streams of width C side by side as one (.., n*C) tensor (connectome.aggregations).
+def sinkhorn(logits: torch.Tensor, iterations: int = 20) -> torch.Tensor:
+    """A doubly stochastic matrix from (..., n, n) logits: exp, then rows and columns normalised in turn (mHC)."""
+    m = (logits - logits.amax((-2, -1), keepdim=True)).exp()
+    for _ in range(iterations):
+        m = m / m.sum(-1, keepdim=True)
+        m = m / m.sum(-2, keepdim=True)
+    return m
+
+
+class StreamJoin(Join):
+    """Base of the multi-stream kinds: the stream count n, the stream width C, and the state as (..., n, C)."""
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, streams: int, **options: Any) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry)
+        self.n = streams
+
+    def split(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, T, n*C) or (B, n*C, H, W) -> (..., n, C), channels last."""
+        return state.movedim(self.dim, -1).unflatten(-1, (self.n, -1))
+
+    def joined(self, streams: torch.Tensor) -> torch.Tensor:
+        """(..., n, C) -> the state's layout."""
+        return streams.flatten(-2).movedim(-1, self.dim)
+
+
+@join_module("streams")
+class OpenStreams(StreamJoin):
+    """n copies of the input side by side: Hyper-Connections' initial state."""
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(inputs * self.n, self.dim)  # (B, T, n*C)
+
+
+@join_module("stream-sum")
+class SumStreams(StreamJoin):
+    """The sum of the n streams (what the head reads)."""
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return self.split(inputs[0]).sum(-2).movedim(-1, self.dim)  # (B, T, C)
+
+
+@join_module("hc-read")
+class HyperRead(StreamJoin):
+    """A layer's input from the streams: sum_i A_m[i] H_i (Hyper-Connections' width connection A_m).
+
+    hc: A_m = a + s tanh(RMSNorm(H_i) . w_m) per stream (dynamic) or a (static); a one-hot on stream
+    `start`. mhc: A_m = sigmoid(b + alpha RMSNorm(H) phi) over the flattened state, b = -log(n - 1)
+    (A_m = 1/n: the mean of the streams). w_m and phi start at zero, s and alpha at 0.01.
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, streams: int, mode: str, mixing: str,
+                 start: int) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry, streams=streams)
+        self.mhc, self.dynamic = mixing == "mhc", mode == "dynamic"
+        mean = torch.full((streams,), -math.log(max(streams - 1, 1)))  # sigmoid(-log(n - 1)) = 1/n
+        self.prior = nn.Parameter(mean if self.mhc else torch.eye(streams)[start])
+        if self.dynamic:
+            self.scale = nn.Parameter(torch.tensor(0.01))
+            self.proj = nn.Parameter(torch.zeros(width, streams) if self.mhc else torch.zeros(width // streams))
+
+    def weights(self, streams: torch.Tensor) -> torch.Tensor:
+        """A_m per position, (..., n)."""
+        if self.mhc:
+            dynamic = self.scale * (rms_normed(streams.flatten(-2), -1) @ self.proj) if self.dynamic else 0
+            return torch.sigmoid(self.prior + dynamic)
+        if not self.dynamic:
+            return self.prior
+        return self.prior + self.scale * torch.tanh(rms_normed(streams, -1) @ self.proj)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        streams = self.split(inputs[0])  # (..., n, C)
+        return (self.weights(streams).unsqueeze(-1) * streams).sum(-2).movedim(-1, self.dim)  # (B, T, C)
+
+
+@join_module("hc-write")
+class HyperWrite(StreamJoin):
+    """The next state: H'_j = B_j y + sum_i A_r[i, j] H_i (Hyper-Connections' depth connection B, width A_r).
+
+    hc: A_r = I + s_a tanh(RMSNorm(H_i) W_r), B = 1 + s_b tanh(RMSNorm(H_j) . w_b) (static: I and 1).
+    mhc: A_r = Sinkhorn(b_r + alpha_r RMSNorm(H) phi_r) (doubly stochastic; b_r = 0: uniform 1/n),
+    B = 2 sigmoid(b_b + alpha_b RMSNorm(H) phi_b) (b_b = 0: B = 1). Projections start at zero, scales at 0.01.
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, streams: int, mode: str, mixing: str) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry, streams=streams)
+        self.mhc, self.dynamic = mixing == "mhc", mode == "dynamic"
+        n, c = streams, width // streams
+        self.mix_prior = nn.Parameter(torch.zeros(n, n) if self.mhc else torch.eye(n))
+        self.out_prior = nn.Parameter(torch.zeros(n) if self.mhc else torch.ones(n))
+        if self.dynamic:
+            self.mix_scale, self.out_scale = nn.Parameter(torch.tensor(0.01)), nn.Parameter(torch.tensor(0.01))
+            self.mix_proj = nn.Parameter(torch.zeros(width, n * n) if self.mhc else torch.zeros(c, n))
+            self.out_proj = nn.Parameter(torch.zeros(width, n) if self.mhc else torch.zeros(c))
+
+    def weights(self, streams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A_r (..., n, n) and B (..., n) per position."""
+        if not self.dynamic:
+            mix, out = self.mix_prior, self.out_prior
+        elif self.mhc:
+            flat = rms_normed(streams.flatten(-2), -1)  # (..., n*C)
+            mix = self.mix_prior + self.mix_scale * (flat @ self.mix_proj).unflatten(-1, (self.n, self.n))
+            out = self.out_prior + self.out_scale * (flat @ self.out_proj)
+        else:
+            normed = rms_normed(streams, -1)  # (..., n, C)
+            mix = self.mix_prior + self.mix_scale * torch.tanh(normed @ self.mix_proj)
+            out = self.out_prior + self.out_scale * torch.tanh(normed @ self.out_proj)
+        return (sinkhorn(mix), 2 * torch.sigmoid(out)) if self.mhc else (mix, out)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        streams, y = self.split(inputs[0]), inputs[1].movedim(self.dim, -1)  # (..., n, C), (..., C)
+        mix, out = self.weights(streams)
+        mixed = (mix.unsqueeze(-1) * streams.unsqueeze(-2)).sum(-3)  # sum_i A_r[i, j] H_i: (..., n, C)
+        return self.joined(mixed + out.unsqueeze(-1) * y.unsqueeze(-2))

@@ -323,11 +323,15 @@ class AttentionOp(SequenceOp):
     """RMSNorm, causal multi-head self-attention with rotary positions (flash kernels via SDPA), projection."""
 
     def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float, heads: int, context: int,
-                 mlp_hidden: int, sublayers: int) -> None:
+                 mlp_hidden: int, sublayers: int, ports: tuple[str, ...] = ()) -> None:
         super().__init__(cin, dropout, sublayers)
         self.heads = heads
         self.qkv = small_normal_(nn.Linear(cin, 3 * cout, bias=False))
         self.proj = small_normal_(nn.Linear(cout, cout, bias=False), self.out_std)
+        # MUDDFormer's separate q/k/v streams each have their own RMSNorm (its official code's `sepln`).
+        self.port_norms = nn.ModuleDict({p: nn.RMSNorm(cin, eps=1e-6) for p in ("q", "k", "v") if p in ports})
+        if len(self.port_norms) == 3:
+            self.norm = None  # no stream reads the default input
 
     @property
     def in_conv(self) -> nn.Linear:
@@ -339,6 +343,24 @@ class AttentionOp(SequenceOp):
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # (B, heads, T, d) each
         y = F.scaled_dot_product_attention(rotary(q), rotary(k), v, is_causal=True)  # (B, heads, T, d)
         return self.proj(y.transpose(1, 2).reshape(b, t, -1))  # (B, T, cout)
+
+    def forward_ports(self, streams: dict[str, torch.Tensor], late: dict) -> tuple[torch.Tensor, dict]:
+        """Named ports: q, k, v streams (else the default input ""), residual r added to the output, and
+        `values` = late["values"](own values): the own values mixed with earlier ones. Returns the output
+        and the named output v (this node's projected values, (B, T, cout))."""
+        normed = {p: self.port_norms[p](streams[p]) if p in self.port_norms else None for p in ("q", "k", "v")}
+        if any(x is None for x in normed.values()):
+            shared = self.norm(streams[""])
+            normed = {p: shared if x is None else x for p, x in normed.items()}
+        b, t, _ = normed["q"].shape
+        wq, wk, wv = self.qkv.weight.chunk(3)
+        split = lambda y: y.view(b, t, self.heads, -1).transpose(1, 2)  # noqa: E731  (B, heads, T, d)
+        values = F.linear(normed["v"], wv)  # (B, T, cout)
+        mixed = late["values"](values) if "values" in late else values
+        q, k = split(F.linear(normed["q"], wq)), split(F.linear(normed["k"], wk))
+        y = F.scaled_dot_product_attention(rotary(q), rotary(k), split(mixed), is_causal=True)
+        out = dropout(self.proj(y.transpose(1, 2).reshape(b, t, -1)), self.p, self.training)  # (B, T, cout)
+        return (out + streams["r"] if "r" in streams else out), {"v": values}
 
 
 @OP_KINDS.module("swiglu")

@@ -344,8 +344,10 @@ def from_file(ctx: BlockContext, path: str | list[str]) -> nx.DiGraph:
     """A user's DAG from GraphML or node-link JSON (one file, or one per block).
 
     Nodes are 0 (input) and 1..n (layers); node attributes `agg`, `op`, `width`, `drop` and the
-    aggregation kinds' options (`weights`, `gate_kernel`, `gate_bias`), edge attributes `window`
-    ("lo:hi"), `drop`, `column` and `carry`, and the graph attribute `global_drop` are optional
+    aggregation kinds' options (`weights`, `gate_kernel`, `gate_bias`), a named port's `p.agg` and
+    `p.<option>`, edge attributes `window` ("lo:hi"), `drop`, `column`, `carry`, `port` (the input
+    port it feeds) and `out` (the output it reads; a multigraph may join a pair once per port), and
+    the graph attribute `global_drop` are optional
     (docs/design.md, "The wiring language"). A width on node 0 fixes the block's input width
     (the network's stem or transition then matches it). The output node n+1 is added, reading
     every layer that no other layer reads, unless the file already has a node with op identity.
@@ -376,7 +378,8 @@ def read_graph(path: Path) -> nx.DiGraph:
             graph = nx.node_link_graph(json.loads(path.read_text()), directed=True, edges="links")
         else:
             graph = nx.read_graphml(path)
-        return nx.relabel_nodes(nx.DiGraph(graph), int)
+        kind = nx.MultiDiGraph if graph.is_multigraph() else nx.DiGraph  # named ports may join a pair twice
+        return nx.relabel_nodes(kind(graph), int)
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot read graph file {path}: {err} (need integer node ids)") from err
     except Exception as err:  # the XML parser raises its own types
@@ -402,9 +405,11 @@ def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
     has_output = any(d.get("op") == OUTPUT_OP for _, d in user.nodes(data=True))
     n = len(user) - (2 if has_output else 1)
     g = empty_block(ctx, n_layers=n)
+    if user.is_multigraph():
+        g = nx.MultiDiGraph(g)
     g.graph.update({k: user.graph[k] for k in GRAPH_KEYS if k in user.graph})
     for v, data in user.nodes(data=True):
-        g.nodes[v].update({k: data[k] for k in NODE_KEYS if k in data})
+        g.nodes[v].update({k: data[k] for k in data if k in NODE_KEYS or _port_key(k)})
         if "width" in data:
             g.nodes[v]["width"] = _whole(data["width"], f"node {v} width")
     for u, v, data in user.edges(data=True):
@@ -418,10 +423,17 @@ def _complete_user_graph(user: nx.DiGraph, ctx: BlockContext) -> nx.DiGraph:
     return g
 
 
-# What a graph file may say beyond node widths and edge windows (the wiring language's attributes).
+# What a graph file may say beyond node widths and edge windows (the wiring language's attributes);
+# a node's named input port p also takes `p.agg` and `p.<option>`.
 NODE_KEYS = ("op", "agg", "drop", *sorted(option_names()))
-EDGE_KEYS = ("drop", "column", "carry")
+EDGE_KEYS = ("drop", "column", "carry", "port", "out")
 GRAPH_KEYS = ("global_drop",)
+
+
+def _port_key(key: str) -> bool:
+    """A named port's attribute: `port.agg` or `port.<option>`."""
+    port, _, rest = key.partition(".")
+    return bool(port) and (rest == "agg" or rest in option_names())
 
 
 def _whole(value: Any, what: str) -> int:
@@ -450,6 +462,9 @@ def _window(value: Any, what: str) -> tuple[int, int] | None:
 register_pattern("prenorm", DECODER_PATTERNS, fixed_width=True)(residual)
 register_pattern("plain", DECODER_PATTERNS, fixed_width=True)(plain)
 register_pattern("dense-concat", DECODER_PATTERNS)(dense)
+# A user's sublayer DAG (unlabelled layers alternate attention and SwiGLU); named ports and outputs
+# make MUDD-like and value-residual wirings files (examples/graphs/).
+register_pattern("file", DECODER_PATTERNS, fixed_width=True, own_depth=True)(from_file)
 
 
 @register_pattern("partial", DECODER_PATTERNS, fixed_width=True)
@@ -504,3 +519,170 @@ def denseformer(ctx: BlockContext, dilation: int = 1, period: int = 1) -> nx.DiG
         g.add_node(v + 1, op=OUTPUT_OP, agg="sum", width=0)
         g.add_edge(v, v + 1)
     return g
+
+
+@register_pattern("value-residual", DECODER_PATTERNS, fixed_width=True)
+def value_residual(ctx: BlockContext, learned: bool = False) -> nx.MultiDiGraph:
+    """Value residual learning (ResFormer, Zhou et al. 2024): prenorm, and every later attention mixes its values
+    V_n with the first attention's values V_1 before attending: V'_n = lambda_1 V_1 + lambda_2 V_n.
+
+    Each later attention node's `values` port reads the first attention's output `v` (edge attribute
+    out: v). The paper's ResFormer fixes lambda_1 = lambda_2 = 0.5 (`mean`); `learned` makes them two
+    learned scalars starting at 0.5 (`weighted`, weights uniform). V_1 is the first layer's projected
+    values, as in the paper (not detached: gradients reach layer 1 through every later layer).
+    """
+    if not isinstance(learned, bool):
+        raise SpecError(f"decoder pattern 'value-residual': learned must be true or false, got {learned!r}")
+    g = nx.MultiDiGraph(residual(ctx))
+    attentions = [v for v in range(1, ctx.n_layers + 1) if ctx.op_of(v) == "attention"]
+    mix = {"values.agg": "weighted", "values.weights": "uniform"} if learned else {"values.agg": "mean"}
+    for v in attentions[1:]:
+        g.nodes[v].update(mix)
+        g.add_edge(attentions[0], v, out="v", port="values")
+    return g
+
+
+def _pairs(name: str, ctx: BlockContext) -> int:
+    """The attention + MLP pairs of a decoder block (a SpecError for an odd sublayer count)."""
+    if ctx.n_layers % 2:
+        raise SpecError(f"decoder pattern {name!r} pairs attention and MLP sublayers: sublayers must be even, "
+                        f"got {ctx.n_layers}")
+    return ctx.n_layers // 2
+
+
+@register_pattern("muddformer", DECODER_PATTERNS, fixed_width=True)
+def muddformer(ctx: BlockContext, dynamic: bool = True, expand: float = 1.0) -> nx.MultiDiGraph:
+    """MUDDFormer (Xiao et al. 2025): the q, k, v and residual inputs of every block are separate dense
+    aggregations of the embedding X_0 and all earlier block outputs X_1 .. X_{i-1}.
+
+    Block i: attention a_i with ports q, k, v (each RMS-normed) and r (added to its output); the MLP
+    f_i reads a_i; X_i (an identity node) = a_i + f_i. Block 1 reads X_0 (no aggregation yet, as the
+    official code). The head reads one more aggregation of X_0 .. X_n. `dynamic`: per-token weights
+    (`mudd`, MLP hidden `expand` x sources); otherwise static learned scalars (`weighted`). Both start
+    one-hot on X_{i-1}, so the network starts as prenorm.
+    """
+    if not isinstance(dynamic, bool):
+        raise SpecError(f"decoder pattern 'muddformer': dynamic must be true or false, got {dynamic!r}")
+    kind = {"agg": "mudd", "expand": expand} if dynamic else {"agg": "weighted", "weights": "nearest"}
+    g = nx.MultiDiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    outputs = [0]
+    for i in range(1, _pairs("muddformer", ctx) + 1):
+        a, f, x = len(g), len(g) + 1, len(g) + 2
+        ported = {f"{p}.{k}": value for p in "qkvr" for k, value in kind.items()} if i > 1 else {}
+        g.add_node(a, op=ctx.op_of(1), agg="sum", width=ctx.growth, **ported)
+        g.add_node(f, op=ctx.op_of(2), agg="sum", width=ctx.growth)
+        g.add_node(x, op=OUTPUT_OP, agg="sum", width=0)
+        if i == 1:  # X_1 = X_0 + a_1 + f_1, f_1 reading X_0 + a_1
+            g.add_edges_from([(0, a), (0, f), (a, f), (0, x), (a, x), (f, x)])
+        else:
+            g.add_edges_from((u, a, {"port": p}) for p in "qkvr" for u in outputs)
+            g.add_edges_from([(a, f), (a, x), (f, x)])
+        outputs.append(x)
+    g.add_node(len(g), op=OUTPUT_OP, width=0, **kind)
+    g.add_edges_from((u, len(g) - 1) for u in outputs)
+    return g
+
+
+@register_pattern("attnres", DECODER_PATTERNS, fixed_width=True)
+def attention_residuals(ctx: BlockContext, block: int = 0) -> nx.DiGraph:
+    """Attention Residuals (Kimi 2026): each sublayer reads a softmax attention over earlier outputs
+    (`depth-attention`: a learned query per sublayer, RMS-normed keys) instead of their sum.
+
+    Full form (block 0): sublayer v attends over x0, f_1 .. f_{v-1}; the head over all. Block form
+    (block S): the sublayers form groups of S; a group's outputs are summed into one representation
+    b_k (b_0 = x0), and sublayer v attends over b_0 .. b_{k-1} and the sum of its own group's earlier
+    outputs (when there are any); the head over every b_k. A single source is read as it is.
+    """
+    if isinstance(block, bool) or not isinstance(block, int) or block < 0:
+        raise SpecError(f"decoder pattern 'attnres': block must be a whole number of sublayers >= 0 "
+                        f"(0: the full form), got {block!r}")
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    done, group = [0], []  # completed representations (b_k, or single outputs), the current group's outputs
+    for v in range(1, ctx.n_layers + 1):
+        sources = done + ([_group_sum(g, group)] if group else [])
+        node = len(g)
+        g.add_node(node, op=ctx.op_of(v), agg="depth-attention" if len(sources) > 1 else "sum", width=ctx.growth)
+        g.add_edges_from((u, node) for u in sources)
+        group.append(node)
+        if block == 0 or len(group) == block:
+            done.append(_group_sum(g, group))
+            group = []
+    if group:
+        done.append(_group_sum(g, group))
+    g.add_node(len(g), op=OUTPUT_OP, agg="depth-attention" if len(done) > 1 else "sum", width=0)
+    g.add_edges_from((u, len(g) - 1) for u in done)
+    return g
+
+
+def _group_sum(g: nx.DiGraph, group: list[int]) -> int:
+    """A node summing a group of sublayer outputs (the output itself when the group has one)."""
+    if len(group) == 1:
+        return group[0]
+    node = len(g)
+    g.add_node(node, op=OUTPUT_OP, agg="sum", width=0)
+    g.add_edges_from((u, node) for u in group)
+    return node
+
+
+@register_pattern("laurel", DECODER_PATTERNS, fixed_width=True)
+def laurel(ctx: BlockContext, form: str = "rw+lr", rank: int = 4) -> nx.DiGraph:
+    """LAuReL (Menghani et al. 2025): every residual addition x_v = x_{v-1} + f_v becomes a `laurel` join
+    x_v = alpha f_v + beta (x_{v-1} + B A x_{v-1}) (form rw, lr or rw+lr; rank r of B A).
+
+    Sublayer v reads the stream x_{v-1}; the join (op identity) reads x_{v-1} as its carry and f_v.
+    It starts as prenorm (alpha = beta = 1, B = 0).
+    """
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    stream = 0
+    for v in range(1, ctx.n_layers + 1):
+        f, join = len(g), len(g) + 1
+        g.add_node(f, op=ctx.op_of(v), agg="sum", width=ctx.growth)
+        g.add_node(join, op=OUTPUT_OP, agg="laurel", width=0, form=form, rank=rank)
+        g.add_edges_from([(stream, f), (stream, join, {"carry": True}), (f, join)])
+        stream = join
+    g.add_node(len(g), op=OUTPUT_OP, agg="sum", width=0)
+    g.add_edge(stream, len(g) - 1)
+    return g
+
+
+def _multi_stream(ctx: BlockContext, name: str, streams: int, dynamic: bool, mixing: str) -> nx.DiGraph:
+    """n streams opened from the embedding; each sublayer reads them (`hc-read`) and is written back
+    (`hc-write`); the head reads their sum. The stream state nodes are n x width wide."""
+    if not isinstance(dynamic, bool):
+        raise SpecError(f"decoder pattern {name!r}: dynamic must be true or false, got {dynamic!r}")
+    kind = {"streams": streams, "mode": "dynamic" if dynamic else "static", "mixing": mixing}
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    g.add_node(1, op=OUTPUT_OP, agg="streams", width=0, streams=streams)
+    g.add_edge(0, 1)
+    state = 1
+    for v in range(1, ctx.n_layers + 1):
+        f, write = len(g), len(g) + 1
+        start = (v - 1) % streams if isinstance(streams, int) and streams > 0 else 0
+        g.add_node(f, op=ctx.op_of(v), agg="hc-read", width=ctx.growth, start=start, **kind)
+        g.add_node(write, op=OUTPUT_OP, agg="hc-write", width=0, **kind)
+        g.add_edges_from([(state, f), (state, write), (f, write)])
+        state = write
+    g.add_node(len(g), op=OUTPUT_OP, agg="stream-sum", width=0, streams=streams)
+    g.add_edge(state, len(g) - 1)
+    return g
+
+
+@register_pattern("hyper-connections", DECODER_PATTERNS, fixed_width=True)
+def hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: bool = True) -> nx.DiGraph:
+    """Hyper-Connections (Zhu et al. 2025): n residual streams; sublayer l reads sum_i A_m[i] H_i and the
+    streams become H'_j = B_j f_l + sum_i A_r[i, j] H_i (`dynamic`: per-token A_m, A_r, B from each
+    normed stream). Starts as prenorm: every stream starts as the embedding, A_m one-hot on stream
+    (l - 1) mod n, A_r = I, B = 1, dynamic projections zero."""
+    return _multi_stream(ctx, "hyper-connections", streams, dynamic, "hc")
+
+
+@register_pattern("mhc", DECODER_PATTERNS, fixed_width=True)
+def manifold_hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: bool = True) -> nx.DiGraph:
+    """mHC (Xie et al. 2025, DeepSeek): Hyper-Connections whose stream mixing A_r is projected onto the doubly
+    stochastic matrices (Sinkhorn), A_m = sigmoid(.), B = 2 sigmoid(.), dynamic parts from the whole
+    flattened, RMS-normed state. Starts as prenorm (A_m = 1/n, A_r = 1/n, B = 1, projections zero)."""
+    return _multi_stream(ctx, "mhc", streams, dynamic, "mhc")

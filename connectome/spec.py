@@ -17,6 +17,7 @@ from typing import Any
 import networkx as nx
 
 from connectome.aggregations import AGGREGATIONS, Aggregation, get_aggregation
+from connectome.costs import OP_KINDS, Ports
 from connectome.errors import SpecError, unknown_name
 
 INPUT_OP, OUTPUT_OP = "input", "identity"
@@ -35,10 +36,14 @@ class Edge:
     drop: float = 0.0  # probability that a training batch drops this edge (the kind's drop rule)
     column: int = 0  # FractalNet column label for global drop-path (0: none)
     carry: bool = False  # the carry input x of a gated node
+    port: str = ""  # the named input port of v it feeds ("": v's default input)
+    out: str = ""  # the named output of u it reads ("": u's output)
 
     def attributes(self) -> dict:
         """The wiring attributes that differ from their defaults (what files and hashes carry)."""
-        return {k: v for k, v in (("drop", self.drop), ("column", self.column), ("carry", self.carry)) if v}
+        pairs = (("drop", self.drop), ("column", self.column), ("carry", self.carry), ("port", self.port),
+                 ("out", self.out))
+        return {k: v for k, v in pairs if v}
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,20 @@ class Node:
     width: int
     drop: float = 0.0  # stochastic depth: probability that a training batch zeroes this node's output
     options: tuple[tuple[str, Any], ...] = ()  # the aggregation kind's options, sorted by name
+    # Named input ports with in-edges, sorted: (port, its aggregation kind, the kind's options).
+    ports: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def attributes(self) -> dict:
-        """The wiring attributes beyond op/agg/width (drop when set, the kind's options)."""
-        return {**({"drop": self.drop} if self.drop else {}), **dict(self.options)}
+        """The wiring attributes beyond op/agg/width (drop when set, the kind's options, `port.agg`, `port.option`)."""
+        ports = {f"{p}.{k}": v for p, agg, options in self.ports for k, v in (("agg", agg), *options)}
+        return {**({"drop": self.drop} if self.drop else {}), **dict(self.options), **ports}
+
+    def port_kind(self, port: str) -> tuple[str, dict[str, Any]]:
+        """The aggregation kind and options of an input port ("": the default input)."""
+        for p, agg, options in self.ports:
+            if p == port:
+                return agg, dict(options)
+        return self.agg, dict(self.options)
 
 
 @dataclass(frozen=True)
@@ -74,12 +89,15 @@ class BlockSpec:
         nodes, edges = [], []
         for v in nx.lexicographical_topological_sort(graph):
             data = graph.nodes[v]
-            in_edges = [_edge(graph, u, v, widths) for u in sorted(graph.predecessors(v))]
-            widths[v] = _node_width(v, data, in_edges, widths)
+            in_edges = [_edge(graph, u, v, d, widths) for u, d in _in_edges(graph, v)]
+            _check_ports(v, data.get("op"), in_edges, graph)
+            ports = _node_ports(v, data, in_edges)
+            widths[v] = _node_width(v, data, [e for e in in_edges if not e.port], widths)
+            _check_port_widths(v, data, ports, in_edges, widths)
             kind = get_aggregation(data.get("agg", "concat"))
-            in_edges = _marked_carry(v, kind.name, in_edges)
+            in_edges = _marked_carry(v, kind, in_edges)
             options = kind.resolve_options(data, f"node {v}")
-            nodes.append(Node(v, data["op"], kind.name, widths[v], _node_drop(v, data, graph), options))
+            nodes.append(Node(v, data["op"], kind.name, widths[v], _node_drop(v, data, graph), options, ports))
             edges.extend(in_edges)
         if ops is not None:
             _check_ops(nodes, ops)
@@ -117,6 +135,13 @@ class BlockSpec:
             table[e.dst].append(e)
         return {v: tuple(es) for v, es in table.items()}
 
+    def port_inputs(self, v: int) -> dict[str, tuple[Edge, ...]]:
+        """Node v's in-edges by input port: the default input ("") first when it has in-edges, then named ports."""
+        table: dict[str, list[Edge]] = {}
+        for e in sorted(self.inputs[v], key=lambda e: e.port != ""):
+            table.setdefault(e.port, []).append(e)
+        return {p: tuple(es) for p, es in table.items()}
+
     def read_width(self, edge: Edge) -> int:
         """Channels an edge carries."""
         if edge.window is None:
@@ -124,8 +149,20 @@ class BlockSpec:
         return edge.window[1] - edge.window[0]
 
     def input_width(self, v: int) -> int:
-        """Channels of node v's aggregated input."""
-        return AGGREGATIONS[self.nodes[v].agg].input_width([self.read_width(e) for e in self.inputs[v]])
+        """Channels of node v's aggregated input (of its default input, else of its first named port)."""
+        port, edges = next(iter(self.port_inputs(v).items()), ("", ()))
+        agg, options = self.nodes[v].port_kind(port)
+        return AGGREGATIONS[agg].input_width([self.read_width(e) for e in edges], options)
+
+    @cached_property
+    def named_output_sources(self) -> frozenset[int]:
+        """Nodes some edge reads a named output of (an attention node's values)."""
+        return frozenset(e.src for e in self.edges if e.out)
+
+    @property
+    def parallel(self) -> bool:
+        """Whether two edges join the same pair of nodes (different ports or outputs): a multigraph."""
+        return len({(e.src, e.dst) for e in self.edges}) < len(self.edges)
 
     @property
     def columns(self) -> frozenset[int]:
@@ -140,8 +177,10 @@ class BlockSpec:
         return block_canonical_hash(self)
 
     def to_graph(self, text_windows: bool = False) -> nx.DiGraph:
-        """The block as a networkx DiGraph with every attribute from_graph reads (windows "lo:hi" if text_windows)."""
-        g = nx.DiGraph(**({"global_drop": self.global_drop} if self.global_drop else {}))
+        """The block as a networkx DiGraph (a MultiDiGraph where ports join a pair twice) with every attribute
+        from_graph reads (windows "lo:hi" if text_windows)."""
+        kind = nx.MultiDiGraph if self.parallel else nx.DiGraph
+        g = kind(**({"global_drop": self.global_drop} if self.global_drop else {}))
         for n in self.nodes:
             g.add_node(n.id, op=n.op, agg=n.agg, width=n.width, **n.attributes())
         for e in self.edges:
@@ -250,8 +289,8 @@ _LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", 
 CHANNEL_DIM = {"maps": 1, "tokens": -1}
 
 
-def _edge_key(e: Edge) -> tuple[int, int]:
-    return (e.dst, e.src)
+def _edge_key(e: Edge) -> tuple[int, int, str, str]:
+    return (e.dst, e.src, e.out, e.port)
 
 
 def _block_to_dict(b: BlockSpec) -> dict:
@@ -276,7 +315,16 @@ def _block_from_dict(d: dict) -> BlockSpec:
 def _node_from_list(v: int, op: str, agg: str, width: int, extra: dict | None = None) -> Node:
     extra = dict(extra or {})
     drop = extra.pop("drop", 0.0)
-    return Node(v, op, agg, width, drop, tuple(sorted(extra.items())))
+    ported = {k: extra.pop(k) for k in [k for k in extra if "." in k]}
+    return Node(v, op, agg, width, drop, tuple(sorted(extra.items())), _ports_from_keys(ported))
+
+
+def _ports_from_keys(keys: dict[str, Any]) -> tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...]:
+    """Node.ports from `port.agg` / `port.option` keys (their form in dicts and files)."""
+    names = sorted({k.split(".", 1)[0] for k in keys})
+    return tuple((p, keys[f"{p}.agg"], tuple(sorted((k.split(".", 1)[1], v) for k, v in keys.items()
+                                                    if k.startswith(p + ".") and k != f"{p}.agg")))
+                 for p in names)
 
 
 def _check_structure(graph: nx.DiGraph) -> None:
@@ -300,12 +348,21 @@ def _check_structure(graph: nx.DiGraph) -> None:
         raise SpecError(f"layers {dead} never reach the block output (node {last})")
 
 
-def _edge(graph: nx.DiGraph, u: int, v: int, widths: dict[int, int]) -> Edge:
+def _in_edges(graph: nx.DiGraph, v: int) -> list[tuple[int, dict]]:
+    """(source, attributes) of v's in-edges by ascending source (a MultiDiGraph may join a pair twice)."""
+    if not graph.is_multigraph():
+        return [(u, graph.edges[u, v]) for u in sorted(graph.predecessors(v))]
+    return sorted(((u, d) for u, _, d in graph.in_edges(v, data=True)),
+                  key=lambda ud: (ud[0], str(ud[1].get("out", "")), str(ud[1].get("port", ""))))
+
+
+def _edge(graph: nx.DiGraph, u: int, v: int, data: dict, widths: dict[int, int]) -> Edge:
     """Edge with a validated window and wiring attributes."""
-    data = graph.edges[u, v]
     attrs = {"drop": _probability(data.get("drop", 0.0), f"edge {u}->{v} drop"),
              "column": _column(data.get("column", 0), f"edge {u}->{v} column"),
-             "carry": _flag(data.get("carry", False), f"edge {u}->{v} carry")}
+             "carry": _flag(data.get("carry", False), f"edge {u}->{v} carry"),
+             "port": _name(data.get("port", ""), f"edge {u}->{v} port"),
+             "out": _name(data.get("out", ""), f"edge {u}->{v} out")}
     window = data.get("window")
     if window is None:
         return Edge(u, v, **attrs)
@@ -315,6 +372,87 @@ def _edge(graph: nx.DiGraph, u: int, v: int, widths: dict[int, int]) -> Edge:
             f"edge {u}->{v} reads channels {lo}:{hi} but node {u} has only {widths[u]} channels"
         )
     return Edge(u, v, None if (lo, hi) == (0, widths[u]) else (lo, hi), **attrs)
+
+
+def _name(value: Any, what: str) -> str:
+    """A port name: a word (letters, digits, underscores) or "" (the default)."""
+    if not isinstance(value, str) or (value and not value.isidentifier()):
+        raise SpecError(f"{what} must be a port name (a word such as q or v), got {value!r}")
+    return value
+
+
+def op_ports(op: str | None) -> Ports:
+    """The named ports of an op kind (none for input, identity and unported kinds)."""
+    return OP_KINDS.ports.get(op or "", Ports())
+
+
+def _check_ports(v: int, op: str | None, in_edges: list[Edge], graph: nx.DiGraph) -> None:
+    """Every edge feeds a port its target has and reads an output its source has; no drops into ports."""
+    inputs = op_ports(op).inputs
+    for e in (e for e in in_edges if e.port or e.out):
+        outputs = op_ports(graph.nodes[e.src].get("op")).outputs
+        if e.out and e.out not in outputs:
+            raise SpecError(f"edge {e.src}->{v} out: node {e.src} ({graph.nodes[e.src].get('op')}) has no output "
+                            f"{e.out!r}; its outputs: {', '.join(outputs) or 'none named'}")
+        if e.port and e.port not in inputs:
+            raise SpecError(f"edge {e.src}->{v} port: node {v} ({op}) has no input port {e.port!r}; its ports: "
+                            f"{', '.join(inputs) or 'none named'}")
+        if e.port and (e.drop or e.column):
+            raise SpecError(f"edge {e.src}->{v}: drop and column are not supported on an edge into a named port")
+
+
+def _node_ports(v: int, data: dict, in_edges: list[Edge]) -> tuple[tuple[str, str, tuple], ...]:
+    """Each fed named port's kind (`port.agg`, else the node's agg) and options (`port.option`, else the node's)."""
+    fed = sorted({e.port for e in in_edges if e.port})
+    named = {k.split(".", 1)[0] for k in data if isinstance(k, str) and "." in k}
+    if named - set(fed):
+        port = sorted(named - set(fed))[0]
+        raise SpecError(f"node {v}: port {port!r} has no in-edges (its attributes name it; an edge with "
+                        f"port: {port} must feed it)")
+    default = op_ports(data.get("op"))
+    if fed and not any(not e.port for e in in_edges):
+        missing = [p for p in default.required if p not in fed]
+        if missing:
+            raise SpecError(f"node {v} ({data.get('op')}): port {missing[0]!r} has no inputs and the node no "
+                            f"default input to read instead; feed it (edge attribute port: {missing[0]})")
+    ports = []
+    for p in fed:
+        kind = get_aggregation(data.get(f"{p}.agg", data.get("agg", "concat")), f"node {v} port {p}: ")
+        merged = {k: data[f"{p}.{k}"] if f"{p}.{k}" in data else data[k]
+                  for k in kind.options if f"{p}.{k}" in data or k in data}
+        ports.append((p, kind.name, kind.resolve_options(merged, f"node {v} port {p}")))
+    return tuple(ports)
+
+
+def _check_port_widths(v: int, data: dict, ports: tuple, in_edges: list[Edge], widths: dict[int, int]) -> None:
+    """Each named port's inputs against its kind's rules; every port hands the op one width."""
+    if not ports:
+        return
+    if data.get("drop"):
+        raise SpecError(f"node {v} drop: stochastic depth is not supported on a node with named ports")
+    own = dict(op_ports(data.get("op")).own)
+    default = [e for e in in_edges if not e.port]
+    node_kind = get_aggregation(data.get("agg", "concat"))
+    node_options = dict(node_kind.resolve_options(data, f"node {v}"))
+    stream = {node_kind.input_width([_read(e, widths) for e in default], node_options)} if default else set()
+    for p, agg, options in ports:
+        edges = [e for e in in_edges if e.port == p]
+        reads = [_read(e, widths) for e in edges]
+        kind = get_aggregation(agg)
+        _check_inputs(v, kind, edges, reads, own=p in own, port=p, options=dict(options))
+        width = kind.input_width(reads, dict(options))
+        if p in own and width != widths[v]:
+            raise SpecError(f"node {v} port {p} mixes the node's own {own[p]} ({widths[v]} channels) with "
+                            f"{width}-channel inputs")
+        if p not in own:
+            stream.add(width)
+    if len(stream) > 1:
+        raise SpecError(f"node {v}: its input ports hand it unequal widths {sorted(stream)}; every port must "
+                        "aggregate to one width")
+
+
+def _read(e: Edge, widths: dict[int, int]) -> int:
+    return (e.window[1] - e.window[0]) if e.window else widths[e.src]
 
 
 def _probability(value: Any, what: str) -> float:
@@ -346,15 +484,17 @@ def _node_drop(v: int, data: dict, graph: nx.DiGraph) -> float:
     return drop
 
 
-def _marked_carry(v: int, agg: str, in_edges: list[Edge]) -> list[Edge]:
-    """A gated node's in-edges with exactly one carry (the lowest source unless one is marked)."""
+def _marked_carry(v: int, kind: Aggregation, in_edges: list[Edge]) -> list[Edge]:
+    """A carrying node's in-edges (gated, laurel) with exactly one carry (the lowest source unless one is marked)."""
     marked = [e for e in in_edges if e.carry]
-    if agg != "gated":
+    if not kind.carried:
         if marked:
-            raise SpecError(f"edge {marked[0].src}->{v} carry: only a gated node has a carry input, node {v} is {agg}")
+            carried = " or ".join(k.name for k in AGGREGATIONS.values() if k.carried)
+            raise SpecError(f"edge {marked[0].src}->{v} carry: only a {carried} node has a carry input, "
+                            f"node {v} is {kind.name}")
         return in_edges
     if len(marked) > 1:
-        raise SpecError(f"node {v} (gated) marks {len(marked)} in-edges as carry; mark one")
+        raise SpecError(f"node {v} ({kind.name}) marks {len(marked)} in-edges as carry; mark one")
     carry = marked[0] if marked else in_edges[0]
     return [replace(e, carry=e is carry) for e in in_edges]
 
@@ -362,21 +502,33 @@ def _marked_carry(v: int, agg: str, in_edges: list[Edge]) -> list[Edge]:
 def _node_width(v: int, data: dict, in_edges: list[Edge], widths: dict[int, int]) -> int:
     """Output width: given for input and layers, derived from inputs for identity nodes."""
     kind = get_aggregation(data.get("agg", "concat"), f"node {v}: ")
+    options = dict(kind.resolve_options(data, f"node {v}"))
     reads = [(e.window[1] - e.window[0]) if e.window else widths[e.src] for e in in_edges]
-    _check_inputs(v, kind, in_edges, reads)
+    _check_inputs(v, kind, in_edges, reads, options=options)
     if data.get("op") == OUTPUT_OP:
-        return kind.input_width(reads)
+        return kind.input_width(reads, options)
     width = int(data.get("width", 0))
     if width <= 0:
         raise SpecError(f"node {v} needs a positive width, got {width}")
     return width
 
 
-def _check_inputs(v: int, kind: Aggregation, in_edges: list[Edge], reads: list[int]) -> None:
-    """The kind's arity, width and drop rules on node v's in-edges."""
-    if kind.arity is not None and in_edges and len(in_edges) != kind.arity:
-        raise SpecError(f"node {v} ({kind.name}) needs exactly {kind.arity} in-edges, has {len(in_edges)}")
-    if not kind.concat and len(set(reads)) > 1:
+def _check_inputs(v: int, kind: Aggregation, in_edges: list[Edge], reads: list[int], own: bool = False,
+                  port: str = "", options: dict | None = None) -> None:
+    """The kind's arity, width and drop rules on node v's in-edges (of one port; `own`: the op's output joins)."""
+    where = f"node {v}" + (f" port {port}" if port else "")
+    if kind.width_rule is not None and in_edges:
+        try:
+            kind.width_rule(reads, options or {})
+        except ValueError as err:
+            raise SpecError(f"{where} ({kind.name}) {err}") from None
+    n = len(in_edges) + own
+    if kind.arity is not None and in_edges and n != kind.arity:
+        raise SpecError(f"{where} ({kind.name}) needs exactly {kind.arity} in-edges, has {n}")
+    if kind.dynamic and in_edges and n < 2:
+        raise SpecError(f"{where} ({kind.name}) weighs its inputs per token and needs at least 2 in-edges, has {n}; "
+                        "use sum for one input")
+    if not kind.concat and kind.width_rule is None and len(set(reads)) > 1:
         detail = ", ".join(f"{e.src}:{w}" for e, w in zip(in_edges, reads))
         raise SpecError(f"node {v} {kind.verb} inputs of unequal widths ({detail}); use concat or equal widths")
     labelled = [e for e in in_edges if e.column]

@@ -74,8 +74,8 @@ def network_graph(spec: NetworkSpec) -> nx.DiGraph:
 
 
 def block_metrics(block: BlockSpec) -> dict[str, float]:
-    """Metrics of one block between its input (node 0) and its output."""
-    return metrics(block.to_graph(), 0, block.output)
+    """Metrics of one block between its input (node 0) and its output (a pair joined once per port counts once)."""
+    return metrics(nx.DiGraph(block.to_graph()), 0, block.output)
 
 
 def topology_columns(spec: NetworkSpec) -> dict[str, float]:

@@ -88,8 +88,8 @@ def _hooked_flops(model, size, forward=None):
     def conv_hook(m, inp, out):
         flops.append(out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
 
-    def linear_hook(m, inp, out):
-        flops.append(m.in_features * m.out_features)
+    def linear_hook(m, inp, out):  # per position: a join's linears run at every pixel
+        flops.append(out[0].numel() // m.out_features * m.in_features * m.out_features)
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -314,7 +314,11 @@ def test_aggregation_kinds_count_the_built_models_params(name, agg, attrs):
     cx = complexity(spec, (3, 8, 8))
     assert cx.params == sum(p.numel() for p in model.parameters())
     join_params = sum(p.numel() for p in model.blocks[0].nodes["2"].join.parameters())
-    assert join_params == {"weighted": 2, "gated": 6 * 6 * attrs.get("gate_kernel", 3) ** 2 + 6}.get(agg, 0)
+    hidden = round(attrs.get("expand", 1.0) * 2)
+    form, rank = attrs.get("form", ""), attrs.get("rank", 4)
+    assert join_params == {"weighted": 2, "gated": 6 * 6 * attrs.get("gate_kernel", 3) ** 2 + 6,
+                           "mudd": 6 * hidden + hidden * 2 + 2, "depth-attention": 6,
+                           "laurel": 2 * ("rw" in form) + 2 * rank * 6 * ("lr" in form)}.get(agg, 0)
 
 
 @pytest.mark.parametrize("name, agg, attrs", KINDS, ids=[k[0] for k in KINDS])
@@ -322,7 +326,9 @@ def test_aggregation_kinds_add_their_multiply_adds(name, agg, attrs):
     from connectome.executor import ConnectomeNet
 
     spec = network(block(join_graph(agg, width=6, **attrs)))
-    elementwise = {"mean": 1, "weighted": 2, "gated": 1}.get(agg, 0) * 6 * 8 * 8
+    laurel = 2 * ("rw" in attrs.get("form", ""))  # alpha h + beta x; B A x is linears, counted by the hooks
+    per_channel = {"mean": 1, "weighted": 2, "gated": 1, "mudd": 2, "depth-attention": 4, "laurel": laurel}
+    elementwise = per_channel.get(agg, 0) * 6 * 8 * 8
     # convs and linears (the gate conv included) counted in a forward pass, plus the kind's elementwise work
     assert complexity(spec, (3, 8, 8)).flops == _hooked_flops(ConnectomeNet(spec), (3, 8, 8)) + elementwise
 

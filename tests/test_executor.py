@@ -405,7 +405,7 @@ def test_memory_efficient_bottleneck_recomputes_its_second_norm_relu():
 from connectome.aggregations import AGGREGATIONS, Aggregation  # noqa: E402
 from connectome.errors import SpecError  # noqa: E402
 from connectome.executor import Block  # noqa: E402
-from connectome.joins import make_join  # noqa: E402
+from connectome.joins import JOINS, make_join  # noqa: E402
 from wiring_graphs import KINDS, block, join_graph, network, wiring_graph  # noqa: E402
 
 
@@ -428,13 +428,45 @@ def _join_formula(agg, join, x, h):
     if agg == "weighted":
         w = torch.sigmoid(join.weight) if join.positive else join.weight
         return w[0] * x + w[1] * h
-    t = torch.sigmoid(nn.functional.conv2d(x, join.gate.weight, join.gate.bias, padding=join.gate.padding))
-    return t * h + (1 - t) * x
+    if agg == "gated":
+        t = torch.sigmoid(nn.functional.conv2d(x, join.gate.weight, join.gate.bias, padding=join.gate.padding))
+        return t * h + (1 - t) * x
+    return DEPTH_FORMULAS[agg](join, x, h)
+
+
+def _rms(t):
+    return t * torch.rsqrt(t.pow(2).mean(1, keepdim=True) + 1e-6)  # over channels of (B, C, H, W)
+
+
+def _mudd(join, x, h):
+    """w = GELU(RMSNorm(h) W1) W2 + a per pixel (h: the current state, the higher source id)."""
+    w = nn.functional.gelu(torch.einsum("bchw,kc->bhwk", _rms(h), join.w1.weight)) @ join.w2.weight.T + join.prior
+    return w[..., 0].unsqueeze(1) * x + w[..., 1].unsqueeze(1) * h
+
+
+def _depth_attention(join, x, h):
+    scores = torch.stack([torch.einsum("bchw,c->bhw", _rms(t), join.query) for t in (x, h)], -1)
+    alpha = scores.softmax(-1)
+    return alpha[..., 0].unsqueeze(1) * x + alpha[..., 1].unsqueeze(1) * h
+
+
+def _laurel(join, x, h):
+    """alpha h + beta (x + B A x), x the carry (the lower source id)."""
+    if join.up is not None:
+        x = x + torch.einsum("bchw,rc,dr->bdhw", x, join.down.weight, join.up.weight)
+    return h + x if join.alpha is None else join.alpha * h + join.beta * x
+
+
+DEPTH_FORMULAS = {"mudd": _mudd, "depth-attention": _depth_attention, "laurel": _laurel}
 
 
 @pytest.mark.parametrize("name, agg, attrs", KINDS, ids=[k[0] for k in KINDS])
 def test_each_aggregation_kind_equals_its_formula_in_values_and_gradients(name, agg, attrs):
     module = _block_module(join_graph(agg, **attrs)).train()
+    if agg in DEPTH_FORMULAS:  # their zero-initialised parts (W2, the query, B) would hide a wrong formula
+        with torch.no_grad():
+            for p in module.nodes["2"].join.parameters():
+                p.normal_()
     x = torch.randn(2, 4, 5, 5, requires_grad=True)
     out = module(x)
     layer = module.nodes["1"].op
@@ -470,7 +502,7 @@ def test_gated_carry_is_the_marked_in_edge():
 
 
 def test_unknown_join_module_names_the_registered_ones():
-    with pytest.raises(SpecError, match="has no module.*with a module: concat, gated, mean, sum, weighted"):
+    with pytest.raises(SpecError, match=f"has no module.*with a module: {', '.join(sorted(JOINS))}"):
         make_join("max", n_inputs=2, width=4, carry=0, options={})
 
 

@@ -15,6 +15,12 @@ KINDS = [
     ("weighted-sigmoid", "weighted", {"weights": "sigmoid"}),
     ("gated", "gated", {}),
     ("gated-1x1", "gated", {"gate_kernel": 1, "gate_bias": -1.0}),
+    ("mudd", "mudd", {}),
+    ("mudd-expand-2", "mudd", {"expand": 2.0}),
+    ("depth-attention", "depth-attention", {}),
+    ("laurel-rw", "laurel", {"form": "rw"}),
+    ("laurel-lr", "laurel", {"form": "lr", "rank": 2}),
+    ("laurel-rw+lr", "laurel", {"form": "rw+lr", "rank": 2}),
 ]
 
 

@@ -57,6 +57,9 @@ def knockout(model: ConnectomeNet, edges: list[EdgeId]) -> Iterator[None]:
             stack.enter_context(explicit_reads(model.blocks[b]))
         for (b, v), sources in by_reader.items():
             block = model.blocks[b]
+            if next(s for s in block.plan if s.v == v).ports is not None:  # its inputs bypass the hook
+                raise ConfigError(f"block {b + 1}: node {v} has named ports or outputs; lesions of its in-edges "
+                                  "are not supported yet")
             positions = [i for i, e in enumerate(block.spec.inputs[v]) if e.src in sources]
             if len(positions) != len(sources):
                 raise ConfigError(f"block {b + 1}: node {v} does not read all of {sorted(sources)}")

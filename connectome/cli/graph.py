@@ -226,7 +226,7 @@ def _attributes(attributes: dict, lead: str | None = None) -> str:
 def _combined_graph(spec):
     import networkx as nx
 
-    g = nx.DiGraph(hash=spec.graph_hash)
+    g = (nx.MultiDiGraph if any(b.parallel for b in spec.blocks) else nx.DiGraph)(hash=spec.graph_hash)
     for i, block in enumerate(spec.blocks):
         for n in block.nodes:
             extra = {**n.attributes(), **({"global_drop": block.global_drop} if n.id == 0 and block.global_drop

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from connectome.aggregations import AGGREGATIONS
 from connectome.architecture import make_arch
 from connectome.builder import build_spec
 from connectome.cli import main
@@ -210,7 +211,7 @@ def test_text_shows_kinds_drops_columns_and_carries(capsys):
 
 
 @pytest.mark.parametrize("agg, message", [
-    ("max", "unknown aggregation 'max'; known: concat, gated, mean, sum, weighted"),
+    ("max", f"unknown aggregation 'max'; known: {', '.join(sorted(AGGREGATIONS))}"),
     ("gated", "node 2 gates inputs of unequal widths"),
     ("sum", "node 2 sums inputs of unequal widths"),
     ("mean", "node 2 averages inputs of unequal widths"),
