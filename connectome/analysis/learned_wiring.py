@@ -135,24 +135,34 @@ def _source_name(node: int) -> str:
 
 # Words: what the initialisation was and what training changed most.
 
-# (test on one target's initial weights, words), first match wins; "per target" kinds describe each node.
+# (test on one target's initial weights in source order, words); the first that holds describes the target.
 STARTS: list[tuple[Callable[[np.ndarray], bool], str]] = [
-    (lambda w: bool(np.all(w == 1.0)), "1 on every in-edge"),
-    (lambda w: bool(np.all(w == 0.5)), "1/2 on every in-edge"),
+    (lambda w: bool(np.all(w == 1.0)), "1 on each in-edge"),
+    (lambda w: bool(np.all(w == 0.5)), "1/2 on each in-edge"),
     (lambda w: len(w) > 1 and w[-1] == 1.0 and bool(np.all(w[:-1] == 0.0)),
      "one-hot: 1 on the nearest (highest-id) source, 0 on the others"),
     (lambda w: bool(np.allclose(w, 1.0 / len(w))), "1/n on each of a target's n in-edges (a mean)"),
 ]
+OTHER_START = "its own per-edge values (the `initial` column of `connectome wiring`)"
 
 
 def describe_start(table: pd.DataFrame) -> str:
-    """The initialisation in words, e.g. `one-hot: 1 on the nearest (highest-id) source, 0 on the others`."""
-    starts = [rows.sort_values("source")["initial"].to_numpy(float)
-              for _, rows in table.groupby(["block", "target"], sort=False)]
-    found = {next((words for test, words in STARTS if test(w)), None) for w in starts}
-    if None in found or not found:
-        return "per-edge values (the `initial` column of `connectome wiring`)"
-    return "; ".join(sorted(found))
+    """The initialisation in words: one phrase when every target started alike, else each phrase with its targets."""
+    targets: dict[str, list[int]] = {}
+    for (_, v), rows in table.groupby(["block", "target"], sort=True):
+        w = rows.sort_values("source")["initial"].to_numpy(float)
+        words = next((words for test, words in STARTS if test(w)), OTHER_START)
+        targets.setdefault(words, []).append(int(v))
+    if len(targets) == 1:
+        return next(iter(targets))
+    return "; ".join(f"{words} ({_nodes(nodes)})"
+                     for words, nodes in targets.items())
+
+
+def _nodes(nodes: list[int]) -> str:
+    """`node 2`, `nodes 2, 5`: target ids (the same id in several blocks named once)."""
+    ids = sorted(set(nodes))
+    return f"node{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
 
 
 def block_sentences(table: pd.DataFrame) -> list[str]:

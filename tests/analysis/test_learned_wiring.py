@@ -74,6 +74,8 @@ def test_positive_weights_are_read_as_the_sum_applies_them_and_gates_are_dynamic
     assert second["initial"].tolist() == [0.5, 0.5]
     assert sorted(table.loc[table["block"] == 1, "target"].unique()) == [3, 5]
     assert dynamic_joins(model) == Counter({"gated": 1})
+    assert describe_start(table) == ("1/2 on each in-edge (nodes 2, 3); "
+                                     "one-hot: 1 on the nearest (highest-id) source, 0 on the others (node 5)")
     assert has_learned_joins(model.spec) and not has_learned_joins(_decoder("prenorm").spec)
 
 
