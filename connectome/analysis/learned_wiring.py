@@ -268,33 +268,44 @@ def learned_wiring_section(doc, results, out: Path, refused: list[str]) -> None:
     """Report section: per pattern with learned connection weights, its trial chosen on validation, drawn."""
     from connectome.analysis.report import select_per_pattern
     from connectome.analysis.results import factor_columns
-    from connectome.analysis.usage import RefusedFileError
     from connectome.store.labels import trial_label
 
     kept = candidates(results)
     if kept.empty or "pattern" not in kept:
         return
     chosen, how = select_per_pattern(kept)
-    factors, headed = factor_columns(results.completed()), False
+    factors, shown = factor_columns(results.completed()), []
     for _, row in chosen.sort_values("pattern", kind="stable").iterrows():
-        trial_id = str(row["trial_id"])
-        try:
-            table, dynamic, _ = trial_wiring(StudyDir(results.path).trial(trial_id).dir)
-        except RefusedFileError as err:
-            refused.append(str(err))
-            continue
-        if table.empty:  # learned joins, but none with static per-edge weights (gates)
-            continue
-        if not headed:
-            doc.heading("Learned wiring")
-            doc.text(f"The learned connection weights of each pattern that has them, in its trial chosen by {how} "
-                     "(never on test data): what training made of the wiring, beside what it started as.")
-            headed = True
-        name = trial_label(row, seed=row.get("seed"), keys=factors)
+        read = _read_chosen(StudyDir(results.path).trial(str(row["trial_id"])), refused)
+        if read is not None:
+            shown.append((trial_label(row, seed=row.get("seed"), keys=factors), str(row["trial_id"]), read))
+    if not shown:
+        return
+    doc.heading("Learned wiring")
+    doc.text(f"The learned connection weights of each pattern that has them, in its trial chosen by {how} "
+             "(never on test data): what training made of the wiring, beside what it started as.")
+    for name, trial_id, read in shown:
         doc.heading(f"{name} (`{trial_id}`)", level=3)
+        if isinstance(read, str):
+            doc.text(f"No learned-wiring figure: {read}")
+            continue
+        table, dynamic = read
         paths = save_figure(plot_learned_wiring(table, title=f"learned wiring: {name}"),
                             StudyDir(out).figure(f"learned_wiring_{trial_id}"))
         doc.figure(*paths, caption=caption(table, name, dynamic))
         for sentence in block_sentences(table):
             doc.text(sentence)
 
+
+def _read_chosen(files: TrialFiles, refused: list[str]) -> tuple[pd.DataFrame, Counter] | str | None:
+    """A chosen trial's table and dynamic joins; why it cannot be read; None when it has no static weights."""
+    from connectome.analysis.usage import RefusedFileError
+
+    try:
+        table, dynamic, _ = trial_wiring(files.dir)
+    except RefusedFileError as err:
+        refused.append(str(err))
+        return str(err)
+    except (ConnectomeError, OSError, RuntimeError, ValueError, KeyError) as err:
+        return str(err)
+    return None if table.empty else (table, dynamic)  # empty: learned joins, but only dynamic ones (gates)

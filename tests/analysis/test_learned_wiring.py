@@ -138,6 +138,16 @@ def test_the_report_draws_each_learned_pattern_from_its_trial_chosen_on_validati
     assert not list((path / "figures").glob("*prenorm*"))
 
 
+def test_a_chosen_model_that_is_not_weights_is_refused_in_one_line(tmp_path):
+    path = _results(tmp_path)
+    StudyDir(path).trial("denseformer-val").model.write_bytes(b"not a weights file")
+    doc, refused = Document(), []
+    learned_wiring_section(doc, load(path), path, refused=refused)
+    text = doc.to_markdown(path)
+    assert "No learned-wiring figure: " in text and len(refused) == 1 and "refused" in refused[0]
+    assert not (path / "figures").exists()
+
+
 def test_a_study_without_learned_weights_gets_no_section(tmp_path):
     path = _results(tmp_path)
     for trial_id in ("denseformer-val", "denseformer-test"):
