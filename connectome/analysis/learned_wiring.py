@@ -97,8 +97,9 @@ def plot_learned_wiring(table: pd.DataFrame, title: str = "") -> Figure:
     """Per block: colour = learned weight minus its initial value (diverging, white = unchanged); cells: weights."""
     changes, weights = block_matrices(table, "change"), dict(block_matrices(table, "weight"))
     wide = max(m.shape[1] for _, m in changes)
-    tall = [max(2.2, 0.32 * m.shape[0] + 1.4) for _, m in changes]
-    fig = Figure(figsize=(max(5.0, 0.4 * wide + 2.5), sum(tall)), layout="constrained")
+    cell = 0.4 if max(m.size for _, m in changes) <= MAX_ANNOTATED else 0.16  # inches: room for a number, or not
+    tall = [max(2.2, 0.8 * cell * m.shape[0] + 1.4) for _, m in changes]
+    fig = Figure(figsize=(max(5.0, cell * wide + 2.5), sum(tall)), layout="constrained")
     axes = fig.subplots(len(changes), 1, squeeze=False, height_ratios=tall)[:, 0]
     vmax = max(float(np.nanmax(np.abs(table["change"]))), 1e-3)
     for ax, (b, change) in zip(axes, changes):
