@@ -52,6 +52,15 @@ class Join(nn.Module):
     def __init__(self, *, n_inputs: int, width: int, carry: int) -> None:
         super().__init__()
 
+    def edge_weights(self) -> dict[int, float] | None:
+        """The learned static weight of each in-edge, by input position, as forward applies it (None: none).
+
+        Position i is the node's i-th in-edge in ascending source id. A kind whose weights depend on
+        the input (a gate, a per-token mix) returns None: connectome.analysis.learned_wiring draws
+        static weights only (docs/design.md, "Learned wiring as a picture").
+        """
+        return None
+
 
 @join_module("concat")
 class Concat(Join):
@@ -99,8 +108,16 @@ class Weighted(Join):
                  "nearest": torch.eye(n_inputs)[-1], "sigmoid": torch.zeros(n_inputs)}[weights]
         self.weight = nn.Parameter(start)
 
+    def effective(self) -> torch.Tensor:
+        """The weights w_i the sum applies: sigmoid(theta_i) for positive weights, else the parameters."""
+        return torch.sigmoid(self.weight) if self.positive else self.weight
+
+    def edge_weights(self) -> dict[int, float]:
+        """w_i by input position (static: the same for every input)."""
+        return dict(enumerate(self.effective().detach().float().tolist()))
+
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        w = torch.sigmoid(self.weight) if self.positive else self.weight
+        w = self.effective()
         out = w[0] * inputs[0]
         for i in range(1, len(inputs)):
             out = out + w[i] * inputs[i]

@@ -14,6 +14,7 @@ from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usag
                                          plot_training_curves, replicates, save_figure)
 from connectome.analysis.optuna_trials import OptunaTrials, load_optuna
 from connectome.analysis.figures import label, varies_size
+from connectome.analysis.learned_wiring import learned_wiring_section
 from connectome.analysis.studyfile import budget_params
 from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import configurations, crossed_factors, metric_range, pareto_configs, summarize
@@ -78,6 +79,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     else:
         doc.text(f"No completed trial has `{recorded}` yet: no summary, comparison or Pareto front.")
     _figure_section(doc, results, metric, out, refused)
+    learned_wiring_section(doc, results, out, refused)  # learned connection weights (analysis/learned_wiring.py)
     topology_section(doc, results, metric, out)  # topology vs accuracy (analysis/topology.py)
     proxy_section(doc, results, metric, out)  # zero-cost proxies vs accuracy (analysis/proxies.py)
     prescreen_section(doc, results.path)  # what a proxy pre-screen skipped (study/prescreen.py)

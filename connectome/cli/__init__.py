@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "connectome.cli.submit",
     "connectome.cli.report",
     "connectome.cli.lesion",
+    "connectome.cli.wiring",
     "connectome.cli.export",
 )
 

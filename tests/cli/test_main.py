@@ -17,7 +17,7 @@ from connectome.cli import build_parser, main
 from connectome.console import make_console, worker_logs_wanted
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ("graph", "train", "run", "submit", "status", "stop", "report", "lesion", "export")
+COMMANDS = ("graph", "train", "run", "submit", "status", "stop", "report", "lesion", "wiring", "export")
 HEAVY = ("torch", "torchvision", "ray", "pandas", "optuna", "matplotlib")
 
 
