@@ -176,12 +176,18 @@ class NetworkSpec:
     # Keyword options every layer op and op cost formula of the family takes, sorted by name
     # (the decoder's heads, MLP width, context, sublayer count); none for the image families.
     op_options: tuple[tuple[str, Any], ...] = ()
+    # Kinds of the transitions one by one, where they differ (EfficientNet's stage units, RDNet's
+    # downsampling rule); empty: every transition is `transition`.
+    transition_kinds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.layout not in CHANNEL_DIM:
             raise SpecError(unknown_name("layout", self.layout, CHANNEL_DIM))
         if len(self.transitions) != len(self.blocks) - 1:
             raise SpecError(f"{len(self.blocks)} blocks need {len(self.blocks) - 1} transitions")
+        if self.transition_kinds and len(self.transition_kinds) != len(self.transitions):
+            raise SpecError(f"{len(self.transitions)} transitions need as many transition_kinds, "
+                            f"got {len(self.transition_kinds)}")
         widths = [self.stem_channels, *self.transitions]
         for i, (block, width) in enumerate(zip(self.blocks, widths)):
             if block.in_channels != width:
@@ -205,6 +211,7 @@ class NetworkSpec:
         rest = {k: v for k, v in d.items() if k != "blocks"}
         rest["transitions"] = tuple(rest["transitions"])
         rest["op_options"] = tuple((k, v) for k, v in rest.get("op_options", ()))
+        rest["transition_kinds"] = tuple(rest.get("transition_kinds", ()))
         return cls(blocks=blocks, **rest)
 
     @classmethod
@@ -227,13 +234,18 @@ class NetworkSpec:
         return network_canonical_hash(self)
 
 
+    def transition_kind(self, i: int) -> str:
+        """The kind of the transition after block i + 1."""
+        return self.transition_kinds[i] if self.transition_kinds else self.transition
+
     @property
     def channel_dim(self) -> int:
         """The tensor dimension that holds channels (the one windows slice and concat joins)."""
         return CHANNEL_DIM[self.layout]
 
 
-_LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": ()}
+_LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": (),
+                 "transition_kinds": ()}
 # Layouts and their channel dimension: images NCHW, token sequences (batch, tokens, width).
 CHANNEL_DIM = {"maps": 1, "tokens": -1}
 
