@@ -65,3 +65,73 @@ def test_preset_outputs_equal_the_reference_given_its_weights(preset):
 def test_family_options_that_cannot_hold_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         build_spec(make_arch(**options))
+
+
+def _small(family: str, pattern: str, **options) -> dict:
+    """A few-layer network of the family on 32x32 images (the small-image stems)."""
+    layers = {"convnext": [2, 3], "efficientnet": [1, 2, 1, 3, 1, 1, 2], "rdnet": [1, 2, 1, 1, 1, 1, 1]}[family]
+    base = dict(family=family, pattern=pattern, block_layers=layers, growth=8, stem="cifar", dropout=0.0)
+    if family == "rdnet":
+        base.update(compression=0.5, growth=16)
+    if family == "efficientnet":
+        base.update(bn_size=2)
+    return {**base, **options}
+
+
+WIRINGS = [("convnext", p) for p in ("residual", "dense", "partial", "random", "plain")] + [
+    ("efficientnet", p) for p in ("residual", "dense", "partial", "random")] + [("rdnet", p) for p in ("dense", "random")]
+
+
+@pytest.mark.parametrize("family, pattern", WIRINGS)
+def test_patterns_over_the_new_ops_build_count_and_train(family, pattern):
+    options = {"pattern_options": {"model": "er", "p": 0.5}} if pattern == "random" else {}
+    arch = make_arch(**_small(family, pattern, **options))
+    model = build_model(arch)
+    assert complexity(build_spec(arch), (3, 32, 32)).params == sum(p.numel() for p in model.parameters())
+    out = model.train()(torch.randn(2, 3, 32, 32))
+    out.square().mean().backward()
+    assert out.shape == (2, 10) and all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("pattern", ["dense", "residual"])
+def test_budget_matching_reaches_equal_parameters_over_convnext_blocks(pattern):
+    from connectome.complexity import match_budget
+
+    arch = match_budget(make_arch(**_small("convnext", pattern, compression=0.5)), 60_000, (1, 28, 28))
+    assert abs(complexity(build_spec(arch), (1, 28, 28)).params - 60_000) < 0.06 * 60_000
+
+
+@pytest.mark.parametrize("family", ["convnext", "efficientnet", "rdnet"])
+def test_memory_efficient_mode_gives_the_same_outputs_and_gradients(family):
+    import copy
+
+    default = build_model(make_arch(**_small(family, "dense", dropout=0.1)))
+    efficient = copy.deepcopy(default).set_memory_efficient(True)
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for model in (default, efficient):
+        torch.manual_seed(3)
+        model.train()(x).square().mean().backward()
+        grads.append([p.grad for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+
+
+def test_stochastic_depth_is_the_wiring_language_s_node_drop():
+    spec = build_spec(make_arch(**_small("convnext", "residual", stochastic_depth=0.5)))
+    drops = [n.drop for b in spec.blocks for n in b.nodes if n.op == "convnext"]
+    assert drops == pytest.approx([l / 5 * 0.5 for l in range(1, 6)])  # Huang et al.'s l / L * p_L
+
+
+def test_a_user_dag_of_convnext_layers_reads_back(tmp_path):
+    import json
+
+    graph = {"directed": True, "graph": {}, "nodes": [{"id": 0}, {"id": 1}, {"id": 2, "agg": "sum"}, {"id": 3}],
+             "links": [{"source": 0, "target": 1}, {"source": 0, "target": 2}, {"source": 1, "target": 2},
+                       {"source": 0, "target": 3}, {"source": 2, "target": 3}]}
+    path = tmp_path / "block.json"
+    path.write_text(json.dumps(graph))
+    arch = make_arch(family="convnext", pattern="file", pattern_options={"path": str(path)}, blocks=1, growth=8,
+                     stem="cifar", stem_channels=8, dropout=0.0)
+    spec = build_spec(arch)
+    assert [n.op for n in spec.blocks[0].nodes] == ["input", "convnext", "convnext", "convnext", "identity"]
+    assert build_model(arch)(torch.randn(1, 3, 16, 16)).shape == (1, 10)
