@@ -287,11 +287,14 @@ EFFICIENTNET_STEMS = {"imagenet": "efficientnet", "cifar": "efficientnet-s1"}
 def _convnext_spec(arch: ArchConfig) -> NetworkSpec:
     """ConvNeXt (Liu et al. 2022): patchify stem, stages of ConvNeXt blocks `growth * 2^i` wide, LayerNorm + 2x2/2
     conv downsampling, pooling + LayerNorm + linear head. Summing patterns make ConvNeXt; concatenating ones
-    grow by the stage width per layer, the transitions keeping floor(compression * channels)."""
+    (RDNet's wiring) add `growth` channels per layer in every stage, as DenseNets do (their widths grow by
+    concatenation), the stem `growth` wide unless stem_channels says, transitions keeping floor(compression *
+    channels)."""
     pattern = get_pattern(arch.pattern)
     _check_fixed(arch, {"bottleneck": False})
     layers = _block_sizes(arch, pattern)
-    stages = [Stage(n, arch.growth * 2**i, "convnext", "patch-merge") for i, n in enumerate(layers)]
+    doubling = 2 if pattern.fixed_width else 1
+    stages = [Stage(n, arch.growth * doubling**i, "convnext", "patch-merge") for i, n in enumerate(layers)]
     return _staged_spec(arch, pattern, PATCH_STEMS[arch.stem], stages, head="pool-ln",
                         compress=lambda c: math.floor(arch.compression * c))
 
