@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import timm
 import torch
 import torchvision
 from torch import nn
@@ -17,8 +16,15 @@ from connectome.interop import load_reference
 REFERENCES = {
     "convnext_tiny": (torchvision.models.convnext_tiny, "torchvision-convnext", 28_589_128, 4.46),
     "efficientnet_b0": (torchvision.models.efficientnet_b0, "torchvision-efficientnet", 5_288_548, 0.39),
-    "rdnet_tiny": (lambda: timm.create_model("rdnet_tiny"), "timm-rdnet", 23_863_008, None),
+    "rdnet_tiny": (lambda: _timm().create_model("rdnet_tiny"), "timm-rdnet", 23_863_008, None),
 }
+
+
+def _timm():
+    """timm, imported when a test needs it (its import costs seconds)."""
+    import timm
+
+    return timm
 
 
 def _randomise(model: nn.Module) -> nn.Module:
@@ -135,3 +141,12 @@ def test_a_user_dag_of_convnext_layers_reads_back(tmp_path):
     spec = build_spec(arch)
     assert [n.op for n in spec.blocks[0].nodes] == ["input", "convnext", "convnext", "convnext", "identity"]
     assert build_model(arch)(torch.randn(1, 3, 16, 16)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("preset, line", [("convnext_tiny", "params 28,589,128 (28.59M)   FLOPs 4.456 G multiply-adds"),
+                                          ("efficientnet_b0", "params 5,288,548 (5.29M)   FLOPs 0.386 G multiply-adds")])
+def test_graph_prints_the_published_params_and_multiply_adds(capsys, preset, line):
+    from connectome.cli import main
+
+    assert main(["graph", "--preset", preset]) == 0
+    assert line in capsys.readouterr().out
