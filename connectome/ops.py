@@ -294,8 +294,9 @@ class ConvNeXtOp(nn.Module):
         return dropout(self.layer_scale * h, self.p, self.training)
 
     @property
-    def in_conv(self) -> nn.Conv2d:
-        return self.conv_dw
+    def in_conv(self) -> nn.Linear:
+        """The first map that mixes the input's channels (the depthwise conv before it keeps them apart)."""
+        return self.fc1
 
 
 class EffectiveSE(nn.Module):
@@ -335,7 +336,8 @@ class RDNetOp(nn.Module):
 
     @property
     def in_conv(self) -> nn.Conv2d:
-        return self.layers[0]
+        """The Conv1x1 that first mixes the input's channels (the depthwise conv before it keeps them apart)."""
+        return self.layers[2]
 
 
 @OP_KINDS.module("rdnet_ese")

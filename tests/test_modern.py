@@ -150,3 +150,9 @@ def test_graph_prints_the_published_params_and_multiply_adds(capsys, preset, lin
 
     assert main(["graph", "--preset", preset]) == 0
     assert line in capsys.readouterr().out
+
+
+def test_source_usage_reads_the_first_channel_mixing_map_of_each_layer():
+    model = build_model(make_arch(**_small("convnext", "dense")))
+    usage = model.source_usage()[1]  # block 2: 3 layers reading the block input and each other
+    assert usage.shape == (3, 3) and (usage[~torch.isnan(torch.from_numpy(usage)).numpy()] > 0).all()
