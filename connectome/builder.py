@@ -380,7 +380,9 @@ def _staged_spec(arch: ArchConfig, pattern: Pattern, stem: str, stages: list[Sta
 
 def _transition_fields(kinds: list[str]) -> dict[str, Any]:
     """One `transition` kind where all agree, else each one's (NetworkSpec.transition_kinds)."""
-    return {"transition": kinds[0]} if len(set(kinds)) == 1 else {"transition": kinds[0], "transition_kinds": tuple(kinds)}
+    if len(set(kinds)) == 1:
+        return {"transition": kinds[0]}
+    return {"transition": kinds[0], "transition_kinds": tuple(kinds)}
 
 
 SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
