@@ -27,8 +27,11 @@ class ArchConfig(BaseModel):
     # max pooling between them, a 1x1 conv + ReLU, average pooling and a linear classifier).
     # "decoder": a decoder-only language model whose layers are attention and SwiGLU sublayers
     # (token embedding, one block of `sublayers` nodes of width `growth`, final RMSNorm + LM head).
-    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet", "highway",
-                    "decoder"] = "densenet"
+    # "convnext" (Liu et al. 2022: patchify stem, ConvNeXt blocks, stage widths growth * 2^i, any pattern),
+    # "efficientnet" (Tan & Le 2019: EfficientNet-B0's MBConv stages, widths scaled by growth / 32),
+    # "rdnet" (Kim et al. 2024: RDNet-T's seven stages of feature mixers, growth rates scaled by growth / 64).
+    family: Literal["densenet", "preact-resnet", "resnet", "wide-resnet", "fractalnet", "highway", "decoder",
+                    "convnext", "efficientnet", "rdnet"] = "densenet"
     # Connectivity inside each block: a key of connectome.patterns.PATTERNS.
     pattern: str = "dense"
     # Options of the pattern, e.g. {"model": "ws", "k": 4, "p": 0.25, "seed": 0} for random.
@@ -185,6 +188,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                         bottleneck=True, compression=0.5, classes=1000),
     "densenet201": dict(stem="imagenet", block_layers=[6, 12, 48, 32], growth=32,
                         bottleneck=True, compression=0.5, classes=1000),
+    # The successors the paper's critics name and RDNet (issue 29), as torchvision and timm build them
+    # (their outputs equal given the same weights: tests/test_modern.py). Stochastic depth is not part
+    # of the presets (set stochastic_depth: it is the wiring language's node drop, docs/design.md).
+    "convnext_tiny": dict(family="convnext", pattern="residual", block_layers=[3, 3, 9, 3], growth=96,
+                          stem="imagenet", classes=1000, dropout=0.0),
+    "efficientnet_b0": dict(family="efficientnet", pattern="residual", block_layers=[1, 2, 2, 3, 3, 4, 1], growth=32,
+                            bn_size=6, stem="imagenet", classes=1000, dropout=0.0),
+    "rdnet_tiny": dict(family="rdnet", pattern="dense", block_layers=[3] * 7, growth=64, compression=0.5,
+                       stem="imagenet", classes=1000, dropout=0.0),
 }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from connectome.architecture import ArchConfig, layers_per_block, make_arch
-from connectome.costs import OP_KINDS
+from connectome.costs import OP_KINDS, make_divisible
 from connectome.errors import ConfigError
 from connectome.patterns import BlockContext, Pattern, block_graph, get_pattern
 from connectome.spec import INPUT_OP, JOIN_OPS, BlockSpec, NetworkSpec
@@ -259,6 +259,8 @@ def planned_layers(arch: ArchConfig) -> int | None:
             return arch.blocks * pattern.layer_nodes(fractal_layers(arch))
         if pattern.own_depth:
             return None
+        if arch.family == "efficientnet":  # each stage's first unit is its transition (the stem's for stage 1)
+            return sum(pattern.layer_nodes(n - 1) for n in _stage_layers(arch, len(EFFICIENTNET_B0)))
         return sum(pattern.layer_nodes(n) for n in layers_per_block(arch))
     except ConfigError:
         return None
@@ -304,8 +306,125 @@ def _check_decoder(arch: ArchConfig) -> None:
                           "equal heads of even width (rotary positions rotate pairs)")
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One block of a staged family: its layers, their width (growth rate) and op, and the transition into it."""
+
+    layers: int
+    width: int
+    op: str
+    transition: str = ""  # the kind of the transition before this stage (none before the first)
+
+
+# The stems of the staged families by ArchConfig.stem: the papers' ImageNet stems, or their small-image forms.
+PATCH_STEMS = {"imagenet": "patch4", "cifar": "patch2"}
+EFFICIENTNET_STEMS = {"imagenet": "efficientnet", "cifar": "efficientnet-s1"}
+
+
+def _convnext_spec(arch: ArchConfig) -> NetworkSpec:
+    """ConvNeXt (Liu et al. 2022): patchify stem, stages of ConvNeXt blocks `growth * 2^i` wide, LayerNorm + 2x2/2
+    conv downsampling, pooling + LayerNorm + linear head. Summing patterns make ConvNeXt; concatenating ones
+    (RDNet's wiring) add `growth` channels per layer in every stage, as DenseNets do (their widths grow by
+    concatenation), the stem `growth` wide unless stem_channels says, transitions keeping floor(compression *
+    channels)."""
+    pattern = get_pattern(arch.pattern)
+    _check_fixed(arch, {"bottleneck": False})
+    layers = _block_sizes(arch, pattern)
+    doubling = 2 if pattern.fixed_width else 1
+    stages = [Stage(n, arch.growth * doubling**i, "convnext", "patch-merge") for i, n in enumerate(layers)]
+    return _staged_spec(arch, pattern, PATCH_STEMS[arch.stem], stages, head="pool-ln",
+                        compress=lambda c: math.floor(arch.compression * c))
+
+
+# EfficientNet-B0's stages (Tan & Le 2019, Table 1; torchvision): (depthwise kernel, stride, width); the first
+# stage's single unit (expansion 1) lives in the stem, the first unit of each later stage is its transition.
+EFFICIENTNET_B0 = ((3, 1, 16), (3, 2, 24), (5, 2, 40), (3, 2, 80), (5, 1, 112), (5, 2, 192), (3, 1, 320))
+EFFICIENTNET_BASE = 32  # B0's stem width; growth / 32 scales every width (rounded to multiples of 8)
+
+
+def _efficientnet_spec(arch: ArchConfig) -> NetworkSpec:
+    """EfficientNet-B0's macro-structure: block_layers counts each stage's MBConv units (the first one strides
+    and widens, outside the block); the block wires the rest (pattern `residual`: the paper's shortcuts)."""
+    pattern = get_pattern(arch.pattern)
+    _check_fixed(arch, {"bottleneck": False, "stem_channels": None, "compression": 1.0})
+    layers = _stage_layers(arch, len(EFFICIENTNET_B0))
+    scale = arch.growth / EFFICIENTNET_BASE
+    stages = [Stage(n - 1, make_divisible(width * scale), f"mbconv{k}", f"mbconv{k}-s{s}")
+              for n, (k, s, width) in zip(layers, EFFICIENTNET_B0)]
+    return _staged_spec(arch, pattern, EFFICIENTNET_STEMS[arch.stem], stages, head="efficientnet")
+
+
+# RDNet-T (Kim et al. 2024; timm `rdnet_tiny`): growth rate per stage, whether the transition into it
+# downsamples (LayerNorm + 2x2/2 conv) or only mixes (LayerNorm + Conv1x1), and where effective SE starts.
+RDNET_T_GROWTH = (64, 104, 128, 128, 128, 128, 224)
+RDNET_T_DOWNSAMPLE = (True, True, True, False, False, False, True)  # the first entry: the stem's patchify
+RDNET_ESE_FROM = 2  # stages from the third on use feature mixers with effective SE
+RDNET_BASE = 64  # RDNet-T's stem width; growth / 64 scales the stage growth rates
+
+
+def _rdnet_spec(arch: ArchConfig) -> NetworkSpec:
+    """RDNet (Kim et al. 2024): patchify stem, seven stages of feature mixers over concatenated inputs, transitions
+    that LayerNorm and compress to int(compression * channels / 8) * 8, downsampling only into stages 2, 3 and 7."""
+    pattern = get_pattern(arch.pattern)
+    if pattern.fixed_width:
+        raise ConfigError(f"family 'rdnet' concatenates (its transitions compress): pattern {arch.pattern!r} "
+                          "sums; use family 'convnext' for summed ConvNeXt blocks")
+    _check_fixed(arch, {"bottleneck": False})
+    layers = _stage_layers(arch, len(RDNET_T_GROWTH))
+    stages = [Stage(n, round(g * arch.growth / RDNET_BASE), "rdnet_ese" if i >= RDNET_ESE_FROM else "rdnet",
+                    "patch-merge" if down else "ln-conv1x1")
+              for i, (n, g, down) in enumerate(zip(layers, RDNET_T_GROWTH, RDNET_T_DOWNSAMPLE))]
+    return _staged_spec(arch, pattern, PATCH_STEMS[arch.stem], stages, head="pool-ln",
+                        compress=lambda c: max(8, int(c * arch.compression / 8) * 8))
+
+
+def _stage_layers(arch: ArchConfig, stages: int) -> list[int]:
+    """block_layers of a family with a fixed number of stages, or a ConfigError saying how many."""
+    if arch.block_layers is None or len(arch.block_layers) != stages:
+        raise ConfigError(f"family {arch.family!r} has {stages} stages: give block_layers with {stages} "
+                          f"entries, got {arch.block_layers}")
+    return list(arch.block_layers)
+
+
+def _staged_spec(arch: ArchConfig, pattern: Pattern, stem: str, stages: list[Stage], head: str,
+                 compress=None) -> NetworkSpec:
+    """Stem, one block per stage, the stages' transitions, head. A summing pattern's block reads the stage's
+    width (the transition widens to it); a concatenating one reads the stem's width or the previous block's
+    output compressed (`compress`; None: the stage's width)."""
+    fixed = pattern.fixed_width or compress is None
+    if fixed and arch.stem_channels not in (None, stages[0].width):
+        raise ConfigError(f"family {arch.family!r} with pattern {arch.pattern!r}: the stem has the first stage's "
+                          f"width {stages[0].width}, not stem_channels={arch.stem_channels}")
+    width = stages[0].width if fixed or arch.stem_channels is None else arch.stem_channels
+    windows = _partial_windows(arch, len(stages))
+    blocks, widths, total, position = [], [], _decayed_layers(arch), 1
+    for i, stage in enumerate(stages):
+        if i:
+            width = stage.width if fixed else compress(blocks[-1].out_channels)
+        ctx = BlockContext(n_layers=stage.layers, in_channels=width, growth=stage.width, op=stage.op, index=i)
+        options = dict(arch.pattern_options, **({"m": windows[i]} if windows else {}))
+        graph = block_graph(arch.pattern, ctx, **options)
+        position += stochastic_depth(graph, position, total, arch.stochastic_depth)
+        widths.append(_declared_input(arch, graph, i, width))
+        blocks.append(BlockSpec.from_graph(graph, frozenset(OP_KINDS.costs)))
+    return NetworkSpec(
+        stem=stem, in_channels=arch.in_channels, stem_channels=widths[0], blocks=tuple(blocks),
+        transitions=tuple(widths[1:]), classes=arch.classes, growth=arch.growth, bn_size=arch.bn_size,
+        dropout=arch.dropout or 0.0, meta={"pattern": arch.pattern, "preset": arch.preset, "family": arch.family},
+        head=head, **_transition_fields([s.transition for s in stages[1:]] or [stages[0].transition]),
+    )
+
+
+def _transition_fields(kinds: list[str]) -> dict[str, Any]:
+    """One `transition` kind where all agree, else each one's (NetworkSpec.transition_kinds)."""
+    if len(set(kinds)) == 1:
+        return {"transition": kinds[0]}
+    return {"transition": kinds[0], "transition_kinds": tuple(kinds)}
+
+
 SPEC_BUILDERS = {"densenet": _densenet_spec, **{family: _resnet_spec for family in RESNET_FAMILIES},
-                 "fractalnet": _fractal_spec, "highway": _highway_spec, "decoder": _decoder_spec}
+                 "fractalnet": _fractal_spec, "highway": _highway_spec, "decoder": _decoder_spec,
+                 "convnext": _convnext_spec, "efficientnet": _efficientnet_spec, "rdnet": _rdnet_spec}
 
 
 def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet:

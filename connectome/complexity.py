@@ -17,7 +17,7 @@ from connectome.spec import BlockSpec, NetworkSpec, Node
 # The input side each stem was designed for (a test checks that every stem kind has one).
 # The token stem's "side" is 1: a decoder's counts are per token.
 DEFAULT_INPUT = {"cifar": 32, "imagenet": 224, "postact": 32, "preact-entry": 32, "wide-entry": 32, "none": 32,
-                 "highway": 32, "tokens": 1}
+                 "highway": 32, "tokens": 1, "patch4": 224, "patch2": 32, "efficientnet": 224, "efficientnet-s1": 32}
 
 
 def block_complexity(block: BlockSpec, hw: int, bn_size: int, memory_efficient: bool = False,
@@ -91,7 +91,7 @@ def _blocks(spec: NetworkSpec, hw: int) -> Iterator[tuple[BlockSpec, int, Cx]]:
                             f"after {i} downsampling transitions (use a larger input size or fewer blocks)")
         transition, out_hw = Cx(), hw
         if i < len(spec.transitions):
-            cost = TRANSITION_KINDS.formula(spec.transition)
+            cost = TRANSITION_KINDS.formula(spec.transition_kind(i))
             transition, out_hw = cost(block.out_channels, spec.transitions[i], hw)
         yield block, hw, transition
         hw = out_hw

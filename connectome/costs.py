@@ -317,6 +317,168 @@ def pool_head_cx(cin: int, classes: int, hw: int) -> Cx:
     return Cx(cin * classes + classes, cin * classes, cin + classes)
 
 
+# The modern convolutional families (docs/design.md, "ConvNeXt, EfficientNet and RDNet"): layer
+# norms over channels, depthwise convs, inverted bottlenecks. Multiply-adds count convs and linear
+# maps (biases, norms, activations and the squeeze-excitation's scaling are elementwise), as
+# torchvision's published figures do.
+def biased_conv_cx(cin: int, cout: int, k: int, hw_out: int) -> Cx:
+    """A k x k conv with a bias producing hw_out x hw_out maps (1x1: a linear map per position)."""
+    return conv_cx(cin, cout, k, hw_out) + Cx(params=cout)
+
+
+def depthwise_cx(c: int, k: int, hw_out: int, bias: bool) -> Cx:
+    """A k x k depthwise conv (one filter per channel), with or without a bias."""
+    return Cx(c * k * k + (c if bias else 0), c * k * k * hw_out * hw_out, c * hw_out * hw_out)
+
+
+def layer_norm_cx(c: int, hw: int) -> Cx:
+    """LayerNorm over c channels at every position (weight and bias): its output map."""
+    return Cx(2 * c, 0, c * hw * hw)
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding (torchvision's _make_divisible): nearest multiple, never 10% below."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+def squeeze_width(cin: int) -> int:
+    """Channels of an MBConv's squeeze-and-excitation: a quarter of the unit's input (torchvision)."""
+    return max(1, cin // 4)
+
+
+def mbconv_cx(cin: int, cout: int, expand: int, k: int, hw: int, stride: int) -> tuple[Cx, int]:
+    """MBConv: Conv1x1-BN-SiLU expansion (none at ratio 1), depthwise kxk (strided)-BN-SiLU, squeeze-and-
+    excitation, Conv1x1-BN projection (Tan & Le 2019; the maps it hands on)."""
+    mid, out_hw = make_divisible(cin * expand), (hw - 1) // stride + 1
+    cx = Cx() if expand == 1 else conv_cx(cin, mid, 1, hw) + norm_act_cx(mid, hw)
+    cx += depthwise_cx(mid, k, out_hw, bias=False) + norm_act_cx(mid, out_hw)
+    se = squeeze_width(cin)
+    cx += biased_conv_cx(mid, se, 1, 1) + biased_conv_cx(se, mid, 1, 1) + Cx(acts=mid * out_hw * out_hw)
+    return cx + conv_cx(mid, cout, 1, out_hw) + Cx(2 * cout, 0, cout * out_hw * out_hw), out_hw
+
+
+@OP_KINDS.cost("convnext")
+def convnext_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """ConvNeXt block (Liu et al. 2022): depthwise 7x7, LayerNorm, Linear to bn_size*cin, GELU, Linear, layer scale."""
+    hidden = bn_size * cin
+    cx = depthwise_cx(cin, 7, hw, bias=True) + layer_norm_cx(cin, hw)
+    cx += biased_conv_cx(cin, hidden, 1, hw) + Cx(acts=hidden * hw * hw) + biased_conv_cx(hidden, cout, 1, hw)
+    return cx + Cx(cout, 0, cout * hw * hw)
+
+
+def rdnet_mixer_cx(cin: int, cout: int, bn_size: int, hw: int) -> Cx:
+    """RDNet's feature mixer: depthwise 7x7, LayerNorm, Conv1x1 to the rounded bn_size*cin, GELU, Conv1x1."""
+    hidden = rdnet_hidden(cin, bn_size)
+    cx = depthwise_cx(cin, 7, hw, bias=True) + layer_norm_cx(cin, hw)
+    return cx + biased_conv_cx(cin, hidden, 1, hw) + Cx(acts=hidden * hw * hw) + biased_conv_cx(hidden, cout, 1, hw)
+
+
+def rdnet_hidden(cin: int, bn_size: int) -> int:
+    """The mixer's inner width: bn_size * cin rounded down to a multiple of 8 (Kim et al. 2024; at least 8)."""
+    return max(8, int(cin * bn_size / 8) * 8)
+
+
+@OP_KINDS.cost("rdnet")
+def rdnet_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """RDNet's feature-mixer layer, then its layer scale."""
+    return rdnet_mixer_cx(cin, cout, bn_size, hw) + Cx(cout, 0, cout * hw * hw)
+
+
+@OP_KINDS.cost("rdnet_ese")
+def rdnet_ese_op_cx(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+    """RDNet's feature mixer with effective squeeze-excitation (a biased Conv1x1 gate on pooled maps), layer scale."""
+    ese = biased_conv_cx(cout, cout, 1, 1) + Cx(acts=cout * hw * hw)
+    return rdnet_mixer_cx(cin, cout, bn_size, hw) + ese + Cx(cout, 0, cout * hw * hw)
+
+
+def _mbconv_op(kernel: int) -> Callable[..., Cx]:
+    def cost(cin: int, cout: int, bn_size: int, hw: int, memory_efficient: bool = False) -> Cx:
+        return mbconv_cx(cin, cout, bn_size, kernel, hw, stride=1)[0]
+
+    cost.__doc__ = f"An unstrided MBConv unit with a {kernel}x{kernel} depthwise conv, expansion bn_size."
+    return cost
+
+
+# Stage units of EfficientNet-B0 (the first of each stage): (depthwise kernel, stride); expansion 6.
+MBCONV_EXPAND = 6
+MBCONV_TRANSITIONS = {f"mbconv{k}-s{s}": (k, s) for k in (3, 5) for s in (1, 2)}
+for _k in (3, 5):
+    OP_KINDS.cost(f"mbconv{_k}")(_mbconv_op(_k))
+
+
+def _mbconv_transition(kernel: int, stride: int) -> Callable[..., tuple[Cx, int]]:
+    def cost(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+        return mbconv_cx(cin, cout, MBCONV_EXPAND, kernel, hw, stride)
+
+    cost.__doc__ = f"A stage's first MBConv: expansion 6, {kernel}x{kernel} depthwise, stride {stride}, no shortcut."
+    return cost
+
+
+for _name, (_k, _s) in MBCONV_TRANSITIONS.items():
+    TRANSITION_KINDS.cost(_name)(_mbconv_transition(_k, _s))
+
+
+def _patch_stem(patch: int) -> Callable[..., tuple[Cx, int]]:
+    def cost(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+        out_hw = hw // patch
+        return biased_conv_cx(cin, cout, patch, out_hw) + layer_norm_cx(cout, out_hw), out_hw
+
+    cost.__doc__ = f"A {patch}x{patch} patchify conv (stride {patch}, bias) and a LayerNorm (ConvNeXt, RDNet)."
+    return cost
+
+
+STEM_KINDS.cost("patch4")(_patch_stem(4))
+STEM_KINDS.cost("patch2")(_patch_stem(2))
+
+
+def _efficientnet_stem(stride: int) -> Callable[..., tuple[Cx, int]]:
+    def cost(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+        out_hw = (hw - 1) // stride + 1
+        cx = conv_cx(cin, 2 * cout, 3, out_hw) + norm_act_cx(2 * cout, out_hw)
+        unit, out_hw = mbconv_cx(2 * cout, cout, 1, 3, out_hw, stride=1)
+        return cx + unit, out_hw
+
+    cost.__doc__ = (f"EfficientNet's 3x3 conv (stride {stride}) to 2*cout, BN-SiLU, then stage 1's MBConv "
+                    "(expansion 1, 3x3) to cout.")
+    return cost
+
+
+STEM_KINDS.cost("efficientnet")(_efficientnet_stem(2))
+STEM_KINDS.cost("efficientnet-s1")(_efficientnet_stem(1))
+
+
+@TRANSITION_KINDS.cost("patch-merge")
+def patch_merge_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """LayerNorm, then a 2x2 conv of stride 2 with a bias (ConvNeXt's downsampling; RDNet's)."""
+    out_hw = hw // 2
+    return layer_norm_cx(cin, hw) + biased_conv_cx(cin, cout, 2, out_hw), out_hw
+
+
+@TRANSITION_KINDS.cost("ln-conv1x1")
+def ln_conv1x1_transition_cx(cin: int, cout: int, hw: int) -> tuple[Cx, int]:
+    """LayerNorm, then a Conv1x1 with a bias (RDNet's transition where a stage keeps the resolution)."""
+    return layer_norm_cx(cin, hw) + biased_conv_cx(cin, cout, 1, hw), hw
+
+
+@HEAD_KINDS.cost("pool-ln")
+def pool_ln_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """Global average pooling, LayerNorm, linear classifier (ConvNeXt, RDNet)."""
+    return Cx(2 * cin + cin * classes + classes, cin * classes, 2 * cin + classes)
+
+
+# EfficientNet's head widens to this many times its input (1280 = 4 x 320 in B0).
+EFFICIENTNET_HEAD_EXPANSION = 4
+
+
+@HEAD_KINDS.cost("efficientnet")
+def efficientnet_head_cx(cin: int, classes: int, hw: int) -> Cx:
+    """Conv1x1 to 4*cin, BN-SiLU, global average pooling, dropout, linear classifier."""
+    wide = EFFICIENTNET_HEAD_EXPANSION * cin
+    cx = conv_cx(cin, wide, 1, hw) + norm_act_cx(wide, hw)
+    return cx + Cx(wide * classes + classes, wide * classes, wide + classes)
+
+
 # The decoder family (docs/design.md, "The decoder family"): tensors are (batch, tokens, width) and
 # every count is per token (hw = 1). Norms and rotary rotations are elementwise: not multiply-adds.
 # Attention's streams q, k, v (each RMS-normed and projected), the residual r added to its output

@@ -294,9 +294,9 @@ class ConnectomeNet(nn.Module):
         opts = dict(bn_size=spec.bn_size, memory_efficient=memory_efficient, channel_dim=spec.channel_dim,
                     op_options=dict(spec.op_options))
         self.blocks = nn.ModuleList(Block(b, dropout=p, **opts) for b, p in zip(spec.blocks, spec.layer_dropout))
-        transition = lookup(TRANSITIONS, "transition", spec.transition)
         self.transitions = nn.ModuleList(
-            transition(b.out_channels, c, dropout=spec.dropout) for b, c in zip(spec.blocks, spec.transitions)
+            lookup(TRANSITIONS, "transition", spec.transition_kind(i))(b.out_channels, c, dropout=spec.dropout)
+            for i, (b, c) in enumerate(zip(spec.blocks, spec.transitions))
         )
         self.head = lookup(HEADS, "head", spec.head)(spec.blocks[-1].out_channels, spec.classes, dropout=spec.dropout)
         if hasattr(self.head, "tie"):  # a head that shares the stem's weights (a tied LM head)

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from connectome.costs import (HEAD_KINDS, HIGHWAY_HEAD_CHANNELS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS,
-                              WIDE_STEM_CHANNELS)
+from connectome.costs import (EFFICIENTNET_HEAD_EXPANSION, HEAD_KINDS, HIGHWAY_HEAD_CHANNELS, MBCONV_EXPAND,
+                              MBCONV_TRANSITIONS, OP_KINDS, STEM_KINDS, TRANSITION_KINDS, WIDE_STEM_CHANNELS,
+                              make_divisible, rdnet_hidden, squeeze_width)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -280,6 +281,163 @@ class ReluOp(nn.Module):
 
     def tail(self, h: torch.Tensor) -> torch.Tensor:
         return h
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of (B, C, H, W) maps, eps 1e-6 (torchvision's and timm's ConvNeXt/RDNet)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+
+
+def layer_scale(channels: int) -> nn.Parameter:
+    """A learned per-channel scale of a branch, initialised to 1e-6 (Touvron et al. 2021; ConvNeXt, RDNet)."""
+    return nn.Parameter(torch.full((channels, 1, 1), 1e-6))
+
+
+@OP_KINDS.module("convnext")
+class ConvNeXtOp(nn.Module):
+    """ConvNeXt block (Liu et al. 2022): depthwise 7x7, LayerNorm, Linear to bn_size*cin, GELU, Linear, layer scale.
+
+    Summed with its input (pattern `residual`) it is one ConvNeXt block; its stochastic depth is the
+    node's `drop` (the wiring language's). Names as torchvision's `CNBlock` after `block.`.
+    """
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(cin, cin, 7, padding=3, groups=cin)
+        self.norm = nn.LayerNorm(cin, eps=1e-6)
+        self.fc1 = nn.Linear(cin, bn_size * cin)
+        self.fc2 = nn.Linear(bn_size * cin, cout)
+        self.layer_scale = layer_scale(cout)
+        self.p = dropout
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_dw(x)  # (B, C_in, H, W)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.norm(h.permute(0, 2, 3, 1))  # (B, H, W, C_in): the MLP runs channels-last
+        h = self.fc2(F.gelu(self.fc1(h))).permute(0, 3, 1, 2)  # (B, C_out, H, W)
+        return dropout(self.layer_scale * h, self.p, self.training)
+
+    @property
+    def in_conv(self) -> nn.Linear:
+        """The first map that mixes the input's channels (the depthwise conv before it keeps them apart)."""
+        return self.fc1
+
+
+class EffectiveSE(nn.Module):
+    """Effective squeeze-excitation (Lee & Park 2020): x * hardsigmoid(Conv1x1(mean over positions))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * F.hardsigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+
+
+@OP_KINDS.module("rdnet")
+class RDNetOp(nn.Module):
+    """RDNet's feature mixer (Kim et al. 2024): depthwise 7x7, LayerNorm, Conv1x1 to bn_size*cin (rounded down
+    to a multiple of 8), GELU, Conv1x1 to the growth rate, then layer scale. Names as timm's `layers.layers`."""
+
+    ese = False
+
+    def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        hidden = rdnet_hidden(cin, bn_size)
+        parts = [nn.Conv2d(cin, cin, 7, padding=3, groups=cin), LayerNorm2d(cin), nn.Conv2d(cin, hidden, 1),
+                 nn.GELU(), nn.Conv2d(hidden, cout, 1)]
+        self.layers = nn.Sequential(*parts, *([EffectiveSE(cout)] if self.ese else []))
+        self.layer_scale = layer_scale(cout)
+        self.p = dropout
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers[0](x)  # (B, C_in, H, W)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[1:]:
+            h = layer(h)
+        return dropout(self.layer_scale * h, self.p, self.training)  # (B, C_out, H, W)
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        """The Conv1x1 that first mixes the input's channels (the depthwise conv before it keeps them apart)."""
+        return self.layers[2]
+
+
+@OP_KINDS.module("rdnet_ese")
+class RDNetESEOp(RDNetOp):
+    """RDNet's feature mixer with effective squeeze-excitation after the last Conv1x1 (its later stages)."""
+
+    ese = True
+
+
+def conv_norm_act(cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    """Conv (bias-free, "same" padding)-BN(eps 1e-5)-SiLU, named as torchvision's Conv2dNormActivation."""
+    layers = [CentreTapConv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, *([nn.SiLU(inplace=True)] if act else []))
+
+
+class SqueezeExcitation(nn.Module):
+    """x * sigmoid(fc2(SiLU(fc1(mean over positions)))), as torchvision's (Hu et al. 2018)."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc2(F.silu(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+
+class MBConv(nn.Module):
+    """MBConv (Sandler et al. 2018; Tan & Le 2019): Conv1x1-BN-SiLU expansion (none at ratio 1), depthwise
+    kxk-BN-SiLU (strided), squeeze-excitation, Conv1x1-BN projection; no shortcut (a pattern adds it).
+    Names as torchvision's `MBConv.block`."""
+
+    def __init__(self, cin: int, cout: int, *, expand: int, kernel: int, stride: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        mid = make_divisible(cin * expand)
+        expansion = [conv_norm_act(cin, mid)] if expand != 1 else []
+        self.block = nn.Sequential(*expansion, conv_norm_act(mid, mid, kernel, stride, groups=mid),
+                                   SqueezeExcitation(mid, squeeze_width(cin)), conv_norm_act(mid, cout, act=False))
+        self.p = dropout
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block[0](x)  # (B, C_mid, H, W), or the depthwise conv's output at ratio 1
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.block[1:]:
+            h = layer(h)
+        return dropout(h, self.p, self.training)  # (B, C_out, H/s, W/s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.head(x))
+
+    @property
+    def in_conv(self) -> nn.Conv2d:
+        return self.block[0][0]
+
+
+def _mbconv_op(kernel: int) -> type[nn.Module]:
+    class MBConvOp(MBConv):
+        __doc__ = f"An unstrided MBConv unit, {kernel}x{kernel} depthwise, expansion bn_size (EfficientNet: 6)."
+
+        def __init__(self, cin: int, cout: int, *, bn_size: int, dropout: float) -> None:
+            super().__init__(cin, cout, expand=bn_size, kernel=kernel, dropout=dropout)
+
+    MBConvOp.__name__ = MBConvOp.__qualname__ = f"MBConv{kernel}Op"
+    return MBConvOp
+
+
+for _k in (3, 5):
+    OP_KINDS.module(f"mbconv{_k}")(_mbconv_op(_k))
 
 
 def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
@@ -589,7 +747,90 @@ class HighwayTransition(nn.Module):
         return F.relu(self.conv(x))  # (B, C_out, H/2, W/2)
 
 
+def _mbconv_transition(kernel: int, stride: int) -> type[nn.Module]:
+    class MBConvTransition(MBConv):
+        __doc__ = f"A stage's first MBConv (EfficientNet): expansion 6, {kernel}x{kernel} depthwise, stride {stride}."
+
+        def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+            super().__init__(cin, cout, expand=MBCONV_EXPAND, kernel=kernel, stride=stride)
+
+    MBConvTransition.__name__ = MBConvTransition.__qualname__ = f"MBConv{kernel}S{stride}Transition"
+    return MBConvTransition
+
+
+for _name, (_k, _s) in MBCONV_TRANSITIONS.items():
+    TRANSITION_KINDS.module(_name)(_mbconv_transition(_k, _s))
+
+
+@TRANSITION_KINDS.module("patch-merge")
+class PatchMerge(nn.Module):
+    """LayerNorm, then a 2x2 conv of stride 2 with a bias (ConvNeXt's downsampling layer; RDNet's)."""
+
+    stride = 2
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = LayerNorm2d(cin)
+        self.conv = nn.Conv2d(cin, cout, self.stride, stride=self.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.norm(x))  # (B, C_out, H/s, W/s)
+
+
+@TRANSITION_KINDS.module("ln-conv1x1")
+class LayerNormConv1x1(PatchMerge):
+    """LayerNorm, then a Conv1x1 with a bias (RDNet's transition where a stage keeps the resolution)."""
+
+    stride = 1
+
+
 TRANSITIONS: dict[str, type[nn.Module]] = TRANSITION_KINDS.modules
+
+
+class PatchStem(nn.Module):
+    """A patchify conv (kernel = stride = patch, bias) and a LayerNorm (ConvNeXt, RDNet)."""
+
+    patch = 4
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, self.patch, stride=self.patch)
+        self.norm = LayerNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))  # (B, C, H/patch, W/patch)
+
+
+STEM_KINDS.module("patch4")(PatchStem)
+
+
+@STEM_KINDS.module("patch2")
+class SmallPatchStem(PatchStem):
+    """A 2x2 patchify conv and a LayerNorm: the ConvNeXt stem for small images."""
+
+    patch = 2
+
+
+@STEM_KINDS.module("efficientnet")
+class EfficientNetStem(nn.Module):
+    """3x3 conv of stride 2 to 2*cout, BN-SiLU, then stage 1's MBConv (expansion 1, 3x3) to cout (EfficientNet)."""
+
+    stride = 2
+
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.conv = conv_norm_act(cin, 2 * cout, 3, self.stride)
+        self.unit = MBConv(2 * cout, cout, expand=1, kernel=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unit(self.conv(x))  # (B, C, H/s, W/s)
+
+
+@STEM_KINDS.module("efficientnet-s1")
+class SmallEfficientNetStem(EfficientNetStem):
+    """EfficientNet's stem with an unstrided first conv, for small images."""
+
+    stride = 1
 
 
 @STEM_KINDS.module("tokens")
@@ -660,6 +901,39 @@ class HighwayHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv(x)).mean(dim=(2, 3))  # (B, 100)
         return self.classifier(dropout(x, self.p, self.training))  # (B, classes)
+
+
+@HEAD_KINDS.module("pool-ln")
+class PoolNormHead(nn.Module):
+    """Global average pooling, LayerNorm, linear classifier (ConvNeXt, RDNet)."""
+
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(cin, eps=1e-6)
+        self.classifier = nn.Linear(cin, classes)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x.mean(dim=(2, 3)))  # (B, C)
+        return self.classifier(dropout(x, self.p, self.training))  # (B, classes)
+
+
+EFFICIENTNET_B0_HEAD_DROPOUT = 0.2
+
+
+@HEAD_KINDS.module("efficientnet")
+class EfficientNetHead(nn.Module):
+    """Conv1x1 to 4*cin, BN-SiLU, global average pooling, dropout (`dropout` where set, else B0's 0.2), linear."""
+
+    def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        wide = EFFICIENTNET_HEAD_EXPANSION * cin
+        self.conv = conv_norm_act(cin, wide)
+        self.drop = nn.Dropout(dropout or EFFICIENTNET_B0_HEAD_DROPOUT)
+        self.classifier = nn.Linear(wide, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.drop(self.conv(x).mean(dim=(2, 3))))  # (B, classes)
 
 
 @HEAD_KINDS.module("lm")

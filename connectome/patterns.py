@@ -240,7 +240,7 @@ def partial(ctx: BlockContext, m: int | None = None) -> nx.DiGraph:
     g = empty_block(ctx)
     widths = {v: g.nodes[v]["width"] for v in g.nodes}
     largest = ctx.in_channels + (ctx.n_layers - 1) * ctx.growth
-    if not 1 <= m <= largest:
+    if ctx.n_layers and not 1 <= m <= largest:  # a block of no layers (an EfficientNet stage of 1 unit): no window
         raise SpecError(
             f"partial block {ctx.index + 1}: m={m} is impossible; it must be between 1 and the "
             f"largest state a layer sees ({ctx.in_channels} + {ctx.n_layers - 1}*{ctx.growth} = {largest}) "

@@ -217,6 +217,9 @@ class NetworkSpec:
     op_options: tuple[tuple[str, Any], ...] = ()
     # Per block, the dropout of its layer ops (FractalNet's rates by block); empty: `dropout` for all.
     block_dropout: tuple[float, ...] = ()
+    # Kinds of the transitions one by one, where they differ (EfficientNet's stage units, RDNet's
+    # downsampling rule); empty: every transition is `transition`.
+    transition_kinds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.block_dropout and len(self.block_dropout) != len(self.blocks):
@@ -226,6 +229,9 @@ class NetworkSpec:
             raise SpecError(unknown_name("layout", self.layout, CHANNEL_DIM))
         if len(self.transitions) != len(self.blocks) - 1:
             raise SpecError(f"{len(self.blocks)} blocks need {len(self.blocks) - 1} transitions")
+        if self.transition_kinds and len(self.transition_kinds) != len(self.transitions):
+            raise SpecError(f"{len(self.transitions)} transitions need as many transition_kinds, "
+                            f"got {len(self.transition_kinds)}")
         widths = [self.stem_channels, *self.transitions]
         for i, (block, width) in enumerate(zip(self.blocks, widths)):
             if block.in_channels != width:
@@ -255,6 +261,7 @@ class NetworkSpec:
         rest["transitions"] = tuple(rest["transitions"])
         rest["op_options"] = tuple((k, v) for k, v in rest.get("op_options", ()))
         rest["block_dropout"] = tuple(rest.get("block_dropout", ()))
+        rest["transition_kinds"] = tuple(rest.get("transition_kinds", ()))
         return cls(blocks=blocks, **rest)
 
     @classmethod
@@ -277,6 +284,10 @@ class NetworkSpec:
         return network_canonical_hash(self)
 
 
+    def transition_kind(self, i: int) -> str:
+        """The kind of the transition after block i + 1."""
+        return self.transition_kinds[i] if self.transition_kinds else self.transition
+
     @property
     def channel_dim(self) -> int:
         """The tensor dimension that holds channels (the one windows slice and concat joins)."""
@@ -285,6 +296,7 @@ class NetworkSpec:
 
 _LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": (),
                  "block_dropout": ()}
+                 "transition_kinds": ()}
 # Layouts and their channel dimension: images NCHW, token sequences (batch, tokens, width).
 CHANNEL_DIM = {"maps": 1, "tokens": -1}
 

@@ -88,8 +88,8 @@ def _hooked_flops(model, size, forward=None):
     def conv_hook(m, inp, out):
         flops.append(out[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
 
-    def linear_hook(m, inp, out):  # per position: a join's linears run at every pixel
-        flops.append(out[0].numel() // m.out_features * m.in_features * m.out_features)
+    def linear_hook(m, inp, out):  # at every position: a join's linears per pixel, ConvNeXt's MLP channels-last
+        flops.append(out[0].numel() * m.in_features)
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d):

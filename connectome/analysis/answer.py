@@ -61,10 +61,17 @@ def study_answer(trials: pd.DataFrame, metric: str = "test_error", search: str =
     shown = points_name(metric)
     if shown not in completed or completed[shown].notna().sum() == 0:
         return [Sentence(f"No completed trial has `{metric}` yet: the study has no answer yet.", "untested")]
+    completed = without_budget_growth(completed, budget)
     if search == "grid" and "pattern" in completed:
         completed = completed.assign(wiring=wiring_levels(completed))
     comparisons = pattern_comparisons(completed, shown) if search == "grid" else []
     return answer(completed, comparisons, metric=shown, budget=budget)
+
+
+def without_budget_growth(trials: pd.DataFrame, budget: int | None) -> pd.DataFrame:
+    """The trials without `growth` where a budget set it: the width each wiring was matched by is an outcome,
+    so wirings pair on the configuration the study varies (its depths, options) and the seed, not on it."""
+    return trials.drop(columns="growth") if budget is not None and "growth" in trials else trials
 
 
 def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:

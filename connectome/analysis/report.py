@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from connectome.analysis.answer import pattern_comparisons, results_answer, wiring_levels
+from connectome.analysis.answer import pattern_comparisons, results_answer, wiring_levels, without_budget_growth
 from connectome.analysis.document import Document
 from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto, plot_source_usage,
                                          plot_training_curves, replicates, save_figure)
@@ -72,8 +72,9 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
         _summary_section(doc, completed, metric)
         _paper_section(doc, completed)
         complete = not results.missing and len(completed) == len(results.trials)  # nothing failed, missing or stopped
-        _comparison_section(doc, completed, metric, complete=complete)
-        _pareto_section(doc, completed, metric, out)
+        budget = budget_params(results.path)  # a budget's growth is each wiring's outcome: not paired on
+        _comparison_section(doc, without_budget_growth(completed, budget), metric, complete=complete)
+        _pareto_section(doc, completed, metric, out, budget)
         span_section(doc, completed, metric, out)  # metric vs max_span of the span pattern (analysis/span.py)
         wiring_section(doc, completed, metric, out)  # random graphs per generator vs references (analysis/wiring.py)
     else:
@@ -211,7 +212,7 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, comple
             _capped_table(doc, c.missing)
 
 
-def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path) -> None:
+def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Path, budget: int | None = None) -> None:
     """The configurations no other beats on size and validation error, with the reported metric beside them."""
     if "params" not in completed:
         return
@@ -234,7 +235,7 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
              "does not move the front.")
     cols = [*factor_columns(completed), "count", "params", y, "ci_low", "ci_high", metric]
     doc.table(front[[c for c in dict.fromkeys(cols) if c in front]], points=_stat_columns(y))
-    shown, hue = _by_wiring(completed)
+    shown, hue = _by_wiring(completed, budget)
     fig = plot_pareto(shown, x="params", y=y, maximize_y=maximize, hue=hue)
     paths = save_figure(fig, StudyDir(out).figure("pareto_params"))
     doc.figure(*paths, caption=f"{label(y)} vs parameters per configuration: {_marks_note(completed, y)}; "
@@ -243,9 +244,9 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
 
 def _figure_section(doc: Document, results: Results, metric: str, out: Path, refused: list[str]) -> None:
     doc.heading("Figures")
-    completed, hue = _by_wiring(results.completed())
-    figures = StudyDir(out).figures
     budget = budget_params(results.path)  # matched sizes: the configurations are no size series
+    completed, hue = _by_wiring(results.completed(), budget)
+    figures = StudyDir(out).figures
     joined = False if budget is not None else varies_size(completed, hue)
     for size in ("params", MACS):
         if {size, metric, hue} <= set(completed.columns) and completed[metric].notna().any():
@@ -256,13 +257,13 @@ def _figure_section(doc: Document, results: Results, metric: str, out: Path, ref
     _usage_figures(doc, results, figures, refused)
 
 
-def _by_wiring(completed: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def _by_wiring(completed: pd.DataFrame, budget: int | None = None) -> tuple[pd.DataFrame, str]:
     """The trials and the factor the size figures colour by: the pattern, or the `wiring` (the pattern
     and a variant's own options, as the answer compares them) where a variant's options split a pattern."""
     hue = main_factor(completed)
     if hue != "pattern" or "seed" not in completed:
         return completed, hue
-    wiring = wiring_levels(completed)
+    wiring = wiring_levels(without_budget_growth(completed, budget))
     if (wiring == completed["pattern"].astype(str)).all():
         return completed, hue
     return completed.assign(wiring=wiring), "wiring"
@@ -278,7 +279,7 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
         doc.text("Every trial trained a single epoch: no training curves (the summary and comparisons above "
                  "hold the end-of-training numbers).")
         return
-    completed, main = _by_wiring(completed)
+    completed, main = _by_wiring(completed, budget_params(results.path))
     hue = [main, *crossed_factors(completed, main)]
     if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:
         hue = [main]

@@ -150,7 +150,7 @@ def as_text(arch, spec, cx, size) -> str:
         lines += _block_lines(i, block, with_ops=spec.layout == "tokens")
         if i < len(spec.transitions):
             lines.append(f"transition {i + 1}: {block.out_channels} -> {spec.transitions[i]} channels, "
-                         f"{TRANSITION_TEXT.get(spec.transition, spec.transition)}")
+                         f"{TRANSITION_TEXT.get(spec.transition_kind(i), spec.transition_kind(i))}")
     return "\n".join(lines)
 
 

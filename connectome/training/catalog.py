@@ -83,6 +83,14 @@ DATASETS: dict[str, DatasetInfo] = {
         val_size=5000, augment=False, flip=False, torchvision="MNIST",
         how_to_get="put the four idx .gz files (train/t10k images/labels) in $CONNECTOME_DATA/mnist, "
                    "or " + _PIP_TV),
+    # Tiny-ImageNet (Stanford CS231n): 200 classes of 64x64 colour images, 500 per class; its labelled
+    # validation set (10,000) is the test split, as in RDNet's pilot and most reports (the test set has no labels).
+    "tiny-imagenet": DatasetInfo(
+        shape=(3, 64, 64), classes=200, train_images=100000,
+        dirs=("tiny-imagenet-200", ""), files=("wnids.txt", "train", "val/val_annotations.txt"),
+        reader="tiny-imagenet", val_size=10000, augment=True, flip=True,
+        how_to_get="unzip tiny-imagenet-200.zip (http://cs231n.stanford.edu/tiny-imagenet-200.zip) into "
+                   "$CONNECTOME_DATA (or data.root), giving tiny-imagenet-200/{wnids.txt,train,val}"),
     "synthetic": DatasetInfo(
         dirs=(), files=(), reader="synthetic",
         val_size=-1, augment=False, flip=True, how_to_get="generated in code"),

@@ -171,6 +171,33 @@ def _read_svhn(directory: Path, cfg: DataConfig) -> RawData:
     return RawData(train_x, train_y, test_x, test_y, classes=10, splittable=splittable)
 
 
+def _jpeg_stack(paths: list[Path]) -> torch.Tensor:
+    """JPEG files as one uint8 (N, 3, H, W) tensor (grayscale ones converted to RGB)."""
+    from PIL import Image
+
+    arrays = []
+    for path in paths:
+        with Image.open(path) as image:
+            arrays.append(np.asarray(image.convert("RGB")))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _read_tiny_imagenet(directory: Path, cfg: DataConfig) -> RawData:
+    """Tiny-ImageNet's folders: train/<wnid>/images/*.JPEG, val/images with val/val_annotations.txt (the test split)."""
+    wnids = (directory / "wnids.txt").read_text().split()
+    label = {w: i for i, w in enumerate(wnids)}
+    train = [(p, label[w]) for w in wnids for p in sorted((directory / "train" / w / "images").glob("*.JPEG"))]
+    rows = [line.split("\t") for line in (directory / "val" / "val_annotations.txt").read_text().splitlines() if line]
+    unknown = sorted({r[1] for r in rows} - set(label))
+    if not train or unknown:
+        raise DatasetError(f"{directory} is not a complete Tiny-ImageNet folder: "
+                           + (f"val labels {unknown[:3]} are not in wnids.txt" if unknown else "no training images"))
+    test = [(directory / "val" / "images" / r[0], label[r[1]]) for r in rows]
+    as_labels = lambda pairs: torch.tensor([y for _, y in pairs], dtype=torch.int64)  # noqa: E731
+    return RawData(_jpeg_stack([p for p, _ in train]), as_labels(train), _jpeg_stack([p for p, _ in test]),
+                   as_labels(test), classes=len(wnids))
+
+
 def make_synthetic(cfg: SyntheticConfig) -> RawData:
     """Learnable images: a smooth random pattern per class, shifted, plus noise."""
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -196,6 +223,7 @@ READERS: dict[str, Callable[[Path, DataConfig], RawData]] = {
     "cifar10": _read_cifar10,
     "cifar100": _read_cifar100,
     "svhn": _read_svhn,
+    "tiny-imagenet": _read_tiny_imagenet,
     "synthetic": lambda directory, cfg: make_synthetic(cfg.synthetic),
 }
 
@@ -258,7 +286,8 @@ def load_raw(cfg: DataConfig) -> RawData:
     directory = find_dataset(cfg.name, cfg)
     if directory is None:
         if not cfg.download or info.torchvision is None:
-            raise _missing(cfg.name, cfg, "download is off (data.download: false)")
+            why = "download is off (data.download: false)" if not cfg.download else "connectome cannot download it"
+            raise _missing(cfg.name, cfg, why)
         try:
             _download(cfg.name, cfg)
         except Exception as err:  # network errors come in many types (URLError, OSError, ...)

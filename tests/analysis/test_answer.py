@@ -152,3 +152,18 @@ def test_a_factor_every_pattern_takes_alike_stays_a_pairing_key():
     assert "growth" not in " ".join(wiring_levels(frame).unique())
     (line, _) = study_answer(frame)
     assert line.comparison.n_pairs == 6 and "growth" in line.comparison.matched_on
+
+
+def test_a_budget_s_growth_is_not_a_factor_the_wirings_pair_on():
+    """Random configurations, each wiring matched to a budget by its own growth: pairs are (configuration, seed)."""
+    import pandas as pd
+
+    from connectome.analysis.answer import study_answer
+
+    trials = pd.DataFrame({"pattern": ["dense", "residual"] * 4, "seed": [0, 0, 1, 1] * 2,
+                           "block_layers": ["3,3"] * 4 + ["4,1"] * 4, "growth": [17, 35, 17, 35, 13, 25, 13, 25],
+                           "test_error": [0.20, 0.21, 0.22, 0.24, 0.19, 0.19, 0.25, 0.26], "status": "completed"})
+    [sentence] = study_answer(trials, budget=100_000)
+    assert sentence.text.startswith("dense - residual: test error -1.00 points")
+    assert "4 pairs matched on seed, block_layers" in sentence.text
+    assert "growth=" in study_answer(trials, budget=None)[0].text  # without a budget, growth is a factor

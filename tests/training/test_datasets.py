@@ -306,3 +306,33 @@ def test_a_changed_split_or_changed_files_are_read_again(no_roots, counted_reads
     assert len(ds.load_splits(cfg, seed=0).train_y) == 30 and len(counted_reads) == 4
     _write_idx(no_roots / "env" / "mnist" / "t10k-labels-idx1-ubyte.gz", np.zeros(10))
     assert ds.load_splits(cfg, seed=0).test_y.tolist() == [0] * 10 and len(counted_reads) == 5
+
+
+def _fake_tiny_imagenet(root, per_class=3):
+    """A Tiny-ImageNet folder of two classes with a few 64x64 JPEGs each."""
+    from PIL import Image
+
+    wnids = ["n001", "n002"]
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    rows = []
+    for i, w in enumerate(wnids):
+        (root / "train" / w / "images").mkdir(parents=True)
+        for j in range(per_class):
+            Image.new("RGB", (64, 64), (40 * i, 10 * j, 0)).save(root / "train" / w / "images" / f"{w}_{j}.JPEG")
+        Image.new("L", (64, 64), 100).save(root / "val" / "images" / f"val_{i}.JPEG")
+        rows.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(rows) + "\n")
+
+
+def test_tiny_imagenet_reads_its_folders_with_val_as_the_test_split(no_roots):
+    _fake_tiny_imagenet(no_roots / "env" / "tiny-imagenet-200")
+    raw = ds.load_raw(DataConfig(name="tiny-imagenet", download=False))
+    assert raw.train_x.shape == (6, 3, 64, 64) and raw.train_x.dtype == torch.uint8
+    assert raw.train_y.tolist() == [0, 0, 0, 1, 1, 1] and raw.test_y.tolist() == [0, 1] and raw.classes == 2
+    assert raw.test_x.shape == (2, 3, 64, 64)  # a grayscale JPEG comes back as RGB
+
+
+def test_tiny_imagenet_cannot_be_downloaded_and_says_how_to_get_it(no_roots):
+    with pytest.raises(DatasetError, match=r"connectome cannot download it\. To get it: unzip tiny-imagenet-200"):
+        ds.load_raw(DataConfig(name="tiny-imagenet"))
