@@ -295,8 +295,7 @@ class NetworkSpec:
 
 
 _LATER_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": (),
-                 "block_dropout": ()}
-                 "transition_kinds": ()}
+                 "block_dropout": (), "transition_kinds": ()}
 # Layouts and their channel dimension: images NCHW, token sequences (batch, tokens, width).
 CHANNEL_DIM = {"maps": 1, "tokens": -1}
 
