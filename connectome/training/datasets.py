@@ -8,7 +8,6 @@ memory than float) and are normalised per batch by `DataSplits.batch`.
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from connectome.training.augment import Draws, apply, augment_batch, draw
 # DATASETS and DatasetInfo are re-exported: the registry is the catalog's, the readers are here.
 from connectome.training.catalog import DATASETS, DatasetInfo, augments, dataset_info, val_images  # noqa: F401
 from connectome.training.config import DataConfig, SyntheticConfig
+from connectome.training.corpus import data_roots  # noqa: F401 - one owner of the search order
 
 @dataclass(frozen=True)
 class RawData:
@@ -201,12 +201,6 @@ READERS: dict[str, Callable[[Path, DataConfig], RawData]] = {
 
 
 # ---------------------------------------------------------------- lookup
-
-
-def data_roots(cfg: DataConfig) -> list[Path]:
-    """Directories searched for dataset files, in order."""
-    roots = [cfg.root, os.environ.get("CONNECTOME_DATA"), "./data"]
-    return [Path(r).expanduser().absolute() for r in roots if r]
 
 
 def candidate_dirs(name: str, cfg: DataConfig) -> list[Path]:

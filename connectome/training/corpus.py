@@ -1,0 +1,126 @@
+"""Text corpora for language models, known without torch: where the file is, its splits, and its checks.
+
+A corpus is any UTF-8 file (`data.path`) read as bytes (vocabulary 256). Without a path the
+default corpus is used: the King James Bible as Debian's `bible-kjv` prints it with the line
+width pinned, so the bytes (and their sha256) are the same everywhere. `check_corpus` runs when a
+trial is planned, so a missing, empty, binary or too short file stops a study before it starts.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectome.errors import DatasetError
+from connectome.training.config import DataConfig
+
+# The default corpus: `bible -p /usr/lib -l80 gen1:1-rev22:21` (bible-kjv 4.38, bible-kjv-text).
+KJV_DIR, KJV_FILE = "kjv", "kjv.txt"
+KJV_SHA256 = "ba7c84a755b5ecc052222311dc2d785cd6cf9c0875ca26fc31de1138501496d5"
+KJV_BYTES = 4_298_239
+KJV_COMMAND = ("bible", "-p", "/usr/lib", "-l80", "gen1:1-rev22:21")
+KJV_HOW_TO_GET = ("run `bash scripts/get_data.sh kjv` (as root on Debian it installs bible-kjv and bible-kjv-text; "
+                  "by hand: sudo apt-get install bible-kjv bible-kjv-text && mkdir -p data/kjv && "
+                  "bible -p /usr/lib -l80 gen1:1-rev22:21 > data/kjv/kjv.txt), or set data.path to any UTF-8 file")
+# A corpus must hold at least this many context windows (of context + 1 bytes: inputs and next-byte targets).
+MIN_WINDOWS = 4
+
+
+def data_roots(cfg: DataConfig) -> list[Path]:
+    """Directories searched for dataset files, in order: data.root, $CONNECTOME_DATA, ./data."""
+    roots = [cfg.root, os.environ.get("CONNECTOME_DATA"), "./data"]
+    return [Path(r).expanduser().absolute() for r in roots if r]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Byte ranges [start, stop) of the contiguous train, validation and test splits."""
+
+    train: tuple[int, int]
+    val: tuple[int, int]
+    test: tuple[int, int]
+
+
+def split_bounds(size: int, cfg: DataConfig) -> Splits:
+    """Train first, then validation, then test: the last val_fraction + test_fraction of the bytes."""
+    n_test = int(size * cfg.test_fraction)
+    n_val = int(size * cfg.val_fraction)
+    cut = size - n_val - n_test
+    return Splits(train=(0, cut), val=(cut, cut + n_val), test=(cut + n_val, size))
+
+
+def corpus_path(cfg: DataConfig) -> Path:
+    """The corpus file: data.path, else the default corpus under a data root (made from `bible` if it is installed)."""
+    if cfg.path is not None:
+        return Path(cfg.path).expanduser().absolute()
+    candidates = [root / KJV_DIR / KJV_FILE for root in data_roots(cfg)]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is not None:
+        return found
+    if cfg.download and shutil.which(KJV_COMMAND[0]) and Path("/usr/lib/bible.data").exists():
+        return write_kjv(candidates[0])
+    looked = ", ".join(str(p) for p in candidates)
+    raise DatasetError(f"the default text corpus is missing (looked for {looked}); {KJV_HOW_TO_GET}")
+
+
+def write_kjv(target: Path) -> Path:
+    """Print the King James Bible with Debian's `bible` into `target`; DatasetError unless its sha256 is KJV_SHA256."""
+    text = subprocess.run(KJV_COMMAND, capture_output=True, check=False, env={**os.environ, "COLUMNS": "80"}).stdout
+    digest = hashlib.sha256(text).hexdigest()
+    if digest != KJV_SHA256:
+        raise DatasetError(f"`{' '.join(KJV_COMMAND)}` printed {len(text):,} bytes with sha256 {digest}, not the "
+                           f"pinned corpus ({KJV_BYTES:,} bytes, {KJV_SHA256}); {KJV_HOW_TO_GET}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(text)
+    tmp.replace(target)
+    return target
+
+
+# (path, size, mtime) of files already checked: planning a study checks its corpus once.
+_CHECKED: set[tuple[str, int, int]] = set()
+
+
+def read_corpus(path: Path) -> bytes:
+    """The file's bytes; DatasetError for a missing, empty, binary or non-UTF-8 file."""
+    if not path.is_file():
+        raise DatasetError(f"data.path {path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise DatasetError(f"data.path {path}: the file is empty")
+    if b"\x00" in data:
+        raise DatasetError(f"data.path {path}: a binary file (it holds NUL bytes); give a UTF-8 text file")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"data.path {path}: not UTF-8 text (byte {err.start:,} is {data[err.start]:#04x}); "
+                           "convert it, e.g. iconv -t UTF-8") from None
+    return data
+
+
+def check_corpus(cfg: DataConfig, context: int) -> Path:
+    """The corpus file, checked: readable UTF-8 text, long enough for every split to hold a context window."""
+    path = corpus_path(cfg)
+    stat = path.stat() if path.is_file() else None
+    key = (str(path), stat.st_size, stat.st_mtime_ns) if stat else None
+    if key not in _CHECKED:
+        size = len(read_corpus(path))
+        check_length(path, size, cfg, context)
+        _CHECKED.add(key)  # type: ignore[arg-type] - a file that passed has a stat
+    return path
+
+
+def check_length(path: Path, size: int, cfg: DataConfig, context: int) -> None:
+    """DatasetError unless the corpus holds MIN_WINDOWS windows and each split at least one."""
+    window = context + 1
+    if size < MIN_WINDOWS * window:
+        raise DatasetError(f"data.path {path}: {size:,} bytes, shorter than {MIN_WINDOWS} context windows of "
+                           f"{window} bytes (arch.context {context} + 1); give a longer text or a shorter context")
+    bounds = split_bounds(size, cfg)
+    for name, (start, stop) in (("train", bounds.train), ("val", bounds.val), ("test", bounds.test)):
+        if stop - start < window:
+            raise DatasetError(f"data.path {path}: the {name} split holds {stop - start:,} bytes, less than one "
+                               f"context window ({window}); change data.val_fraction / data.test_fraction")
