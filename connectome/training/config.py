@@ -84,6 +84,8 @@ class DataConfig(_Section):
     # Text data (name: text) only, each left out of dumps at its default so earlier trial ids stay.
     # A UTF-8 file read as bytes; None = the default corpus (the King James Bible, scripts/get_data.sh).
     path: str | None = Field(None, exclude_if=lambda v: v is None)
+    # Without a path: "kjv" (the default corpus) or "generated" (made-up sentences in memory, for smoke tests).
+    corpus: Literal["kjv", "generated"] = Field("kjv", exclude_if=lambda v: v == "kjv")
     # Contiguous splits of the bytes: train, then validation, then test (the last fractions).
     val_fraction: float = Field(0.05, gt=0.0, lt=1.0, exclude_if=lambda v: v == 0.05)
     test_fraction: float = Field(0.05, gt=0.0, lt=1.0, exclude_if=lambda v: v == 0.05)
@@ -93,8 +95,10 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _text_keys_for_text(self) -> "DataConfig":
-        if self.name != "text" and self.path is not None:
-            raise ValueError(f"data.path is read by data.name text only, not {self.name!r}")
+        if self.name != "text" and (self.path is not None or self.corpus != "kjv"):
+            raise ValueError(f"data.path and data.corpus are read by data.name text only, not {self.name!r}")
+        if self.path is not None and self.corpus != "kjv":
+            raise ValueError(f"data.path names the corpus; drop data.corpus: {self.corpus}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError(f"data.val_fraction {self.val_fraction} + data.test_fraction {self.test_fraction} "
                              "leave no training text; keep their sum below 1")

@@ -25,6 +25,10 @@ KJV_COMMAND = ("bible", "-p", "/usr/lib", "-l80", "gen1:1-rev22:21")
 KJV_HOW_TO_GET = ("run `bash scripts/get_data.sh kjv` (as root on Debian it installs bible-kjv and bible-kjv-text; "
                   "by hand: sudo apt-get install bible-kjv bible-kjv-text && mkdir -p data/kjv && "
                   "bible -p /usr/lib -l80 gen1:1-rev22:21 > data/kjv/kjv.txt), or set data.path to any UTF-8 file")
+# The generated corpus (data.corpus: generated): this many bytes of made-up sentences, for smoke tests.
+GENERATED_BYTES = 1 << 16
+WORDS = ("the", "a", "river", "stone", "bird", "light", "house", "king", "road", "field", "sings", "falls", "keeps",
+         "finds", "over", "under", "near", "old", "green", "quiet", "and", "then", "of", "every", "small")
 # A corpus must hold at least this many context windows (of context + 1 bytes: inputs and next-byte targets).
 MIN_WINDOWS = 4
 
@@ -50,6 +54,19 @@ def split_bounds(size: int, cfg: DataConfig) -> Splits:
     n_val = int(size * cfg.val_fraction)
     cut = size - n_val - n_test
     return Splits(train=(0, cut), val=(cut, cut + n_val), test=(cut + n_val, size))
+
+
+def generated_text(size: int = GENERATED_BYTES, seed: int = 0) -> bytes:
+    """Deterministic made-up sentences (a seeded word chain), `size` bytes of ASCII: learnable, no file needed."""
+    import random
+
+    rng, words, out = random.Random(seed), [], 0
+    while out < size:
+        sentence = " ".join(rng.choice(WORDS[:10] if i % 2 else WORDS) for i in range(rng.randint(4, 9)))
+        line = sentence.capitalize() + ".\n"
+        words.append(line)
+        out += len(line)
+    return "".join(words).encode()[:size]
 
 
 def corpus_path(cfg: DataConfig) -> Path:
@@ -81,7 +98,7 @@ def write_kjv(target: Path) -> Path:
 
 
 # (path, size, mtime) of files already checked: planning a study checks its corpus once.
-_CHECKED: set[tuple[str, int, int]] = set()
+_CHECKED: set[tuple[tuple[str, int, int], int]] = set()
 
 
 def read_corpus(path: Path) -> bytes:
@@ -101,26 +118,37 @@ def read_corpus(path: Path) -> bytes:
     return data
 
 
-def check_corpus(cfg: DataConfig, context: int) -> Path:
-    """The corpus file, checked: readable UTF-8 text, long enough for every split to hold a context window."""
+def corpus_key(cfg: DataConfig) -> tuple[str, int, int]:
+    """What the corpus's bytes depend on: the file (path, size, mtime), or the generator's name and size."""
+    if cfg.corpus == "generated" and cfg.path is None:
+        return ("generated", GENERATED_BYTES, 0)
     path = corpus_path(cfg)
     stat = path.stat() if path.is_file() else None
-    key = (str(path), stat.st_size, stat.st_mtime_ns) if stat else None
-    if key not in _CHECKED:
-        size = len(read_corpus(path))
-        check_length(path, size, cfg, context)
-        _CHECKED.add(key)  # type: ignore[arg-type] - a file that passed has a stat
-    return path
+    return (str(path), stat.st_size, stat.st_mtime_ns) if stat else (str(path), -1, -1)
 
 
-def check_length(path: Path, size: int, cfg: DataConfig, context: int) -> None:
+def corpus_bytes(key: tuple[str, int, int]) -> bytes:
+    """The corpus a corpus_key names: generated, or the file read and checked (DatasetError if unusable)."""
+    return generated_text() if key[0] == "generated" else read_corpus(Path(key[0]))
+
+
+def check_corpus(cfg: DataConfig, context: int) -> tuple[str, int, int]:
+    """The corpus's key, checked: readable UTF-8 text, long enough for every split to hold a context window."""
+    key = corpus_key(cfg)
+    if (key, context) not in _CHECKED:
+        check_length(key[0], len(corpus_bytes(key)), cfg, context)
+        _CHECKED.add((key, context))
+    return key
+
+
+def check_length(path: str, size: int, cfg: DataConfig, context: int) -> None:
     """DatasetError unless the corpus holds MIN_WINDOWS windows and each split at least one."""
     window = context + 1
     if size < MIN_WINDOWS * window:
-        raise DatasetError(f"data.path {path}: {size:,} bytes, shorter than {MIN_WINDOWS} context windows of "
+        raise DatasetError(f"corpus {path}: {size:,} bytes, shorter than {MIN_WINDOWS} context windows of "
                            f"{window} bytes (arch.context {context} + 1); give a longer text or a shorter context")
     bounds = split_bounds(size, cfg)
     for name, (start, stop) in (("train", bounds.train), ("val", bounds.val), ("test", bounds.test)):
         if stop - start < window:
-            raise DatasetError(f"data.path {path}: the {name} split holds {stop - start:,} bytes, less than one "
+            raise DatasetError(f"corpus {path}: the {name} split holds {stop - start:,} bytes, less than one "
                                f"context window ({window}); change data.val_fraction / data.test_fraction")

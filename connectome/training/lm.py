@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn as nn
@@ -23,7 +21,7 @@ import torch.nn.functional as F
 from connectome.joins import Join
 from connectome.training import device as devices
 from connectome.training.config import TrainConfig, TrialConfig, lm_steps
-from connectome.training.corpus import check_corpus, read_corpus, split_bounds
+from connectome.training.corpus import check_corpus, corpus_bytes, split_bounds
 from connectome.training.plan import PlannedTrial
 from connectome.training.trainer import (
     DIVERGENCE_CHECK_EVERY, BatchCallback, Recipe, Trial, autocast, check_finite, epoch_seed, register_recipe,
@@ -42,17 +40,15 @@ class TextSplits:
     context: int
 
 
-# The corpus this process read last (path, size, mtime) -> bytes: a reused worker reads it once.
+# The corpus this process read last (its corpus_key) -> bytes: a reused worker reads it once.
 _LAST_CORPUS: dict[tuple[str, int, int], np.ndarray] = {}
 
 
-def corpus_bytes(path: Path) -> np.ndarray:
-    """The corpus as uint8, read once per process while consecutive trials ask for the same file."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+def cached_corpus(key: tuple[str, int, int]) -> np.ndarray:
+    """The corpus as uint8, read once per process while consecutive trials ask for the same one."""
     if key not in _LAST_CORPUS:
         _LAST_CORPUS.clear()
-        _LAST_CORPUS[key] = np.frombuffer(read_corpus(path), dtype=np.uint8)
+        _LAST_CORPUS[key] = np.frombuffer(corpus_bytes(key), dtype=np.uint8)
     return _LAST_CORPUS[key]
 
 
@@ -73,7 +69,7 @@ def windows(data: np.ndarray, starts: list[int], window: int) -> torch.Tensor:
 def load_text(plan: PlannedTrial, device: torch.device) -> TextSplits:
     """The trial's corpus split into train bytes and fixed validation / test windows (no seed changes them)."""
     cfg = plan.config
-    data = corpus_bytes(check_corpus(cfg.data, cfg.arch.context))
+    data = cached_corpus(check_corpus(cfg.data, cfg.arch.context))
     bounds, window = split_bounds(len(data), cfg.data), cfg.arch.context + 1
     parts = {name: data[start:stop] for name, (start, stop) in vars(bounds).items()}
     evals = {name: windows(parts[name], window_starts(len(parts[name]), window, cfg.data.eval_windows), window)
