@@ -247,6 +247,9 @@ def _missing(name: str, cfg: DataConfig, why: str) -> DatasetError:
 def load_raw(cfg: DataConfig) -> RawData:
     """Read the dataset named by cfg, downloading it if allowed and missing."""
     info = dataset_info(cfg.name)
+    if info.reader not in READERS:
+        raise DatasetError(f"dataset {cfg.name!r} is not images: the {info.recipe!r} recipe reads it "
+                           "(connectome/training/trainer.py RECIPES)")
     if not info.files:
         return READERS[info.reader](Path("."), cfg)
     directory = find_dataset(cfg.name, cfg)
