@@ -27,6 +27,10 @@ from connectome.analysis.units import (
 
 # Comparisons a study answers with, at most (dense against each other wiring, else every pair).
 MAX_COMPARISONS = 8
+# The wiring every other one is compared against, in order of preference: DenseNet's dense pattern, or the
+# standard pre-norm residual stream of a decoder (each other decoder wiring minus prenorm, as DenseFormer reports).
+DECODER_REFERENCES = ("prenorm",)
+REFERENCES = ("dense", *DECODER_REFERENCES)
 # Size differences smaller than this fraction are "the same size".
 SAME_SIZE = 0.01
 
@@ -70,7 +74,8 @@ def study_answer(trials: pd.DataFrame, metric: str | None = None, search: str = 
 
 
 def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:
-    """Paired comparisons of wirings: dense against each other wiring, else every pair (at most 8).
+    """Paired comparisons of wirings: the reference (dense; prenorm for decoders) against each other wiring,
+    else every pair (at most 8).
 
     The compared levels are the `wiring` column (`wiring_levels`) where the frame has one, else the patterns.
     """
@@ -78,8 +83,10 @@ def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:
     if factor not in trials or "seed" not in trials:
         return []
     levels = sorted(trials[factor].dropna().astype(str).unique())
-    anchor = "dense" if "dense" in levels else None
-    pairs = [(anchor, b) for b in levels if b != anchor] if anchor else list(itertools.combinations(levels, 2))
+    anchor = next((ref for ref in REFERENCES if ref in levels), None)
+    # each wiring minus the reference: a negative difference means the wiring is better
+    pairs = [(b, anchor) if anchor in DECODER_REFERENCES else (anchor, b) for b in levels if b != anchor] if anchor \
+        else list(itertools.combinations(levels, 2))
     return [compare(trials, factor=factor, a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
 
 
