@@ -82,4 +82,4 @@ def test_a_language_model_study_counts_multiply_adds_per_token_and_intervals(cap
 
     assert main(["run", str(Path(__file__).resolve().parents[2] / "studies" / "lm_smoke.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "4 trials (0 done, 4 to run), 2 evaluation intervals each on text" in out and "M MACs/token" in out
+    assert "2 evaluation intervals each on text" in out and "M MACs/token" in out
