@@ -69,8 +69,12 @@ def generated_text(size: int = GENERATED_BYTES, seed: int = 0) -> bytes:
     return "".join(words).encode()[:size]
 
 
-def corpus_path(cfg: DataConfig) -> Path:
-    """The corpus file: data.path, else the default corpus under a data root (made from `bible` if it is installed)."""
+def corpus_path(cfg: DataConfig, make: bool = True) -> Path:
+    """The corpus file: data.path, else the default corpus under a data root, printed by `bible` if it is installed.
+
+    With `make` false nothing is written: a default corpus that `bible` can print is returned as the
+    path it will have (not there yet), so planning and `--dry-run` write no file.
+    """
     if cfg.path is not None:
         return Path(cfg.path).expanduser().absolute()
     candidates = [root / KJV_DIR / KJV_FILE for root in data_roots(cfg)]
@@ -78,7 +82,7 @@ def corpus_path(cfg: DataConfig) -> Path:
     if found is not None:
         return found
     if cfg.download and shutil.which(KJV_COMMAND[0]) and Path("/usr/lib/bible.data").exists():
-        return write_kjv(candidates[0])
+        return write_kjv(candidates[0]) if make else candidates[0]
     looked = ", ".join(str(p) for p in candidates)
     raise DatasetError(f"the default text corpus is missing (looked for {looked}); {KJV_HOW_TO_GET}")
 
@@ -132,8 +136,17 @@ def corpus_bytes(key: tuple[str, int, int]) -> bytes:
     return generated_text() if key[0] == "generated" else read_corpus(Path(key[0]))
 
 
-def check_corpus(cfg: DataConfig, context: int) -> tuple[str, int, int]:
-    """The corpus's key, checked: readable UTF-8 text, long enough for every split to hold a context window."""
+def check_corpus(cfg: DataConfig, context: int, make: bool = True) -> tuple[str, int, int]:
+    """The corpus's key, checked: readable UTF-8 text, long enough for every split to hold a context window.
+
+    Planning passes `make` false: a default corpus not there yet is neither written nor required (as a
+    missing image dataset, it is printed by `bible` or refused with the fix when a trial loads it),
+    so `--dry-run` stays read-only and works without data; a file named by data.path is checked.
+    """
+    if not make and cfg.path is None and cfg.corpus == "kjv":
+        candidates = [root / KJV_DIR / KJV_FILE for root in data_roots(cfg)]
+        if not any(p.is_file() for p in candidates):
+            return (str(candidates[0]), -1, -1)
     key = corpus_key(cfg)
     if (key, context) not in _CHECKED:
         check_length(key[0], len(corpus_bytes(key)), cfg, context)

@@ -80,7 +80,7 @@ def plan_trial(config: TrialConfig, device_kind: str | None = None) -> PlannedTr
     if dataset_info(config.data.name).recipe == "lm":
         from connectome.training.corpus import check_corpus
 
-        check_corpus(config.data, config.arch.context)
+        check_corpus(config.data, config.arch.context, make=False)  # writes nothing: --dry-run stays read-only
     arch, size = planned_arch(config)
     spec = build_spec(arch)
     cx = complexity(spec, size)

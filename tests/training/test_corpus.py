@@ -114,3 +114,10 @@ def test_connectome_train_exits_2_with_one_line_for_a_binary_file(tmp_path, caps
     assert main(["train", str(config)]) == 2
     err = capsys.readouterr().err
     assert "binary file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_planning_neither_needs_nor_writes_the_default_corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONNECTOME_DATA", str(tmp_path / "env"))
+    monkeypatch.chdir(tmp_path)
+    plan_trial(_trial())
+    assert not any(tmp_path.iterdir())
