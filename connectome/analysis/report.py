@@ -152,7 +152,7 @@ def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> Non
     grouping = ", ".join(f"`{c}`" for c in by) or "all completed trials"
     doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
              "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates)"
-             f"{_cut_note(metric)}. `{MACS}`: multiply-adds per image.")
+             f"{_cut_note(metric)}. `{MACS}`: multiply-adds per {_unit(completed)}.")
     doc.table(table.rename(columns={"mean": metric}), points=_stat_columns(metric))
 
 
@@ -435,12 +435,17 @@ def _capped_table(doc: Document, table: pd.DataFrame) -> None:
 def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern",
                   joined: bool = False, budget: int | None = None) -> str:
     """What the error-vs-size figure shows: curves or separate marks, intervals or single trials."""
-    what = "multiply-adds per image" if size == MACS else size
+    what = f"multiply-adds per {_unit(completed)}" if size == MACS else size
     shape = f"each {hue}'s configurations joined into a curve" if joined else "one mark per configuration"
     if budget is not None:
         shape += f" (every candidate matched to {budget:,} parameters by its growth rate: no size series)"
     return (f"{label(metric)} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
             f"{_marks_note(completed, metric)}.")
+
+
+def _unit(trials: pd.DataFrame) -> str:
+    """What `flops` counts per: an image, or a token of a language model."""
+    return "token" if is_language_model(trials) else "image"
 
 
 def _marks_note(trials: pd.DataFrame, metric: str) -> str:

@@ -26,4 +26,5 @@ def test_lm_smoke_study_answers_and_reports_in_bits_per_byte(lm_smoke_results):
     assert "bits per byte over seeds" in run.stdout
     report = StudyDir(results_dir).report_file.read_text()
     assert "bits per byte" in report and "No source- or feature-usage heatmaps" in report
+    assert "multiply-adds per token" in report
     assert (results_dir / "figures" / "training_curves.png").exists()
