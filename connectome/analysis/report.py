@@ -193,7 +193,7 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, comple
     With every trial `complete`, a comparison without any pair was never planned on shared
     configurations (random graphs whose growth a budget sets): it is said so, not listed as missing.
     """
-    if is_language_model(trials):  # each variant (partial's m) a wiring of its own, paired with prenorm as the answer does
+    if is_language_model(trials):  # each variant (partial's m) a wiring of its own, as the answer pairs them
         trials, _ = _by_wiring(trials)
     comparisons = pattern_comparisons(trials, metric)
     if not comparisons:

@@ -46,7 +46,7 @@ def headline_metric(trials: pd.DataFrame) -> str:
 
 
 def selection_metric(trials: pd.DataFrame) -> str:
-    """The validation column a choice is made on (lower is better): best validation bits per byte, or error in points."""
+    """The validation column a choice is made on (lower is better): best validation bpb, or error in points."""
     return BPB_SELECTION if BPB_SELECTION in trials and is_language_model(trials) else points_name("best_val_acc")
 
 

@@ -71,7 +71,8 @@ def _validation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary = {"best_val_acc": best[0], "best_val_epoch": best[1],
                "final_val_acc": rows[-1].get("val_acc", math.nan) if rows else math.nan,
                "final_train_loss": rows[-1].get("train_loss", math.nan) if rows else math.nan}
-    bpbs = [(r["val_bpb"], r["epoch"]) for r in rows if isinstance(r.get("val_bpb"), float) and not math.isnan(r["val_bpb"])]
+    bpbs = [(r["val_bpb"], r["epoch"]) for r in rows
+            if isinstance(r.get("val_bpb"), float) and not math.isnan(r["val_bpb"])]
     if bpbs:  # a language model: its best interval is the one of lowest validation bits per byte (as lm.summary)
         low = min(bpbs)
         summary.update(best_val_bpb=low[0], best_val_epoch=low[1], final_val_bpb=rows[-1].get("val_bpb", math.nan))
@@ -80,7 +81,8 @@ def _validation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
     """An epochs-table row from a per-epoch Tune report."""
-    lm = {key: result[key] for key in LM_EPOCH_KEYS if isinstance(result.get(key), float) and not math.isnan(result[key])}
+    lm = {key: result[key] for key in LM_EPOCH_KEYS
+          if isinstance(result.get(key), float) and not math.isnan(result[key])}
     return {"epoch": int(result[FIDELITY]), **{key: result.get(key) for key in EPOCH_KEYS}, **lm}
 
 

@@ -125,7 +125,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
 
 # A validation objective -> the per-epoch metric that tracks it (what a pruned trial reports).
-EPOCH_METRIC = {"best_val_acc": "val_acc", "final_val_acc": "val_acc", "best_val_bpb": "val_bpb", "final_val_bpb": "val_bpb"}
+EPOCH_METRIC = {"best_val_acc": "val_acc", "final_val_acc": "val_acc",
+                "best_val_bpb": "val_bpb", "final_val_bpb": "val_bpb"}
 
 
 def _as_list(metric: str | list[str]) -> list[str]:

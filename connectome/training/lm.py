@@ -105,7 +105,8 @@ def lr_at_step(train: TrainConfig, step: int, total: int) -> float:
 
 
 LR_SHAPES = {
-    "cosine": lambda t, s, n: 0.5 * (1 + math.cos(math.pi * min(1.0, (s - t.warmup_steps) / max(n - t.warmup_steps, 1)))),
+    "cosine": lambda t, s, n: 0.5 * (1 + math.cos(math.pi * min(1.0, (s - t.warmup_steps)
+                                                               / max(n - t.warmup_steps, 1)))),
     # WSD (Hu et al. 2024, MiniCPM): constant, then the last decay_fraction of the steps linearly to 0.
     "wsd": lambda t, s, n: min(1.0, (1 - s / n) / t.decay_fraction),
     "step": lambda t, s, n: t.gamma ** sum(1 for m in t.milestones if s >= m * n),
@@ -137,7 +138,7 @@ def run_interval(trial: Trial, epoch: int, on_batch: BatchCallback | None = None
 
 
 def _train_steps(trial: Trial, epoch: int, steps: range, on_batch: BatchCallback | None) -> tuple[float, float]:
-    """The interval's steps on random windows of the training bytes (drawn from seed and interval); mean loss, accuracy."""
+    """The interval's steps on random training windows (drawn from seed and interval); mean loss and accuracy."""
     train, text = trial.cfg.train, trial.data
     gen = torch.Generator().manual_seed(epoch_seed(trial.cfg.seed, epoch))
     devices.seed_rng(epoch_seed(trial.cfg.seed, epoch) + 1, trial.device)  # dropout masks
@@ -202,7 +203,8 @@ def evaluate_windows(trial: Trial, rows: torch.Tensor) -> dict[str, float]:
 def test_record(trial: Trial) -> dict:
     """Test metrics of the model (reported, never selected on)."""
     test = evaluate_windows(trial, trial.data.test)
-    return {"test_loss": test["loss"], "test_bpb": test["bpb"], "test_acc": test["acc"], "test_error": 1.0 - test["acc"]}
+    return {"test_loss": test["loss"], "test_bpb": test["bpb"], "test_acc": test["acc"],
+            "test_error": 1.0 - test["acc"]}
 
 
 def summary(rows: list[dict]) -> dict:
