@@ -33,14 +33,6 @@ def study_ids(name: str) -> dict[str, object]:
     return ids
 
 
-@pytest.fixture(autouse=True)
-def stand_in_corpus(tmp_path, monkeypatch):
-    """A text corpus where the default one is looked for: planning checks it, trial ids never read it."""
-    (tmp_path / "kjv").mkdir()
-    (tmp_path / "kjv" / "kjv.txt").write_text("In the beginning was a stand-in corpus.\n" * 2000)
-    monkeypatch.setenv("CONNECTOME_DATA", str(tmp_path))
-
-
 def test_every_shipped_study_is_in_the_table():
     assert sorted(json.loads(TABLE.read_text())) == STUDIES
 
