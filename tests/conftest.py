@@ -121,6 +121,17 @@ def smoke_results(tmp_path_factory, ray_cluster) -> tuple[Path, subprocess.Compl
     return out / "smoke", run
 
 
+@pytest.fixture(scope="session")
+def lm_smoke_results(tmp_path_factory, ray_cluster) -> tuple[Path, subprocess.CompletedProcess]:
+    """`connectome run studies/lm_smoke.yaml` once per session, on the head (read-only, as smoke_results)."""
+    out = tmp_path_factory.mktemp("lm_smoke")
+    run = subprocess.run([sys.executable, "-m", "connectome", "run", str(REPO / "studies" / "lm_smoke.yaml"),
+                          "--set", f"output={out}", "--address", ray_cluster.gcs],
+                         cwd=out, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out / "lm_smoke", run
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
 def pytest_collection_modifyitems(items):
     """Tests on the Ray head are slow (`make test-quick` leaves them out); the smoke study's readers
@@ -135,6 +146,8 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         if "smoke_results" in fixtures:
             item.add_marker(pytest.mark.xdist_group("smoke"))
+        if "lm_smoke_results" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("lm_smoke"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

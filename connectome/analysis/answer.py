@@ -21,14 +21,18 @@ import pandas as pd
 from connectome.analysis.results import MACS, Results, completed_rows, factor_columns
 from connectome.analysis.stats import Comparison, compare, configurations, crossed_factors
 from connectome.analysis.studyfile import budget_params
-from connectome.analysis.units import format_points, is_points, points_name, scale, with_points, words
+from connectome.analysis.units import (
+    format_points, headline_metric, is_points, points_name, scale, selection_metric, with_points, words,
+)
 
 # Comparisons a study answers with, at most (dense against each other wiring, else every pair).
 MAX_COMPARISONS = 8
+# The wiring every other one is compared against, in order of preference: DenseNet's dense pattern, or the
+# standard pre-norm residual stream of a decoder (each other decoder wiring minus prenorm, as DenseFormer reports).
+DECODER_REFERENCES = ("prenorm",)
+REFERENCES = ("dense", *DECODER_REFERENCES)
 # Size differences smaller than this fraction are "the same size".
 SAME_SIZE = 0.01
-# The column a search's best configuration is chosen on: validation, never test.
-SELECTION = points_name("best_val_acc")
 
 
 @dataclass(frozen=True)
@@ -43,20 +47,22 @@ class Sentence:
         return self.text
 
 
-def results_answer(results: Results, metric: str = "test_error", include_stopped: bool = False) -> list[Sentence]:
+def results_answer(results: Results, metric: str | None = None, include_stopped: bool = False) -> list[Sentence]:
     """The answer of a loaded results directory (`connectome.analysis.load`), as its report opens with it."""
     search = "grid" if results.planned is None else "optuna"
     return study_answer(results.trials, metric=metric, search=search, budget=budget_params(results.path),
                         include_stopped=include_stopped)
 
 
-def study_answer(trials: pd.DataFrame, metric: str = "test_error", search: str = "grid",
+def study_answer(trials: pd.DataFrame, metric: str | None = None, search: str = "grid",
                  budget: int | None = None, include_stopped: bool = False) -> list[Sentence]:
     """The answer of a study from its trials frame (any statuses): only trials that completed count.
 
     `search` is the study's search kind: a grid answers with its paired comparisons of patterns, an
-    Optuna search with the configuration it chose on validation.
+    Optuna search with the configuration it chose on validation. `metric` defaults to the trials'
+    headline metric (test error; bits per byte for language models).
     """
+    metric = metric or headline_metric(trials)
     completed = with_points(completed_rows(trials, include_stopped))
     shown = points_name(metric)
     if shown not in completed or completed[shown].notna().sum() == 0:
@@ -75,7 +81,8 @@ def without_budget_growth(trials: pd.DataFrame, budget: int | None) -> pd.DataFr
 
 
 def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:
-    """Paired comparisons of wirings: dense against each other wiring, else every pair (at most 8).
+    """Paired comparisons of wirings: the reference (dense; prenorm for decoders) against each other wiring,
+    else every pair (at most 8).
 
     The compared levels are the `wiring` column (`wiring_levels`) where the frame has one, else the patterns.
     """
@@ -83,8 +90,10 @@ def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:
     if factor not in trials or "seed" not in trials:
         return []
     levels = sorted(trials[factor].dropna().astype(str).unique())
-    anchor = "dense" if "dense" in levels else None
-    pairs = [(anchor, b) for b in levels if b != anchor] if anchor else list(itertools.combinations(levels, 2))
+    anchor = next((ref for ref in REFERENCES if ref in levels), None)
+    # each wiring minus the reference: a negative difference means the wiring is better
+    pairs = [(b, anchor) if anchor in DECODER_REFERENCES else (anchor, b) for b in levels if b != anchor] if anchor \
+        else list(itertools.combinations(levels, 2))
     return [compare(trials, factor=factor, a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
 
 
@@ -178,10 +187,11 @@ def _paired_trials(trials: pd.DataFrame, c: Comparison) -> pd.DataFrame:
 def best_configuration(trials: pd.DataFrame, metric: str = "test_error_pts") -> Sentence:
     """The configuration with the lowest mean validation error over its seeds, with its test number."""
     data = with_points(trials)
-    if SELECTION not in data or data[SELECTION].notna().sum() == 0:
+    selection = selection_metric(data)  # validation, never test
+    if selection not in data or data[selection].notna().sum() == 0:
         return Sentence(f"No trial recorded a validation accuracy, so no configuration can be chosen "
                         f"without looking at `{metric}`: no answer.", "untested")
-    chosen = data.dropna(subset=[SELECTION]).assign(_selection=lambda d: d[SELECTION])  # metric may be SELECTION
+    chosen = data.dropna(subset=[selection]).assign(_selection=lambda d: d[selection])  # metric may be selection
     table = configurations(chosen, x="_selection", y=metric)
     best = table.sort_values("_selection", kind="stable").iloc[0]
     factors = [f for f in factor_columns(data) if f in table]
@@ -190,8 +200,9 @@ def best_configuration(trials: pd.DataFrame, metric: str = "test_error_pts") -> 
     seeds = int(best["count"])
     spread = (f" [{_number(best['ci_low'], metric)}, {_number(best['ci_high'], metric)}] (95% t, {seeds} seeds)"
               if seeds > 1 else " (one seed: no interval)")
-    return Sentence(f"Best of {len(table)} configuration(s), chosen on validation: {name} ({words(SELECTION)} "
-                    f"{_number(best['_selection'], SELECTION)} points); its {_name(metric)} is "
+    chosen_unit = " points" if _in_points(selection) else ""
+    return Sentence(f"Best of {len(table)} configuration(s), chosen on validation: {name} ({words(selection)} "
+                    f"{_number(best['_selection'], selection)}{chosen_unit}); its {_name(metric)} is "
                     f"{_number(best[metric], metric)}{unit}{spread}.", "best")
 
 

@@ -18,7 +18,9 @@ from connectome.analysis.learned_wiring import learned_wiring_section
 from connectome.analysis.studyfile import budget_params
 from connectome.analysis.results import MACS, Results, factor_columns, load
 from connectome.analysis.stats import configurations, crossed_factors, metric_range, pareto_configs, summarize
-from connectome.analysis.units import DIRECTION, ERRORS, is_points, points_name, with_points, words
+from connectome.analysis.units import (
+    DIRECTION, ERRORS, headline_metric, is_language_model, is_points, points_name, selection_metric, with_points, words,
+)
 from connectome.analysis.proxies import prescreen_section, proxy_section
 from connectome.analysis.span import span_section
 from connectome.analysis.topology import topology_section
@@ -38,12 +40,11 @@ MAX_CURVE_GROUPS = 8
 # Rows of a per-trial table (failures, missing pairs) shown before the rest is summarised.
 MAX_ROWS = 30
 # "Best trial" choices are made on validation data (its error in points); the test metric is only reported.
-SELECTION_METRIC = points_name("best_val_acc")
 # Columns of a summary or comparison table that are in the metric's unit (points for an error).
 STAT_COLUMNS = ("std", "ci_low", "ci_high", "mean_diff(a-b)")
 
 
-def write_report(results_dir: str | Path, metric: str = "test_error",
+def write_report(results_dir: str | Path, metric: str | None = None,
                  out_dir: str | Path | None = None, refused: list[str] | None = None,
                  include_stopped: bool = False) -> Path:
     """Write report.md, report.html and figures/ into the results dir; returns report.md.
@@ -54,6 +55,7 @@ def write_report(results_dir: str | Path, metric: str = "test_error",
     """
     refused = [] if refused is None else refused
     results = load(results_dir)
+    metric = metric or headline_metric(results.trials)  # test error; bits per byte for language models
     if len(results.completed(include_stopped)) and metric not in results.trials.columns:  # all failed: still a report
         numeric = results.trials.select_dtypes("number").columns
         raise ConfigError(f"metric {metric!r} is not a trial column of {results.path}; "
@@ -99,7 +101,11 @@ def _answer_section(doc: Document, results: Results, metric: str, include_stoppe
     doc.heading("Answer")
     for sentence in results_answer(results, metric=metric, include_stopped=include_stopped):
         doc.answer(sentence.text)
-    if is_points(metric):
+    if is_language_model(results.trials):
+        doc.text("These are language models: losses are in bits per byte (bpb) on fixed text windows, lower is "
+                 "better. Choices (the Pareto front, a search's best) are made on validation bits per byte; test "
+                 "numbers are only reported.")
+    elif is_points(metric):
         doc.text(f"Throughout this report {DIRECTION}. Choices (the Pareto front, the trials of the usage maps, "
                  "a search's best) are made on validation data; test numbers are only reported.")
 
@@ -136,7 +142,7 @@ def _stopped_section(doc: Document, results: Results, included: bool) -> None:
     doc.heading("Trials stopped early by the scheduler", level=3)
     doc.text(f"{len(stopped)} trial(s) were stopped by the study's multi-fidelity scheduler on validation "
              f"error; {use}.")
-    cols = [c for c in (*TRIAL_COLUMNS, "epochs_completed", SELECTION_METRIC) if c in stopped]
+    cols = [c for c in (*TRIAL_COLUMNS, "epochs_completed", selection_metric(stopped)) if c in stopped]
     _capped_table(doc, stopped[cols])
 
 
@@ -149,7 +155,7 @@ def _summary_section(doc: Document, completed: pd.DataFrame, metric: str) -> Non
     grouping = ", ".join(f"`{c}`" for c in by) or "all completed trials"
     doc.text(f"`{metric}` over completed trials, grouped by {grouping}: count, mean, standard "
              "deviation and 95% Student-t confidence interval of the mean (seeds are the replicates)"
-             f"{_cut_note(metric)}. `{MACS}`: multiply-adds per image.")
+             f"{_cut_note(metric)}. `{MACS}`: multiply-adds per {_unit(completed)}.")
     doc.table(table.rename(columns={"mean": metric}), points=_stat_columns(metric))
 
 
@@ -190,6 +196,8 @@ def _comparison_section(doc: Document, trials: pd.DataFrame, metric: str, comple
     With every trial `complete`, a comparison without any pair was never planned on shared
     configurations (random graphs whose growth a budget sets): it is said so, not listed as missing.
     """
+    if is_language_model(trials):  # each variant (partial's m) a wiring of its own, as the answer pairs them
+        trials, _ = _by_wiring(trials)
     comparisons = pattern_comparisons(trials, metric)
     if not comparisons:
         return
@@ -217,10 +225,11 @@ def _pareto_section(doc: Document, completed: pd.DataFrame, metric: str, out: Pa
     if "params" not in completed:
         return
     doc.heading("Pareto front")
-    if SELECTION_METRIC in completed and completed[SELECTION_METRIC].notna().any():
-        y, maximize = SELECTION_METRIC, False
+    selection = selection_metric(completed)
+    if selection in completed and completed[selection].notna().any():
+        y, maximize = selection, False
         how = (f"Configurations (completed trials equal on every factor but the seed) not dominated on "
-               f"(`params` min, mean `{SELECTION_METRIC}` min over seeds): the front is chosen on validation "
+               f"(`params` min, mean `{selection}` min over seeds): the front is chosen on validation "
                f"data, and the mean `{metric}` of each is reported beside it")
     else:  # nothing to select on: describe the front of the reported metric itself, and say so
         y, maximize = metric, metric.endswith("_acc")
@@ -283,6 +292,12 @@ def _curves_figure(doc: Document, results: Results, figures: Path) -> None:
     hue = [main, *crossed_factors(completed, main)]
     if completed.groupby(hue, dropna=False).ngroups > MAX_CURVE_GROUPS:
         hue = [main]
+    if is_language_model(results.trials):
+        fig = plot_training_curves(results.epochs, completed, metrics=("train_bpb", "val_bpb"), hue=hue)
+        paths = save_figure(fig, figures / "training_curves")
+        doc.figure(*paths, caption=f"Training and validation bits per byte per evaluation interval of completed "
+                                   f"trials per {', '.join(hue)}: mean over seeds, band: 95% t interval of the mean.")
+        return
     # the paper's Figures 3 and 6 show test error per epoch, when the trials logged it
     tested = "test_error_pts" in results.epochs and results.epochs["test_error_pts"].notna().any()
     metrics = ("train_loss", "test_error_pts") if tested else ("train_loss", "val_error_pts")
@@ -310,6 +325,10 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
     """Source-usage heatmaps (arXiv 1608.06993 v1, Fig. 4) of each pattern's trial chosen on validation."""
     completed = results.completed()
     if "pattern" not in completed or completed.empty:
+        return
+    if is_language_model(results.trials):
+        doc.text("No source- or feature-usage heatmaps: they read the first conv of each layer and the classifier "
+                 "of an image network (arXiv 1608.06993 v1, Fig. 4), which a decoder does not have.")
         return
     sd = StudyDir(results.path)
     kept = completed[[_has_model(sd.trial(str(t))) for t in completed["trial_id"]]]
@@ -354,10 +373,11 @@ def _usage_figures(doc: Document, results: Results, figures: Path, refused: list
 def select_per_pattern(trials: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One trial per pattern, chosen on validation error (never on a test metric), and why."""
     trials = with_points(trials)
-    if SELECTION_METRIC in trials and trials[SELECTION_METRIC].notna().any():
-        ranked = trials.dropna(subset=[SELECTION_METRIC]).sort_values(
-            [SELECTION_METRIC, "trial_id"], ascending=[True, True], kind="stable")
-        return ranked.groupby("pattern").head(1), f"lowest {words(SELECTION_METRIC)}"
+    selection = selection_metric(trials)
+    if selection in trials and trials[selection].notna().any():
+        ranked = trials.dropna(subset=[selection]).sort_values(
+            [selection, "trial_id"], ascending=[True, True], kind="stable")
+        return ranked.groupby("pattern").head(1), f"lowest {words(selection)}"
     # Without a validation metric there is no honest "best": show the first trial, saying so.
     return (trials.sort_values("trial_id", kind="stable").groupby("pattern").head(1),
             "first by trial id: no validation accuracy to select on")
@@ -418,12 +438,17 @@ def _capped_table(doc: Document, table: pd.DataFrame) -> None:
 def _size_caption(completed: pd.DataFrame, size: str, metric: str, hue: str = "pattern",
                   joined: bool = False, budget: int | None = None) -> str:
     """What the error-vs-size figure shows: curves or separate marks, intervals or single trials."""
-    what = "multiply-adds per image" if size == MACS else size
+    what = f"multiply-adds per {_unit(completed)}" if size == MACS else size
     shape = f"each {hue}'s configurations joined into a curve" if joined else "one mark per configuration"
     if budget is not None:
         shape += f" (every candidate matched to {budget:,} parameters by its growth rate: no size series)"
     return (f"{label(metric)} vs {what} per {hue} (arXiv 1608.06993 v1, Fig. 5), {shape}: "
             f"{_marks_note(completed, metric)}.")
+
+
+def _unit(trials: pd.DataFrame) -> str:
+    """What `flops` counts per: an image, or a token of a language model."""
+    return "token" if is_language_model(trials) else "image"
 
 
 def _marks_note(trials: pd.DataFrame, metric: str) -> str:

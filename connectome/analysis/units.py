@@ -27,7 +27,27 @@ ACCURACIES = frozenset({"test_acc", "best_val_acc", "final_val_acc", "val_acc", 
 DIRECTION = "errors are in percentage points (100 x the fraction misclassified); lower is better"
 # Readable names of the points columns' stems.
 WORDS = {"best_val_error": "best validation error", "final_val_error": "final validation error",
+         "test_bpb": "test bits per byte", "best_val_bpb": "best validation bits per byte",
          "val_error": "validation error", "test_error_at_best_val": "test error at the best validation epoch"}
+
+
+# A language model's metrics (data.name text): bits per byte, lower is better, shown as they are.
+BPB_METRIC, BPB_SELECTION = "test_bpb", "best_val_bpb"
+
+
+def is_language_model(trials: pd.DataFrame) -> bool:
+    """Whether the trials are language models: they recorded bits per byte."""
+    return BPB_METRIC in trials and bool(pd.to_numeric(trials[BPB_METRIC], errors="coerce").notna().any())
+
+
+def headline_metric(trials: pd.DataFrame) -> str:
+    """The test metric a report and answer speak of by default: bits per byte for language models, else test error."""
+    return BPB_METRIC if is_language_model(trials) else "test_error"
+
+
+def selection_metric(trials: pd.DataFrame) -> str:
+    """The validation column a choice is made on (lower is better): best validation bpb, or error in points."""
+    return BPB_SELECTION if BPB_SELECTION in trials and is_language_model(trials) else points_name("best_val_acc")
 
 
 def points_name(metric: str) -> str:

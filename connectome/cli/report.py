@@ -16,8 +16,9 @@ def register(subparsers) -> None:
                     "per-group means with 95% intervals, paired pattern comparisons, Pareto "
                     "front and the paper's figures (PNG and SVG under figures/).")
     parser.add_argument("results_dir", help="folder written by `connectome run`, e.g. results/smoke")
-    parser.add_argument("--metric", default="test_error",
-                        help="trial column to summarise and compare (default: test_error)")
+    parser.add_argument("--metric", default=None,
+                        help="trial column to summarise and compare "
+                             "(default: test_error; test_bpb for language models)")
     parser.add_argument("-o", "--output", default=None, metavar="DIR",
                         help="folder for the report and figures (default: the results directory)")
     parser.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the old name

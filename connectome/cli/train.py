@@ -153,7 +153,11 @@ def check_limits(cfg, limits: object, source: str) -> None:
 
 
 def print_epoch(row: dict) -> None:
-    """One progress line per epoch."""
+    """One progress line per epoch (per evaluation interval of a language model: bits per byte, tokens/s)."""
+    if "val_bpb" in row:
+        print(f"interval {row['epoch']:>3}  train {row['train_bpb']:.4f} bpb  val {_fmt(row['val_bpb'])} bpb  "
+              f"lr {row['lr']:.4g}  {row['seconds']:.1f}s  {row['tokens_per_s']:.0f} tokens/s", flush=True)
+        return
     print(f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  train {row['train_acc']:.4f}  "
           f"val {_fmt(row['val_acc'])}  lr {row['lr']:.4g}  {row['seconds']:.1f}s  "
           f"{row['images_per_s']:.0f} img/s", flush=True)
@@ -161,11 +165,18 @@ def print_epoch(row: dict) -> None:
 
 def summary(record: dict) -> str:
     """The record's headline numbers in a few lines."""
+    language_model = "best_val_bpb" in record
+    per = "token" if language_model else "image"
     lines = [f"status {record['status']}  graph {record['graph_hash']}  params {record['params']}  "
-             f"flops {record['flops']} (multiply-adds per image)",
-             f"test acc {_fmt(record['test_acc'])}  best val {_fmt(record['best_val_acc'])} "
-             f"(epoch {record['best_val_epoch']})  epochs {record['epochs_completed']}  "
-             f"wall {record['wall_time_s']:.1f}s  device {record['device']}"]
+             f"flops {record['flops']} (multiply-adds per {per})"]
+    if language_model:
+        lines.append(f"test {_fmt(record.get('test_bpb'))} bpb  best val {_fmt(record['best_val_bpb'])} bpb "
+                     f"(interval {record['best_val_epoch']})  intervals {record['epochs_completed']}  "
+                     f"wall {record['wall_time_s']:.1f}s  device {record['device']}")
+    else:
+        lines.append(f"test acc {_fmt(record['test_acc'])}  best val {_fmt(record['best_val_acc'])} "
+                     f"(epoch {record['best_val_epoch']})  epochs {record['epochs_completed']}  "
+                     f"wall {record['wall_time_s']:.1f}s  device {record['device']}")
     if record["error"]:
         lines.append(f"error: {record['error'].strip().splitlines()[-1]}")
     return "\n".join(lines)

@@ -468,7 +468,7 @@ def grid_space(pending: list[Trial]) -> dict[str, Any]:
 
 def show_summary(study: Study, frame, console: Console) -> None:
     """The answer in words, the summary table (one row per pattern and searched factor, over seeds), every failure."""
-    from connectome.analysis.units import points_name, with_points
+    from connectome.analysis.units import headline_metric, points_name, with_points
 
     keys = ["pattern"]
     if isinstance(study.search, GridSearch):
@@ -476,9 +476,10 @@ def show_summary(study: Study, frame, console: Console) -> None:
         keys = list(dict.fromkeys([*keys, *study.search.factors, *(k for v in study.search.variants for k in v)]))
     for line in study_answer_lines(study, frame):
         console.print(line, highlight=False, markup=False)
-    metric = points_name("test_error")
+    metric = points_name(headline_metric(frame))
+    unit = "bits per byte" if metric == "test_bpb" else "test error in percentage points"
     console.print(summary_table(with_points(frame), keys, metric=metric,
-                                title=f"{study.name}: test error in percentage points over seeds (lower is better)"))
+                                title=f"{study.name}: {unit} over seeds (lower is better)"))
     if "status" not in frame:
         return
     for _, row in frame[frame["status"] == "failed"].iterrows():

@@ -104,7 +104,10 @@ class StudyView:
         """A trial ended an epoch: `result` holds `epoch` (1-based), `epochs`, `val_acc`."""
         trial = self._trial(trial_id)
         epoch, epochs = result.get("epoch"), result.get("epochs")
-        trial.text = f"epoch {epoch}/{epochs}, val error {_error_points(result, 'val_error', 'val_acc')} points"
+        if _number(result.get("val_bpb")):  # a language model: an evaluation interval, in bits per byte
+            trial.text = f"interval {epoch}/{epochs}, val {float(result['val_bpb']):.3f} bpb"
+        else:
+            trial.text = f"epoch {epoch}/{epochs}, val error {_error_points(result, 'val_error', 'val_acc')} points"
         if _number(epoch) and _number(epochs) and epochs:
             trial.fraction = min(float(epoch) / float(epochs), 1.0)
         self._show(f"{trial.label}: {trial.text}")
@@ -189,6 +192,8 @@ def _outcome(row: Mapping[str, Any] | None) -> str:
     if status == "completed" and row.get("stopped_early"):
         return (f"stopped early at epoch {row.get('epochs_completed')}, "
                 f"best val error {_error_points(row, 'best_val_acc')} points")
+    if status == "completed" and _number(row.get("test_bpb")):  # a language model
+        return f"completed, test {float(row['test_bpb']):.3f} bpb, best val {float(row['best_val_bpb']):.3f} bpb"
     if status == "completed":  # errors in points, as the summary and the report give them (analysis/units.py)
         return (f"completed, test error {_error_points(row, 'test_error', 'test_acc')} points, "
                 f"best val error {_error_points(row, 'best_val_acc')} points")

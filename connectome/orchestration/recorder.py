@@ -15,7 +15,7 @@ import math
 
 from connectome.orchestration.batch_progress import BatchPoller
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
-from connectome.orchestration.worker import COLUMNS_KEY, ENTRY_KEY, EPOCH_KEYS
+from connectome.orchestration.worker import COLUMNS_KEY, ENTRY_KEY, EPOCH_KEYS, LM_EPOCH_KEYS
 from connectome.store.layout import StudyDir, TrialFiles, read_trial_config, read_trial_result, write_trial_result
 from connectome.store.record import config_columns
 from connectome.testing.faults import fault
@@ -72,14 +72,22 @@ def _validation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """best/final validation accuracy and the last training loss of the reported epochs (as the trainer's)."""
     vals = [(r["val_acc"], r["epoch"]) for r in rows if isinstance(r.get("val_acc"), float) and not math.isnan(r["val_acc"])]
     best = max(vals, key=lambda v: (v[0], -v[1])) if vals else (math.nan, None)
-    return {"best_val_acc": best[0], "best_val_epoch": best[1],
-            "final_val_acc": rows[-1].get("val_acc", math.nan) if rows else math.nan,
-            "final_train_loss": rows[-1].get("train_loss", math.nan) if rows else math.nan}
+    summary = {"best_val_acc": best[0], "best_val_epoch": best[1],
+               "final_val_acc": rows[-1].get("val_acc", math.nan) if rows else math.nan,
+               "final_train_loss": rows[-1].get("train_loss", math.nan) if rows else math.nan}
+    bpbs = [(r["val_bpb"], r["epoch"]) for r in rows
+            if isinstance(r.get("val_bpb"), float) and not math.isnan(r["val_bpb"])]
+    if bpbs:  # a language model: its best interval is the one of lowest validation bits per byte (as lm.summary)
+        low = min(bpbs)
+        summary.update(best_val_bpb=low[0], best_val_epoch=low[1], final_val_bpb=rows[-1].get("val_bpb", math.nan))
+    return summary
 
 
 def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
     """An epochs-table row from a per-epoch Tune report."""
-    return {"epoch": int(result[FIDELITY]), **{key: result.get(key) for key in EPOCH_KEYS}}
+    lm = {key: result[key] for key in LM_EPOCH_KEYS
+          if isinstance(result.get(key), float) and not math.isnan(result[key])}
+    return {"epoch": int(result[FIDELITY]), **{key: result.get(key) for key in EPOCH_KEYS}, **lm}
 
 
 def write_copy(files: TrialFiles, entry: dict[str, Any], sd: StudyDir) -> None:

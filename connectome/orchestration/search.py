@@ -114,13 +114,19 @@ class ConstrainedOptunaSearch(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         epoch = is_epoch_report(result)
-        value = result.get("val_acc" if epoch else "best_val_acc")
+        per_epoch = EPOCH_METRIC.get(self.metric, "val_acc") if isinstance(self.metric, str) else "val_acc"
+        value = result.get(per_epoch if epoch else self.metric)
         step = result.get(FIDELITY if epoch else "epochs_completed")
-        # an intermediate value ranks the pruned trial (TPE uses it) when the objective is a validation accuracy
+        # an intermediate value ranks the pruned trial (TPE uses it) when the objective is a validation metric
         if self.metric in VALIDATION_METRICS and isinstance(value, float) and math.isfinite(value) and step:
             ot_trial.report(value, step=int(step))
         self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+
+# A validation objective -> the per-epoch metric that tracks it (what a pruned trial reports).
+EPOCH_METRIC = {"best_val_acc": "val_acc", "final_val_acc": "val_acc",
+                "best_val_bpb": "val_bpb", "final_val_bpb": "val_bpb"}
 
 
 def _as_list(metric: str | list[str]) -> list[str]:

@@ -18,14 +18,14 @@ from typing import Any
 
 from connectome.errors import ConfigError
 from connectome.orchestration.recorder import trial_name
-from connectome.orchestration.worker import ENTRY_KEY, EPOCH_KEYS
+from connectome.orchestration.worker import ENTRY_KEY, EPOCH_KEYS, LM_EPOCH_KEYS
 from connectome.store.labels import label_from_trial_file
 from connectome.store.layout import StudyDir, read_trial_config
 from connectome.store.record import config_columns
 from connectome.study.schema import OBJECTIVE_METRICS, Study
 
 # Per-epoch metrics (validation and training only) and the final ones a tracker records.
-TRACKED_METRICS = (*EPOCH_KEYS, *OBJECTIVE_METRICS)
+TRACKED_METRICS = (*EPOCH_KEYS, *LM_EPOCH_KEYS, *OBJECTIVE_METRICS)
 CHECK_TIMEOUT_S = 10.0
 
 

@@ -38,6 +38,8 @@ COLUMNS_KEY = "connectome_columns"
 # Epoch-row keys in each per-epoch report (and what trackers record): training and validation
 # only, never test metrics.
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+# Epoch-row keys only language models have (data.name text): reported when the row holds them.
+LM_EPOCH_KEYS = ("train_bpb", "val_bpb", "tokens_per_s")
 
 
 def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, plugins: list[str] = ()) -> None:
@@ -80,7 +82,8 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, p
                "trial_id": trial_id, "study": study_name}
         entry = write_result(files, row, record.get("epochs") or [])
     # NaN epoch keys: Tune wants a scheduler's metric (val_acc, val_loss) in every result.
-    tune.report({**final_metrics(entry["row"]), **dict.fromkeys(EPOCH_KEYS, math.nan), ENTRY_KEY: json.dumps(entry)})
+    tune.report({**final_metrics(entry["row"]), **dict.fromkeys((*EPOCH_KEYS, *LM_EPOCH_KEYS), math.nan),
+                 ENTRY_KEY: json.dumps(entry)})
 
 
 def write_result(files: TrialFiles, row: dict[str, Any], epochs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -117,7 +120,8 @@ def epoch_metrics(epoch: dict[str, Any], epochs_total: int) -> dict[str, Any]:
     # `elapsed_cpu_s` (the trial's wall and CPU time so far, resumes included) are the cost of a
     # trial a scheduler stops.
     return {**final_metrics({}), "epoch": epoch.get("epoch"), "epochs": epochs_total,
-            **{key: epoch.get(key) for key in EPOCH_KEYS}, "elapsed_s": epoch.get("wall_time_s"),
+            **{key: epoch.get(key) for key in EPOCH_KEYS}, **{key: epoch[key] for key in LM_EPOCH_KEYS if key in epoch},
+            "elapsed_s": epoch.get("wall_time_s"),
             "elapsed_cpu_s": epoch.get("cpu_time_s")}
 
 

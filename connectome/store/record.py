@@ -34,6 +34,8 @@ METRIC_COLUMNS = (
     "status", "error", "params", MACS, "activations", "test_acc", "test_error", "test_loss", "test_error_at_best_val",
     "best_val_acc", "best_val_epoch", "final_val_acc", "final_train_loss", "epochs_completed",
     "stopped_early", "attempts",
+    # language models (data.name text): bits per byte
+    "test_bpb", "best_val_bpb", "final_val_bpb",
 )
 PROVENANCE_COLUMNS = (
     "graph_hash", "wall_time_s", "cpu_time_s", "train_time_s", "device", "threads", "torch_version",

@@ -23,6 +23,13 @@ from connectome.study.trials import Trial, expand_grid
 
 # Column header of the record's `flops`: millions of multiply-adds per image.
 MACS_LABEL = "M MACs/image"
+# A language model's multiply-adds are per token (connectome/complexity.py), and its "epochs" evaluation intervals.
+TEXT_LABELS = {"macs": "M MACs/token", "epochs": "evaluation intervals"}
+
+
+def macs_label(study: Study) -> str:
+    """The multiply-adds column: per image, or per token for text."""
+    return TEXT_LABELS["macs"] if study.data.name == "text" else MACS_LABEL
 
 
 def print_plan(study: Study, console: Console | None = None) -> None:
@@ -118,9 +125,11 @@ def grid_table(study: Study, trials: list[Trial], rows: dict[str, dict[str, Any]
     matched = study.budget is not None  # growth chosen per candidate: show it
     statuses = [trial_status(t, rows.get(t.trial_id)) for t in trials]
     table = Table(title=f"{len(trials)} trials ({statuses.count('done')} done, {statuses.count('run')} to run), "
-                        f"{study.train.epochs} epochs each on {study.data.name}")
-    for col in ("trial", *keys, *(["growth"] if matched else []), "seed", "params", MACS_LABEL, "status"):
-        table.add_column(col, justify="right" if col in ("params", MACS_LABEL, "seed") else "left")
+                        f"{study.train.epochs} {TEXT_LABELS['epochs'] if study.data.name == 'text' else 'epochs'} "
+                        f"each on {study.data.name}")
+    macs = macs_label(study)
+    for col in ("trial", *keys, *(["growth"] if matched else []), "seed", "params", macs, "status"):
+        table.add_column(col, justify="right" if col in ("params", macs, "seed") else "left")
     for t in trials:
         values = [str(t.assignment.get(k, "")) for k in keys] + ([str(t.config.arch.growth)] if matched else [])
         table.add_row(*_plain(t.trial_id, *values), str(t.config.seed), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
@@ -162,8 +171,9 @@ def candidates_table(study: Study, n: int = 8) -> Table:
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=study.search.sampler_seed))
     space = {key: spec.distribution() for key, spec in study.space.items()}
     table = Table(title=f"{n} random candidates (the sampler chooses the real ones as results arrive)")
-    for col in ("trial", *space, "params", MACS_LABEL, "status"):
-        table.add_column(col, justify="right" if col in ("params", MACS_LABEL) else "left")
+    macs = macs_label(study)
+    for col in ("trial", *space, "params", macs, "status"):
+        table.add_column(col, justify="right" if col in ("params", macs) else "left")
     for _ in range(n):
         assignment = draw.ask(space).params
         try:

@@ -24,19 +24,22 @@ from connectome.training.device_names import resource_problem
 
 # Metrics a study can optimise: keys of the trial record (`flops` = multiply-adds per image). Test metrics are not among them:
 # selecting on the test set and reporting it biases the reported numbers upward.
+# Language models (data.name text) add bits per byte on the validation windows.
 OBJECTIVE_METRICS = (
     "best_val_acc", "final_val_acc", "params", "flops", "wall_time_s", "train_time_s",
+    "best_val_bpb", "final_val_bpb",
 )
-VALIDATION_METRICS = ("best_val_acc", "final_val_acc")
+VALIDATION_METRICS = ("best_val_acc", "final_val_acc", "best_val_bpb", "final_val_bpb")
 # A test metric a study might ask for -> the validation objective that replaces it.
 TEST_METRIC_INSTEAD = {
     "test_acc": "best_val_acc (mode: max) or final_val_acc",
     "test_error": "best_val_acc (mode: max; error = 1 - accuracy) or final_val_acc",
-    "test_loss": "best_val_acc (mode: max) or final_val_acc; no validation loss is recorded",
+    "test_loss": "best_val_acc (mode: max) or final_val_acc (a language model: best_val_bpb, mode: min)",
+    "test_bpb": "best_val_bpb (mode: min) or final_val_bpb",
 }
 # Per-epoch metrics a scheduler may stop trials on -> the better direction. Validation only: the
 # worker's per-epoch report never carries test metrics (orchestration/worker.py, epoch_metrics).
-SCHEDULER_METRICS = {"val_acc": "max", "val_loss": "min"}
+SCHEDULER_METRICS = {"val_acc": "max", "val_loss": "min", "val_bpb": "min"}
 
 
 def reject_test_metric(value: Any, instead: str) -> Any:

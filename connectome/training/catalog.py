@@ -42,6 +42,10 @@ class DatasetInfo:
     scale_only: bool = False
     # Training-split images (before validation is held out; SVHN without extra), for estimates.
     train_images: int = 0
+    # The training recipe (connectome/training/trainer.py RECIPES): image classification or language model.
+    recipe: str = "images"
+    # Dropout when arch.dropout is unset; None = decided by augmentation (connectome/training/plan.py).
+    dropout: float | None = None
 
 
 _IDX_FILES = tuple(f"{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1"))
@@ -91,6 +95,11 @@ DATASETS: dict[str, DatasetInfo] = {
         reader="tiny-imagenet", val_size=10000, augment=True, flip=True,
         how_to_get="unzip tiny-imagenet-200.zip (http://cs231n.stanford.edu/tiny-imagenet-200.zip) into "
                    "$CONNECTOME_DATA (or data.root), giving tiny-imagenet-200/{wnids.txt,train,val}"),
+    # Any UTF-8 file as bytes (data.path); by default the King James Bible (connectome/training/corpus.py).
+    # A "class" is the next byte; one input is one token, so counts are per token.
+    "text": DatasetInfo(
+        shape=(1, 1, 1), classes=256, dirs=(), files=(), reader="text", val_size=0, augment=False, flip=False,
+        recipe="lm", dropout=0.0, how_to_get="see connectome/training/corpus.py (KJV_HOW_TO_GET)"),
     "synthetic": DatasetInfo(
         dirs=(), files=(), reader="synthetic",
         val_size=-1, augment=False, flip=True, how_to_get="generated in code"),
@@ -133,6 +142,8 @@ def split_images(cfg: DataConfig) -> int:
 
 def check_split(cfg: DataConfig) -> None:
     """DatasetError if the validation set would leave no training image (known without loading the data)."""
+    if dataset_info(cfg.name).recipe != "images":
+        return  # text splits are fractions, checked against the corpus (connectome/training/corpus.py)
     total = split_images(cfg)
     if total and val_images(cfg, total) >= total:
         raise DatasetError(f"data.val_size {val_images(cfg, total):,} leaves no training images: dataset "

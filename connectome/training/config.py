@@ -81,6 +81,28 @@ class DataConfig(_Section):
     svhn_extra: bool = False
     # Shape of the `synthetic` dataset; ignored by the others.
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    # Text data (name: text) only, each left out of dumps at its default so earlier trial ids stay.
+    # A UTF-8 file read as bytes; None = the default corpus (the King James Bible, scripts/get_data.sh).
+    path: str | None = Field(None, exclude_if=lambda v: v is None)
+    # Without a path: "kjv" (the default corpus) or "generated" (made-up sentences in memory, for smoke tests).
+    corpus: Literal["kjv", "generated"] = Field("kjv", exclude_if=lambda v: v == "kjv")
+    # Contiguous splits of the bytes: train, then validation, then test (the last fractions).
+    val_fraction: float = Field(0.05, gt=0.0, lt=1.0, exclude_if=lambda v: v == 0.05)
+    test_fraction: float = Field(0.05, gt=0.0, lt=1.0, exclude_if=lambda v: v == 0.05)
+    # Context windows evaluated per validation / test pass, evenly spaced over the split and the
+    # same for every trial of a study (so variants are compared on the same text); None = all.
+    eval_windows: int | None = Field(64, ge=1, exclude_if=lambda v: v == 64)
+
+    @model_validator(mode="after")
+    def _text_keys_for_text(self) -> "DataConfig":
+        if self.name != "text" and (self.path is not None or self.corpus != "kjv"):
+            raise ValueError(f"data.path and data.corpus are read by data.name text only, not {self.name!r}")
+        if self.path is not None and self.corpus != "kjv":
+            raise ValueError(f"data.path names the corpus; drop data.corpus: {self.corpus}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(f"data.val_fraction {self.val_fraction} + data.test_fraction {self.test_fraction} "
+                             "leave no training text; keep their sum below 1")
+        return self
 
 
 class TrainConfig(_Section):
@@ -101,7 +123,7 @@ class TrainConfig(_Section):
     # L2 weight decay on every parameter (paper: 1e-4).
     weight_decay: float = Field(1e-4, ge=0.0)
     # "step": lr * gamma at each milestone; "cosine": per-step cosine to 0; "constant".
-    schedule: Literal["step", "cosine", "constant"] = "step"
+    schedule: Literal["step", "cosine", "constant", "wsd"] = "step"
     # Step schedule: fractions of the epochs where lr is multiplied by gamma (paper: 50%, 75%).
     milestones: tuple[float, ...] = (0.5, 0.75)
     # Step schedule: factor applied to lr at each milestone (paper: divide by 10).
@@ -137,6 +159,26 @@ class TrainConfig(_Section):
     # and the record's test_error_at_best_val). Written to the results only: never reported to
     # Tune, Optuna or a scheduler, so no choice is ever made on test data.
     test_each_epoch: bool = False
+    # Language models (data.name text) only; each left out of dumps at its default. There an
+    # "epoch" of the record is one evaluation interval: the budget is split into `epochs` of them.
+    # Budget: optimizer steps, or tokens (steps = ceil(tokens / (batch_size * context))).
+    steps: int | None = Field(None, ge=1, exclude_if=lambda v: v is None)
+    tokens: int | None = Field(None, ge=1, exclude_if=lambda v: v is None)
+    # Linear warm-up over this many steps (the LM recipe's; warmup_epochs is the image recipe's).
+    warmup_steps: int = Field(0, ge=0, exclude_if=lambda v: v == 0)
+    # Schedule "wsd" (warmup-stable-decay): the last `decay_fraction` of the steps decay linearly to 0.
+    decay_fraction: float = Field(0.2, gt=0.0, le=1.0, exclude_if=lambda v: v == 0.2)
+    # AdamW's betas (the LM recipe; the image recipe is SGD).
+    betas: tuple[float, float] = Field((0.9, 0.95), exclude_if=lambda v: tuple(v) == (0.9, 0.95))
+    # Clip the gradients' global norm to this (None: no clipping).
+    grad_clip: float | None = Field(None, gt=0.0, exclude_if=lambda v: v is None)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if any(not 0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"betas are two numbers in [0, 1), got {list(v)}")
+        return v
 
     @field_validator("milestones")
     @classmethod
@@ -172,6 +214,24 @@ class TrialConfig(_Section):
         return v
 
     @model_validator(mode="after")
+    def _budget_for_language_models(self) -> "TrialConfig":
+        lm_keys = [k for k in LM_TRAIN_KEYS if getattr(self.train, k) != TrainConfig.model_fields[k].default]
+        if self.data.name != "text" and lm_keys:
+            raise ValueError(f"train.{', train.'.join(lm_keys)}: language-model keys, but data.name is "
+                             f"{self.data.name!r} (they need data.name: text)")
+        if self.data.name == "text":
+            if (self.train.steps is None) == (self.train.tokens is None):
+                raise ValueError("data.name text needs exactly one budget: train.steps or train.tokens")
+            if self.arch.family != "decoder":
+                raise ValueError(f"data.name text trains a language model: set arch.family: decoder "
+                                 f"(got {self.arch.family!r})")
+        elif self.arch.family == "decoder":
+            raise ValueError(f"arch.family decoder is a language model: set data.name: text (got {self.data.name!r})")
+        if self.train.schedule == "wsd" and self.data.name != "text":
+            raise ValueError("train.schedule wsd is the language-model recipe's (data.name: text)")
+        return self
+
+    @model_validator(mode="after")
     def _compile_without_recomputation(self) -> "TrialConfig":
         # A checkpointed node mutates its module, so Dynamo breaks the graph at every node:
         # correct but slower than either option alone.
@@ -179,6 +239,18 @@ class TrialConfig(_Section):
             raise ValueError("train.compile and memory_efficient do not combine (the compiled graph breaks "
                              "at every recomputed node); choose one")
         return self
+
+
+# TrainConfig keys only the language-model recipe reads.
+LM_TRAIN_KEYS = ("steps", "tokens", "warmup_steps", "decay_fraction", "betas", "grad_clip")
+
+
+def lm_steps(cfg: "TrialConfig") -> int:
+    """Optimizer steps of a language-model trial: train.steps, or train.tokens over the tokens a step sees."""
+    if cfg.train.steps is not None:
+        return cfg.train.steps
+    per_step = cfg.train.batch_size * cfg.arch.context
+    return max(1, -(-(cfg.train.tokens or 0) // per_step))
 
 
 def make_trial_config(config: TrialConfig | Mapping[str, Any], source: str = "trial config") -> TrialConfig:

@@ -8,7 +8,6 @@ memory than float) and are normalised per batch by `DataSplits.batch`.
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from connectome.training.augment import Draws, apply, augment_batch, draw
 # DATASETS and DatasetInfo are re-exported: the registry is the catalog's, the readers are here.
 from connectome.training.catalog import DATASETS, DatasetInfo, augments, dataset_info, val_images  # noqa: F401
 from connectome.training.config import DataConfig, SyntheticConfig
+from connectome.training.corpus import data_roots  # noqa: F401 - one owner of the search order
 
 @dataclass(frozen=True)
 class RawData:
@@ -231,12 +231,6 @@ READERS: dict[str, Callable[[Path, DataConfig], RawData]] = {
 # ---------------------------------------------------------------- lookup
 
 
-def data_roots(cfg: DataConfig) -> list[Path]:
-    """Directories searched for dataset files, in order."""
-    roots = [cfg.root, os.environ.get("CONNECTOME_DATA"), "./data"]
-    return [Path(r).expanduser().absolute() for r in roots if r]
-
-
 def candidate_dirs(name: str, cfg: DataConfig) -> list[Path]:
     """Every directory that may hold the dataset, in search order."""
     info = dataset_info(name)
@@ -281,6 +275,9 @@ def _missing(name: str, cfg: DataConfig, why: str) -> DatasetError:
 def load_raw(cfg: DataConfig) -> RawData:
     """Read the dataset named by cfg, downloading it if allowed and missing."""
     info = dataset_info(cfg.name)
+    if info.reader not in READERS:
+        raise DatasetError(f"dataset {cfg.name!r} is not images: the {info.recipe!r} recipe reads it "
+                           "(connectome/training/trainer.py RECIPES)")
     if not info.files:
         return READERS[info.reader](Path("."), cfg)
     directory = find_dataset(cfg.name, cfg)

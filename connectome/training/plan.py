@@ -19,7 +19,7 @@ from connectome.builder import build_spec, resolved_m
 from connectome.complexity import complexity
 from connectome.spec import NetworkSpec
 from connectome.store.record import RESOURCE_KEYS, config_hash, flatten, normalize_m
-from connectome.training.catalog import augments, check_split, data_shape
+from connectome.training.catalog import augments, check_split, data_shape, dataset_info
 from connectome.training.config import DataConfig, TrialConfig
 
 # Dropout after each conv when the data is not augmented (paper, Sec. 4.2).
@@ -77,6 +77,10 @@ def plan_trial(config: TrialConfig, device_kind: str | None = None) -> PlannedTr
 
     config = resolve_execution(config, device_kind)
     check_split(config.data)
+    if dataset_info(config.data.name).recipe == "lm":
+        from connectome.training.corpus import check_corpus
+
+        check_corpus(config.data, config.arch.context, make=False)  # writes nothing: --dry-run stays read-only
     arch, size = planned_arch(config)
     spec = build_spec(arch)
     cx = complexity(spec, size)
@@ -89,6 +93,8 @@ def planned_arch(config: TrialConfig) -> tuple[ArchConfig, tuple[int, int, int]]
     """The arch with the dataset's channels and classes and dropout decided, and the (C, H, W) input size."""
     size, classes = data_shape(config.data)
     dropout = config.arch.dropout
+    if dropout is None:
+        dropout = dataset_info(config.data.name).dropout
     if dropout is None:
         dropout = 0.0 if augments(config.data) else NO_AUGMENT_DROPOUT
     update = {"in_channels": size[0], "classes": classes, "dropout": dropout}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from connectome.training.catalog import train_images
-from connectome.training.config import TrialConfig
+from connectome.training.config import TrialConfig, lm_steps
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +81,9 @@ def eager_train_seconds(config: TrialConfig, precision: str) -> float:
 def training_flops(config: TrialConfig, macs: int, epochs: float | None = None) -> float:
     """FLOPs of the training passes (forward and backward: 6 x MACs per image) over `epochs` (default: all)."""
     epochs = config.train.epochs if epochs is None else epochs
+    if config.data.name == "text":  # macs are per token; an "epoch" is one evaluation interval of the budget
+        tokens = lm_steps(config) * config.train.batch_size * config.arch.context
+        return 6.0 * macs * tokens * epochs / config.train.epochs
     return 6.0 * macs * train_images(config.data) * epochs
 
 

@@ -36,6 +36,7 @@ from connectome.training import checkpoint as ckpt
 from connectome.training import device as devices
 from connectome.training.device import resolve_device  # noqa: F401 - re-exported for callers
 from connectome.training.config import TrainConfig, TrialConfig, make_trial_config
+from connectome.training.catalog import dataset_info
 from connectome.training.datasets import DataSplits, load_splits
 from connectome.training.plan import PlannedTrial, plan_trial
 from connectome.training.resolve import use_compile_cache
@@ -54,12 +55,41 @@ class Diverged(Exception):
     """The training loss became NaN or infinite."""
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How one kind of trial loads its data, optimises, trains an epoch, tests and summarises its epochs.
+
+    The dataset's catalog entry names its recipe (DatasetInfo.recipe): "images" is the paper's
+    classification recipe below, "lm" the language-model recipe (connectome/training/lm.py).
+    """
+
+    load: Callable[[PlannedTrial, torch.device], Any]
+    optimizer: Callable[[nn.Module, TrainConfig], torch.optim.Optimizer]
+    epoch: Callable[["Trial", int, "BatchCallback | None"], dict]
+    test: Callable[["Trial"], dict]
+    summary: Callable[[list[dict]], dict]
+    proxies: Callable[["Trial"], dict]
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(name: str, recipe: Recipe) -> None:
+    """Add a training recipe under the name a DatasetInfo.recipe gives."""
+    RECIPES[name] = recipe
+
+
+def recipe_of(cfg: TrialConfig) -> Recipe:
+    """The recipe of the trial's dataset."""
+    return RECIPES[dataset_info(cfg.data.name).recipe]
+
+
 @dataclass
 class Trial:
     """Everything one run needs, built once by `setup_trial` from the planned trial."""
 
     plan: PlannedTrial
-    data: DataSplits
+    data: Any  # DataSplits (images) or the recipe's own (connectome.training.lm.TextSplits)
     device: torch.device
     model: nn.Module  # the module to save (uncompiled)
     forward: nn.Module  # the module to call (compiled or not)
@@ -78,6 +108,10 @@ class Trial:
     @property
     def spec(self) -> NetworkSpec:
         return self.plan.spec
+
+    @property
+    def recipe(self) -> Recipe:
+        return recipe_of(self.cfg)
 
 
 @dataclass
@@ -164,7 +198,7 @@ def train_trial(
                 on_setup({k: v for k, v in record.items() if k != "epochs"})
             progress = _restore(trial, files)
             stopped = _run_epochs(trial, progress, files, on_epoch, started, on_batch)
-            record.update(_test_record(trial), status="completed", stopped_early=stopped)
+            record.update(trial.recipe.test(trial), status="completed", stopped_early=stopped)
         except Diverged as err:
             record.update(status="diverged", error=str(err))
         except ConnectomeError:
@@ -175,7 +209,7 @@ def train_trial(
             if devices.is_sticky_cuda_error(err):
                 raise  # every later CUDA call of this process fails: let Ray replace the worker
             record.update(status="failed", error=traceback.format_exc(limit=-3))
-        record.update(_progress_record(progress, started))
+        record.update(_progress_record(progress, started, recipe_of(cfg)))
         if files is not None:
             _write_artefacts(files, record, trial)
         trial = None  # the model and data go before the cache is emptied
@@ -195,17 +229,13 @@ def setup_trial(planned: PlannedTrial | TrialConfig, device: torch.device | None
     devices.check_precision(train.precision, device)
     devices.limit_memory(device, devices.ray_gpu_fraction())
     torch.set_num_threads(resolve_threads(train))
-    data = load_splits(cfg.data, cfg.seed, device)
-    check_data(plan, data)
+    recipe = recipe_of(cfg)
+    data = recipe.load(plan, device)
     devices.seed_rng(cfg.seed, device)  # initialisation
     model = ConnectomeNet(plan.spec, memory_efficient=plan.arch.memory_efficient).to(device)
     if train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
-                                nesterov=train.nesterov and train.momentum > 0,
-                                weight_decay=train.weight_decay, foreach=True)
-    # foreach: PyTorch's default on CUDA; on CPU its default is a Python loop over the parameters,
-    # 2.2x slower for fashion_small.yaml's 49 tensors (1.1 against 0.5 ms a step) for the same bits.
+    optimizer = recipe.optimizer(model, train)
     if train.compile:
         torch._dynamo.reset()  # a reused worker's earlier trials would count towards the recompile limit
         use_compile_cache()
@@ -222,6 +252,21 @@ def resolve_threads(train: TrainConfig) -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return devices.usable_cpus()
+
+
+def load_images(plan: PlannedTrial, device: torch.device) -> DataSplits:
+    """The image dataset split as the trial's config fixes it, checked against the plan."""
+    data = load_splits(plan.config.data, plan.config.seed, device)
+    check_data(plan, data)
+    return data
+
+
+def sgd(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """The paper's SGD with Nesterov momentum and weight decay on every parameter."""
+    # foreach: PyTorch's default on CUDA; on CPU its default is a Python loop over the parameters,
+    # 2.2x slower for fashion_small.yaml's 49 tensors (1.1 against 0.5 ms a step) for the same bits.
+    return torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
+                           nesterov=train.nesterov and train.momentum > 0, weight_decay=train.weight_decay, foreach=True)
 
 
 def check_data(plan: PlannedTrial, data: DataSplits) -> None:
@@ -267,7 +312,7 @@ def _run_epochs(trial: Trial, progress: Progress, files: layout.TrialFiles | Non
                 on_epoch: EpochCallback | None, started: Elapsed, on_batch: BatchCallback | None = None) -> bool:
     """Epochs from the first unfinished one; True if on_epoch asked to stop early."""
     for epoch in range(len(progress.epochs), trial.cfg.train.epochs):
-        row = run_epoch(trial, epoch, on_batch)
+        row = trial.recipe.epoch(trial, epoch, on_batch)
         progress.epochs.append(row)
         progress.train_time_s += row["seconds"]
         spent = {"wall_time_s": started.wall(progress), "cpu_time_s": started.cpu(progress)}
@@ -316,7 +361,7 @@ def _train_pass(trial: Trial, epoch: int, on_batch: BatchCallback | None = None)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         if step % DIVERGENCE_CHECK_EVERY == 0 or step == len(batches) - 1:
-            _check_finite(loss_sum, epoch, step)
+            check_finite(loss_sum, epoch, step)
         if on_batch is not None:
             on_batch(epoch + 1, step + 1, len(batches), start + len(idx))
     n = len(data.train_y)
@@ -342,7 +387,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+def check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
     if not torch.isfinite(loss_sum):
         raise Diverged(f"non-finite training loss in epoch {epoch + 1}, by step {step + 1}")
 
@@ -440,7 +485,7 @@ def _model_record(trial: Trial) -> dict:
     """Columns known once data and model exist: resolved arch, complexity, device."""
     return {
         **trial.plan.record_columns(), "device": str(trial.device),
-        "threads": torch.get_num_threads(), **topology_columns(trial.spec), **trial_proxy_columns(trial),
+        "threads": torch.get_num_threads(), **topology_columns(trial.spec), **trial.recipe.proxies(trial),
     }
 
 
@@ -450,9 +495,19 @@ def _test_record(trial: Trial) -> dict:
     return {"test_loss": loss, "test_acc": acc, "test_error": 1.0 - acc}
 
 
-def _progress_record(progress: Progress, started: Elapsed) -> dict:
-    """Per-epoch rows and the summaries derived from them."""
+def _progress_record(progress: Progress, started: Elapsed, recipe: Recipe) -> dict:
+    """Per-epoch rows and the summaries the recipe derives from them."""
     rows = progress.epochs
+    return {
+        **recipe.summary(rows),
+        "epochs_completed": len(rows), "train_time_s": progress.train_time_s,
+        "wall_time_s": started.wall(progress), "cpu_time_s": started.cpu(progress),
+        "epochs": [dict(r) for r in rows],
+    }
+
+
+def image_summary(rows: list[dict]) -> dict:
+    """Best and final validation accuracy, and the test error at the best epoch when it was measured."""
     vals = [(r["val_acc"], r["epoch"]) for r in rows if not math.isnan(r["val_acc"])]
     best = max(vals, key=lambda v: (v[0], -v[1])) if vals else (math.nan, None)
     at_best = next((r for r in rows if r["epoch"] == best[1]), {})
@@ -462,7 +517,12 @@ def _progress_record(progress: Progress, started: Elapsed) -> dict:
         "test_error_at_best_val": at_best.get("test_error"),  # None when not measured, like best_val_epoch
         "final_val_acc": rows[-1]["val_acc"] if rows else math.nan,
         "final_train_loss": rows[-1]["train_loss"] if rows else math.nan,
-        "epochs_completed": len(rows), "train_time_s": progress.train_time_s,
-        "wall_time_s": started.wall(progress), "cpu_time_s": started.cpu(progress),
-        "epochs": [dict(r) for r in rows],
     }
+
+
+# Looked up when called, so a test that replaces run_epoch replaces the recipe's.
+register_recipe("images", Recipe(load=load_images, optimizer=sgd, epoch=lambda *args: run_epoch(*args),
+                                 test=lambda trial: _test_record(trial), summary=image_summary,
+                                 proxies=trial_proxy_columns))
+# The language-model recipe registers itself (it builds on the pieces above).
+from connectome.training import lm as _lm  # noqa: E402,F401

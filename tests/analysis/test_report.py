@@ -443,3 +443,17 @@ def test_a_network_whose_layers_read_joins_gets_a_sentence_not_an_empty_source_m
     text = write_report(sd.root).read_text()
     assert "No source-usage heatmap for" in text and "its layers read joins" in text
     assert "source_usage_highway" not in text and "feature_usage_highway" in text
+
+
+def test_language_model_comparisons_pair_each_variant_with_prenorm():
+    import pandas as pd
+
+    from connectome.analysis.document import Document
+    from connectome.analysis.report import _comparison_section
+
+    trials = pd.DataFrame({"pattern": ["prenorm"] * 2 + ["partial"] * 4, "m": [None, None, "4", "4", "8", "8"],
+                           "seed": [0, 1] * 3, "test_bpb": [2.6, 2.7, 4.3, 4.4, 3.5, 3.6]})
+    doc = Document()
+    _comparison_section(doc, trials, "test_bpb", complete=True)
+    text = doc.to_markdown(Path("."))
+    assert "| wiring | partial, m=4 | prenorm | test_bpb | 2 |" in text and "| wiring | partial, m=8 | prenorm |" in text

@@ -1,5 +1,6 @@
 """`connectome train`: YAML file and flags over the same keys, artefacts, one-line errors."""
 import json
+import math
 import re
 
 import pytest
@@ -139,3 +140,16 @@ def test_a_boolean_count_or_classes_against_the_data_is_refused_naming_the_key(t
     _fail_if_trained(monkeypatch)
     code, _, err = run(capsys, str(path), "--set", override)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_language_model_prints_bits_per_byte_and_tokens_per_second(capsys):
+    from connectome.cli.train import print_epoch, summary
+
+    print_epoch({"epoch": 2, "train_bpb": 3.25, "val_bpb": 3.5, "lr": 0.001, "seconds": 4.0, "tokens_per_s": 812.0,
+                 "train_loss": 2.2, "train_acc": 0.3, "val_acc": 0.31, "images_per_s": math.nan})
+    assert capsys.readouterr().out.split() == ["interval", "2", "train", "3.2500", "bpb", "val", "3.5000", "bpb",
+                                               "lr", "0.001", "4.0s", "812", "tokens/s"]
+    text = summary({"status": "completed", "graph_hash": "g", "params": 9, "flops": 7, "test_bpb": 3.4,
+                    "best_val_bpb": 3.5, "best_val_epoch": 2, "epochs_completed": 2, "wall_time_s": 5.0,
+                    "device": "cpu", "error": None})
+    assert "(multiply-adds per token)" in text and "test 3.4000 bpb  best val 3.5000 bpb (interval 2)" in text

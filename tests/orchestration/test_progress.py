@@ -206,3 +206,14 @@ def test_summary_table_orders_numeric_levels_by_value():
     out.print(summary_table(trials, ["pattern", "growth"], title="growth"))
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in out.export_text().splitlines() if line.startswith("│ dense")]
     assert [r[1] for r in rows] == ["9", "10", "12"]  # as text, 10 and 12 sorted before 9
+
+
+def test_a_language_model_shows_its_intervals_and_results_in_bits_per_byte():
+    out, clock = console(False, width=200), Clock()
+    view = StudyView(out, "lm", total=1, done=0, clock=clock)
+    view.started("t1", label="prenorm, seed 0")
+    view.epoch("t1", {"epoch": 2, "epochs": 5, "val_acc": 0.41, "val_bpb": 3.0312})
+    view.finished("t1", {"status": "completed", "test_bpb": 2.6454, "best_val_bpb": 2.6987, "test_acc": 0.5})
+    text = out.export_text(clear=False)
+    assert "prenorm, seed 0: interval 2/5, val 3.031 bpb" in text
+    assert "prenorm, seed 0: completed, test 2.645 bpb, best val 2.699 bpb [1/1]" in text

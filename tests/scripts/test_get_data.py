@@ -1,10 +1,16 @@
 """scripts/get_data.sh: present data is kept, torchvision fetches it without root, else the exact fix."""
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
+
+import pytest
+
+from connectome.training.corpus import KJV_SHA256
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "get_data.sh"
@@ -51,3 +57,33 @@ def test_offline_prints_the_exact_fix(tmp_path):
     assert all(f in done.stderr for f in FILES) and "zalandoresearch/fashion-mnist" in done.stderr
     if Path("/etc/debian_version").exists():
         assert "sudo apt-get install dataset-fashion-mnist" in done.stderr
+
+
+def kjv(tmp_path: Path, tools: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """`get_data.sh kjv` with only `tools` (and the shell's basics) on the PATH, and no apt-get install."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("sha256sum", "cut", "mkdir", "mktemp", "rm", "mv", "cat", "id", *tools):
+        found = shutil.which(tool)
+        if found and not (bin_dir / tool).exists():
+            (bin_dir / tool).symlink_to(found)
+    env = {"PATH": str(bin_dir), "CONNECTOME_DATA": str(tmp_path / "data"), "GET_DATA_NO_APT": "1",
+           "HOME": str(tmp_path)}
+    return subprocess.run(["/bin/bash", str(SCRIPT), "kjv"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=120)
+
+
+def test_kjv_without_bible_or_network_prints_the_exact_fix(tmp_path):
+    done = kjv(tmp_path, ())
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "apt-get install bible-kjv bible-kjv-text" in done.stderr and "bible -p /usr/lib -l80" in done.stderr
+    assert not (tmp_path / "data" / "kjv" / "kjv.txt").exists()
+
+
+@pytest.mark.skipif(not shutil.which("bible"), reason="Debian's bible-kjv is not installed")
+def test_kjv_with_bible_writes_the_pinned_corpus_once(tmp_path):
+    first, second = kjv(tmp_path, ("bible",)), kjv(tmp_path, ("bible",))
+    assert first.returncode == 0 and "written to" in first.stdout, first.stderr
+    assert second.returncode == 0 and "present" in second.stdout
+    data = (tmp_path / "data" / "kjv" / "kjv.txt").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == KJV_SHA256

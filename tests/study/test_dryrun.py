@@ -75,3 +75,11 @@ def test_before_any_run_the_estimate_comes_from_multiply_adds(tmp_path, capsys, 
     seconds = sum(6 * t["macs"] * 192 * 200 / EAGER_FLOPS[t["execution"]["precision"]] for t in plan["trials"]) / 2
     assert plan["estimate"]["seconds"] == pytest.approx(seconds, abs=1e-3) and seconds > 1
     assert not (tmp_path / "results").exists()
+
+
+def test_a_language_model_study_counts_multiply_adds_per_token_and_intervals(capsys):
+    from pathlib import Path
+
+    assert main(["run", str(Path(__file__).resolve().parents[2] / "studies" / "lm_smoke.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 evaluation intervals each on text" in out and "M MACs/token" in out

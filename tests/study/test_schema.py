@@ -144,7 +144,7 @@ def test_every_search_space_file_is_valid():
 
 
 @pytest.mark.parametrize("metric, instead", [("test_acc", "best_val_acc"), ("test_error", "best_val_acc"),
-                                             ("test_loss", "final_val_acc")])
+                                             ("test_loss", "final_val_acc"), ("test_bpb", "best_val_bpb (mode: min)")])
 def test_test_metric_is_no_objective(tmp_path, capsys, metric, instead):
     objectives = [{"metric": metric, "mode": "max"}]
     path = write_study(tmp_path, _set("search", {**OPTUNA, "objectives": objectives})(smoke_dict(tmp_path)))

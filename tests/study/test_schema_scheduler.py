@@ -52,7 +52,7 @@ def test_asha_fields(tmp_path):
 @pytest.mark.parametrize("scheduler, expected", [
     ({"kind": "median"}, ["scheduler", "'none', 'asha', 'hyperband'"]),
     ({"kind": "asha", "metric": "test_acc"}, ["scheduler.asha.metric", "'test_acc' is a test metric", "val_acc"]),
-    ({"kind": "asha", "metric": "best_val_acc"}, ["scheduler.asha.metric", "'val_acc' or 'val_loss'"]),
+    ({"kind": "asha", "metric": "best_val_acc"}, ["scheduler.asha.metric", "'val_acc', 'val_loss' or 'val_bpb'"]),
     ({"kind": "hyperband", "grace_period": 1}, ["unknown key 'grace_period'", "allowed: metric, reduction_factor, max_t"]),
     ({"kind": "asha", "reduction_factor": 1}, ["scheduler.asha.reduction_factor", "greater than 1"]),
     ({"kind": "asha", "max_t": 9}, ["scheduler.max_t: 9 must equal train.epochs (4)"]),
