@@ -16,7 +16,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from connectome.analysis.results import MACS, factor_columns
 from connectome.analysis.stats import configurations, crossed_factors, pareto, summarize
-from connectome.analysis.units import is_points, words
+from connectome.analysis.units import is_language_model, is_points, words
 from connectome.files import write_atomic
 
 # Factors that change a network's size: a study varying one within a pattern draws curves.
@@ -87,7 +87,7 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
         configs = configurations(group, x=x, y=y).sort_values(x, kind="stable")
         _interval_marks(ax, configs, x, y, color, joined=curves,
                         label=f"{format_level(level)} ({plural(len(group), 'trial')})")
-    _size_axis(ax, data[x], x)
+    _size_axis(ax, data[x], x, data)
     ax.set_ylabel(label(y))
     ax.set_title(f"{short_label(y)} vs {short_label(x)} per {hue}")
     ax.grid(alpha=0.3)
@@ -209,7 +209,7 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
         ax.step(front[x].astype(float), front[y].astype(float), where="post", color="k", lw=1.2, zorder=3)
         ax.scatter(front[x], front[y], s=70, facecolors="none", edgecolors="k", zorder=4,
                    label=f"Pareto front ({plural(len(front), 'configuration')})")
-    _size_axis(ax, data[x], x)
+    _size_axis(ax, data[x], x, data)
     ax.set_ylabel(label(y) + (" (maximised)" if maximize_y else ""))
     ax.set_title(title or f"Pareto front: {short_label(y)} vs {short_label(x)}")
     ax.grid(alpha=0.3)
@@ -233,9 +233,11 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _size_axis(ax, values: pd.Series, column: str) -> None:
-    """Engineering-notation x axis (20k, 1.2M), logarithmic when sizes span > 20x."""
-    ax.set_xlabel(label(column))
+def _size_axis(ax, values: pd.Series, column: str, trials: pd.DataFrame) -> None:
+    """Engineering-notation x axis (20k, 1.2M), logarithmic when sizes span > 20x; a language model's
+    multiply-adds are per token."""
+    text = label(column)
+    ax.set_xlabel(text.replace("per image", "per token") if column == MACS and is_language_model(trials) else text)
     ax.margins(x=0.08)  # keep end markers and their interval caps off the frame
     positive = values[values > 0]
     if len(positive) and positive.max() / positive.min() > 20:

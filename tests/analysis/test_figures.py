@@ -140,3 +140,13 @@ def test_training_curves_of_a_single_epoch_stay_visible():
     assert [line.get_marker() for line in ax.lines] == ["o", "o"]
     assert list(ax.get_xticks()) == [1]
     assert ax.get_legend().get_texts()[0].get_text() == "dense (1 seed)"
+
+
+def test_a_language_models_multiply_adds_axis_says_per_token():
+    from connectome.analysis.results import MACS
+
+    rows = pd.DataFrame({"pattern": ["prenorm", "plain"], "test_bpb": [2.6, 4.4], MACS: [1.6e6, 1.6e6],
+                         "params": [1.6e6, 1.6e6]})
+    assert plot_error_vs_params(rows, x=MACS, y="test_bpb").axes[0].get_xlabel() == "multiply-adds (MACs) per token"
+    images = rows.rename(columns={"test_bpb": "test_error"})
+    assert plot_error_vs_params(images, x=MACS, y="test_error").axes[0].get_xlabel().endswith("per image")
