@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import pytest
 from connectome.orchestration.session import SESSION_MARK, stop_orphans
 from connectome.store.layout import StudyDir
 
-NODE_ID = "ab" * 28
+# Random per process: the other pytest worker runs these tests at the same time, and a node id shared
+# between them would make one test's cleanup stop the other's stand-in workers.
+NODE_ID = secrets.token_hex(28)
 
 
 def _dead_pid() -> int:
