@@ -10,8 +10,8 @@ transition and head kinds, layout, op options and dropout by block where set) an
 drops what does not: node ids, hence the concatenation order (a permutation of the next layer's
 input weights), the aggregation of single-input nodes whose kind passes one input on (concat,
 sum and mean of one tensor are the same) and the
-nominal `growth` (the widths carry it). It is a Weisfeiler-Lehman hash, so two
-non-isomorphic graphs can share it; `CanonicalIndex` confirms every match with an exact
+nominal `growth` (the widths carry it). It is a Weisfeiler-Lehman hash (a DAG hash linear in edges for
+blocks of over WL_MAX_NODES nodes), so two non-isomorphic graphs can share it; `CanonicalIndex` confirms every match with an exact
 isomorphism check (networkx DiGraphMatcher with attribute matching) and separates them.
 """
 from __future__ import annotations
@@ -34,7 +34,11 @@ NETWORK_FIELDS = ("stem", "in_channels", "stem_channels", "transitions", "classe
 # Fields added later (the kinds around the blocks, the decoder's options, dropout by block), hashed
 # only away from these defaults.
 LATER_NETWORK_FIELDS = {"transition": "densenet", "head": "bn-relu", "layout": "maps", "op_options": (),
-                        "block_dropout": ()}
+                        "block_dropout": (), "transition_kinds": ()}
+# Blocks of more nodes get the DAG hash (linear in edges) instead of Weisfeiler-Lehman, whose rounds
+# grow with the diameter: a chain of n layers cost n^2 (9 s at 800, issue 30). The node count is an
+# isomorphism invariant, so isomorphic blocks always take the same branch; below it hashes are unchanged.
+WL_MAX_NODES = 256
 
 
 def labelled_graph(block: BlockSpec) -> nx.DiGraph:
@@ -81,10 +85,36 @@ def block_canonical_hash(block: BlockSpec) -> str:
     only add collisions, which the exact check in CanonicalIndex resolves.
     """
     g = labelled_graph(block)
+    if len(g) > WL_MAX_NODES:
+        return dag_hash(g)
     rounds = 2 * (nx.diameter(g.to_undirected()) + 1)
     with warnings.catch_warnings():  # networkx warns that directed hashes changed in 3.5
         warnings.simplefilter("ignore", UserWarning)
         return nx.weisfeiler_lehman_graph_hash(_subdivided(g), node_attr="label", iterations=rounds, digest_size=16)
+
+
+def dag_hash(g: nx.DiGraph) -> str:
+    """A relabelling-invariant hash of a labelled DAG in time linear in its edges (sorting aside).
+
+    Each node's forward digest covers its label and the sorted digests of its in-edges (edge label,
+    source's forward digest), in topological order; its backward digest the same over out-edges in
+    reverse order; the hash digests the sorted pairs. Like WL it may collide for non-isomorphic
+    graphs, which CanonicalIndex's exact check separates.
+    """
+    order = list(nx.topological_sort(g))
+    forward: dict = {}
+    backward: dict = {}
+    for v in order:
+        forward[v] = _digest(g.nodes[v]["label"], *sorted(_digest(g.edges[u, v]["label"], forward[u])
+                                                            for u in g.predecessors(v)))
+    for v in reversed(order):
+        backward[v] = _digest(g.nodes[v]["label"], *sorted(_digest(g.edges[v, w]["label"], backward[w])
+                                                             for w in g.successors(v)))
+    return _digest("dag", *sorted(forward[v] + backward[v] for v in g))
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def network_fields(spec: NetworkSpec) -> dict:

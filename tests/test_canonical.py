@@ -184,3 +184,42 @@ def test_one_input_mean_is_concat_but_one_input_weighted_is_not():
         return _canonical(g)
 
     assert single("mean") == single("concat") == single("sum") != single("weighted")
+
+
+def _two_chains(k: int, first_width: int = 4, second_width: int = 6, swap: bool = False):
+    """Input -> two parallel chains of k layers (widths differ) -> output; `swap` numbers the chains the other way."""
+    a, b = list(range(1, k + 1)), list(range(k + 1, 2 * k + 1))
+    if swap:
+        a, b = b, a
+    edges = [(0, a[0]), (0, b[0]), (a[-1], 2 * k + 1), (b[-1], 2 * k + 1)]
+    edges += list(zip(a, a[1:])) + list(zip(b, b[1:]))
+    return _graph(edges, 2 * k, widths={**{v: first_width for v in a}, **{v: second_width for v in b}})
+
+
+def test_blocks_over_the_wl_bound_get_a_dag_hash_that_ignores_numbering_and_sees_attributes(monkeypatch):
+    """issue 30: WL rounds grow with the diameter, so a long chain cost its length squared."""
+    from connectome import canonical
+
+    def no_wl(*args, **kwargs):
+        raise AssertionError("WL on a block over the bound")
+
+    monkeypatch.setattr(canonical.nx, "weisfeiler_lehman_graph_hash", no_wl)
+    monkeypatch.setattr(canonical.nx, "diameter", no_wl)  # itself quadratic: never computed there
+    k = canonical.WL_MAX_NODES // 2 + 1
+    one = BlockSpec.from_graph(_two_chains(k))
+    renumbered = BlockSpec.from_graph(_two_chains(k, swap=True))
+    assert _network(one).graph_hash != _network(renumbered).graph_hash  # really renumbered
+    assert one.canonical_hash == renumbered.canonical_hash
+    assert blocks_isomorphic(one, renumbered)
+    wider = BlockSpec.from_graph(_two_chains(k, first_width=5))
+    assert wider.canonical_hash != one.canonical_hash
+    chain = BlockSpec.from_graph(_graph([(v, v + 1) for v in range(4 * k + 1)], 4 * k))
+    assert len({chain.canonical_hash, one.canonical_hash, wider.canonical_hash}) == 3
+
+
+def test_blocks_within_the_wl_bound_keep_their_wl_hash():
+    from connectome import canonical
+
+    small = BlockSpec.from_graph(_two_chains(canonical.WL_MAX_NODES // 2 - 2))  # at the bound: WL
+    assert len(canonical.labelled_graph(small)) <= canonical.WL_MAX_NODES
+    assert small.canonical_hash != canonical.dag_hash(canonical.labelled_graph(small))
