@@ -119,7 +119,9 @@ def test_canonical_hash_tells_the_kinds_around_the_blocks_and_dropout_by_block_a
     heads = [build_spec(make_arch(family="decoder", pattern="prenorm", growth=32, heads=h)) for h in (4, 8)]
     fractal = [build_spec(make_arch(preset="fractalnet-21", growth=4, block_dropout=r)) for r in (None, [0.1] * 5)]
     tied = [build_spec(make_arch(family="decoder", pattern="prenorm", growth=32, tie_embeddings=t)) for t in (1, 0)]
-    for a, b in (heads, fractal, tied):
+    b0 = build_spec(make_arch(preset="efficientnet_b0"))
+    kinds = [b0, dataclasses.replace(b0, transition_kinds=tuple(reversed(b0.transition_kinds)))]  # strides moved
+    for a, b in (heads, fractal, tied, kinds):
         assert a.canonical_hash != b.canonical_hash and not networks_isomorphic(a, b)
     # the fields at their defaults stay out: a DenseNet's canonical hash is the one earlier releases gave
     assert build_spec(make_arch(preset="densenet-40-12")).canonical_hash == "18f56e121b4e62e5"
