@@ -103,3 +103,22 @@ def test_a_corrupt_optuna_db_is_one_line_naming_it(results_dir, capsys, text_onl
     err = capsys.readouterr().err.strip()
     assert err.startswith("connectome report: error: ") and "optuna.db: not a readable Optuna database" in err
     assert "\n" not in err
+
+
+def test_a_results_directory_the_file_system_refuses_is_one_line(results_dir, capsys, monkeypatch, text_only):
+    """issue 30: a read-only results directory ended `report` in a traceback (root ignores chmod: the
+    refusal is the file system's answer, EACCES, to the first file the report writes there)."""
+    from connectome import files
+
+    real = files.tempfile.mkstemp
+
+    def refuse(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve().is_relative_to(results_dir.resolve()):
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    assert main(["report", str(results_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("connectome report: error: Permission denied: ")
+    assert str(results_dir) in err
