@@ -6,17 +6,20 @@ norms/embeddings, warm-up then cosine, clipping, batch, steps) on the same bytes
 its contiguous split and the fixed validation windows), each in a fresh process with the same
 thread count, one at a time, alternating (A,B then B,A each round). Each side reports the
 tokens per second of its training steps (evaluation excluded) and its final validation loss;
-the peer imports nothing from connectome. Part 2: every decoder pattern's training-step
-throughput and peak resident memory relative to prenorm (fresh processes, interleaved rounds).
+the peer imports nothing from connectome. Part 2: every registered decoder pattern (at its default
+options; `file` needs a graph and is left out) at the same shape, training-step throughput, peak
+resident memory and added parameters relative to prenorm (fresh processes, interleaved rounds).
 GPU rows are not measured here (no GPU in the benchmark machine): they print as "not run".
 
     python benchmarks/lm_vs_pytorch.py --rounds 3                      # defaults: width 128, 8 pairs
     python benchmarks/lm_vs_pytorch.py --smoke                         # seconds: a pipeline check, no numbers
     python benchmarks/lm_vs_pytorch.py --threads 2 --steps 100 --json out.json
+    python benchmarks/lm_vs_pytorch.py --rounds 3 --patterns muddformer,hyper-connections  # part 2 for a few
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -27,8 +30,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PATTERNS = ("prenorm", "plain", "partial", "denseformer", "dense-concat")
-SMOKE = dict(width=16, heads=2, pairs=1, context=32, batch=4, steps=4, rounds=1, corpus="generated")
+BASELINE = "prenorm"
+SMOKE = dict(width=16, heads=2, pairs=2, context=32, batch=4, steps=4, rounds=1, corpus="generated")
 
 
 # ---------------------------------------------------------------- the plain-PyTorch peer
@@ -199,19 +202,46 @@ def compare(setup: dict, rounds: int) -> dict:
     return {"rounds": rows, "speed_ratio": ratios}
 
 
-def patterns(setup: dict, rounds: int) -> dict:
+def decoder_patterns() -> tuple[str, ...]:
+    """Every registered decoder pattern that builds at its defaults (a `file` wiring needs its graph), prenorm first."""
+    from connectome.patterns import DECODER_PATTERNS
+
+    ready = [name for name, pattern in DECODER_PATTERNS.items() if name != BASELINE and builds_alone(pattern.build)]
+    return (BASELINE, *ready)
+
+
+def builds_alone(build) -> bool:
+    """True when every option of a pattern's builder (after the block context) has a default."""
+    options = list(inspect.signature(build).parameters.values())[1:]
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in options)
+
+
+def chosen_patterns(given: str | None) -> tuple[str, ...]:
+    """The patterns part 2 measures: `--patterns` (checked against the registry), else every one; prenorm first."""
+    known = decoder_patterns()
+    if not given:
+        return known
+    names = [n.strip() for n in given.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--patterns: unknown decoder pattern(s) {', '.join(unknown)}; use {', '.join(known)}")
+    return (BASELINE, *dict.fromkeys(n for n in names if n != BASELINE))
+
+
+def patterns(setup: dict, rounds: int, names: tuple[str, ...]) -> dict:
     """Part 2: each pattern's tokens/s and peak memory relative to prenorm, interleaved, fresh processes."""
-    runs: dict[str, list[dict]] = {p: [] for p in PATTERNS}
+    runs: dict[str, list[dict]] = {p: [] for p in names}
     for r in range(rounds):
-        for pattern in (PATTERNS if r % 2 == 0 else PATTERNS[::-1]):
+        for pattern in (names if r % 2 == 0 else names[::-1]):
             runs[pattern].append(run_side(setup, f"pattern:{pattern}"))
-    base = runs["prenorm"]
-    print("| pattern | params | CPU tokens/s vs prenorm | CPU peak memory vs prenorm | GPU |")
+    base = runs[BASELINE]
+    print(f"| pattern | params (vs {BASELINE}) | CPU tokens/s vs {BASELINE} | CPU peak memory vs {BASELINE} | GPU |")
     print("|---|---|---|---|---|")
     for pattern, rows in runs.items():
         speed = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(rows, base)]
         memory = [a["peak_mib"] / b["peak_mib"] for a, b in zip(rows, base)]
-        print(f"| {pattern} | {rows[0]['params']:,} | {interval(speed)} | {interval(memory)} | not run |")
+        added = rows[0]["params"] - base[0]["params"]
+        print(f"| {pattern} | {rows[0]['params']:,} ({added:+,}) | {interval(speed)} | {interval(memory)} | not run |")
     return runs
 
 
@@ -229,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--corpus", choices=["kjv", "generated"], default="kjv")
+    parser.add_argument("--patterns", help="part 2: comma-separated decoder patterns (default: every registered one "
+                        "that builds at its defaults; prenorm is always measured, as the baseline)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: checks the pipeline only")
     parser.add_argument("--json", type=Path, help="also write every round's numbers here")
     args = parser.parse_args(argv)
@@ -243,10 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in SMOKE.items():
             setattr(args, key, value)
         args.eval_windows = 4
+    try:
+        names = chosen_patterns(args.patterns)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     setup = prepare(args)
     print(f"decoder width {setup['width']}, {setup['pairs']} pairs, context {setup['context']}, batch {setup['batch']}, "
           f"{setup['steps']} steps, {setup['threads']} thread(s), corpus {setup['corpus']}; GPU: not run", flush=True)
-    result = {"setup": setup, "compare": compare(setup, args.rounds), "patterns": patterns(setup, args.rounds)}
+    result = {"setup": setup, "compare": compare(setup, args.rounds), "patterns": patterns(setup, args.rounds, names)}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

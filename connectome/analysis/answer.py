@@ -25,7 +25,8 @@ from connectome.analysis.units import (
     format_points, headline_metric, is_points, points_name, scale, selection_metric, with_points, words,
 )
 
-# Comparisons a study answers with, at most (dense against each other wiring, else every pair).
+# Comparisons a study answers with, at most (dense against each other wiring, else every pair); a decoder study's
+# every wiring minus prenorm is always listed (issue 28 compares a dozen).
 MAX_COMPARISONS = 8
 # The wiring every other one is compared against, in order of preference: DenseNet's dense pattern, or the
 # standard pre-norm residual stream of a decoder (each other decoder wiring minus prenorm, as DenseFormer reports).
@@ -82,7 +83,7 @@ def without_budget_growth(trials: pd.DataFrame, budget: int | None) -> pd.DataFr
 
 def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:
     """Paired comparisons of wirings: the reference (dense; prenorm for decoders) against each other wiring,
-    else every pair (at most 8).
+    else every pair (at most 8, except each decoder wiring against prenorm).
 
     The compared levels are the `wiring` column (`wiring_levels`) where the frame has one, else the patterns.
     """
@@ -94,7 +95,8 @@ def pattern_comparisons(trials: pd.DataFrame, metric: str) -> list[Comparison]:
     # each wiring minus the reference: a negative difference means the wiring is better
     pairs = [(b, anchor) if anchor in DECODER_REFERENCES else (anchor, b) for b in levels if b != anchor] if anchor \
         else list(itertools.combinations(levels, 2))
-    return [compare(trials, factor=factor, a=a, b=b, metric=metric) for a, b in pairs[:MAX_COMPARISONS]]
+    limit = None if anchor in DECODER_REFERENCES else MAX_COMPARISONS
+    return [compare(trials, factor=factor, a=a, b=b, metric=metric) for a, b in pairs[:limit]]
 
 
 def wiring_levels(trials: pd.DataFrame) -> pd.Series:

@@ -167,3 +167,17 @@ def test_a_budget_s_growth_is_not_a_factor_the_wirings_pair_on():
     assert sentence.text.startswith("dense - residual: test error -1.00 points")
     assert "4 pairs matched on seed, block_layers" in sentence.text
     assert "growth=" in study_answer(trials, budget=None)[0].text  # without a budget, growth is a factor
+
+
+def test_every_decoder_wiring_is_compared_with_prenorm_but_image_wirings_stop_at_eight():
+    from connectome.analysis.answer import MAX_COMPARISONS
+
+    def frame(reference, metric):
+        names = [reference, *(f"w{i:02d}" for i in range(MAX_COMPARISONS + 2))]
+        return pd.DataFrame([{"trial_id": f"{n}-{s}", "status": "completed", "pattern": n, "seed": s,
+                              metric: 0.3 + 0.01 * i + 0.001 * s * (i % 3), "params": 1000, "flops": 2000}
+                             for i, n in enumerate(names) for s in range(3)])
+
+    decoder = study_answer(frame("prenorm", "test_bpb"))
+    assert len(decoder) == MAX_COMPARISONS + 2 and {s.comparison.b for s in decoder} == {"prenorm"}
+    assert len(study_answer(frame("dense", "test_error"))) == MAX_COMPARISONS
