@@ -45,7 +45,7 @@ def label(column: str) -> str:
     """Axis label of a result column: `test error (points)` for an error in points."""
     if is_points(column):
         return f"{words(column)} (points)"
-    return LABELS.get(column, column)
+    return LABELS.get(column) or (words(column) if column.endswith("_bpb") else column)
 
 
 def short_label(column: str) -> str:
@@ -130,7 +130,7 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
     for ax, metric in zip(axes, metrics):
         for i, ((level, group), count) in enumerate(zip(groups, counts)):
             _curve_with_band(ax, group, metric, f"{_group_name(hue, level)} ({count})", color=f"C{i}")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("evaluation interval" if is_language_model(trials) else "epoch")  # an LM's epoch is one
         ax.set_ylabel(label(metric))
         ax.set_title(label(metric))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -28,6 +28,8 @@ DIRECTION = "errors are in percentage points (100 x the fraction misclassified);
 # Readable names of the points columns' stems.
 WORDS = {"best_val_error": "best validation error", "final_val_error": "final validation error",
          "test_bpb": "test bits per byte", "best_val_bpb": "best validation bits per byte",
+         "val_bpb": "validation bits per byte", "train_bpb": "training bits per byte",
+         "final_val_bpb": "final validation bits per byte",
          "val_error": "validation error", "test_error_at_best_val": "test error at the best validation epoch"}
 
 

@@ -150,3 +150,17 @@ def test_a_language_models_multiply_adds_axis_says_per_token():
     assert plot_error_vs_params(rows, x=MACS, y="test_bpb").axes[0].get_xlabel() == "multiply-adds (MACs) per token"
     images = rows.rename(columns={"test_bpb": "test_error"})
     assert plot_error_vs_params(images, x=MACS, y="test_error").axes[0].get_xlabel().endswith("per image")
+
+
+def test_a_language_models_training_curves_say_bits_per_byte_per_evaluation_interval():
+    from connectome.analysis.figures import plot_training_curves
+
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "pattern": ["prenorm", "plain"], "test_bpb": [2.6, 4.4]})
+    epochs = pd.DataFrame([{"trial_id": t, "epoch": e, "train_bpb": 3.0 / e, "val_bpb": 3.1 / e}
+                           for t in ("a", "b") for e in (1, 2, 3)])
+    axes = plot_training_curves(epochs, trials, metrics=("train_bpb", "val_bpb")).axes
+    assert [ax.get_xlabel() for ax in axes] == ["evaluation interval"] * 2
+    assert [ax.get_ylabel() for ax in axes] == ["training bits per byte", "validation bits per byte"]
+    images = plot_training_curves(epochs.rename(columns={"val_bpb": "val_acc"}), trials.drop(columns="test_bpb"),
+                                  metrics=("val_acc",)).axes
+    assert images[0].get_xlabel() == "epoch" and images[0].get_ylabel() == "validation accuracy"
