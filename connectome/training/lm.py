@@ -24,7 +24,8 @@ from connectome.training.config import TrainConfig, TrialConfig, lm_steps
 from connectome.training.corpus import check_corpus, corpus_bytes, split_bounds
 from connectome.training.plan import PlannedTrial
 from connectome.training.trainer import (
-    DIVERGENCE_CHECK_EVERY, BatchCallback, Recipe, Trial, autocast, check_finite, epoch_seed, register_recipe,
+    DIVERGENCE_CHECK_EVERY, BatchCallback, Recipe, Trial, _set_lr, autocast, check_finite, epoch_seed,
+    register_recipe,
 )
 
 LN2 = math.log(2.0)
@@ -176,11 +177,6 @@ def train_step(trial: Trial, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Te
     trial.scaler.step(trial.optimizer)
     trial.scaler.update()
     return loss, logits
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 @torch.inference_mode()
