@@ -107,29 +107,29 @@ def no_ray():
     leave_ray()
 
 
+def _run_shipped_study(name: str, tmp_path_factory, head) -> tuple[Path, subprocess.CompletedProcess]:
+    """`connectome run studies/<name>.yaml` on the session's head: (its results directory, the run)."""
+    out = tmp_path_factory.mktemp(name)
+    run = subprocess.run([sys.executable, "-m", "connectome", "run", str(REPO / "studies" / f"{name}.yaml"),
+                          "--set", f"output={out}", "--address", head.gcs],
+                         cwd=out, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out / name, run
+
+
 @pytest.fixture(scope="session")
 def smoke_results(tmp_path_factory, ray_cluster) -> tuple[Path, subprocess.CompletedProcess]:
     """`connectome run studies/smoke.yaml` once per session, on the head: (results directory, the run).
 
     Read-only: a test that changes the directory copies it first.
     """
-    out = tmp_path_factory.mktemp("smoke")
-    run = subprocess.run([sys.executable, "-m", "connectome", "run", str(REPO / "studies" / "smoke.yaml"),
-                          "--set", f"output={out}", "--address", ray_cluster.gcs],
-                         cwd=out, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return out / "smoke", run
+    return _run_shipped_study("smoke", tmp_path_factory, ray_cluster)
 
 
 @pytest.fixture(scope="session")
 def lm_smoke_results(tmp_path_factory, ray_cluster) -> tuple[Path, subprocess.CompletedProcess]:
     """`connectome run studies/lm_smoke.yaml` once per session, on the head (read-only, as smoke_results)."""
-    out = tmp_path_factory.mktemp("lm_smoke")
-    run = subprocess.run([sys.executable, "-m", "connectome", "run", str(REPO / "studies" / "lm_smoke.yaml"),
-                          "--set", f"output={out}", "--address", ray_cluster.gcs],
-                         cwd=out, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return out / "lm_smoke", run
+    return _run_shipped_study("lm_smoke", tmp_path_factory, ray_cluster)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
