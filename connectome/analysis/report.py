@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from connectome.analysis.answer import pattern_comparisons, results_answer, wiring_levels, without_budget_growth
+from connectome.analysis.baseline import baseline_section
 from connectome.analysis.document import Document
 from connectome.analysis.figures import (plot_error_vs_params, plot_feature_usage, plot_pareto, plot_source_usage,
                                          plot_training_curves, replicates, save_figure)
@@ -76,6 +77,7 @@ def write_report(results_dir: str | Path, metric: str | None = None,
         complete = not results.missing and len(completed) == len(results.trials)  # nothing failed, missing or stopped
         budget = budget_params(results.path)  # a budget's growth is each wiring's outcome: not paired on
         _comparison_section(doc, without_budget_growth(completed, budget), metric, complete=complete)
+        baseline_section(doc, results, out)  # decoder wirings minus prenorm, costs, ranking (analysis/baseline.py)
         _pareto_section(doc, completed, metric, out, budget)
         span_section(doc, completed, metric, out)  # metric vs max_span of the span pattern (analysis/span.py)
         wiring_section(doc, completed, metric, out)  # random graphs per generator vs references (analysis/wiring.py)
