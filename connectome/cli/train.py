@@ -93,9 +93,11 @@ def live_progress(cfg) -> Iterator[dict]:
     from connectome.orchestration import batch_progress
     from connectome.orchestration.progress import StudyView
     from connectome.store.labels import trial_label
+    from connectome.training.catalog import tokens_per_sample
 
     label = trial_label({"pattern": cfg.arch.pattern}, seed=cfg.seed)
-    meter = batch_progress.BatchMeter(cfg.train.epochs, interval=batch_progress.UPDATE_INTERVAL_S)
+    meter = batch_progress.BatchMeter(cfg.train.epochs, interval=batch_progress.UPDATE_INTERVAL_S,
+                                      tokens_per_sample=tokens_per_sample(cfg))
 
     def on_batch(epoch: int, batch: int, batches: int, images: int) -> None:
         update = meter(epoch, batch, batches, images)

@@ -32,8 +32,10 @@ def progress_file(trial_dir: str | Path) -> Path:
 class BatchMeter:
     """The trainer's `on_batch` made into progress updates: at most one per interval, with the epoch's img/s."""
 
-    def __init__(self, epochs: int, interval: float = UPDATE_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, epochs: int, interval: float = UPDATE_INTERVAL_S, clock: Callable[[], float] = time.monotonic,
+                 tokens_per_sample: int | None = None):
         self.epochs, self.interval, self.clock = epochs, interval, clock
+        self.tokens_per_sample = tokens_per_sample  # a language model's samples are windows of this many tokens
         self.epoch = 0
         self.epoch_start = (0.0, 0)  # (time, images) when the current epoch's first batch ended
         self.last_update = 0.0
@@ -51,16 +53,19 @@ class BatchMeter:
         self.last_update = now
         started, images_then = self.epoch_start
         speed = (images - images_then) / (now - started) if now > started else None
-        return {"epoch": epoch, "epochs": self.epochs, "batch": batch, "batches": batches, "images_per_s": speed}
+        update = {"epoch": epoch, "epochs": self.epochs, "batch": batch, "batches": batches, "images_per_s": speed}
+        if self.tokens_per_sample and speed is not None:
+            update["tokens_per_s"] = speed * self.tokens_per_sample
+        return update
 
 
 class BatchReporter:
     """The trainer's `on_batch` in a worker: writes the trial's progress file at most once per interval."""
 
     def __init__(self, path: Path, epochs: int, interval: float = UPDATE_INTERVAL_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, tokens_per_sample: int | None = None):
         self.path = path
-        self.meter = BatchMeter(epochs, interval, clock)
+        self.meter = BatchMeter(epochs, interval, clock, tokens_per_sample)
 
     def __call__(self, epoch: int, batch: int, batches: int, images: int) -> None:
         update = self.meter(epoch, batch, batches, images)
@@ -93,8 +98,13 @@ def read_progress(path: Path) -> dict[str, Any] | None:
     keys = ("epoch", "epochs", "batch", "batches")
     if not isinstance(update, dict) or not all(isinstance(update.get(k), int) for k in keys):
         return None
-    speed = update.get("images_per_s")
-    return {**{k: update[k] for k in keys}, "images_per_s": speed if isinstance(speed, (int, float)) else None}
+    speeds = {k: update.get(k) for k in ("images_per_s", "tokens_per_s")}
+    return {**{k: update[k] for k in keys}, "images_per_s": _number_or_none(speeds["images_per_s"]),
+            **({"tokens_per_s": speeds["tokens_per_s"]} if _number_or_none(speeds["tokens_per_s"]) else {})}
+
+
+def _number_or_none(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class BatchPoller:

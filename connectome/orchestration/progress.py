@@ -113,11 +113,11 @@ class StudyView:
         self._show(f"{trial.label}: {trial.text}")
 
     def batch(self, trial_id: str, *, epoch: int, epochs: int, batch: int, batches: int,
-              images_per_s: float | None = None) -> None:
-        """Progress inside an epoch: `batch` of `batches` done in epoch `epoch` (1-based) of `epochs`."""
+              images_per_s: float | None = None, tokens_per_s: float | None = None) -> None:
+        """Progress inside an epoch: `batch` of `batches` done in epoch `epoch` (1-based) of `epochs`
+        (a language model's: steps of an evaluation interval, with `tokens_per_s`)."""
         trial = self._trial(trial_id)
-        speed = f", {images_per_s:,.0f} img/s" if _number(images_per_s) else ""
-        trial.text = f"epoch {epoch}/{epochs}, batch {batch}/{batches}{speed}"
+        trial.text = batch_text(epoch, epochs, batch, batches, images_per_s, tokens_per_s)
         if epochs and batches:
             trial.fraction = min((epoch - 1 + batch / batches) / epochs, 1.0)
         now = self.clock()
@@ -296,3 +296,12 @@ def _group_stats(ok, keys: list[str], metric: str, summarize) -> dict[tuple, tup
     data = ok.assign(**{metric: ok[metric].astype(float)})
     out = summarize(data, by=keys, metric=metric)
     return {tuple(r[k] for k in keys): (r["mean"], r["ci_low"], r["ci_high"]) for _, r in out.iterrows()}
+
+
+def batch_text(epoch: int, epochs: int, batch: int, batches: int, images_per_s: float | None = None,
+               tokens_per_s: float | None = None) -> str:
+    """`epoch 2/5, batch 10/40, 950 img/s`, or a language model's `interval 2/5, step 10/40, 9,500 tokens/s`."""
+    if _number(tokens_per_s):
+        return f"interval {epoch}/{epochs}, step {batch}/{batches}, {tokens_per_s:,.0f} tokens/s"
+    speed = f", {images_per_s:,.0f} img/s" if _number(images_per_s) else ""
+    return f"epoch {epoch}/{epochs}, batch {batch}/{batches}{speed}"

@@ -21,6 +21,7 @@ from rich.text import Text
 from connectome.console import format_duration
 from connectome.errors import ConfigError
 from connectome.orchestration.batch_progress import read_progress
+from connectome.orchestration.progress import batch_text
 from connectome.store import FINAL_STATUSES, StudyDir
 from connectome.store.labels import label_from_trial_file
 from connectome.store.layout import read_json
@@ -35,7 +36,7 @@ COUNTED = ("completed", "diverged", "failed", "running", "pending")
 
 @dataclass(frozen=True)
 class RunningTrial:
-    """A trial in training: its label and its last progress update (epoch, batch, img/s), with its age."""
+    """A trial in training: its label and its last progress update (epoch, batch, img/s or tokens/s), with its age."""
 
     trial_id: str
     label: str
@@ -49,10 +50,10 @@ class RunningTrial:
         return min((p["epoch"] - 1 + p["batch"] / max(p["batches"], 1)) / max(p["epochs"], 1), 1.0)
 
     def text(self) -> str:
-        """`epoch 2/5, batch 10/40, 950 img/s (3 s ago)`."""
+        """`epoch 2/5, batch 10/40, 950 img/s (3 s ago)`, or a language model's steps and tokens/s."""
         p = self.progress
-        speed = f", {p['images_per_s']:,.0f} img/s" if p.get("images_per_s") else ""
-        return f"epoch {p['epoch']}/{p['epochs']}, batch {p['batch']}/{p['batches']}{speed} ({self.age_s:.0f} s ago)"
+        text = batch_text(p["epoch"], p["epochs"], p["batch"], p["batches"], p.get("images_per_s"), p.get("tokens_per_s"))
+        return f"{text} ({self.age_s:.0f} s ago)"
 
 
 @dataclass(frozen=True)

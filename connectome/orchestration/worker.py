@@ -27,6 +27,7 @@ from connectome.store.layout import (
 from connectome.store.record import FINAL_STATUSES, config_columns
 from connectome.study.schema import OBJECTIVE_METRICS
 from connectome.testing.faults import fault
+from connectome.training.catalog import tokens_per_sample
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def train_in_worker(config: dict, *, root: str, study_name: str, retries: int, p
             setup.clear()
             fault("trial")
 
-        batches = BatchReporter(progress_file(files.dir), epochs_total)
+        batches = BatchReporter(progress_file(files.dir), epochs_total, tokens_per_sample=tokens_per_sample(trial_config))
         batches.clear()  # a killed attempt's last update is not this one's progress
         try:
             record = attempt_trial(trial_config, files, retries, on_epoch, on_setup, batches)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectome.errors import DatasetError, unknown_name
-from connectome.training.config import DataConfig
+from connectome.training.config import DataConfig, TrialConfig
 
 # SVHN's "extra" training images (data.svhn_extra).
 SVHN_EXTRA = 531_131
@@ -111,6 +111,11 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise DatasetError(unknown_name("dataset", name, DATASETS))
     return DATASETS[name]
+
+
+def tokens_per_sample(cfg: TrialConfig) -> int | None:
+    """Tokens in one training sample of a language model (its context window), None for images: progress shows tokens/s."""
+    return cfg.arch.context if dataset_info(cfg.data.name).recipe == "lm" else None
 
 
 def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:

@@ -95,3 +95,29 @@ def test_live_view_shows_batches_and_images_per_second(tmp_path, ray_head):
     assert batch_lines and "/367, " in batch_lines[0] and " img/s" in batch_lines[0], text
     (trial_dir,) = (tmp_path / "results" / "batches" / "trials").iterdir()
     assert not progress_file(trial_dir).exists()  # removed when the trial ended
+
+
+def test_a_language_models_progress_is_in_steps_of_an_interval_and_tokens_per_second(tmp_path):
+    from connectome.orchestration.progress import batch_text
+    from connectome.orchestration.status import RunningTrial
+
+    clock, path = Clock(), progress_file(tmp_path)
+    reporter = BatchReporter(path, epochs=5, clock=clock, tokens_per_sample=128)
+    for step in range(1, 21):  # 16 windows a step, 1/16 s each: 256 windows, 32,768 tokens a second
+        clock.now += 0.0625
+        reporter(2, step, 40, 16 * step)
+    update = read_progress(path)
+    assert update["tokens_per_s"] == pytest.approx(256.0 * 128)
+    assert batch_text(**update) == "interval 2/5, step 17/40, 32,768 tokens/s"
+    assert RunningTrial("t", "t", update, 3.0).text() == "interval 2/5, step 17/40, 32,768 tokens/s (3 s ago)"
+    assert batch_text(1, 3, 10, 40, images_per_s=950.0) == "epoch 1/3, batch 10/40, 950 img/s"  # images unchanged
+
+
+def test_the_token_count_of_a_sample_is_the_context_of_a_language_model_only():
+    from connectome.training.catalog import tokens_per_sample
+    from connectome.training.config import make_trial_config
+
+    lm = make_trial_config({"arch": {"family": "decoder", "context": 64}, "data": {"name": "text", "corpus": "generated"},
+                             "train": {"steps": 4}})
+    assert tokens_per_sample(lm) == 64
+    assert tokens_per_sample(make_trial_config({"data": {"name": "synthetic"}})) is None
