@@ -98,6 +98,9 @@ def peer(setup: dict) -> dict:
     train, val = torch.from_numpy(data[:setup["train_end"]].copy()), torch.from_numpy(np.stack(
         [data[s:s + setup["context"] + 1] for s in setup["val_starts"]]).copy()).long()
     model = GPT()
+    shared = torch.load(setup["start_file"]) if setup.get("start_file") else None
+    if shared is not None:  # the equivalence round: connectome's initial weights and its batches
+        model.load_state_dict(shared["weights"])
     decay = [p for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith("wte")]
     rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and not n.startswith("wte"))]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": setup["weight_decay"]},
@@ -111,7 +114,8 @@ def peer(setup: dict) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         t0 = time.perf_counter()  # from the batch on, as connectome's tokens/s counts its training steps
-        starts = torch.randint(0, len(train) - window + 1, (setup["batch"],), generator=gen)
+        starts = shared["starts"][step] if shared is not None else \
+            torch.randint(0, len(train) - window + 1, (setup["batch"],), generator=gen)
         batch = torch.stack([train[s:s + window] for s in starts.tolist()]).long()
         loss = F.cross_entropy(model(batch[:, :-1]).flatten(0, 1), batch[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
@@ -147,6 +151,29 @@ def connectome_side(setup: dict, pattern: str = "prenorm") -> dict:
     row = record["epochs"][-1]
     return {"tokens_per_s": row["tokens_per_s"], "val_loss": row["val_loss"], "status": record["status"],
             "params": record["params"]}
+
+
+def shared_start(setup: dict, path: str) -> dict:
+    """The prenorm trial's initial weights (named as the peer names them) and the batch starts it will draw,
+    saved to `path` for the peer: with them both sides train the same network on the same bytes."""
+    import torch
+
+    from connectome.training.config import make_trial_config
+    from connectome.training.trainer import epoch_seed, setup_trial
+
+    trial = setup_trial(make_trial_config(trial_config(setup, BASELINE)))
+    names = {"stem.embedding.weight": "wte.weight", "head.norm.weight": "norm"}
+    for i in range(setup["pairs"]):
+        attention, mlp = f"blocks.0.nodes.{2 * i + 1}.op.", f"blocks.0.nodes.{2 * i + 2}.op."
+        names.update({attention + "norm.weight": f"blocks.{i}.n1", mlp + "norm.weight": f"blocks.{i}.n2",
+                      **{attention + k + ".weight": f"blocks.{i}.{k}.weight" for k in ("qkv", "proj")},
+                      **{mlp + k + ".weight": f"blocks.{i}.{k}.weight" for k in ("gate", "up", "down")}})
+    weights = {names[k]: v.clone() for k, v in trial.model.state_dict().items()}
+    window = setup["context"] + 1  # as connectome's one evaluation interval draws them (training/lm.py)
+    gen = torch.Generator().manual_seed(epoch_seed(setup["seed"], 0))
+    starts = torch.randint(0, len(trial.data.train) - window + 1, (setup["steps"], setup["batch"]), generator=gen)
+    torch.save({"weights": weights, "starts": starts}, path)
+    return {"tensors": len(weights)}
 
 
 # ---------------------------------------------------------------- rounds in fresh processes
@@ -186,20 +213,53 @@ def interval(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f}x ({min(values):.2f}-{max(values):.2f})" if values else "-"
 
 
+def same_start(setup: dict) -> dict:
+    """The equivalence round: the peer starts from the prenorm trial's weights and trains on its batches, so
+    the two final losses differ only by floating-point order (the bodies and recipes are the same)."""
+    path = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"connectome-bench-start-{os.getpid()}.pt")
+    try:
+        run_side({**setup, "start_file": path}, "start")
+        got = {"connectome": run_side(setup, "connectome"), "peer": run_side({**setup, "start_file": path}, "peer")}
+    finally:
+        Path(path).unlink(missing_ok=True)
+    a, b = got["connectome"]["val_loss"], got["peer"]["val_loss"]
+    print(f"same start (seed {setup['seed']}: connectome's initial weights and batches for both): final validation "
+          f"loss {a:.4f} vs {b:.4f} nats per byte, difference {a - b:+.2e}", flush=True)
+    return got
+
+
 def compare(setup: dict, rounds: int) -> dict:
-    """Part 1: interleaved rounds of the prenorm trial and the peer; ratios of tokens/s and the losses."""
+    """Part 1: the equivalence round, then interleaved rounds of the prenorm trial and the peer, round r on seed r
+    for both sides, each initialising and drawing batches its own way (so the losses are compared against their
+    spread over seeds); ratios of tokens/s and the paired loss difference."""
+    same_start(setup)
     rows = []
     for r in range(rounds):
+        seeded = {**setup, "seed": setup["seed"] + r}
         order = ("connectome", "peer") if r % 2 == 0 else ("peer", "connectome")
-        got = {side: run_side(setup, side) for side in order}
+        got = {side: run_side(seeded, side) for side in order}
         rows.append(got)
-        print(f"round {r + 1}: connectome {got['connectome']['tokens_per_s']:.0f} tokens/s (val {got['connectome']['val_loss']:.3f}), "
-              f"peer {got['peer']['tokens_per_s']:.0f} tokens/s (val {got['peer']['val_loss']:.3f})", flush=True)
+        print(f"round {r + 1} (seed {seeded['seed']}): connectome {got['connectome']['tokens_per_s']:.0f} tokens/s "
+              f"(val {got['connectome']['val_loss']:.3f}), peer {got['peer']['tokens_per_s']:.0f} tokens/s "
+              f"(val {got['peer']['val_loss']:.3f})", flush=True)
     ratios = [row["connectome"]["tokens_per_s"] / row["peer"]["tokens_per_s"] for row in rows]
-    print(f"connectome / peer tokens per second: {interval(ratios)}; final validation loss "
-          f"{statistics.mean(r['connectome']['val_loss'] for r in rows):.3f} vs "
-          f"{statistics.mean(r['peer']['val_loss'] for r in rows):.3f} nats per byte")
+    losses = {side: [row[side]["val_loss"] for row in rows] for side in ("connectome", "peer")}
+    print(f"connectome / peer tokens per second: {interval(ratios)}; final validation loss (nats per byte, "
+          f"mean over seeds) {statistics.mean(losses['connectome']):.3f} vs {statistics.mean(losses['peer']):.3f}; "
+          f"{paired_difference(losses['connectome'], losses['peer'])}")
     return {"rounds": rows, "speed_ratio": ratios}
+
+
+def paired_difference(a: list[float], b: list[float]) -> str:
+    """`connectome - peer: mean [95% t interval] over n seeds`, or the single difference of one round."""
+    diffs = [x - y for x, y in zip(a, b)]
+    if len(diffs) < 2:
+        return f"connectome - peer: {diffs[0]:+.3f} (one seed: no interval)"
+    from scipy import stats
+
+    mean, sem = statistics.mean(diffs), statistics.stdev(diffs) / math.sqrt(len(diffs))
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sem
+    return f"connectome - peer: {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}] (95% t over {len(diffs)} seeds)"
 
 
 def decoder_patterns() -> tuple[str, ...]:
@@ -266,8 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.side:
         setup = json.loads(args.setup)
-        out = peer(setup) if args.side == "peer" else connectome_side(setup, args.side.removeprefix("pattern:")
-                                                                       if args.side.startswith("pattern:") else "prenorm")
+        if args.side == "start":
+            out = shared_start(setup, setup["start_file"])
+        else:
+            out = peer(setup) if args.side == "peer" else connectome_side(
+                setup, args.side.removeprefix("pattern:") if args.side.startswith("pattern:") else "prenorm")
         out["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(out))
         return 0
