@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from connectome import build_model, make_arch
-from reference_official import (deepseek_mhc_layer, deepseek_sinkhorn, epfml_denseformer, factory_laurel,
-                                moonshot_attnres, reference_hc_layer)
+from connectome import build_spec
+from connectome.errors import ConfigError, SpecError
+from reference_official import (deepseek_mhc_head, deepseek_mhc_layer, deepseek_sinkhorn, epfml_denseformer,
+                                factory_laurel, moonshot_attnres, reference_hc_layer)
 
 WIDTH, HEADS, T = 16, 2, 8
 
@@ -76,6 +78,32 @@ def test_mhc_follows_deepseeks_reference_ops(official_eps):
         torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
     else:
         _agree(out, expected, joins)
+
+
+def test_mhc_with_the_learned_head_is_deepseeks_network():
+    """head: learned closes the streams as TileKernels' mhc_head: sum_m (sigmoid(s fn . RMSNorm(vec H) + b)_m) H_m,
+    with n x nC + n + 1 parameters; it starts at the mean of the streams (b = -log(n - 1))."""
+    model = _model("mhc", sublayers=4, head="learned")
+    head = _nodes(model)[-1].join
+    assert sum(p.numel() for p in head.parameters()) == 4 * 4 * WIDTH + 4 + 1
+    torch.testing.assert_close(head.weights(torch.randn(3, 4, WIDTH)), torch.full((3, 4), 0.25))
+    joins = [p for n, p in model.named_parameters() if "join" in n]
+    _randomise(joins)
+    x = _tokens()
+    streams = model.stem(x).unsqueeze(-2).expand(-1, -1, 4, -1)
+    for layer, read, write in _stream_joins(model):
+        streams = deepseek_mhc_layer(streams, layer, *_mhc_official_parameters(read, write), pre_eps=0.0,
+                                     sinkhorn_eps=0.0)
+    _agree(model(x), model.head(deepseek_mhc_head(streams, head.proj.T, head.scale, head.prior, pre_eps=0.0)), joins)
+
+
+def test_the_mhc_head_option_is_checked_and_hashed():
+    arch = lambda **o: make_arch(family="decoder", pattern="mhc", growth=WIDTH, heads=HEADS, context=T,  # noqa: E731
+                                 sublayers=4, pattern_options=o)
+    assert build_spec(arch(head="learned")).canonical_hash != build_spec(arch()).canonical_hash
+    assert build_spec(arch(head="sum")).canonical_hash == build_spec(arch()).canonical_hash
+    with pytest.raises((SpecError, ConfigError), match="head must be one of sum, learned"):
+        build_spec(arch(head="mean"))
 
 
 def test_connectomes_sinkhorn_is_deepseeks_without_its_epsilon():
