@@ -9,8 +9,8 @@ of parameters it costs. README's pattern table says which code each variant was 
 import pytest
 import torch
 
-from connectome import build_model, make_arch
-from connectome import build_spec
+from connectome import build_model, build_spec, make_arch
+from connectome.complexity import complexity
 from connectome.errors import ConfigError, SpecError
 from reference_official import (deepseek_mhc_head, deepseek_mhc_layer, deepseek_sinkhorn, epfml_denseformer,
                                 factory_laurel, moonshot_attnres, reference_hc_layer)
@@ -97,9 +97,16 @@ def test_mhc_with_the_learned_head_is_deepseeks_network():
     _agree(model(x), model.head(deepseek_mhc_head(streams, head.proj.T, head.scale, head.prior, pre_eps=0.0)), joins)
 
 
-def test_the_mhc_head_option_is_checked_and_hashed():
+def test_the_mhc_head_option_is_checked_hashed_counted_and_causal():
     arch = lambda **o: make_arch(family="decoder", pattern="mhc", growth=WIDTH, heads=HEADS, context=T,  # noqa: E731
                                  sublayers=4, pattern_options=o)
+    model = _model("mhc", sublayers=4, head="learned").eval()
+    assert complexity(build_spec(arch(head="learned"))).params == sum(p.numel() for p in model.parameters())
+    x = _tokens()
+    changed = x.clone()
+    changed[:, 5] = (x[:, 5] + 1) % 256
+    with torch.no_grad():
+        assert torch.equal(model(x)[:, :5], model(changed)[:, :5])
     assert build_spec(arch(head="learned")).canonical_hash != build_spec(arch()).canonical_hash
     assert build_spec(arch(head="sum")).canonical_hash == build_spec(arch()).canonical_hash
     with pytest.raises((SpecError, ConfigError), match="head must be one of sum, learned"):
