@@ -221,10 +221,14 @@ def test_block_attention_residuals_follow_moonshots_pseudocode(block):
     _agree(model(x), expected, [*model.stem.parameters(), *queries.values()])
 
 
-def test_attention_residual_queries_start_at_zero_as_the_official_code():
-    model = _model("attnres", block=2)
-    queries = [n.join.query for n in _nodes(model) if n.agg == "depth-attention"]
-    assert queries and all(not q.any() for q in queries)
+@pytest.mark.parametrize("block", [0, 2])
+def test_attention_residual_queries_start_at_zero_as_the_official_code(block):
+    """Zero queries (uniform weights) as the paper and pseudocode; C parameters per node where the official
+    code holds 2 C (query and key-norm gain)."""
+    model = _model("attnres", block=block)
+    joins = [n.join for n in _nodes(model) if n.agg == "depth-attention"]
+    assert joins and all(not j.query.any() for j in joins)
+    assert all(sum(p.numel() for p in j.parameters()) == WIDTH for j in joins)
 
 
 @pytest.mark.parametrize("form", ["rw", "lr", "rw+lr"])
