@@ -680,9 +680,24 @@ def hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: bool = True)
     return _multi_stream(ctx, "hyper-connections", streams, dynamic, "hc")
 
 
+MHC_HEADS = ("sum", "learned")
+
+
 @register_pattern("mhc", DECODER_PATTERNS, fixed_width=True)
-def manifold_hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: bool = True) -> nx.DiGraph:
+def manifold_hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: bool = True,
+                               head: str = "sum") -> nx.DiGraph:
     """mHC (Xie et al. 2025, DeepSeek): Hyper-Connections whose stream mixing A_r is projected onto the doubly
     stochastic matrices (Sinkhorn), A_m = sigmoid(.), B = 2 sigmoid(.), dynamic parts from the whole
-    flattened, RMS-normed state. Starts as prenorm (A_m = 1/n, A_r = 1/n, B = 1, projections zero)."""
-    return _multi_stream(ctx, "mhc", streams, dynamic, "mhc")
+    flattened, RMS-normed state. Starts as prenorm (A_m = 1/n, A_r = 1/n, B = 1, projections zero).
+
+    `head`: the head reads the sum of the streams (`sum`, as Hyper-Connections), or, as DeepSeek's
+    reference code (TileKernels' mhc_head), one more learned read sum_i sigmoid(.)_i H_i (`learned`: an
+    `hc-read`, starting at the mean of the streams).
+    """
+    if head not in MHC_HEADS:
+        raise SpecError(f"decoder pattern 'mhc': head must be one of {', '.join(MHC_HEADS)}, got {head!r}")
+    g = _multi_stream(ctx, "mhc", streams, dynamic, "mhc")
+    if head == "learned":  # the closing stream-sum becomes a read with the sublayers' options
+        read = next(d for _, d in g.nodes(data=True) if d.get("agg") == "hc-read")
+        g.nodes[len(g) - 1].update(agg="hc-read", start=0, mode=read["mode"], mixing="mhc")
+    return g
