@@ -301,9 +301,14 @@ def _check_decoder(arch: ArchConfig) -> None:
                               "width), sublayers, heads, context, mlp_ratio, tie_embeddings, vocab")
     if not isinstance(arch.m, (int, type(None))):
         raise ConfigError(f"family 'decoder': m is one number of sublayer outputs, got {arch.m!r}")
-    if arch.growth % arch.heads or (arch.growth // arch.heads) % 2:
+    if arch.growth % growth_step(arch):
         raise ConfigError(f"family 'decoder': heads={arch.heads} must split the width growth={arch.growth} into "
                           "equal heads of even width (rotary positions rotate pairs)")
+
+
+def growth_step(arch: ArchConfig) -> int:
+    """The widths a family accepts are the multiples of this: a decoder's heads of even width, else any."""
+    return 2 * arch.heads if arch.family == "decoder" else 1
 
 
 @dataclass(frozen=True)

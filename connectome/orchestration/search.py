@@ -23,7 +23,7 @@ from connectome.study.dedup import Deduplicator
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
 from connectome.study.schema import VALIDATION_METRICS, Study
 from connectome.store.optuna_storage import make_storage, requeue_interrupted
-from connectome.study.space import make_sampler
+from connectome.study.space import SpaceSampler, is_conditional, make_sampler
 from connectome.study.trials import make_trial
 
 # Consecutive rejected candidates after which the search gives up (the constraints are too tight).
@@ -141,9 +141,11 @@ def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:
     objectives = study.search.objectives
     metric = [o.metric for o in objectives]
     mode = [o.mode for o in objectives]
+    # A conditional space is sampled define-by-run; a fixed one as a fixed set of distributions.
+    space = study.space
     return ConstrainedOptunaSearch(
         study, sd,
-        space={key: spec.distribution() for key, spec in study.space.items()},
+        space=SpaceSampler(space) if is_conditional(space) else {key: spec.distribution() for key, spec in space.items()},
         metric=metric if len(metric) > 1 else metric[0],
         mode=mode if len(mode) > 1 else mode[0],
         sampler=make_sampler(study),
