@@ -199,7 +199,7 @@ def best_configuration(trials: pd.DataFrame, metric: str = "test_error_pts") -> 
     table = configurations(chosen, x="_selection", y=metric)
     best = table.sort_values("_selection", kind="stable").iloc[0]
     factors = [f for f in factor_columns(data) if f in table]
-    name = ", ".join(f"{f}={best[f]}" for f in factors if not _missing(best[f])) or "the only configuration"
+    name = ", ".join(f"{f}={level_text(best[f])}" for f in factors if not _missing(best[f])) or "the only configuration"
     unit = " points" if _in_points(metric) else ""
     seeds = int(best["count"])
     spread = (f" [{_number(best['ci_low'], metric)}, {_number(best['ci_high'], metric)}] (95% t, {seeds} seeds)"

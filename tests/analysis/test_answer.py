@@ -196,3 +196,12 @@ def test_a_wiring_names_only_the_options_that_tell_its_pattern_s_wirings_apart()
     assert sorted(wiring_levels(frame).unique()) == [
         "attnres, pattern_options.block=0", "attnres, pattern_options.block=4", "mhc",
         "muddformer, pattern_options.dynamic=False", "muddformer, pattern_options.dynamic=True", "prenorm"]
+
+
+def test_the_chosen_configuration_names_a_whole_number_option_as_an_integer():
+    # an Optuna wiring search: streams only for the multi-stream patterns, so the column is float
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "status": "completed", "seed": 0, "data.name": "text",
+                           "pattern": ["mhc", "partial"], "pattern_options.streams": [4.0, np.nan],
+                           "best_val_bpb": [6.5, 6.7], "test_bpb": [6.51, 6.74], "params": 1000, "flops": 10})
+    text = best_configuration(trials, metric="test_bpb").text
+    assert "pattern=mhc, pattern_options.streams=4 (" in text
