@@ -5,6 +5,7 @@ the executor, imported when called.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -443,10 +444,19 @@ def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet
 
 
 def resolved_m(arch: ArchConfig, spec: NetworkSpec) -> list[int] | None:
-    """The partial pattern's window per block as built (None = block input width, resolved); None otherwise."""
+    """The partial pattern's window per block as built (None = the pattern's default, resolved); None otherwise.
+
+    The window may come as `m` or as a pattern option; the default is the block input width for the image
+    families and the pattern's own (a number of sublayer outputs) for the decoder.
+    """
+    if arch.m is None and "m" in arch.pattern_options:
+        arch = arch.model_copy(update={"m": arch.pattern_options["m"]})
     windows = _partial_windows(arch, len(spec.blocks))
     if windows is None:
         return None
+    if arch.family == "decoder":
+        default = inspect.signature(get_pattern(arch.pattern, "decoder").build).parameters["m"].default
+        return [default if m is None else m for m in windows]
     return [block.in_channels if m is None else m for m, block in zip(windows, spec.blocks)]
 
 
