@@ -148,9 +148,10 @@ def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:
     mode = [o.mode for o in objectives]
     # A conditional space is sampled define-by-run; a fixed one as a fixed set of distributions.
     space = study.space
+    fixed = {key: spec.distribution() for key, spec in space.items()}
     return ConstrainedOptunaSearch(
         study, sd,
-        space=SpaceSampler(space) if is_conditional(space) else {key: spec.distribution() for key, spec in space.items()},
+        space=SpaceSampler(space) if is_conditional(space) else fixed,
         metric=metric if len(metric) > 1 else metric[0],
         mode=mode if len(mode) > 1 else mode[0],
         sampler=make_sampler(study),

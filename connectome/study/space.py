@@ -100,8 +100,9 @@ def check_conditions(space: dict[str, ParamSpec]) -> None:
     for i, (key, spec) in enumerate(space.items()):
         for other, values in (spec.when or {}).items():
             if other not in names[:i] or space[other].choices is None:
+                earlier = [k for k in names[:i] if space[k].choices is not None]
                 raise ValueError(f"{key}: when: {other!r} is not a categorical parameter listed before {key!r}; "
-                                 f"use one of {', '.join(k for k in names[:i] if space[k].choices is not None) or 'none'}")
+                                 f"use one of {', '.join(earlier) or 'none'}")
             unknown = [v for v in values if v not in space[other].choices]
             if not values or unknown:
                 raise ValueError(f"{key}: when: {other}: {unknown or values} not among its choices "
