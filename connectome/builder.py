@@ -5,6 +5,7 @@ the executor, imported when called.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -301,9 +302,14 @@ def _check_decoder(arch: ArchConfig) -> None:
                               "width), sublayers, heads, context, mlp_ratio, tie_embeddings, vocab")
     if not isinstance(arch.m, (int, type(None))):
         raise ConfigError(f"family 'decoder': m is one number of sublayer outputs, got {arch.m!r}")
-    if arch.growth % arch.heads or (arch.growth // arch.heads) % 2:
+    if arch.growth % growth_step(arch):
         raise ConfigError(f"family 'decoder': heads={arch.heads} must split the width growth={arch.growth} into "
                           "equal heads of even width (rotary positions rotate pairs)")
+
+
+def growth_step(arch: ArchConfig) -> int:
+    """The widths a family accepts are the multiples of this: a decoder's heads of even width, else any."""
+    return 2 * arch.heads if arch.family == "decoder" else 1
 
 
 @dataclass(frozen=True)
@@ -438,10 +444,19 @@ def build_model(arch: ArchConfig | None = None, **options: Any) -> ConnectomeNet
 
 
 def resolved_m(arch: ArchConfig, spec: NetworkSpec) -> list[int] | None:
-    """The partial pattern's window per block as built (None = block input width, resolved); None otherwise."""
+    """The partial pattern's window per block as built (None = the pattern's default, resolved); None otherwise.
+
+    The window may come as `m` or as a pattern option; the default is the block input width for the image
+    families and the pattern's own (a number of sublayer outputs) for the decoder.
+    """
+    if arch.m is None and "m" in arch.pattern_options:
+        arch = arch.model_copy(update={"m": arch.pattern_options["m"]})
     windows = _partial_windows(arch, len(spec.blocks))
     if windows is None:
         return None
+    if arch.family == "decoder":
+        default = inspect.signature(get_pattern(arch.pattern, "decoder").build).parameters["m"].default
+        return [default if m is None else m for m in windows]
     return [block.in_channels if m is None else m for m, block in zip(windows, spec.blocks)]
 
 

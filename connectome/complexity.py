@@ -108,25 +108,28 @@ def match_budget(
     Params grow with the growth rate, so this is a search for the smallest k with
     params(k) >= target (then k or k - 1, whichever is closer; k - 1 on a tie). It brackets k
     by doubling or halving from the arch's own growth, since a study's base is usually near its
-    budget, and builds each candidate spec once.
+    budget, and builds each candidate spec once. k counts the family's width steps (a decoder's
+    width is a multiple of twice its heads; other families take any width).
     """
-    from connectome.builder import build_spec  # builder imports this module
+    from connectome.builder import build_spec, growth_step  # builder imports this module
 
+    step = growth_step(arch)
     seen: dict[int, int] = {}
 
     def params(k: int) -> int:
         if k not in seen:
-            seen[k] = complexity(build_spec(arch.model_copy(update={"growth": k})), input_size).params
+            seen[k] = complexity(build_spec(arch.model_copy(update={"growth": k * step})), input_size).params
         return seen[k]
 
-    lo, hi = _bracket(params, target_params, min(max(arch.growth, 1), max_growth), max_growth)
+    top = max(max_growth // step, 1)
+    lo, hi = _bracket(params, target_params, min(max(arch.growth // step, 1), top), top)
     if params(hi) < target_params:
-        raise ConfigError(f"{arch.pattern}: even growth {max_growth} stays under {target_params:,} params")
+        raise ConfigError(f"{arch.pattern}: even growth {top * step} stays under {target_params:,} params")
     while lo < hi:  # invariant: params(lo - 1) < target <= params(hi)
         mid = (lo + hi) // 2
         lo, hi = (mid + 1, hi) if params(mid) < target_params else (lo, mid)
     best = min({max(lo - 1, 1), lo}, key=lambda k: abs(params(k) - target_params))
-    return arch.model_copy(update={"growth": best})
+    return arch.model_copy(update={"growth": best * step})
 
 
 def _bracket(params: Callable[[int], int], target: int, start: int, max_growth: int) -> tuple[int, int]:

@@ -551,7 +551,7 @@ def _pairs(name: str, ctx: BlockContext) -> int:
 
 
 @register_pattern("muddformer", DECODER_PATTERNS, fixed_width=True)
-def muddformer(ctx: BlockContext, dynamic: bool = True, expand: float = 1.0) -> nx.MultiDiGraph:
+def muddformer(ctx: BlockContext, dynamic: bool = True, expand: float = 1.0, ports: str = "qkvr") -> nx.MultiDiGraph:
     """MUDDFormer (Xiao et al. 2025): the q, k, v and residual inputs of every block are separate dense
     aggregations of the embedding X_0 and all earlier block outputs X_1 .. X_{i-1}.
 
@@ -559,24 +559,28 @@ def muddformer(ctx: BlockContext, dynamic: bool = True, expand: float = 1.0) -> 
     f_i reads a_i; X_i (an identity node) = a_i + f_i. Block 1 reads X_0 (no aggregation yet, as the
     official code). The head reads one more aggregation of X_0 .. X_n. `dynamic`: per-token weights
     (`mudd`, MLP hidden `expand` x sources); otherwise static learned scalars (`weighted`). Both start
-    one-hot on X_{i-1}, so the network starts as prenorm.
+    one-hot on X_{i-1}, so the network starts as prenorm. `ports` (the official config's `dense_type`,
+    default qkvr): the inputs that get dense aggregations; the others read X_{i-1} alone, as in prenorm.
     """
     if not isinstance(dynamic, bool):
         raise SpecError(f"decoder pattern 'muddformer': dynamic must be true or false, got {dynamic!r}")
+    if not isinstance(ports, str) or not ports or set(ports) - set("qkvr") or len(set(ports)) != len(ports):
+        raise SpecError(f"decoder pattern 'muddformer': ports must name each of q, k, v, r at most once and at "
+                        f"least one of them (e.g. qkvr, r, qkv), got {ports!r}")
     kind = {"agg": "mudd", "expand": expand} if dynamic else {"agg": "weighted", "weights": "nearest"}
     g = nx.MultiDiGraph()
     g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
     outputs = [0]
     for i in range(1, _pairs("muddformer", ctx) + 1):
         a, f, x = len(g), len(g) + 1, len(g) + 2
-        ported = {f"{p}.{k}": value for p in "qkvr" for k, value in kind.items()} if i > 1 else {}
+        ported = {f"{p}.{k}": value for p in ports for k, value in kind.items()} if i > 1 else {}
         g.add_node(a, op=ctx.op_of(1), agg="sum", width=ctx.growth, **ported)
         g.add_node(f, op=ctx.op_of(2), agg="sum", width=ctx.growth)
         g.add_node(x, op=OUTPUT_OP, agg="sum", width=0)
         if i == 1:  # X_1 = X_0 + a_1 + f_1, f_1 reading X_0 + a_1
             g.add_edges_from([(0, a), (0, f), (a, f), (0, x), (a, x), (f, x)])
         else:
-            g.add_edges_from((u, a, {"port": p}) for p in "qkvr" for u in outputs)
+            g.add_edges_from((u, a, {"port": p}) for p in "qkvr" for u in (outputs if p in ports else outputs[-1:]))
             g.add_edges_from([(a, f), (a, x), (f, x)])
         outputs.append(x)
     g.add_node(len(g), op=OUTPUT_OP, width=0, **kind)

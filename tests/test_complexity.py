@@ -182,6 +182,17 @@ def test_budget_out_of_reach_is_a_config_error():
         match_budget(make_arch(depth=10, growth=12), 10_000_000, max_growth=40)
 
 
+@pytest.mark.parametrize("pattern, options", [("prenorm", {}), ("mhc", {"streams": 4})])
+def test_a_decoder_budget_lands_on_the_closest_width_its_heads_allow(pattern, options):
+    # A decoder's width is a multiple of twice its heads (rotary pairs): the match scans only those.
+    arch = make_arch(family="decoder", pattern=pattern, pattern_options=options, growth=24, heads=3, sublayers=4,
+                     context=8)
+    target = 60_000
+    counts = {w: complexity(build_spec(arch.model_copy(update={"growth": w}))).params for w in range(6, 121, 6)}
+    expected = min(counts, key=lambda w: (abs(counts[w] - target), w))
+    assert match_budget(arch, target, max_growth=120).growth == expected
+
+
 def _norm_params(model) -> int:
     return sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
 

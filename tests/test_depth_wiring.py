@@ -20,6 +20,8 @@ VARIANTS = [("prenorm", {}), ("plain", {}), ("partial", {"m": 2}), ("dense-conca
             ("laurel", {}), ("laurel", {"form": "rw"}), ("laurel", {"form": "lr", "rank": 2}),
             ("hyper-connections", {}), ("hyper-connections", {"dynamic": False}),
             ("hyper-connections", {"streams": 2}), ("mhc", {}), ("mhc", {"dynamic": False})]
+# MUDDFormer with dense aggregations on some of its inputs only (the others read the stream, as in prenorm).
+VARIANTS += [("muddformer", {"ports": "r"}), ("muddformer", {"ports": "qk", "dynamic": False})]
 # Who equals prenorm at initialisation (given the same body weights) and, for the others, why not.
 EQUAL_AT_INIT = {"prenorm", "denseformer", "muddformer", "laurel", "hyper-connections", "mhc"}
 NOT_EQUAL_AT_INIT = {
@@ -215,6 +217,9 @@ def test_bad_options_name_the_problem():
         build_spec(_arch("attnres", block=-1))
     with pytest.raises(SpecError, match="sublayers must be even"):
         build_spec(make_arch(family="decoder", pattern="muddformer", growth=WIDTH, heads=HEADS, sublayers=5))
+    for ports in ("", "qq", "qkx"):
+        with pytest.raises(SpecError, match="ports must name each of q, k, v, r at most once"):
+            build_spec(_arch("muddformer", ports=ports))
 
 
 def test_the_example_mudd_graph_file_is_the_pattern():

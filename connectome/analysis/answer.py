@@ -22,7 +22,7 @@ from connectome.analysis.results import MACS, Results, completed_rows, factor_co
 from connectome.analysis.stats import Comparison, compare, configurations, crossed_factors
 from connectome.analysis.studyfile import budget_params
 from connectome.analysis.units import (
-    format_points, headline_metric, is_points, points_name, scale, selection_metric, with_points, words,
+    format_points, headline_metric, is_points, level_text, points_name, scale, selection_metric, with_points, words,
 )
 
 # Comparisons a study answers with, at most (dense against each other wiring, else every pair); a decoder study's
@@ -109,9 +109,11 @@ def wiring_levels(trials: pd.DataFrame) -> pd.Series:
     pattern = trials["pattern"].astype(str)
     label = pattern.copy()
     for column in crossed_factors(trials, "pattern"):
-        if trials[column].astype(str).fillna("-").groupby(pattern).agg(frozenset).nunique() > 1:
-            given = trials[column].notna()
-            label = label.where(~given, label + f", {column}=" + trials[column].astype(str))
+        text = trials[column].map(level_text)
+        if text.groupby(pattern).agg(frozenset).nunique() > 1:
+            # named only where it tells a pattern's wirings apart (mhc's one form needs no `dynamic=True`)
+            given = trials[column].notna() & (text.groupby(pattern).transform("nunique") > 1)
+            label = label.where(~given, label + f", {column}=" + text)
     return label
 
 
@@ -197,7 +199,7 @@ def best_configuration(trials: pd.DataFrame, metric: str = "test_error_pts") -> 
     table = configurations(chosen, x="_selection", y=metric)
     best = table.sort_values("_selection", kind="stable").iloc[0]
     factors = [f for f in factor_columns(data) if f in table]
-    name = ", ".join(f"{f}={best[f]}" for f in factors if not _missing(best[f])) or "the only configuration"
+    name = ", ".join(f"{f}={level_text(best[f])}" for f in factors if not _missing(best[f])) or "the only configuration"
     unit = " points" if _in_points(metric) else ""
     seeds = int(best["count"])
     spread = (f" [{_number(best['ci_low'], metric)}, {_number(best['ci_high'], metric)}] (95% t, {seeds} seeds)"

@@ -16,7 +16,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from connectome.analysis.results import MACS, factor_columns
 from connectome.analysis.stats import configurations, crossed_factors, pareto, summarize
-from connectome.analysis.units import is_language_model, is_points, words
+from connectome.analysis.units import is_language_model, is_points, level_text, words
 from connectome.files import write_atomic
 
 # Factors that change a network's size: a study varying one within a pattern draws curves.
@@ -35,6 +35,23 @@ LABELS = {
     "lr": "learning rate",
     "epoch": "epoch",
 }
+
+
+# A figure's groups beyond matplotlib's 10 colours: tab20 (its dark shades are those 10 colours, then the
+# light ones), and a line style and marker per ten groups, so no two groups of a figure look alike.
+GROUP_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "P"), (":", "X"), ("-.", "*"))
+
+
+def group_style(i: int, n: int) -> dict[str, str]:
+    """Colour, line style and marker of group i of n (matplotlib's C0..C9, solid, circles, for up to 10)."""
+    if n <= 10:
+        return {"color": f"C{i}", "linestyle": "-", "marker": "o"}
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    shade, hue = divmod(i, 10)
+    line, marker = GROUP_STYLES[shade % len(GROUP_STYLES)]
+    return {"color": to_hex(colormaps["tab20"].colors[2 * hue + shade % 2]), "linestyle": line, "marker": marker}
 
 
 # Short names for titles, where the axis label already gives the unit.
@@ -81,12 +98,13 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
     curves = varies_size(data, hue) if joined is None else joined
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
-        color = f"C{i}"
-        ax.scatter(group[x], group[y], s=14, alpha=0.45, color=color, linewidths=0)
+    groups = list(data.groupby(hue, sort=True))
+    for i, (level, group) in enumerate(groups):
+        style = group_style(i, len(groups))
+        ax.scatter(group[x], group[y], s=14, alpha=0.45, color=style["color"], marker=style["marker"], linewidths=0)
         configs = configurations(group, x=x, y=y).sort_values(x, kind="stable")
-        _interval_marks(ax, configs, x, y, color, joined=curves,
-                        label=f"{format_level(level)} ({plural(len(group), 'trial')})")
+        _interval_marks(ax, configs, x, y, style, joined=curves,
+                        label=f"{level_text(level)} ({plural(len(group), 'trial')})")
     _size_axis(ax, data[x], x, data)
     ax.set_ylabel(label(y))
     ax.set_title(f"{short_label(y)} vs {short_label(x)} per {hue}")
@@ -108,12 +126,13 @@ def varies_size(trials: pd.DataFrame, hue: str = "pattern") -> bool:
     return bool(crossed) and all(f in SIZE_FACTORS for f in crossed)
 
 
-def _interval_marks(ax, configs: pd.DataFrame, x: str, y: str, color: str, joined: bool, label: str) -> None:
+def _interval_marks(ax, configs: pd.DataFrame, x: str, y: str, style: dict[str, str], joined: bool,
+                    label: str) -> None:
     """Configuration means with their t interval as bars, joined into a curve if asked."""
     low = (configs[y] - configs["ci_low"]).fillna(0.0).clip(lower=0.0)
     high = (configs["ci_high"] - configs[y]).fillna(0.0).clip(lower=0.0)
     ax.errorbar(configs[x].astype(float), configs[y].astype(float), yerr=[low.to_numpy(), high.to_numpy()],
-                color=color, marker="o", ms=5, capsize=3, linestyle="-" if joined else "none", label=label)
+                ms=5, capsize=3, label=label, **{**style, "linestyle": style["linestyle"] if joined else "none"})
 
 
 def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
@@ -129,7 +148,7 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
     counts = [replicates(trials[trials["trial_id"].isin(group["trial_id"])]) for _, group in groups]
     for ax, metric in zip(axes, metrics):
         for i, ((level, group), count) in enumerate(zip(groups, counts)):
-            _curve_with_band(ax, group, metric, f"{_group_name(hue, level)} ({count})", color=f"C{i}")
+            _curve_with_band(ax, group, metric, f"{_group_name(hue, level)} ({count})", group_style(i, len(groups)))
         ax.set_xlabel("evaluation interval" if is_language_model(trials) else "epoch")  # an LM's epoch is one
         ax.set_ylabel(label(metric))
         ax.set_title(label(metric))
@@ -198,13 +217,17 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     if hue and hue in data:
-        for i, (level, group) in enumerate(data.groupby(hue, sort=True)):
-            ax.scatter(group[x], group[y], s=12, alpha=0.45, color=f"C{i}", linewidths=0)
-            _interval_marks(ax, configurations(group, x=x, y=y), x, y, f"C{i}",  # hue need not be a factor
-                            joined=False, label=format_level(level))
+        groups = list(data.groupby(hue, sort=True))
+        for i, (level, group) in enumerate(groups):
+            style = group_style(i, len(groups))
+            ax.scatter(group[x], group[y], s=12, alpha=0.45, color=style["color"], marker=style["marker"],
+                       linewidths=0)
+            _interval_marks(ax, configurations(group, x=x, y=y), x, y, style,  # hue need not be a factor
+                            joined=False, label=level_text(level))
     else:
         ax.scatter(data[x], data[y], s=12, alpha=0.45, color="C7", linewidths=0)
-        _interval_marks(ax, configs, x, y, "C7", joined=False, label="configurations")
+        _interval_marks(ax, configs, x, y, {"color": "C7", "linestyle": "-", "marker": "o"}, joined=False,
+                        label="configurations")
     if len(front):
         ax.step(front[x].astype(float), front[y].astype(float), where="post", color="k", lw=1.2, zorder=3)
         ax.scatter(front[x], front[y], s=70, facecolors="none", edgecolors="k", zorder=4,
@@ -218,14 +241,13 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
     return fig
 
 
-def _curve_with_band(ax, group: pd.DataFrame, metric: str, name: str, color: str) -> None:
+def _curve_with_band(ax, group: pd.DataFrame, metric: str, name: str, style: dict[str, str]) -> None:
     """Mean over trials per epoch, with a 95% t interval band where several trials reached it."""
     per_epoch = summarize(group, by="epoch", metric=metric).set_index("epoch").sort_index()
     # markers keep a curve of one or a few epochs visible (a one-point line draws nothing)
-    ax.plot(per_epoch.index, per_epoch["mean"], color=color, lw=1.5, marker="o",
-            ms=3 if len(per_epoch) <= 30 else 0, label=name)
+    ax.plot(per_epoch.index, per_epoch["mean"], lw=1.5, ms=3 if len(per_epoch) <= 30 else 0, label=name, **style)
     band = per_epoch.dropna(subset=["ci_low", "ci_high"])
-    ax.fill_between(band.index, band["ci_low"], band["ci_high"], color=color, alpha=0.2, linewidth=0)
+    ax.fill_between(band.index, band["ci_low"], band["ci_high"], color=style["color"], alpha=0.2, linewidth=0)
 
 
 def plural(n: int, word: str) -> str:
@@ -255,13 +277,8 @@ def _usage_cmap():
 def _group_name(hue: list[str], level) -> str:
     """Legend text of a group: `dense`, or `dense, growth=12` for several grouping columns."""
     values = level if isinstance(level, tuple) else (level,)
-    head, *rest = [format_level(v) for v in values]
+    head, *rest = [level_text(v) for v in values]
     return ", ".join([head, *(f"{k}={v}" for k, v in zip(hue[1:], rest))])
-
-
-def format_level(value) -> str:
-    """A factor level as text; missing values as `-`."""
-    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 def plot_feature_usage(frame: pd.DataFrame, title: str = "") -> Figure:

@@ -101,3 +101,12 @@ def format_points(value: float, sign: bool = False) -> str:
     if value is None or not math.isfinite(value):
         return "–"
     return f"{value:+.{DIGITS}f}" if sign else f"{value:.{DIGITS}f}"
+
+
+def level_text(value) -> str:
+    """A factor level as a reader sees it: `-` when missing, `4` for 4.0 (a column with gaps is float), else str."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

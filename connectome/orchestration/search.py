@@ -3,7 +3,7 @@
 Candidates that break the constraints (or do not make a valid network) are told to Optuna as
 failed with a `rejected` note and replaced at once, so they never reach a worker; so are
 candidates that repeat a planned trial (`duplicate_of`: an isomorphic graph with the same
-training, or the same configuration suggested again). The Optuna
+training, or the same configuration suggested again), told as pruned. The Optuna
 study itself is kept in results/<study>/optuna.db (see connectome/store/optuna_storage.py).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from connectome.study.dedup import Deduplicator
 from connectome.orchestration.scheduler import FIDELITY, is_epoch_report
 from connectome.study.schema import VALIDATION_METRICS, Study
 from connectome.store.optuna_storage import make_storage, requeue_interrupted
-from connectome.study.space import make_sampler
+from connectome.study.space import SpaceSampler, is_conditional, make_sampler
 from connectome.study.trials import make_trial
 
 # Consecutive rejected candidates after which the search gives up (the constraints are too tight).
@@ -58,9 +58,14 @@ class ConstrainedOptunaSearch(OptunaSearch):
                 write_trial_config(self.sd.trial(trial.trial_id), trial.config.model_dump(mode="json"),
                                    study=self.study.name, assignment=trial.assignment, planned=trial.plan.to_json())
                 return {"trial_id": trial.trial_id, "trial_config": trial.config.model_dump_json()}
-            repeats += reason.startswith("duplicate_of ")
+            repeat = reason.startswith("duplicate_of ")
+            repeats += repeat
             ot_trial.set_user_attr("rejected", reason)
-            self._ot_study.tell(self._ot_trials.pop(trial_id), state=TrialState.FAIL)
+            # TPE ignores failed trials, so a repeat told FAIL is asked for again and again (a small
+            # discrete space stalled after its start-up trials); a pruned one without values ranks
+            # below every completed trial, so the sampler looks elsewhere. Neither counts to n_trials.
+            state = TrialState.PRUNED if repeat else TrialState.FAIL
+            self._ot_study.tell(self._ot_trials.pop(trial_id), state=state)
         if repeats:
             # A small space (e.g. a few categorical choices) runs out: the sampler keeps asking for
             # trials already planned. The search ends with fewer than n_trials distinct trials.
@@ -141,9 +146,12 @@ def make_searcher(study: Study, sd: StudyDir) -> ConstrainedOptunaSearch:
     objectives = study.search.objectives
     metric = [o.metric for o in objectives]
     mode = [o.mode for o in objectives]
+    # A conditional space is sampled define-by-run; a fixed one as a fixed set of distributions.
+    space = study.space
+    fixed = {key: spec.distribution() for key, spec in space.items()}
     return ConstrainedOptunaSearch(
         study, sd,
-        space={key: spec.distribution() for key, spec in study.space.items()},
+        space=SpaceSampler(space) if is_conditional(space) else fixed,
         metric=metric if len(metric) > 1 else metric[0],
         mode=mode if len(mode) > 1 else mode[0],
         sampler=make_sampler(study),

@@ -160,29 +160,41 @@ def space_table(study: Study) -> Table:
     return table
 
 
-def candidates_table(study: Study, n: int = 8) -> Table:
-    """A few candidates drawn at random from the space, with their size and constraint check."""
+def draw_candidates(study: Study, n: int = 8) -> list[tuple[dict[str, Any], Trial | str]]:
+    """n candidates drawn at random from the space (conditions honoured): each planned, or why it is invalid."""
     import optuna
 
     from connectome.errors import ConnectomeError
+    from connectome.study.space import ask_params
     from connectome.study.trials import make_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=study.search.sampler_seed))
-    space = {key: spec.distribution() for key, spec in study.space.items()}
+    drawn: list[tuple[dict[str, Any], Trial | str]] = []
+    for _ in range(n):
+        assignment = ask_params(draw, study.space).params
+        try:
+            drawn.append((assignment, make_trial(study, assignment, study.search.seed)))
+        except ConnectomeError as err:
+            drawn.append((assignment, str(err)))
+    return drawn
+
+
+def candidates_table(study: Study, n: int = 8) -> Table:
+    """A few candidates drawn at random from the space, with their size and constraint check."""
+    keys = list(study.space)
+    matched = study.budget is not None  # growth chosen per candidate: show it
     table = Table(title=f"{n} random candidates (the sampler chooses the real ones as results arrive)")
     macs = macs_label(study)
-    for col in ("trial", *space, "params", macs, "status"):
+    for col in ("trial", *keys, *(["growth"] if matched else []), "params", macs, "status"):
         table.add_column(col, justify="right" if col in ("params", macs) else "left")
-    for _ in range(n):
-        assignment = draw.ask(space).params
-        try:
-            t = make_trial(study, assignment, study.search.seed)
-        except ConnectomeError as err:
-            table.add_row("-", *_plain(*assignment.values()), "-", "-", Text(f"invalid: {err}"))
+    for assignment, t in draw_candidates(study, n):
+        values = [assignment.get(k, "") for k in keys]
+        if isinstance(t, str):
+            table.add_row("-", *_plain(*values), *(["-"] if matched else []), "-", "-", Text(f"invalid: {t}"))
             continue
-        table.add_row(*_plain(t.trial_id, *assignment.values()), f"{t.params:,}", f"{t.flops / 1e6:,.1f}",
-                      Text(f"rejected: {t.rejected}" if t.rejected else "run"))
+        table.add_row(*_plain(t.trial_id, *values, *([t.config.arch.growth] if matched else [])), f"{t.params:,}",
+                      f"{t.flops / 1e6:,.1f}", Text(f"rejected: {t.rejected}" if t.rejected else "run"))
     return table
 
 
@@ -206,6 +218,9 @@ def plan_json(study: Study) -> dict[str, Any]:
         plan["objectives"] = [o.model_dump() for o in study.search.objectives]
         plan["space"] = {key: spec.model_dump(exclude_none=True) for key, spec in study.space.items()}
         plan["trials"] = []  # the sampler chooses them as results arrive
+        # a few random draws from the space, planned: what the candidates look like (budget, constraints)
+        plan["candidates"] = [{"assignment": a, "invalid": t} if isinstance(t, str) else trial_json(t)
+                              for a, t in draw_candidates(study)]
         plan["done"] = len(finished_rows(rows))
         plan["to_run"] = max(study.search.n_trials - plan["done"], 0)
         eta = search_estimate(study, rows)

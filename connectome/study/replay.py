@@ -65,16 +65,15 @@ def replay_optuna(study: Study, table: ReplayTable) -> pd.DataFrame:
     """Run the study's Optuna sampler for n_trials, each told the table's values (missing: failed)."""
     import optuna
 
-    from connectome.study.space import make_sampler
+    from connectome.study.space import ask_params, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objectives = study.search.objectives
     ot = optuna.create_study(directions=["maximize" if o.mode == "max" else "minimize" for o in objectives],
                              sampler=make_sampler(study))
-    space = {key: spec.distribution() for key, spec in study.space.items()}
     rows = []
     for number in range(study.search.n_trials):
-        ask = ot.ask(space)
+        ask = ask_params(ot, study.space)
         trial = make_trial(study, dict(ask.params), study.search.seed)
         row = None if trial.rejected else table.answer(trial)
         values = [row.get(o.metric) if row else None for o in objectives]

@@ -18,7 +18,7 @@ from connectome.errors import ConfigError
 from connectome.overrides import apply_overrides, read_yaml_mapping
 from connectome.plugins import is_file_plugin, load_plugins
 from connectome.study.limits import Limits, check_limits
-from connectome.study.space import ParamSpec, find_space_file
+from connectome.study.space import ParamSpec, check_conditions, find_space_file
 from connectome.training import DataConfig, TrainConfig
 from connectome.training.device_names import resource_problem
 
@@ -171,6 +171,18 @@ class Budget(_Frozen):
     """Match every candidate to this parameter count by choosing its growth rate."""
 
     params: int = Field(gt=0)
+    # Refuse a candidate whose closest growth still misses `params` by more than this fraction (a
+    # width comes in steps, a decoder's of twice its heads); None accepts the closest, however far.
+    # Left out of dumps when unset, so the stored definitions of earlier studies still match.
+    tolerance: float | None = Field(None, gt=0.0, exclude_if=lambda v: v is None)
+
+    def missed_by(self, params: int) -> str | None:
+        """Why a matched candidate's params are too far from the budget, or None."""
+        off = abs(params - self.params) / self.params
+        if self.tolerance is None or off <= self.tolerance:
+            return None
+        return (f"{params:,} params miss the budget {self.params:,} by {off:.1%} > tolerance {self.tolerance:.1%} "
+                "at the closest width")
 
 
 class Resources(_Frozen):
@@ -306,6 +318,7 @@ class Study(_Frozen):
         elif isinstance(self.search.space, dict):
             for key in self.search.space:
                 check_trial_key(key, f"search.space.{key}")
+            check_conditions(self.search.space)
         return self
 
     @model_validator(mode="after")
@@ -429,6 +442,10 @@ def load_space(name: str, study_path: str | None) -> dict[str, ParamSpec]:
             raise ConfigError(f"{path}: {err}") from None
     if not space:
         raise ConfigError(f"{path}: the search space is empty; list parameters as `name: {{choices: [...]}}`")
+    try:
+        check_conditions(space)
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}") from None
     return space
 
 

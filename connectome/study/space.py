@@ -1,10 +1,15 @@
-"""Search spaces: named parameter ranges kept in `search_spaces/*.yaml`, sampled by Optuna."""
+"""Search spaces: named parameter ranges kept in `search_spaces/*.yaml`, sampled by Optuna.
+
+A parameter may be conditional (`when: {pattern: [mhc]}`): sampled only when an earlier parameter took
+one of the listed values, so one search can cover several patterns, each with its own options.
+"""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectome.errors import ConfigError
 
@@ -23,6 +28,9 @@ class ParamSpec(BaseModel):
     step: int | float | None = None
     # Sample the range on a log scale (e.g. learning rates).
     log: bool = False
+    # Sampled only when each named earlier parameter took one of the listed values (else left out of
+    # the trial, which keeps the study's own value). Left out of dumps when unset.
+    when: dict[str, list[Any]] | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "ParamSpec":
@@ -54,6 +62,18 @@ class ParamSpec(BaseModel):
             raise ValueError(f"an integer range ({self.low} .. {self.high}) needs an integer step, "
                              f"got {self.step}; write low/high as floats for a float range")
 
+    def applies(self, params: dict[str, Any]) -> bool:
+        """True when the parameters sampled so far meet this parameter's `when` condition."""
+        return all(params.get(key, _UNSET) in values for key, values in (self.when or {}).items())
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Sample this parameter on an Optuna trial (define-by-run)."""
+        if self.choices is not None:
+            return trial.suggest_categorical(name, self.choices)
+        if self.is_int:
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(name, float(self.low), float(self.high), step=self.step, log=self.log)
+
     @property
     def is_int(self) -> bool:
         """True when the range is over integers."""
@@ -68,6 +88,53 @@ class ParamSpec(BaseModel):
         if self.is_int:
             return IntDistribution(int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return FloatDistribution(float(self.low), float(self.high), step=self.step, log=self.log)
+
+
+# A parameter not sampled in this trial (never equal to a listed value, None included).
+_UNSET = object()
+
+
+def check_conditions(space: dict[str, ParamSpec]) -> None:
+    """ValueError unless every `when` names an earlier categorical parameter and values among its choices."""
+    names = list(space)
+    for i, (key, spec) in enumerate(space.items()):
+        for other, values in (spec.when or {}).items():
+            if other not in names[:i] or space[other].choices is None:
+                earlier = [k for k in names[:i] if space[k].choices is not None]
+                raise ValueError(f"{key}: when: {other!r} is not a categorical parameter listed before {key!r}; "
+                                 f"use one of {', '.join(earlier) or 'none'}")
+            unknown = [v for v in values if v not in space[other].choices]
+            if not values or unknown:
+                raise ValueError(f"{key}: when: {other}: {unknown or values} not among its choices "
+                                 f"{space[other].choices}")
+
+
+def is_conditional(space: dict[str, ParamSpec]) -> bool:
+    """True when some parameter is sampled only under a condition."""
+    return any(spec.when for spec in space.values())
+
+
+class SpaceSampler:
+    """Define-by-run sampling of a space (picklable: Ray Tune pickles its searcher, and with it this)."""
+
+    def __init__(self, space: dict[str, ParamSpec]):
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for key, spec in self.space.items():
+            if spec.applies(params):
+                params[key] = spec.suggest(trial, key)
+        return params
+
+
+def ask_params(study: Any, space: dict[str, ParamSpec]) -> Any:
+    """A new trial of an Optuna study with the space sampled on it (conditions honoured)."""
+    if not is_conditional(space):  # the fixed-space ask, as before conditions existed
+        return study.ask({key: spec.distribution() for key, spec in space.items()})
+    trial = study.ask()
+    SpaceSampler(space)(trial)
+    return trial
 
 
 def find_space_file(name: str, study_path: Path | None) -> Path:
@@ -99,4 +166,10 @@ def make_sampler(study) -> Any:
         return NSGAIISampler(seed=search.sampler_seed, **options)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.sampler_seed)
-    return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True)
+    # `group` samples each conditional sub-space jointly (multivariate TPE alone would fall back to
+    # independent sampling for parameters missing from some trials).
+    if not is_conditional(study.space):
+        return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True)
+    with warnings.catch_warnings():  # `group` is marked experimental since Optuna 2.8; chosen knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=search.sampler_seed, multivariate=True, group=True)

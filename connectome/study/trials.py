@@ -101,6 +101,9 @@ def rejected_by(study: Study, plan: PlannedTrial) -> str | None:
     over = rejected_by_limits(study.limits, plan.params, plan.spec)
     if over:
         return over
+    missed = study.budget.missed_by(plan.params) if study.budget is not None else None
+    if missed:
+        return missed
     params, flops = plan.params, plan.flops
     limits = study.constraints
     if limits.max_params and params is not None and params > limits.max_params:

@@ -181,3 +181,27 @@ def test_every_decoder_wiring_is_compared_with_prenorm_but_image_wirings_stop_at
     decoder = study_answer(frame("prenorm", "test_bpb"))
     assert len(decoder) == MAX_COMPARISONS + 2 and {s.comparison.b for s in decoder} == {"prenorm"}
     assert len(study_answer(frame("dense", "test_error"))) == MAX_COMPARISONS
+
+
+def test_a_wiring_names_only_the_options_that_tell_its_pattern_s_wirings_apart():
+    # depth_wiring: attnres read `block=0.0` (a float column, NaN for other patterns) and mhc, whose one form
+    # is dynamic, read `mhc, pattern_options.dynamic=True`
+    from connectome.analysis.answer import wiring_levels
+
+    variants = [("prenorm", np.nan, np.nan), ("attnres", 0.0, np.nan), ("attnres", 4.0, np.nan),
+                ("muddformer", np.nan, True), ("muddformer", np.nan, False), ("mhc", np.nan, True)]
+    frame = pd.DataFrame([{"trial_id": f"{i}-{seed}", "seed": seed, "pattern": p, "pattern_options.block": block,
+                           "pattern_options.dynamic": dynamic} for i, (p, block, dynamic) in enumerate(variants)
+                          for seed in range(2)])
+    assert sorted(wiring_levels(frame).unique()) == [
+        "attnres, pattern_options.block=0", "attnres, pattern_options.block=4", "mhc",
+        "muddformer, pattern_options.dynamic=False", "muddformer, pattern_options.dynamic=True", "prenorm"]
+
+
+def test_the_chosen_configuration_names_a_whole_number_option_as_an_integer():
+    # an Optuna wiring search: streams only for the multi-stream patterns, so the column is float
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "status": "completed", "seed": 0, "data.name": "text",
+                           "pattern": ["mhc", "partial"], "pattern_options.streams": [4.0, np.nan],
+                           "best_val_bpb": [6.5, 6.7], "test_bpb": [6.51, 6.74], "params": 1000, "flops": 10})
+    text = best_configuration(trials, metric="test_bpb").text
+    assert "pattern=mhc, pattern_options.streams=4 (" in text

@@ -164,3 +164,49 @@ def test_a_language_models_training_curves_say_bits_per_byte_per_evaluation_inte
     images = plot_training_curves(epochs.rename(columns={"val_bpb": "val_acc"}), trials.drop(columns="test_bpb"),
                                   metrics=("val_acc",)).axes
     assert images[0].get_xlabel() == "epoch" and images[0].get_ylabel() == "validation accuracy"
+
+
+def _twelve_wirings(groups: int = 12):
+    """Trials and per-interval bits per byte of `groups` wirings over 2 seeds (depth_wiring has 12)."""
+    trials = pd.DataFrame([{"trial_id": f"w{g}-{s}", "pattern": f"wiring{g:02d}", "seed": s, "params": 1000 + g,
+                            "test_bpb": 2.5 + 0.01 * g + 0.001 * s} for g in range(groups) for s in range(2)])
+    epochs = pd.DataFrame([{"trial_id": t, "epoch": e, "train_bpb": 3.0 / e, "val_bpb": 3.1 / e}
+                           for t in trials["trial_id"] for e in (1, 2)])
+    return trials, epochs
+
+
+def _looks(handles) -> list[tuple]:
+    """What tells a legend entry apart: colour, line style, marker."""
+    from matplotlib.colors import to_hex
+
+    return [(to_hex(h.get_color()), h.get_linestyle(), h.get_marker()) for h in handles]
+
+
+@pytest.mark.parametrize("groups", [12, 25])
+def test_more_than_ten_groups_each_look_different(groups):
+    # depth_wiring's 12 wirings: matplotlib's 10-colour cycle drew attnres and prenorm both blue
+    trials, epochs = _twelve_wirings(groups)
+    curves = plot_training_curves(epochs, trials, metrics=("val_bpb",)).axes[0]
+    looks = _looks(curves.get_legend().legend_handles)
+    assert len(looks) == len(set(looks)) == groups
+    colours = {c for c, _, _ in looks}
+    assert len(colours) == min(groups, 20)
+    marks = plot_error_vs_params(trials, y="test_bpb").axes[0]
+    looks = _looks(bars.lines[0] for bars in marks.containers)
+    assert len(set(looks)) == groups
+
+
+def test_ten_groups_keep_matplotlib_s_colours():
+    trials, epochs = _twelve_wirings(10)
+    ax = plot_training_curves(epochs, trials, metrics=("val_bpb",)).axes[0]
+    assert [c for c, _, _ in _looks(ax.lines)] == [f"#{c}" for c in (
+        "1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "7f7f7f", "bcbd22", "17becf")]
+
+
+def test_a_whole_number_option_reads_as_an_integer():
+    from connectome.analysis.figures import _group_name
+
+    # a column with gaps (NaN where a pattern has no such option) is float: 0.0 must read 0
+    assert _group_name(["pattern", "pattern_options.block"], ("attnres", 0.0)) == "attnres, pattern_options.block=0"
+    assert _group_name(["pattern", "lr"], ("prenorm", 0.003)) == "prenorm, lr=0.003"
+    assert _group_name(["pattern", "m"], ("partial", np.nan)) == "partial, m=-"

@@ -112,3 +112,16 @@ def test_an_input_too_small_for_the_network_is_refused_when_planning():
         plan_trial(make_trial_config({"data": GRAY | {"synthetic": GRAY["synthetic"] | {"size": 4}},
                                       "arch": four_blocks}))
     assert plan_trial(make_trial_config({"data": GRAY, "arch": four_blocks})).input_size == (1, 8, 8)
+
+
+@pytest.mark.parametrize("arch, m", [
+    ({"family": "decoder", "pattern": "partial", "pattern_options": {"m": 3}}, "[3]"),  # an Optuna search's option
+    ({"family": "decoder", "pattern": "partial", "m": 4}, "[4]"),
+    ({"family": "decoder", "pattern": "partial"}, "[2]"),  # the decoder pattern's own default, not the width
+    ({"family": "decoder", "pattern": "prenorm"}, None),
+])
+def test_the_record_s_m_is_the_window_the_decoder_built(arch, m):
+    # depth_wiring_search's partial with pattern_options.m: 3 was recorded as m = [64] (the width)
+    config = make_trial_config({"arch": {"growth": 16, "heads": 2, "sublayers": 4, "context": 8, **arch},
+                                "data": {"name": "text"}, "train": {"steps": 2}})
+    assert plan_trial(config).record_columns()["m"] == m
