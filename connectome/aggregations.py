@@ -242,3 +242,52 @@ def hc_write_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     if options["mixing"] == "mhc":  # phi_res (nC x n^2), phi_post (nC x n), alpha_res, alpha_post
         return mixed + Cx(params=width * (k * k + k) + 2, flops=width * (k * k + k) * hw * hw)
     return mixed + Cx(params=c * k + c + 2, flops=(k * c * k + k * c) * hw * hw)  # W_r, W_beta, s_alpha, s_beta
+
+
+# Frac-Connections (Zhu et al. 2025, arXiv 2503.14125): Hyper-Connections with expansion rate 1/m. The state
+# keeps its width d and is read as m fractions of width d/m side by side (one node, as the streams above);
+# `frac-read` mixes the fractions into a layer's d-wide input, `frac-write` mixes them and adds the layer's
+# output, fraction by fraction. The head reads the state itself.
+FRACTION_OPTIONS = {"fractions": Option(2, STREAM_COUNTS), "mode": STREAM_OPTIONS["mode"]}
+
+
+def fraction_width(width: int, options: dict) -> int:
+    """The width d/m of one fraction of a d-channel state; ValueError unless m divides it."""
+    m = options["fractions"]
+    if width % m:
+        raise ValueError(f"{m} fractions do not divide the width {width} of the state")
+    return width // m
+
+
+def _frac_read(reads: list[int], options: dict) -> int:
+    if len(reads) != 1:
+        raise ValueError(f"reads one fractioned state, has {len(reads)} inputs")
+    fraction_width(reads[0], options)
+    return reads[0]
+
+
+def _frac_written(reads: list[int], options: dict) -> int:
+    if len(reads) != 2 or reads[0] != reads[1]:
+        raise ValueError(f"writes a layer's output into the fractions: needs the state (the lower source id) "
+                         f"and one output of its width, got widths {reads}")
+    fraction_width(reads[0], options)
+    return reads[0]
+
+
+@register_aggregation("frac-read", verb="reads", single_is_identity=False, width_rule=_frac_read,
+                      options=FRACTION_OPTIONS)
+def frac_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
+    """A layer's input: fraction c is sum_i Y[i, c] H_i (an m x m read matrix); dynamic Y from each normed fraction."""
+    m = options["fractions"]
+    c = width // m
+    mixed = Cx(params=m * m, flops=m * m * c * hw * hw)
+    if options["mode"] == "static":
+        return mixed
+    return mixed + Cx(params=c * m + 1, flops=m * c * m * hw * hw)  # W_y (d/m x m) and its scale
+
+
+@register_aggregation("frac-write", verb="writes", single_is_identity=False, width_rule=_frac_written,
+                      options=FRACTION_OPTIONS)
+def frac_write_cx(n: int, width: int, hw: int, options: dict) -> Cx:
+    """H'_j = B_j y_j + sum_i A_r[i, j] H_i: hc-write's parameters and work over m fractions of width d/m."""
+    return hc_write_cx(n, width, hw, {"streams": options["fractions"], "mode": options["mode"], "mixing": "hc"})
