@@ -61,6 +61,15 @@ class Join(nn.Module):
         """
         return None
 
+    def token_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor | None:
+        """The weight of each in-edge at each position, (..., n) by input position, as forward applies it.
+
+        None for kinds whose weights do not depend on the input, or are not one per in-edge (a gate's
+        are per channel, a stream mixing's per stream): connectome.analysis.learned_wiring records
+        these over validation tokens and draws their mean and spread.
+        """
+        return None
+
 
 @join_module("concat")
 class Concat(Join):
@@ -176,10 +185,13 @@ class DynamicDense(Join):
         nn.init.zeros_(self.w2.weight)
         self.prior = nn.Parameter(torch.eye(n_inputs)[-1])  # the static weights a
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def token_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """w per position, (B, T, n)."""
         x = rms_normed(inputs[-1], self.dim).movedim(self.dim, -1)  # (B, T, C) or (B, H, W, C)
-        weights = self.w2(F.gelu(self.w1(x))) + self.prior  # (B, T, n)
-        return weigh(inputs, weights, self.dim)
+        return self.w2(F.gelu(self.w1(x))) + self.prior
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return weigh(inputs, self.token_weights(inputs), self.dim)
 
 
 @join_module("depth-attention")
@@ -194,10 +206,13 @@ class DepthAttention(Join):
         super().__init__(n_inputs=n_inputs, width=width, carry=carry)
         self.query = nn.Parameter(torch.zeros(width))
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def token_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """alpha per position, (B, T, n)."""
         scores = [(rms_normed(x, self.dim).movedim(self.dim, -1) * self.query).sum(-1) for x in inputs]
-        alpha = torch.stack(scores, -1).softmax(-1)  # (B, T, n)
-        return weigh(inputs, alpha, self.dim)
+        return torch.stack(scores, -1).softmax(-1)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return weigh(inputs, self.token_weights(inputs), self.dim)
 
 
 @join_module("laurel")
