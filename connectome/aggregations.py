@@ -57,6 +57,9 @@ class Aggregation:
     # A width rule of its own: (reads, options) -> the aggregate's width, or ValueError naming the problem
     # (multi-stream kinds read and write n streams side by side); None: concat or equal widths.
     width_rule: Callable[[list[int], dict], int] | None = None
+    # Multi-stream kinds: the option giving the stream count of the state their first in-edge carries
+    # (a lesion of one stream zeroes that stream's channels there); "": the kind reads no stream state.
+    stream_option: str = ""
 
     def input_width(self, reads: list[int], options: dict | None = None) -> int:
         """Channels of the aggregate from the channels of the in-edges (and the kind's options)."""
@@ -210,14 +213,14 @@ def streams_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     return Cx()
 
 
-@register_aggregation("stream-sum", verb="closes", single_is_identity=False, width_rule=_read,
+@register_aggregation("stream-sum", verb="closes", single_is_identity=False, width_rule=_read, stream_option="streams",
                       options={"streams": STREAM_OPTIONS["streams"]})
 def stream_sum_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """The sum of the n streams (Hyper-Connections' last hidden state): additions only."""
     return Cx()
 
 
-@register_aggregation("hc-read", verb="reads", single_is_identity=False, width_rule=_read,
+@register_aggregation("hc-read", verb="reads", single_is_identity=False, width_rule=_read, stream_option="streams",
                       options={**STREAM_OPTIONS, "start": Option(0, tuple(range(64)))})
 def hc_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """A layer's input sum_i A_m[i] H_i; dynamic A_m from each normed stream (hc) or the whole normed state (mhc)."""
@@ -231,6 +234,7 @@ def hc_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
 
 
 @register_aggregation("hc-write", verb="writes", single_is_identity=False, width_rule=_written,
+                      stream_option="streams",
                       options=STREAM_OPTIONS)
 def hc_write_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """H'_j = B_j y + sum_i A_r[i, j] H_i: an n x n stream mixing and n output weights (dynamic parts as hc-read)."""
@@ -275,6 +279,7 @@ def _frac_written(reads: list[int], options: dict) -> int:
 
 
 @register_aggregation("frac-read", verb="reads", single_is_identity=False, width_rule=_frac_read,
+                      stream_option="fractions",
                       options=FRACTION_OPTIONS)
 def frac_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """A layer's input: fraction c is sum_i Y[i, c] H_i (an m x m read matrix); dynamic Y from each normed fraction."""
@@ -287,6 +292,7 @@ def frac_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
 
 
 @register_aggregation("frac-write", verb="writes", single_is_identity=False, width_rule=_frac_written,
+                      stream_option="fractions",
                       options=FRACTION_OPTIONS)
 def frac_write_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """H'_j = B_j y_j + sum_i A_r[i, j] H_i: hc-write's parameters and work over m fractions of width d/m."""

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from connectome.aggregations import get_aggregation
 from connectome.analysis.figures import plural, save_figure
 from connectome.errors import ConfigError, ConnectomeError
-from connectome.store.layout import StudyDir, TrialFiles, read_trial_config
+from connectome.store.layout import StudyDir, TrialFiles
 
 if TYPE_CHECKING:
     from connectome.spec import NetworkSpec
@@ -339,20 +339,10 @@ VALIDATION_IMAGES = 256  # an image trial's validation subset for per-token (per
 def validation_inputs(trial_dir: Path) -> list:
     """The model inputs of a trial's fixed validation data, in batches: a language model's validation windows
     (as training evaluated them), an image trial's seeded validation subset (connectome.analysis.lesion)."""
-    from connectome.training.config import make_trial_config
+    from connectome.analysis.lesion import trial_config, validation_subset, validation_windows
 
-    files = TrialFiles(trial_dir)
-    saved = read_trial_config(files)
-    if saved is None:
-        raise ConfigError(f"{files.config} not found: cannot rebuild the trial's validation data")
-    cfg = make_trial_config(saved["config"], source=str(files.config))
-    if cfg.data.name == "text":
-        from connectome.training.lm import corpus_parts, eval_windows
-
-        rows = eval_windows(corpus_parts(cfg)["val"], cfg)[:, :-1].long()  # (W, context)
-        return list(rows.split(cfg.train.eval_batch_size))
-    from connectome.analysis.lesion import validation_subset
-
+    if trial_config(trial_dir).data.name == "text":
+        return list(validation_windows(trial_dir)[0].split(64))
     return list(validation_subset(trial_dir, VALIDATION_IMAGES)[0].split(128))
 
 
