@@ -356,7 +356,7 @@ def write_lesions(results_dir: str | Path, trial_id: str | None = None, images: 
     model = load_trial_model(trial_dir)
     if model.spec.layout == "tokens":
         fig = plot_decoder_lesions(table, title=f"trial {trial_id}: {len(table[table.kind == 'edge'])} edges "
-                                   f"lesioned on {table.n_windows.iloc[0]} validation windows (baseline "
+                                   f"lesioned on {table.n_windows.iloc[0]} validation windows\n(baseline "
                                    f"{table['baseline_val_bpb'].iloc[0]:.4g} bits per byte)")
     else:
         fig = plot_lesions(rise_matrices(table, model), _padded(model_usage(model)), title=_title(trial_id, table))
@@ -387,7 +387,13 @@ def plot_decoder_lesions(table: pd.DataFrame, title: str = "") -> Figure:
     vmax = max([float(np.nanmax(np.abs(m.to_numpy(float)))) for _, m in panels] + [1e-3])
     streams = table[table["kind"] == "stream"]
     for ax, (b, rise) in zip(axes, panels):
-        im = ax.imshow(np.ma.masked_invalid(rise.to_numpy(float)), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        values = rise.to_numpy(float)
+        im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        if values.size <= 160:  # small maps: each rise written in its cell
+            for (r, c), value in np.ndenumerate(values):
+                if np.isfinite(value):
+                    ax.text(c, r, f"{value:+.2g}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(value) > 0.6 * vmax else "black")
         ax.set_facecolor("0.85")
         ax.set_xticks(range(rise.shape[1]), ["in" if u == 0 else str(int(u)) for u in rise.columns], fontsize=7)
         ax.set_yticks(range(rise.shape[0]), list(rise.index), fontsize=7)
