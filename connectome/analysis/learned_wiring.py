@@ -29,25 +29,25 @@ from connectome.store.layout import StudyDir, TrialFiles
 if TYPE_CHECKING:
     from connectome.spec import NetworkSpec
 
-COLUMNS = ["block", "target", "source", "kind", "weight", "initial", "change"]
+COLUMNS = ["block", "target", "port", "source", "kind", "weight", "initial", "change"]
 MAX_ANNOTATED = 160  # cells per panel written with their weight; larger maps are colour only
 
 
 def edge_weight_table(model, start=None) -> pd.DataFrame:
-    """One row per in-edge of every join with static learned weights (COLUMNS), in network order.
+    """One row per in-edge of every join with static learned weights (COLUMNS), in network order; a named
+    input port's join (muddformer's static ports) gives its port's in-edges, with the port.
 
     `start`: the same network as built before training (default: built afresh from the model's spec,
     seeded, so an initialisation drawn at random would show one draw).
     """
     start = initial_model(model.spec) if start is None else start
     rows = []
-    for b, (block, fresh) in enumerate(zip(model.blocks, start.blocks), start=1):
-        for key, node in block.nodes.items():
-            weights = node.join.edge_weights()
-            if weights is None:
-                continue
-            initial, edges = fresh.nodes[key].join.edge_weights(), block.spec.inputs[int(key)]
-            rows += [(b, int(key), edges[i].src, node.agg, w, initial[i], w - initial[i]) for i, w in weights.items()]
+    for (b, v, port, join), (*_, fresh) in zip(all_joins(model), all_joins(start), strict=True):
+        weights = join.edge_weights()
+        if weights is None:
+            continue
+        initial, sources = fresh.edge_weights(), _join_sources(model.blocks[b - 1], v, port, len(weights))
+        rows += [(b, v, port, sources[i], join.kind, w, initial[i], w - initial[i]) for i, w in weights.items()]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -153,9 +153,18 @@ def join_kinds(spec: NetworkSpec) -> str:
 # The figure: one panel per block, targets (joins with learned weights) by their sources.
 
 def block_matrices(table: pd.DataFrame, value: str) -> list[tuple[int, pd.DataFrame]]:
-    """Per block, the targets x sources matrix of `value` (NaN: no edge), ids ascending."""
-    return [(int(b), rows.pivot(index="target", columns="source", values=value).sort_index().sort_index(axis=1))
-            for b, rows in table.groupby("block", sort=True)]
+    """Per block, the targets (`node`, or `node.port` for a named port) x sources matrix of `value` (NaN: no
+    edge), ids ascending, a node's default input before its ports."""
+    rows = table.assign(reader=[_reader(v, p) for v, p in zip(table["target"], table["port"])])
+    out = []
+    for b, part in rows.groupby("block", sort=True):
+        m = part.pivot(index="reader", columns="source", values=value).sort_index(axis=1)
+        out.append((int(b), m.loc[part.sort_values(["target", "port"]).drop_duplicates("reader")["reader"]]))
+    return out
+
+
+def _reader(target: int, port: str) -> str:
+    return f"{int(target)}.{port}" if port else str(int(target))
 
 
 def plot_learned_wiring(table: pd.DataFrame, title: str = "") -> Figure:
@@ -184,20 +193,9 @@ def plot_learned_wiring(table: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
-def dynamic_matrices(table: pd.DataFrame, value: str) -> list[tuple[int, pd.DataFrame]]:
-    """Per block, the (target or target.port) x sources matrix of `value` of the dynamic table (NaN: no edge)."""
-    rows = table.assign(reader=[f"{v}.{p}" if p else str(v) for v, p in zip(table["target"], table["port"])],
-                        order=table["target"] + table["port"].map(lambda p: 0.0 if not p else 0.5))
-    out = []
-    for b, part in rows.groupby("block", sort=True):
-        m = part.pivot(index="reader", columns="source", values=value).sort_index(axis=1)
-        out.append((int(b), m.loc[part.drop_duplicates("reader").sort_values(["order", "reader"])["reader"]]))
-    return out
-
-
 def plot_dynamic_wiring(table: pd.DataFrame, title: str = "") -> Figure:
     """Per block: colour = mean per-token weight (diverging, white = 0), beside its spread (standard deviation)."""
-    means, stds = dynamic_matrices(table, "mean"), dict(dynamic_matrices(table, "std"))
+    means, stds = block_matrices(table, "mean"), dict(block_matrices(table, "std"))
     wide = max(m.shape[1] for _, m in means)
     cell = 0.4 if max(m.size for _, m in means) <= MAX_ANNOTATED else 0.16
     tall = [max(2.2, 0.8 * cell * m.shape[0] + 1.4) for _, m in means]
@@ -267,21 +265,21 @@ OTHER_START = "its own per-edge values (the `initial` column of `connectome wiri
 
 def describe_start(table: pd.DataFrame) -> str:
     """The initialisation in words: one phrase when every target started alike, else each phrase with its targets."""
-    targets: dict[str, list[int]] = {}
-    for (_, v), rows in table.groupby(["block", "target"], sort=True):
+    targets: dict[str, list[tuple[int, str]]] = {}
+    for (_, v, port), rows in table.groupby(["block", "target", "port"], sort=True):
         w = rows.sort_values("source")["initial"].to_numpy(float)
         words = next((words for test, words in STARTS if test(w)), OTHER_START)
-        targets.setdefault(words, []).append(int(v))
+        targets.setdefault(words, []).append((int(v), port))
     if len(targets) == 1:
         return next(iter(targets))
     return "; ".join(f"{words} ({_nodes(nodes)})"
                      for words, nodes in targets.items())
 
 
-def _nodes(nodes: list[int]) -> str:
-    """`node 2`, `nodes 2, 5`: target ids (the same id in several blocks named once)."""
+def _nodes(nodes: list[tuple[int, str]]) -> str:
+    """`node 2`, `nodes 2, 5, 7.q`: targets and their ports (the same one in several blocks named once)."""
     ids = sorted(set(nodes))
-    return f"node{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+    return f"node{'s' if len(ids) > 1 else ''} {', '.join(_reader(v, p) for v, p in ids)}"
 
 
 def block_sentences(table: pd.DataFrame) -> list[str]:
@@ -293,7 +291,8 @@ def block_sentences(table: pd.DataFrame) -> list[str]:
         if top["change"] == 0:
             sentences.append(f"Block {b}: none of its {plural(len(rows), 'learned weight')} moved from its start.")
             continue
-        sentences.append(f"Block {b}: the largest change is node {int(top['target'])}'s weight on "
+        reader = f"node {int(top['target'])}" + (f" port {top['port']}" if top["port"] else "")
+        sentences.append(f"Block {b}: the largest change is {reader}'s weight on "
                          f"{_source_name(int(top['source']))}, {top['initial']:.3g} -> {top['weight']:.3g} "
                          f"({top['change']:+.3g}); mean absolute change {mean:.3g} over "
                          f"{plural(len(rows), 'learned weight')}.")

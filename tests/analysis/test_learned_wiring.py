@@ -277,3 +277,23 @@ def test_the_wiring_command_draws_per_token_weights_over_the_validation_windows(
     learned_wiring_section(doc, load(path), path, refused=[])
     text = doc.to_markdown(path)
     assert "standard deviation" in text and "(per token)" in text
+
+
+def test_static_port_weights_are_rows_of_their_port():
+    model = _decoder("muddformer", dynamic=False)
+    ports = {(b, v, p): j for b, v, p, j in learned_wiring.all_joins(model) if p and j.kind == "weighted"}
+    with torch.no_grad():
+        for j in ports.values():
+            j.weight.normal_()
+    table = edge_weight_table(model)
+    assert {p for *_, p in ports} == {"q", "k", "v", "r"} and set(table["port"]) == {"q", "k", "v", "r", ""}
+    for (b, v, p), join in ports.items():
+        rows = table[(table["target"] == v) & (table["port"] == p)]
+        assert rows["source"].tolist() == [e.src for e in model.blocks[b - 1].spec.port_inputs(v)[p]]
+        assert rows["weight"].tolist() == pytest.approx(join.weight.tolist())
+    (_, matrix), = learned_wiring.block_matrices(table, "weight")
+    assert list(matrix.index)[:4] == ["4.k", "4.q", "4.r", "4.v"] and list(matrix.index)[-1] == "10"
+    top = table.loc[table["change"].abs().idxmax()]
+    reader = f"node {int(top.target)}" + (f" port {top.port}" if top.port else "")
+    assert f"the largest change is {reader}'s weight" in block_sentences(table)[0]
+    assert describe_start(table) == "one-hot: 1 on the nearest (highest-id) source, 0 on the others"
