@@ -12,8 +12,8 @@ def register(subparsers) -> None:
                     "and any kind whose join declares per-edge weights), print them as a table (block, target, "
                     "source, weight, its initial value and the change) and write "
                     "figures/learned_wiring_<trial>.png/.svg; per-token weights (mudd, depth-attention) as their mean "
-                    "and spread over the trial's validation tokens, in figures/learned_wiring_dynamic_<trial>.png/.svg. "
-                    "Other input-dependent weights (gates, stream mixings) are named, not drawn.")
+                    "and spread over the trial's validation tokens, in figures/learned_wiring_dynamic_<trial>.png/.svg"
+                    ". Other input-dependent weights (gates, stream mixings) are named, not drawn.")
     parser.add_argument("results_dir", help="folder written by `connectome run`")
     parser.add_argument("--trial", default=None,
                         help="trial id (default: the lowest validation error among trials with learned weights)")

@@ -74,7 +74,7 @@ def corpus_parts(cfg: TrialConfig) -> dict[str, np.ndarray]:
 
 
 def eval_windows(part: np.ndarray, cfg: TrialConfig) -> torch.Tensor:
-    """A split's fixed evaluation windows, (W, context + 1) uint8: inputs and next-byte targets (no seed changes them)."""
+    """A split's fixed evaluation windows, (W, context + 1) uint8: inputs and next-byte targets (seed-free)."""
     window = cfg.arch.context + 1
     return windows(part, window_starts(len(part), window, cfg.data.eval_windows), window)
 
