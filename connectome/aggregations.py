@@ -57,6 +57,9 @@ class Aggregation:
     # A width rule of its own: (reads, options) -> the aggregate's width, or ValueError naming the problem
     # (multi-stream kinds read and write n streams side by side); None: concat or equal widths.
     width_rule: Callable[[list[int], dict], int] | None = None
+    # Multi-stream kinds: the option giving the stream count of the state their first in-edge carries
+    # (a lesion of one stream zeroes that stream's channels there); "": the kind reads no stream state.
+    stream_option: str = ""
 
     def input_width(self, reads: list[int], options: dict | None = None) -> int:
         """Channels of the aggregate from the channels of the in-edges (and the kind's options)."""
@@ -210,14 +213,14 @@ def streams_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     return Cx()
 
 
-@register_aggregation("stream-sum", verb="closes", single_is_identity=False, width_rule=_read,
+@register_aggregation("stream-sum", verb="closes", single_is_identity=False, width_rule=_read, stream_option="streams",
                       options={"streams": STREAM_OPTIONS["streams"]})
 def stream_sum_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """The sum of the n streams (Hyper-Connections' last hidden state): additions only."""
     return Cx()
 
 
-@register_aggregation("hc-read", verb="reads", single_is_identity=False, width_rule=_read,
+@register_aggregation("hc-read", verb="reads", single_is_identity=False, width_rule=_read, stream_option="streams",
                       options={**STREAM_OPTIONS, "start": Option(0, tuple(range(64)))})
 def hc_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """A layer's input sum_i A_m[i] H_i; dynamic A_m from each normed stream (hc) or the whole normed state (mhc)."""
@@ -231,6 +234,7 @@ def hc_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
 
 
 @register_aggregation("hc-write", verb="writes", single_is_identity=False, width_rule=_written,
+                      stream_option="streams",
                       options=STREAM_OPTIONS)
 def hc_write_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     """H'_j = B_j y + sum_i A_r[i, j] H_i: an n x n stream mixing and n output weights (dynamic parts as hc-read)."""
@@ -242,3 +246,54 @@ def hc_write_cx(n: int, width: int, hw: int, options: dict) -> Cx:
     if options["mixing"] == "mhc":  # phi_res (nC x n^2), phi_post (nC x n), alpha_res, alpha_post
         return mixed + Cx(params=width * (k * k + k) + 2, flops=width * (k * k + k) * hw * hw)
     return mixed + Cx(params=c * k + c + 2, flops=(k * c * k + k * c) * hw * hw)  # W_r, W_beta, s_alpha, s_beta
+
+
+# Frac-Connections (Zhu et al. 2025, arXiv 2503.14125): Hyper-Connections with expansion rate 1/m. The state
+# keeps its width d and is read as m fractions of width d/m side by side (one node, as the streams above);
+# `frac-read` mixes the fractions into a layer's d-wide input, `frac-write` mixes them and adds the layer's
+# output, fraction by fraction. The head reads the state itself.
+FRACTION_OPTIONS = {"fractions": Option(2, STREAM_COUNTS), "mode": STREAM_OPTIONS["mode"]}
+
+
+def fraction_width(width: int, options: dict) -> int:
+    """The width d/m of one fraction of a d-channel state; ValueError unless m divides it."""
+    m = options["fractions"]
+    if width % m:
+        raise ValueError(f"{m} fractions do not divide the width {width} of the state")
+    return width // m
+
+
+def _frac_read(reads: list[int], options: dict) -> int:
+    if len(reads) != 1:
+        raise ValueError(f"reads one fractioned state, has {len(reads)} inputs")
+    fraction_width(reads[0], options)
+    return reads[0]
+
+
+def _frac_written(reads: list[int], options: dict) -> int:
+    if len(reads) != 2 or reads[0] != reads[1]:
+        raise ValueError(f"writes a layer's output into the fractions: needs the state (the lower source id) "
+                         f"and one output of its width, got widths {reads}")
+    fraction_width(reads[0], options)
+    return reads[0]
+
+
+@register_aggregation("frac-read", verb="reads", single_is_identity=False, width_rule=_frac_read,
+                      stream_option="fractions",
+                      options=FRACTION_OPTIONS)
+def frac_read_cx(n: int, width: int, hw: int, options: dict) -> Cx:
+    """A layer's input: fraction c is sum_i Y[i, c] H_i (an m x m read matrix); dynamic Y from each normed fraction."""
+    m = options["fractions"]
+    c = width // m
+    mixed = Cx(params=m * m, flops=m * m * c * hw * hw)
+    if options["mode"] == "static":
+        return mixed
+    return mixed + Cx(params=c * m + 1, flops=m * c * m * hw * hw)  # W_y (d/m x m) and its scale
+
+
+@register_aggregation("frac-write", verb="writes", single_is_identity=False, width_rule=_frac_written,
+                      stream_option="fractions",
+                      options=FRACTION_OPTIONS)
+def frac_write_cx(n: int, width: int, hw: int, options: dict) -> Cx:
+    """H'_j = B_j y_j + sum_i A_r[i, j] H_i: hc-write's parameters and work over m fractions of width d/m."""
+    return hc_write_cx(n, width, hw, {"streams": options["fractions"], "mode": options["mode"], "mixing": "hc"})

@@ -61,6 +61,15 @@ class Join(nn.Module):
         """
         return None
 
+    def token_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor | None:
+        """The weight of each in-edge at each position, (..., n) by input position, as forward applies it.
+
+        None for kinds whose weights do not depend on the input, or are not one per in-edge (a gate's
+        are per channel, a stream mixing's per stream): connectome.analysis.learned_wiring records
+        these over validation tokens and draws their mean and spread.
+        """
+        return None
+
 
 @join_module("concat")
 class Concat(Join):
@@ -176,10 +185,13 @@ class DynamicDense(Join):
         nn.init.zeros_(self.w2.weight)
         self.prior = nn.Parameter(torch.eye(n_inputs)[-1])  # the static weights a
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def token_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """w per position, (B, T, n)."""
         x = rms_normed(inputs[-1], self.dim).movedim(self.dim, -1)  # (B, T, C) or (B, H, W, C)
-        weights = self.w2(F.gelu(self.w1(x))) + self.prior  # (B, T, n)
-        return weigh(inputs, weights, self.dim)
+        return self.w2(F.gelu(self.w1(x))) + self.prior
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return weigh(inputs, self.token_weights(inputs), self.dim)
 
 
 @join_module("depth-attention")
@@ -194,10 +206,13 @@ class DepthAttention(Join):
         super().__init__(n_inputs=n_inputs, width=width, carry=carry)
         self.query = nn.Parameter(torch.zeros(width))
 
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def token_weights(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """alpha per position, (B, T, n)."""
         scores = [(rms_normed(x, self.dim).movedim(self.dim, -1) * self.query).sum(-1) for x in inputs]
-        alpha = torch.stack(scores, -1).softmax(-1)  # (B, T, n)
-        return weigh(inputs, alpha, self.dim)
+        return torch.stack(scores, -1).softmax(-1)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        return weigh(inputs, self.token_weights(inputs), self.dim)
 
 
 @join_module("laurel")
@@ -337,8 +352,54 @@ class HyperWrite(StreamJoin):
             out = self.out_prior + self.out_scale * torch.tanh(normed @ self.out_proj)
         return (sinkhorn(mix), 2 * torch.sigmoid(out)) if self.mhc else (mix, out)
 
+    def spread(self, y: torch.Tensor) -> torch.Tensor:
+        """The layer's output as the streams receive it: all of y for every stream, (..., 1, C)."""
+        return y.movedim(self.dim, -1).unsqueeze(-2)
+
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        streams, y = self.split(inputs[0]), inputs[1].movedim(self.dim, -1)  # (..., n, C), (..., C)
+        streams, y = self.split(inputs[0]), self.spread(inputs[1])  # (..., n, C), (..., 1 or n, C)
         mix, out = self.weights(streams)
         mixed = (mix.unsqueeze(-1) * streams.unsqueeze(-2)).sum(-3)  # sum_i A_r[i, j] H_i: (..., n, C)
-        return self.joined(mixed + out.unsqueeze(-1) * y.unsqueeze(-2))
+        return self.joined(mixed + out.unsqueeze(-1) * y)
+
+
+@join_module("frac-read")
+class FracRead(StreamJoin):
+    """Frac-Connections' layer input: fraction c is sum_i Y[i, c] H_i, the m fractions side by side (width d).
+
+    Y = I + s tanh(RMSNorm(H_i) W_y) (row i from fraction i; dynamic) or I (static): the layer starts by
+    reading the state as it is. W_y starts at zero, s at 0.01 (as hc-read).
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, fractions: int, mode: str) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry, streams=fractions)
+        self.dynamic = mode == "dynamic"
+        self.prior = nn.Parameter(torch.eye(fractions))
+        if self.dynamic:
+            self.scale = nn.Parameter(torch.tensor(0.01))
+            self.proj = nn.Parameter(torch.zeros(width // fractions, fractions))
+
+    def weights(self, fractions: torch.Tensor) -> torch.Tensor:
+        """Y per position, (..., m, m): row i weighs fraction i into each read fraction."""
+        if not self.dynamic:
+            return self.prior
+        return self.prior + self.scale * torch.tanh(rms_normed(fractions, -1) @ self.proj)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        fractions = self.split(inputs[0])  # (..., m, d/m)
+        return self.joined(self.weights(fractions).transpose(-1, -2) @ fractions)  # Y^T H: (B, T, d)
+
+
+@join_module("frac-write")
+class FracWrite(HyperWrite):
+    """Frac-Connections' next state: H'_j = B_j y_j + sum_i A_r[i, j] H_i, y_j the layer output's fraction j.
+
+    A_r and B as hc-write's hc mixing over the m fractions (I and 1 at start: the state plus y).
+    """
+
+    def __init__(self, *, n_inputs: int, width: int, carry: int, fractions: int, mode: str) -> None:
+        super().__init__(n_inputs=n_inputs, width=width, carry=carry, streams=fractions, mode=mode, mixing="hc")
+
+    def spread(self, y: torch.Tensor) -> torch.Tensor:
+        """Fraction j of y to fraction j of the state, (..., m, d/m)."""
+        return self.split(y)

@@ -662,17 +662,25 @@ def _multi_stream(ctx: BlockContext, name: str, streams: int, dynamic: bool, mix
     g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
     g.add_node(1, op=OUTPUT_OP, agg="streams", width=0, streams=streams)
     g.add_edge(0, 1)
-    state = 1
-    for v in range(1, ctx.n_layers + 1):
-        f, write = len(g), len(g) + 1
-        start = (v - 1) % streams if isinstance(streams, int) and streams > 0 else 0
-        g.add_node(f, op=ctx.op_of(v), agg="hc-read", width=ctx.growth, start=start, **kind)
-        g.add_node(write, op=OUTPUT_OP, agg="hc-write", width=0, **kind)
-        g.add_edges_from([(state, f), (state, write), (f, write)])
-        state = write
+    n = streams if isinstance(streams, int) and streams > 0 else 1
+    state = _read_write_layers(g, ctx, 1, lambda v: {"agg": "hc-read", "start": (v - 1) % n, **kind},
+                               {"agg": "hc-write", **kind})
     g.add_node(len(g), op=OUTPUT_OP, agg="stream-sum", width=0, streams=streams)
     g.add_edge(state, len(g) - 1)
     return g
+
+
+def _read_write_layers(g: nx.DiGraph, ctx: BlockContext, state: int, read: Callable[[int], dict],
+                       write: dict) -> int:
+    """Sublayer v reads the state through a node of attributes read(v); a `write` node makes the next
+    state from the state and the sublayer's output. Returns the last state node."""
+    for v in range(1, ctx.n_layers + 1):
+        f, written = len(g), len(g) + 1
+        g.add_node(f, op=ctx.op_of(v), width=ctx.growth, **read(v))
+        g.add_node(written, op=OUTPUT_OP, width=0, **write)
+        g.add_edges_from([(state, f), (state, written), (f, written)])
+        state = written
+    return state
 
 
 @register_pattern("hyper-connections", DECODER_PATTERNS, fixed_width=True)
@@ -704,4 +712,21 @@ def manifold_hyper_connections(ctx: BlockContext, streams: int = 4, dynamic: boo
     if head == "learned":  # the closing stream-sum becomes a read with the sublayers' options
         read = next(d for _, d in g.nodes(data=True) if d.get("agg") == "hc-read")
         g.nodes[len(g) - 1].update(agg="hc-read", start=0, mode=read["mode"], mixing="mhc")
+    return g
+
+
+@register_pattern("frac-connections", DECODER_PATTERNS, fixed_width=True)
+def frac_connections(ctx: BlockContext, fractions: int = 2, dynamic: bool = True) -> nx.DiGraph:
+    """Frac-Connections (Zhu et al. 2025, arXiv 2503.14125): the state is m fractions of width d/m; sublayer l
+    reads Y^T H (`frac-read`, fractions side by side) and the state becomes H'_j = B_j y_j + sum_i A_r[i, j] H_i
+    (`frac-write`, y_j fraction j of its output; `dynamic`: per-token Y, A_r, B from each normed fraction).
+    The head reads the state. Starts as prenorm: Y = I, A_r = I, B = 1, dynamic projections zero."""
+    if not isinstance(dynamic, bool):
+        raise SpecError(f"decoder pattern 'frac-connections': dynamic must be true or false, got {dynamic!r}")
+    kind = {"fractions": fractions, "mode": "dynamic" if dynamic else "static"}
+    g = nx.DiGraph()
+    g.add_node(0, op=INPUT_OP, agg="concat", width=ctx.in_channels)
+    state = _read_write_layers(g, ctx, 0, lambda v: {"agg": "frac-read", **kind}, {"agg": "frac-write", **kind})
+    g.add_node(len(g), op=OUTPUT_OP, agg="sum", width=0)
+    g.add_edge(state, len(g) - 1)
     return g

@@ -4,7 +4,9 @@ Each function takes plain tensors and the weights of connectome's modules, and c
 papers write: MUDDFormer's per-port dynamic dense aggregation (Xiao et al. 2025, Sec. 3), value
 residual learning (Zhou et al. 2024: V'_n = lambda_1 V_1 + lambda_2 V_n), depth attention
 (Attention Residuals: softmax over sources of w . RMSNorm(source)), Hyper-Connections (Zhu et al.
-2025: H' = B^T y + A_r^T H, y = layer(A_m^T H)) and mHC's Sinkhorn projection.
+2025: H' = B^T y + A_r^T H, y = layer(A_m^T H)), mHC's Sinkhorn projection and Frac-Connections
+(Zhu et al. 2025, arXiv 2503.14125: H = h cut into m fractions, H' = B^T T(Y^T H) + A_r^T H, the layer's
+input and output fraction by fraction).
 """
 import math
 
@@ -77,10 +79,15 @@ def hc_weights(streams, read, write, mhc):
     if not hasattr(read, "proj"):
         return read.prior, write.mix_prior, write.out_prior
     a_m = torch.stack([read.prior[i] + read.scale * torch.tanh(rms(h) @ read.proj) for i, h in enumerate(streams)], -1)
+    return (a_m, *hc_write_weights(streams, write))
+
+
+def hc_write_weights(streams, write):
+    """Dynamic A_r[i, j] = I_ij + s_a tanh(RMSNorm(H_i) . W_r[:, j]) and B_j = 1 + s_b tanh(RMSNorm(H_j) . w_b)."""
     rows = [write.mix_prior[i] + write.mix_scale * torch.tanh(rms(h) @ write.mix_proj) for i, h in enumerate(streams)]
     b = torch.stack([write.out_prior[j] + write.out_scale * torch.tanh(rms(h) @ write.out_proj)
                      for j, h in enumerate(streams)], -1)
-    return a_m, torch.stack(rows, -2), b
+    return torch.stack(rows, -2), b
 
 
 def hyper_connections(h0, layers, n, mhc):
@@ -93,3 +100,22 @@ def hyper_connections(h0, layers, n, mhc):
         streams = [b[..., j, None] * y + sum(a_r[..., i, j, None] * h for i, h in enumerate(streams))
                    for j in range(n)]
     return sum(streams)
+
+
+def frac_connections(h0, layers, m):
+    """H = h0 cut into m fractions; per layer: read fraction c = sum_i Y[i, c] H_i, y = layer(read fractions side
+    by side) cut into y_1..y_m, H'_j = B_j y_j + sum_i A_r[i, j] H_i; returns the fractions side by side.
+    Y_ic = I_ic + s tanh(RMSNorm(H_i) . W_y[:, c]) (dynamic), A_r and B as hyper-connections'."""
+    fractions = list(h0.chunk(m, -1))
+    for layer, read, write in layers:
+        if hasattr(read, "proj"):
+            y_w = torch.stack([read.prior[i] + read.scale * torch.tanh(rms(h) @ read.proj)
+                               for i, h in enumerate(fractions)], -2)
+            a_r, b = hc_write_weights(fractions, write)
+        else:
+            y_w, a_r, b = read.prior, write.mix_prior, write.out_prior
+        x = torch.cat([sum(y_w[..., i, c, None] * h for i, h in enumerate(fractions)) for c in range(m)], -1)
+        ys = layer(x).chunk(m, -1)
+        fractions = [b[..., j, None] * ys[j] + sum(a_r[..., i, j, None] * h for i, h in enumerate(fractions))
+                     for j in range(m)]
+    return torch.cat(fractions, -1)

@@ -10,7 +10,8 @@ from connectome.errors import SpecError
 from connectome.joins import Join
 from connectome.patterns import DECODER_PATTERNS
 from connectome.spec import BlockSpec
-from reference_depth_wiring import attention, depth_attention, hyper_connections, mudd_mix, sinkhorn, swiglu
+from reference_depth_wiring import (attention, depth_attention, frac_connections, hyper_connections, mudd_mix, sinkhorn,
+                                    swiglu)
 
 WIDTH, HEADS, T, N = 16, 2, 8, 6
 # Every decoder wiring with the options that change its graph (the file pattern is any of them).
@@ -19,11 +20,12 @@ VARIANTS = [("prenorm", {}), ("plain", {}), ("partial", {"m": 2}), ("dense-conca
             ("muddformer", {}), ("muddformer", {"dynamic": False}), ("attnres", {}), ("attnres", {"block": 2}),
             ("laurel", {}), ("laurel", {"form": "rw"}), ("laurel", {"form": "lr", "rank": 2}),
             ("hyper-connections", {}), ("hyper-connections", {"dynamic": False}),
-            ("hyper-connections", {"streams": 2}), ("mhc", {}), ("mhc", {"dynamic": False})]
+            ("hyper-connections", {"streams": 2}), ("mhc", {}), ("mhc", {"dynamic": False}),
+            ("frac-connections", {}), ("frac-connections", {"dynamic": False}), ("frac-connections", {"fractions": 4})]
 # MUDDFormer with dense aggregations on some of its inputs only (the others read the stream, as in prenorm).
 VARIANTS += [("muddformer", {"ports": "r"}), ("muddformer", {"ports": "qk", "dynamic": False})]
 # Who equals prenorm at initialisation (given the same body weights) and, for the others, why not.
-EQUAL_AT_INIT = {"prenorm", "denseformer", "muddformer", "laurel", "hyper-connections", "mhc"}
+EQUAL_AT_INIT = {"prenorm", "denseformer", "muddformer", "laurel", "hyper-connections", "mhc", "frac-connections"}
 NOT_EQUAL_AT_INIT = {
     "plain": "no skip connection",
     "partial": "the stream keeps only the m latest outputs",
@@ -275,6 +277,26 @@ def test_multi_stream_wirings_follow_their_equations_values_and_gradients(patter
         torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("options", [{}, {"dynamic": False}, {"fractions": 4}], ids=str)
+def test_frac_connections_follow_their_equations_values_and_gradients(options):
+    model = _randomised(build_model(_arch("frac-connections", **options)))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale"):
+                p.fill_(0.7)
+    nodes = [n for _, n in sorted(model.blocks[0].nodes.items(), key=lambda kv: int(kv[0]))]
+    triples = [(n.op.head, n.join, w.join) for n, w in zip(nodes, nodes[1:]) if n.agg == "frac-read"]
+    assert len(triples) == N
+    x = _tokens()
+    out = model(x)
+    expected = model.head(frac_connections(model.stem(x), triples, options.get("fractions", 2)))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    joins = [p for n, p in model.named_parameters() if "join" in n]
+    for g, e in zip(torch.autograd.grad(out.square().mean(), joins),
+                    torch.autograd.grad(expected.square().mean(), joins)):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-4)
+
+
 def test_mhc_mixing_is_doubly_stochastic():
     from connectome.joins import sinkhorn as projected
 
@@ -296,6 +318,28 @@ def test_streams_that_do_not_divide_the_width_are_an_error(streams):
     g.add_edges_from([(0, 1), (1, 2), (2, 3)])
     with pytest.raises(SpecError, match=rf"node 2 \(hc-read\) {streams} streams do not divide the width 64"):
         BlockSpec.from_graph(g)
+
+
+@pytest.mark.parametrize("fractions", [3, 5])
+def test_fractions_that_do_not_divide_the_width_are_one_line_exit_2(fractions, capsys):
+    from connectome.cli import main
+
+    with pytest.raises(SpecError, match=rf"node 1 \(frac-read\) {fractions} fractions do not divide the width 16"):
+        build_spec(_arch("frac-connections", fractions=fractions))
+    argv = ["graph", "--family", "decoder", "--pattern", "frac-connections", "--growth", "16", "--heads", "2",
+            "--sublayers", "4", "--pattern-option", f"fractions={fractions}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "fractions do not divide the width 16" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_graph_shows_the_fractions():
+    spec = build_spec(_arch("frac-connections", fractions=4))
+    states = [n for n in spec.blocks[0].nodes if n.agg in ("frac-read", "frac-write")]
+    assert len(states) == 2 * N and all(n.width == WIDTH and dict(n.options)["fractions"] == 4 for n in states)
+    from connectome.cli.graph import as_text
+
+    assert "frac-write 16 ch" in as_text(_arch("frac-connections", fractions=4), spec, complexity(spec), None)
 
 
 def test_the_graph_shows_the_streams():

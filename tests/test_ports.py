@@ -205,11 +205,29 @@ def test_topology_and_every_graph_format_take_a_multigraph_block():
         assert "port" in render(arch, spec, complexity(spec), None), fmt
 
 
-def test_a_lesion_into_a_ported_node_is_refused_not_ignored():
+@pytest.mark.parametrize("edges", [[(0, 0, 3, "v")], [(0, 2, 3, "k")], [(0, 0, 3)]], ids=str)
+def test_a_lesion_into_a_port_zeroes_that_input_of_that_port_only(edges):
+    """q <- x0, k <- f2, v <- x0 + a1, r <- f2: cutting x0 -> v leaves v = a1; (0, 0, 3) cuts x0 in q and v."""
     from connectome.analysis.lesion import knockout
     from connectome.errors import ConfigError
 
-    model = ConnectomeNet(decoder(_crossed_graph(), sublayers=3))
-    with pytest.raises(ConfigError, match="node 3 has named ports"):
-        with knockout(model, [(0, 2, 3)]):
+    model = _scramble(ConnectomeNet(decoder(_crossed_graph(), sublayers=3))).eval()
+    x = _tokens()
+    nodes = model.blocks[0].nodes
+    a1, f2, a3 = (nodes[str(v)].op for v in (1, 2, 3))
+    cut = {(u, p) for _, u, _, *p in edges for p in (p or ["q", "v"])}
+    with torch.no_grad():
+        h = model.stem(x)
+        y1, _ = attention(h, h, h, [a1.norm.weight] * 3, a1.qkv.weight, a1.proj.weight, HEADS)
+        y2 = swiglu(h + y1, f2.norm.weight, f2.gate.weight, f2.up.weight, f2.down.weight)
+        read = lambda port, sources: sum(t * (0 if (u, port) in cut else 1) for u, t in sources)  # noqa: E731
+        q, k, v = read("q", [(0, h)]), read("k", [(2, y2)]), read("v", [(0, h), (1, y1)])
+        y3, _ = attention(q, k, v, [a3.port_norms[p].weight for p in "qkv"], a3.qkv.weight, a3.proj.weight, HEADS)
+        expected = model.head(y3 + y2)
+        with knockout(model, edges):
+            out = model(x)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(model(x), out)  # restored after the context
+    with pytest.raises(ConfigError, match="node 3 does not read node 1 into port 'q'"):
+        with knockout(model, [(0, 1, 3, "q")]):
             pass

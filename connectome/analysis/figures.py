@@ -6,8 +6,10 @@ with the object API and the Agg canvas, so they work headless and in worker thre
 from __future__ import annotations
 
 import io
+import math
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,10 @@ LABELS = {
 
 # A figure's groups beyond matplotlib's 10 colours: tab20 (its dark shades are those 10 colours, then the
 # light ones), and a line style and marker per ten groups, so no two groups of a figure look alike.
+# Legends of more groups go below the axes (place_legend), each row of two entries this much taller.
+INSIDE_LEGEND_MAX = 6
+LEGEND_ROW_INCHES = 0.2
+LEGEND_COLUMN_INCHES = 4.5
 GROUP_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "P"), (":", "X"), ("-.", "*"))
 
 
@@ -110,8 +116,21 @@ def plot_error_vs_params(trials: pd.DataFrame, x: str = "params", y: str = "test
     ax.set_title(f"{short_label(y)} vs {short_label(x)} per {hue}")
     ax.grid(alpha=0.3)
     if len(data):
-        ax.legend(title=hue, fontsize=8)
+        place_legend(fig, [ax], len(groups), title=hue)
     return fig
+
+
+def place_legend(fig: Figure, axes: list, groups: int, **options: Any) -> None:
+    """A legend in each axes for a few groups; for more, one legend below the axes (the figure grows to hold
+    it): inside, a dozen entries covered data points wherever the legend went."""
+    if groups <= INSIDE_LEGEND_MAX:
+        for ax in axes:
+            ax.legend(fontsize=8, **options)
+        return
+    handles, labels = axes[0].get_legend_handles_labels()
+    columns = 2 if fig.get_figwidth() >= 2 * LEGEND_COLUMN_INCHES else 1  # a narrow figure would cut long labels
+    fig.set_figheight(fig.get_figheight() + LEGEND_ROW_INCHES * math.ceil(len(labels) / columns))
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8, **options)
 
 
 def varies_size(trials: pd.DataFrame, hue: str = "pattern") -> bool:
@@ -156,8 +175,8 @@ def plot_training_curves(epochs: pd.DataFrame, trials: pd.DataFrame,
         if data["epoch"].nunique() == 1:  # otherwise the locator ticks fractions around it
             ax.set_xticks(data["epoch"].unique())
         ax.grid(alpha=0.3)
-        if groups:
-            ax.legend(fontsize=8)
+    if groups:
+        place_legend(fig, axes, len(groups))
     if len(data) and data.groupby([*hue, "epoch"], dropna=False)["trial_id"].nunique().gt(1).any():
         over = "trials (seeds and pooled configurations)" if any("configuration" in c for c in counts) else "seeds"
         fig.suptitle(f"line: mean over {over}; band: 95% t interval of the mean", fontsize=9)
@@ -237,7 +256,7 @@ def plot_pareto(df: pd.DataFrame, x: str = "params", y: str = "test_error",
     ax.set_title(title or f"Pareto front: {short_label(y)} vs {short_label(x)}")
     ax.grid(alpha=0.3)
     if len(data):
-        ax.legend(fontsize=8)
+        place_legend(fig, [ax], len(data.groupby(hue)) + 1 if hue and hue in data else 2)
     return fig
 
 

@@ -1,9 +1,14 @@
 """Lesion studies: which edges of a trained DAG matter, measured by test-time knockout.
 
 Removing edge u -> v zeroes u's channels at v's input (the reader's BN then sees zeros, in
-eval mode with its running statistics); every other weight is unchanged. The rise of the
-validation error on a fixed subset, in percentage points (connectome.analysis.units), is the edge's
-importance. Every edge of a DenseNet-40 would take
+eval mode with its running statistics); every other weight is unchanged. An edge into a named
+input port (MUDDFormer's q, k, v, r) is cut the same way inside that port: the port's aggregation
+runs over its inputs with the cut one read as zeros, whatever its kind (no renormalisation: a mean
+still divides by all its inputs, learned and per-token weights are applied as they are). One stream
+of a multi-stream state (Hyper-Connections' streams, Frac-Connections' fractions) is cut by zeroing
+its channels wherever a stream kind reads the state. The rise of the validation error on a fixed
+subset, in percentage points (connectome.analysis.units), or of a language model's validation bits
+per byte on its fixed validation windows, is the edge's importance. Every edge of a DenseNet-40 would take
 hours on a CPU, so `lesion_trial` first removes whole span classes (every edge of span 1, 2,
 3-4, 5-8, ... in one block), then single edges in a seeded random order until a time budget is
 spent. The executor is not changed: `knockout` swaps a block's plan for one that reads every
@@ -16,21 +21,26 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from connectome.aggregations import AGGREGATIONS
 from connectome.analysis.units import format_points
 from connectome.errors import ConfigError
 from connectome.executor import Block, ConnectomeNet
 from connectome.store.layout import StudyDir, TrialFiles, read_trial_config
 from connectome.topology import node_depths
 
-EdgeId = tuple[int, int, int]  # block index (from 0), source, reader
+# (block index from 0, source, reader): every edge u -> v; with a 4th item, the port: only the edge into that port.
+EdgeId = tuple
+StreamId = tuple[int, int]  # block index (from 0), stream (from 0)
+Cut = dict[int, "tuple[int, int] | None"]  # input position -> channels [lo, hi) zeroed there (None: all)
 DEFAULT_IMAGES = 1000
 DEFAULT_BUDGET_S = 120.0
 
@@ -47,44 +57,95 @@ def explicit_reads(block: Block) -> Iterator[None]:
 
 
 @contextmanager
-def knockout(model: ConnectomeNet, edges: list[EdgeId]) -> Iterator[None]:
-    """Within the context, each edge's source is zeroed at its reader's input."""
-    by_reader: dict[tuple[int, int], set[int]] = {}
-    for b, u, v in edges:
-        by_reader.setdefault((b, v), set()).add(u)
+def knockout(model: ConnectomeNet, edges: list[EdgeId], streams: list[StreamId] = ()) -> Iterator[None]:
+    """Within the context, each edge's source is zeroed at its reader's input (in its port), and each
+    stream's channels wherever its block's stream kinds read the state."""
+    cuts: dict[tuple[int, int], Cut] = {}
+    for edge in edges:
+        b, v = edge[0], edge[2]
+        cuts.setdefault((b, v), {}).update(dict.fromkeys(_edge_positions(model.blocks[b].spec, edge)))
+    for b, j in streams:
+        for v, channels in _stream_channels(model.blocks[b].spec, j).items():
+            cuts.setdefault((b, v), {})[0] = channels
     with ExitStack() as stack:
-        for b in {b for b, _, _ in edges}:
+        for b in {b for b, _ in cuts}:
             stack.enter_context(explicit_reads(model.blocks[b]))
-        for (b, v), sources in by_reader.items():
-            block = model.blocks[b]
-            if next(s for s in block.plan if s.v == v).ports is not None:  # its inputs bypass the hook
-                raise ConfigError(f"block {b + 1}: node {v} has named ports or outputs; lesions of its in-edges "
-                                  "are not supported yet")
-            positions = [i for i, e in enumerate(block.spec.inputs[v]) if e.src in sources]
-            if len(positions) != len(sources):
-                raise ConfigError(f"block {b + 1}: node {v} does not read all of {sorted(sources)}")
-            handle = block.nodes[str(v)].register_forward_pre_hook(_zeroing(positions))
-            stack.callback(handle.remove)
+        for (b, v), cut in cuts.items():
+            stack.enter_context(_zeroed_inputs(model.blocks[b], v, cut))
         yield
 
 
-def _zeroing(positions: list[int]):
-    def hook(module, args):
-        inputs = list(args[0])
-        for i in positions:
-            inputs[i] = torch.zeros_like(inputs[i])
-        return (inputs,)
+def _edge_positions(spec, edge: EdgeId) -> list[int]:
+    """The input positions of reader v that edge u -> v (into its port, when given) feeds."""
+    b, u, v, *port = edge
+    positions = [i for i, e in enumerate(spec.inputs[v]) if e.src == u and (not port or e.port == port[0])]
+    if not positions:
+        into = f" into port {port[0]!r}" if port else ""
+        raise ConfigError(f"block {b + 1}: node {v} does not read node {u}{into}")
+    return positions
 
-    return hook
+
+def block_streams(spec) -> int:
+    """The stream (or fraction) count of a block's multi-stream state; 0: the block has none."""
+    for node in spec.nodes:
+        option = AGGREGATIONS[node.agg].stream_option
+        if option:
+            return int(dict(node.options)[option])
+    return 0
+
+
+def _stream_channels(spec, j: int) -> dict[int, tuple[int, int]]:
+    """Reader -> the channels of stream j in the state its first in-edge carries, for every stream kind's node."""
+    n = block_streams(spec)
+    if not 0 <= j < n:
+        raise ConfigError(f"stream {j}: the block has {n} streams (0..{n - 1})" if n else
+                          f"stream {j}: the block has no multi-stream state")
+    readers = {}
+    for node in spec.nodes:
+        if AGGREGATIONS[node.agg].stream_option and spec.inputs[node.id]:
+            width = spec.read_width(spec.inputs[node.id][0]) // n
+            readers[node.id] = (j * width, (j + 1) * width)
+    return readers
+
+
+@contextmanager
+def _zeroed_inputs(block: Block, v: int, cut: Cut) -> Iterator[None]:
+    """Node v's inputs zeroed as `cut` says: by a forward pre-hook, or around forward_ports for a ported node."""
+    node, dim = block.nodes[str(v)], block.channel_dim
+    if next(s for s in block.plan if s.v == v).ports is None:
+        handle = node.register_forward_pre_hook(lambda module, args: (_zeroed(list(args[0]), cut, dim),))
+        try:
+            yield
+        finally:
+            handle.remove()
+        return
+    ported = node.forward_ports
+    node.forward_ports = lambda inputs, ports: ported(_zeroed(list(inputs), cut, dim), ports)
+    try:
+        yield
+    finally:
+        del node.forward_ports  # the class's method again
+
+
+def _zeroed(inputs: list[torch.Tensor], cut: Cut, dim: int) -> list[torch.Tensor]:
+    """The inputs with the cut positions (or their channels [lo, hi)) set to zero; the others as they are."""
+    for i, channels in cut.items():
+        if channels is None:
+            inputs[i] = torch.zeros_like(inputs[i])
+        else:
+            inputs[i] = inputs[i].clone()
+            inputs[i].narrow(dim, channels[0], channels[1] - channels[0]).zero_()
+    return inputs
 
 
 def edge_spans(model: ConnectomeNet) -> dict[EdgeId, int]:
-    """Every edge with its span: depth of the reader minus depth of the source."""
+    """Every edge with its span: depth of the reader minus depth of the source (an edge into a port: its own id)."""
     spans = {}
     for b, block in enumerate(model.blocks):
         g = block.spec.to_graph()
         depth = node_depths(g, list(nx.topological_sort(g)))
-        spans.update({(b, e.src, e.dst): depth[e.dst] - depth[e.src] for e in block.spec.edges})
+        spans.update({(b, e.src, e.dst, *([e.port] if e.port else [])): depth[e.dst] - depth[e.src]
+                      for e in block.spec.edges})
     return spans
 
 
@@ -104,6 +165,28 @@ def error_pts(model: ConnectomeNet, x: torch.Tensor, y: torch.Tensor, batch: int
     return 100.0 * wrong / len(y)
 
 
+@torch.no_grad()
+def bits_per_byte(model: ConnectomeNet, x: torch.Tensor, y: torch.Tensor, batch: int = 64) -> float:
+    """A language model's mean next-byte cross-entropy over (W, T) windows, in bits per byte."""
+    model.eval()
+    nats = sum(float(F.cross_entropy(model(x[i:i + batch]).float().flatten(0, 1), y[i:i + batch].flatten(),
+                                     reduction="sum")) for i in range(0, len(y), batch))
+    return nats / y.numel() / math.log(2.0)
+
+
+class Metric(NamedTuple):
+    """What a knockout costs: the table's column, its baseline's, its rise's, and how it is measured."""
+
+    column: str
+    rise: str
+    measure: Callable[[ConnectomeNet, torch.Tensor, torch.Tensor], float]
+
+
+# By the network's layout: image classifiers lose accuracy, language models bits per byte.
+METRICS = {"maps": Metric("val_error_pts", "val_error_rise_pts", error_pts),
+           "tokens": Metric("val_bpb", "val_bpb_rise", bits_per_byte)}
+
+
 @dataclass(frozen=True)
 class LesionPlan:
     """What to lesion: span classes first, then single edges in random order, within a budget."""
@@ -111,22 +194,26 @@ class LesionPlan:
     budget_s: float = DEFAULT_BUDGET_S
     spans: bool = True
     seed: int = 0
+    streams: bool = True  # each stream of a multi-stream state, after the span classes
 
 
 def lesion_model(model: ConnectomeNet, x: torch.Tensor, y: torch.Tensor, plan: LesionPlan = LesionPlan()) -> pd.DataFrame:
-    """Rows (kind, block, src, dst, span, n_edges, val_error_pts, baseline_val_error_pts, val_error_rise_pts,
-    seconds) per knockout: validation errors in points, and the rise the knockout causes."""
+    """Rows (kind, block, src, dst, port, span, n_edges, the metric, its baseline, its rise, seconds) per
+    knockout: image classifiers in validation error points (val_error_pts, baseline_val_error_pts,
+    val_error_rise_pts), language models in validation bits per byte (val_bpb, baseline_val_bpb, val_bpb_rise);
+    kind span (a span class), stream (one stream of a block's multi-stream state, `stream`) or edge."""
     started = time.perf_counter()
-    base = error_pts(model, x, y)
+    metric = METRICS[model.spec.layout]
+    base = metric.measure(model, x, y)
     spans = edge_spans(model)
     rows = []
 
-    def run(kind: str, edges: list[EdgeId], **where) -> None:
+    def run(kind: str, edges: list[EdgeId], streams: list[StreamId] = (), **where) -> None:
         t0 = time.perf_counter()
-        with knockout(model, edges):
-            error = error_pts(model, x, y)
-        rows.append({"kind": kind, **where, "n_edges": len(edges), "val_error_pts": error,
-                     "baseline_val_error_pts": base, "val_error_rise_pts": error - base,
+        with knockout(model, edges, streams):
+            value = metric.measure(model, x, y)
+        rows.append({"kind": kind, **where, "n_edges": len(edges), metric.column: value,
+                     f"baseline_{metric.column}": base, metric.rise: value - base,
                      "seconds": time.perf_counter() - t0})
 
     groups: dict[tuple[int, str], list[EdgeId]] = {}
@@ -134,13 +221,17 @@ def lesion_model(model: ConnectomeNet, x: torch.Tensor, y: torch.Tensor, plan: L
         groups.setdefault((edge[0], span_class(s)), []).append(edge)
     if plan.spans:
         for (b, cls), edges in sorted(groups.items(), key=lambda kv: (kv[0][0], _class_order(kv[0][1]))):
-            run("span", edges, block=b + 1, src=None, dst=None, span=cls)
+            run("span", edges, block=b + 1, src=None, dst=None, port=None, span=cls)
+    for b, block in enumerate(model.blocks):
+        for j in range(block_streams(block.spec) if plan.streams else 0):
+            run("stream", [], [(b, j)], block=b + 1, src=None, dst=None, port=None, span=None, stream=j)
     order = list(spans)
     np.random.default_rng(plan.seed).shuffle(order)
-    for b, u, v in order:
+    for edge in order:
         if time.perf_counter() - started > plan.budget_s:
             break
-        run("edge", [(b, u, v)], block=b + 1, src=u, dst=v, span=span_class(spans[(b, u, v)]))
+        b, u, v, *port = edge
+        run("edge", [edge], block=b + 1, src=u, dst=v, port=port[0] if port else "", span=span_class(spans[edge]))
     return pd.DataFrame(rows)
 
 
@@ -148,16 +239,31 @@ def _class_order(cls: str) -> int:
     return int(cls.split("-")[0])
 
 
-def validation_subset(trial_dir: Path, images: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded subset of the trial's own validation split, normalised as in training."""
+def trial_config(trial_dir: Path):
+    """The trial's validated TrialConfig, read from its config.json."""
     from connectome.training.config import make_trial_config
-    from connectome.training.datasets import load_splits
 
     files = TrialFiles(trial_dir)
     saved = read_trial_config(files)
     if saved is None:
         raise ConfigError(f"{files.config} not found: cannot rebuild the trial's validation split")
-    cfg = make_trial_config(saved["config"], source=str(files.config))
+    return make_trial_config(saved["config"], source=str(files.config))
+
+
+def validation_windows(trial_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """A language model's fixed validation windows as training evaluated them: inputs and next bytes, (W, T) each."""
+    from connectome.training.lm import corpus_parts, eval_windows
+
+    cfg = trial_config(trial_dir)
+    rows = eval_windows(corpus_parts(cfg)["val"], cfg).long()  # (W, context + 1)
+    return rows[:, :-1], rows[:, 1:]
+
+
+def validation_subset(trial_dir: Path, images: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded subset of the trial's own validation split, normalised as in training."""
+    from connectome.training.datasets import load_splits
+
+    cfg = trial_config(trial_dir)
     data = load_splits(cfg.data, cfg.seed, "cpu")
     if len(data.val_y) == 0:
         raise ConfigError(f"trial {trial_dir.name} has no validation split (data.val_size 0): "
@@ -172,6 +278,9 @@ def lesion_trial(trial_dir: str | Path, images: int = DEFAULT_IMAGES, plan: Lesi
 
     trial_dir = Path(trial_dir)
     model = load_trial_model(trial_dir)
+    if model.spec.layout == "tokens":  # a language model: all its fixed validation windows (`images` unused)
+        x, y = validation_windows(trial_dir)
+        return lesion_model(model, x, y, plan).assign(trial_id=trial_dir.name, n_windows=len(y))
     x, y = validation_subset(trial_dir, images, plan.seed)
     table = lesion_model(model, x, y, plan)
     return table.assign(trial_id=trial_dir.name, n_images=len(y))
@@ -245,8 +354,59 @@ def write_lesions(results_dir: str | Path, trial_id: str | None = None, images: 
     out = sd.lesion_file
     table.to_parquet(out)
     model = load_trial_model(trial_dir)
-    fig = plot_lesions(rise_matrices(table, model), _padded(model_usage(model)), title=_title(trial_id, table))
+    if model.spec.layout == "tokens":
+        fig = plot_decoder_lesions(table, title=f"trial {trial_id}: {len(table[table.kind == 'edge'])} edges "
+                                   f"lesioned on {table.n_windows.iloc[0]} validation windows\n(baseline "
+                                   f"{table['baseline_val_bpb'].iloc[0]:.4g} bits per byte)")
+    else:
+        fig = plot_lesions(rise_matrices(table, model), _padded(model_usage(model)), title=_title(trial_id, table))
     return out, save_figure(fig, sd.figure(f"lesion_{trial_id}")), table
+
+
+def decoder_rises(table: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
+    """Per block, readers (`node`, or `node.port` for an edge into a named port) by sources: the validation
+    bits-per-byte rise of each single-edge lesion (NaN: not measured)."""
+    edges = table[table["kind"] == "edge"]
+    edges = edges.assign(reader=[f"{int(v)}.{p}" if p else str(int(v)) for v, p in zip(edges["dst"], edges["port"])])
+    out = []
+    for b, rows in edges.groupby("block", sort=True):
+        order = rows.sort_values(["dst", "port"]).drop_duplicates("reader")["reader"]
+        m = rows.pivot(index="reader", columns="src", values="val_bpb_rise").sort_index(axis=1)
+        out.append((int(b), m.loc[order]))
+    return out
+
+
+def plot_decoder_lesions(table: pd.DataFrame, title: str = "") -> Figure:
+    """Per block: the validation bits-per-byte rise of each lesioned edge (reader[.port] x source); the
+    rise of each lesioned stream in the panel's title."""
+    panels = decoder_rises(table)
+    tall = [max(2.4, 0.28 * m.shape[0] + 1.4) for _, m in panels]
+    fig = Figure(figsize=(max(5.0, 0.35 * max(m.shape[1] for _, m in panels) + 2.5), sum(tall)),
+                 layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=tall)[:, 0]
+    vmax = max([float(np.nanmax(np.abs(m.to_numpy(float)))) for _, m in panels] + [1e-3])
+    streams = table[table["kind"] == "stream"]
+    for ax, (b, rise) in zip(axes, panels):
+        values = rise.to_numpy(float)
+        im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        if values.size <= 160:  # small maps: each rise written in its cell
+            for (r, c), value in np.ndenumerate(values):
+                if np.isfinite(value):
+                    ax.text(c, r, f"{value:+.2g}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(value) > 0.6 * vmax else "black")
+        ax.set_facecolor("0.85")
+        ax.set_xticks(range(rise.shape[1]), ["in" if u == 0 else str(int(u)) for u in rise.columns], fontsize=7)
+        ax.set_yticks(range(rise.shape[0]), list(rise.index), fontsize=7)
+        ax.set_xlabel("source")
+        ax.set_ylabel("reader (.port)")
+        cut = streams[streams["block"] == b]
+        words = "\nstreams cut: " + ", ".join(f"{int(r.stream)} {r.val_bpb_rise:+.3g}" for r in cut.itertuples()) \
+            if len(cut) else ""
+        ax.set_title(f"block {b}: val bits per byte rise when the edge is cut{words}", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="validation bits per byte rise")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def _title(trial_id: str, table: pd.DataFrame) -> str:

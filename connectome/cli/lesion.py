@@ -16,7 +16,9 @@ def register(subparsers) -> None:
         "lesion", help="knock out edges of a trained network and measure the validation error rise (points)",
         description="Zero a source's channels at its reader's input (BN in eval mode), per span class and "
                     "then for single edges in a seeded random order until the time budget is spent; each "
-                    "knockout's cost is the rise of the validation error in percentage points. "
+                    "knockout's cost is the rise of the validation error in percentage points (a language model: of "
+                    "the validation bits per byte on its fixed windows; edges into named ports and each stream of a "
+                    "multi-stream state are lesioned too). "
                     "Writes RESULTS_DIR/lesion.parquet and figures/lesion_<trial>.png/.svg.")
     parser.add_argument("results_dir", help="folder written by `connectome run`")
     parser.add_argument("--trial", default=None, help="trial id (default: lowest validation error)")
@@ -38,10 +40,16 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--images must be >= 1 and --budget >= 0 seconds")
     plan = LesionPlan(budget_s=args.budget, spans=args.spans, seed=args.seed)
     out, figures, table = write_lesions(args.results_dir, args.trial, args.images, plan)
-    edges = table[table["kind"] == "edge"]
-    print(f"trial {table['trial_id'].iloc[0]}: baseline val error {format_points(table['baseline_val_error_pts'].iloc[0])}"
-          f" points on {table['n_images'].iloc[0]} images; {len(edges)} single edges and "
-          f"{int((table['kind'] == 'span').sum())} span classes lesioned (val_error_rise_pts: the cost of each)")
+    edges, counts = table[table["kind"] == "edge"], table["kind"].value_counts()
+    if "baseline_val_bpb" in table:  # a language model
+        print(f"trial {table['trial_id'].iloc[0]}: baseline val {table['baseline_val_bpb'].iloc[0]:.4g} bits per byte "
+              f"on {table['n_windows'].iloc[0]} windows; {len(edges)} single edges, {counts.get('stream', 0)} "
+              f"streams and {counts.get('span', 0)} span classes lesioned (val_bpb_rise: the cost of each)")
+    else:
+        print(f"trial {table['trial_id'].iloc[0]}: baseline val error "
+              f"{format_points(table['baseline_val_error_pts'].iloc[0])} points on {table['n_images'].iloc[0]} images; "
+              f"{len(edges)} single edges and {int((table['kind'] == 'span').sum())} span classes lesioned "
+              "(val_error_rise_pts: the cost of each)")
     print(f"wrote {out} and {figures[0]}")
     return 0
 

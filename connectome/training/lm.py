@@ -67,14 +67,23 @@ def windows(data: np.ndarray, starts: list[int], window: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([data[s:s + window] for s in starts]).copy())
 
 
-def load_text(plan: PlannedTrial, device: torch.device) -> TextSplits:
-    """The trial's corpus split into train bytes and fixed validation / test windows (no seed changes them)."""
-    cfg = plan.config
+def corpus_parts(cfg: TrialConfig) -> dict[str, np.ndarray]:
+    """The trial's corpus cut into its train, val and test bytes."""
     data = cached_corpus(check_corpus(cfg.data, cfg.arch.context))
-    bounds, window = split_bounds(len(data), cfg.data), cfg.arch.context + 1
-    parts = {name: data[start:stop] for name, (start, stop) in vars(bounds).items()}
-    evals = {name: windows(parts[name], window_starts(len(parts[name]), window, cfg.data.eval_windows), window)
-             for name in ("val", "test")}
+    return {name: data[start:stop] for name, (start, stop) in vars(split_bounds(len(data), cfg.data)).items()}
+
+
+def eval_windows(part: np.ndarray, cfg: TrialConfig) -> torch.Tensor:
+    """A split's fixed evaluation windows, (W, context + 1) uint8: inputs and next-byte targets (seed-free)."""
+    window = cfg.arch.context + 1
+    return windows(part, window_starts(len(part), window, cfg.data.eval_windows), window)
+
+
+def load_text(plan: PlannedTrial, device: torch.device) -> TextSplits:
+    """The trial's corpus split into train bytes and fixed validation / test windows."""
+    cfg = plan.config
+    parts = corpus_parts(cfg)
+    evals = {name: eval_windows(parts[name], cfg) for name in ("val", "test")}
     return TextSplits(train=torch.from_numpy(parts["train"].copy()).to(device), val=evals["val"].to(device),
                       test=evals["test"].to(device), context=cfg.arch.context)
 

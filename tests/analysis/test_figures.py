@@ -186,8 +186,8 @@ def _looks(handles) -> list[tuple]:
 def test_more_than_ten_groups_each_look_different(groups):
     # depth_wiring's 12 wirings: matplotlib's 10-colour cycle drew attnres and prenorm both blue
     trials, epochs = _twelve_wirings(groups)
-    curves = plot_training_curves(epochs, trials, metrics=("val_bpb",)).axes[0]
-    looks = _looks(curves.get_legend().legend_handles)
+    curves = plot_training_curves(epochs, trials, metrics=("val_bpb",))
+    looks = _looks(curves.legends[0].legend_handles)  # more than a few groups: one legend below the axes
     assert len(looks) == len(set(looks)) == groups
     colours = {c for c, _, _ in looks}
     assert len(colours) == min(groups, 20)
@@ -210,3 +210,18 @@ def test_a_whole_number_option_reads_as_an_integer():
     assert _group_name(["pattern", "pattern_options.block"], ("attnres", 0.0)) == "attnres, pattern_options.block=0"
     assert _group_name(["pattern", "lr"], ("prenorm", 0.003)) == "prenorm, lr=0.003"
     assert _group_name(["pattern", "m"], ("partial", np.nan)) == "partial, m=-"
+
+
+def test_a_dozen_groups_get_one_legend_below_the_axes_and_a_few_keep_theirs_inside():
+    from matplotlib.figure import Figure
+
+    from connectome.analysis.figures import INSIDE_LEGEND_MAX, place_legend
+
+    for groups, inside in ((INSIDE_LEGEND_MAX, True), (12, False)):
+        fig = Figure(figsize=(6.0, 4.2))
+        ax = fig.add_subplot()
+        for i in range(groups):
+            ax.plot([0, 1], [i, i], label=f"wiring {i}")
+        place_legend(fig, [ax], groups)
+        assert (ax.get_legend() is not None) == inside and bool(fig.legends) != inside
+        assert fig.get_figheight() == (4.2 if inside else pytest.approx(4.2 + 0.2 * 12))  # one column, one row each

@@ -187,3 +187,113 @@ def test_the_wiring_command_says_when_no_trial_has_learned_weights(tmp_path, cap
         StudyDir(path).trial(trial_id).model.unlink()
     assert main(["wiring", str(path)]) == 2
     assert "no completed trial of" in capsys.readouterr().err
+
+
+# Per-token weights: recorded over validation inputs, summarised per edge as mean and spread.
+
+def _rms(x):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+
+def _captured_inputs(model, kind):
+    """(block, node, port) -> the inputs each join of `kind` read in the next forward pass (a list per call)."""
+    seen = {}
+    hooks = [join.register_forward_pre_hook(lambda j, args, key=(b, v, p): seen.setdefault(key, []).append(args[0]))
+             for b, v, p, join in learned_wiring.all_joins(model) if join.kind == kind]
+    return seen, hooks
+
+
+@pytest.mark.parametrize("pattern, kind", [("attnres", "depth-attention"), ("muddformer", "mudd")])
+def test_per_token_weights_are_the_mean_and_spread_of_a_hand_computation(pattern, kind):
+    model = _decoder(pattern)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("query") or ".w2." in name:
+                p.normal_()
+    batches = [torch.randint(0, 256, (3, 4)), torch.randint(0, 256, (2, 4))]
+    seen, hooks = _captured_inputs(model, kind)
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for h in hooks:
+        h.remove()
+    table = learned_wiring.dynamic_weight_table(model, batches)
+    assert set(table["kind"]) == {kind} and (table["tokens"] == 5 * 4).all()
+    for (b, v, port), calls in seen.items():
+        join = dict(((bb, vv, pp), j) for bb, vv, pp, j in learned_wiring.all_joins(model))[(b, v, port)]
+        if kind == "depth-attention":  # alpha_j = softmax_j(w . RMSNorm(x_j))
+            w = [torch.stack([(_rms(x) * join.query).sum(-1) for x in xs], -1).softmax(-1) for xs in calls]
+        else:  # GELU(RMSNorm(x_cur) W1) W2 + a
+            w = [torch.nn.functional.gelu(_rms(xs[-1]) @ join.w1.weight.T) @ join.w2.weight.T + join.prior
+                 for xs in calls]
+        w = torch.cat([t.flatten(0, -2) for t in w]).detach()  # (positions, n)
+        rows = table[(table["target"] == v) & (table["port"] == port)]
+        sources = [e.src for e in model.blocks[b - 1].spec.port_inputs(v)[port]]
+        assert rows["source"].tolist() == sources
+        assert rows["mean"].tolist() == pytest.approx(w.mean(0).tolist(), abs=1e-6)
+        assert rows["std"].tolist() == pytest.approx(w.std(0, unbiased=False).tolist(), abs=1e-5)
+    if kind == "mudd":  # every attention after the first has four ports, the head one more join
+        assert set(table["port"]) == {"q", "k", "v", "r", ""}
+    assert learned_wiring.dynamic_joins(model) == Counter()  # drawn now, so not listed as left out
+
+
+def test_static_joins_keep_their_table_and_have_no_per_token_rows():
+    model = _set_weights(_decoder(dilation=1))
+    before = edge_weight_table(model)
+    tokens = learned_wiring.dynamic_weight_table(model, [torch.randint(0, 256, (2, 4))])
+    assert tokens.empty and edge_weight_table(model).equals(before) and len(before) == 9
+    gated = ConnectomeNet(network(block(wiring_graph())))
+    assert learned_wiring.dynamic_joins(gated) == Counter({"gated": 1})  # per channel: named, not drawn
+    assert learned_wiring.dynamic_joins(_decoder("hyper-connections")) == Counter({"hc-read": 6, "hc-write": 6})
+
+
+def _text_trial(root: Path, pattern: str) -> Path:
+    """A results folder with one trained-looking decoder trial on the generated corpus."""
+    sd = StudyDir(root / "lm")
+    sd.trials.mkdir(parents=True)
+    sd.stamp(study="lm")
+    files = sd.trial("t0")
+    arch = {"family": "decoder", "pattern": pattern, "growth": 8, "heads": 2, "sublayers": 6, "context": 4}
+    write_trial_config(files, {"arch": arch, "data": {"name": "text", "corpus": "generated", "eval_windows": 8},
+                               "train": {"steps": 2}, "seed": 0}, study="lm")
+    row = {"trial_id": "t0", "pattern": pattern, "seed": 0, "status": "completed", "study": "lm",
+           "best_val_acc": 0.5, "test_error": 0.5, "test_acc": 0.5, "params": 1000}
+    sd.record(write_trial_result(files, row, []))
+    model = _decoder(pattern)
+    files.spec.write_text(model.spec.to_json())
+    torch.save(model.state_dict(), files.model)
+    return sd.root
+
+
+def test_the_wiring_command_draws_per_token_weights_over_the_validation_windows(tmp_path, capsys):
+    path = _text_trial(tmp_path, "attnres")
+    assert main(["wiring", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("trial t0: 0 learned connection weights, 27 per-token ones") and "(per token)" in out
+    assert "32 validation positions" in out  # 8 windows x context 4
+    assert (path / "figures" / "learned_wiring_dynamic_t0.png").stat().st_size > 10_000
+    assert not (path / "figures" / "learned_wiring_t0.png").exists()
+    doc = Document()
+    learned_wiring_section(doc, load(path), path, refused=[])
+    text = doc.to_markdown(path)
+    assert "standard deviation" in text and "(per token)" in text
+
+
+def test_static_port_weights_are_rows_of_their_port():
+    model = _decoder("muddformer", dynamic=False)
+    ports = {(b, v, p): j for b, v, p, j in learned_wiring.all_joins(model) if p and j.kind == "weighted"}
+    with torch.no_grad():
+        for j in ports.values():
+            j.weight.normal_()
+    table = edge_weight_table(model)
+    assert {p for *_, p in ports} == {"q", "k", "v", "r"} and set(table["port"]) == {"q", "k", "v", "r", ""}
+    for (b, v, p), join in ports.items():
+        rows = table[(table["target"] == v) & (table["port"] == p)]
+        assert rows["source"].tolist() == [e.src for e in model.blocks[b - 1].spec.port_inputs(v)[p]]
+        assert rows["weight"].tolist() == pytest.approx(join.weight.tolist())
+    (_, matrix), = learned_wiring.block_matrices(table, "weight")
+    assert list(matrix.index)[:4] == ["4.k", "4.q", "4.r", "4.v"] and list(matrix.index)[-1] == "10"
+    top = table.loc[table["change"].abs().idxmax()]
+    reader = f"node {int(top.target)}" + (f" port {top.port}" if top.port else "")
+    assert f"the largest change is {reader}'s weight" in block_sentences(table)[0]
+    assert describe_start(table) == "one-hot: 1 on the nearest (highest-id) source, 0 on the others"

@@ -1,11 +1,13 @@
 """Lesions: knockout zeroes exactly one source at one reader, leaves the model unchanged after, and the CLI."""
+import math
+
 import pandas as pd
 import pytest
 import torch
 
 from connectome import build_spec, make_arch
-from connectome.analysis.lesion import (LesionPlan, edge_spans, explicit_reads, knockout, lesion_model,
-                                        plot_lesions, rise_matrices, span_class)
+from connectome.analysis.lesion import (LesionPlan, bits_per_byte, edge_spans, explicit_reads, knockout, lesion_model,
+                                        plot_decoder_lesions, plot_lesions, rise_matrices, span_class)
 from connectome.cli import main
 from connectome.executor import ConnectomeNet
 from connectome.training.trainer import train_trial
@@ -118,3 +120,93 @@ def test_the_lesion_figure_speaks_error_points():
     texts = [ax.get_title() for ax in fig.axes] + [ax.get_ylabel() for ax in fig.axes]
     assert any("val error rise (points)" in t for t in texts) and not any("accuracy" in t for t in texts)
     assert any(t == "validation error rise, points" for t in texts)  # the colour bar's label
+
+
+# Decoders: edges into named ports, streams of a multi-stream state, validation bits per byte.
+
+def _decoder(pattern, **options):
+    torch.manual_seed(0)
+    arch = make_arch(family="decoder", pattern=pattern, growth=8, heads=2, sublayers=4, context=4,
+                     pattern_options=options)
+    model = ConnectomeNet(build_spec(arch))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "join" in name:
+                p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def _first_inputs(model, kinds):
+    """Node id -> the first input each node of the given aggregation kinds read in one forward pass."""
+    seen, hooks = {}, []
+
+    def keep(v):
+        def hook(module, args):
+            seen[v] = args[0][0].clone()
+        return hook
+
+    for key, node in model.blocks[0].nodes.items():
+        if node.agg in kinds:
+            hooks.append(node.register_forward_pre_hook(keep(int(key))))
+    return seen, hooks
+
+
+@pytest.mark.parametrize("pattern, options, n, kinds", [
+    ("hyper-connections", {"streams": 2}, 2, ("hc-read", "hc-write", "stream-sum")),
+    ("frac-connections", {"fractions": 4}, 4, ("frac-read", "frac-write"))], ids=str)
+def test_a_stream_lesion_zeroes_that_stream_wherever_the_state_is_read(pattern, options, n, kinds):
+    model, x = _decoder(pattern, **options), torch.randint(0, 256, (2, 4))
+    with torch.no_grad():
+        with knockout(model, [], [(0, 1)]):
+            seen, hooks = _first_inputs(model, kinds)  # after the knockout's hooks: they see the cut inputs
+            model(x)
+        for h in hooks:
+            h.remove()
+    width = model.blocks[0].spec.read_width(model.blocks[0].spec.inputs[max(seen)][0]) // n
+    assert len(seen) >= 4 and all(torch.count_nonzero(t[..., width:2 * width]) == 0 for t in seen.values())
+    assert all(torch.count_nonzero(t[..., :width]) == t[..., :width].numel() for t in seen.values())
+    table = lesion_model(model, x[:, :-1], x[:, 1:], LesionPlan(budget_s=0.0, spans=False))
+    assert table["kind"].tolist() == ["stream"] * n and table["stream"].tolist() == list(range(n))
+    with knockout(model, [], [(0, 1)]):
+        cut = bits_per_byte(model, x[:, :-1], x[:, 1:])
+    assert table["val_bpb_rise"].iloc[1] == pytest.approx(cut - bits_per_byte(model, x[:, :-1], x[:, 1:]))
+
+
+def test_a_decoder_lesions_every_edge_into_every_port_in_bits_per_byte():
+    model, x = _decoder("muddformer"), torch.randint(0, 256, (3, 5))
+    table = lesion_model(model, x[:, :-1], x[:, 1:], LesionPlan(budget_s=1e9))
+    edges = table[table["kind"] == "edge"]
+    assert len(edges) == len(model.blocks[0].spec.edges) and set(edges["port"]) == {"", "q", "k", "v", "r"}
+    assert len(edges.drop_duplicates(["src", "dst", "port"])) == len(edges)
+    base = bits_per_byte(model, x[:, :-1], x[:, 1:])
+    with torch.no_grad():
+        logits = model(x[:, :-1])
+    assert base == pytest.approx(float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten()))
+                                 / math.log(2))
+    row = edges[(edges["port"] == "k")].iloc[0]
+    with knockout(model, [(0, int(row.src), int(row.dst), "k")]):
+        assert row.val_bpb_rise == pytest.approx(bits_per_byte(model, x[:, :-1], x[:, 1:]) - base)
+    assert (table["baseline_val_bpb"] == base).all() and "val_error_pts" not in table
+    fig = plot_decoder_lesions(table)
+    assert any(t.get_text().endswith(".k") for ax in fig.axes for t in ax.get_yticklabels())
+
+
+def test_the_lesion_cli_lesions_a_language_model_on_its_validation_windows(tmp_path, capsys):
+    from connectome.store.layout import StudyDir, write_trial_config
+
+    sd = StudyDir(tmp_path)
+    files = sd.trial("lm")
+    arch = {"family": "decoder", "pattern": "hyper-connections", "growth": 8, "heads": 2, "sublayers": 2,
+            "context": 4, "pattern_options": {"streams": 2}}
+    write_trial_config(files, {"arch": arch, "data": {"name": "text", "corpus": "generated", "eval_windows": 6},
+                               "train": {"steps": 2}, "seed": 0}, study="lm")
+    model = ConnectomeNet(build_spec(make_arch(**arch)))
+    files.spec.write_text(model.spec.to_json())
+    torch.save(model.state_dict(), files.model)
+    assert main(["lesion", str(tmp_path), "--trial", "lm", "--budget", "100"]) == 0
+    table = pd.read_parquet(tmp_path / "lesion.parquet")
+    assert (table["n_windows"] == 6).all() and (table["kind"] == "stream").sum() == 2
+    assert (table["kind"] == "edge").sum() == len(model.blocks[0].spec.edges)
+    out = capsys.readouterr().out
+    assert "bits per byte on 6 windows" in out and "2 streams" in out
+    assert (tmp_path / "figures" / "lesion_lm.png").stat().st_size > 1000
