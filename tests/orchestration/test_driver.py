@@ -143,13 +143,7 @@ def _grid(tmp_path, name, seeds=1, **changes):
 
 @slow
 def test_a_study_longer_than_a_wave_runs_as_several_tune_runs(tmp_path, ray_head):
-    path = _grid(tmp_path, "waves", seeds=3, resources={**SERIAL, "trials_per_wave": 2})
-    frame, out = _run(load_study(path), ray_head)
-    root = tmp_path / "results" / "waves"
-    assert len(frame) == 3 and set(frame["status"]) == {"completed"}
-    # 2 + 1 trials: the earlier run's Tune state is deleted, the last run is kept whole
-    runs = sorted((root / "ray").glob("tune-*"))
-    assert len(runs) == 1 and runs[0].name.endswith("-2") and list(runs[0].glob("experiment_state-*.json"))
+    """A grid in waves: test_failed_trials_are_retried_by_resume (its first run is 2 + 1 trials)."""
     # an Optuna search asks each Tune run for at most a wave, until n_trials ended
     data = yaml.safe_load(_optuna_study(tmp_path, n_trials=3).read_text())
     data["resources"] = {**SERIAL, "trials_per_wave": 2}
@@ -181,9 +175,14 @@ def test_changed_definition_is_refused_and_growth_accepted(tmp_path, ray_head):
 
 @slow
 def test_failed_trials_are_retried_by_resume(tmp_path, ray_head):
-    path = _grid(tmp_path, "retry", seeds=2)
+    # longer than a wave: the first run is two Tune runs (the waves of a grid)
+    path = _grid(tmp_path, "retry", seeds=3, resources={**SERIAL, "trials_per_wave": 2})
     frame, _ = _run(load_study(path), ray_head)
     sd = StudyDir(tmp_path / "results" / "retry")
+    assert len(frame) == 3 and set(frame["status"]) == {"completed"}
+    # 2 + 1 trials: the earlier run's Tune state is deleted, the last run is kept whole
+    runs = sorted((sd.root / "ray").glob("tune-*"))
+    assert len(runs) == 1 and runs[0].name.endswith("-2") and list(runs[0].glob("experiment_state-*.json"))
     victim = frame["trial_id"].iloc[0]
     entry = json.loads(sd.trial(victim).result.read_text())
     entry["row"].update(status="failed", error="RuntimeError: node lost")
@@ -191,8 +190,8 @@ def test_failed_trials_are_retried_by_resume(tmp_path, ray_head):
     sd.record(entry)  # as the driver records a failure
     assert StudyDir(sd.root).statuses()[victim] == "failed"
     again, out = _run(load_study(path), ray_head, resume=True)
-    assert "1 finished, 1 to run" in out
-    assert (again["status"] == "completed").all() and len(again) == 2
+    assert "2 finished, 1 to run" in out
+    assert (again["status"] == "completed").all() and len(again) == 3
 
 
 def test_a_lost_definition_file_lets_only_the_stored_definition_resume(tmp_path):
