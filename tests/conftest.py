@@ -108,11 +108,17 @@ def no_ray():
 
 
 def _run_shipped_study(name: str, tmp_path_factory, head) -> tuple[Path, subprocess.CompletedProcess]:
-    """`connectome run studies/<name>.yaml` on the session's head: (its results directory, the run)."""
+    """`connectome run studies/<name>.yaml` on the session's head: (its results directory, the run).
+
+    Without RAY_AUTH_MODE, as from a user's shell: connectome itself sends the token to the head (loopback).
+    """
     out = tmp_path_factory.mktemp(name)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    # One trial at a time: each concurrent trial is another Ray worker importing torch (about 8 CPU
+    # seconds on 2 cores), for trials that train in a second; resources leave results and ids alone.
     run = subprocess.run([sys.executable, "-m", "connectome", "run", str(REPO / "studies" / f"{name}.yaml"),
-                          "--set", f"output={out}", "--address", head.gcs],
-                         cwd=out, capture_output=True, text=True, timeout=600)
+                          "--set", f"output={out}", "--set", "resources.max_concurrent=1", "--address", head.gcs],
+                         cwd=out, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return out / name, run
 

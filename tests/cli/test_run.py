@@ -26,17 +26,37 @@ def test_every_shipped_study_is_found():
     assert any(n.startswith("paper/") for n in names)
 
 
+def _grids_planned(monkeypatch) -> list[tuple]:
+    """(study, trials) of each grid the dry run plans, so a test checks its output without planning again.
+
+    Planning a shipped grid takes up to seconds of CPU (random_wiring.yaml: 213 budget-matched trials).
+    """
+    from connectome.study import dryrun
+
+    planned = []
+
+    def expand_and_keep(study):
+        trials = expand_grid(study)
+        planned.append((study, trials))
+        return trials
+
+    monkeypatch.setattr(dryrun, "expand_grid", expand_and_keep)
+    return planned
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(REPO / "studies").as_posix())
 def test_dry_run_of_shipped_study(path, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may be written, and no data is needed
     monkeypatch.setenv("CONNECTOME_DATA", str(tmp_path / "no-data"))
+    planned = _grids_planned(monkeypatch)
     assert main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     study = load_study(path)
     per = "token" if study.data.name == "text" else "image"
     assert study.name in out and "params" in out and f"M MACs/{per}" in out
     if study.search.kind == "grid":
-        trials = expand_grid(study)
+        [(as_planned, trials)] = planned  # planned once, from the study as loaded here (expand_grid is pure)
+        assert as_planned == study and trials
         assert f"{len(trials)} trials" in out
         assert all(t.trial_id in out for t in trials)
     assert not any(tmp_path.iterdir())
@@ -150,17 +170,39 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_kill_9_then_resume_completes_the_study(tmp_path, ray_head):
-    """Both drivers on the session's head; orphans of a killed private Ray: tests/orchestration/test_faults.py."""
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143)], ids=["SIGTERM"])
+def test_a_signal_then_kill_9_then_resume_complete_the_study(tmp_path, ray_head, sig, code):
+    """Three drivers on the session's head, one study: a signal, a SIGKILL, a clean --resume.
+
+    Issue 30, case 2: Ctrl-C exited 0 with trials never run, SIGTERM dumped Ray's stack trace. One real
+    process per signal (SIGINT and SIGHUP take the same path, each tested in
+    tests/orchestration/test_interrupts.py; add a signal here to run it end to end too). Orphans of a
+    killed private Ray: tests/orchestration/test_faults.py.
+    """
     path = _study_file(tmp_path)
     first, second, third = [t.trial_id for t in expand_grid(load_study(path))]
     trials = tmp_path / "results" / "resume" / "trials"
-    proc = _connectome_run(path, "--address", ray_head.gcs, log=tmp_path / "run1.log")
+    # a signal mid-trial: the exit code says which, one line says what is left and how to resume
+    log = tmp_path / "run1.log"
+    proc = _connectome_run(path, "--address", ray_head.gcs, log=log)
     try:
-        # wait until the first trial is finished and the second one is mid-way (checkpointed)
+        _wait_for(lambda: "started" in log.read_text(), timeout=120, what=f"a trial to start (see {log})")
+        os.kill(proc.pid, sig)
+        assert proc.wait(timeout=120) == code, log.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+    text = log.read_text()
+    assert f"interrupted by {signal.Signals(sig).name}: " in text and "of 3 trials of study 'resume' have no " \
+        "result yet" in text, text[-2000:]
+    assert f"resume with: connectome run {path} --address {ray_head.gcs} --resume" in text
+    assert "Tuner.restore" not in text and "SIGTERM received" not in text
+
+    # --resume, SIGKILLed once the first trial is finished and the second one is mid-way (checkpointed)
+    proc = _connectome_run(path, "--resume", "--address", ray_head.gcs, log=tmp_path / "run2.log")
+    try:
         _wait_for(lambda: (trials / first / "result.json").exists() and (trials / second / "checkpoint.pt").exists(),
-                  timeout=240, what=f"a checkpoint of {second} (see {tmp_path / 'run1.log'})")
+                  timeout=240, what=f"a checkpoint of {second} (see {tmp_path / 'run2.log'})")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
@@ -169,12 +211,12 @@ def test_kill_9_then_resume_completes_the_study(tmp_path, ray_head):
     done_before = json.loads((trials / first / "result.json").read_text())
     assert not (trials / second / "result.json").exists() and not (trials / third / "result.json").exists()
 
-    proc = _connectome_run(path, "--resume", "--no-report", "--address", ray_head.gcs, log=tmp_path / "run2.log")
+    proc = _connectome_run(path, "--resume", "--no-report", "--address", ray_head.gcs, log=tmp_path / "run3.log")
     try:
-        assert proc.wait(timeout=300) == 0, (tmp_path / "run2.log").read_text()
+        assert proc.wait(timeout=300) == 0, (tmp_path / "run3.log").read_text()
     finally:
         _kill_group(proc)
-    log = (tmp_path / "run2.log").read_text()
+    log = (tmp_path / "run3.log").read_text()
     assert "3 trials, 1 finished, 2 to run" in log
     # the finished trial was not run again; the interrupted one continued from its checkpoint
     from connectome.store.labels import label_from_trial_file
@@ -187,7 +229,7 @@ def test_kill_9_then_resume_completes_the_study(tmp_path, ray_head):
     assert json.loads((trials / first / "result.json").read_text()) == done_before
     # no trial lost or duplicated, every epoch exactly once
     rows = pd.read_parquet(tmp_path / "results" / "resume" / "trials.parquet")
-    assert sorted(rows["trial_id"]) == sorted([first, second, third])
+    assert sorted(rows["trial_id"]) == sorted([first, second, third]) and rows["trial_id"].is_unique
     assert set(rows["status"]) == {"completed"}
     epochs = pd.read_parquet(tmp_path / "results" / "resume" / "epochs.parquet")
     for trial_id, group in epochs.groupby("trial_id"):
@@ -227,6 +269,7 @@ def test_run_with_a_plugin_pattern_in_ray_workers(tmp_path, ray_head):
     data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
     data.update(name="plugged", plugins=["pairs_pattern.py"])
     data["search"] = {"kind": "grid", "variants": [{"pattern": "pairs"}], "seeds": 2}
+    data["resources"] = {"cpu": 1, "max_concurrent": 1}  # one Ray worker (a torch import) for both
     study = tmp_path / "plugged.yaml"
     study.write_text(yaml.safe_dump(data, sort_keys=False))
     done = subprocess.run([sys.executable, "-m", "connectome", "run", str(study), "-v", "--json", "--no-report",
@@ -254,48 +297,3 @@ def test_run_summary_json_is_strict_json():
     assert counts_line(frame) == "2 trials: 1 completed, 1 failed"
     [answer] = data["answer"]  # one completed trial, no validation accuracy: nothing to choose on
     assert answer.startswith("No trial recorded a validation accuracy, so no configuration can be chosen")
-
-
-def _signal_study(tmp_path: Path) -> Path:
-    """Two synthetic trials of 6 short epochs, one at a time: a signal lands mid-run."""
-    data = yaml.safe_load((REPO / "studies" / "smoke.yaml").read_text())
-    data.update(name="signalled", output=str(tmp_path / "results"))
-    data["train"]["epochs"] = 6
-    data["search"] = {"kind": "grid", "variants": [{"pattern": "dense"}, {"pattern": "partial"}]}
-    data["resources"] = {"cpu": 1, "max_concurrent": 1}
-    path = tmp_path / "signalled.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143)], ids=["SIGTERM"])
-def test_a_signalled_run_exits_with_the_signal_says_what_is_left_and_resumes(tmp_path, ray_head, sig, code):
-    # issue 30, case 2: Ctrl-C exited 0 with trials never run, SIGTERM dumped Ray's stack trace. One real
-    # process (SIGINT and SIGHUP take the same path, each tested in tests/orchestration/test_interrupts.py;
-    # add a signal here to run it end to end too)
-    path = _signal_study(tmp_path)
-    log = tmp_path / "run1.log"
-    proc = _connectome_run(path, "--address", ray_head.gcs, log=log)
-    try:
-        _wait_for(lambda: "started" in log.read_text(), timeout=120, what=f"a trial to start (see {log})")
-        os.kill(proc.pid, sig)
-        assert proc.wait(timeout=120) == code, log.read_text()[-3000:]
-    finally:
-        _kill_group(proc)
-    text = log.read_text()
-    assert f"interrupted by {signal.Signals(sig).name}: " in text and "of 2 trials of study 'signalled' have no " \
-        "result yet" in text, text[-2000:]
-    assert f"resume with: connectome run {path} --address {ray_head.gcs} --resume" in text
-    assert "Tuner.restore" not in text and "SIGTERM received" not in text
-    if sig != signal.SIGTERM:
-        return
-    log = tmp_path / "run2.log"
-    proc = _connectome_run(path, "--address", ray_head.gcs, "--resume", "--no-report", log=log)
-    try:
-        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
-    finally:
-        _kill_group(proc)
-    rows = pd.read_parquet(tmp_path / "results" / "signalled" / "trials.parquet")
-    assert len(rows) == 2 and set(rows["status"]) == {"completed"} and rows["trial_id"].is_unique

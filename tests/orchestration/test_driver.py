@@ -21,6 +21,9 @@ from study.conftest import smoke_dict, write_study
 
 pytestmark = [pytest.mark.timeout(300)]
 slow = pytest.mark.slow
+# One trial at a time where concurrency is not what a test checks: each concurrent trial is another Ray
+# worker importing torch (seconds of CPU), for trials that train in a second.
+SERIAL = {"cpu": 1, "max_concurrent": 1}
 
 
 def _run(study, ray_head, **kw):
@@ -40,6 +43,7 @@ def _optuna_study(tmp_path, n_trials):
         "objectives": [{"metric": "best_val_acc", "mode": "max"}, {"metric": "params", "mode": "min"}],
     }
     data["constraints"] = {"max_params": 5000}
+    # at the head's concurrency, not SERIAL: one at a time, NSGA-II's third candidate repeats a trial here
     return write_study(tmp_path, data)
 
 
@@ -76,7 +80,7 @@ def test_optuna_multi_objective_through_ray_tune(tmp_path, ray_head):
 def test_failed_and_diverged_trials_are_rows_and_the_study_completes(tmp_path, ray_head):
     if find_dataset("mnist", DataConfig(name="mnist", download=False)) is not None:
         pytest.skip("MNIST is installed here, so it cannot stand for a missing dataset")
-    data = smoke_dict(tmp_path, name="fails", retries=1)
+    data = smoke_dict(tmp_path, name="fails", retries=1, resources=SERIAL)
     data["search"] = {"kind": "grid", "seeds": 1, "variants": [
         {}, {"data.name": "mnist", "data.download": False}, {"train.lr": 1.0e12},
     ]}
@@ -132,23 +136,17 @@ def test_constraints_no_candidate_meets_are_a_user_error(tmp_path, ray_head, mon
 
 
 def _grid(tmp_path, name, seeds=1, **changes):
-    data = smoke_dict(tmp_path, name=name, **changes)
+    data = smoke_dict(tmp_path, name=name, **{"resources": SERIAL, **changes})
     data["search"] = {"kind": "grid", "seeds": seeds, "variants": [{"pattern": "dense"}]}
     return write_study(tmp_path, data, f"{name}.yaml")
 
 
 @slow
 def test_a_study_longer_than_a_wave_runs_as_several_tune_runs(tmp_path, ray_head):
-    path = _grid(tmp_path, "waves", seeds=3, resources={"cpu": 1, "trials_per_wave": 2})
-    frame, out = _run(load_study(path), ray_head)
-    root = tmp_path / "results" / "waves"
-    assert len(frame) == 3 and set(frame["status"]) == {"completed"}
-    # 2 + 1 trials: the earlier run's Tune state is deleted, the last run is kept whole
-    runs = sorted((root / "ray").glob("tune-*"))
-    assert len(runs) == 1 and runs[0].name.endswith("-2") and list(runs[0].glob("experiment_state-*.json"))
+    """A grid in waves: test_failed_trials_are_retried_by_resume (its first run is 2 + 1 trials)."""
     # an Optuna search asks each Tune run for at most a wave, until n_trials ended
     data = yaml.safe_load(_optuna_study(tmp_path, n_trials=3).read_text())
-    data["resources"] = {"cpu": 1, "trials_per_wave": 2}
+    data["resources"] = {**SERIAL, "trials_per_wave": 2}
     frame, _ = _run(load_study(write_study(tmp_path, data, "opt-waves.yaml")), ray_head)
     sd = StudyDir(tmp_path / "results" / "opt")
     ran = [t for t in optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}").trials
@@ -177,9 +175,14 @@ def test_changed_definition_is_refused_and_growth_accepted(tmp_path, ray_head):
 
 @slow
 def test_failed_trials_are_retried_by_resume(tmp_path, ray_head):
-    path = _grid(tmp_path, "retry", seeds=2)
+    # longer than a wave: the first run is two Tune runs (the waves of a grid)
+    path = _grid(tmp_path, "retry", seeds=3, resources={**SERIAL, "trials_per_wave": 2})
     frame, _ = _run(load_study(path), ray_head)
     sd = StudyDir(tmp_path / "results" / "retry")
+    assert len(frame) == 3 and set(frame["status"]) == {"completed"}
+    # 2 + 1 trials: the earlier run's Tune state is deleted, the last run is kept whole
+    runs = sorted((sd.root / "ray").glob("tune-*"))
+    assert len(runs) == 1 and runs[0].name.endswith("-2") and list(runs[0].glob("experiment_state-*.json"))
     victim = frame["trial_id"].iloc[0]
     entry = json.loads(sd.trial(victim).result.read_text())
     entry["row"].update(status="failed", error="RuntimeError: node lost")
@@ -187,8 +190,8 @@ def test_failed_trials_are_retried_by_resume(tmp_path, ray_head):
     sd.record(entry)  # as the driver records a failure
     assert StudyDir(sd.root).statuses()[victim] == "failed"
     again, out = _run(load_study(path), ray_head, resume=True)
-    assert "1 finished, 1 to run" in out
-    assert (again["status"] == "completed").all() and len(again) == 2
+    assert "2 finished, 1 to run" in out
+    assert (again["status"] == "completed").all() and len(again) == 3
 
 
 def test_a_lost_definition_file_lets_only_the_stored_definition_resume(tmp_path):

@@ -125,9 +125,14 @@ def _summary_counts(markdown: str) -> list[int]:
       "objectives": [{"metric": "best_val_acc", "mode": "max"}]}, {"kind": "asha", "reduction_factor": 2}),
     ({"kind": "grid", "factors": {"train.lr": [0.1, 1.0e-6]}, "seeds": 3}, {"kind": "hyperband", "reduction_factor": 2}),
 ], ids=["optuna-asha", "grid-hyperband"])
-def test_scheduler_with_each_search_kind(tmp_path, ray_head, search, scheduler):
+def test_scheduler_with_each_search_kind(tmp_path, ray_head, search, scheduler, monkeypatch):
     import optuna
 
+    from connectome.orchestration import search as searching
+
+    # two learning rates are two trials: the search ends once the sampler has repeated them MAX_REJECTIONS
+    # times in a row (the rule, not the patience: each repeat is planned, and 200 take many CPU seconds)
+    monkeypatch.setattr(searching, "MAX_REJECTIONS", 20)
     data = smoke_dict(tmp_path, name="kinds", search=search, scheduler=scheduler)
     data["train"]["epochs"] = 4
     frame = run_study(load_study(write_study(tmp_path, data)), address=ray_head.gcs, console=Console(file=io.StringIO()),

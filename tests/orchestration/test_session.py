@@ -152,24 +152,22 @@ def test_a_refused_token_is_a_one_line_config_error_and_other_failures_pass_thro
 
 
 @pytest.mark.timeout(300)
-def test_a_head_on_this_machine_is_joined_with_the_users_token(ray_cluster, tmp_path):
+def test_a_head_on_this_machine_is_joined_with_the_users_token(ray_cluster, smoke_results):
     """A head with token authentication (the session's: tests/study/cluster.py starts it as `ray start
     --head` does once a token exists): Ray sends the token to an explicit address only under
-    RAY_AUTH_MODE=token, connectome to a loopback one."""
-    import os
-    import subprocess
+    RAY_AUTH_MODE=token, connectome to a loopback one.
+
+    The run is the session's smoke study: `connectome run --address` without RAY_AUTH_MODE (tests/conftest.py).
+    """
     import urllib.error
     import urllib.request
 
-    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     # the head does refuse a caller without the token (else this test proves nothing)
     with pytest.raises(urllib.error.HTTPError, match="401"):
         urllib.request.urlopen(f"{ray_cluster.dashboard}/api/jobs/", timeout=30)
-    run = subprocess.run([sys.executable, "-m", "connectome", "run", "studies/smoke.yaml", "-o", str(tmp_path),
-                          "--no-report", "--set", "search.seeds=1", "--address", ray_cluster.gcs],
-                         cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True, timeout=240)
+    _, run = smoke_results
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "ray: cluster 127.0.0.1" in run.stdout
+    assert f"ray: cluster {ray_cluster.gcs}" in run.stdout
 
 
 def test_tunes_traceback_per_failed_trial_is_left_out_unless_verbose(monkeypatch):

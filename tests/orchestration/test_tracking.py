@@ -68,6 +68,7 @@ def test_study_is_tracked_in_mlflow_and_tensorboard(tmp_path, ray_head, monkeypa
     data = smoke_dict(tmp_path, tracking={"mlflow": {"tracking_uri": uri, "experiment": "exp"},
                                           "tensorboard": str(tb)})
     data["search"]["seeds"] = 1
+    data["resources"] = {"cpu": 1, "max_concurrent": 1}  # one Ray worker (a torch import) for both
     data["train"]["test_each_epoch"] = True  # test metrics in every epoch row: none may be tracked
     frame = run_study(load_study(write_study(tmp_path, data)), address=ray_head.gcs,
                       console=Console(file=io.StringIO(), width=150), report=False)
