@@ -136,6 +136,14 @@ HEAD_LAYERS = {"highway": 2}
 
 DECODER_KEYS = ("sublayers", "heads", "context", "mlp_ratio", "tie_embeddings", "vocab")
 
+
+def decoder_columns(arch: ArchConfig) -> dict[str, Any]:
+    """A decoder's own keys with their values, defaults included: its config dump leaves a default out (so
+    trial ids stay as they were), a record must not (a study over sublayers 8, 16, 32 would read 8 as
+    missing)."""
+    return {key: getattr(arch, key) for key in DECODER_KEYS} if arch.family == "decoder" else {}
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Table 1 of the paper (arXiv 1608.06993 v1, 2016): its CIFAR/SVHN DenseNets.
     "densenet-40-12": dict(depth=40, growth=12),

@@ -184,7 +184,8 @@ def size_clause(trials: pd.DataFrame, c: Comparison, budget: int | None = None) 
 def _paired_trials(trials: pd.DataFrame, c: Comparison) -> pd.DataFrame:
     """The trials of a comparison's complete pairs, so that sizes are compared over the same design."""
     keys = list(c.matched_on)
-    text = lambda frame: frame[keys].astype(str).agg("|".join, axis=1)  # noqa: E731 - NaN-safe key match
+    # NaN-safe key match: pandas 3 keeps a missing value missing through astype(str), so say it in words
+    text = lambda frame: frame[keys].astype(object).fillna("<missing>").astype(str).agg("|".join, axis=1)  # noqa: E731
     return trials[text(trials).isin(set(text(c.pairs)))]
 
 

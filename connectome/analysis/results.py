@@ -14,6 +14,7 @@ import pandas as pd
 
 from connectome.analysis.optuna_trials import count_ended
 from connectome.analysis.studyfile import search_settings
+from connectome.architecture import DECODER_KEYS, ArchConfig
 from connectome.errors import ConfigError
 from connectome.store.layout import StudyDir
 from connectome.store.record import (FRACTION_METRICS, IDENTITY_COLUMNS, MACS, STATUSES, column_group,
@@ -146,9 +147,23 @@ def load(results_dir: str | Path) -> Results:
     missing = tuple(sorted(t for t in planned_ids or [] if t not in recorded))
     planned = _planned_trials(path)
     ended = count_ended(path) if planned is not None else 0
+    trials = fill_decoder_defaults(trials)  # rows recorded before decoders recorded their default keys
     return Results(path=path, study=_study_name(path, trials), trials=trials[order_columns(trials.columns)],
                    epochs=epochs,
                    missing=missing, planned=planned, ended=ended, duplicates=sd.planned_duplicates())
+
+
+def fill_decoder_defaults(trials: pd.DataFrame) -> pd.DataFrame:
+    """A trials frame whose decoder rows have every decoder key: rows recorded before `decoder_columns` left
+    a default out, and read it as missing."""
+    decoder = trials["family"] == "decoder" if "family" in trials else None
+    if decoder is None or not decoder.any():
+        return trials
+    trials = trials.copy()
+    for key in DECODER_KEYS:
+        column = trials[key].astype(object) if key in trials else pd.Series(None, index=trials.index, dtype=object)
+        trials[key] = column.where(~(decoder & column.isna()), ArchConfig.model_fields[key].default).infer_objects()
+    return trials
 
 
 def tidy_epochs(trials: pd.DataFrame, epochs: pd.DataFrame, metrics: list[str] | None = None,

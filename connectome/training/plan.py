@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from connectome.architecture import ArchConfig
+from connectome.architecture import ArchConfig, decoder_columns
 from connectome.builder import build_spec, resolved_m
 from connectome.complexity import complexity
 from connectome.spec import NetworkSpec
@@ -54,7 +54,8 @@ class PlannedTrial:
     def record_columns(self) -> dict[str, Any]:
         """The record's columns the plan decides (the arch as built, `m`, size, hashes): a trial's row
         carries them whether it trained, failed or was stopped."""
-        return {**flatten(self.arch.model_dump(mode="json")), "m": normalize_m(resolved_m(self.arch, self.spec)),
+        return {**flatten(self.arch.model_dump(mode="json")), **decoder_columns(self.arch),
+                "m": normalize_m(resolved_m(self.arch, self.spec)),
                 "params": self.params, "flops": self.flops, "activations": self.activations,
                 "graph_hash": self.graph_hash, "canonical_hash": self.canonical_hash}
 

@@ -205,3 +205,17 @@ def test_the_chosen_configuration_names_a_whole_number_option_as_an_integer():
                            "best_val_bpb": [6.5, 6.7], "test_bpb": [6.51, 6.74], "params": 1000, "flops": 10})
     text = best_configuration(trials, metric="test_bpb").text
     assert "pattern=mhc, pattern_options.streams=4 (" in text
+
+
+def test_sizes_pair_trials_whose_matched_keys_are_missing():
+    import pandas as pd
+
+    from connectome.analysis.answer import size_clause
+    from connectome.analysis.stats import compare
+
+    # pandas 3 keeps NaN through astype(str): the key match joined a float and failed
+    trials = pd.DataFrame({"wiring": ["a", "b"] * 4, "seed": [0, 0, 1, 1] * 2, "sublayers": [None] * 4 + [16.0] * 4,
+                           "test_bpb": [2.5, 2.6, 2.4, 2.7, 2.3, 2.6, 2.2, 2.5], "params": [100, 110] * 4})
+    c = compare(trials, factor="wiring", a="a", b="b", metric="test_bpb")
+    assert c.n_pairs == 4 and "sublayers" in c.matched_on  # a missing key pairs as a level of its own
+    assert size_clause(trials, c) == " a has 9% fewer parameters."

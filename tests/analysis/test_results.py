@@ -131,3 +131,16 @@ def test_tidy_epochs_has_one_row_per_trial_epoch_and_metric(results_dir):
                                          "images_per_s"}
     with pytest.raises(ConfigError, match="val_acc5"):
         results.tidy_epochs(metrics=["val_acc5"])
+
+
+def test_decoder_rows_recorded_without_their_default_keys_read_the_defaults():
+    import pandas as pd
+
+    from connectome.analysis.results import fill_decoder_defaults
+
+    # sublayers 8 and heads 4 are defaults: records before decoder_columns left them out (NaN)
+    trials = pd.DataFrame({"family": ["decoder", "decoder", "densenet"], "sublayers": [16, None, None]})
+    filled = fill_decoder_defaults(trials)
+    assert filled["sublayers"].tolist()[:2] == [16, 8] and pd.isna(filled["sublayers"].iloc[2])
+    assert filled["heads"].tolist()[:2] == [4, 4] and pd.isna(filled["heads"].iloc[2])  # an image row stays without
+    assert fill_decoder_defaults(trials.iloc[2:]).equals(trials.iloc[2:])  # no decoder: unchanged
