@@ -14,7 +14,7 @@ from connectome.analysis.answer import DECODER_REFERENCES, wiring_levels, withou
 from connectome.analysis.results import Results
 from connectome.analysis.studyfile import budget_params
 from connectome.analysis.stats import Comparison, compare, crossed_factors
-from connectome.analysis.units import headline_metric, is_language_model, selection_metric
+from connectome.analysis.units import headline_metric, is_language_model, level_text, selection_metric
 from connectome.store.layout import StudyDir
 
 # The columns of the cost table: the cost model's stored activations stand in for training memory, which a
@@ -141,7 +141,7 @@ def rank_table(wide: pd.DataFrame) -> pd.DataFrame:
     """Wirings by mean rank (1 = lowest metric), with their rank in each seed (and configuration) as columns."""
     ranks = wide.rank(axis=1, method="average").T
     names = wide.index.names
-    ranks.columns = [", ".join(f"{k}={v}" for k, v in zip(names, key if isinstance(key, tuple) else (key,)))
+    ranks.columns = [", ".join(f"{k}={level_text(v)}" for k, v in zip(names, key if isinstance(key, tuple) else (key,)))
                      for key in ranks.columns]
     return ranks.assign(mean_rank=ranks.mean(axis=1)).sort_values("mean_rank", kind="stable").reset_index()
 

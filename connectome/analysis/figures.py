@@ -22,7 +22,7 @@ from connectome.analysis.units import is_language_model, is_points, level_text, 
 from connectome.files import write_atomic
 
 # Factors that change a network's size: a study varying one within a pattern draws curves.
-SIZE_FACTORS = ("depth", "growth", "block_layers", "blocks", "budget", "budget.params",
+SIZE_FACTORS = ("depth", "growth", "block_layers", "blocks", "sublayers", "budget", "budget.params",
                 "pattern_options.max_span")  # the span pattern: longer reach, more input channels
 LABELS = {
     "params": "parameters",
