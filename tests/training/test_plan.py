@@ -129,7 +129,8 @@ def test_the_record_s_m_is_the_window_the_decoder_built(arch, m):
 
 def test_a_decoder_records_its_own_keys_at_their_defaults_too():
     # a study over sublayers 8, 16, 32 read 8 (the default, left out of the config dump) as missing
-    config = make_trial_config({"arch": {"family": "decoder", "pattern": "prenorm", "growth": 16, "heads": 2, "context": 8},
+    config = make_trial_config({"arch": {"family": "decoder", "pattern": "prenorm", "growth": 16, "heads": 2,
+                                         "context": 8},
                                 "data": {"name": "text"}, "train": {"steps": 2}})
     columns = plan_trial(config).record_columns()
     assert (columns["sublayers"], columns["heads"], columns["context"], columns["tie_embeddings"]) == (8, 2, 8, True)
