@@ -41,9 +41,11 @@ def baseline_section(doc, results: Results, out: Path) -> None:
              "(measured in the trial, beside whatever else the machine ran: docs/benchmarks.md has quiet, "
              "interleaved numbers) and the cost model's stored activations per token, a proxy for training memory.")
     doc.table(table[[c for c in table if not c.startswith("_")]])
+    replicated = bool((table["pairs"] > 1).any())
     paths = _save(plot_differences(table, base, metrics), out, "against_baseline")
+    bars = "bar: 95% t interval" if replicated else "one pair each (one seed): no interval"
     doc.figure(*paths, caption=f"Each wiring minus {base} in validation and test bits per byte, paired over seeds: "
-                               "mark: mean difference; bar: 95% t interval; left of the grey line is better.")
+                               f"mark: mean difference; {bars}; left of the grey line is better.")
     _ranking(doc, trials, metrics[1], out)
     _gain_vs_factor(doc, trials, base, metrics[1], out)
 
@@ -106,7 +108,9 @@ def plot_differences(table: pd.DataFrame, base: str, metrics: tuple[str, ...]) -
         ax.set_xlabel(f"{metric} minus {base}")
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(ys, table["wiring"])
-    fig.suptitle(f"each wiring minus {base}, paired over seeds (95% t interval)")
+    replicated = any(c.n_pairs > 1 for c in table[f"_{metrics[0]}"])
+    fig.suptitle(f"each wiring minus {base}, paired over seeds" + (" (95% t interval)" if replicated else
+                                                                    " (one seed: no interval)"))
     return fig
 
 

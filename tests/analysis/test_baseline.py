@@ -99,3 +99,12 @@ def test_no_section_without_the_baseline_or_for_image_studies(tmp_path):
     images = _trials().drop(columns=["test_bpb", "best_val_bpb"]).assign(test_error=0.1)
     baseline_section(doc, _results(images, tmp_path), tmp_path)
     assert doc.to_markdown(tmp_path).strip() == ""
+
+
+def test_one_seed_draws_no_interval_and_says_so(tmp_path, text_only):
+    doc = Document()
+    one = _trials()[lambda t: t["seed"] == 0]
+    baseline_section(doc, _results(one, tmp_path), tmp_path)
+    text = doc.to_markdown(tmp_path)
+    assert "one pair each (one seed): no interval" in text and "95% t interval;" not in text
+    assert "### Ranking across seeds" not in text  # one seed ranks nothing across seeds
