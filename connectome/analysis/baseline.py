@@ -41,9 +41,8 @@ def baseline_section(doc, results: Results, out: Path) -> None:
              "(measured in the trial, beside whatever else the machine ran: docs/benchmarks.md has quiet, "
              "interleaved numbers) and the cost model's stored activations per token, a proxy for training memory.")
     doc.table(table[[c for c in table if not c.startswith("_")]])
-    replicated = bool((table["pairs"] > 1).any())
     paths = _save(plot_differences(table, base, metrics), out, "against_baseline")
-    bars = "bar: 95% t interval" if replicated else "one pair each (one seed): no interval"
+    bars = "bar: 95% t interval" if replicated(table) else "one pair each (one seed): no interval"
     doc.figure(*paths, caption=f"Each wiring minus {base} in validation and test bits per byte, paired over seeds: "
                                f"mark: mean difference; {bars}; left of the grey line is better.")
     _ranking(doc, trials, metrics[1], out)
@@ -59,27 +58,31 @@ def differences(trials: pd.DataFrame, base: str, metrics: tuple[str, ...]) -> pd
             c = compare(trials, factor="wiring", a=wiring, b=base, metric=metric)
             row.update({"pairs": c.n_pairs, f"{metric} diff": _interval(c)})
             row[f"_{metric}"] = c
-        row.update(_cost_ratios(trials, wiring, base, row[f"_{metrics[0]}"]))
+        row.update(_cost_ratios(trials, wiring, base))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def replicated(table: pd.DataFrame) -> bool:
+    """Whether any wiring of a `differences` table has more than one pair, so an interval."""
+    return bool((table["pairs"] > 1).any())
 
 
 def _interval(c: Comparison) -> str:
     return f"{c.mean_diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.n_pairs > 1 else f"{c.mean_diff:+.3f}"
 
 
-def _cost_ratios(trials: pd.DataFrame, wiring: str, base: str, c: Comparison) -> dict[str, str]:
-    """Each cost of `wiring` over the baseline's on the comparison's pairs: geometric mean (min-max) of ratios."""
-    keys = list(c.matched_on)
-    both = trials[trials["wiring"].isin([wiring, base])]
+def _cost_ratios(trials: pd.DataFrame, wiring: str, base: str) -> dict[str, str]:
+    """Each cost of `wiring` over the baseline's on the same pairs as its comparisons (`compare`'s pairing):
+    geometric mean (min-max) of the ratios."""
     out = {}
     for cost in COSTS:
-        if cost not in both or both[cost].isna().all():
+        if cost not in trials or trials[cost].isna().all():
             continue
-        wide = both.groupby([*keys, "wiring"], dropna=False)[cost].mean().unstack("wiring").dropna()
-        if wiring not in wide or base not in wide or wide.empty:
+        pairs = compare(trials, factor="wiring", a=wiring, b=base, metric=cost).pairs
+        if pairs.empty:
             continue
-        ratios = (wide[wiring] / wide[base]).to_numpy(dtype=float)
+        ratios = (pairs["a"] / pairs["b"]).to_numpy(dtype=float)
         mean = float(np.exp(np.log(ratios).mean()))
         spread = f" ({ratios.min():.2f}-{ratios.max():.2f})" if np.ptp(ratios) >= 0.005 else ""
         out[f"{cost} vs {base}"] = f"{mean:.2f}x{spread}"
@@ -108,8 +111,7 @@ def plot_differences(table: pd.DataFrame, base: str, metrics: tuple[str, ...]) -
         ax.set_xlabel(f"{metric} minus {base}")
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(ys, table["wiring"])
-    replicated = any(c.n_pairs > 1 for c in table[f"_{metrics[0]}"])
-    fig.suptitle(f"each wiring minus {base}, paired over seeds" + (" (95% t interval)" if replicated else
+    fig.suptitle(f"each wiring minus {base}, paired over seeds" + (" (95% t interval)" if replicated(table) else
                                                                     " (one seed: no interval)"))
     return fig
 
