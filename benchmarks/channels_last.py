@@ -75,7 +75,7 @@ def bench(name: str, precisions: list[str], reps: int, steps: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    native = ["bf16", "fp32"] if native_bf16(torch.device("cpu")) else ["fp32"]  # bf16 is emulated, slowly, elsewhere
+    native = ["bf16", "fp32"] if native_bf16("cpu") else ["fp32"]  # bf16 is emulated, slowly, elsewhere
     parser.add_argument("--precisions", nargs="+", default=native, choices=["bf16", "fp32"])
     parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--steps", type=int, default=3)

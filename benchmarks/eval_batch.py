@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     options, shape, _ = CASES[args.case]
     net = model(options, shape).eval()
-    cl = channels_last_faster(torch.device("cpu"), "fp32", lambda: max(block_sides(net.spec, shape)))
+    cl = channels_last_faster("cpu", "fp32", lambda: max(block_sides(net.spec, shape)))
     layout = torch.channels_last if cl else torch.contiguous_format
     images = torch.randn(args.images, *shape)
     times = images_per_second(net.to(memory_format=layout), images, args.sizes, args.rounds, layout)

@@ -83,7 +83,7 @@ def bench(name: str, precision: str, reps: int, steps: int) -> None:
     net = model(options, shape)
     bf16 = precision == "bf16"
     sides = block_sides(net.spec, shape)
-    channels_last = channels_last_faster(torch.device("cpu"), precision, lambda: max(sides))
+    channels_last = channels_last_faster("cpu", precision, lambda: max(sides))
     step = step_fn(net, shape, bf16=bf16, channels_last=channels_last, compiled=False)
     variants = [v for v in UNDO if v != "before: stem relu" or options.get("stem") == "imagenet"]
     if 1 not in sides:  # the centre tap acts on blocks at 1x1 only
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=["fashion_small.yaml", "partial_vs_dense.yaml (L=40, k=12)"],
                         choices=list(CASES))
     parser.add_argument("--precisions", nargs="+", choices=["bf16", "fp32"],
-                        default=[resolve_precision("auto", torch.device("cpu"))])
+                        default=[resolve_precision("auto", "cpu")])
     parser.add_argument("--reps", type=int, default=12)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--parts", action="store_true", help="time the parts each rewrite touches, not whole steps")

@@ -59,3 +59,16 @@ def test_planning_and_reporting_import_neither_torch_nor_ray(module):
 def test_the_probe_names_the_chain_that_loads_torch():
     loaded = heavy_imports("connectome.interop")
     assert list(loaded) == ["torch"] and loaded["torch"][-1].startswith("interop.py:")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="the CPU's bf16 flags are read from Linux's cpuinfo")
+def test_planning_a_cpu_study_with_auto_execution_loads_no_torch():
+    # studies/smoke.yaml leaves precision, channels_last and compile at "auto": a `connectome run` driver
+    # resolves them for the trials' CPU without torch (each CLI run saved ~3 CPU-s of torch import).
+    code = ("import json, sys; from connectome.study import expand_grid, load_study; "
+            "trials = expand_grid(load_study('studies/smoke.yaml')); "
+            "print(json.dumps([sorted({t.config.train.precision for t in trials}), 'torch' in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    precisions, torch_loaded = json.loads(done.stdout.splitlines()[-1])
+    assert precisions and "auto" not in precisions and not torch_loaded

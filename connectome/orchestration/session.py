@@ -154,14 +154,14 @@ def ray_session(address: str | None, dashboard: bool, console, sd: StudyDir | No
                       highlight=False, markup=False)
         yield
         return
-    from connectome.training import device as devices
+    from connectome.training.device_names import worker_env
 
     # Workers' output (prints, warnings, tracebacks) reaches this terminal only under -v.
     options: dict[str, Any] = dict(log_to_driver=worker_logs_wanted(), logging_level=logging.WARNING)
     # cuBLAS reads its workspace setting when CUDA starts in a worker, so deterministic trials
     # need it in every worker's environment from the start (docs/gpu.md).
     # `env` too: a cluster's workers do not inherit this process's environment as a local Ray's do.
-    options["runtime_env"] = {"env_vars": {**devices.worker_env(), **(env or {})}}
+    options["runtime_env"] = {"env_vars": {**worker_env(), **(env or {})}}
     unwatch = None
     try:  # from the start: a signal remembered while Ray started is raised once it has
         with interrupts.starting_ray() if interrupts is not None else contextlib.nullcontext(), \

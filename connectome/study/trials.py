@@ -18,6 +18,7 @@ from connectome.study.limits import rejected_by_limits
 from connectome.study.dedup import mark_duplicates
 from connectome.study.schema import PATTERN_OPTION, GridSearch, Study
 from connectome.training.config import DataConfig, TrainConfig, TrialConfig
+from connectome.training.device_names import trial_device_kind
 from connectome.training.plan import PlannedTrial, plan_trial, planned_arch
 from connectome.training.plan import trial_id as trial_id  # the planned trial's id, re-exported
 
@@ -92,7 +93,8 @@ def assigned_config(study: Study, assignment: dict[str, Any], seed: int) -> Tria
 
 def make_trial(study: Study, assignment: dict[str, Any], seed: int) -> Trial:
     """Plan the assigned config (which builds and so validates the network) and check constraints."""
-    plan = plan_trial(assigned_config(study, assignment, seed))
+    config = assigned_config(study, assignment, seed)
+    plan = plan_trial(config, trial_device_kind(config.train.device, study.resources.gpu))
     return Trial(plan, dict(assignment), rejected_by(study, plan))
 
 

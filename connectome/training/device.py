@@ -17,13 +17,12 @@ import torch
 
 from connectome.errors import ConfigError
 from connectome.training.device_names import parse_device, usable_cpus  # noqa: F401 - the trainer's devices.usable_cpus
+# The cuBLAS workspace and the workers' environment are torch-free: the driver sets them without torch.
+from connectome.training.device_names import CUBLAS_WORKSPACE_DETERMINISTIC, CUBLAS_WORKSPACE_ENV  # noqa: F401
+from connectome.training.device_names import worker_env as worker_env
 
 # bf16 runs natively from Ampere (compute capability 8.0); older GPUs emulate it, slowly.
 BF16_NATIVE_CAPABILITY = (8, 0)
-# cuBLAS needs a fixed workspace for deterministic results; read when cuBLAS starts, so it
-# must be in the environment before the process's first CUDA matmul.
-CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"
-CUBLAS_WORKSPACE_DETERMINISTIC = (":4096:8", ":16:8")
 # CUDA errors after which the process's CUDA context is unusable (every later call fails).
 STICKY_CUDA_ERRORS = (
     "illegal memory access", "device-side assert", "unspecified launch failure", "misaligned address",
@@ -155,13 +154,6 @@ def ensure_cublas_workspace() -> None:
         raise ConfigError(f"train.deterministic on CUDA needs {CUBLAS_WORKSPACE_ENV}=:4096:8 set before CUDA "
                           f"starts in this process; export it (studies set it for their workers)")
     os.environ[CUBLAS_WORKSPACE_ENV] = CUBLAS_WORKSPACE_DETERMINISTIC[0]
-
-
-def worker_env() -> dict[str, str]:
-    """Environment of Ray workers: a deterministic cuBLAS workspace before any trial starts CUDA."""
-    value = os.environ.get(CUBLAS_WORKSPACE_ENV)
-    ok = value in CUBLAS_WORKSPACE_DETERMINISTIC
-    return {CUBLAS_WORKSPACE_ENV: value if ok else CUBLAS_WORKSPACE_DETERMINISTIC[0]}
 
 
 def _backend_flags() -> dict[str, Any]:

@@ -11,6 +11,10 @@ import re
 
 from connectome.errors import ConfigError
 
+# cuBLAS needs a fixed workspace for deterministic results; read when cuBLAS starts, so it
+# must be in the environment before the process's first CUDA matmul.
+CUBLAS_WORKSPACE_ENV = "CUBLAS_WORKSPACE_CONFIG"
+CUBLAS_WORKSPACE_DETERMINISTIC = (":4096:8", ":16:8")
 # Device types the trainer runs on; "auto" picks CUDA when available (or what Ray assigned).
 DEVICE_TYPES = ("cpu", "cuda")
 # The other device types torch.device accepts (c10's DeviceType names): named, but not supported.
@@ -53,6 +57,15 @@ def resource_problem(device_name: str, gpu: float) -> str | None:
     return None
 
 
+def trial_device_kind(device_name: str, gpu: float) -> str:
+    """The device type a study's trial runs on in Ray: the one named, else (auto) cuda where the trial is
+    given a GPU share, cpu where it is given none (a worker without GPU ids trains on CPU)."""
+    device = parse_device(device_name)
+    if device is not None:
+        return device[0]
+    return "cuda" if gpu > 0 else "cpu"
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on: its affinity (a container's or a scheduler's share), not the host's total."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -61,3 +74,10 @@ def usable_cpus() -> int:
 def auto_cpus(to_run: int, cpus: int) -> int:
     """`resources.cpu: auto` per trial: every CPU busy with its own trial, spare CPUs split among the last few."""
     return max(1, cpus // max(1, min(to_run, cpus)))
+
+
+def worker_env() -> dict[str, str]:
+    """Environment of Ray workers: a deterministic cuBLAS workspace before any trial starts CUDA."""
+    value = os.environ.get(CUBLAS_WORKSPACE_ENV)
+    ok = value in CUBLAS_WORKSPACE_DETERMINISTIC
+    return {CUBLAS_WORKSPACE_ENV: value if ok else CUBLAS_WORKSPACE_DETERMINISTIC[0]}

@@ -2,8 +2,11 @@
 
 "Resolve" in connectome means one thing: an "auto" (or unset) execution choice made concrete
 for the hardware (here, and `resolve_device` / `resolve_threads` for the trial's device and
-threads). torch is imported only when there is something to resolve, so planning a study whose
-choices are explicit never loads it. The resolved values are written into the trial's config (and
+threads). torch is imported only to find this process's device or a GPU's compute capability: a
+study's trials are planned for the device their resources give them (`trial_device_kind`), and a
+CPU's bf16 support is read from the kernel's CPU flags, so planning a CPU study on Linux never loads
+it. A GPU study planned where no GPU is visible (a cluster's GPU-less head) resolves precision
+"auto" to fp32; set train.precision to choose. The resolved values are written into the trial's config (and
 so into its id, record and checkpoint), so one trial id never means two precisions. `compile` is a resource key (it does
 not change what is computed), `precision` is not. Measurements behind the choices:
 docs/benchmarks.md, "Speed (issue 9)".
@@ -19,8 +22,6 @@ from connectome.training.catalog import train_images
 from connectome.training.config import TrialConfig, lm_steps
 
 if TYPE_CHECKING:
-    import torch
-
     from connectome.spec import NetworkSpec
 
 AUTO = "auto"
@@ -41,20 +42,52 @@ EAGER_FLOPS = {"bf16": 60e9, "fp32": 30e9, "fp16": 60e9}
 # architectures were not measured: NCHW there.
 CHANNELS_LAST_BF16_MAX_SIDE = 8
 CHANNELS_LAST_CPUS = ("x86_64", "amd64")
+# Where Linux lists the CPU's feature flags (read instead of importing torch to ask CPUID).
+CPUINFO = Path("/proc/cpuinfo")
 
 
-def native_bf16(device: torch.device) -> bool:
-    """bf16 in hardware: AMX or AVX512-BF16 CPUs, CUDA GPUs of compute capability >= 8.0 (Ampere+)."""
-    import torch
+def native_bf16(device: str) -> bool:
+    """bf16 in hardware on `device` ("cpu", "cuda", "cuda:1"): AMX or AVX512-BF16 CPUs, CUDA GPUs of
+    compute capability >= 8.0 (Ampere+); False for a CUDA device this process cannot see."""
+    kind = device_type(device)
+    if kind == "cuda":
+        import torch
 
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type == "cpu":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+    return kind == "cpu" and cpu_native_bf16()
+
+
+def cpu_native_bf16() -> bool:
+    """AMX tiles or AVX512-BF16 on this CPU: the kernel's CPU flags where it lists them (Linux), else torch's
+    cpuinfo (the same CPUID bits), so that planning on Linux needs no torch."""
+    flags = cpu_flags()
+    if flags is None:
+        import torch
+
         return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    return False
+    return bool({"amx_tile", "avx512_bf16"} & flags)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
+    """The CPU feature flags the kernel reports (the first processor's; default file CPUINFO), or None
+    where there is no cpuinfo."""
+    try:
+        text = (cpuinfo or CPUINFO).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return None
+
+
+def device_type(device: str) -> str:
+    """'cuda' of 'cuda:1'."""
+    return device.partition(":")[0]
+
+
+def resolve_precision(precision: str, device: str) -> str:
     """'auto' -> bf16 where the hardware has it natively, else fp32; explicit values pass through."""
     if precision != AUTO:
         return precision
@@ -94,16 +127,16 @@ def largest_block_side(config: TrialConfig) -> int:
     return max(block_sides(*_spec_and_input(config)))
 
 
-def resolve_channels_last(value: bool | str, config: TrialConfig, device: torch.device, precision: str) -> bool:
+def resolve_channels_last(value: bool | str, config: TrialConfig, device: str, precision: str) -> bool:
     """'auto' -> channels-last where it was measured faster (see CHANNELS_LAST_BF16_MAX_SIDE)."""
     if value != AUTO:
         return bool(value)
     return channels_last_faster(device, precision, lambda: largest_block_side(config))
 
 
-def channels_last_faster(device: torch.device, precision: str, largest_side: Callable[[], int]) -> bool:
+def channels_last_faster(device: str, precision: str, largest_side: Callable[[], int]) -> bool:
     """The measured rule: x86-64 CPUs, fp32 or bf16 with blocks at <= 8 px (the side is computed only if needed)."""
-    if device.type != "cpu" or platform.machine().lower() not in CHANNELS_LAST_CPUS:
+    if device_type(device) != "cpu" or platform.machine().lower() not in CHANNELS_LAST_CPUS:
         return False
     return precision == "fp32" or largest_side() <= CHANNELS_LAST_BF16_MAX_SIDE
 
@@ -115,11 +148,11 @@ def compile_seconds(config: TrialConfig) -> float:
     return COMPILE_S_FIXED + COMPILE_S_PER_LAYER * sum(layers_per_block(config.arch))
 
 
-def resolve_compile(compile_: bool | str, config: TrialConfig, device: torch.device, precision: str) -> bool:
+def resolve_compile(compile_: bool | str, config: TrialConfig, device: str, precision: str) -> bool:
     """'auto' -> compile when the estimated time saved exceeds the compile time (never where it is slower)."""
     if compile_ != AUTO:
         return bool(compile_)
-    ratio = COMPILED_STEP_RATIO.get(device.type)
+    ratio = COMPILED_STEP_RATIO.get(device_type(device))
     if ratio is None or ratio >= 1.0:
         return False
     saved = eager_train_seconds(config, precision) * (1.0 - ratio)
@@ -127,14 +160,12 @@ def resolve_compile(compile_: bool | str, config: TrialConfig, device: torch.dev
 
 
 def resolve_execution(config: TrialConfig, device_kind: str | None = None) -> TrialConfig:
-    """The config with precision, channels_last and compile resolved for the device the trial will run on."""
+    """The config with precision, channels_last and compile resolved for the device the trial will run on:
+    `device_kind` ("cpu", "cuda") where the caller knows it (a study's trials: from their resources), else
+    the device the trial would get in this process."""
     if AUTO not in (config.train.precision, config.train.channels_last, config.train.compile):
         return config  # nothing to resolve: no device to look at
-    import torch
-
-    from connectome.training.device import ray_gpu_ids, resolve_device
-
-    device = torch.device(device_kind) if device_kind else resolve_device(config.train.device, ray_gpu_ids())
+    device = device_kind or device_here(config.train.device)
     precision = resolve_precision(config.train.precision, device)
     resolved = {
         "precision": precision,
@@ -144,6 +175,13 @@ def resolve_execution(config: TrialConfig, device_kind: str | None = None) -> Tr
     if all(getattr(config.train, key) == value for key, value in resolved.items()):
         return config
     return config.model_copy(update={"train": config.train.model_copy(update=resolved)})
+
+
+def device_here(name: str) -> str:
+    """The device a trial named `name` gets in this process (what Ray assigned it, in a Ray worker)."""
+    from connectome.training.device import ray_gpu_ids, resolve_device
+
+    return str(resolve_device(name, ray_gpu_ids()))
 
 
 def use_compile_cache() -> Path:

@@ -128,6 +128,24 @@ def test_precision_auto_is_resolved_before_the_trial_id(tmp_path, monkeypatch):
     assert not {t.trial_id for t in auto} & {t.trial_id for t in expand_grid(load_study(study.source, ["train.precision=fp32"]))}
 
 
+@pytest.mark.parametrize("gpu,kind", [(0, "cpu"), (1, "cuda")])
+def test_trials_are_planned_for_the_device_their_resources_give(tmp_path, monkeypatch, gpu, kind):
+    # Not for the device the planning process sees: with resources.gpu 0 a trial trains on CPU on a GPU machine.
+    import torch
+
+    from connectome.training import resolve
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(resolve, "native_bf16", lambda device: asked.append(device) or kind == "cuda")
+    study = load_study(_study(tmp_path).source, [f"resources.gpu={gpu}"])
+    trials = expand_grid(study)
+    assert set(asked) == {kind}
+    assert {t.config.train.precision for t in trials} == {"bf16" if kind == "cuda" else "fp32"}
+    if kind == "cuda":  # channels-last was measured faster on x86-64 CPUs only
+        assert {t.config.train.channels_last for t in trials} == {False}
+
+
 def test_channels_last_auto_is_resolved_before_the_trial_id(tmp_path, monkeypatch):
     from connectome.training import resolve
 

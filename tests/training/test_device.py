@@ -10,7 +10,7 @@ import torch
 
 from connectome.errors import ConfigError
 from connectome.training import device as devices
-from connectome.training.device_names import OTHER_TORCH_TYPES, parse_device, resource_problem
+from connectome.training.device_names import OTHER_TORCH_TYPES, parse_device, resource_problem, trial_device_kind
 
 
 @pytest.fixture
@@ -129,6 +129,13 @@ def test_a_name_torch_rejects_is_no_device_name_and_other_torch_types_are_unsupp
 def test_study_resource_problems(device, gpu, problem):
     found = resource_problem(device, gpu)
     assert (found is None) if problem is None else (problem in found)
+
+
+@pytest.mark.parametrize("device,gpu,kind", [("auto", 0, "cpu"), ("auto", 0.5, "cuda"), ("auto", 1, "cuda"),
+                                             ("cpu", 0, "cpu"), ("cuda", 1, "cuda")])
+def test_a_study_trials_device_follows_its_resources(device, gpu, kind):
+    # A Ray worker given no GPU ids trains on CPU, whatever this machine has (resolve_device).
+    assert trial_device_kind(device, gpu) == kind
 
 
 # ---------------------------------------------------------------- precision
