@@ -16,6 +16,14 @@ from connectome.store import lock as lock_module
 from connectome.store.lock import DriverLock, read_holder
 
 
+def busy_main_thread(seconds: float = 5.0) -> None:
+    """Wait as a driver's Tune loop does, in short steps: `_thread.interrupt_main` is seen between
+    bytecodes, so one long sleep would be interrupted only at its end."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_a_second_driver_is_refused_with_the_holder_named(tmp_path):
     path = tmp_path / "driver.lock"
     with DriverLock(path):
@@ -71,7 +79,7 @@ def test_a_taken_over_holder_never_writes_over_the_new_one(tmp_path, sigint_rais
     path.unlink()  # presumed dead and replaced
     with DriverLock(path) as new:
         with pytest.raises(KeyboardInterrupt):  # the old holder's fencing interrupts its main thread: this one
-            time.sleep(5)
+            busy_main_thread()
         assert read_holder(path)["token"] == new.token
     assert "another driver took its lock over" in old.lost
     with pytest.raises(ConfigError, match="this driver stopped: another driver took its lock over"):
@@ -157,7 +165,7 @@ def test_a_heartbeat_that_cannot_be_written_stops_the_driver(tmp_path, monkeypat
     held = DriverLock(tmp_path / "driver.lock", heartbeat=0.05)
     with pytest.raises(KeyboardInterrupt):
         with held:
-            time.sleep(5)
+            busy_main_thread()
     assert "heartbeat failed (OSError" in held.lost
     with pytest.raises(ConfigError, match="No space left on device"):
         held.check()
