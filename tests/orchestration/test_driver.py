@@ -48,10 +48,15 @@ def _optuna_study(tmp_path, n_trials):
 
 
 @slow
-def test_optuna_multi_objective_through_ray_tune(tmp_path, ray_head):
-    path = _optuna_study(tmp_path, n_trials=3)
+def test_optuna_multi_objective_through_ray_tune_in_waves(tmp_path, ray_head):
+    """Also a study longer than a wave (a grid's waves: test_failed_trials_are_retried_by_resume)."""
+    # an Optuna search asks each Tune run for at most a wave, until n_trials ended: 2 + 1 trials
+    data = yaml.safe_load(_optuna_study(tmp_path, n_trials=3).read_text())
+    data["resources"] = {"trials_per_wave": 2}
+    path = write_study(tmp_path, data, "opt-waves.yaml")
     frame, out = _run(load_study(path), ray_head)
     sd = StudyDir(tmp_path / "results" / "opt")
+    assert [p.name[-2:] for p in (sd.root / "ray").glob("tune-*")] == ["-2"]  # the earlier wave's state pruned
     ot = optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}")
     assert [d.name for d in ot.directions] == ["MAXIMIZE", "MINIMIZE"]
     ran = [t for t in ot.trials if "trial_id" in t.user_attrs]
@@ -62,9 +67,13 @@ def test_optuna_multi_objective_through_ray_tune(tmp_path, ray_head):
         row = rows.loc[t.user_attrs["trial_id"]]
         assert t.values == [pytest.approx(row["best_val_acc"]), row["params"]]
         assert row["params"] <= 5000
-    # candidates over max_params never trained: failed in Optuna with the reason, no trial dir
+    # candidates over max_params never trained: failed in Optuna with the reason, no trial dir; a
+    # candidate suggested again (here: the second wave's searcher reads the first's) is a pruned repeat
     for t in ot.trials:
-        if "rejected" in t.user_attrs:
+        if "duplicate_of" in t.user_attrs:
+            assert t.state.name == "PRUNED" and t.user_attrs["rejected"] == f"duplicate_of {t.user_attrs['duplicate_of']}"
+            assert t.user_attrs["duplicate_of"] in set(frame["trial_id"])
+        elif "rejected" in t.user_attrs:
             assert t.state.name == "FAIL" and "max_params" in t.user_attrs["rejected"]
     assert set(frame["trial_id"]) == sd.final_ids() == {t.user_attrs["trial_id"] for t in ran}
 
@@ -101,28 +110,6 @@ def test_failed_and_diverged_trials_are_rows_and_the_study_completes(tmp_path, r
 
 
 @slow
-def test_results_dir_layout_and_rerun_needs_resume(tmp_path, ray_head):
-    path = write_study(tmp_path, smoke_dict(tmp_path, name="layout", search={"kind": "grid", "seeds": 1}))
-    frame, out = _run(load_study(path), ray_head)
-    root = tmp_path / "results" / "layout"
-    assert (root / "study.yaml").read_text() == path.read_text()
-    (trial_dir,) = (root / "trials").iterdir()
-    saved = json.loads((trial_dir / "config.json").read_text())
-    assert saved["trial_id"] == trial_dir.name == frame["trial_id"].item()
-    assert saved["config"]["train"]["epochs"] == 2
-    epochs = pd.read_parquet(root / "epochs.parquet")
-    assert list(epochs["epoch"]) == [1, 2]
-    for column in ("pattern", "depth", "growth", "train.epochs", "data.name", "seed", "status", "params",
-                   "flops", "graph_hash", "test_acc", "best_val_acc", "wall_time_s", "study"):
-        assert column in frame.columns
-    assert "test error in percentage points over seeds" in out and "95% CI" in out
-    with pytest.raises(ConfigError, match="--resume"):
-        run_study(load_study(path), address=ray_head.gcs, console=Console(file=io.StringIO()))
-    again, out = _run(load_study(path), ray_head, resume=True)
-    assert "1 finished, 0 to run" in out and again.equals(frame)
-
-
-@slow
 def test_constraints_no_candidate_meets_are_a_user_error(tmp_path, ray_head, monkeypatch):
     from connectome.orchestration import search
 
@@ -142,25 +129,28 @@ def _grid(tmp_path, name, seeds=1, **changes):
 
 
 @slow
-def test_a_study_longer_than_a_wave_runs_as_several_tune_runs(tmp_path, ray_head):
-    """A grid in waves: test_failed_trials_are_retried_by_resume (its first run is 2 + 1 trials)."""
-    # an Optuna search asks each Tune run for at most a wave, until n_trials ended
-    data = yaml.safe_load(_optuna_study(tmp_path, n_trials=3).read_text())
-    data["resources"] = {**SERIAL, "trials_per_wave": 2}
-    frame, _ = _run(load_study(write_study(tmp_path, data, "opt-waves.yaml")), ray_head)
-    sd = StudyDir(tmp_path / "results" / "opt")
-    ran = [t for t in optuna.load_study(study_name="opt", storage=f"sqlite:///{sd.optuna_db}").trials
-           if "trial_id" in t.user_attrs]
-    # (a candidate suggested again in a later run is a duplicate: n_trials distinct trials ran)
-    assert len(ran) == 3 and set(frame["trial_id"]) == {t.user_attrs["trial_id"] for t in ran}
-    assert len(frame) == len({t.user_attrs["trial_id"] for t in ran}) == 3
-    assert [p.name[-2:] for p in (sd.root / "ray").glob("tune-*")] == ["-2"]
-
-
-@slow
-def test_changed_definition_is_refused_and_growth_accepted(tmp_path, ray_head):
+def test_results_dir_layout_rerun_needs_resume_changes_refused_growth_accepted(tmp_path, ray_head):
     path = _grid(tmp_path, "grow")
-    first, _ = _run(load_study(path), ray_head)
+    first, out = _run(load_study(path), ray_head)
+    # the results directory of a run
+    root = tmp_path / "results" / "grow"
+    assert (root / "study.yaml").read_text() == path.read_text()
+    (trial_dir,) = (root / "trials").iterdir()
+    saved = json.loads((trial_dir / "config.json").read_text())
+    assert saved["trial_id"] == trial_dir.name == first["trial_id"].item()
+    assert saved["config"]["train"]["epochs"] == 2
+    epochs = pd.read_parquet(root / "epochs.parquet")
+    assert list(epochs["epoch"]) == [1, 2]
+    for column in ("pattern", "depth", "growth", "train.epochs", "data.name", "seed", "status", "params",
+                   "flops", "graph_hash", "test_acc", "best_val_acc", "wall_time_s", "study"):
+        assert column in first.columns
+    assert "test error in percentage points over seeds" in out and "95% CI" in out
+    # a second run needs --resume, which runs nothing again
+    with pytest.raises(ConfigError, match="--resume"):
+        run_study(load_study(path), address=ray_head.gcs, console=Console(file=io.StringIO()))
+    again, out = _run(load_study(path), ray_head, resume=True)
+    assert "1 finished, 0 to run" in out and again.equals(first)
+    # a changed definition is refused
     with pytest.raises(ConfigError, match=r"train.epochs: 2 -> 3.*--set name=NEW.*--restart"):
         _run(load_study(path, ["train.epochs=3"]), ray_head, resume=True)
     # resources only: nothing re-runs

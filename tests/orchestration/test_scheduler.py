@@ -135,6 +135,7 @@ def test_scheduler_with_each_search_kind(tmp_path, ray_head, search, scheduler, 
     monkeypatch.setattr(searching, "MAX_REJECTIONS", 20)
     data = smoke_dict(tmp_path, name="kinds", search=search, scheduler=scheduler)
     data["train"]["epochs"] = 4
+    data["resources"] = {"cpu": 1, "max_concurrent": 1}  # one Ray worker importing torch, not two
     frame = run_study(load_study(write_study(tmp_path, data)), address=ray_head.gcs, console=Console(file=io.StringIO()),
                       report=False)
     assert set(frame["status"]) == {"completed"} and len(frame) >= 2
