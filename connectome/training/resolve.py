@@ -4,12 +4,12 @@
 for the hardware (here, and `resolve_device` / `resolve_threads` for the trial's device and
 threads). torch is imported only to find this process's device or a GPU's compute capability: a
 study's trials are planned for the device their resources give them (`trial_device_kind`), and a
-CPU's bf16 support is read from the kernel's CPU flags, so planning a CPU study on Linux never loads
-it. A GPU study planned where no GPU is visible (a cluster's GPU-less head) resolves precision
-"auto" to fp32; set train.precision to choose. The resolved values are written into the trial's config (and
-so into its id, record and checkpoint), so one trial id never means two precisions. `compile` is a resource key (it does
-not change what is computed), `precision` is not. Measurements behind the choices:
-docs/benchmarks.md, "Speed (issue 9)".
+CPU's bf16 support is read from the kernel's CPU flags, so planning a CPU study on Linux never
+loads it. A GPU study planned where no GPU is visible (a cluster's GPU-less head) resolves
+precision "auto" to fp32; set train.precision to choose. The resolved values are written into the
+trial's config (and so into its id, record and checkpoint), so one trial id never means two
+precisions. `compile` is a resource key (it does not change what is computed), `precision` is not.
+Measurements behind the choices: docs/benchmarks.md, "Speed (issue 9)".
 """
 from __future__ import annotations
 

@@ -71,8 +71,9 @@ def test_optuna_multi_objective_through_ray_tune_in_waves(tmp_path, ray_head):
     # candidate suggested again (here: the second wave's searcher reads the first's) is a pruned repeat
     for t in ot.trials:
         if "duplicate_of" in t.user_attrs:
-            assert t.state.name == "PRUNED" and t.user_attrs["rejected"] == f"duplicate_of {t.user_attrs['duplicate_of']}"
-            assert t.user_attrs["duplicate_of"] in set(frame["trial_id"])
+            original = t.user_attrs["duplicate_of"]
+            assert t.state.name == "PRUNED" and t.user_attrs["rejected"] == f"duplicate_of {original}"
+            assert original in set(frame["trial_id"])
         elif "rejected" in t.user_attrs:
             assert t.state.name == "FAIL" and "max_params" in t.user_attrs["rejected"]
     assert set(frame["trial_id"]) == sd.final_ids() == {t.user_attrs["trial_id"] for t in ran}
