@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable
 
 from connectome.training.catalog import train_images
 from connectome.training.config import TrialConfig, lm_steps
+from connectome.training.device_names import parse_device
 
 if TYPE_CHECKING:
     from connectome.spec import NetworkSpec
@@ -49,7 +50,7 @@ CPUINFO = Path("/proc/cpuinfo")
 def native_bf16(device: str) -> bool:
     """bf16 in hardware on `device` ("cpu", "cuda", "cuda:1"): AMX or AVX512-BF16 CPUs, CUDA GPUs of
     compute capability >= 8.0 (Ampere+); False for a CUDA device this process cannot see."""
-    kind = device_type(device)
+    kind, _ = parse_device(device)
     if kind == "cuda":
         import torch
 
@@ -72,19 +73,14 @@ def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
     """The CPU feature flags the kernel reports (the first processor's; default file CPUINFO), or None
     where there is no cpuinfo."""
     try:
-        text = (cpuinfo or CPUINFO).read_text()
+        with open(cpuinfo or CPUINFO) as lines:  # read up to the first processor's flags, not every CPU's
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return set(value.split())
     except OSError:
         return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
     return None
-
-
-def device_type(device: str) -> str:
-    """'cuda' of 'cuda:1'."""
-    return device.partition(":")[0]
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -136,7 +132,7 @@ def resolve_channels_last(value: bool | str, config: TrialConfig, device: str, p
 
 def channels_last_faster(device: str, precision: str, largest_side: Callable[[], int]) -> bool:
     """The measured rule: x86-64 CPUs, fp32 or bf16 with blocks at <= 8 px (the side is computed only if needed)."""
-    if device_type(device) != "cpu" or platform.machine().lower() not in CHANNELS_LAST_CPUS:
+    if parse_device(device)[0] != "cpu" or platform.machine().lower() not in CHANNELS_LAST_CPUS:
         return False
     return precision == "fp32" or largest_side() <= CHANNELS_LAST_BF16_MAX_SIDE
 
@@ -152,7 +148,7 @@ def resolve_compile(compile_: bool | str, config: TrialConfig, device: str, prec
     """'auto' -> compile when the estimated time saved exceeds the compile time (never where it is slower)."""
     if compile_ != AUTO:
         return bool(compile_)
-    ratio = COMPILED_STEP_RATIO.get(device_type(device))
+    ratio = COMPILED_STEP_RATIO.get(parse_device(device)[0])
     if ratio is None or ratio >= 1.0:
         return False
     saved = eager_train_seconds(config, precision) * (1.0 - ratio)
